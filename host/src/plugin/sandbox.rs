@@ -1,0 +1,262 @@
+//! The per-call sandbox: the store's data (WASI context, limits, the metrics binding, the
+//! output capture) and the host side of the plugin's imports.
+
+use super::bindings::provider::rollgate::plugin::{log, metrics as wit, types};
+use super::logs::{Level, LogSink};
+use crate::metrics::{MetricsSource, Query, QueryErrorKind, Window};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// What a provider may query: the source, and the backends the operator bound to the metric.
+#[derive(Clone)]
+pub struct MetricsBinding {
+    /// Where queries go.
+    pub source: Arc<dyn MetricsSource>,
+    /// The backend names this metric may use; any other name is `denied`.
+    pub backends: Arc<[String]>,
+}
+
+impl MetricsBinding {
+    /// Bind `backends` of `source`.
+    pub fn new(source: Arc<dyn MetricsSource>, backends: impl IntoIterator<Item = String>) -> Self {
+        MetricsBinding {
+            source,
+            backends: backends.into_iter().collect(),
+        }
+    }
+}
+
+/// Time spent waiting on metric queries during one call, so it is not charged to the
+/// plugin's own time budget.
+#[derive(Debug, Default)]
+pub struct QueryClock {
+    inner: Mutex<(Duration, Option<Instant>)>,
+}
+
+impl QueryClock {
+    fn start(&self) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.1 = Some(Instant::now());
+        }
+    }
+    fn stop(&self) {
+        if let Ok(mut g) = self.inner.lock()
+            && let Some(since) = g.1.take()
+        {
+            g.0 += since.elapsed();
+        }
+    }
+    /// Total query time so far, including a query in progress.
+    pub fn spent(&self) -> Duration {
+        self.inner
+            .lock()
+            .map(|g| g.0 + g.1.map(|s| s.elapsed()).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+/// Records limit hits, so a trap can be named by its cause.
+#[derive(Debug)]
+pub struct Limiter {
+    pub memory_bytes: u64,
+    pub max_table_elements: usize,
+    pub max_instances: usize,
+    pub max_tables: usize,
+    pub max_memories: usize,
+    /// The largest memory size refused, if any.
+    pub memory_refused: Option<u64>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_bytes {
+            self.memory_refused = Some(desired as u64);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.max_table_elements)
+    }
+    fn instances(&self) -> usize {
+        self.max_instances
+    }
+    fn tables(&self) -> usize {
+        self.max_tables
+    }
+    fn memories(&self) -> usize {
+        self.max_memories
+    }
+}
+
+/// The data of one call's store.
+pub struct StoreData {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    pub plugin: Arc<str>,
+    pub logs: Arc<LogSink>,
+    pub metrics: Option<MetricsBinding>,
+    pub query_clock: Arc<QueryClock>,
+    /// The rollout's "now", for instant queries without a time.
+    pub now_ms: i64,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for StoreData {}
+
+impl log::Host for StoreData {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        self.logs.emit(level, &message);
+        Ok(())
+    }
+}
+
+fn wit_kind(kind: QueryErrorKind) -> wit::QueryErrorKind {
+    match kind {
+        QueryErrorKind::Denied => wit::QueryErrorKind::Denied,
+        QueryErrorKind::UnknownBackend => wit::QueryErrorKind::UnknownBackend,
+        QueryErrorKind::BadQuery => wit::QueryErrorKind::BadQuery,
+        QueryErrorKind::Unauthorized => wit::QueryErrorKind::Unauthorized,
+        QueryErrorKind::Unavailable => wit::QueryErrorKind::Unavailable,
+        QueryErrorKind::Timeout => wit::QueryErrorKind::Timeout,
+        QueryErrorKind::RateLimited => wit::QueryErrorKind::RateLimited,
+        QueryErrorKind::TooLarge => wit::QueryErrorKind::TooLarge,
+        QueryErrorKind::Other => wit::QueryErrorKind::Other,
+    }
+}
+
+impl wit::Host for StoreData {
+    async fn query(
+        &mut self,
+        request: wit::QueryRequest,
+    ) -> wasmtime::Result<Result<Vec<types::Series>, wit::QueryError>> {
+        let denied = |message: String| wit::QueryError {
+            kind: wit::QueryErrorKind::Denied,
+            backend: request.backend.clone(),
+            message,
+        };
+        let Some(binding) = self.metrics.clone() else {
+            return Ok(Err(denied("this call has no metric backends bound".into())));
+        };
+        if !binding.backends.iter().any(|b| *b == request.backend) {
+            return Ok(Err(denied(format!(
+                "backend {:?} is not bound to this metric (bound: [{}]); the operator binds backends in the verification's metric",
+                request.backend,
+                binding.backends.join(", ")
+            ))));
+        }
+        let window = match request.window {
+            wit::Window::Instant(at) => Window::Instant(at.unwrap_or(self.now_ms)),
+            wit::Window::Range(r) => {
+                if r.step_ms == 0 || r.end_ms < r.start_ms {
+                    return Ok(Err(wit::QueryError {
+                        kind: wit::QueryErrorKind::BadQuery,
+                        backend: request.backend,
+                        message: format!(
+                            "invalid range: start {} end {} step {}ms (need start <= end and step > 0)",
+                            r.start_ms, r.end_ms, r.step_ms
+                        ),
+                    }));
+                }
+                Window::Range {
+                    start_ms: r.start_ms,
+                    end_ms: r.end_ms,
+                    step_ms: r.step_ms,
+                }
+            }
+        };
+        let query = Query {
+            backend: request.backend,
+            query: request.query,
+            window,
+        };
+        let started = Instant::now();
+        self.query_clock.start();
+        let result = binding.source.query(&query).await;
+        self.query_clock.stop();
+        let elapsed = started.elapsed();
+        Ok(match result {
+            Ok(series) => {
+                let points: usize = series.iter().map(|s| s.points.len()).sum();
+                tracing::debug!(
+                    plugin = &*self.plugin,
+                    backend = %query.backend,
+                    duration_ms = elapsed.as_secs_f64() * 1e3,
+                    series = series.len(),
+                    points,
+                    "metrics query"
+                );
+                Ok(series
+                    .into_iter()
+                    .map(|s| types::Series {
+                        labels: s
+                            .labels
+                            .into_iter()
+                            .map(|(name, value)| types::Label { name, value })
+                            .collect(),
+                        samples: s
+                            .points
+                            .into_iter()
+                            .map(|(time_ms, value)| types::Sample { time_ms, value })
+                            .collect(),
+                    })
+                    .collect())
+            }
+            Err(e) => {
+                tracing::debug!(
+                    plugin = &*self.plugin,
+                    backend = %query.backend,
+                    duration_ms = elapsed.as_secs_f64() * 1e3,
+                    error = %e,
+                    "metrics query failed"
+                );
+                Err(wit::QueryError {
+                    kind: wit_kind(e.kind),
+                    backend: e.backend,
+                    message: e.message,
+                })
+            }
+        })
+    }
+}
+
+/// A wall clock frozen at the rollout's "now", for deterministic calls.
+pub struct FixedClock(pub Duration);
+
+impl wasmtime_wasi::HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+    fn now(&self) -> Duration {
+        self.0
+    }
+}

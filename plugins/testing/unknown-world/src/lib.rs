@@ -1,0 +1,13 @@
+//! Test-only component: exports `example:greeter/greet`, which is no rollgate world.
+
+wit_bindgen::generate!({ world: "greeter", path: "wit" });
+
+struct Greeter;
+
+impl exports::example::greeter::greet::Guest for Greeter {
+    fn hello(name: String) -> String {
+        format!("hello {name}")
+    }
+}
+
+export!(Greeter);

@@ -1,0 +1,357 @@
+use super::*;
+use rollgate_plugin::{Label, RolloutContext, Sample};
+
+fn series(labels: &[(&str, &str)], values: &[f64]) -> Series {
+    Series {
+        labels: labels
+            .iter()
+            .map(|(n, v)| Label {
+                name: n.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        samples: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Sample {
+                time_ms: i as i64 * 1000,
+                value: *v,
+            })
+            .collect(),
+    }
+}
+
+fn compiled(json: serde_json::Value) -> Compiled {
+    let config: Config = serde_json::from_value(json).expect("config parses");
+    config.compile().expect("config compiles")
+}
+
+fn base(extra: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({"backend": "prom", "query": "up", "condition": "< 0.05"});
+    if let (Some(obj), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in extra {
+            obj.insert(k.clone(), x.clone());
+        }
+    }
+    v
+}
+
+#[test]
+fn conditions() {
+    let cases: &[(&str, &[(f64, bool)])] = &[
+        ("< 0.05", &[(0.04, true), (0.05, false), (f64::NAN, false)]),
+        ("<= 0.05", &[(0.05, true), (0.051, false)]),
+        ("> 0.99", &[(0.995, true), (0.99, false), (f64::INFINITY, true)]),
+        (">= 0.99", &[(0.99, true)]),
+        ("== 0", &[(0.0, true), (-0.0, true), (1e-9, false)]),
+        ("!= 0", &[(0.0, false), (2.0, true)]),
+        ("[0.1, 0.2]", &[(0.1, true), (0.2, true), (0.25, false)]),
+        ("(0.1, 0.2)", &[(0.1, false), (0.15, true), (0.2, false)]),
+        ("[0.1, 0.2)", &[(0.1, true), (0.2, false)]),
+        ("between 1 and 2", &[(1.0, true), (2.0, true), (2.1, false)]),
+        ("outside [1, 2]", &[(1.0, false), (0.5, true), (3.0, true)]),
+        ("< inf", &[(1e300, true), (f64::INFINITY, false)]),
+        (">= -inf", &[(f64::NEG_INFINITY, true)]),
+        ("<1e-3", &[(0.0005, true)]),
+    ];
+    for (text, checks) in cases {
+        let c = Condition::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        for (v, expect) in *checks {
+            assert_eq!(c.holds(*v), *expect, "{text} with {v}");
+        }
+        // Display round-trips.
+        assert_eq!(Condition::parse(&c.to_string()), Ok(c.clone()), "{text}");
+    }
+    let bad = [
+        ("", "empty condition"),
+        ("0.05", "not understood"),
+        ("< abc", "is not a number"),
+        ("< NaN", "NaN"),
+        ("[2, 1]", "above the upper bound"),
+        ("[1, 2", "must end with"),
+        ("[1]", "two bounds"),
+        ("between 1 2", "between a and b"),
+        ("=~ 3", "not understood"),
+    ];
+    for (text, msg) in bad {
+        let e = Condition::parse(text).expect_err(text);
+        assert!(e.contains(msg), "{text}: {e}");
+    }
+}
+
+#[test]
+fn reducers() {
+    let v = [3.0, f64::NAN, 1.0, 4.0, 1.0, 5.0];
+    let cases = [
+        ("last", Some(5.0)),
+        ("first", Some(3.0)),
+        ("avg", Some(2.8)),
+        ("min", Some(1.0)),
+        ("max", Some(5.0)),
+        ("sum", Some(14.0)),
+        ("count", Some(5.0)),
+        ("median", Some(3.0)),
+        ("p0", Some(1.0)),
+        ("p100", Some(5.0)),
+        ("p75", Some(4.0)),
+        ("p90", Some(4.6)),
+    ];
+    for (name, expect) in cases {
+        let r = Reducer::parse(name).unwrap();
+        let got = r.apply(v.iter().copied());
+        match (got, expect) {
+            (Some(g), Some(e)) => assert!((g - e).abs() < 1e-12, "{name}: {g} != {e}"),
+            _ => assert_eq!(got, expect, "{name}"),
+        }
+        assert_eq!(r.apply([f64::NAN, f64::NAN].into_iter()), None, "{name} of NaNs");
+        assert_eq!(r.apply(std::iter::empty()), None, "{name} of nothing");
+    }
+    for bad in ["p", "p101", "px", "average", "mode"] {
+        assert!(Reducer::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn config_errors_point_at_fields() {
+    let config: Config = serde_json::from_value(json!({
+        "backend": "", "query": "up", "condition": "<< 1", "failCondition": "[3, 1]",
+        "reduce": "p200", "across": "every", "step": "0s"
+    }))
+    .unwrap();
+    let errors = config.compile().expect_err("invalid");
+    let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    for expected in ["/reduce", "/across", "/condition", "/failCondition", "/step", "/backend"] {
+        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+    }
+}
+
+#[test]
+fn verdicts() {
+    struct Case {
+        name: &'static str,
+        config: serde_json::Value,
+        series: Vec<Series>,
+        verdict: Verdict,
+        value: Option<f64>,
+        message: &'static str,
+    }
+    let cases = vec![
+        Case {
+            name: "single instant pass",
+            config: base(json!({})),
+            series: vec![series(&[], &[0.01])],
+            verdict: Verdict::Pass,
+            value: Some(0.01),
+            message: "last = 0.01, meets < 0.05 (1 sample)",
+        },
+        Case {
+            name: "single instant fail",
+            config: base(json!({})),
+            series: vec![series(&[], &[0.071])],
+            verdict: Verdict::Fail,
+            value: Some(0.071),
+            message: "last = 0.071, does not meet < 0.05 (1 sample)",
+        },
+        Case {
+            name: "avg over window",
+            config: base(json!({"window": "5m", "reduce": "avg"})),
+            series: vec![series(&[], &[0.02, 0.04, 0.12])],
+            verdict: Verdict::Fail,
+            value: Some(0.06),
+            message: "avg over 5m = 0.06, does not meet < 0.05 (3 samples)",
+        },
+        Case {
+            name: "a value just under the bound is not shown as the bound",
+            config: base(json!({"window": "5m", "reduce": "avg"})),
+            series: vec![series(&[], &[0.02, 0.04, 0.09])],
+            verdict: Verdict::Pass,
+            value: Some((0.02 + 0.04 + 0.09) / 3.0),
+            message: "avg over 5m = 0.049999999999999996, meets < 0.05",
+        },
+        Case {
+            name: "no series is no-data",
+            config: base(json!({})),
+            series: vec![],
+            verdict: Verdict::NoData,
+            value: None,
+            message: "the query returned no series",
+        },
+        Case {
+            name: "all NaN is no-data, never pass",
+            config: base(json!({})),
+            series: vec![series(&[], &[f64::NAN, f64::NAN])],
+            verdict: Verdict::NoData,
+            value: None,
+            message: "null or NaN",
+        },
+        Case {
+            name: "all NaN pooled is no-data",
+            config: base(json!({"across": "pool"})),
+            series: vec![series(&[], &[f64::NAN]), series(&[], &[])],
+            verdict: Verdict::NoData,
+            value: None,
+            message: "no data",
+        },
+        Case {
+            name: "NaN samples ignored",
+            config: base(json!({"reduce": "max"})),
+            series: vec![series(&[], &[0.01, f64::NAN, 0.02])],
+            verdict: Verdict::Pass,
+            value: Some(0.02),
+            message: "max = 0.02",
+        },
+        Case {
+            name: "+Inf fails an upper bound",
+            config: base(json!({})),
+            series: vec![series(&[], &[f64::INFINITY])],
+            verdict: Verdict::Fail,
+            value: Some(f64::INFINITY),
+            message: "+Inf",
+        },
+        Case {
+            name: "each: one bad series fails",
+            config: base(json!({})),
+            series: vec![
+                series(&[("version", "stable")], &[0.01]),
+                series(&[("version", "canary")], &[0.2]),
+            ],
+            verdict: Verdict::Fail,
+            value: Some(0.2),
+            message: "1 of 2 series does not meet < 0.05: last {version=\"canary\"} = 0.2",
+        },
+        Case {
+            name: "each: empty series ignored but noted",
+            config: base(json!({})),
+            series: vec![series(&[("v", "a")], &[0.01]), series(&[("v", "b")], &[f64::NAN])],
+            verdict: Verdict::Pass,
+            value: Some(0.01),
+            message: "1 series without data ignored",
+        },
+        Case {
+            name: "across max",
+            config: base(json!({"across": "max"})),
+            series: vec![series(&[], &[0.01]), series(&[], &[0.03])],
+            verdict: Verdict::Pass,
+            value: Some(0.03),
+            message: "last (max across series) = 0.03, meets < 0.05 (2 series, 2 samples)",
+        },
+        Case {
+            name: "pool p50",
+            config: base(json!({"across": "pool", "reduce": "p50"})),
+            series: vec![series(&[], &[1.0, 2.0]), series(&[], &[3.0])],
+            verdict: Verdict::Fail,
+            value: Some(2.0),
+            message: "p50 (pooled) = 2",
+        },
+        Case {
+            name: "fail condition: between is inconclusive",
+            config: base(json!({"condition": "< 0.03", "failCondition": "> 0.05"})),
+            series: vec![series(&[], &[0.04])],
+            verdict: Verdict::Inconclusive,
+            value: Some(0.04),
+            message: "meets neither < 0.03 nor fail condition > 0.05",
+        },
+        Case {
+            name: "fail condition wins when both hold",
+            config: base(json!({"condition": "< 1", "failCondition": "> 0.5"})),
+            series: vec![series(&[], &[0.7])],
+            verdict: Verdict::Fail,
+            value: Some(0.7),
+            message: "meets fail condition > 0.5",
+        },
+        Case {
+            name: "range condition",
+            config: base(json!({"condition": "[0.99, 1]"})),
+            series: vec![series(&[], &[0.995])],
+            verdict: Verdict::Pass,
+            value: Some(0.995),
+            message: "meets [0.99, 1]",
+        },
+        Case {
+            name: "inf minus inf is inconclusive, not pass",
+            config: base(json!({"across": "pool", "reduce": "sum", "condition": "!= 0"})),
+            series: vec![series(&[], &[f64::INFINITY, f64::NEG_INFINITY])],
+            verdict: Verdict::Inconclusive,
+            value: None,
+            message: "is NaN",
+        },
+    ];
+    for case in cases {
+        let m = judge(&compiled(case.config), &case.series);
+        assert_eq!(m.verdict, case.verdict, "{}: {}", case.name, m.message);
+        assert_eq!(m.value, case.value, "{}: {}", case.name, m.message);
+        assert!(
+            m.message.contains(case.message),
+            "{}: {:?} does not contain {:?}",
+            case.name,
+            m.message,
+            case.message
+        );
+        let details: serde_json::Value = serde_json::from_str(&m.details).expect("details are JSON");
+        assert!(details.is_object(), "{}", case.name);
+    }
+}
+
+struct Fixture(Vec<Series>);
+
+impl rollgate_plugin::Metrics for Fixture {
+    fn query(
+        &self,
+        backend: &str,
+        _query: &str,
+        window: Window,
+        now_ms: i64,
+    ) -> Result<Vec<Series>, rollgate_plugin::QueryError> {
+        assert_eq!(backend, "prom");
+        assert_eq!(
+            window,
+            Window::Last {
+                lookback_ms: 300_000,
+                step_ms: 5_000
+            }
+        );
+        assert_eq!(now_ms, 1_700_000_000_000);
+        Ok(self.0.clone())
+    }
+}
+
+#[test]
+fn measure_queries_the_window_ending_now() {
+    let ctx = RolloutContext {
+        rollout: "r".into(),
+        phase: "p".into(),
+        phase_index: 0,
+        phase_count: 1,
+        weight: 10.0,
+        stable_version: "1".into(),
+        canary_version: "2".into(),
+        now_ms: 1_700_000_000_000,
+        phase_started_ms: 0,
+        metric: "m".into(),
+        measurement_index: 0,
+        args: vec![],
+    };
+    let fixture = Fixture(vec![series(&[], &[0.01, 0.02])]);
+    let config: Config =
+        serde_json::from_value(base(json!({"window": "5m", "reduce": "avg"}))).unwrap();
+    let m = Threshold::measure(config, &Context::new(ctx, &fixture)).expect("measures");
+    assert_eq!(m.verdict, Verdict::Pass);
+    assert!((m.value.unwrap() - 0.015).abs() < 1e-12);
+}
+
+#[test]
+fn numbers_read_well() {
+    let cases = [
+        (0.0, "0"),
+        (0.05, "0.05"),
+        (0.071234567, "0.071235"),
+        (123456.789, "123457"),
+        (1.5, "1.5"),
+        (2e-7, "2e-7"),
+        (3e12, "3e12"),
+        (f64::NEG_INFINITY, "-Inf"),
+    ];
+    for (v, s) in cases {
+        assert_eq!(fmt_num(v), s, "{v}");
+    }
+}
