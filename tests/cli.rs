@@ -1,1 +1,113 @@
-//! CLI tests (filled below).
+//! The `rollgate` binary, run for real: `plugin inspect` and `plugin check`, each exit code
+//! reached for its reason.
+
+use rollgate::plugin::artifacts::test_only;
+use std::process::{Command, Output};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn rollgate(args: &[&str]) -> Run {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(args)
+        .env("ROLLGATE_CACHE_DIR", cache.path())
+        .output()
+        .expect("rollgate runs");
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+#[test]
+fn inspect_a_builtin_for_people_and_for_tools() {
+    let run = rollgate(&["plugin", "inspect", "threshold"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for expected in [
+        "plugin       threshold (built-in)",
+        "world        verification-provider",
+        "rollgate:plugin/verifier@0.1.0",
+        "rollgate:plugin/metrics@0.1.0",
+        "\"condition\"",
+    ] {
+        assert!(run.stdout.contains(expected), "missing {expected:?} in\n{}", run.stdout);
+    }
+    assert!(!run.stdout.contains("wasi:sockets"), "{}", run.stdout);
+
+    let run = rollgate(&["plugin", "inspect", "default-policy", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
+    assert_eq!(v["world"], "failure-policy");
+    assert_eq!(v["info"]["name"], "default-policy");
+    assert!(v["info"]["configSchema"]["properties"]["failed"].is_object(), "{v}");
+    assert_eq!(v["sha256"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn inspect_a_file_and_refusals() {
+    let run = rollgate(&["plugin", "inspect", test_only::THRESHOLD]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(test_only::THRESHOLD), "{}", run.stdout);
+
+    let run = rollgate(&["plugin", "inspect", test_only::HOSTILE_SOCKET]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("imports wasi:sockets/"), "{}", run.stderr);
+
+    let run = rollgate(&["plugin", "inspect", test_only::UNKNOWN_WORLD, "--format", "json"]);
+    assert_eq!(run.code, 3);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON error");
+    assert_eq!(v["error"]["kind"], "unknown-world");
+
+    let run = rollgate(&["plugin", "inspect", "threshold", "--sha256", &"ab".repeat(32)]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("sha256 mismatch"), "{}", run.stderr);
+
+    let run = rollgate(&["plugin", "inspect", "/no/such/plugin.wasm"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("cannot read /no/such/plugin.wasm"), "{}", run.stderr);
+}
+
+#[test]
+fn check_configurations() {
+    let good = r#"{"backend": "prom", "query": "up", "condition": ">= 1"}"#;
+    let run = rollgate(&["plugin", "check", "threshold", "--config", good]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("valid configuration"), "{}", run.stdout);
+
+    let bad = r#"{"backend": "prom", "query": "up", "condition": "about 1", "window": "5 min"}"#;
+    let run = rollgate(&["plugin", "check", "threshold", "--config", bad]);
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("--config: /condition: condition \"about 1\" not understood"), "{}", run.stdout);
+    assert!(run.stdout.contains("--config: /window: invalid duration"), "{}", run.stdout);
+    assert!(run.stdout.contains("2 problems"), "{}", run.stdout);
+
+    let run = rollgate(&["plugin", "check", "default-policy", "--config", r#"{"failed": "explode"}"#, "--format", "json"]);
+    assert_eq!(run.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problems"][0]["path"], "/failed");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.json");
+    std::fs::write(&file, r#"{"error": {"action": "pause", "duration": "10m"}, "maxPauses": 3}"#).unwrap();
+    let run = rollgate(&["plugin", "check", "default-policy", "--config-file", file.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.starts_with(file.to_str().unwrap()), "{}", run.stdout);
+
+    let run = rollgate(&["plugin", "check", "default-policy", "--config-file", "/no/such.json"]);
+    assert_eq!(run.code, 4);
+    assert!(run.stderr.contains("cannot read config file /no/such.json"), "{}", run.stderr);
+
+    // Usage errors are clap's: exit 2.
+    let run = rollgate(&["plugin", "check", "threshold"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+}

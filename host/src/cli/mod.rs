@@ -1,1 +1,102 @@
-//! CLI
+//! The `rollgate` command line: a thin layer of clap commands over the library modules.
+//! Commands print for humans by default and JSON with `--format json`; exit codes are
+//! documented per command.
+
+mod plugin;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+
+/// rollgate — progressive delivery with sandboxed WebAssembly verification plugins.
+#[derive(Debug, Parser)]
+#[command(name = "rollgate", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect and check plugins (WebAssembly components).
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Human,
+    /// For tools.
+    Json,
+}
+
+/// Exit codes shared by the commands.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The input was checked and has problems (invalid configuration, failed check).
+    pub const PROBLEMS: u8 = 1;
+    /// A plugin could not be loaded or failed while running.
+    pub const PLUGIN_ERROR: u8 = 3;
+    /// The input could not be read at all.
+    pub const INVALID_INPUT: u8 = 4;
+}
+
+/// Collected output of a command, written at the end. A closed pipe (`rollgate … | head`)
+/// is not an error worth a panic: the reader has what it wanted.
+#[derive(Debug, Default)]
+pub struct Out {
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// A line for stdout.
+    pub fn line(&mut self, line: impl AsRef<str>) {
+        self.stdout.push_str(line.as_ref());
+        self.stdout.push('\n');
+    }
+    /// A line for stderr.
+    pub fn err(&mut self, line: impl AsRef<str>) {
+        self.stderr.push_str(line.as_ref());
+        self.stderr.push('\n');
+    }
+    /// Write both, ignoring a closed pipe.
+    pub fn flush(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(std::mem::take(&mut self.stdout).as_bytes());
+        let _ = std::io::stderr().write_all(std::mem::take(&mut self.stderr).as_bytes());
+    }
+}
+
+/// Run the command line with the process arguments.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let mut out = Out::default();
+            out.err(format!("rollgate: cannot start the async runtime: {e}"));
+            out.flush();
+            return ExitCode::from(exit::PLUGIN_ERROR);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Plugin(cmd) => plugin::run(cmd).await,
+        }
+    });
+    ExitCode::from(code)
+}

@@ -1,0 +1,211 @@
+//! `rollgate plugin inspect|check`.
+//!
+//! - `inspect PLUGIN`: world, exports, imports, the plugin's own info and config schema.
+//!   Exit 0, or 3 when the plugin is refused or fails.
+//! - `check PLUGIN --config JSON`: runs the plugin's `validate` on a configuration.
+//!   Exit 0 valid, 1 problems, 3 plugin refused or failed, 4 unreadable input.
+
+use super::{Format, Out, exit};
+use crate::plugin::{HostConfig, LoadOptions, PluginError, PluginHost, PluginSource};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show what a plugin is: world, exports, imports, info and config schema.
+    Inspect(InspectArgs),
+    /// Check a configuration against a plugin (runs its `validate`).
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A component file, or the name of a built-in plugin (`threshold`, `default-policy`).
+    plugin: String,
+    /// Pinned sha256 the component must have.
+    #[arg(long)]
+    sha256: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A component file, or the name of a built-in plugin.
+    plugin: String,
+    /// The configuration, as JSON text.
+    #[arg(long, conflicts_with = "config_file", required_unless_present = "config_file")]
+    config: Option<String>,
+    /// The configuration, from a JSON file.
+    #[arg(long, value_name = "FILE")]
+    config_file: Option<PathBuf>,
+    /// Pinned sha256 the component must have.
+    #[arg(long)]
+    sha256: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+pub async fn run(cmd: PluginCommand) -> u8 {
+    match cmd {
+        PluginCommand::Inspect(args) => inspect(args).await,
+        PluginCommand::Check(args) => check(args).await,
+    }
+}
+
+fn host() -> Result<PluginHost, PluginError> {
+    PluginHost::new(HostConfig::default())
+}
+
+fn report(e: &PluginError, format: Format) -> u8 {
+    let mut out = Out::default();
+    match format {
+        Format::Human => out.err(format!("rollgate: {e}")),
+        Format::Json => out.line(
+            json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}})
+                .to_string(),
+        ),
+    }
+    out.flush();
+    exit::PLUGIN_ERROR
+}
+
+async fn inspect(args: InspectArgs) -> u8 {
+    let source = PluginSource::parse(&args.plugin);
+    let options = LoadOptions {
+        sha256: args.sha256,
+        ..LoadOptions::default()
+    };
+    let loaded = host().and_then(|h| h.load(&source, &options));
+    let plugin = match loaded {
+        Ok(p) => p,
+        Err(e) => return report(&e, args.format),
+    };
+    let info = match plugin.info().await {
+        Ok(i) => i,
+        Err(e) => return report(&e, args.format),
+    };
+    let schema: serde_json::Value =
+        serde_json::from_str(&info.config_schema).unwrap_or(serde_json::Value::Null);
+    let origin = match &source {
+        PluginSource::Builtin(_) => "built-in".to_string(),
+        PluginSource::File(p) => p.display().to_string(),
+        PluginSource::Bytes(_) => "bytes".to_string(),
+    };
+    let mut out = Out::default();
+    match args.format {
+        Format::Json => out.line(
+            json!({
+                "ok": true,
+                "source": origin,
+                "world": plugin.kind().world(),
+                "sha256": plugin.sha256(),
+                "exports": plugin.exports(),
+                "imports": plugin.imports(),
+                "info": {
+                    "name": info.name,
+                    "version": info.version,
+                    "description": info.description,
+                    "configSchema": schema,
+                },
+            })
+            .to_string(),
+        ),
+        Format::Human => {
+            out.line(format!("plugin       {} ({origin})", info.name));
+            out.line(format!("version      {}", info.version));
+            out.line(format!("world        {} (rollgate:plugin@0.1)", plugin.kind().world()));
+            out.line(format!("sha256       {}", plugin.sha256()));
+            out.line(format!("description  {}", info.description));
+            out.line("exports");
+            for e in plugin.exports() {
+                out.line(format!("  {e}"));
+            }
+            out.line("imports");
+            for i in plugin.imports() {
+                out.line(format!("  {i}"));
+            }
+            out.line("config schema");
+            let pretty = serde_json::to_string_pretty(&schema).unwrap_or_default();
+            for line in pretty.lines() {
+                out.line(format!("  {line}"));
+            }
+        }
+    }
+    out.flush();
+    exit::OK
+}
+
+async fn check(args: CheckArgs) -> u8 {
+    let config = match (&args.config, &args.config_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                let mut out = Out::default();
+                out.err(format!("rollgate: cannot read config file {}: {e}", path.display()));
+                out.flush();
+                return exit::INVALID_INPUT;
+            }
+        },
+        (None, None) => {
+            let mut out = Out::default();
+            out.err("rollgate: give the configuration with --config JSON or --config-file FILE");
+            out.flush();
+            return exit::INVALID_INPUT;
+        }
+    };
+    let source = PluginSource::parse(&args.plugin);
+    let options = LoadOptions {
+        sha256: args.sha256,
+        ..LoadOptions::default()
+    };
+    let plugin = match host().and_then(|h| h.load(&source, &options)) {
+        Ok(p) => p,
+        Err(e) => return report(&e, args.format),
+    };
+    let problems = match plugin.validate(&config).await {
+        Ok(p) => p,
+        Err(e) => return report(&e, args.format),
+    };
+    let where_ = args
+        .config_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "--config".to_string());
+    let mut out = Out::default();
+    match args.format {
+        Format::Json => out.line(
+            json!({
+                "ok": problems.is_empty(),
+                "plugin": plugin.name(),
+                "problems": problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect::<Vec<_>>(),
+            })
+            .to_string(),
+        ),
+        Format::Human if problems.is_empty() => {
+            out.line(format!("{where_}: valid configuration for plugin {:?}", plugin.name()));
+        }
+        Format::Human => {
+            for p in &problems {
+                let at = if p.path.is_empty() { "(root)" } else { &p.path };
+                out.line(format!("{where_}: {at}: {}", p.message));
+            }
+            out.line(format!(
+                "{} problem{} in the configuration of plugin {:?}",
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" },
+                plugin.name()
+            ));
+        }
+    }
+    out.flush();
+    if problems.is_empty() {
+        exit::OK
+    } else {
+        exit::PROBLEMS
+    }
+}
