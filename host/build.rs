@@ -15,25 +15,38 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Shipped inside the binary: (crate name, constant name).
-const SHIPPED: &[(&str, &str)] = &[("threshold", "THRESHOLD"), ("default-policy", "DEFAULT_POLICY")];
+const SHIPPED: &[(&str, &str)] = &[
+    ("threshold", "THRESHOLD"),
+    ("default-policy", "DEFAULT_POLICY"),
+];
 
 /// Built for the tests only: (crate name, constant name).
 const TEST_ONLY: &[(&str, &str)] = &[
     ("hostile", "HOSTILE"),
     ("hostile-socket", "HOSTILE_SOCKET"),
     ("unknown-world", "UNKNOWN_WORLD"),
+    ("error-ratio", "ERROR_RATIO"),
 ];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
     let plugins = root.join("plugins");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let target_dir = host_target_dir(&out_dir);
     let plugin_target = target_dir.join("plugins");
 
-    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.lock").display()
+    );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
     check_target();
@@ -41,7 +54,13 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&plugins)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&plugin_target);
     for (name, _) in SHIPPED.iter().chain(TEST_ONLY) {
         cmd.args(["-p", name]);
@@ -107,7 +126,10 @@ fn host_target_dir(out_dir: &Path) -> PathBuf {
         .map(|t| parent.file_name().is_some_and(|n| n == t.as_str()))
         .unwrap_or(false);
     if is_triple_dir {
-        parent.parent().expect("triple dir has a parent").to_path_buf()
+        parent
+            .parent()
+            .expect("triple dir has a parent")
+            .to_path_buf()
     } else {
         parent.to_path_buf()
     }
@@ -126,7 +148,9 @@ fn check_target() {
         .map(|s| s.join("lib/rustlib/wasm32-wasip2/lib").is_dir())
         .unwrap_or(false);
     if !installed {
-        panic!("rollgate: the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`");
+        panic!(
+            "rollgate: the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
+        );
     }
 }
 
@@ -135,7 +159,10 @@ fn artifact(dir: &Path, name: &str) -> PathBuf {
     let stem = name.replace('-', "_");
     let wasm = dir.join(format!("{stem}.wasm"));
     if !wasm.is_file() {
-        panic!("rollgate: expected {} after building the plugins", wasm.display());
+        panic!(
+            "rollgate: expected {} after building the plugins",
+            wasm.display()
+        );
     }
     // Dep-info: "<output>: <source> <source> ...", with escaped spaces.
     if let Ok(dep) = fs::read_to_string(dir.join(format!("{stem}.d"))) {

@@ -39,7 +39,11 @@ fn inspect_a_builtin_for_people_and_for_tools() {
         "rollgate:plugin/metrics@0.1.0",
         "\"condition\"",
     ] {
-        assert!(run.stdout.contains(expected), "missing {expected:?} in\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            run.stdout
+        );
     }
     assert!(!run.stdout.contains("wasi:sockets"), "{}", run.stdout);
 
@@ -48,7 +52,10 @@ fn inspect_a_builtin_for_people_and_for_tools() {
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
     assert_eq!(v["world"], "failure-policy");
     assert_eq!(v["info"]["name"], "default-policy");
-    assert!(v["info"]["configSchema"]["properties"]["failed"].is_object(), "{v}");
+    assert!(
+        v["info"]["configSchema"]["properties"]["failed"].is_object(),
+        "{v}"
+    );
     assert_eq!(v["sha256"].as_str().map(str::len), Some(64));
 }
 
@@ -60,20 +67,40 @@ fn inspect_a_file_and_refusals() {
 
     let run = rollgate(&["plugin", "inspect", test_only::HOSTILE_SOCKET]);
     assert_eq!(run.code, 3);
-    assert!(run.stderr.contains("imports wasi:sockets/"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("imports wasi:sockets/"),
+        "{}",
+        run.stderr
+    );
 
-    let run = rollgate(&["plugin", "inspect", test_only::UNKNOWN_WORLD, "--format", "json"]);
+    let run = rollgate(&[
+        "plugin",
+        "inspect",
+        test_only::UNKNOWN_WORLD,
+        "--format",
+        "json",
+    ]);
     assert_eq!(run.code, 3);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON error");
     assert_eq!(v["error"]["kind"], "unknown-world");
 
-    let run = rollgate(&["plugin", "inspect", "threshold", "--sha256", &"ab".repeat(32)]);
+    let run = rollgate(&[
+        "plugin",
+        "inspect",
+        "threshold",
+        "--sha256",
+        &"ab".repeat(32),
+    ]);
     assert_eq!(run.code, 3);
     assert!(run.stderr.contains("sha256 mismatch"), "{}", run.stderr);
 
     let run = rollgate(&["plugin", "inspect", "/no/such/plugin.wasm"]);
     assert_eq!(run.code, 3);
-    assert!(run.stderr.contains("cannot read /no/such/plugin.wasm"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot read /no/such/plugin.wasm"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -86,11 +113,28 @@ fn check_configurations() {
     let bad = r#"{"backend": "prom", "query": "up", "condition": "about 1", "window": "5 min"}"#;
     let run = rollgate(&["plugin", "check", "threshold", "--config", bad]);
     assert_eq!(run.code, 1);
-    assert!(run.stdout.contains("--config: /condition: condition \"about 1\" not understood"), "{}", run.stdout);
-    assert!(run.stdout.contains("--config: /window: invalid duration"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("--config: /condition: condition \"about 1\" not understood"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("--config: /window: invalid duration"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("2 problems"), "{}", run.stdout);
 
-    let run = rollgate(&["plugin", "check", "default-policy", "--config", r#"{"failed": "explode"}"#, "--format", "json"]);
+    let run = rollgate(&[
+        "plugin",
+        "check",
+        "default-policy",
+        "--config",
+        r#"{"failed": "explode"}"#,
+        "--format",
+        "json",
+    ]);
     assert_eq!(run.code, 1);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     assert_eq!(v["ok"], false);
@@ -98,16 +142,53 @@ fn check_configurations() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.json");
-    std::fs::write(&file, r#"{"error": {"action": "pause", "duration": "10m"}, "maxPauses": 3}"#).unwrap();
-    let run = rollgate(&["plugin", "check", "default-policy", "--config-file", file.to_str().unwrap()]);
+    std::fs::write(
+        &file,
+        r#"{"error": {"action": "pause", "duration": "10m"}, "maxPauses": 3}"#,
+    )
+    .unwrap();
+    let run = rollgate(&[
+        "plugin",
+        "check",
+        "default-policy",
+        "--config-file",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.starts_with(file.to_str().unwrap()), "{}", run.stdout);
+    assert!(
+        run.stdout.starts_with(file.to_str().unwrap()),
+        "{}",
+        run.stdout
+    );
 
-    let run = rollgate(&["plugin", "check", "default-policy", "--config-file", "/no/such.json"]);
+    let run = rollgate(&[
+        "plugin",
+        "check",
+        "default-policy",
+        "--config-file",
+        "/no/such.json",
+    ]);
     assert_eq!(run.code, 4);
-    assert!(run.stderr.contains("cannot read config file /no/such.json"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot read config file /no/such.json"),
+        "{}",
+        run.stderr
+    );
 
     // Usage errors are clap's: exit 2.
     let run = rollgate(&["plugin", "check", "threshold"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
+}
+
+#[test]
+fn the_example_configurations_are_valid() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/plugins");
+    for (plugin, file) in [
+        ("threshold", "threshold-error-rate.json"),
+        ("default-policy", "default-policy.json"),
+    ] {
+        let path = format!("{root}/{file}");
+        let run = rollgate(&["plugin", "check", plugin, "--config-file", &path]);
+        assert_eq!(run.code, 0, "{path}: {}{}", run.stdout, run.stderr);
+    }
 }

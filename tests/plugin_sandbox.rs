@@ -30,25 +30,31 @@ fn file(path: &str) -> PluginSource {
 }
 
 fn binding(metrics: StaticMetrics, backends: &[&str]) -> MetricsBinding {
-    MetricsBinding::new(
-        Arc::new(metrics),
-        backends.iter().map(|b| b.to_string()),
-    )
+    MetricsBinding::new(Arc::new(metrics), backends.iter().map(|b| b.to_string()))
 }
 
 fn threshold_config(condition: &str) -> String {
-    format!(r#"{{"backend": "prom", "query": "sum(rate(errors[1m]))", "window": "5m", "reduce": "avg", "condition": "{condition}"}}"#)
+    format!(
+        r#"{{"backend": "prom", "query": "sum(rate(errors[1m]))", "window": "5m", "reduce": "avg", "condition": "{condition}"}}"#
+    )
 }
 
 /// A healthy threshold call, to show the host still serves plugins after a hostile one.
 async fn threshold_still_works(host: &PluginHost) {
-    let plugin = load(host, PluginSource::Builtin("threshold".into()), Limits::default())
-        .expect("threshold loads");
+    let plugin = load(
+        host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .expect("threshold loads");
     let m = plugin
         .measure(
             &threshold_config("< 0.05"),
             &context(1_700_000_100_000),
-            Some(binding(StaticMetrics::new(vec![series(&[0.01, 0.02])]), &["prom"])),
+            Some(binding(
+                StaticMetrics::new(vec![series(&[0.01, 0.02])]),
+                &["prom"],
+            )),
         )
         .await
         .expect("threshold measures");
@@ -58,7 +64,12 @@ async fn threshold_still_works(host: &PluginHost) {
 #[tokio::test]
 async fn threshold_measures_through_the_host() {
     let host = host();
-    let plugin = load(&host, PluginSource::Builtin("threshold".into()), Limits::default()).unwrap();
+    let plugin = load(
+        &host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .unwrap();
     assert_eq!(plugin.kind(), PluginKind::Provider);
     let info = plugin.info().await.unwrap();
     assert_eq!(info.name, "threshold");
@@ -103,15 +114,29 @@ async fn threshold_measures_through_the_host() {
 #[tokio::test]
 async fn validate_reports_every_problem_with_its_path() {
     let host = host();
-    let plugin = load(&host, PluginSource::Builtin("threshold".into()), Limits::default()).unwrap();
-    assert!(plugin.validate(&threshold_config("< 0.05")).await.unwrap().is_empty());
+    let plugin = load(
+        &host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .unwrap();
+    assert!(
+        plugin
+            .validate(&threshold_config("< 0.05"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let problems = plugin
         .validate(r#"{"backend": "prom", "query": "up", "condition": "<< 1", "reduce": "p200"}"#)
         .await
         .unwrap();
     let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
     assert_eq!(paths, ["/reduce", "/condition"], "{problems:?}");
-    let problems = plugin.validate(r#"{"backend": "prom", "query": 3}"#).await.unwrap();
+    let problems = plugin
+        .validate(r#"{"backend": "prom", "query": 3}"#)
+        .await
+        .unwrap();
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].path, "/query");
     assert!(problems[0].message.contains("invalid type"), "{problems:?}");
@@ -120,18 +145,29 @@ async fn validate_reports_every_problem_with_its_path() {
 #[tokio::test]
 async fn a_provider_may_only_query_backends_bound_to_its_metric() {
     let host = host();
-    let plugin = load(&host, PluginSource::Builtin("threshold".into()), Limits::default()).unwrap();
+    let plugin = load(
+        &host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .unwrap();
     let err = plugin
         .measure(
             &threshold_config("< 0.05"),
             &context(1_700_000_300_000),
-            Some(binding(StaticMetrics::new(vec![series(&[0.01])]), &["datadog"])),
+            Some(binding(
+                StaticMetrics::new(vec![series(&[0.01])]),
+                &["datadog"],
+            )),
         )
         .await
         .expect_err("prom is not bound");
     assert_eq!(err.kind(), "guest-error");
     let msg = err.to_string();
-    assert!(msg.contains("denied") && msg.contains("\"prom\" is not bound"), "{msg}");
+    assert!(
+        msg.contains("denied") && msg.contains("\"prom\" is not bound"),
+        "{msg}"
+    );
 
     // No binding at all is denied too.
     let err = plugin
@@ -144,7 +180,12 @@ async fn a_provider_may_only_query_backends_bound_to_its_metric() {
 #[tokio::test]
 async fn default_policy_decides() {
     let host = host();
-    let policy = load(&host, PluginSource::Builtin("default-policy".into()), Limits::default()).unwrap();
+    let policy = load(
+        &host,
+        PluginSource::Builtin("default-policy".into()),
+        Limits::default(),
+    )
+    .unwrap();
     assert_eq!(policy.kind(), PluginKind::Policy);
     let input = PolicyInput {
         rollout: "checkout".into(),
@@ -176,15 +217,27 @@ async fn default_policy_decides() {
         Decision::Rollback(reason) => assert!(reason.contains("error-rate"), "{reason}"),
         other => panic!("expected rollback, got {other:?}"),
     }
-    match policy.decide(r#"{"failed": "pause"}"#, &input).await.unwrap() {
+    match policy
+        .decide(r#"{"failed": "pause"}"#, &input)
+        .await
+        .unwrap()
+    {
         Decision::Pause(p) => assert_eq!(p.duration_ms, None),
         other => panic!("expected pause, got {other:?}"),
     }
     // A policy is not a provider, and the other way round.
     let err = policy.measure("{}", &context(0), None).await.unwrap_err();
     assert_eq!(err.kind(), "wrong-kind");
-    let provider = load(&host, PluginSource::Builtin("threshold".into()), Limits::default()).unwrap();
-    assert_eq!(provider.decide("{}", &input).await.unwrap_err().kind(), "wrong-kind");
+    let provider = load(
+        &host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        provider.decide("{}", &input).await.unwrap_err().kind(),
+        "wrong-kind"
+    );
 }
 
 /// Run one hostile mode and return its error (it must fail).
@@ -200,7 +253,10 @@ async fn hostile(host: &PluginHost, mode: &str, limits: Limits) -> (PluginError,
         .await;
     let elapsed = started.elapsed();
     match result {
-        Ok(m) => panic!("hostile mode {mode} returned a measurement: {:?} {}", m.verdict, m.message),
+        Ok(m) => panic!(
+            "hostile mode {mode} returned a measurement: {:?} {}",
+            m.verdict, m.message
+        ),
         Err(e) => (e, elapsed),
     }
 }
@@ -219,15 +275,30 @@ async fn hostile_plugins_end_as_named_errors() {
     let cases: Vec<(&str, Limits, &str, &str)> = vec![
         ("loop", quick(), "timeout", "exceeded the limit of 300ms"),
         ("sleep", quick(), "timeout", "own run time"),
-        ("memory", quick(), "memory-limit", "over the limit of 67108864 bytes"),
+        (
+            "memory",
+            quick(),
+            "memory-limit",
+            "over the limit of 67108864 bytes",
+        ),
         ("stack", quick(), "stack-overflow", "stack overflow"),
-        ("panic", quick(), "trap", "hostile plugin panicked on purpose"),
+        (
+            "panic",
+            quick(),
+            "trap",
+            "hostile plugin panicked on purpose",
+        ),
         ("oversized", quick(), "too-large", "more than 1048576 bytes"),
         ("file", quick(), "guest-error", "file access failed"),
         ("env", quick(), "guest-error", "environment is empty"),
         // WASI 0.2's exit carries only success or failure: exit(3) arrives as status 1.
         ("exit", quick(), "exit", "exited with status 1"),
-        ("query-unbound", quick(), "guest-error", "not bound to this metric"),
+        (
+            "query-unbound",
+            quick(),
+            "guest-error",
+            "not bound to this metric",
+        ),
         (
             "loop",
             Limits {
@@ -254,9 +325,15 @@ async fn hostile_plugins_end_as_named_errors() {
         assert_eq!(err.kind(), kind, "mode {mode}: {err}");
         let msg = err.to_string();
         assert!(msg.contains(text), "mode {mode}: {msg}");
-        assert!(msg.contains("\"hostile\""), "mode {mode} error names the plugin: {msg}");
+        assert!(
+            msg.contains("\"hostile\""),
+            "mode {mode} error names the plugin: {msg}"
+        );
         // Ended by its limit, not by luck: well within the timeout plus scheduling slack.
-        assert!(elapsed < timeout + Duration::from_secs(5), "mode {mode} took {elapsed:?}");
+        assert!(
+            elapsed < timeout + Duration::from_secs(5),
+            "mode {mode} took {elapsed:?}"
+        );
         threshold_still_works(&host).await;
     }
 }
@@ -264,21 +341,38 @@ async fn hostile_plugins_end_as_named_errors() {
 #[tokio::test]
 async fn a_flood_of_output_is_rate_limited_not_fatal() {
     let host = host();
-    let plugin = load(&host, file(test_only::HOSTILE), Limits { timeout: Duration::from_secs(20), ..Limits::default() }).unwrap();
+    let plugin = load(
+        &host,
+        file(test_only::HOSTILE),
+        Limits {
+            timeout: Duration::from_secs(20),
+            ..Limits::default()
+        },
+    )
+    .unwrap();
     let m = plugin
         .measure(r#"{"mode": "log-flood"}"#, &context(0), None)
         .await
         .expect("flooding is allowed, just not forwarded");
     assert_eq!(m.verdict, Verdict::Pass);
     // 200,000 lines were written; the burst and a trickle got through.
-    assert!(plugin.dropped_log_lines() > 150_000, "{}", plugin.dropped_log_lines());
+    assert!(
+        plugin.dropped_log_lines() > 150_000,
+        "{}",
+        plugin.dropped_log_lines()
+    );
 }
 
 #[tokio::test]
 async fn hostile_calls_do_not_disturb_concurrent_calls() {
     let host = host();
     let bad = load(&host, file(test_only::HOSTILE), quick()).unwrap();
-    let good = load(&host, PluginSource::Builtin("threshold".into()), Limits::default()).unwrap();
+    let good = load(
+        &host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .unwrap();
     let mut tasks = Vec::new();
     for mode in ["loop", "memory", "panic", "stack", "loop"] {
         let bad = bad.clone();
@@ -295,7 +389,10 @@ async fn hostile_calls_do_not_disturb_concurrent_calls() {
             good.measure(
                 &threshold_config("< 0.05"),
                 &context(1_700_000_100_000),
-                Some(binding(StaticMetrics::new(vec![series(&[0.01])]), &["prom"])),
+                Some(binding(
+                    StaticMetrics::new(vec![series(&[0.01])]),
+                    &["prom"],
+                )),
             )
             .await,
         );
@@ -367,7 +464,9 @@ async fn query_time_is_not_charged_to_the_plugin_but_has_its_own_limit() {
 async fn components_that_are_not_plugins_are_refused_at_load() {
     let host = host();
     let load_err = |source: PluginSource| {
-        load(&host, source, Limits::default()).err().expect("refused")
+        load(&host, source, Limits::default())
+            .err()
+            .expect("refused")
     };
 
     let err = load_err(file(test_only::HOSTILE_SOCKET));
@@ -376,7 +475,10 @@ async fn components_that_are_not_plugins_are_refused_at_load() {
 
     let err = load_err(file(test_only::UNKNOWN_WORLD));
     assert_eq!(err.kind(), "unknown-world", "{err}");
-    assert!(err.to_string().contains("example:greeter/greet@1.0.0"), "{err}");
+    assert!(
+        err.to_string().contains("example:greeter/greet@1.0.0"),
+        "{err}"
+    );
 
     // (module (func (export "measure"))), assembled by hand.
     let core: Vec<u8> = [
@@ -393,15 +495,23 @@ async fn components_that_are_not_plugins_are_refused_at_load() {
     assert_eq!(err.kind(), "not-a-component", "{err}");
     assert!(err.to_string().contains("core WebAssembly module"), "{err}");
 
-    let err = load_err(PluginSource::Bytes(b"#!/bin/sh\necho pass\n".to_vec().into()));
+    let err = load_err(PluginSource::Bytes(
+        b"#!/bin/sh\necho pass\n".to_vec().into(),
+    ));
     assert_eq!(err.kind(), "not-a-component");
 
     let err = load_err(file("/nonexistent/plugin.wasm"));
     assert_eq!(err.kind(), "read");
-    assert!(err.to_string().contains("/nonexistent/plugin.wasm"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/plugin.wasm"),
+        "{err}"
+    );
 
     let err = load_err(PluginSource::Builtin("nope".into()));
-    assert!(err.to_string().contains("threshold, default-policy"), "{err}");
+    assert!(
+        err.to_string().contains("threshold, default-policy"),
+        "{err}"
+    );
 
     let err = load(
         &host,
@@ -417,7 +527,9 @@ async fn components_that_are_not_plugins_are_refused_at_load() {
 
     // A truncated component is invalid, with wasmtime's reason.
     let bytes = std::fs::read(test_only::THRESHOLD).unwrap();
-    let err = load_err(PluginSource::Bytes(bytes[..bytes.len() / 2].to_vec().into()));
+    let err = load_err(PluginSource::Bytes(
+        bytes[..bytes.len() / 2].to_vec().into(),
+    ));
     assert_eq!(err.kind(), "invalid", "{err}");
 }
 
@@ -435,14 +547,23 @@ async fn pinned_sha256_is_enforced() {
         ..LoadOptions::default()
     };
     let plugin = host
-        .load(&file(test_only::THRESHOLD), &opts(&format!("sha256:{}", digest.to_uppercase())))
+        .load(
+            &file(test_only::THRESHOLD),
+            &opts(&format!("sha256:{}", digest.to_uppercase())),
+        )
         .expect("matching digest loads");
     assert_eq!(plugin.sha256(), digest);
     let wrong = "0".repeat(64);
-    let err = host.load(&file(test_only::THRESHOLD), &opts(&wrong)).err().unwrap();
+    let err = host
+        .load(&file(test_only::THRESHOLD), &opts(&wrong))
+        .err()
+        .unwrap();
     assert_eq!(err.kind(), "digest-mismatch");
     let msg = err.to_string();
-    assert!(msg.contains("\"my-threshold\"") && msg.contains(&digest) && msg.contains(&wrong), "{msg}");
+    assert!(
+        msg.contains("\"my-threshold\"") && msg.contains(&digest) && msg.contains(&wrong),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -469,7 +590,11 @@ async fn the_compile_cache_is_used_and_survives_corruption() {
     assert_eq!(third, CacheOutcome::Compiled);
     assert!(plugin.info().await.is_ok());
     let (_, fourth) = host.load_traced(&source, &LoadOptions::default()).unwrap();
-    assert_eq!(fourth, CacheOutcome::Hit, "the corrupt artifact was rewritten");
+    assert_eq!(
+        fourth,
+        CacheOutcome::Hit,
+        "the corrupt artifact was rewritten"
+    );
 
     // A fuel-metered engine is a different engine: its artifacts are keyed apart.
     let metered = LoadOptions {
@@ -514,11 +639,108 @@ async fn deterministic_mode_freezes_the_clock_at_the_rollout_now() {
             .measure(
                 &threshold_config("< 0.05"),
                 &context(1_700_000_300_000),
-                Some(binding(StaticMetrics::new(vec![series(&[0.01, 0.07, 0.02])]), &["prom"])),
+                Some(binding(
+                    StaticMetrics::new(vec![series(&[0.01, 0.07, 0.02])]),
+                    &["prom"],
+                )),
             )
             .await
             .unwrap()
     };
     let (a, b) = (run().await, run().await);
-    assert_eq!((a.verdict, a.value, &a.message, &a.details), (b.verdict, b.value, &b.message, &b.details));
+    assert_eq!(
+        (a.verdict, a.value, &a.message, &a.details),
+        (b.verdict, b.value, &b.message, &b.details)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_concurrent_calls_than_pool_slots_wait_their_turn() {
+    for pooling in [true, false] {
+        let host = PluginHost::new(HostConfig {
+            cache: ComponentCache::disabled(),
+            max_concurrent_calls: 3,
+            pooling,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let plugin = load(
+            &host,
+            PluginSource::Builtin("threshold".into()),
+            Limits::default(),
+        )
+        .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let plugin = plugin.clone();
+            tasks.push(tokio::spawn(async move {
+                let value = if i % 2 == 0 { 0.01 } else { 0.09 };
+                plugin
+                    .measure(
+                        &threshold_config("< 0.05"),
+                        &context(1_700_000_300_000),
+                        Some(binding(
+                            StaticMetrics::new(vec![series(&[value])]),
+                            &["prom"],
+                        )),
+                    )
+                    .await
+                    .map(|m| m.verdict)
+            }));
+        }
+        let verdicts = futures_join(tasks).await;
+        for (i, v) in verdicts.into_iter().enumerate() {
+            let expected = if i % 2 == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            };
+            assert_eq!(
+                v.expect("every call gets a slot eventually"),
+                expected,
+                "call {i}, pooling {pooling}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_readme_example_plugin_works() {
+    let host = host();
+    let plugin = load(&host, file(test_only::ERROR_RATIO), Limits::default()).unwrap();
+    let info = plugin.info().await.unwrap();
+    assert_eq!(info.name, "error-ratio");
+    let config = r#"{"backend": "prom", "query": "errors / requests", "max": 0.05}"#;
+    assert!(plugin.validate(config).await.unwrap().is_empty());
+    let problems = plugin
+        .validate(r#"{"backend": "prom", "query": "q"}"#)
+        .await
+        .unwrap();
+    assert!(
+        problems[0].message.contains("missing field `max`"),
+        "{problems:?}"
+    );
+    for (value, verdict) in [(0.01, Verdict::Pass), (0.2, Verdict::Fail)] {
+        let m = plugin
+            .measure(
+                config,
+                &context(0),
+                Some(binding(
+                    StaticMetrics::new(vec![series(&[value])]),
+                    &["prom"],
+                )),
+            )
+            .await
+            .unwrap();
+        assert_eq!(m.verdict, verdict, "{}", m.message);
+    }
+    let m = plugin
+        .measure(
+            config,
+            &context(0),
+            Some(binding(StaticMetrics::new(vec![]), &["prom"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.verdict, Verdict::NoData);
 }

@@ -36,7 +36,11 @@ pub struct CheckArgs {
     /// A component file, or the name of a built-in plugin.
     plugin: String,
     /// The configuration, as JSON text.
-    #[arg(long, conflicts_with = "config_file", required_unless_present = "config_file")]
+    #[arg(
+        long,
+        conflicts_with = "config_file",
+        required_unless_present = "config_file"
+    )]
     config: Option<String>,
     /// The configuration, from a JSON file.
     #[arg(long, value_name = "FILE")]
@@ -65,8 +69,7 @@ fn report(e: &PluginError, format: Format) -> u8 {
     match format {
         Format::Human => out.err(format!("rollgate: {e}")),
         Format::Json => out.line(
-            json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}})
-                .to_string(),
+            json!({"ok": false, "error": {"kind": e.kind(), "message": e.to_string()}}).to_string(),
         ),
     }
     out.flush();
@@ -117,7 +120,10 @@ async fn inspect(args: InspectArgs) -> u8 {
         Format::Human => {
             out.line(format!("plugin       {} ({origin})", info.name));
             out.line(format!("version      {}", info.version));
-            out.line(format!("world        {} (rollgate:plugin@0.1)", plugin.kind().world()));
+            out.line(format!(
+                "world        {} (rollgate:plugin@0.1)",
+                plugin.kind().world()
+            ));
             out.line(format!("sha256       {}", plugin.sha256()));
             out.line(format!("description  {}", info.description));
             out.line("exports");
@@ -146,7 +152,10 @@ async fn check(args: CheckArgs) -> u8 {
             Ok(text) => text,
             Err(e) => {
                 let mut out = Out::default();
-                out.err(format!("rollgate: cannot read config file {}: {e}", path.display()));
+                out.err(format!(
+                    "rollgate: cannot read config file {}: {e}",
+                    path.display()
+                ));
                 out.flush();
                 return exit::INVALID_INPUT;
             }

@@ -75,7 +75,8 @@ impl ComponentCache {
                     .map(|d| PathBuf::from(d).join("rollgate/components"))
             })
             .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/rollgate/components"))
+                std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".cache/rollgate/components"))
             });
         match dir {
             Some(dir) => ComponentCache::at(dir),
@@ -142,7 +143,10 @@ fn prepare(dir: &Path) -> Result<(), String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc_geteuid() };
     if meta.uid() != uid {
-        return Err(format!("it belongs to uid {}, not to this user ({uid})", meta.uid()));
+        return Err(format!(
+            "it belongs to uid {}, not to this user ({uid})",
+            meta.uid()
+        ));
     }
     if meta.permissions().mode() & 0o022 != 0 {
         return Err("it is writable by other users".into());
@@ -165,7 +169,9 @@ fn store(path: &Path, component: &Component) -> std::io::Result<()> {
     let tmp = dir.join(format!(
         ".tmp-{}-{n}-{}",
         std::process::id(),
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("component")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("component")
     ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {

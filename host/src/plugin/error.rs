@@ -138,7 +138,9 @@ pub enum PluginError {
         requested: u64,
     },
     /// The plugin recursed past the wasm stack limit.
-    #[error("plugin {plugin:?}: stack overflow: the call stack was exhausted (infinite recursion?)")]
+    #[error(
+        "plugin {plugin:?}: stack overflow: the call stack was exhausted (infinite recursion?)"
+    )]
     StackOverflow {
         /// Plugin name.
         plugin: String,

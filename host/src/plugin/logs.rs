@@ -2,11 +2,11 @@
 //! name. A plugin can write as much as it likes; the host forwards at most a steady rate per
 //! plugin (a token bucket), counts what it drops, and says so when it forwards again.
 
-use wasmtime_wasi_io::bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi_io::bytes::Bytes;
 
 /// Severity of a plugin log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +88,11 @@ impl LogSink {
         };
         let plugin = &*self.plugin;
         if announce_dropped > 0 {
-            tracing::warn!(plugin, dropped = announce_dropped, "plugin log lines dropped (rate limit)");
+            tracing::warn!(
+                plugin,
+                dropped = announce_dropped,
+                "plugin log lines dropped (rate limit)"
+            );
         }
         let line = cut(line, MAX_LINE);
         match level {
@@ -192,7 +196,11 @@ struct LineWriter {
 
 impl LineWriter {
     fn push(&mut self, bytes: &[u8]) {
-        let level = if self.io.stderr { Level::Warn } else { Level::Info };
+        let level = if self.io.stderr {
+            Level::Warn
+        } else {
+            Level::Info
+        };
         if self.io.stderr
             && let Ok(mut tail) = self.io.out.stderr_tail.lock()
         {
@@ -217,7 +225,11 @@ impl LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         if !self.partial.is_empty() {
-            let level = if self.io.stderr { Level::Warn } else { Level::Info };
+            let level = if self.io.stderr {
+                Level::Warn
+            } else {
+                Level::Info
+            };
             let line = String::from_utf8_lossy(&self.partial).into_owned();
             self.io.out.sink.emit(level, &line);
         }

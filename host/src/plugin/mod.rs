@@ -29,8 +29,7 @@ pub mod types {
         Decision, MetricStatus, MetricSummary, Pause, PauseRecord, PolicyInput,
     };
     pub use super::bindings::provider::rollgate::plugin::types::{
-        Arg, ConfigError, Label, Measurement, PluginInfo, RolloutContext, Sample, Series,
-        Verdict,
+        Arg, ConfigError, Label, Measurement, PluginInfo, RolloutContext, Sample, Series, Verdict,
     };
 }
 
@@ -130,6 +129,14 @@ pub struct HostConfig {
     pub cache: ComponentCache,
     /// How often the epoch advances; the granularity of time limits.
     pub epoch_tick: Duration,
+    /// How many plugin calls may run at once across the host; further calls wait their
+    /// turn. With the pooling allocator this is also the number of pre-reserved instance
+    /// slots.
+    pub max_concurrent_calls: u32,
+    /// Pre-reserve instance slots (memories, tables, fiber stacks) and reuse them, which
+    /// makes a fresh instance per call cheap. Costs virtual address space (about 4 GiB per
+    /// memory slot); falls back to on-demand allocation if the reservation fails.
+    pub pooling: bool,
 }
 
 impl Default for HostConfig {
@@ -137,6 +144,8 @@ impl Default for HostConfig {
         HostConfig {
             cache: ComponentCache::default_location(),
             epoch_tick: Duration::from_millis(10),
+            max_concurrent_calls: 256,
+            pooling: true,
         }
     }
 }
@@ -188,12 +197,29 @@ fn add_wasi(l: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// The most any plugin's limits may ask for; the pool's slots are sized for it.
+const POOL_MAX_MEMORIES_PER_COMPONENT: u32 = 16;
+const POOL_MAX_TABLES_PER_COMPONENT: u32 = 64;
+const POOL_MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
 impl EngineSet {
-    fn new(fuel: bool) -> wasmtime::Result<Self> {
+    fn new(fuel: bool, pool_slots: Option<u32>) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.consume_fuel(fuel);
         config.wasm_component_model(true);
+        if let Some(slots) = pool_slots {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_component_instances(slots)
+                .total_stacks(slots)
+                .total_core_instances(slots.saturating_mul(4))
+                .total_memories(slots.saturating_mul(2))
+                .total_tables(slots.saturating_mul(4))
+                .max_core_instances_per_component(POOL_MAX_CORE_INSTANCES_PER_COMPONENT)
+                .max_memories_per_component(POOL_MAX_MEMORIES_PER_COMPONENT)
+                .max_tables_per_component(POOL_MAX_TABLES_PER_COMPONENT);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config)?;
         let mut provider = Linker::new(&engine);
         add_wasi(&mut provider)?;
@@ -211,6 +237,10 @@ impl EngineSet {
 
 struct HostInner {
     plain: EngineSet,
+    /// Pool slots per engine, when pooling is on.
+    pool_slots: Option<u32>,
+    /// Bounds concurrent calls (and so pool slots in use).
+    permits: Arc<tokio::sync::Semaphore>,
     /// Built the first time a plugin asks for fuel: metering costs every plugin on the
     /// engine up to 2× on tight loops, so plugins without a fuel limit never pay for it.
     metered: OnceLock<EngineSet>,
@@ -226,12 +256,25 @@ pub struct PluginHost {
 impl PluginHost {
     /// A host with `config`. Starts the epoch ticker thread, which stops with the host.
     pub fn new(config: HostConfig) -> Result<Self, PluginError> {
-        let plain = EngineSet::new(false).map_err(|e| PluginError::Host {
+        let slots = config.max_concurrent_calls.max(1);
+        let (plain, pool_slots) = match config.pooling.then(|| EngineSet::new(false, Some(slots))) {
+            Some(Ok(set)) => (Ok(set), Some(slots)),
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "pooling allocator unavailable, allocating instances on demand: {e:#}"
+                );
+                (EngineSet::new(false, None), None)
+            }
+            None => (EngineSet::new(false, None), None),
+        };
+        let plain = plain.map_err(|e| PluginError::Host {
             plugin: String::new(),
             message: format!("cannot create the wasm engine: {e:#}"),
         })?;
         let inner = Arc::new(HostInner {
             plain,
+            pool_slots,
+            permits: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
             metered: OnceLock::new(),
             cache: config.cache,
         });
@@ -268,7 +311,7 @@ impl PluginHost {
         if let Some(set) = self.inner.metered.get() {
             return Ok(set);
         }
-        let set = EngineSet::new(true).map_err(|e| PluginError::Host {
+        let set = EngineSet::new(true, self.inner.pool_slots).map_err(|e| PluginError::Host {
             plugin: String::new(),
             message: format!("cannot create the fuel-metered engine: {e:#}"),
         })?;
@@ -276,7 +319,11 @@ impl PluginHost {
     }
 
     /// Load, check, compile (or fetch from cache) and pre-instantiate a plugin.
-    pub fn load(&self, source: &PluginSource, options: &LoadOptions) -> Result<Plugin, PluginError> {
+    pub fn load(
+        &self,
+        source: &PluginSource,
+        options: &LoadOptions,
+    ) -> Result<Plugin, PluginError> {
         Ok(self.load_traced(source, options)?.0)
     }
 
@@ -313,7 +360,11 @@ impl PluginHost {
                             std::io::ErrorKind::NotFound,
                             format!(
                                 "no built-in plugin of that name (built-in: {})",
-                                BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                                BUILTIN
+                                    .iter()
+                                    .map(|(n, _)| *n)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         ),
                     })?;
@@ -349,6 +400,35 @@ impl PluginHost {
         }
         check_header(&plugin, &bytes)?;
 
+        if self.inner.pool_slots.is_some() {
+            let over = [
+                (
+                    "maxInstances",
+                    limits.max_instances,
+                    POOL_MAX_CORE_INSTANCES_PER_COMPONENT,
+                ),
+                (
+                    "maxMemories",
+                    limits.max_memories,
+                    POOL_MAX_MEMORIES_PER_COMPONENT,
+                ),
+                (
+                    "maxTables",
+                    limits.max_tables,
+                    POOL_MAX_TABLES_PER_COMPONENT,
+                ),
+            ]
+            .into_iter()
+            .find(|(_, asked, max)| *asked > *max as usize);
+            if let Some((field, asked, max)) = over {
+                return Err(PluginError::Invalid {
+                    plugin,
+                    message: format!(
+                        "limits.{field} is {asked}, above the host's maximum of {max}"
+                    ),
+                });
+            }
+        }
         let set = self.engines(limits.fuel.is_some())?;
         let (component, outcome) = self
             .inner
@@ -359,8 +439,14 @@ impl PluginHost {
                 message: format!("{e:#}"),
             })?;
         let ty = component.component_type();
-        let exports: Vec<String> = ty.exports(&set.engine).map(|(n, _)| n.to_string()).collect();
-        let imports: Vec<String> = ty.imports(&set.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&set.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(&set.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let kind = world_of(&plugin, &exports)?;
         for import in &imports {
             check_import(&plugin, kind, import)?;
@@ -379,7 +465,13 @@ impl PluginHost {
                 Pre::Policy(FailurePolicyPre::new(pre).map_err(invalid)?)
             }
         };
-        tracing::debug!(plugin = &*name, sha256, ?outcome, world = kind.world(), "plugin loaded");
+        tracing::debug!(
+            plugin = &*name,
+            sha256,
+            ?outcome,
+            world = kind.world(),
+            "plugin loaded"
+        );
         Ok((
             Plugin {
                 inner: Arc::new(PluginInner {
@@ -391,6 +483,7 @@ impl PluginHost {
                     limits,
                     deterministic: options.deterministic,
                     engine: set.engine.clone(),
+                    permits: self.inner.permits.clone(),
                     exports,
                     imports,
                 }),
@@ -465,18 +558,23 @@ fn check_import(plugin: &str, kind: PluginKind, import: &str) -> Result<(), Plug
         Some(("wasi:sockets", _)) => Err(forbidden(
             "plugins may not open sockets; query metrics through the rollgate:plugin/metrics import",
         )),
-        Some(("wasi:http", _)) => Err(forbidden(
-            "outgoing HTTP is not available to this plugin",
-        )),
-        Some(("wasi:io" | "wasi:cli" | "wasi:clocks" | "wasi:random" | "wasi:filesystem", _)) => Ok(()),
+        Some(("wasi:http", _)) => Err(forbidden("outgoing HTTP is not available to this plugin")),
+        Some(("wasi:io" | "wasi:cli" | "wasi:clocks" | "wasi:random" | "wasi:filesystem", _)) => {
+            Ok(())
+        }
         Some(("rollgate:plugin", "types" | "log")) => Ok(()),
         Some(("rollgate:plugin", "metrics")) if kind == PluginKind::Provider => Ok(()),
         Some(("rollgate:plugin", "metrics")) => Err(forbidden(
             "a failure policy cannot query metrics; it decides from the metric statuses it is given",
         )),
-        _ => Err(forbidden("rollgate provides WASI (without sockets) and rollgate:plugin/{types,log,metrics} only")),
+        _ => Err(forbidden(
+            "rollgate provides WASI (without sockets) and rollgate:plugin/{types,log,metrics} only",
+        )),
     }
 }
+
+/// A call's store, its captured output, and its query-time clock.
+type CallParts = (Store<StoreData>, Arc<CallOutput>, Arc<QueryClock>);
 
 enum Pre {
     Provider(VerificationProviderPre<StoreData>),
@@ -491,6 +589,7 @@ struct PluginInner {
     limits: Limits,
     deterministic: bool,
     engine: Engine,
+    permits: Arc<tokio::sync::Semaphore>,
     logs: Arc<LogSink>,
     exports: Vec<String>,
     imports: Vec<String>,
@@ -535,7 +634,21 @@ impl Plugin {
         self.inner.logs.dropped()
     }
 
-    fn store(&self, metrics: Option<MetricsBinding>, now_ms: i64) -> Result<(Store<StoreData>, Arc<CallOutput>, Arc<QueryClock>), PluginError> {
+    /// Wait for a call slot (bounded by `HostConfig::max_concurrent_calls`).
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PluginError> {
+        self.inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| self.host_error(e))
+    }
+
+    fn store(
+        &self,
+        metrics: Option<MetricsBinding>,
+        now_ms: i64,
+    ) -> Result<CallParts, PluginError> {
         let inner = &self.inner;
         let output = CallOutput::new(inner.logs.clone());
         let mut wasi = WasiCtxBuilder::new();
@@ -546,10 +659,12 @@ impl Plugin {
             .allow_ip_name_lookup(false);
         if inner.deterministic {
             let now = Duration::from_millis(u64::try_from(now_ms).unwrap_or(0));
-            wasi.secure_random(wasmtime_wasi::Deterministic::new(vec![0x5e, 0xed, 1, 2, 3, 4, 5, 6]))
-                .insecure_random(wasmtime_wasi::Deterministic::new(vec![7, 8, 9, 10, 11, 12]))
-                .insecure_random_seed(0x5eed)
-                .wall_clock(FixedClock(now));
+            wasi.secure_random(wasmtime_wasi::Deterministic::new(vec![
+                0x5e, 0xed, 1, 2, 3, 4, 5, 6,
+            ]))
+            .insecure_random(wasmtime_wasi::Deterministic::new(vec![7, 8, 9, 10, 11, 12]))
+            .insecure_random_seed(0x5eed)
+            .wall_clock(FixedClock(now));
         }
         let query_clock = Arc::new(QueryClock::default());
         let limits = &inner.limits;
@@ -630,7 +745,12 @@ impl Plugin {
     }
 
     /// Name a failed call by its cause.
-    fn classify(&self, e: wasmtime::Error, store: &Store<StoreData>, output: &CallOutput) -> PluginError {
+    fn classify(
+        &self,
+        e: wasmtime::Error,
+        store: &Store<StoreData>,
+        output: &CallOutput,
+    ) -> PluginError {
         let plugin = self.inner.name.to_string();
         let limits = &self.inner.limits;
         if let Some(requested) = store.data().limiter.memory_refused {
@@ -641,7 +761,10 @@ impl Plugin {
             };
         }
         if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            return PluginError::Exit { plugin, code: exit.0 };
+            return PluginError::Exit {
+                plugin,
+                code: exit.0,
+            };
         }
         if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
             return match trap {
@@ -681,6 +804,7 @@ impl Plugin {
 
     /// Ask the plugin to describe itself.
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {
+        let _permit = self.permit().await?;
         let (mut store, output, clock) = self.store(None, 0)?;
         let result = match &self.inner.pre {
             Pre::Provider(pre) => {
@@ -716,6 +840,7 @@ impl Plugin {
 
     /// Check a configuration (JSON text). `Ok(vec![])` means valid.
     pub async fn validate(&self, config: &str) -> Result<Vec<ConfigProblem>, PluginError> {
+        let _permit = self.permit().await?;
         let (mut store, output, clock) = self.store(None, 0)?;
         let config = config.to_string();
         let result = match &self.inner.pre {
@@ -723,7 +848,9 @@ impl Plugin {
                 self.supervise(
                     async {
                         let i = pre.instantiate_async(&mut store).await?;
-                        i.rollgate_plugin_verifier().call_validate(&mut store, &config).await
+                        i.rollgate_plugin_verifier()
+                            .call_validate(&mut store, &config)
+                            .await
                     },
                     &clock,
                 )
@@ -733,7 +860,9 @@ impl Plugin {
                 self.supervise(
                     async {
                         let i = pre.instantiate_async(&mut store).await?;
-                        i.rollgate_plugin_policy().call_validate(&mut store, &config).await
+                        i.rollgate_plugin_policy()
+                            .call_validate(&mut store, &config)
+                            .await
                     },
                     &clock,
                 )
@@ -761,6 +890,7 @@ impl Plugin {
         let Pre::Provider(pre) = &self.inner.pre else {
             return Err(self.wrong_kind(PluginKind::Provider));
         };
+        let _permit = self.permit().await?;
         let (mut store, output, clock) = self.store(metrics, context.now_ms)?;
         let result = self
             .supervise(
@@ -809,12 +939,15 @@ impl Plugin {
         let Pre::Policy(pre) = &self.inner.pre else {
             return Err(self.wrong_kind(PluginKind::Policy));
         };
+        let _permit = self.permit().await?;
         let (mut store, output, clock) = self.store(None, input.now_ms)?;
         let result = self
             .supervise(
                 async {
                     let i = pre.instantiate_async(&mut store).await?;
-                    i.rollgate_plugin_policy().call_decide(&mut store, config, input).await
+                    i.rollgate_plugin_policy()
+                        .call_decide(&mut store, config, input)
+                        .await
                 },
                 &clock,
             )
@@ -829,6 +962,7 @@ impl Plugin {
     /// Instantiate and drop, calling nothing: for benchmarks of the per-call fixed cost.
     #[doc(hidden)]
     pub async fn instantiate_only(&self) -> Result<(), PluginError> {
+        let _permit = self.permit().await?;
         let (mut store, output, _clock) = self.store(None, 0)?;
         let r = match &self.inner.pre {
             Pre::Provider(pre) => pre.instantiate_async(&mut store).await.map(drop),

@@ -167,7 +167,7 @@ impl wit::Host for StoreData {
         let Some(binding) = self.metrics.clone() else {
             return Ok(Err(denied("this call has no metric backends bound".into())));
         };
-        if !binding.backends.iter().any(|b| *b == request.backend) {
+        if !binding.backends.contains(&request.backend) {
             return Ok(Err(denied(format!(
                 "backend {:?} is not bound to this metric (bound: [{}]); the operator binds backends in the verification's metric",
                 request.backend,

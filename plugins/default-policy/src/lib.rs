@@ -357,7 +357,10 @@ impl Policy for DefaultPolicy {
                 if rule.action() != Action::Pause {
                     errors.push(ConfigError::new(
                         format!("{path}/duration"),
-                        format!("duration only applies to pause, not {}", rule.action().name()),
+                        format!(
+                            "duration only applies to pause, not {}",
+                            rule.action().name()
+                        ),
                     ));
                 } else if let Err(e) = parse_ms(d) {
                     errors.push(ConfigError::new(format!("{path}/duration"), e));

@@ -64,24 +64,109 @@ fn kind(d: &Decision) -> String {
 fn decisions() {
     use MetricStatus::*;
     let cases: Vec<(&str, serde_json::Value, PolicyInput, &str)> = vec![
-        ("all healthy", json!({}), input("p", vec![metric("a", Successful), metric("b", Running)], 0), "continue"),
+        (
+            "all healthy",
+            json!({}),
+            input("p", vec![metric("a", Successful), metric("b", Running)], 0),
+            "continue",
+        ),
         ("nothing yet", json!({}), input("p", vec![], 0), "continue"),
-        ("default failed", json!({}), input("p", vec![metric("a", Failed)], 0), "rollback"),
-        ("default error", json!({}), input("p", vec![metric("a", Error)], 0), "pause"),
-        ("default inconclusive", json!({}), input("p", vec![metric("a", Inconclusive)], 0), "pause"),
-        ("default no-data", json!({}), input("p", vec![metric("a", NoData)], 0), "pause"),
-        ("terminated does not decide", json!({}), input("p", vec![metric("a", Terminated)], 0), "continue"),
-        ("worst wins", json!({}), input("p", vec![metric("a", Error), metric("b", Failed)], 0), "rollback"),
-        ("rollout mapping", json!({"error": "rollback"}), input("p", vec![metric("a", Error)], 0), "rollback"),
-        ("phase override", json!({"error": "pause", "phases": {"p": {"error": "abort"}}}), input("p", vec![metric("a", Error)], 0), "abort"),
-        ("other phase untouched", json!({"phases": {"q": {"error": "abort"}}}), input("p", vec![metric("a", Error)], 0), "pause"),
-        ("metric beats phase", json!({"phases": {"p": {"noData": "rollback"}}, "metrics": {"a": {"noData": "continue"}}}), input("p", vec![metric("a", NoData)], 0), "continue"),
-        ("optimistic promote", json!({"inconclusive": "promote"}), input("p", vec![metric("a", Inconclusive)], 0), "promote"),
-        ("pause beats promote", json!({"inconclusive": "promote"}), input("p", vec![metric("a", Inconclusive), metric("b", Error)], 0), "pause"),
-        ("timed pause", json!({"error": {"action": "pause", "duration": "10m"}}), input("p", vec![metric("a", Error)], 0), "pause 600000ms"),
-        ("shortest timed pause", json!({"metrics": {"a": {"error": {"action": "pause", "duration": "5m"}}, "b": {"noData": {"action": "pause", "duration": "1m"}}}}), input("p", vec![metric("a", Error), metric("b", NoData)], 0), "pause 60000ms"),
-        ("maxPauses not reached", json!({"maxPauses": 2}), input("p", vec![metric("a", Error)], 1), "pause"),
-        ("maxPauses escalates", json!({"maxPauses": 2}), input("p", vec![metric("a", Error)], 2), "rollback"),
+        (
+            "default failed",
+            json!({}),
+            input("p", vec![metric("a", Failed)], 0),
+            "rollback",
+        ),
+        (
+            "default error",
+            json!({}),
+            input("p", vec![metric("a", Error)], 0),
+            "pause",
+        ),
+        (
+            "default inconclusive",
+            json!({}),
+            input("p", vec![metric("a", Inconclusive)], 0),
+            "pause",
+        ),
+        (
+            "default no-data",
+            json!({}),
+            input("p", vec![metric("a", NoData)], 0),
+            "pause",
+        ),
+        (
+            "terminated does not decide",
+            json!({}),
+            input("p", vec![metric("a", Terminated)], 0),
+            "continue",
+        ),
+        (
+            "worst wins",
+            json!({}),
+            input("p", vec![metric("a", Error), metric("b", Failed)], 0),
+            "rollback",
+        ),
+        (
+            "rollout mapping",
+            json!({"error": "rollback"}),
+            input("p", vec![metric("a", Error)], 0),
+            "rollback",
+        ),
+        (
+            "phase override",
+            json!({"error": "pause", "phases": {"p": {"error": "abort"}}}),
+            input("p", vec![metric("a", Error)], 0),
+            "abort",
+        ),
+        (
+            "other phase untouched",
+            json!({"phases": {"q": {"error": "abort"}}}),
+            input("p", vec![metric("a", Error)], 0),
+            "pause",
+        ),
+        (
+            "metric beats phase",
+            json!({"phases": {"p": {"noData": "rollback"}}, "metrics": {"a": {"noData": "continue"}}}),
+            input("p", vec![metric("a", NoData)], 0),
+            "continue",
+        ),
+        (
+            "optimistic promote",
+            json!({"inconclusive": "promote"}),
+            input("p", vec![metric("a", Inconclusive)], 0),
+            "promote",
+        ),
+        (
+            "pause beats promote",
+            json!({"inconclusive": "promote"}),
+            input("p", vec![metric("a", Inconclusive), metric("b", Error)], 0),
+            "pause",
+        ),
+        (
+            "timed pause",
+            json!({"error": {"action": "pause", "duration": "10m"}}),
+            input("p", vec![metric("a", Error)], 0),
+            "pause 600000ms",
+        ),
+        (
+            "shortest timed pause",
+            json!({"metrics": {"a": {"error": {"action": "pause", "duration": "5m"}}, "b": {"noData": {"action": "pause", "duration": "1m"}}}}),
+            input("p", vec![metric("a", Error), metric("b", NoData)], 0),
+            "pause 60000ms",
+        ),
+        (
+            "maxPauses not reached",
+            json!({"maxPauses": 2}),
+            input("p", vec![metric("a", Error)], 1),
+            "pause",
+        ),
+        (
+            "maxPauses escalates",
+            json!({"maxPauses": 2}),
+            input("p", vec![metric("a", Error)], 2),
+            "rollback",
+        ),
     ];
     for (name, cfg, input, expect) in cases {
         let d = decide(&config(cfg), &input).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -102,7 +187,14 @@ fn reasons_explain() {
     let cfg = config(json!({"phases": {"p": {"error": "rollback"}}}));
     let d = decide(
         &cfg,
-        &input("p", vec![metric("error-rate", MetricStatus::Failed), metric("latency", MetricStatus::Error)], 0),
+        &input(
+            "p",
+            vec![
+                metric("error-rate", MetricStatus::Failed),
+                metric("latency", MetricStatus::Error),
+            ],
+            0,
+        ),
     )
     .unwrap();
     let Decision::Rollback(reason) = d else {
@@ -113,21 +205,44 @@ fn reasons_explain() {
         "metric \"error-rate\" failed: error-rate message (default policy: failed → rollback); \
          metric \"latency\" errored: latency message (phase policy: error → rollback)"
     );
-    let d = decide(&config(json!({"maxPauses": 1})), &input("p", vec![metric("a", MetricStatus::Error)], 1)).unwrap();
+    let d = decide(
+        &config(json!({"maxPauses": 1})),
+        &input("p", vec![metric("a", MetricStatus::Error)], 1),
+    )
+    .unwrap();
     let Decision::Rollback(reason) = d else {
         panic!("expected rollback, got {d:?}")
     };
-    assert!(reason.ends_with("already paused 1 time(s), maxPauses 1 reached"), "{reason}");
+    assert!(
+        reason.ends_with("already paused 1 time(s), maxPauses 1 reached"),
+        "{reason}"
+    );
 }
 
 #[test]
 fn validation() {
     let bad = [
-        (json!({"failed": "explode"}), "/failed", "unknown action \"explode\": use rollback"),
+        (
+            json!({"failed": "explode"}),
+            "/failed",
+            "unknown action \"explode\": use rollback",
+        ),
         (json!({"failed": 3}), "/failed", "expected an action name"),
-        (json!({"failed": {"action": "pause", "for": "5m"}}), "/failed", "unknown field `for`"),
-        (json!({"phases": {"p": {"error": {"action": "rollback", "duration": "5m"}}}}), "/phases/p/error/duration", "only applies to pause"),
-        (json!({"error": {"action": "pause", "duration": "5 minutes"}}), "/error/duration", "unknown unit"),
+        (
+            json!({"failed": {"action": "pause", "for": "5m"}}),
+            "/failed",
+            "unknown field `for`",
+        ),
+        (
+            json!({"phases": {"p": {"error": {"action": "rollback", "duration": "5m"}}}}),
+            "/phases/p/error/duration",
+            "only applies to pause",
+        ),
+        (
+            json!({"error": {"action": "pause", "duration": "5 minutes"}}),
+            "/error/duration",
+            "unknown unit",
+        ),
         (json!({"maxPauses": 0}), "/maxPauses", "maxPauses 0"),
         (json!({"unknown": 1}), "/unknown", "unknown field"),
     ];
@@ -138,10 +253,14 @@ fn validation() {
         };
         assert!(!errors.is_empty(), "{v} accepted");
         assert!(
-            errors.iter().any(|e| e.path.starts_with(path) && e.message.contains(msg)),
+            errors
+                .iter()
+                .any(|e| e.path.starts_with(path) && e.message.contains(msg)),
             "{v}: {errors:?}"
         );
     }
-    let good = config(json!({"failed": "rollback", "noData": {"action": "pause", "duration": "2m"}, "maxPauses": 3}));
+    let good = config(
+        json!({"failed": "rollback", "noData": {"action": "pause", "duration": "2m"}, "maxPauses": 3}),
+    );
     assert!(DefaultPolicy::check(&good).is_empty());
 }

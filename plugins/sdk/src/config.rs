@@ -109,12 +109,28 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            (r#"{"name": 1, "inner": {"limits": []}}"#, "/name", "invalid type"),
-            (r#"{"name": "a", "inner": {"limits": [1, "x"]}}"#, "/inner/limits/1", "invalid type"),
-            (r#"{"name": "a", "inner": {"limits": [], "x": 1}}"#, "/inner/x", "unknown field `x`"),
+            (
+                r#"{"name": 1, "inner": {"limits": []}}"#,
+                "/name",
+                "invalid type",
+            ),
+            (
+                r#"{"name": "a", "inner": {"limits": [1, "x"]}}"#,
+                "/inner/limits/1",
+                "invalid type",
+            ),
+            (
+                r#"{"name": "a", "inner": {"limits": [], "x": 1}}"#,
+                "/inner/x",
+                "unknown field `x`",
+            ),
             (r#"{"name": "a"}"#, "", "missing field `inner`"),
             (r#"{"name": "a", "#, "", "not valid JSON"),
-            (r#"{"name": "a", "inner": {"limits": []}} trailing"#, "", "not valid JSON"),
+            (
+                r#"{"name": "a", "inner": {"limits": []}} trailing"#,
+                "",
+                "not valid JSON",
+            ),
         ];
         for (text, path, message) in cases {
             let err = parse_config::<Cfg>(text).expect_err(text);

@@ -80,8 +80,13 @@ impl From<QueryError> for String {
 /// fixture can.
 pub trait Metrics {
     /// Run `query` on `backend` over `window`, where "now" is `now_ms`.
-    fn query(&self, backend: &str, query: &str, window: Window, now_ms: i64)
-    -> Result<Vec<types::Series>, QueryError>;
+    fn query(
+        &self,
+        backend: &str,
+        query: &str,
+        window: Window,
+        now_ms: i64,
+    ) -> Result<Vec<types::Series>, QueryError>;
 }
 
 /// The host's metrics import.

@@ -4,7 +4,7 @@
 //! this crate hides the WIT bindings, the JSON parsing of the operator's configuration, the
 //! JSON Schema export and the error plumbing.
 //!
-//! ```ignore
+//! ```
 //! use rollgate_plugin::prelude::*;
 //!
 //! /// Passes while the error ratio stays below `max`.
@@ -91,8 +91,8 @@ pub mod prelude {
     pub use crate::schemars::JsonSchema;
     pub use crate::serde::Deserialize;
     pub use crate::{
-        ConfigError, Context, Decision, Measurement, MeasurementExt, MetricStatus,
-        MetricSummary, Pause, Policy, PolicyInput, Series, SeriesExt, Verdict, Verifier, Window,
+        ConfigError, Context, Decision, Measurement, MeasurementExt, MetricStatus, MetricSummary,
+        Pause, Policy, PolicyInput, Series, SeriesExt, Verdict, Verifier, Window,
     };
 }
 
@@ -239,8 +239,12 @@ macro_rules! export_verifier {
                 }
                 fn validate(
                     config: ::std::string::String,
-                ) -> ::std::result::Result<(), ::std::vec::Vec<$crate::bindings::provider::rollgate::plugin::types::ConfigError>>
-                {
+                ) -> ::std::result::Result<
+                    (),
+                    ::std::vec::Vec<
+                        $crate::bindings::provider::rollgate::plugin::types::ConfigError,
+                    >,
+                > {
                     $crate::__private::validate::<<$ty as $crate::Verifier>::Config>(
                         &config,
                         <$ty as $crate::Verifier>::check,
@@ -279,8 +283,12 @@ macro_rules! export_policy {
                 }
                 fn validate(
                     config: ::std::string::String,
-                ) -> ::std::result::Result<(), ::std::vec::Vec<$crate::bindings::provider::rollgate::plugin::types::ConfigError>>
-                {
+                ) -> ::std::result::Result<
+                    (),
+                    ::std::vec::Vec<
+                        $crate::bindings::provider::rollgate::plugin::types::ConfigError,
+                    >,
+                > {
                     $crate::__private::validate::<<$ty as $crate::Policy>::Config>(
                         &config,
                         <$ty as $crate::Policy>::check,

@@ -91,7 +91,9 @@ impl Condition {
         };
         let inner = &body[1..body.len() - 1];
         let Some((lo, hi)) = inner.split_once(',') else {
-            return Err(format!("condition {s:?}: a range needs two bounds, `[a, b]`"));
+            return Err(format!(
+                "condition {s:?}: a range needs two bounds, `[a, b]`"
+            ));
         };
         Self::range(
             number(lo, s)?,

@@ -110,18 +110,21 @@ impl Config {
             ));
         }
         match (reduce, across, pass, fail, window_ms, step_ms) {
-            (Some(reduce), Some(across), Some(pass), Some(fail), Some(window_ms), Some(step_ms))
-                if errors.is_empty() =>
-            {
-                Ok(Compiled {
-                    reduce,
-                    across,
-                    pass,
-                    fail,
-                    window_ms,
-                    step_ms,
-                })
-            }
+            (
+                Some(reduce),
+                Some(across),
+                Some(pass),
+                Some(fail),
+                Some(window_ms),
+                Some(step_ms),
+            ) if errors.is_empty() => Ok(Compiled {
+                reduce,
+                across,
+                pass,
+                fail,
+                window_ms,
+                step_ms,
+            }),
             _ => Err(errors),
         }
     }
@@ -181,7 +184,11 @@ pub fn fmt_num(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let a = v.abs();
     if a != 0.0 && !(1e-4..1e9).contains(&a) {
@@ -352,7 +359,11 @@ fn judge_each(c: &Compiled, series: &[Series], what: &str, n_samples: usize) -> 
             json!({"labels": labels, "value": finite_or_string(*v), "verdict": verdict_name(*verdict), "samples": s.samples.len()})
         })
         .collect();
-    let value = if decisive.is_nan() { None } else { Some(decisive) };
+    let value = if decisive.is_nan() {
+        None
+    } else {
+        Some(decisive)
+    };
     Measurement::new(overall, value, message).with_details(json!({
         "series": details,
         "seriesWithoutData": empty,
@@ -370,9 +381,14 @@ fn finite_or_string(v: f64) -> serde_json::Value {
 }
 
 fn fmt_window(ms: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")];
+    const UNITS: [(u64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "m"),
+        (1_000, "s"),
+    ];
     for (size, unit) in UNITS {
-        if ms % size == 0 {
+        if ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }

@@ -42,7 +42,9 @@ impl Reducer {
                     format!("reducer {text:?}: a percentile is `p` and a number, e.g. p95 or p99.9")
                 })?;
                 if !(0.0..=100.0).contains(&q) {
-                    return Err(format!("reducer {text:?}: percentile must be within 0 and 100"));
+                    return Err(format!(
+                        "reducer {text:?}: percentile must be within 0 and 100"
+                    ));
                 }
                 Reducer::Quantile(q / 100.0)
             }

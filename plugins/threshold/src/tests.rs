@@ -41,7 +41,10 @@ fn conditions() {
     let cases: &[(&str, &[(f64, bool)])] = &[
         ("< 0.05", &[(0.04, true), (0.05, false), (f64::NAN, false)]),
         ("<= 0.05", &[(0.05, true), (0.051, false)]),
-        ("> 0.99", &[(0.995, true), (0.99, false), (f64::INFINITY, true)]),
+        (
+            "> 0.99",
+            &[(0.995, true), (0.99, false), (f64::INFINITY, true)],
+        ),
         (">= 0.99", &[(0.99, true)]),
         ("== 0", &[(0.0, true), (-0.0, true), (1e-9, false)]),
         ("!= 0", &[(0.0, false), (2.0, true)]),
@@ -103,7 +106,11 @@ fn reducers() {
             (Some(g), Some(e)) => assert!((g - e).abs() < 1e-12, "{name}: {g} != {e}"),
             _ => assert_eq!(got, expect, "{name}"),
         }
-        assert_eq!(r.apply([f64::NAN, f64::NAN].into_iter()), None, "{name} of NaNs");
+        assert_eq!(
+            r.apply([f64::NAN, f64::NAN].into_iter()),
+            None,
+            "{name} of NaNs"
+        );
         assert_eq!(r.apply(std::iter::empty()), None, "{name} of nothing");
     }
     for bad in ["p", "p101", "px", "average", "mode"] {
@@ -120,8 +127,18 @@ fn config_errors_point_at_fields() {
     .unwrap();
     let errors = config.compile().expect_err("invalid");
     let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
-    for expected in ["/reduce", "/across", "/condition", "/failCondition", "/step", "/backend"] {
-        assert!(paths.contains(&expected), "{expected} missing from {paths:?}");
+    for expected in [
+        "/reduce",
+        "/across",
+        "/condition",
+        "/failCondition",
+        "/step",
+        "/backend",
+    ] {
+        assert!(
+            paths.contains(&expected),
+            "{expected} missing from {paths:?}"
+        );
     }
 }
 
@@ -222,7 +239,10 @@ fn verdicts() {
         Case {
             name: "each: empty series ignored but noted",
             config: base(json!({})),
-            series: vec![series(&[("v", "a")], &[0.01]), series(&[("v", "b")], &[f64::NAN])],
+            series: vec![
+                series(&[("v", "a")], &[0.01]),
+                series(&[("v", "b")], &[f64::NAN]),
+            ],
             verdict: Verdict::Pass,
             value: Some(0.01),
             message: "1 series without data ignored",
@@ -287,7 +307,8 @@ fn verdicts() {
             m.message,
             case.message
         );
-        let details: serde_json::Value = serde_json::from_str(&m.details).expect("details are JSON");
+        let details: serde_json::Value =
+            serde_json::from_str(&m.details).expect("details are JSON");
         assert!(details.is_object(), "{}", case.name);
     }
 }

@@ -8,7 +8,8 @@ use rollgate_plugin::prelude::*;
 #[derive(Deserialize, JsonSchema)]
 pub struct Config {}
 
-struct Socket;
+/// The plugin.
+pub struct Socket;
 
 impl Verifier for Socket {
     type Config = Config;

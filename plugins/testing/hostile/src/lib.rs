@@ -18,7 +18,7 @@ pub struct Config {
 }
 
 #[inline(never)]
-fn deep(n: u64) -> u64 {
+pub fn deep(n: u64) -> u64 {
     if n == 0 {
         return 1;
     }
@@ -26,7 +26,8 @@ fn deep(n: u64) -> u64 {
     deep(n - 1).rotate_left(1) ^ n
 }
 
-struct Hostile;
+/// The plugin (public so native builds, where the export macro is empty, see it used).
+pub struct Hostile;
 
 impl Verifier for Hostile {
     type Config = Config;
@@ -54,7 +55,11 @@ impl Verifier for Hostile {
             "panic" => panic!("hostile plugin panicked on purpose"),
             "oversized" => Ok(Measurement::new(Verdict::Pass, None, "x".repeat(8 << 20))),
             "file" => match std::fs::read_to_string("/etc/hostname") {
-                Ok(content) => Ok(Measurement::new(Verdict::Pass, None, format!("read: {content}"))),
+                Ok(content) => Ok(Measurement::new(
+                    Verdict::Pass,
+                    None,
+                    format!("read: {content}"),
+                )),
                 Err(e) => Err(format!("file access failed: {e}")),
             },
             "env" => {
@@ -79,12 +84,20 @@ impl Verifier for Hostile {
             }
             "query-unbound" => {
                 let series = ctx.query("not-bound-to-me", "up", Window::Now)?;
-                Ok(Measurement::new(Verdict::Pass, Some(series.len() as f64), "queried"))
+                Ok(Measurement::new(
+                    Verdict::Pass,
+                    Some(series.len() as f64),
+                    "queried",
+                ))
             }
             "query" => {
                 let backend = config.backend.as_deref().unwrap_or("prom");
                 let series = ctx.query(backend, "up", Window::Now)?;
-                Ok(Measurement::new(Verdict::Pass, Some(series.len() as f64), "queried"))
+                Ok(Measurement::new(
+                    Verdict::Pass,
+                    Some(series.len() as f64),
+                    "queried",
+                ))
             }
             "ok" => Ok(Measurement::new(Verdict::Pass, Some(1.0), "fine")),
             other => Err(format!("unknown mode {other:?}")),

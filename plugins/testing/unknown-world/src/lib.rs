@@ -2,7 +2,8 @@
 
 wit_bindgen::generate!({ world: "greeter", path: "wit" });
 
-struct Greeter;
+/// The component.
+pub struct Greeter;
 
 impl exports::example::greeter::greet::Guest for Greeter {
     fn hello(name: String) -> String {
