@@ -744,3 +744,22 @@ async fn the_readme_example_plugin_works() {
         .unwrap();
     assert_eq!(m.verdict, Verdict::NoData);
 }
+
+#[test]
+fn compiling_is_bounded_in_time() {
+    let host = PluginHost::new(HostConfig {
+        cache: ComponentCache::disabled(),
+        compile_timeout: Duration::from_nanos(1),
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let err = load(
+        &host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .err()
+    .expect("a 300 KB component does not compile in a nanosecond");
+    assert_eq!(err.kind(), "compile-timeout", "{err}");
+    assert!(err.to_string().contains("\"threshold\""), "{err}");
+}

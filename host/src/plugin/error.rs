@@ -91,6 +91,17 @@ pub enum PluginError {
         /// wasmtime's explanation.
         message: String,
     },
+    /// Compiling took longer than the host allows.
+    #[error(
+        "plugin {plugin:?}: compile timeout: compiling the component took longer than {limit:?}; \
+         is it unusually large or hostile?"
+    )]
+    CompileTimeout {
+        /// Plugin name.
+        plugin: String,
+        /// The limit.
+        limit: Duration,
+    },
     /// A call that the plugin's world does not have (measure on a policy, decide on a provider).
     #[error("plugin {plugin:?} is a {actual}, not a {wanted}")]
     WrongKind {
@@ -222,6 +233,7 @@ impl PluginError {
             PluginError::UnsupportedVersion { .. } => "unsupported-version",
             PluginError::ForbiddenImport { .. } => "forbidden-import",
             PluginError::Invalid { .. } => "invalid",
+            PluginError::CompileTimeout { .. } => "compile-timeout",
             PluginError::WrongKind { .. } => "wrong-kind",
             PluginError::Timeout { .. } => "timeout",
             PluginError::OutOfFuel { .. } => "out-of-fuel",
@@ -248,6 +260,7 @@ impl PluginError {
                 | PluginError::UnsupportedVersion { .. }
                 | PluginError::ForbiddenImport { .. }
                 | PluginError::Invalid { .. }
+                | PluginError::CompileTimeout { .. }
         )
     }
 }

@@ -133,6 +133,9 @@ pub struct HostConfig {
     /// turn. With the pooling allocator this is also the number of pre-reserved instance
     /// slots.
     pub max_concurrent_calls: u32,
+    /// The longest a component may take to compile. Compiling runs on its own thread; past
+    /// this the load fails with `compile-timeout` (the thread finishes in the background).
+    pub compile_timeout: Duration,
     /// Pre-reserve instance slots (memories, tables, fiber stacks) and reuse them, which
     /// makes a fresh instance per call cheap. Costs virtual address space (about 4 GiB per
     /// memory slot); falls back to on-demand allocation if the reservation fails.
@@ -145,6 +148,7 @@ impl Default for HostConfig {
             cache: ComponentCache::default_location(),
             epoch_tick: Duration::from_millis(10),
             max_concurrent_calls: 256,
+            compile_timeout: Duration::from_secs(120),
             pooling: true,
         }
     }
@@ -245,6 +249,7 @@ struct HostInner {
     /// engine up to 2× on tight loops, so plugins without a fuel limit never pay for it.
     metered: OnceLock<EngineSet>,
     cache: ComponentCache,
+    compile_timeout: Duration,
 }
 
 /// Loads plugins. Cheap to clone; share one per process.
@@ -275,6 +280,7 @@ impl PluginHost {
             plain,
             pool_slots,
             permits: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
+            compile_timeout: config.compile_timeout,
             metered: OnceLock::new(),
             cache: config.cache,
         });
@@ -430,14 +436,7 @@ impl PluginHost {
             }
         }
         let set = self.engines(limits.fuel.is_some())?;
-        let (component, outcome) = self
-            .inner
-            .cache
-            .load(&set.engine, &sha256, &bytes)
-            .map_err(|e| PluginError::Invalid {
-                plugin: plugin.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let (component, outcome) = self.compile(&plugin, &set.engine, &sha256, bytes)?;
         let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(&set.engine)
@@ -490,6 +489,42 @@ impl PluginHost {
             },
             outcome,
         ))
+    }
+}
+
+impl PluginHost {
+    /// Compile (or load from the cache) on a thread of its own, bounded in time: compiling
+    /// a hostile component can take very long, and must not stall the caller forever.
+    fn compile(
+        &self,
+        plugin: &str,
+        engine: &Engine,
+        sha256: &str,
+        bytes: Cow<'static, [u8]>,
+    ) -> Result<(wasmtime::component::Component, CacheOutcome), PluginError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (cache, engine, digest) =
+            (self.inner.cache.clone(), engine.clone(), sha256.to_string());
+        std::thread::Builder::new()
+            .name("rollgate-compile".into())
+            .spawn(move || {
+                let _ = tx.send(cache.load(&engine, &digest, &bytes));
+            })
+            .map_err(|e| PluginError::Host {
+                plugin: plugin.to_string(),
+                message: format!("cannot start a compile thread: {e}"),
+            })?;
+        match rx.recv_timeout(self.inner.compile_timeout) {
+            Ok(Ok(compiled)) => Ok(compiled),
+            Ok(Err(e)) => Err(PluginError::Invalid {
+                plugin: plugin.to_string(),
+                message: format!("{e:#}"),
+            }),
+            Err(_) => Err(PluginError::CompileTimeout {
+                plugin: plugin.to_string(),
+                limit: self.inner.compile_timeout,
+            }),
+        }
     }
 }
 
