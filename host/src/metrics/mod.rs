@@ -1,15 +1,25 @@
-//! Metric backends, behind one trait that the plugin host's `metrics` import calls.
+//! Metric backends, behind one trait, and the registry the plugin host queries by name.
 //!
-//! This module defines the normalised query and result shapes and the [`MetricsSource`]
-//! trait. The backends themselves (Prometheus, Datadog, replay) implement it; the plugin
-//! host only ever sees the trait, so a plugin cannot tell one backend from another and never
-//! sees an address or a credential.
+//! Every backend (Prometheus, replay, Datadog) implements [`Backend`] and returns one
+//! normalised result: labelled series of (time, value) points with an explicit
+//! [`DataStatus`] (ok, or no-data when the result is empty or all NaN/null), or a
+//! [`QueryError`] that says whether it is retryable and keeps the backend's own message.
+//! [`Backends`] holds the operator's backends by name and implements [`MetricsSource`], the
+//! trait behind the plugins' `metrics` import: it enforces concurrency limits and result
+//! size caps, fetches identical in-flight queries once, and traces every query. A plugin
+//! never sees an address or a credential.
+
+pub mod prometheus;
+mod registry;
+pub mod secret;
+
+pub use registry::{BackendOptions, Backends};
 
 use std::future::Future;
 use std::pin::Pin;
 
 /// When to evaluate a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Window {
     /// At one instant (ms since the Unix epoch).
     Instant(i64),
@@ -25,7 +35,7 @@ pub enum Window {
 }
 
 /// A query for a named backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Query {
     /// The backend's name.
     pub backend: String,
@@ -68,6 +78,32 @@ pub enum QueryErrorKind {
 }
 
 impl QueryErrorKind {
+    /// Whether the operator must fix something (query, credentials, names) rather than wait.
+    pub fn is_config(self) -> bool {
+        matches!(
+            self,
+            QueryErrorKind::BadQuery
+                | QueryErrorKind::Unauthorized
+                | QueryErrorKind::UnknownBackend
+                | QueryErrorKind::Denied
+        )
+    }
+
+    /// A short name: `bad-query`, `unavailable`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryErrorKind::Denied => "denied",
+            QueryErrorKind::UnknownBackend => "unknown-backend",
+            QueryErrorKind::BadQuery => "bad-query",
+            QueryErrorKind::Unauthorized => "unauthorized",
+            QueryErrorKind::Unavailable => "unavailable",
+            QueryErrorKind::Timeout => "timeout",
+            QueryErrorKind::RateLimited => "rate-limited",
+            QueryErrorKind::TooLarge => "too-large",
+            QueryErrorKind::Other => "other",
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn retryable(self) -> bool {
         matches!(
@@ -87,6 +123,69 @@ pub struct QueryError {
     pub backend: String,
     /// What happened.
     pub message: String,
+}
+
+impl QueryError {
+    /// An error of `kind` from `backend`.
+    pub fn new(kind: QueryErrorKind, backend: &str, message: impl Into<String>) -> Self {
+        QueryError {
+            kind,
+            backend: backend.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Whether a successful query found anything to judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataStatus {
+    /// At least one non-NaN point.
+    Ok,
+    /// No series, or every point null/NaN.
+    NoData,
+}
+
+/// A successful query, normalised.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueryResult {
+    /// The series, labels sorted by name, points oldest first. Nulls are NaN.
+    pub series: Vec<Series>,
+    /// Warnings the backend attached to an otherwise successful answer, verbatim.
+    pub warnings: Vec<String>,
+}
+
+impl QueryResult {
+    /// Ok, or no-data when there is nothing but NaN.
+    pub fn status(&self) -> DataStatus {
+        let any = self
+            .series
+            .iter()
+            .any(|s| s.points.iter().any(|(_, v)| !v.is_nan()));
+        if any {
+            DataStatus::Ok
+        } else {
+            DataStatus::NoData
+        }
+    }
+
+    /// Total points over all series.
+    pub fn points(&self) -> usize {
+        self.series.iter().map(|s| s.points.len()).sum()
+    }
+}
+
+/// A metric backend: runs a query in its own language.
+pub trait Backend: Send + Sync {
+    /// The backend type (`prometheus`, `replay`, `datadog`).
+    fn kind(&self) -> &'static str;
+    /// Run `query` over `window`. `backend` is the operator's name for this backend, for
+    /// error messages.
+    fn query<'a>(
+        &'a self,
+        backend: &'a str,
+        query: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<QueryResult, QueryError>>;
 }
 
 /// A boxed, sendable future (the trait is object-safe).

@@ -32,7 +32,8 @@
 
 #![warn(missing_docs)]
 
-pub mod duration;
+/// Durations (`30s`, `5m`, `1h30m`), parsed as the host parses them.
+pub use rollgate_duration as duration;
 
 /// The generated WIT bindings. Plugin code should not need them directly; they are public
 /// for the export macros and for authors who want the raw contract.

@@ -1,4 +1,7 @@
 //! Durations as operators write them: `500ms`, `30s`, `5m`, `1h30m`, `2d`.
+//!
+//! One parser for the host (specs, backend timeouts) and the plugins (their configs), so a
+//! duration means the same thing everywhere.
 
 /// Parse a duration into milliseconds. Units: `ms`, `s`, `m`, `h`, `d`; several may follow
 /// each other (`1h30m`). A bare number is refused: the unit must be explicit.

@@ -1,0 +1,386 @@
+//! The Prometheus backend against a real Prometheus (Debian's package) on a loopback port,
+//! loaded with exact data, directly and through the `threshold` plugin.
+
+mod common;
+
+use common::{Blackhole, PromServer, context, free_port, host};
+use rollgate::metrics::prometheus::{Prometheus, PrometheusConfig};
+use rollgate::metrics::{
+    Backend, BackendOptions, Backends, DataStatus, QueryErrorKind, Series, Window,
+};
+use rollgate::plugin::types::Verdict;
+use rollgate::plugin::{LoadOptions, MetricsBinding, Plugin, PluginSource};
+use std::sync::Arc;
+
+/// Seconds; the data spans T0 .. T0 + 600 s, a point every 15 s.
+const T0: i64 = 1_700_000_000;
+
+/// error_ratio{version="canary"} is 0.02 before T0+300 and 0.10 from then on;
+/// error_ratio{version="stable"} is 0.01; nan_ratio is NaN; inf_ratio is +Inf.
+fn data() -> String {
+    let mut om = String::from("# TYPE error_ratio gauge\n");
+    for t in (T0..=T0 + 600).step_by(15) {
+        let canary = if t < T0 + 300 { "0.02" } else { "0.1" };
+        om.push_str(&format!("error_ratio{{version=\"canary\"}} {canary} {t}\n"));
+        om.push_str(&format!("error_ratio{{version=\"stable\"}} 0.01 {t}\n"));
+    }
+    om.push_str("# TYPE nan_ratio gauge\n");
+    for t in (T0..=T0 + 600).step_by(15) {
+        om.push_str(&format!("nan_ratio NaN {t}\n"));
+    }
+    om.push_str("# TYPE inf_ratio gauge\n");
+    for t in (T0..=T0 + 600).step_by(15) {
+        om.push_str(&format!("inf_ratio +Inf {t}\n"));
+    }
+    om.push_str("# EOF\n");
+    om
+}
+
+fn prometheus(address: &str, timeout: &str) -> Prometheus {
+    Prometheus::new(&PrometheusConfig {
+        address: address.to_string(),
+        timeout: Some(timeout.to_string()),
+        headers: Default::default(),
+        bearer_token: None,
+        basic_auth: None,
+        tls: None,
+    })
+    .expect("valid config")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn results_are_normalised() {
+    let server = PromServer::start(&data()).await;
+    let prom = prometheus(&server.address, "10s");
+    let at = |s: i64| Window::Instant(s * 1000);
+
+    // Instant vector: sorted series, one point at the evaluation time.
+    let r = prom.query("p", "error_ratio", at(T0 + 60)).await.unwrap();
+    assert_eq!(
+        r.series,
+        vec![
+            Series {
+                labels: labels(&[("__name__", "error_ratio"), ("version", "canary")]),
+                points: vec![((T0 + 60) * 1000, 0.02)],
+            },
+            Series {
+                labels: labels(&[("__name__", "error_ratio"), ("version", "stable")]),
+                points: vec![((T0 + 60) * 1000, 0.01)],
+            },
+        ]
+    );
+    assert_eq!(r.status(), DataStatus::Ok);
+
+    // Range matrix.
+    let r = prom
+        .query(
+            "p",
+            "error_ratio{version=\"canary\"}",
+            Window::Range {
+                start_ms: (T0 + 270) * 1000,
+                end_ms: (T0 + 300) * 1000,
+                step_ms: 15_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.series.len(), 1);
+    assert_eq!(
+        r.series[0].points,
+        vec![
+            ((T0 + 270) * 1000, 0.02),
+            ((T0 + 285) * 1000, 0.02),
+            ((T0 + 300) * 1000, 0.1)
+        ]
+    );
+
+    // Scalar.
+    let r = prom
+        .query("p", "scalar(error_ratio{version=\"stable\"})", at(T0))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.series,
+        vec![Series {
+            labels: vec![],
+            points: vec![(T0 * 1000, 0.01)]
+        }]
+    );
+
+    // NaN and +Inf come through as values; all-NaN is no-data.
+    let r = prom.query("p", "nan_ratio", at(T0 + 60)).await.unwrap();
+    assert!(r.series[0].points[0].1.is_nan());
+    assert_eq!(r.status(), DataStatus::NoData);
+    let r = prom.query("p", "inf_ratio", at(T0 + 60)).await.unwrap();
+    assert_eq!(r.series[0].points[0].1, f64::INFINITY);
+
+    // An unknown metric is an empty result: no-data, not an error.
+    let r = prom.query("p", "no_such_metric", at(T0)).await.unwrap();
+    assert!(r.series.is_empty());
+    assert_eq!(r.status(), DataStatus::NoData);
+
+    // String results, which the client crate cannot decode.
+    let r = prom.query("p", "\"0.5\"", at(T0)).await.unwrap();
+    assert_eq!(
+        r.series,
+        vec![Series {
+            labels: vec![],
+            points: vec![(T0 * 1000, 0.5)]
+        }]
+    );
+    let e = prom.query("p", "\"hello\"", at(T0)).await.unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::BadQuery);
+    assert!(e.message.contains("\"hello\", not a number"), "{e}");
+}
+
+#[tokio::test]
+async fn failures_are_classified_with_the_backend_message() {
+    let server = PromServer::start(&data()).await;
+    let prom = prometheus(&server.address, "10s");
+    let e = prom
+        .query("prom-main", "sum(error_ratio", Window::Instant(T0 * 1000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::BadQuery);
+    assert!(e.kind.is_config() && !e.kind.retryable());
+    assert_eq!(e.backend, "prom-main");
+    // Prometheus' own words, verbatim.
+    assert!(
+        e.message.contains("HTTP 400") && e.message.contains("bad_data"),
+        "{e}"
+    );
+    assert!(e.message.contains("parse error"), "{e}");
+
+    let down = prometheus(&format!("http://127.0.0.1:{}", free_port()), "2s");
+    let e = down
+        .query("p", "up", Window::Instant(T0 * 1000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::Unavailable, "{e}");
+    assert!(e.kind.retryable());
+    assert!(e.message.contains("cannot connect"), "{e}");
+
+    let hole = Blackhole::start();
+    let slow = prometheus(&hole.address, "300ms");
+    let started = std::time::Instant::now();
+    let e = slow
+        .query("p", "up", Window::Instant(T0 * 1000))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::Timeout, "{e}");
+    assert!(e.kind.retryable());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // A wrong path prefix is a 404 with a hint.
+    let wrong = prometheus(&format!("{}/not-the-api", server.address), "10s");
+    let e = wrong
+        .query("p", "up", Window::Instant(T0 * 1000))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("HTTP 404") && e.message.contains("path prefix"),
+        "{e}"
+    );
+}
+
+/// The threshold plugin, bound to backend "prom" of `backends`.
+async fn measure(
+    plugin: &Plugin,
+    backends: Arc<Backends>,
+    config: &str,
+    now_s: i64,
+) -> Result<rollgate::plugin::types::Measurement, rollgate::plugin::PluginError> {
+    plugin
+        .measure(
+            config,
+            &context(now_s * 1000),
+            Some(MetricsBinding::new(backends, ["prom".to_string()])),
+        )
+        .await
+}
+
+fn threshold(query: &str, condition: &str) -> String {
+    serde_json::json!({
+        "backend": "prom",
+        "query": query,
+        "window": "2m",
+        "reduce": "avg",
+        "condition": condition,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn threshold_against_a_real_prometheus() {
+    let server = PromServer::start(&data()).await;
+    let mut backends = Backends::new();
+    backends.insert(
+        "prom",
+        Arc::new(prometheus(&server.address, "10s")),
+        BackendOptions::default(),
+    );
+    let backends = Arc::new(backends);
+    let host = host();
+    let plugin = host
+        .load(
+            &PluginSource::Builtin("threshold".into()),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+    let canary = "error_ratio{version=\"canary\"}";
+
+    // Before the canary degrades: 0.02 over the window.
+    let m = measure(
+        &plugin,
+        backends.clone(),
+        &threshold(canary, "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.verdict, Verdict::Pass, "{}", m.message);
+    assert!((m.value.unwrap() - 0.02).abs() < 1e-12);
+
+    // After: 0.10.
+    let m = measure(
+        &plugin,
+        backends.clone(),
+        &threshold(canary, "< 0.05"),
+        T0 + 540,
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.verdict, Verdict::Fail, "{}", m.message);
+    assert!((m.value.unwrap() - 0.1).abs() < 1e-12);
+    assert!(
+        m.message
+            .starts_with("avg over 2m = 0.1, does not meet < 0.05"),
+        "{}",
+        m.message
+    );
+
+    // Straddling the change, PromQL's step evaluation gives 30 points of 0.02 and 31 of 0.10.
+    let m = measure(
+        &plugin,
+        backends.clone(),
+        &threshold(canary, "< 0.05"),
+        T0 + 360,
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.verdict, Verdict::Fail, "{}", m.message);
+    assert!(
+        (m.value.unwrap() - 3.7 / 61.0).abs() < 1e-12,
+        "{:?}",
+        m.value
+    );
+
+    // No data, all-NaN, +Inf.
+    let m = measure(
+        &plugin,
+        backends.clone(),
+        &threshold("no_such_metric", "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.verdict, Verdict::NoData, "{}", m.message);
+    let m = measure(
+        &plugin,
+        backends.clone(),
+        &threshold("nan_ratio", "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.verdict, Verdict::NoData, "{}", m.message);
+    let m = measure(
+        &plugin,
+        backends.clone(),
+        &threshold("inf_ratio", "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.verdict, Verdict::Fail, "{}", m.message);
+
+    // A bad query is an error with Prometheus' text, never a verdict.
+    let e = measure(
+        &plugin,
+        backends.clone(),
+        &threshold("sum(error_ratio", "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), "guest-error");
+    assert!(
+        e.to_string().contains("bad query") && e.to_string().contains("parse error"),
+        "{e}"
+    );
+
+    // Server down: retryable unavailable error, surfaced through the plugin.
+    let mut down = Backends::new();
+    down.insert(
+        "prom",
+        Arc::new(prometheus(
+            &format!("http://127.0.0.1:{}", free_port()),
+            "2s",
+        )),
+        BackendOptions::default(),
+    );
+    let e = measure(
+        &plugin,
+        Arc::new(down),
+        &threshold(canary, "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("unavailable"), "{e}");
+
+    // Timeout: the backend's own timeout fires before the plugin's query budget.
+    let hole = Blackhole::start();
+    let mut slow = Backends::new();
+    slow.insert(
+        "prom",
+        Arc::new(prometheus(&hole.address, "300ms")),
+        BackendOptions::default(),
+    );
+    let e = measure(
+        &plugin,
+        Arc::new(slow),
+        &threshold(canary, "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("timeout"), "{e}");
+
+    // A result over the size cap is refused with a clear error.
+    let mut capped = Backends::new();
+    capped.insert(
+        "prom",
+        Arc::new(prometheus(&server.address, "10s")),
+        BackendOptions {
+            max_points: 10,
+            ..BackendOptions::default()
+        },
+    );
+    let e = measure(
+        &plugin,
+        Arc::new(capped),
+        &threshold(canary, "< 0.05"),
+        T0 + 240,
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("over the limit of 10 points"), "{e}");
+}
