@@ -198,3 +198,159 @@ impl MetricsSource for Backends {
         Box::pin(async move { self.fetch(query).await.map(|r| r.series.clone()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::Notify;
+
+    /// Counts calls and the most calls in flight at once; holds each call until released.
+    #[derive(Default)]
+    struct Counting {
+        calls: AtomicUsize,
+        in_flight: AtomicUsize,
+        peak: AtomicUsize,
+        release: Notify,
+    }
+
+    impl Backend for Counting {
+        fn kind(&self) -> &'static str {
+            "counting"
+        }
+        fn query<'a>(
+            &'a self,
+            _: &'a str,
+            query: &'a str,
+            _: Window,
+        ) -> BoxFuture<'a, Result<QueryResult, QueryError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.peak.fetch_max(now, Ordering::SeqCst);
+                self.release.notified().await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(QueryResult {
+                    series: vec![Series {
+                        labels: vec![("q".into(), query.into())],
+                        points: vec![(0, 1.0)],
+                    }],
+                    warnings: vec![],
+                })
+            })
+        }
+    }
+
+    fn q(text: &str) -> Query {
+        Query {
+            backend: "b".into(),
+            query: text.into(),
+            window: Window::Instant(0),
+        }
+    }
+
+    /// Release held calls until every task has finished.
+    async fn drain<T>(backend: &Counting, tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+        let mut out = Vec::new();
+        for mut t in tasks {
+            loop {
+                backend.release.notify_waiters();
+                tokio::select! {
+                    r = &mut t => { out.push(r.expect("task")); break; }
+                    _ = tokio::task::yield_now() => {}
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn identical_queries_in_flight_are_fetched_once() {
+        let backend = Arc::new(Counting::default());
+        let mut backends = Backends::new();
+        backends.insert("b", backend.clone(), BackendOptions::default());
+        let backends = Arc::new(backends);
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let backends = backends.clone();
+            let text = if i < 8 { "same" } else { "other" };
+            tasks.push(tokio::spawn(async move { backends.fetch(&q(text)).await }));
+        }
+        // Let every task reach the registry before releasing the backend.
+        while backend.calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        let results = drain(&backend, tasks).await;
+        assert_eq!(
+            backend.calls.load(Ordering::SeqCst),
+            2,
+            "8 identical + 2 different → 2 calls"
+        );
+        for r in &results {
+            assert_eq!(r.as_ref().expect("ok").series.len(), 1);
+        }
+        // Nothing stays registered once the queries are done; a later query goes out again.
+        assert!(backends.in_flight.lock().unwrap().is_empty());
+        let later = {
+            let backends = backends.clone();
+            tokio::spawn(async move { backends.fetch(&q("same")).await })
+        };
+        drain(&backend, vec![later]).await;
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_limited_per_backend() {
+        let backend = Arc::new(Counting::default());
+        let mut backends = Backends::new();
+        backends.insert(
+            "b",
+            backend.clone(),
+            BackendOptions {
+                max_concurrency: 2,
+                ..BackendOptions::default()
+            },
+        );
+        let backends = Arc::new(backends);
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let backends = backends.clone();
+                tokio::spawn(async move { backends.fetch(&q(&format!("q{i}"))).await })
+            })
+            .collect();
+        let results = drain(&backend, tasks).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 6);
+        assert!(
+            backend.peak.load(Ordering::SeqCst) <= 2,
+            "peak {}",
+            backend.peak.load(Ordering::SeqCst)
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_backends_are_named() {
+        let mut backends = Backends::new();
+        backends.insert(
+            "prom",
+            Arc::new(Counting::default()),
+            BackendOptions::default(),
+        );
+        let e = backends
+            .fetch(&Query {
+                backend: "datadog".into(),
+                ..q("x")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, QueryErrorKind::UnknownBackend);
+        assert!(
+            e.message
+                .contains("no backend named \"datadog\" (known: [prom])"),
+            "{e}"
+        );
+    }
+}
