@@ -11,6 +11,7 @@
 
 pub mod prometheus;
 mod registry;
+pub mod replay;
 pub mod secret;
 
 pub use registry::{BackendOptions, Backends};

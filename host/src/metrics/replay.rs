@@ -1,0 +1,675 @@
+//! The replay backend: answers queries from recorded series, so a verification can be
+//! dry-run on a fresh machine and a whole rollout replayed on a simulated clock.
+//!
+//! Two file formats:
+//! - **rollgate JSON** (what `rollgate metrics record` writes): a list of recorded queries,
+//!   each with its series. A query is answered from the recording of the same query text
+//!   (whitespace-insensitive).
+//! - **OpenMetrics text** (`name{label="v"} value timestamp` lines, as Prometheus exposes
+//!   and `promtool` backfills). Queries are plain selectors — `name`, `name{a="b", c!="d"}`
+//!   — matched against the series' labels (`__name__` included).
+//!
+//! Evaluation follows Prometheus: the value of a series at time t is its latest sample at or
+//! before t, if that sample is at most the lookback (5 minutes) old; a range query evaluates
+//! every step. Replaying a recorded range at its recorded step therefore gives back exactly
+//! the recorded values.
+//!
+//! The recording can be shifted onto the rollout's clock: with [`Replay::aligned_to`], the
+//! recording's first sample happens at the given time, and every answer is in rollout time.
+
+use super::{Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// How far back an evaluation looks for a sample, as Prometheus' default lookback delta.
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// A recording: what `rollgate metrics record` writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Recording {
+    /// Format version (1).
+    pub version: u32,
+    /// The recorded queries.
+    pub queries: Vec<RecordedQuery>,
+}
+
+/// One recorded query and its result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RecordedQuery {
+    /// The backend it was recorded from (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// The query text.
+    pub query: String,
+    /// The range and step it was recorded over (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<i64>,
+    /// See `start_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_ms: Option<i64>,
+    /// See `start_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_ms: Option<u64>,
+    /// The result.
+    pub series: Vec<RecordedSeries>,
+}
+
+/// A series in a recording. Values are numbers, or the strings `"NaN"`, `"+Inf"`, `"-Inf"`
+/// (JSON has no such numbers); `null` is a missing value and reads as NaN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedSeries {
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `[time_ms, value]` pairs, oldest first.
+    pub points: Vec<(i64, JsonValue)>,
+}
+
+/// A sample value in JSON.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JsonValue(pub f64);
+
+impl Serialize for JsonValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v == f64::INFINITY {
+            s.serialize_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            s.serialize_str("-Inf")
+        } else {
+            s.serialize_f64(v)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Null => Ok(JsonValue(f64::NAN)),
+            serde_json::Value::Number(n) => n
+                .as_f64()
+                .map(JsonValue)
+                .ok_or_else(|| serde::de::Error::custom("number out of range")),
+            serde_json::Value::String(s) => parse_value(&s)
+                .map(JsonValue)
+                .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a sample value"))),
+            other => Err(serde::de::Error::custom(format!(
+                "{other} is not a sample value"
+            ))),
+        }
+    }
+}
+
+/// A sample value as Prometheus and OpenMetrics write it.
+fn parse_value(s: &str) -> Option<f64> {
+    match s {
+        "NaN" => Some(f64::NAN),
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+impl RecordedSeries {
+    fn to_series(&self) -> Series {
+        Series {
+            labels: self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            points: self.points.iter().map(|(t, v)| (*t, v.0)).collect(),
+        }
+    }
+}
+
+impl From<&Series> for RecordedSeries {
+    fn from(s: &Series) -> Self {
+        RecordedSeries {
+            labels: s.labels.iter().cloned().collect(),
+            points: s.points.iter().map(|(t, v)| (*t, JsonValue(*v))).collect(),
+        }
+    }
+}
+
+/// How queries are matched against the recording.
+#[derive(Debug, Clone)]
+enum Source {
+    /// By query text.
+    Queries(Vec<(String, Vec<Series>)>),
+    /// By label selector.
+    Series(Vec<Series>),
+}
+
+/// The replay backend.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    source: Source,
+    first_ms: i64,
+    last_ms: i64,
+    offset_ms: i64,
+}
+
+fn normalise_query(q: &str) -> String {
+    q.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Replay {
+    /// Read a recording: rollgate JSON (`.json`) or OpenMetrics text (anything else).
+    pub fn open(path: &Path) -> Result<Replay, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let json =
+            path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        if json {
+            let recording: Recording = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: not a rollgate recording: {e}", path.display()))?;
+            Replay::from_recording(&recording).map_err(|e| format!("{}: {e}", path.display()))
+        } else {
+            Replay::from_openmetrics(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+    }
+
+    /// Serve a recording.
+    pub fn from_recording(recording: &Recording) -> Result<Replay, String> {
+        if recording.version != 1 {
+            return Err(format!(
+                "recording version {} is not supported (this rollgate reads version 1)",
+                recording.version
+            ));
+        }
+        let queries: Vec<(String, Vec<Series>)> = recording
+            .queries
+            .iter()
+            .map(|q| {
+                let mut series: Vec<Series> =
+                    q.series.iter().map(RecordedSeries::to_series).collect();
+                for s in &mut series {
+                    s.points.sort_by_key(|p| p.0);
+                }
+                (normalise_query(&q.query), series)
+            })
+            .collect();
+        let all = queries.iter().flat_map(|(_, s)| s.iter());
+        let (first_ms, last_ms) = bounds(all).ok_or("the recording holds no samples")?;
+        Ok(Replay {
+            source: Source::Queries(queries),
+            first_ms,
+            last_ms,
+            offset_ms: 0,
+        })
+    }
+
+    /// Serve OpenMetrics text (timestamps required).
+    pub fn from_openmetrics(text: &str) -> Result<Replay, String> {
+        let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>> = BTreeMap::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (labels, value, time) =
+                parse_sample(line).map_err(|e| format!("line {}: {e}: {line:?}", n + 1))?;
+            by_labels.entry(labels).or_default().push((time, value));
+        }
+        let series: Vec<Series> = by_labels
+            .into_iter()
+            .map(|(labels, mut points)| {
+                points.sort_by_key(|p| p.0);
+                Series { labels, points }
+            })
+            .collect();
+        let (first_ms, last_ms) =
+            bounds(series.iter()).ok_or("no samples in the OpenMetrics text")?;
+        Ok(Replay {
+            source: Source::Series(series),
+            first_ms,
+            last_ms,
+            offset_ms: 0,
+        })
+    }
+
+    /// Shift the recording so that its first sample happens at `origin_ms` on the rollout's
+    /// clock.
+    pub fn aligned_to(mut self, origin_ms: i64) -> Replay {
+        self.offset_ms = origin_ms - self.first_ms;
+        self
+    }
+
+    /// The recording's time span on the rollout's clock (after alignment).
+    pub fn span_ms(&self) -> (i64, i64) {
+        (
+            self.first_ms + self.offset_ms,
+            self.last_ms + self.offset_ms,
+        )
+    }
+
+    fn candidates(&self, backend: &str, query: &str) -> Result<Vec<&Series>, QueryError> {
+        match &self.source {
+            Source::Queries(queries) => {
+                let wanted = normalise_query(query);
+                if let Some((_, series)) = queries.iter().find(|(q, _)| *q == wanted) {
+                    return Ok(series.iter().collect());
+                }
+                let known: Vec<&str> = queries.iter().map(|(q, _)| q.as_str()).take(5).collect();
+                Err(QueryError::new(
+                    QueryErrorKind::BadQuery,
+                    backend,
+                    format!(
+                        "the recording has no query {wanted:?}; it holds [{}]; record it with `rollgate metrics record`",
+                        known.join("; ")
+                    ),
+                ))
+            }
+            Source::Series(series) => {
+                let selector = Selector::parse(query)
+                    .map_err(|e| QueryError::new(QueryErrorKind::BadQuery, backend, e))?;
+                Ok(series
+                    .iter()
+                    .filter(|s| selector.matches(&s.labels))
+                    .collect())
+            }
+        }
+    }
+
+    fn evaluate(&self, series: &[&Series], window: Window) -> Vec<Series> {
+        let times: Vec<i64> = match window {
+            Window::Instant(t) => vec![t],
+            Window::Range {
+                start_ms,
+                end_ms,
+                step_ms,
+            } => {
+                let step = i64::try_from(step_ms.max(1)).unwrap_or(i64::MAX);
+                let mut v = Vec::new();
+                let mut t = start_ms;
+                while t <= end_ms && v.len() < 1_000_000 {
+                    v.push(t);
+                    t = t.saturating_add(step);
+                }
+                v
+            }
+        };
+        series
+            .iter()
+            .filter_map(|s| {
+                let points: Vec<(i64, f64)> = times
+                    .iter()
+                    .filter_map(|&t| value_at(&s.points, t - self.offset_ms).map(|v| (t, v)))
+                    .collect();
+                (!points.is_empty()).then(|| Series {
+                    labels: s.labels.clone(),
+                    points,
+                })
+            })
+            .collect()
+    }
+}
+
+fn bounds<'a>(series: impl Iterator<Item = &'a Series>) -> Option<(i64, i64)> {
+    series
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(None, |acc, t| match acc {
+            None => Some((t, t)),
+            Some((lo, hi)) => Some((lo.min(t), hi.max(t))),
+        })
+}
+
+/// The latest sample at or before `t`, within the lookback.
+fn value_at(points: &[(i64, f64)], t: i64) -> Option<f64> {
+    let idx = points.partition_point(|p| p.0 <= t);
+    let (time, value) = *points.get(idx.checked_sub(1)?)?;
+    (t - time <= LOOKBACK_MS).then_some(value)
+}
+
+impl Backend for Replay {
+    fn kind(&self) -> &'static str {
+        "replay"
+    }
+
+    fn query<'a>(
+        &'a self,
+        backend: &'a str,
+        query: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<QueryResult, QueryError>> {
+        Box::pin(async move {
+            let candidates = self.candidates(backend, query)?;
+            Ok(QueryResult {
+                series: self.evaluate(&candidates, window),
+                warnings: Vec::new(),
+            })
+        })
+    }
+}
+
+/// `name{label="value", other!="x"}`: equality matchers only.
+#[derive(Debug, PartialEq)]
+struct Selector {
+    matchers: Vec<(String, bool, String)>,
+}
+
+impl Selector {
+    fn parse(text: &str) -> Result<Selector, String> {
+        let t = text.trim();
+        let (name, rest) = match t.find('{') {
+            Some(i) => (&t[..i], &t[i..]),
+            None => (t, ""),
+        };
+        let mut matchers = Vec::new();
+        let name = name.trim();
+        if !name.is_empty() {
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            {
+                return Err(format!(
+                    "the replay backend answers plain selectors such as name{{label=\"value\"}}, not {t:?}; record the full query with `rollgate metrics record` instead"
+                ));
+            }
+            matchers.push(("__name__".to_string(), true, name.to_string()));
+        }
+        if !rest.is_empty() {
+            let inner = rest
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .ok_or_else(|| format!("selector {t:?}: unbalanced braces"))?;
+            let (labels, _) = parse_labels(inner).map_err(|e| format!("selector {t:?}: {e}"))?;
+            matchers.extend(labels);
+        }
+        if matchers.is_empty() {
+            return Err(format!(
+                "selector {t:?} matches nothing: name a metric or a label"
+            ));
+        }
+        Ok(Selector { matchers })
+    }
+
+    fn matches(&self, labels: &[(String, String)]) -> bool {
+        self.matchers.iter().all(|(name, equal, value)| {
+            let actual = labels
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            (actual == value) == *equal
+        })
+    }
+}
+
+/// Parse `a="1", b!="2"` (with `\"`, `\\` and `\n` escapes). Returns the matchers and the
+/// rest of the input after the closing quote of the last value.
+fn parse_labels(mut s: &str) -> Result<(Vec<(String, bool, String)>, &str), String> {
+    let mut out = Vec::new();
+    loop {
+        s = s.trim_start().trim_start_matches(',').trim_start();
+        if s.is_empty() {
+            return Ok((out, s));
+        }
+        let name_end = s
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .ok_or("a label needs a value")?;
+        let name = &s[..name_end];
+        if name.is_empty() {
+            return Err(format!("expected a label name at {s:?}"));
+        }
+        s = s[name_end..].trim_start();
+        let equal = if let Some(r) = s.strip_prefix("!=") {
+            s = r;
+            false
+        } else if let Some(r) = s.strip_prefix('=') {
+            if r.starts_with('~') {
+                return Err(
+                    "regular expression matchers (=~, !~) are not supported by replay".into(),
+                );
+            }
+            s = r;
+            true
+        } else {
+            return Err(format!("expected = or != after label {name}"));
+        };
+        s = s
+            .trim_start()
+            .strip_prefix('"')
+            .ok_or("label values are quoted")?;
+        let mut value = String::new();
+        let mut chars = s.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((i, '"')) => break i,
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => return Err("unterminated escape".into()),
+                },
+                Some((_, c)) => value.push(c),
+                None => return Err("unterminated label value".into()),
+            }
+        };
+        out.push((name.to_string(), equal, value));
+        s = &s[end + 1..];
+    }
+}
+
+/// One OpenMetrics sample line: labels (with `__name__`), value, time in ms.
+fn parse_sample(line: &str) -> Result<(Vec<(String, String)>, f64, i64), String> {
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .ok_or("expected a metric name, a value and a timestamp")?;
+    let name = &line[..name_end];
+    let mut labels = vec![("__name__".to_string(), name.to_string())];
+    let mut rest = &line[name_end..];
+    if let Some(inner) = rest.strip_prefix('{') {
+        let close = find_closing_brace(inner).ok_or("unbalanced braces")?;
+        let (matchers, _) = parse_labels(&inner[..close])?;
+        for (k, equal, v) in matchers {
+            if !equal {
+                return Err("`!=` is not valid in a sample".into());
+            }
+            labels.push((k, v));
+        }
+        rest = &inner[close + 1..];
+    }
+    labels.sort();
+    let mut fields = rest.split_whitespace();
+    let value = fields
+        .next()
+        .and_then(parse_value)
+        .ok_or("expected a sample value")?;
+    let time: f64 = fields
+        .next()
+        .ok_or("a timestamp is required to replay a sample")?
+        .parse()
+        .map_err(|_| "the timestamp is not a number (seconds)")?;
+    Ok((labels, value, (time * 1000.0).round() as i64))
+}
+
+fn find_closing_brace(s: &str) -> Option<usize> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match (c, in_quotes, escaped) {
+            (_, _, true) => escaped = false,
+            ('\\', true, false) => escaped = true,
+            ('"', _, false) => in_quotes = !in_quotes,
+            ('}', false, false) => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OM: &str = r#"# TYPE error_ratio gauge
+error_ratio{version="canary"} 0.02 1700000000
+error_ratio{version="canary"} 0.1 1700000060
+error_ratio{version="stable",note="a \"quoted\" } brace"} 0.01 1700000000
+error_ratio{version="canary"} NaN 1700000120
+up 1 1700000000.5
+# EOF
+"#;
+
+    fn q(r: &Replay, query: &str, window: Window) -> Result<Vec<Series>, QueryError> {
+        futures::executor::block_on(r.query("rec", query, window)).map(|r| r.series)
+    }
+
+    #[test]
+    fn openmetrics_selectors_and_lookback() {
+        let r = Replay::from_openmetrics(OM).unwrap();
+        let s = q(
+            &r,
+            "error_ratio{version=\"canary\"}",
+            Window::Instant(1_700_000_030_000),
+        )
+        .unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].points, vec![(1_700_000_030_000, 0.02)]);
+        // The latest sample wins; NaN is a value; beyond the lookback there is nothing.
+        let s = q(
+            &r,
+            "error_ratio{version=\"canary\"}",
+            Window::Instant(1_700_000_150_000),
+        )
+        .unwrap();
+        assert!(s[0].points[0].1.is_nan());
+        let s = q(
+            &r,
+            "error_ratio{version=\"canary\"}",
+            Window::Instant(1_700_000_120_000 + LOOKBACK_MS + 1),
+        )
+        .unwrap();
+        assert!(s.is_empty());
+        // Before the first sample: nothing.
+        assert!(
+            q(&r, "up", Window::Instant(1_699_999_999_000))
+                .unwrap()
+                .is_empty()
+        );
+        // Escaped quotes and braces inside values; != matchers.
+        let s = q(
+            &r,
+            "error_ratio{version!=\"canary\"}",
+            Window::Instant(1_700_000_000_000),
+        )
+        .unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(
+            s[0].labels
+                .contains(&("note".into(), "a \"quoted\" } brace".into()))
+        );
+        // Fractional-second timestamps.
+        let s = q(&r, "up", Window::Instant(1_700_000_000_500)).unwrap();
+        assert_eq!(s[0].points, vec![(1_700_000_000_500, 1.0)]);
+        // A range evaluates every step.
+        let s = q(
+            &r,
+            "error_ratio{version=\"canary\"}",
+            Window::Range {
+                start_ms: 1_700_000_000_000,
+                end_ms: 1_700_000_090_000,
+                step_ms: 30_000,
+            },
+        )
+        .unwrap();
+        let values: Vec<f64> = s[0].points.iter().map(|p| p.1).collect();
+        assert_eq!(values, [0.02, 0.02, 0.1, 0.1]);
+    }
+
+    #[test]
+    fn alignment_shifts_onto_the_rollout_clock() {
+        let r = Replay::from_openmetrics(OM).unwrap().aligned_to(5_000_000);
+        // The recording spans 1_700_000_000_000 ..= 1_700_000_120_000.
+        assert_eq!(r.span_ms(), (5_000_000, 5_120_000));
+        let s = q(
+            &r,
+            "error_ratio{version=\"canary\"}",
+            Window::Instant(5_060_000),
+        )
+        .unwrap();
+        assert_eq!(s[0].points, vec![(5_060_000, 0.1)]);
+    }
+
+    #[test]
+    fn bad_input_says_where() {
+        let cases = [
+            ("up 1", "line 1: a timestamp is required"),
+            ("up{a=\"1\" 1 2", "line 1: unbalanced braces"),
+            ("up{a=\"1\"} x 2", "line 1: expected a sample value"),
+            ("# c\nup 1 2\nup{a!=\"1\"} 1 2", "line 3: `!=` is not valid"),
+            ("# only comments", "no samples"),
+        ];
+        for (text, msg) in cases {
+            let e = Replay::from_openmetrics(text).unwrap_err();
+            assert!(e.contains(msg), "{text:?}: {e}");
+        }
+        let r = Replay::from_openmetrics(OM).unwrap();
+        for (query, msg) in [
+            ("rate(up[5m])", "plain selectors"),
+            ("up{a=~\"x\"}", "regular expression"),
+            ("{}", "matches nothing"),
+        ] {
+            let e = q(&r, query, Window::Instant(0)).unwrap_err();
+            assert_eq!(e.kind, QueryErrorKind::BadQuery);
+            assert!(e.message.contains(msg), "{query}: {e}");
+        }
+    }
+
+    #[test]
+    fn recordings_round_trip_and_answer_by_query_text() {
+        let recording = Recording {
+            version: 1,
+            queries: vec![RecordedQuery {
+                backend: Some("prom".into()),
+                query: "sum(rate(x[1m]))".into(),
+                start_ms: Some(0),
+                end_ms: Some(60_000),
+                step_ms: Some(30_000),
+                series: vec![RecordedSeries {
+                    labels: BTreeMap::from([("job".to_string(), "a".to_string())]),
+                    points: vec![
+                        (0, JsonValue(1.0)),
+                        (30_000, JsonValue(f64::NAN)),
+                        (60_000, JsonValue(f64::INFINITY)),
+                    ],
+                }],
+            }],
+        };
+        let text = serde_json::to_string(&recording).unwrap();
+        assert!(
+            text.contains("\"NaN\"") && text.contains("\"+Inf\""),
+            "{text}"
+        );
+        let back: Recording = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            back.queries[0].series[0].points[2],
+            (60_000, JsonValue(f64::INFINITY))
+        );
+        let r = Replay::from_recording(&back).unwrap();
+        let s = q(&r, "sum(rate(x[1m]))", Window::Instant(60_000)).unwrap();
+        assert_eq!(s[0].points, vec![(60_000, f64::INFINITY)]);
+        // Whitespace does not matter; another query is a bad-query error that lists what exists.
+        assert!(q(&r, "  sum(rate(x[1m]))  ", Window::Instant(0)).is_ok());
+        let e = q(&r, "sum(rate(y[1m]))", Window::Instant(0)).unwrap_err();
+        assert!(e.message.contains("holds [sum(rate(x[1m]))]"), "{e}");
+        // null reads as NaN.
+        let with_null: Recording = serde_json::from_str(
+            r#"{"version": 1, "queries": [{"query": "q", "series": [{"labels": {}, "points": [[0, null]]}]}]}"#,
+        )
+        .unwrap();
+        assert!(with_null.queries[0].series[0].points[0].1.0.is_nan());
+        let e = Replay::from_recording(&Recording {
+            version: 2,
+            queries: vec![],
+        })
+        .unwrap_err();
+        assert!(e.contains("version 2 is not supported"), "{e}");
+    }
+}
