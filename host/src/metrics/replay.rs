@@ -137,6 +137,11 @@ impl From<&Series> for RecordedSeries {
     }
 }
 
+/// Labels of a series, sorted by name.
+type Labels = Vec<(String, String)>;
+/// A label matcher: name, equal (`=`) or not (`!=`), value.
+type Matcher = (String, bool, String);
+
 /// How queries are matched against the recording.
 #[derive(Debug, Clone)]
 enum Source {
@@ -207,7 +212,7 @@ impl Replay {
 
     /// Serve OpenMetrics text (timestamps required).
     pub fn from_openmetrics(text: &str) -> Result<Replay, String> {
-        let mut by_labels: BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut by_labels: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -351,7 +356,7 @@ impl Backend for Replay {
 /// `name{label="value", other!="x"}`: equality matchers only.
 #[derive(Debug, PartialEq)]
 struct Selector {
-    matchers: Vec<(String, bool, String)>,
+    matchers: Vec<Matcher>,
 }
 
 impl Selector {
@@ -379,7 +384,7 @@ impl Selector {
                 .strip_prefix('{')
                 .and_then(|r| r.strip_suffix('}'))
                 .ok_or_else(|| format!("selector {t:?}: unbalanced braces"))?;
-            let (labels, _) = parse_labels(inner).map_err(|e| format!("selector {t:?}: {e}"))?;
+            let labels = parse_labels(inner).map_err(|e| format!("selector {t:?}: {e}"))?;
             matchers.extend(labels);
         }
         if matchers.is_empty() {
@@ -402,14 +407,13 @@ impl Selector {
     }
 }
 
-/// Parse `a="1", b!="2"` (with `\"`, `\\` and `\n` escapes). Returns the matchers and the
-/// rest of the input after the closing quote of the last value.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, bool, String)>, &str), String> {
+/// Parse `a="1", b!="2"` (with `\"`, `\\` and `\n` escapes).
+fn parse_labels(mut s: &str) -> Result<Vec<Matcher>, String> {
     let mut out = Vec::new();
     loop {
         s = s.trim_start().trim_start_matches(',').trim_start();
         if s.is_empty() {
-            return Ok((out, s));
+            return Ok(out);
         }
         let name_end = s
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -457,7 +461,7 @@ fn parse_labels(mut s: &str) -> Result<(Vec<(String, bool, String)>, &str), Stri
 }
 
 /// One OpenMetrics sample line: labels (with `__name__`), value, time in ms.
-fn parse_sample(line: &str) -> Result<(Vec<(String, String)>, f64, i64), String> {
+fn parse_sample(line: &str) -> Result<(Labels, f64, i64), String> {
     let name_end = line
         .find(|c: char| c == '{' || c.is_whitespace())
         .ok_or("expected a metric name, a value and a timestamp")?;
@@ -466,7 +470,7 @@ fn parse_sample(line: &str) -> Result<(Vec<(String, String)>, f64, i64), String>
     let mut rest = &line[name_end..];
     if let Some(inner) = rest.strip_prefix('{') {
         let close = find_closing_brace(inner).ok_or("unbalanced braces")?;
-        let (matchers, _) = parse_labels(&inner[..close])?;
+        let matchers = parse_labels(&inner[..close])?;
         for (k, equal, v) in matchers {
             if !equal {
                 return Err("`!=` is not valid in a sample".into());
