@@ -39,10 +39,10 @@ fn main() {
     let target_dir = host_target_dir(&out_dir);
     let plugin_target = target_dir.join("plugins");
 
-    println!(
-        "cargo:rerun-if-changed={}",
-        plugins.join("Cargo.toml").display()
-    );
+    // Every manifest: a plugin's name, version and description are compiled into it.
+    for manifest in manifests(&plugins) {
+        println!("cargo:rerun-if-changed={}", manifest.display());
+    }
     println!(
         "cargo:rerun-if-changed={}",
         plugins.join("Cargo.lock").display()
@@ -112,6 +112,25 @@ fn main() {
     }
     code.push_str("}\n");
     fs::write(out_dir.join("plugins.rs"), code).expect("write plugins.rs");
+}
+
+/// Every `Cargo.toml` under `dir`, skipping build output and hidden folders.
+fn manifests(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if path.is_dir() && name != "target" && !name.starts_with('.') {
+            found.extend(manifests(&path));
+        } else if name == "Cargo.toml" {
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// `<target>/<profile>/build/<pkg>-<hash>/out` → `<target>`; with `--target T`,

@@ -12,15 +12,27 @@ struct Run {
 
 fn rollgate(args: &[&str]) -> Run {
     let cache = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(args)
+        .env("ROLLGATE_CACHE_DIR", cache.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rollgate runs");
+    // Bounded: a hang must fail the test, not CI.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rollgate {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let Output {
         status,
         stdout,
         stderr,
-    } = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .args(args)
-        .env("ROLLGATE_CACHE_DIR", cache.path())
-        .output()
-        .expect("rollgate runs");
+    } = child.wait_with_output().expect("output");
     Run {
         code: status.code().expect("exited, not killed"),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),

@@ -606,6 +606,22 @@ async fn the_compile_cache_is_used_and_survives_corruption() {
     };
     let (_, fifth) = host.load_traced(&source, &metered).unwrap();
     assert_eq!(fifth, CacheOutcome::Compiled);
+    let artifacts = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        })
+        .count();
+    assert_eq!(artifacts, 2, "one artifact per engine");
+    let (_, sixth) = host.load_traced(&source, &LoadOptions::default()).unwrap();
+    assert_eq!(
+        sixth,
+        CacheOutcome::Hit,
+        "the plain engine's artifact is still there"
+    );
+    let (_, seventh) = host.load_traced(&source, &metered).unwrap();
+    assert_eq!(seventh, CacheOutcome::Hit);
 }
 
 #[test]
@@ -621,37 +637,80 @@ fn an_unsafe_cache_directory_is_not_trusted() {
 }
 
 #[tokio::test]
-async fn deterministic_mode_freezes_the_clock_at_the_rollout_now() {
-    // The threshold plugin's output depends only on its input; in deterministic mode two
-    // calls with the same input give byte-identical measurements.
+async fn deterministic_mode_freezes_clocks_and_seeds_randomness() {
     let host = host();
-    let plugin = host
-        .load(
-            &PluginSource::Builtin("threshold".into()),
+    let load_mode = |deterministic| {
+        host.load(
+            &file(test_only::HOSTILE),
             &LoadOptions {
-                deterministic: true,
+                deterministic,
                 ..LoadOptions::default()
             },
         )
-        .unwrap();
-    let run = || async {
+        .unwrap()
+    };
+    let clock = |plugin: Plugin| async move {
         plugin
-            .measure(
-                &threshold_config("< 0.05"),
-                &context(1_700_000_300_000),
-                Some(binding(
-                    StaticMetrics::new(vec![series(&[0.01, 0.07, 0.02])]),
-                    &["prom"],
-                )),
-            )
+            .measure(r#"{"mode": "clock"}"#, &context(1_700_000_300_000), None)
             .await
             .unwrap()
+            .message
     };
-    let (a, b) = (run().await, run().await);
-    assert_eq!(
-        (a.verdict, a.value, &a.message, &a.details),
-        (b.verdict, b.value, &b.message, &b.details)
-    );
+    let det = load_mode(true);
+    let (a, b) = (clock(det.clone()).await, clock(det).await);
+    assert_eq!(a, b, "same input, same output");
+    // The wall clock is the rollout's "now"; the monotonic clock steps 1 µs per reading.
+    assert!(a.starts_with("wall=1700000300000 hash="), "{a}");
+    assert!(a.ends_with(" elapsed=1000"), "{a}");
+
+    let live = load_mode(false);
+    let (c, d) = (clock(live.clone()).await, clock(live).await);
+    assert!(!c.starts_with("wall=1700000300000"), "the real clock: {c}");
+    let hash = |m: &str| m.split(' ').nth(1).map(str::to_string);
+    assert_ne!(hash(&c), hash(&d), "real randomness differs between calls");
+}
+
+#[tokio::test]
+async fn limits_still_fire_after_the_host_is_dropped() {
+    // The CLI loads a plugin and lets the host go; the epoch ticker must live on with the
+    // plugin, or a looping plugin would never be stopped.
+    let plugin = {
+        let host = host();
+        load(&host, file(test_only::HOSTILE), quick()).unwrap()
+    };
+    let err = plugin
+        .measure(r#"{"mode": "loop"}"#, &context(0), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "timeout", "{err}");
+    // validate and info are under the same limits.
+    let err = plugin
+        .validate(r#"{"mode": "validate-loop"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "timeout", "{err}");
+}
+
+#[tokio::test]
+async fn component_files_are_read_with_bounds() {
+    let host = host();
+    let err = load(&host, file("/dev/zero"), Limits::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), "read");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let err = load(
+        &host,
+        file(test_only::THRESHOLD),
+        Limits {
+            max_component_bytes: 4096,
+            ..Limits::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), "component-too-large");
+    assert!(err.to_string().contains("limit of 4096 bytes"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

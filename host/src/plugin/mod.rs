@@ -305,6 +305,12 @@ impl PluginHost {
         Ok(PluginHost { inner })
     }
 
+    /// Whether instances come from the pooling allocator (it falls back to on-demand
+    /// allocation when the address-space reservation fails).
+    pub fn pooling(&self) -> bool {
+        self.inner.pool_slots.is_some()
+    }
+
     /// The component cache in use.
     pub fn cache(&self) -> &ComponentCache {
         &self.inner.cache
@@ -347,11 +353,7 @@ impl PluginHost {
                     .unwrap_or("plugin")
                     .to_string();
                 let plugin = options.name.clone().unwrap_or_else(|| name.clone());
-                let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-                    plugin,
-                    path: path.clone(),
-                    source,
-                })?;
+                let bytes = read_bounded(path, options.limits.max_component_bytes, &plugin)?;
                 (name, Cow::Owned(bytes))
             }
             PluginSource::Builtin(name) => {
@@ -483,6 +485,7 @@ impl PluginHost {
                     deterministic: options.deterministic,
                     engine: set.engine.clone(),
                     permits: self.inner.permits.clone(),
+                    _host: self.inner.clone(),
                     exports,
                     imports,
                 }),
@@ -526,6 +529,44 @@ impl PluginHost {
             }),
         }
     }
+}
+
+/// Read a component file, refusing anything but a regular file and never reading more
+/// than the size limit (a path to `/dev/zero` or a FIFO must not exhaust memory or block).
+fn read_bounded(
+    path: &std::path::Path,
+    limit: usize,
+    plugin: &str,
+) -> Result<Vec<u8>, PluginError> {
+    use std::io::Read;
+    let read_error = |source: std::io::Error| PluginError::Read {
+        plugin: plugin.to_string(),
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(read_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let too_large = |size: usize| PluginError::ComponentTooLarge {
+        plugin: plugin.to_string(),
+        size,
+        limit,
+    };
+    if meta.len() > limit as u64 {
+        return Err(too_large(usize::try_from(meta.len()).unwrap_or(usize::MAX)));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    if bytes.len() > limit {
+        return Err(too_large(bytes.len()));
+    }
+    Ok(bytes)
 }
 
 /// Refuse what is not a component before handing it to the compiler.
@@ -625,6 +666,9 @@ struct PluginInner {
     deterministic: bool,
     engine: Engine,
     permits: Arc<tokio::sync::Semaphore>,
+    /// Keeps the host — and so its epoch ticker, without which no time limit fires —
+    /// alive as long as any plugin is.
+    _host: Arc<HostInner>,
     logs: Arc<LogSink>,
     exports: Vec<String>,
     imports: Vec<String>,
@@ -699,7 +743,8 @@ impl Plugin {
             ]))
             .insecure_random(wasmtime_wasi::Deterministic::new(vec![7, 8, 9, 10, 11, 12]))
             .insecure_random_seed(0x5eed)
-            .wall_clock(FixedClock(now));
+            .wall_clock(FixedClock(now))
+            .monotonic_clock(sandbox::SteppingClock::default());
         }
         let query_clock = Arc::new(QueryClock::default());
         let limits = &inner.limits;
@@ -788,20 +833,33 @@ impl Plugin {
     ) -> PluginError {
         let plugin = self.inner.name.to_string();
         let limits = &self.inner.limits;
-        if let Some(requested) = store.data().limiter.memory_refused {
-            return PluginError::MemoryLimit {
-                plugin,
-                limit: limits.memory_bytes,
-                requested,
-            };
-        }
         if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             return PluginError::Exit {
                 plugin,
                 code: exit.0,
             };
         }
-        if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        if let Some(pool) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            return PluginError::Host {
+                plugin,
+                message: format!(
+                    "the host's instance pool is exhausted ({pool}); raise max_concurrent_calls or lower concurrency"
+                ),
+            };
+        }
+        let trap = e.downcast_ref::<wasmtime::Trap>();
+        // A refused memory.grow explains an abort (Rust's allocation-failure handler ends in
+        // `unreachable`), not a trap of another kind that came later.
+        if let Some(requested) = store.data().limiter.memory_refused
+            && matches!(trap, None | Some(wasmtime::Trap::UnreachableCodeReached))
+        {
+            return PluginError::MemoryLimit {
+                plugin,
+                limit: limits.memory_bytes,
+                requested,
+            };
+        }
+        if let Some(trap) = trap {
             return match trap {
                 wasmtime::Trap::StackOverflow => PluginError::StackOverflow { plugin },
                 wasmtime::Trap::OutOfFuel => PluginError::OutOfFuel {

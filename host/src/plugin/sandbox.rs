@@ -249,6 +249,21 @@ impl wit::Host for StoreData {
     }
 }
 
+/// A monotonic clock for deterministic calls: starts at 0 and advances 1 µs per reading, so
+/// the same calls see the same times (a frozen clock would make `sleep` never return).
+#[derive(Default)]
+pub struct SteppingClock(std::sync::atomic::AtomicU64);
+
+impl wasmtime_wasi::HostMonotonicClock for SteppingClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+    fn now(&self) -> u64 {
+        self.0
+            .fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A wall clock frozen at the rollout's "now", for deterministic calls.
 pub struct FixedClock(pub Duration);
 

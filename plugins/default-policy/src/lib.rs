@@ -308,6 +308,8 @@ pub fn decide(config: &Config, input: &PolicyInput) -> Result<Decision, String> 
         .collect::<Vec<_>>()
         .join("; ");
     Ok(match worst {
+        // Promote ends the phase: only once every metric has had its say.
+        Action::Promote if !input.phase_complete => Decision::Continue,
         Action::Promote => Decision::Promote,
         Action::Continue => Decision::Continue,
         Action::Rollback => Decision::Rollback(reason),
@@ -319,14 +321,19 @@ pub fn decide(config: &Config, input: &PolicyInput) -> Result<Decision, String> 
                     "{reason}; already paused {paused} time(s), maxPauses {max} reached"
                 )));
             }
-            // The shortest duration any deciding rule asks for; none means wait for an operator.
-            let duration_ms = deciding
-                .iter()
-                .filter_map(|v| v.duration)
-                .map(parse_ms)
-                .collect::<Result<Vec<u64>, String>>()?
-                .into_iter()
-                .min();
+            // Honour every deciding rule: if one waits for an operator, so does the pause;
+            // otherwise the longest duration asked for.
+            let duration_ms = if deciding.iter().any(|v| v.duration.is_none()) {
+                None
+            } else {
+                deciding
+                    .iter()
+                    .filter_map(|v| v.duration)
+                    .map(parse_ms)
+                    .collect::<Result<Vec<u64>, String>>()?
+                    .into_iter()
+                    .max()
+            };
             Decision::Pause(Pause {
                 reason,
                 duration_ms,

@@ -41,6 +41,11 @@ fn input(phase: &str, metrics: Vec<MetricSummary>, pauses: usize) -> PolicyInput
     }
 }
 
+fn complete(mut input: PolicyInput) -> PolicyInput {
+    input.phase_complete = true;
+    input
+}
+
 fn config(v: serde_json::Value) -> Config {
     parse_config(&v.to_string()).expect("config parses")
 }
@@ -134,8 +139,18 @@ fn decisions() {
         (
             "optimistic promote",
             json!({"inconclusive": "promote"}),
-            input("p", vec![metric("a", Inconclusive)], 0),
+            complete(input("p", vec![metric("a", Inconclusive)], 0)),
             "promote",
+        ),
+        (
+            "no promote while metrics still measure",
+            json!({"inconclusive": "promote"}),
+            input(
+                "p",
+                vec![metric("a", Inconclusive), metric("b", Running)],
+                0,
+            ),
+            "continue",
         ),
         (
             "pause beats promote",
@@ -150,10 +165,16 @@ fn decisions() {
             "pause 600000ms",
         ),
         (
-            "shortest timed pause",
+            "longest timed pause",
             json!({"metrics": {"a": {"error": {"action": "pause", "duration": "5m"}}, "b": {"noData": {"action": "pause", "duration": "1m"}}}}),
             input("p", vec![metric("a", Error), metric("b", NoData)], 0),
-            "pause 60000ms",
+            "pause 300000ms",
+        ),
+        (
+            "an untimed pause waits for an operator",
+            json!({"metrics": {"a": {"error": {"action": "pause", "duration": "1m"}}}}),
+            input("p", vec![metric("a", Error), metric("b", NoData)], 0),
+            "pause",
         ),
         (
             "maxPauses not reached",

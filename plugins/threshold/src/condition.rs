@@ -118,6 +118,11 @@ impl Condition {
                 "condition {whole:?}: the lower bound {lo} is above the upper bound {hi}"
             ));
         }
+        if lo == hi && !(lo_inclusive && hi_inclusive) {
+            return Err(format!(
+                "condition {whole:?} is an empty range: no value is within it; use [{lo}, {hi}] or == {lo}"
+            ));
+        }
         Ok(Condition::Within {
             lo,
             lo_inclusive,
@@ -156,7 +161,14 @@ impl Condition {
 
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = crate::fmt_num;
+        // Constants at full precision: a rounded bound next to a value reads as a contradiction.
+        let n = |x: f64| {
+            if x.is_infinite() {
+                crate::fmt_num(x)
+            } else {
+                format!("{x}")
+            }
+        };
         match *self {
             Condition::Lt(x) => write!(f, "< {}", n(x)),
             Condition::Le(x) => write!(f, "<= {}", n(x)),

@@ -194,11 +194,14 @@ pub fn fmt_num(v: f64) -> String {
     if a != 0.0 && !(1e-4..1e9).contains(&a) {
         return format!("{v:e}");
     }
-    let digits = if a >= 1.0 {
-        (6 - (a.log10().floor() as i32 + 1)).max(0) as usize
+    // Six significant digits: decimals = 6 - (digits before the point), where a number
+    // below 1 has -(leading zeros after the point) digits before it.
+    let magnitude = if a == 0.0 {
+        0
     } else {
-        6
+        a.log10().floor() as i32 + 1
     };
+    let digits = (6 - magnitude).max(0) as usize;
     let s = format!("{v:.digits$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -235,12 +238,20 @@ pub fn judge(c: &Compiled, series: &[Series]) -> Measurement {
             judge_one(c, value, &what, series.len(), total_samples, "pooled")
         }
         Across::Reduce(across) => {
-            let per_series: Vec<f64> = series
-                .iter()
-                .filter_map(|s| c.reduce.apply(s.values()))
-                .collect();
-            let value = across.apply(per_series.iter().copied());
-            let how = format!("{across} across series");
+            let per_series: Vec<Option<f64>> =
+                series.iter().map(|s| c.reduce.apply(s.values())).collect();
+            let empty = per_series.iter().filter(|v| v.is_none()).count();
+            let how = if empty > 0 {
+                format!("{across} across series, {empty} without data ignored")
+            } else {
+                format!("{across} across series")
+            };
+            // A series that reduces to NaN (e.g. +Inf and -Inf averaged) cannot be judged; a
+            // reducer across series must not quietly drop it and pass on the others.
+            if per_series.iter().flatten().any(|v| v.is_nan()) {
+                return judge_one(c, Some(f64::NAN), &what, series.len(), total_samples, &how);
+            }
+            let value = across.apply(per_series.iter().flatten().copied());
             judge_one(c, value, &what, series.len(), total_samples, &how)
         }
     }
@@ -320,7 +331,13 @@ fn judge_each(c: &Compiled, series: &[Series], what: &str, n_samples: usize) -> 
     } else {
         String::new()
     };
-    let message = if judged.len() == 1 && series.len() == 1 {
+    let message = if decisive.is_nan() {
+        format!(
+            "{what} is NaN for {} of {} series (e.g. +Inf and -Inf combined): cannot judge{empty_note}",
+            judged.iter().filter(|j| j.1.is_nan()).count(),
+            judged.len()
+        )
+    } else if judged.len() == 1 && series.len() == 1 {
         format!(
             "{what} = {}, {} ({} sample{})",
             shown(c, decisive),

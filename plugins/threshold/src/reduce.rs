@@ -83,11 +83,15 @@ impl Reducer {
                 let lo = rank.floor() as usize;
                 let hi = rank.ceil() as usize;
                 let (a, b) = (sorted[lo], sorted[hi]);
-                if lo == hi || a == b {
-                    Some(a)
+                let w = rank - lo as f64;
+                // Weighted form, so that an infinite neighbour gives ±Inf, not Inf - Inf = NaN.
+                Some(if lo == hi || a == b || w == 0.0 {
+                    a
+                } else if w == 1.0 {
+                    b
                 } else {
-                    Some(a + (b - a) * (rank - lo as f64))
-                }
+                    a * (1.0 - w) + b * w
+                })
             }
         }
     }

@@ -75,6 +75,9 @@ fn conditions() {
         ("[1]", "two bounds"),
         ("between 1 2", "between a and b"),
         ("=~ 3", "not understood"),
+        ("(1, 1)", "empty range"),
+        ("[2, 2)", "empty range"),
+        ("outside (1, 1]", "empty range"),
     ];
     for (text, msg) in bad {
         let e = Condition::parse(text).expect_err(text);
@@ -99,6 +102,17 @@ fn reducers() {
         ("p75", Some(4.0)),
         ("p90", Some(4.6)),
     ];
+    // An infinite neighbour gives an infinite percentile, as in Prometheus, not NaN.
+    let p50 = Reducer::parse("p50").unwrap();
+    assert_eq!(
+        p50.apply([f64::NEG_INFINITY, 5.0].into_iter()),
+        Some(f64::NEG_INFINITY)
+    );
+    assert_eq!(
+        p50.apply([1.0, f64::INFINITY].into_iter()),
+        Some(f64::INFINITY)
+    );
+    assert_eq!(p50.apply([2.0, 2.0].into_iter()), Some(2.0));
     for (name, expect) in cases {
         let r = Reducer::parse(name).unwrap();
         let got = r.apply(v.iter().copied());
@@ -288,6 +302,41 @@ fn verdicts() {
             message: "meets [0.99, 1]",
         },
         Case {
+            name: "a NaN series value says it cannot judge",
+            config: base(json!({"reduce": "avg"})),
+            series: vec![series(&[], &[f64::INFINITY, f64::NEG_INFINITY])],
+            verdict: Verdict::Inconclusive,
+            value: None,
+            message: "avg is NaN for 1 of 1 series (e.g. +Inf and -Inf combined): cannot judge",
+        },
+        Case {
+            name: "a reducer across series does not drop a NaN series and pass",
+            config: base(json!({"reduce": "avg", "across": "max"})),
+            series: vec![
+                series(&[], &[f64::INFINITY, f64::NEG_INFINITY]),
+                series(&[], &[0.01]),
+            ],
+            verdict: Verdict::Inconclusive,
+            value: None,
+            message: "is NaN",
+        },
+        Case {
+            name: "a reducer across series says which series had no data",
+            config: base(json!({"across": "max"})),
+            series: vec![series(&[], &[f64::NAN]), series(&[], &[0.01])],
+            verdict: Verdict::Pass,
+            value: Some(0.01),
+            message: "max across series, 1 without data ignored",
+        },
+        Case {
+            name: "bounds are shown at full precision next to a rounded value",
+            config: base(json!({"condition": "< 100.0004"})),
+            series: vec![series(&[], &[100.0002])],
+            verdict: Verdict::Pass,
+            value: Some(100.0002),
+            message: "last = 100, meets < 100.0004",
+        },
+        Case {
             name: "inf minus inf is inconclusive, not pass",
             config: base(json!({"across": "pool", "reduce": "sum", "condition": "!= 0"})),
             series: vec![series(&[], &[f64::INFINITY, f64::NEG_INFINITY])],
@@ -365,12 +414,15 @@ fn numbers_read_well() {
     let cases = [
         (0.0, "0"),
         (0.05, "0.05"),
-        (0.071234567, "0.071235"),
+        (0.071234567, "0.0712346"),
         (123456.789, "123457"),
         (1.5, "1.5"),
         (2e-7, "2e-7"),
         (3e12, "3e12"),
         (f64::NEG_INFINITY, "-Inf"),
+        (0.000123456, "0.000123456"),
+        (0.1234567, "0.123457"),
+        (100.0002, "100"),
     ];
     for (v, s) in cases {
         assert_eq!(fmt_num(v), s, "{v}");

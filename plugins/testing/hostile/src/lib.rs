@@ -10,7 +10,7 @@ use std::hint::black_box;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// loop, memory, stack, panic, oversized, file, env, sleep, exit, log-flood,
-    /// query-unbound, query, ok.
+    /// query-unbound, query, clock, validate-loop (loops in `validate`), ok.
     pub mode: String,
     /// For `query`: the backend to query.
     #[serde(default)]
@@ -31,6 +31,16 @@ pub struct Hostile;
 
 impl Verifier for Hostile {
     type Config = Config;
+
+    fn check(config: &Config) -> Vec<ConfigError> {
+        if config.mode == "validate-loop" {
+            let mut x = 0u64;
+            loop {
+                x = black_box(x.wrapping_add(1));
+            }
+        }
+        Vec::new()
+    }
 
     fn measure(config: Config, ctx: &Context) -> Result<Measurement, String> {
         match config.mode.as_str() {
@@ -97,6 +107,22 @@ impl Verifier for Hostile {
                     Verdict::Pass,
                     Some(series.len() as f64),
                     "queried",
+                ))
+            }
+            "clock" => {
+                use std::hash::{BuildHasher, Hasher};
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis())
+                    .unwrap_or(0);
+                let t0 = std::time::Instant::now();
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_u64(42);
+                let elapsed = t0.elapsed().as_nanos();
+                Ok(Measurement::new(
+                    Verdict::Pass,
+                    None,
+                    format!("wall={wall} hash={} elapsed={elapsed}", h.finish()),
                 ))
             }
             "ok" => Ok(Measurement::new(Verdict::Pass, Some(1.0), "fine")),
