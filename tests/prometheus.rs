@@ -384,3 +384,211 @@ async fn threshold_against_a_real_prometheus() {
     .unwrap_err();
     assert!(e.to_string().contains("over the limit of 10 points"), "{e}");
 }
+
+#[tokio::test]
+async fn a_recording_replays_to_the_live_verdicts() {
+    use rollgate::metrics::record::{merge, record};
+    use rollgate::metrics::replay::{Recording, Replay};
+    let server = PromServer::start(&data()).await;
+    let mut live = Backends::new();
+    live.insert(
+        "prom",
+        Arc::new(prometheus(&server.address, "10s")),
+        BackendOptions::default(),
+    );
+    let live = Arc::new(live);
+    let canary = "error_ratio{version=\"canary\"}";
+    let mut recording = Recording {
+        version: 1,
+        queries: vec![],
+    };
+    let recorded = record(&live, "prom", canary, T0 * 1000, (T0 + 600) * 1000, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(recorded.series.len(), 1);
+    assert_eq!(recorded.series[0].points.len(), 301);
+    merge(&mut recording, recorded);
+    // Through a file, as `rollgate metrics record` writes it.
+    let text = serde_json::to_string(&recording).unwrap();
+    let replay = Replay::from_recording(&serde_json::from_str(&text).unwrap()).unwrap();
+    let mut replayed = Backends::new();
+    replayed.insert("prom", Arc::new(replay), BackendOptions::default());
+    let replayed = Arc::new(replayed);
+
+    let host = host();
+    let plugin = host
+        .load(
+            &PluginSource::Builtin("threshold".into()),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+    for now in [T0 + 240, T0 + 360, T0 + 540] {
+        let config = threshold(canary, "< 0.05");
+        let a = measure(&plugin, live.clone(), &config, now).await.unwrap();
+        let b = measure(&plugin, replayed.clone(), &config, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.verdict, a.value, &a.message),
+            (b.verdict, b.value, &b.message),
+            "at T0+{}",
+            now - T0
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_commands_query_and_record() {
+    let server = PromServer::start(&data()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("rec.json");
+    let backends = dir.path().join("backends.yaml");
+    std::fs::write(
+        &backends,
+        format!(
+            "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: prom\nspec:\n  prometheus:\n    address: {}\n---\napiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: recorded\nspec:\n  replay:\n    file: rec.json\n",
+            server.address
+        ),
+    )
+    .unwrap();
+    let b = backends.to_str().unwrap();
+    let run = |args: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+            .args(&args)
+            .output()
+            .expect("runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let args = |extra: &[&str]| -> Vec<String> {
+        ["metrics"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let at = (T0 + 60).to_string();
+    let canary = "error_ratio{version=\"canary\"}";
+
+    // The replay backend's file does not exist yet: loading the backends fails, saying where.
+    let (code, _, err) = run(args(&[
+        "query",
+        "--backends",
+        b,
+        "--backend",
+        "prom",
+        "--query",
+        canary,
+        "--at",
+        &at,
+    ]));
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("MetricBackend \"recorded\": spec.replay.file: cannot read"),
+        "{err}"
+    );
+
+    // Record from the live Prometheus (the replay backend is in another file for now).
+    let live_only = dir.path().join("live.yaml");
+    let text = std::fs::read_to_string(&backends).unwrap();
+    std::fs::write(&live_only, text.split("---").next().unwrap()).unwrap();
+    let l = live_only.to_str().unwrap();
+    let (code, out, err) = run(args(&[
+        "record",
+        "--backends",
+        l,
+        "--backend",
+        "prom",
+        "--query",
+        canary,
+        "--from",
+        &T0.to_string(),
+        "--to",
+        &(T0 + 600).to_string(),
+        "--step",
+        "15s",
+        "--out",
+        recording.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("recorded 1 series, 41 points"), "{out}");
+
+    // Now both backends load; live and replayed answer the same.
+    for backend in ["prom", "recorded"] {
+        let (code, out, err) = run(args(&[
+            "query",
+            "--backends",
+            b,
+            "--backend",
+            backend,
+            "--query",
+            canary,
+            "--at",
+            &at,
+            "--format",
+            "json",
+        ]));
+        assert_eq!(code, 0, "{backend}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["status"], "ok");
+        assert_eq!(v["series"][0]["points"][0][1], 0.02, "{backend}: {v}");
+    }
+    let (code, out, _) = run(args(&[
+        "query",
+        "--backends",
+        l,
+        "--backend",
+        "prom",
+        "--query",
+        "nope",
+        "--at",
+        &at,
+    ]));
+    assert_eq!(code, 2, "no data: {out}");
+    let (code, _, err) = run(args(&[
+        "query",
+        "--backends",
+        l,
+        "--backend",
+        "prom",
+        "--query",
+        "sum(",
+        "--at",
+        &at,
+    ]));
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("bad-query") && err.contains("parse error"),
+        "{err}"
+    );
+    let (code, _, err) = run(args(&[
+        "query",
+        "--backends",
+        l,
+        "--backend",
+        "nope",
+        "--query",
+        "up",
+    ]));
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("no backend named \"nope\" (known: [prom])"),
+        "{err}"
+    );
+    let (code, _, err) = run(args(&[
+        "query",
+        "--backends",
+        l,
+        "--backend",
+        "prom",
+        "--query",
+        "up",
+        "--at",
+        "yesterday",
+    ]));
+    assert_eq!(code, 4);
+    assert!(err.contains("not understood"), "{err}");
+}

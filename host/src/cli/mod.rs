@@ -2,7 +2,9 @@
 //! Commands print for humans by default and JSON with `--format json`; exit codes are
 //! documented per command.
 
+mod metrics;
 mod plugin;
+mod time;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -20,6 +22,9 @@ enum Command {
     /// Inspect and check plugins (WebAssembly components).
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Query metric backends and record what they answer for replays.
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
 }
 
 /// Output format.
@@ -38,6 +43,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// The input was checked and has problems (invalid configuration, failed check).
     pub const PROBLEMS: u8 = 1;
+    /// There was nothing to judge (no data).
+    pub const NO_DATA: u8 = 2;
     /// A plugin could not be loaded or failed while running.
     pub const PLUGIN_ERROR: u8 = 3;
     /// The input could not be read at all.
@@ -96,6 +103,7 @@ pub fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Plugin(cmd) => plugin::run(cmd).await,
+            Command::Metrics(cmd) => metrics::run(cmd).await,
         }
     });
     ExitCode::from(code)

@@ -9,7 +9,9 @@
 //! size caps, fetches identical in-flight queries once, and traces every query. A plugin
 //! never sees an address or a credential.
 
+pub mod config;
 pub mod prometheus;
+pub mod record;
 mod registry;
 pub mod replay;
 pub mod secret;

@@ -1,0 +1,305 @@
+//! `rollgate metrics query|record`.
+//!
+//! - `query`: run one query on a declared backend, now or at/over given times, and print
+//!   the normalised result. Exit 0 data, 2 no data, 3 query failed, 4 invalid input.
+//! - `record`: capture a query's range from a backend into a recording the `replay`
+//!   backend serves (merged into the file if it exists). Exit 0, 3 query failed, 4 invalid
+//!   input.
+
+use super::time::parse_time;
+use super::{Format, Out, exit};
+use crate::metrics::replay::Recording;
+use crate::metrics::{Backends, DataStatus, Query, Window, config, record};
+use clap::{Args, Subcommand};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Run one query on a backend and print the series.
+    Query(QueryArgs),
+    /// Record a query's range from a backend into a file for the replay backend.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Target {
+    /// YAML files with MetricBackend documents.
+    #[arg(long = "backends", value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// The backend's name (metadata.name).
+    #[arg(long)]
+    backend: String,
+    /// The query, in the backend's language.
+    #[arg(long)]
+    query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Evaluate at this time (default now).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    at: Option<String>,
+    /// Evaluate over a range from this time...
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// ...to this time.
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+    /// Resolution of a range (default: range / 60, at least 1s).
+    #[arg(long)]
+    step: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Start of the range.
+    #[arg(long)]
+    from: String,
+    /// End of the range (default now).
+    #[arg(long, default_value = "now")]
+    to: String,
+    /// Resolution (default: range / 60, at least 1s).
+    #[arg(long)]
+    step: Option<String>,
+    /// The recording to write (rollgate JSON); merged into if it exists.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub async fn run(cmd: MetricsCommand) -> u8 {
+    let mut out = Out::default();
+    let code = match cmd {
+        MetricsCommand::Query(args) => query(args, &mut out).await,
+        MetricsCommand::Record(args) => record_cmd(args, &mut out).await,
+    };
+    out.flush();
+    code
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn load(target: &Target, out: &mut Out) -> Option<Backends> {
+    match config::load(&target.files) {
+        Ok(b) => Some(b),
+        Err(errors) => {
+            for e in errors {
+                out.err(format!("rollgate: {e}"));
+            }
+            None
+        }
+    }
+}
+
+/// Start, end and step of a range, checked.
+fn range(from: &str, to: &str, step: Option<&str>, out: &mut Out) -> Option<(i64, i64, u64)> {
+    let now = now_ms();
+    let parsed = parse_time(from, now).and_then(|f| Ok((f, parse_time(to, now)?)));
+    let (start, end) = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return None;
+        }
+    };
+    if end < start {
+        out.err(format!("rollgate: --to ({to}) is before --from ({from})"));
+        return None;
+    }
+    let step = match step {
+        Some(s) => match rollgate_duration::parse_ms(s) {
+            Ok(0) | Err(_) => {
+                out.err(format!(
+                    "rollgate: --step {s:?}: give a duration longer than 0, e.g. 15s"
+                ));
+                return None;
+            }
+            Ok(ms) => ms,
+        },
+        None => (((end - start) / 60) as u64).max(1000),
+    };
+    Some((start, end, step))
+}
+
+async fn query(args: QueryArgs, out: &mut Out) -> u8 {
+    let Some(backends) = load(&args.target, out) else {
+        return exit::INVALID_INPUT;
+    };
+    let window = match (&args.from, &args.to) {
+        (Some(from), Some(to)) => match range(from, to, args.step.as_deref(), out) {
+            Some((start_ms, end_ms, step_ms)) => Window::Range {
+                start_ms,
+                end_ms,
+                step_ms,
+            },
+            None => return exit::INVALID_INPUT,
+        },
+        _ => match parse_time(args.at.as_deref().unwrap_or("now"), now_ms()) {
+            Ok(t) => Window::Instant(t),
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                return exit::INVALID_INPUT;
+            }
+        },
+    };
+    let q = Query {
+        backend: args.target.backend.clone(),
+        query: args.target.query.clone(),
+        window,
+    };
+    let result = match backends.fetch(&q).await {
+        Ok(r) => r,
+        Err(e) => {
+            match args.format {
+                Format::Json => out.line(
+                    json!({"ok": false, "error": {"kind": e.kind.name(), "retryable": e.kind.retryable(), "backend": e.backend, "message": e.message}})
+                        .to_string(),
+                ),
+                Format::Human => out.err(format!(
+                    "rollgate: {e} ({}{})",
+                    e.kind.name(),
+                    if e.kind.retryable() { ", retryable" } else { "" }
+                )),
+            }
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let status = result.status();
+    match args.format {
+        Format::Json => {
+            let series: Vec<_> = result
+                .series
+                .iter()
+                .map(crate::metrics::replay::RecordedSeries::from)
+                .collect();
+            out.line(
+                json!({
+                    "ok": true,
+                    "status": if status == DataStatus::Ok { "ok" } else { "no-data" },
+                    "series": series,
+                    "warnings": result.warnings,
+                })
+                .to_string(),
+            );
+        }
+        Format::Human => {
+            out.line(format!(
+                "{}: {} series, {} points, {}",
+                q.backend,
+                result.series.len(),
+                result.points(),
+                if status == DataStatus::Ok {
+                    "ok"
+                } else {
+                    "no data"
+                }
+            ));
+            for s in &result.series {
+                let labels: Vec<String> =
+                    s.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let last = s.points.last().map(|p| p.1).unwrap_or(f64::NAN);
+                out.line(format!(
+                    "  {{{}}}  last {last}  ({} points)",
+                    labels.join(", "),
+                    s.points.len()
+                ));
+            }
+            for w in &result.warnings {
+                out.line(format!("  warning: {w}"));
+            }
+        }
+    }
+    if status == DataStatus::Ok {
+        exit::OK
+    } else {
+        exit::NO_DATA
+    }
+}
+
+async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
+    let Some(backends) = load(&args.target, out) else {
+        return exit::INVALID_INPUT;
+    };
+    let Some((start, end, step)) = range(&args.from, &args.to, args.step.as_deref(), out) else {
+        return exit::INVALID_INPUT;
+    };
+    let mut recording = match std::fs::read_to_string(&args.out) {
+        Ok(text) => match serde_json::from_str::<Recording>(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                out.err(format!(
+                    "rollgate: {} exists but is not a rollgate recording ({e}); choose another --out",
+                    args.out.display()
+                ));
+                return exit::INVALID_INPUT;
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Recording {
+            version: 1,
+            queries: Vec::new(),
+        },
+        Err(e) => {
+            out.err(format!("rollgate: cannot read {}: {e}", args.out.display()));
+            return exit::INVALID_INPUT;
+        }
+    };
+    let recorded = match record::record(
+        &backends,
+        &args.target.backend,
+        &args.target.query,
+        start,
+        end,
+        step,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let (series, points) = (
+        recorded.series.len(),
+        recorded
+            .series
+            .iter()
+            .map(|s| s.points.len())
+            .sum::<usize>(),
+    );
+    record::merge(&mut recording, recorded);
+    let text = match serde_json::to_string_pretty(&recording) {
+        Ok(t) => t,
+        Err(e) => {
+            out.err(format!("rollgate: cannot encode the recording: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let tmp = args.out.with_extension("json.tmp");
+    if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &args.out)) {
+        out.err(format!(
+            "rollgate: cannot write {}: {e}",
+            args.out.display()
+        ));
+        return exit::INVALID_INPUT;
+    }
+    out.line(format!(
+        "recorded {series} series, {points} points of {:?} from {} into {}",
+        args.target.query,
+        args.target.backend,
+        args.out.display()
+    ));
+    exit::OK
+}
