@@ -200,3 +200,233 @@ impl Drop for Blackhole {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// One request the Datadog stand-in received.
+#[derive(Debug, Clone)]
+pub struct DdRequest {
+    pub method: String,
+    pub path: String,
+    pub query: std::collections::BTreeMap<String, String>,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: serde_json::Value,
+    pub at: std::time::Instant,
+}
+
+/// A reply: status, extra headers, body.
+pub type DdReply = (u16, Vec<(String, String)>, String);
+
+type Responder = Box<dyn Fn(&DdRequest, usize) -> DdReply + Send + Sync>;
+
+/// A stand-in for the Datadog API (the SaaS cannot be reached from here), following its
+/// documented wire format: `POST /api/v2/query/timeseries` and `GET /api/v1/query`,
+/// authenticated by the `DD-API-KEY` and `DD-APPLICATION-KEY` headers (403 otherwise).
+/// `respond` gets each valid request and its index. Stops when dropped.
+pub struct DatadogStandIn {
+    pub url: String,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<DdRequest>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DatadogStandIn {
+    pub async fn start(
+        api_key: &str,
+        app_key: &str,
+        respond: impl Fn(&DdRequest, usize) -> DdReply + Send + Sync + 'static,
+    ) -> DatadogStandIn {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keys = std::sync::Arc::new((api_key.to_string(), app_key.to_string()));
+        let respond: std::sync::Arc<Responder> = std::sync::Arc::new(Box::new(respond));
+        let seen = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (seen, keys, respond) = (seen.clone(), keys.clone(), respond.clone());
+                tokio::spawn(async move {
+                    let _ = serve(stream, seen, keys, respond).await;
+                });
+            }
+        });
+        DatadogStandIn {
+            url,
+            requests,
+            task,
+        }
+    }
+
+    pub fn seen(&self) -> Vec<DdRequest> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for DatadogStandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut stream: tokio::net::TcpStream,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<DdRequest>>>,
+    keys: std::sync::Arc<(String, String)>,
+    respond: std::sync::Arc<Responder>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.lines();
+    let mut first = lines.next().unwrap_or_default().split_whitespace();
+    let method = first.next().unwrap_or_default().to_string();
+    let target = first.next().unwrap_or_default().to_string();
+    let headers: std::collections::BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body: serde_json::Value =
+        serde_json::from_slice(&buf[head_end..(head_end + length).min(buf.len())])
+            .unwrap_or(serde_json::Value::Null);
+    let (path, query_string) = target.split_once('?').unwrap_or((&target, ""));
+    let query = query_string
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect();
+    let request = DdRequest {
+        method,
+        path: path.to_string(),
+        query,
+        headers,
+        body,
+        at: std::time::Instant::now(),
+    };
+    let (status, extra, body) = if request.headers.get("dd-api-key") != Some(&keys.0)
+        || request.headers.get("dd-application-key") != Some(&keys.1)
+    {
+        (403, vec![], r#"{"errors":["Forbidden"]}"#.to_string())
+    } else if let Some(problem) = invalid(&request) {
+        (
+            400,
+            vec![],
+            serde_json::json!({"errors": [problem]}).to_string(),
+        )
+    } else {
+        let index = {
+            let mut seen = seen.lock().expect("lock");
+            seen.push(request.clone());
+            seen.len() - 1
+        };
+        respond(&request, index)
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in extra {
+        response.push_str(&format!("{k}: {v}\r\n"));
+    }
+    response.push_str("\r\n");
+    response.push_str(&body);
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// What Datadog would refuse as malformed, per its API reference.
+fn invalid(r: &DdRequest) -> Option<String> {
+    match (r.method.as_str(), r.path.as_str()) {
+        ("POST", "/api/v2/query/timeseries") => {
+            let data = &r.body["data"];
+            let a = &data["attributes"];
+            if data["type"] != "timeseries_request" {
+                return Some("data.type must be timeseries_request".into());
+            }
+            if !a["from"].is_i64() || !a["to"].is_i64() {
+                return Some("attributes.from and attributes.to are required (ms)".into());
+            }
+            let q = &a["queries"][0];
+            if q["data_source"] != "metrics" || !q["query"].is_string() {
+                return Some("queries[0] needs data_source metrics and a query".into());
+            }
+            None
+        }
+        ("GET", "/api/v1/query") => {
+            for p in ["from", "to", "query"] {
+                if !r.query.contains_key(p) {
+                    return Some(format!("missing parameter {p}"));
+                }
+            }
+            None
+        }
+        _ => Some(format!("no such endpoint {} {}", r.method, r.path)),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => out.push(b),
+                    Err(_) => out.extend_from_slice(&bytes[i..i + 3]),
+                }
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A v2 timeseries answer: one entry per (group tags, values), at `times`.
+pub fn dd_v2_body(times: &[i64], series: &[(&[&str], Vec<Option<f64>>)]) -> String {
+    serde_json::json!({
+        "data": {
+            "type": "timeseries_response",
+            "id": "0",
+            "attributes": {
+                "series": series.iter().map(|(tags, _)| serde_json::json!({"group_tags": tags, "query_index": 0, "unit": null})).collect::<Vec<_>>(),
+                "times": times,
+                "values": series.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+            }
+        }
+    })
+    .to_string()
+}

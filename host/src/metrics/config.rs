@@ -67,6 +67,9 @@ pub struct BackendSpec {
     /// Recorded series (rollgate JSON or OpenMetrics text).
     #[serde(default)]
     pub replay: Option<ReplayConfig>,
+    /// Datadog (needs a build with the `datadog` feature).
+    #[serde(default)]
+    pub datadog: Option<DatadogSpec>,
     /// Queries in flight at once (default 8).
     #[serde(default)]
     pub max_concurrency: Option<usize>,
@@ -74,6 +77,13 @@ pub struct BackendSpec {
     #[serde(default)]
     pub max_points: Option<usize>,
 }
+
+/// The `datadog` section: parsed when the feature is built in, refused with the fix otherwise.
+#[cfg(feature = "datadog")]
+pub type DatadogSpec = super::datadog::DatadogConfig;
+/// The `datadog` section: parsed when the feature is built in, refused with the fix otherwise.
+#[cfg(not(feature = "datadog"))]
+pub type DatadogSpec = serde::de::IgnoredAny;
 
 /// A replay backend's settings.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -169,24 +179,37 @@ pub fn build(
     if options.max_concurrency == 0 {
         return Err("spec.maxConcurrency must be at least 1".into());
     }
-    let backend: Arc<dyn Backend> = match (&spec.prometheus, &spec.replay) {
-        (Some(p), None) => {
-            Arc::new(Prometheus::new(p).map_err(|e| format!("spec.prometheus.{e}"))?)
-        }
-        (None, Some(r)) => {
-            let file = base.join(&r.file);
-            Arc::new(Replay::open(&file).map_err(|e| format!("spec.replay.file: {e}"))?)
-        }
-        (None, None) => {
-            return Err("spec needs one backend type: prometheus or replay (datadog needs a build with the `datadog` feature)".into());
-        }
-        _ => {
-            return Err(
-                "spec sets more than one backend type; a MetricBackend has exactly one".into(),
-            );
-        }
+    let types = [
+        spec.prometheus.is_some(),
+        spec.replay.is_some(),
+        spec.datadog.is_some(),
+    ];
+    if types.iter().filter(|t| **t).count() > 1 {
+        return Err("spec sets more than one backend type; a MetricBackend has exactly one".into());
+    }
+    let backend: Arc<dyn Backend> = if let Some(p) = &spec.prometheus {
+        Arc::new(Prometheus::new(p).map_err(|e| format!("spec.prometheus.{e}"))?)
+    } else if let Some(r) = &spec.replay {
+        let file = base.join(&r.file);
+        Arc::new(Replay::open(&file).map_err(|e| format!("spec.replay.file: {e}"))?)
+    } else if let Some(d) = &spec.datadog {
+        datadog(d)?
+    } else {
+        return Err("spec needs one backend type: prometheus, datadog or replay".into());
     };
     Ok((backend, options))
+}
+
+#[cfg(feature = "datadog")]
+fn datadog(config: &DatadogSpec) -> Result<Arc<dyn Backend>, String> {
+    Ok(Arc::new(
+        super::datadog::Datadog::new(config).map_err(|e| format!("spec.datadog.{e}"))?,
+    ))
+}
+
+#[cfg(not(feature = "datadog"))]
+fn datadog(_: &DatadogSpec) -> Result<Arc<dyn Backend>, String> {
+    Err("spec.datadog: this rollgate was built without Datadog support; build it with `--features datadog` (release builds have it)".into())
 }
 
 /// Read backend documents from files and build them all. Every problem is reported.
@@ -302,6 +325,35 @@ spec:
             let e = parse(&text, p).unwrap_err();
             assert_eq!(e.location, location, "{e}");
             assert!(e.message.contains(message), "{e}");
+        }
+    }
+
+    #[test]
+    fn datadog_backends_need_the_feature_or_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "k-1234").unwrap();
+        let file = dir.path().join("dd.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: dd\nspec:\n  datadog:\n    site: datadoghq.eu\n    apiKey: file:{k}\n    applicationKey: file:{k}\n",
+                k = key.display()
+            ),
+        )
+        .unwrap();
+        let result = load(&[file]);
+        #[cfg(feature = "datadog")]
+        assert_eq!(result.expect("builds").names(), ["dd"]);
+        #[cfg(not(feature = "datadog"))]
+        {
+            let errors = result.err().expect("refused");
+            assert!(
+                errors[0]
+                    .message
+                    .contains("built without Datadog support; build it with `--features datadog`"),
+                "{errors:?}"
+            );
         }
     }
 

@@ -10,6 +10,8 @@
 //! never sees an address or a credential.
 
 pub mod config;
+#[cfg(feature = "datadog")]
+pub mod datadog;
 pub mod prometheus;
 pub mod record;
 mod registry;
