@@ -232,6 +232,22 @@ async fn failures_are_classified_and_keys_never_leak() {
         assert!(!e.to_string().contains(secret), "a key leaked: {e}");
     }
 
+    // No answer in time: the request timeout fires, retryable.
+    let hole = common::Blackhole::start();
+    let slow = Datadog::new(&DatadogConfig {
+        site: None,
+        url: Some(hole.address.clone()),
+        api_key: good.api.clone(),
+        application_key: good.app.clone(),
+        api: Api::V2,
+        timeout: Some("300ms".into()),
+        rate_limit: RateLimit::default(),
+    })
+    .unwrap();
+    let e = slow.query("dd", "x", range()).await.unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::Timeout, "{e}");
+    assert!(e.kind.retryable());
+
     // Nobody listening: retryable.
     let down = datadog(
         &format!("http://127.0.0.1:{}", free_port()),

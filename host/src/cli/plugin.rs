@@ -1,9 +1,12 @@
-//! `rollgate plugin inspect|check`.
+//! `rollgate plugin inspect|check|measure`.
 //!
 //! - `inspect PLUGIN`: world, exports, imports, the plugin's own info and config schema.
 //!   Exit 0, or 3 when the plugin is refused or fails.
 //! - `check PLUGIN --config JSON`: runs the plugin's `validate` on a configuration.
 //!   Exit 0 valid, 1 problems, 3 plugin refused or failed, 4 unreadable input.
+//! - `measure PLUGIN --config JSON --backends FILE [--bind NAME] [--at T]`: one measurement
+//!   of a verification provider against declared backends. Exit 0 pass, 1 fail,
+//!   2 inconclusive or no data, 3 error, 4 invalid input.
 
 use super::{Format, Out, exit};
 use crate::plugin::{HostConfig, LoadOptions, PluginError, PluginHost, PluginSource};
@@ -17,6 +20,29 @@ pub enum PluginCommand {
     Inspect(InspectArgs),
     /// Check a configuration against a plugin (runs its `validate`).
     Check(CheckArgs),
+    /// Take one measurement with a verification provider against declared backends.
+    Measure(MeasureArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MeasureArgs {
+    /// A component file, or the name of a built-in plugin.
+    plugin: String,
+    /// The plugin's configuration, as JSON text.
+    #[arg(long)]
+    config: String,
+    /// YAML files with MetricBackend documents.
+    #[arg(long = "backends", value_name = "FILE", required = true)]
+    files: Vec<PathBuf>,
+    /// A backend the metric may query (repeatable); default: every declared backend.
+    #[arg(long = "bind", value_name = "BACKEND")]
+    bind: Vec<String>,
+    /// The rollout's "now" for this measurement (default now).
+    #[arg(long, default_value = "now")]
+    at: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -57,6 +83,7 @@ pub async fn run(cmd: PluginCommand) -> u8 {
     match cmd {
         PluginCommand::Inspect(args) => inspect(args).await,
         PluginCommand::Check(args) => check(args).await,
+        PluginCommand::Measure(args) => measure(args).await,
     }
 }
 
@@ -216,5 +243,90 @@ async fn check(args: CheckArgs) -> u8 {
         exit::OK
     } else {
         exit::PROBLEMS
+    }
+}
+
+/// Exit codes: 0 pass, 1 fail, 2 inconclusive or no data, 3 error, 4 invalid input.
+async fn measure(args: MeasureArgs) -> u8 {
+    use crate::metrics::config;
+    use crate::plugin::MetricsBinding;
+    use crate::plugin::types::{RolloutContext, Verdict};
+    let mut out = Out::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let at = match super::time::parse_time(&args.at, now) {
+        Ok(t) => t,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            out.flush();
+            return exit::INVALID_INPUT;
+        }
+    };
+    let backends = match config::load(&args.files) {
+        Ok(b) => b,
+        Err(errors) => {
+            for e in errors {
+                out.err(format!("rollgate: {e}"));
+            }
+            out.flush();
+            return exit::INVALID_INPUT;
+        }
+    };
+    let bind: Vec<String> = if args.bind.is_empty() {
+        backends.names().into_iter().map(str::to_string).collect()
+    } else {
+        args.bind.clone()
+    };
+    let plugin = match host()
+        .and_then(|h| h.load(&PluginSource::parse(&args.plugin), &LoadOptions::default()))
+    {
+        Ok(p) => p,
+        Err(e) => return report(&e, args.format),
+    };
+    let context = RolloutContext {
+        rollout: "cli".into(),
+        phase: "measure".into(),
+        phase_index: 0,
+        phase_count: 1,
+        weight: 0.0,
+        stable_version: String::new(),
+        canary_version: String::new(),
+        now_ms: at,
+        phase_started_ms: at,
+        metric: "cli".into(),
+        measurement_index: 0,
+        args: Vec::new(),
+    };
+    let binding = MetricsBinding::new(std::sync::Arc::new(backends), bind);
+    let m = match plugin.measure(&args.config, &context, Some(binding)).await {
+        Ok(m) => m,
+        Err(e) => return report(&e, args.format),
+    };
+    let verdict = match m.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::NoData => "no-data",
+    };
+    match args.format {
+        Format::Json => out.line(
+            json!({
+                "ok": true,
+                "verdict": verdict,
+                "value": m.value.filter(|v| v.is_finite()),
+                "message": m.message,
+                "details": serde_json::from_str::<serde_json::Value>(&m.details).unwrap_or_default(),
+            })
+            .to_string(),
+        ),
+        Format::Human => out.line(format!("{verdict}: {}", m.message)),
+    }
+    out.flush();
+    match m.verdict {
+        Verdict::Pass => exit::OK,
+        Verdict::Fail => exit::PROBLEMS,
+        Verdict::Inconclusive | Verdict::NoData => exit::NO_DATA,
     }
 }

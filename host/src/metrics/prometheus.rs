@@ -272,59 +272,71 @@ impl Prometheus {
                 )
             }
         })?;
-        let envelope: Option<Envelope> = serde_json::from_slice(&body).ok();
-        if !status.is_success() || envelope.as_ref().is_some_and(|e| e.status != "success") {
-            let (error_type, message) = match &envelope {
-                Some(e) => (
-                    e.error_type.clone().unwrap_or_default(),
-                    e.error.clone().unwrap_or_default(),
-                ),
-                None => (String::new(), snippet(&body)),
-            };
-            let text = if error_type.is_empty() {
-                format!("HTTP {status}: {message}")
-            } else {
-                format!("HTTP {status}: {error_type}: {message}")
-            };
-            let kind = match status.as_u16() {
-                400 | 422 => QueryErrorKind::BadQuery,
-                401 | 403 => QueryErrorKind::Unauthorized,
-                404 => QueryErrorKind::BadQuery,
-                429 => QueryErrorKind::RateLimited,
-                503 if error_type == "timeout" => QueryErrorKind::Timeout,
-                500..=599 => QueryErrorKind::Unavailable,
-                _ if error_type == "bad_data" => QueryErrorKind::BadQuery,
-                _ => QueryErrorKind::Other,
-            };
-            let hint = if status.as_u16() == 404 {
-                " (is the address the API's base URL, with any path prefix?)"
-            } else {
-                ""
-            };
-            return Err(err(kind, format!("{text}{hint}")));
-        }
-        let Some(envelope) = envelope else {
-            return Err(err(
-                QueryErrorKind::Other,
-                format!("the answer is not Prometheus API JSON: {}", snippet(&body)),
-            ));
-        };
-        let mut warnings = envelope.warnings;
-        warnings.extend(envelope.infos);
-        let data = envelope.data.unwrap_or(serde_json::Value::Null);
-        let series = if data.get("resultType").and_then(|t| t.as_str()) == Some("string") {
-            string_result(&data).map_err(|m| err(QueryErrorKind::BadQuery, m))?
-        } else {
-            let result: PromqlResult = serde_json::from_value(data).map_err(|e| {
-                err(
-                    QueryErrorKind::Other,
-                    format!("cannot decode the result: {e}"),
-                )
-            })?;
-            normalise(result.into_inner().0)
-        };
-        Ok(QueryResult { series, warnings })
+        decode(status.as_u16(), &body).map_err(|(kind, message)| err(kind, message))
     }
+}
+
+/// Turn an HTTP status and body of the Prometheus API into a result or a classified error.
+fn decode(status: u16, body: &[u8]) -> Result<QueryResult, (QueryErrorKind, String)> {
+    let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
+    let success = (200..300).contains(&status);
+    if !success || envelope.as_ref().is_some_and(|e| e.status != "success") {
+        let (error_type, message) = match &envelope {
+            Some(e) => (
+                e.error_type.clone().unwrap_or_default(),
+                e.error.clone().unwrap_or_default(),
+            ),
+            None => (String::new(), snippet(body)),
+        };
+        let reason = reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        let status_text = format!("{status} {reason}").trim_end().to_string();
+        let text = if error_type.is_empty() {
+            format!("HTTP {status_text}: {message}")
+        } else {
+            format!("HTTP {status_text}: {error_type}: {message}")
+        };
+        let kind = match status {
+            400 | 422 => QueryErrorKind::BadQuery,
+            401 | 403 => QueryErrorKind::Unauthorized,
+            404 => QueryErrorKind::BadQuery,
+            429 => QueryErrorKind::RateLimited,
+            503 if error_type == "timeout" => QueryErrorKind::Timeout,
+            500..=599 => QueryErrorKind::Unavailable,
+            _ if error_type == "bad_data" => QueryErrorKind::BadQuery,
+            _ if error_type == "timeout" => QueryErrorKind::Timeout,
+            _ => QueryErrorKind::Other,
+        };
+        let hint = if status == 404 {
+            " (is the address the API's base URL, with any path prefix?)"
+        } else {
+            ""
+        };
+        return Err((kind, format!("{text}{hint}")));
+    }
+    let Some(envelope) = envelope else {
+        return Err((
+            QueryErrorKind::Other,
+            format!("the answer is not Prometheus API JSON: {}", snippet(body)),
+        ));
+    };
+    let mut warnings = envelope.warnings;
+    warnings.extend(envelope.infos);
+    let data = envelope.data.unwrap_or(serde_json::Value::Null);
+    let series = if data.get("resultType").and_then(|t| t.as_str()) == Some("string") {
+        string_result(&data).map_err(|m| (QueryErrorKind::BadQuery, m))?
+    } else {
+        let result: PromqlResult = serde_json::from_value(data).map_err(|e| {
+            (
+                QueryErrorKind::Other,
+                format!("cannot decode the result: {e}"),
+            )
+        })?;
+        normalise(result.into_inner().0)
+    };
+    Ok(QueryResult { series, warnings })
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -521,6 +533,53 @@ mod tests {
             assert!(e.contains(expected), "{e:?} does not contain {expected:?}");
         }
         assert_eq!(config(&|_| {}), "", "the plain config is valid");
+    }
+
+    #[test]
+    fn envelopes_are_decoded_with_warnings_and_errors() {
+        let ok = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"b":"2","a":"1"},"value":[1700000000.25,"+Inf"]}]},"warnings":["PromQL warning: x"],"infos":["PromQL info: y"]}"#;
+        let r = decode(200, ok).unwrap();
+        assert_eq!(r.warnings, ["PromQL warning: x", "PromQL info: y"]);
+        assert_eq!(
+            r.series,
+            vec![Series {
+                labels: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
+                points: vec![(1_700_000_000_250, f64::INFINITY)],
+            }]
+        );
+        let cases: [(u16, &[u8], QueryErrorKind, &str); 6] = [
+            (
+                400,
+                br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+                QueryErrorKind::BadQuery,
+                "HTTP 400 Bad Request: bad_data: parse error",
+            ),
+            (
+                503,
+                br#"{"status":"error","errorType":"timeout","error":"query timed out"}"#,
+                QueryErrorKind::Timeout,
+                "query timed out",
+            ),
+            (
+                503,
+                b"upstream down",
+                QueryErrorKind::Unavailable,
+                "HTTP 503 Service Unavailable: upstream down",
+            ),
+            (401, b"", QueryErrorKind::Unauthorized, "HTTP 401"),
+            (429, b"slow down", QueryErrorKind::RateLimited, "slow down"),
+            (
+                200,
+                b"<html>",
+                QueryErrorKind::Other,
+                "not Prometheus API JSON",
+            ),
+        ];
+        for (status, body, kind, text) in cases {
+            let (k, m) = decode(status, body).unwrap_err();
+            assert_eq!(k, kind, "{status}: {m}");
+            assert!(m.contains(text), "{status}: {m}");
+        }
     }
 
     #[test]
