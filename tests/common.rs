@@ -86,8 +86,100 @@ impl PromServer {
         Self::start_with(openmetrics, &[]).await
     }
 
+    /// Like `start`, serving HTTPS with a certificate for 127.0.0.1 signed by a test CA;
+    /// returns the server and the CA's PEM file.
+    pub async fn start_tls(
+        openmetrics: &str,
+    ) -> (PromServer, std::path::PathBuf, tempfile::TempDir) {
+        let certs = tempfile::tempdir().expect("tempdir");
+        let d = certs.path();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl runs (Debian's openssl package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rollgate test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let web = d.join("web.yml");
+        std::fs::write(
+            &web,
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                d.join("server.crt").display(),
+                d.join("server.key").display()
+            ),
+        )
+        .expect("web config");
+        let flag = format!("--web.config.file={}", web.display());
+        let ca = d.join("ca.crt");
+        let server = Self::launch(openmetrics, &[&flag], Some(&ca)).await;
+        (server, ca, certs)
+    }
+
     /// Like `start`, with extra server flags.
     pub async fn start_with(openmetrics: &str, flags: &[&str]) -> PromServer {
+        Self::launch(openmetrics, flags, None).await
+    }
+
+    async fn launch(openmetrics: &str, flags: &[&str], ca: Option<&std::path::Path>) -> PromServer {
         use std::process::{Command, Stdio};
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data.om");
@@ -118,17 +210,23 @@ impl PromServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("prometheus starts (install Debian's prometheus package, as .ci/run does)");
+        let scheme = if ca.is_some() { "https" } else { "http" };
         let mut server = PromServer {
             child,
-            address: format!("http://127.0.0.1:{port}"),
+            address: format!("{scheme}://127.0.0.1:{port}"),
             _dir: dir,
         };
-        server.wait_ready().await;
+        let mut client = reqwest::Client::builder();
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).expect("ca");
+            client =
+                client.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("pem"));
+        }
+        server.wait_ready(client.build().expect("client")).await;
         server
     }
 
-    async fn wait_ready(&mut self) {
-        let client = reqwest::Client::new();
+    async fn wait_ready(&mut self, client: reqwest::Client) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -217,28 +315,44 @@ pub type DdReply = (u16, Vec<(String, String)>, String);
 
 type Responder = Box<dyn Fn(&DdRequest, usize) -> DdReply + Send + Sync>;
 
-/// A stand-in for the Datadog API (the SaaS cannot be reached from here), following its
-/// documented wire format: `POST /api/v2/query/timeseries` and `GET /api/v1/query`,
-/// authenticated by the `DD-API-KEY` and `DD-APPLICATION-KEY` headers (403 otherwise).
-/// `respond` gets each valid request and its index. Stops when dropped.
-pub struct DatadogStandIn {
+/// A local HTTP stand-in. As the Datadog API (the SaaS cannot be reached from here) it
+/// follows the documented wire format: `POST /api/v2/query/timeseries` and
+/// `GET /api/v1/query`, authenticated by the `DD-API-KEY` and `DD-APPLICATION-KEY` headers
+/// (403 otherwise). Open, it answers anything (to see what a client sends). `respond` gets
+/// each valid request and its index. Stops when dropped.
+pub struct StandIn {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<DdRequest>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl DatadogStandIn {
-    pub async fn start(
+impl StandIn {
+    /// The Datadog API: checks the keys and the documented request format.
+    pub async fn datadog(
         api_key: &str,
         app_key: &str,
         respond: impl Fn(&DdRequest, usize) -> DdReply + Send + Sync + 'static,
-    ) -> DatadogStandIn {
+    ) -> StandIn {
+        Self::start(Some((api_key.to_string(), app_key.to_string())), respond).await
+    }
+
+    /// Any HTTP API: answers every request with `respond`, recording it.
+    pub async fn open(
+        respond: impl Fn(&DdRequest, usize) -> DdReply + Send + Sync + 'static,
+    ) -> StandIn {
+        Self::start(None, respond).await
+    }
+
+    async fn start(
+        keys: Option<(String, String)>,
+        respond: impl Fn(&DdRequest, usize) -> DdReply + Send + Sync + 'static,
+    ) -> StandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keys = std::sync::Arc::new((api_key.to_string(), app_key.to_string()));
+        let keys = std::sync::Arc::new(keys);
         let respond: std::sync::Arc<Responder> = std::sync::Arc::new(Box::new(respond));
         let seen = requests.clone();
         let task = tokio::spawn(async move {
@@ -252,7 +366,7 @@ impl DatadogStandIn {
                 });
             }
         });
-        DatadogStandIn {
+        StandIn {
             url,
             requests,
             task,
@@ -264,7 +378,7 @@ impl DatadogStandIn {
     }
 }
 
-impl Drop for DatadogStandIn {
+impl Drop for StandIn {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -273,7 +387,7 @@ impl Drop for DatadogStandIn {
 async fn serve(
     mut stream: tokio::net::TcpStream,
     seen: std::sync::Arc<std::sync::Mutex<Vec<DdRequest>>>,
-    keys: std::sync::Arc<(String, String)>,
+    keys: std::sync::Arc<Option<(String, String)>>,
     respond: std::sync::Arc<Responder>,
 ) -> std::io::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -327,11 +441,18 @@ async fn serve(
         body,
         at: std::time::Instant::now(),
     };
-    let (status, extra, body) = if request.headers.get("dd-api-key") != Some(&keys.0)
-        || request.headers.get("dd-application-key") != Some(&keys.1)
-    {
+    let forbidden = keys.as_ref().as_ref().is_some_and(|(api, app)| {
+        request.headers.get("dd-api-key") != Some(api)
+            || request.headers.get("dd-application-key") != Some(app)
+    });
+    let problem = if keys.is_some() {
+        invalid(&request)
+    } else {
+        None
+    };
+    let (status, extra, body) = if forbidden {
         (403, vec![], r#"{"errors":["Forbidden"]}"#.to_string())
-    } else if let Some(problem) = invalid(&request) {
+    } else if let Some(problem) = problem {
         (
             400,
             vec![],

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{DatadogStandIn, DdReply, dd_v2_body, free_port, host};
+use common::{DdReply, StandIn, dd_v2_body, free_port, host};
 use rollgate::metrics::datadog::{Api, Datadog, DatadogConfig, RateLimit};
 use rollgate::metrics::{Backend, BackendOptions, Backends, DataStatus, QueryErrorKind, Window};
 use rollgate::plugin::types::Verdict;
@@ -61,7 +61,7 @@ fn range() -> Window {
 
 #[tokio::test]
 async fn v2_results_are_normalised() {
-    let dd = DatadogStandIn::start(API, APP, |r, _| {
+    let dd = StandIn::datadog(API, APP, |r, _| {
         let q = r.body["data"]["attributes"]["queries"][0]["query"]
             .as_str()
             .unwrap_or_default()
@@ -133,7 +133,7 @@ async fn v2_results_are_normalised() {
 
 #[tokio::test]
 async fn v1_queries() {
-    let dd = DatadogStandIn::start(API, APP, |r, _| {
+    let dd = StandIn::datadog(API, APP, |r, _| {
         if r.query.get("query").map(String::as_str) == Some("bad{") {
             return ok(
                 r#"{"status": "error", "error": "Error parsing query: unexpected end"}"#.into(),
@@ -177,7 +177,7 @@ async fn v1_queries() {
 
 #[tokio::test]
 async fn failures_are_classified_and_keys_never_leak() {
-    let dd = DatadogStandIn::start(API, APP, |r, _| {
+    let dd = StandIn::datadog(API, APP, |r, _| {
         let q = r.body["data"]["attributes"]["queries"][0]["query"]
             .as_str()
             .unwrap_or_default()
@@ -263,7 +263,7 @@ async fn failures_are_classified_and_keys_never_leak() {
 #[tokio::test]
 async fn rate_limits_are_waited_out_as_the_headers_say() {
     // The first two answers are 429 with X-RateLimit-Reset: 1 (second); then data.
-    let dd = DatadogStandIn::start(API, APP, |_, i| {
+    let dd = StandIn::datadog(API, APP, |_, i| {
         if i < 2 {
             (
                 429,
@@ -296,7 +296,7 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     }
 
     // With fewer retries allowed than 429s, the error is rate-limited (retryable).
-    let dd = DatadogStandIn::start(API, APP, |_, _| {
+    let dd = StandIn::datadog(API, APP, |_, _| {
         (
             429,
             vec![("X-RateLimit-Reset".into(), "0.2".into())],
@@ -319,7 +319,7 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     assert_eq!(dd.seen().len(), 3, "one try and two retries");
 
     // A reset further away than the wait budget is not waited for.
-    let dd = DatadogStandIn::start(API, APP, |_, _| {
+    let dd = StandIn::datadog(API, APP, |_, _| {
         (
             429,
             vec![("X-RateLimit-Reset".into(), "60".into())],
@@ -425,7 +425,7 @@ fn configuration_errors_name_the_field() {
 
 #[tokio::test]
 async fn threshold_against_the_datadog_stand_in() {
-    let dd = DatadogStandIn::start(API, APP, |r, _| {
+    let dd = StandIn::datadog(API, APP, |r, _| {
         let from = r.body["data"]["attributes"]["from"]
             .as_i64()
             .unwrap_or_default();

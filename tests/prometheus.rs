@@ -592,3 +592,104 @@ async fn metrics_commands_query_and_record() {
     assert_eq!(code, 4);
     assert!(err.contains("not understood"), "{err}");
 }
+
+#[tokio::test]
+async fn tls_with_a_custom_ca() {
+    use rollgate::metrics::prometheus::TlsConfig;
+    let (server, ca, _certs) = PromServer::start_tls(&data()).await;
+    assert!(server.address.starts_with("https://"));
+    let with = |tls: Option<TlsConfig>| {
+        Prometheus::new(&PrometheusConfig {
+            address: server.address.clone(),
+            timeout: Some("10s".into()),
+            headers: Default::default(),
+            bearer_token: None,
+            basic_auth: None,
+            tls,
+        })
+        .expect("valid config")
+    };
+    let at = Window::Instant((T0 + 60) * 1000);
+    let trusted = with(Some(TlsConfig {
+        ca_file: Some(ca.display().to_string()),
+        insecure_skip_verify: false,
+    }));
+    let r = trusted
+        .query("p", "error_ratio", at)
+        .await
+        .expect("trusted CA");
+    assert_eq!(r.series.len(), 2);
+    // The system roots do not know the test CA: a certificate error, not a verdict.
+    let e = with(None).query("p", "error_ratio", at).await.unwrap_err();
+    assert_eq!(e.kind, QueryErrorKind::Unavailable, "{e}");
+    assert!(e.message.to_lowercase().contains("certificate"), "{e}");
+    let insecure = with(Some(TlsConfig {
+        ca_file: None,
+        insecure_skip_verify: true,
+    }));
+    assert!(insecure.query("p", "error_ratio", at).await.is_ok());
+    // A file that is not PEM is refused at configuration time.
+    let not_pem = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_pem.path(), "hello").unwrap();
+    let e = Prometheus::new(&PrometheusConfig {
+        address: server.address.clone(),
+        timeout: None,
+        headers: Default::default(),
+        bearer_token: None,
+        basic_auth: None,
+        tls: Some(TlsConfig {
+            ca_file: Some(not_pem.path().display().to_string()),
+            insecure_skip_verify: false,
+        }),
+    })
+    .err()
+    .expect("refused");
+    assert!(
+        e.contains("tls.caFile") && e.contains("no certificate"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn headers_and_credentials_go_over_the_wire_by_reference() {
+    use rollgate::metrics::prometheus::BasicAuth;
+    let stand_in = common::StandIn::open(|_, _| {
+        (
+            200,
+            vec![],
+            r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.into(),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "tok-123456\n").unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pass").unwrap();
+    let config = |bearer: bool| PrometheusConfig {
+        address: stand_in.url.clone(),
+        timeout: None,
+        headers: [("X-Scope-OrgID".to_string(), "team-a".to_string())].into(),
+        bearer_token: bearer.then(|| format!("file:{}", token.display())),
+        basic_auth: (!bearer).then(|| BasicAuth {
+            username: "user".into(),
+            password: format!("file:{}", password.display()),
+        }),
+        tls: None,
+    };
+    for bearer in [true, false] {
+        let r = Prometheus::new(&config(bearer))
+            .unwrap()
+            .query("p", "up", Window::Instant(T0 * 1000))
+            .await
+            .unwrap();
+        assert!(r.series.is_empty());
+    }
+    let seen = stand_in.seen();
+    assert_eq!(seen[0].path, "/api/v1/query");
+    assert_eq!(seen[0].query["query"], "up");
+    assert_eq!(seen[0].query["time"], T0.to_string());
+    assert_eq!(seen[0].headers["x-scope-orgid"], "team-a");
+    assert_eq!(seen[0].headers["authorization"], "Bearer tok-123456");
+    assert_eq!(seen[1].headers["authorization"], "Basic dXNlcjpwYXNz");
+}
