@@ -38,12 +38,8 @@ fn data() -> String {
 
 fn prometheus(address: &str, timeout: &str) -> Prometheus {
     Prometheus::new(&PrometheusConfig {
-        address: address.to_string(),
         timeout: Some(timeout.to_string()),
-        headers: Default::default(),
-        bearer_token: None,
-        basic_auth: None,
-        tls: None,
+        ..PrometheusConfig::new(address)
     })
     .expect("valid config")
 }
@@ -600,12 +596,8 @@ async fn tls_with_a_custom_ca() {
     assert!(server.address.starts_with("https://"));
     let with = |tls: Option<TlsConfig>| {
         Prometheus::new(&PrometheusConfig {
-            address: server.address.clone(),
-            timeout: Some("10s".into()),
-            headers: Default::default(),
-            bearer_token: None,
-            basic_auth: None,
             tls,
+            ..PrometheusConfig::new(&server.address)
         })
         .expect("valid config")
     };
@@ -632,15 +624,11 @@ async fn tls_with_a_custom_ca() {
     let not_pem = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(not_pem.path(), "hello").unwrap();
     let e = Prometheus::new(&PrometheusConfig {
-        address: server.address.clone(),
-        timeout: None,
-        headers: Default::default(),
-        bearer_token: None,
-        basic_auth: None,
         tls: Some(TlsConfig {
             ca_file: Some(not_pem.path().display().to_string()),
             insecure_skip_verify: false,
         }),
+        ..PrometheusConfig::new(&server.address)
     })
     .err()
     .expect("refused");
@@ -667,15 +655,13 @@ async fn headers_and_credentials_go_over_the_wire_by_reference() {
     let password = dir.path().join("password");
     std::fs::write(&password, "pass").unwrap();
     let config = |bearer: bool| PrometheusConfig {
-        address: stand_in.url.clone(),
-        timeout: None,
         headers: [("X-Scope-OrgID".to_string(), "team-a".to_string())].into(),
         bearer_token: bearer.then(|| format!("file:{}", token.display())),
         basic_auth: (!bearer).then(|| BasicAuth {
             username: "user".into(),
             password: format!("file:{}", password.display()),
         }),
-        tls: None,
+        ..PrometheusConfig::new(&stand_in.url)
     };
     for bearer in [true, false] {
         let r = Prometheus::new(&config(bearer))

@@ -78,17 +78,8 @@ fn main() {
         })
         .await;
 
-        let prom = Arc::new(
-            Prometheus::new(&PrometheusConfig {
-                address: server.address.clone(),
-                timeout: None,
-                headers: Default::default(),
-                bearer_token: None,
-                basic_auth: None,
-                tls: None,
-            })
-            .expect("backend"),
-        );
+        let prom =
+            Arc::new(Prometheus::new(&PrometheusConfig::new(&server.address)).expect("backend"));
         let backend = time(|| {
             let prom = prom.clone();
             async move {

@@ -14,7 +14,10 @@
 //!   point (Datadog has no instant queries). Nulls are NaN.
 
 use super::secret::{Secret, SecretRef, redact};
-use super::{Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window};
+use super::{
+    Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window, error_chain,
+    snippet,
+};
 use datadog_api_client::datadog::{self, APIKey, Configuration};
 use datadog_api_client::datadogV1::api_metrics::MetricsAPI as MetricsV1;
 use datadog_api_client::datadogV2::api_metrics::MetricsAPI as MetricsV2;
@@ -303,10 +306,10 @@ impl Datadog {
             } else if e.is_connect() {
                 err(
                     QueryErrorKind::Unavailable,
-                    format!("cannot connect: {}", chain(e)),
+                    format!("cannot connect: {}", error_chain(e)),
                 )
             } else {
-                err(QueryErrorKind::Unavailable, chain(e))
+                err(QueryErrorKind::Unavailable, error_chain(e))
             }
         };
         match e {
@@ -476,26 +479,8 @@ fn datadog_errors(content: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
-        Err(_) => {
-            let t = content.trim();
-            if t.chars().count() > 300 {
-                format!("{}…", t.chars().take(300).collect::<String>())
-            } else {
-                t.to_string()
-            }
-        }
+        Err(_) => snippet(content.as_bytes()),
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl Backend for Datadog {

@@ -15,7 +15,10 @@
 //! connection failures → unavailable.
 
 use super::secret::{Secret, SecretRef, redact};
-use super::{Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window};
+use super::{
+    Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window, error_chain,
+    snippet,
+};
 use prometheus_http_query::response::{Data, PromqlResult};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -44,6 +47,20 @@ pub struct PrometheusConfig {
     /// TLS settings for `https` addresses.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+}
+
+impl PrometheusConfig {
+    /// A configuration for `address` with every option at its default.
+    pub fn new(address: impl Into<String>) -> Self {
+        PrometheusConfig {
+            address: address.into(),
+            timeout: None,
+            headers: BTreeMap::new(),
+            bearer_token: None,
+            basic_auth: None,
+            tls: None,
+        }
+    }
 }
 
 /// Basic authentication credentials.
@@ -248,13 +265,13 @@ impl Prometheus {
             match source {
                 Some(r) if r.is_timeout() => err(
                     QueryErrorKind::Timeout,
-                    format!("no answer within {:?}: {}", self.timeout, chain(r)),
+                    format!("no answer within {:?}: {}", self.timeout, error_chain(r)),
                 ),
                 Some(r) if r.is_connect() => err(
                     QueryErrorKind::Unavailable,
-                    format!("cannot connect: {}", chain(r)),
+                    format!("cannot connect: {}", error_chain(r)),
                 ),
-                Some(r) => err(QueryErrorKind::Unavailable, chain(r)),
+                Some(r) => err(QueryErrorKind::Unavailable, error_chain(r)),
                 None => err(QueryErrorKind::Other, e.to_string()),
             }
         })?;
@@ -268,7 +285,7 @@ impl Prometheus {
             } else {
                 err(
                     QueryErrorKind::Unavailable,
-                    format!("reading the answer: {}", chain(&e)),
+                    format!("reading the answer: {}", error_chain(&e)),
                 )
             }
         })?;
@@ -337,27 +354,6 @@ fn decode(status: u16, body: &[u8]) -> Result<QueryResult, (QueryErrorKind, Stri
         normalise(result.into_inner().0)
     };
     Ok(QueryResult { series, warnings })
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let t = text.trim();
-    if t.chars().count() > 300 {
-        format!("{}…", t.chars().take(300).collect::<String>())
-    } else {
-        t.to_string()
-    }
 }
 
 #[derive(Deserialize)]
@@ -472,14 +468,7 @@ mod tests {
     #[test]
     fn configuration_errors_name_the_field() {
         let config = |f: &dyn Fn(&mut PrometheusConfig)| {
-            let mut c = PrometheusConfig {
-                address: "http://127.0.0.1:9090".into(),
-                timeout: None,
-                headers: BTreeMap::new(),
-                bearer_token: None,
-                basic_auth: None,
-                tls: None,
-            };
+            let mut c = PrometheusConfig::new("http://127.0.0.1:9090");
             f(&mut c);
             Prometheus::new(&c).err().unwrap_or_default()
         };

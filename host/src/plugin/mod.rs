@@ -683,6 +683,17 @@ pub struct Plugin {
 /// A problem `validate` found in a configuration.
 pub use types::ConfigError as ConfigProblem;
 
+/// Run one call in a fresh store and instance, under a call slot and the time budgets,
+/// naming any failure: `$body` is an async block over `$store`.
+macro_rules! run_call {
+    ($plugin:expr, $metrics:expr, $now_ms:expr, |$store:ident| $body:expr) => {{
+        let _permit = $plugin.permit().await?;
+        let (mut $store, output, clock) = $plugin.store($metrics, $now_ms)?;
+        let result = $plugin.supervise($body, &clock).await?;
+        result.map_err(|e| $plugin.classify(e, &$store, &output))
+    }};
+}
+
 impl Plugin {
     /// The name used in logs and errors.
     pub fn name(&self) -> &str {
@@ -897,31 +908,16 @@ impl Plugin {
 
     /// Ask the plugin to describe itself.
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {
-        let _permit = self.permit().await?;
-        let (mut store, output, clock) = self.store(None, 0)?;
-        let result = match &self.inner.pre {
-            Pre::Provider(pre) => {
-                self.supervise(
-                    async {
-                        let i = pre.instantiate_async(&mut store).await?;
-                        i.rollgate_plugin_verifier().call_info(&mut store).await
-                    },
-                    &clock,
-                )
-                .await?
-            }
-            Pre::Policy(pre) => {
-                self.supervise(
-                    async {
-                        let i = pre.instantiate_async(&mut store).await?;
-                        i.rollgate_plugin_policy().call_info(&mut store).await
-                    },
-                    &clock,
-                )
-                .await?
-            }
+        let info = match &self.inner.pre {
+            Pre::Provider(pre) => run_call!(self, None, 0, |store| async {
+                let i = pre.instantiate_async(&mut store).await?;
+                i.rollgate_plugin_verifier().call_info(&mut store).await
+            })?,
+            Pre::Policy(pre) => run_call!(self, None, 0, |store| async {
+                let i = pre.instantiate_async(&mut store).await?;
+                i.rollgate_plugin_policy().call_info(&mut store).await
+            })?,
         };
-        let info = result.map_err(|e| self.classify(e, &store, &output))?;
         if serde_json::from_str::<serde_json::Value>(&info.config_schema).is_err() {
             return Err(PluginError::InvalidResult {
                 plugin: self.inner.name.to_string(),
@@ -933,36 +929,21 @@ impl Plugin {
 
     /// Check a configuration (JSON text). `Ok(vec![])` means valid.
     pub async fn validate(&self, config: &str) -> Result<Vec<ConfigProblem>, PluginError> {
-        let _permit = self.permit().await?;
-        let (mut store, output, clock) = self.store(None, 0)?;
-        let config = config.to_string();
-        let result = match &self.inner.pre {
-            Pre::Provider(pre) => {
-                self.supervise(
-                    async {
-                        let i = pre.instantiate_async(&mut store).await?;
-                        i.rollgate_plugin_verifier()
-                            .call_validate(&mut store, &config)
-                            .await
-                    },
-                    &clock,
-                )
-                .await?
-            }
-            Pre::Policy(pre) => {
-                self.supervise(
-                    async {
-                        let i = pre.instantiate_async(&mut store).await?;
-                        i.rollgate_plugin_policy()
-                            .call_validate(&mut store, &config)
-                            .await
-                    },
-                    &clock,
-                )
-                .await?
-            }
+        let validated = match &self.inner.pre {
+            Pre::Provider(pre) => run_call!(self, None, 0, |store| async {
+                let i = pre.instantiate_async(&mut store).await?;
+                i.rollgate_plugin_verifier()
+                    .call_validate(&mut store, config)
+                    .await
+            })?,
+            Pre::Policy(pre) => run_call!(self, None, 0, |store| async {
+                let i = pre.instantiate_async(&mut store).await?;
+                i.rollgate_plugin_policy()
+                    .call_validate(&mut store, config)
+                    .await
+            })?,
         };
-        match result.map_err(|e| self.classify(e, &store, &output))? {
+        match validated {
             Ok(()) => Ok(Vec::new()),
             Err(problems) if problems.is_empty() => Err(PluginError::InvalidResult {
                 plugin: self.inner.name.to_string(),
@@ -983,20 +964,12 @@ impl Plugin {
         let Pre::Provider(pre) = &self.inner.pre else {
             return Err(self.wrong_kind(PluginKind::Provider));
         };
-        let _permit = self.permit().await?;
-        let (mut store, output, clock) = self.store(metrics, context.now_ms)?;
-        let result = self
-            .supervise(
-                async {
-                    let i = pre.instantiate_async(&mut store).await?;
-                    i.rollgate_plugin_verifier()
-                        .call_measure(&mut store, config, context)
-                        .await
-                },
-                &clock,
-            )
-            .await?;
-        let measured = result.map_err(|e| self.classify(e, &store, &output))?;
+        let measured = run_call!(self, metrics, context.now_ms, |store| async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.rollgate_plugin_verifier()
+                .call_measure(&mut store, config, context)
+                .await
+        })?;
         let mut m = measured.map_err(|message| PluginError::Guest {
             plugin: self.inner.name.to_string(),
             message,
@@ -1032,20 +1005,12 @@ impl Plugin {
         let Pre::Policy(pre) = &self.inner.pre else {
             return Err(self.wrong_kind(PluginKind::Policy));
         };
-        let _permit = self.permit().await?;
-        let (mut store, output, clock) = self.store(None, input.now_ms)?;
-        let result = self
-            .supervise(
-                async {
-                    let i = pre.instantiate_async(&mut store).await?;
-                    i.rollgate_plugin_policy()
-                        .call_decide(&mut store, config, input)
-                        .await
-                },
-                &clock,
-            )
-            .await?;
-        let decided = result.map_err(|e| self.classify(e, &store, &output))?;
+        let decided = run_call!(self, None, input.now_ms, |store| async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.rollgate_plugin_policy()
+                .call_decide(&mut store, config, input)
+                .await
+        })?;
         decided.map_err(|message| PluginError::Guest {
             plugin: self.inner.name.to_string(),
             message,

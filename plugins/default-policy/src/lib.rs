@@ -125,12 +125,7 @@ pub struct Mapping {
 
 impl Mapping {
     fn get(&self, outcome: Outcome) -> Option<&Rule> {
-        match outcome {
-            Outcome::Failed => self.failed.as_ref(),
-            Outcome::Error => self.error.as_ref(),
-            Outcome::Inconclusive => self.inconclusive.as_ref(),
-            Outcome::NoData => self.no_data.as_ref(),
-        }
+        [&self.failed, &self.error, &self.inconclusive, &self.no_data][outcome as usize].as_ref()
     }
 }
 
@@ -161,17 +156,17 @@ pub struct Config {
     pub max_pauses: Option<u32>,
 }
 
-/// The outcomes the policy maps.
+/// The outcomes the policy maps (the discriminants index the mapping fields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Metric status `failed`.
-    Failed,
+    Failed = 0,
     /// Metric status `error`.
-    Error,
+    Error = 1,
     /// Metric status `inconclusive`.
-    Inconclusive,
+    Inconclusive = 2,
     /// Metric status `no-data`.
-    NoData,
+    NoData = 3,
 }
 
 impl Outcome {
@@ -215,12 +210,7 @@ struct Vote<'a> {
 impl Config {
     /// The rollout-level rule for an outcome.
     fn get(&self, outcome: Outcome) -> Option<&Rule> {
-        match outcome {
-            Outcome::Failed => self.failed.as_ref(),
-            Outcome::Error => self.error.as_ref(),
-            Outcome::Inconclusive => self.inconclusive.as_ref(),
-            Outcome::NoData => self.no_data.as_ref(),
-        }
+        [&self.failed, &self.error, &self.inconclusive, &self.no_data][outcome as usize].as_ref()
     }
 
     /// The rule for an outcome of `metric` in `phase`, and the level it came from.
