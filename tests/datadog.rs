@@ -464,3 +464,51 @@ async fn threshold_against_the_datadog_stand_in() {
         assert_eq!(m.verdict, verdict, "{}", m.message);
     }
 }
+
+#[tokio::test]
+async fn one_metric_from_the_command_line() {
+    let dd = StandIn::datadog(API, APP, |_, _| {
+        ok(dd_v2_body(
+            &[T, T + 60_000],
+            &[(&["version:canary"], vec![Some(0.2), Some(0.3)])],
+        ))
+    })
+    .await;
+    let k = keys(API, APP);
+    let dir = tempfile::tempdir().unwrap();
+    let backends = dir.path().join("backends.yaml");
+    std::fs::write(
+        &backends,
+        format!(
+            "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: dd\nspec:\n  datadog:\n    url: {}\n    apiKey: {}\n    applicationKey: {}\n",
+            dd.url, k.api, k.app
+        ),
+    )
+    .unwrap();
+    let config = r#"{"backend": "dd", "query": "sum:errors{version:canary}.as_rate()", "window": "2m", "reduce": "avg", "condition": "< 0.05"}"#;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args([
+            "plugin",
+            "measure",
+            "threshold",
+            "--config",
+            config,
+            "--backends",
+        ])
+        .arg(&backends)
+        .args(["--at", &(T + 120_000).to_string()])
+        .output()
+        .await
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("fail: avg over 2m = 0.25, does not meet < 0.05"),
+        "{stdout}"
+    );
+}
