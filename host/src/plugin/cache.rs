@@ -97,38 +97,40 @@ impl ComponentCache {
         Some(dir.join(format!("{sha256}-{:016x}.cwasm", h.finish())))
     }
 
-    /// Load the compiled form of `bytes` (whose sha256 is `sha256`), compiling on a miss.
-    pub fn load(
+    /// The compiled form of the component whose sha256 is `sha256`, if cached and usable.
+    pub fn lookup(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+        let path = self.path(engine, sha256)?;
+        let artifact = std::fs::read(&path).ok()?;
+        // Read into memory rather than mmap (`deserialize_file`): a mapped file that
+        // something truncates under us would crash the process with SIGBUS.
+        //
+        // SAFETY: the file is in a directory only this user can write, named by the
+        // content hash and the engine's compatibility hash, and was written by `compile`
+        // below from `Component::serialize`. wasmtime still checks the header and the
+        // engine configuration and returns an error on mismatch.
+        match unsafe { Component::deserialize(engine, &artifact) } {
+            Ok(component) => Some(component),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), "cached component unusable, recompiling: {e}");
+                None
+            }
+        }
+    }
+
+    /// Compile `bytes` (whose sha256 is `sha256`) and store the result, if caching is on.
+    pub fn compile(
         &self,
         engine: &Engine,
         sha256: &str,
         bytes: &[u8],
-    ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let path = self.path(engine, sha256);
-        if let Some(path) = &path
-            && let Ok(artifact) = std::fs::read(path)
-        {
-            // Read into memory rather than mmap (`deserialize_file`): a mapped file that
-            // something truncates under us would crash the process with SIGBUS.
-            //
-            // SAFETY: the file is in a directory only this user can write, named by the
-            // content hash and the engine's compatibility hash, and was written by `store`
-            // below from `Component::serialize`. wasmtime still checks the header and the
-            // engine configuration and returns an error on mismatch.
-            match unsafe { Component::deserialize(engine, &artifact) } {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => {
-                    tracing::debug!(path = %path.display(), "cached component unusable, recompiling: {e}");
-                }
-            }
-        }
+    ) -> wasmtime::Result<Component> {
         let component = Component::from_binary(engine, bytes)?;
-        if let Some(path) = &path
-            && let Err(e) = store(path, &component)
+        if let Some(path) = self.path(engine, sha256)
+            && let Err(e) = store(&path, &component)
         {
             tracing::warn!(path = %path.display(), "could not write the component cache: {e}");
         }
-        Ok((component, CacheOutcome::Compiled))
+        Ok(component)
     }
 }
 

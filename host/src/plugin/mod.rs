@@ -496,8 +496,9 @@ impl PluginHost {
 }
 
 impl PluginHost {
-    /// Compile (or load from the cache) on a thread of its own, bounded in time: compiling
-    /// a hostile component can take very long, and must not stall the caller forever.
+    /// Load the compiled component from the cache, or compile it on a thread of its own,
+    /// bounded in time: compiling a hostile component can take very long, and must not
+    /// stall the caller forever. Cache hits stay on the caller's thread (they are cheap).
     fn compile(
         &self,
         plugin: &str,
@@ -505,20 +506,23 @@ impl PluginHost {
         sha256: &str,
         bytes: Cow<'static, [u8]>,
     ) -> Result<(wasmtime::component::Component, CacheOutcome), PluginError> {
+        if let Some(component) = self.inner.cache.lookup(engine, sha256) {
+            return Ok((component, CacheOutcome::Hit));
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let (cache, engine, digest) =
             (self.inner.cache.clone(), engine.clone(), sha256.to_string());
         std::thread::Builder::new()
             .name("rollgate-compile".into())
             .spawn(move || {
-                let _ = tx.send(cache.load(&engine, &digest, &bytes));
+                let _ = tx.send(cache.compile(&engine, &digest, &bytes));
             })
             .map_err(|e| PluginError::Host {
                 plugin: plugin.to_string(),
                 message: format!("cannot start a compile thread: {e}"),
             })?;
         match rx.recv_timeout(self.inner.compile_timeout) {
-            Ok(Ok(compiled)) => Ok(compiled),
+            Ok(Ok(component)) => Ok((component, CacheOutcome::Compiled)),
             Ok(Err(e)) => Err(PluginError::Invalid {
                 plugin: plugin.to_string(),
                 message: format!("{e:#}"),
