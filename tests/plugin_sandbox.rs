@@ -822,3 +822,22 @@ fn compiling_is_bounded_in_time() {
     assert_eq!(err.kind(), "compile-timeout", "{err}");
     assert!(err.to_string().contains("\"threshold\""), "{err}");
 }
+
+#[tokio::test]
+async fn loading_from_async_code_does_not_block_the_executor() {
+    let host = host();
+    let plugin = host
+        .load_async(
+            PluginSource::Builtin("threshold".into()),
+            LoadOptions::default(),
+        )
+        .await
+        .expect("loads");
+    assert_eq!(plugin.info().await.unwrap().name, "threshold");
+    let err = host
+        .load_async(file(test_only::UNKNOWN_WORLD), LoadOptions::default())
+        .await
+        .err()
+        .expect("refused the same way as load");
+    assert_eq!(err.kind(), "unknown-world");
+}

@@ -109,7 +109,10 @@ async fn inspect(args: InspectArgs) -> u8 {
         sha256: args.sha256,
         ..LoadOptions::default()
     };
-    let loaded = host().and_then(|h| h.load(&source, &options));
+    let loaded = match host() {
+        Ok(h) => h.load_async(source.clone(), options).await,
+        Err(e) => Err(e),
+    };
     let plugin = match loaded {
         Ok(p) => p,
         Err(e) => return report(&e, args.format),
@@ -199,7 +202,11 @@ async fn check(args: CheckArgs) -> u8 {
         sha256: args.sha256,
         ..LoadOptions::default()
     };
-    let plugin = match host().and_then(|h| h.load(&source, &options)) {
+    let loaded = match host() {
+        Ok(h) => h.load_async(source, options).await,
+        Err(e) => Err(e),
+    };
+    let plugin = match loaded {
         Ok(p) => p,
         Err(e) => return report(&e, args.format),
     };
@@ -279,9 +286,14 @@ async fn measure(args: MeasureArgs) -> u8 {
     } else {
         args.bind.clone()
     };
-    let plugin = match host()
-        .and_then(|h| h.load(&PluginSource::parse(&args.plugin), &LoadOptions::default()))
-    {
+    let loaded = match host() {
+        Ok(h) => {
+            h.load_async(PluginSource::parse(&args.plugin), LoadOptions::default())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    let plugin = match loaded {
         Ok(p) => p,
         Err(e) => return report(&e, args.format),
     };

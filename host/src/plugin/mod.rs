@@ -339,6 +339,23 @@ impl PluginHost {
         Ok(self.load_traced(source, options)?.0)
     }
 
+    /// [`PluginHost::load`] from async code: compiling can take seconds, so it runs on a
+    /// blocking thread instead of an executor worker.
+    pub async fn load_async(
+        &self,
+        source: PluginSource,
+        options: LoadOptions,
+    ) -> Result<Plugin, PluginError> {
+        let host = self.clone();
+        let name = options.name.clone().unwrap_or_default();
+        tokio::task::spawn_blocking(move || host.load(&source, &options))
+            .await
+            .map_err(|e| PluginError::Host {
+                plugin: name,
+                message: format!("the loading task failed: {e}"),
+            })?
+    }
+
     /// [`PluginHost::load`], also saying whether the compiled form came from the cache.
     pub fn load_traced(
         &self,
