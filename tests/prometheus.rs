@@ -279,33 +279,21 @@ async fn threshold_against_a_real_prometheus() {
     );
 
     // No data, all-NaN, +Inf.
-    let m = measure(
-        &plugin,
-        backends.clone(),
-        &threshold("no_such_metric", "< 0.05"),
-        T0 + 240,
-    )
-    .await
-    .unwrap();
-    assert_eq!(m.verdict, Verdict::NoData, "{}", m.message);
-    let m = measure(
-        &plugin,
-        backends.clone(),
-        &threshold("nan_ratio", "< 0.05"),
-        T0 + 240,
-    )
-    .await
-    .unwrap();
-    assert_eq!(m.verdict, Verdict::NoData, "{}", m.message);
-    let m = measure(
-        &plugin,
-        backends.clone(),
-        &threshold("inf_ratio", "< 0.05"),
-        T0 + 240,
-    )
-    .await
-    .unwrap();
-    assert_eq!(m.verdict, Verdict::Fail, "{}", m.message);
+    for (query, verdict) in [
+        ("no_such_metric", Verdict::NoData),
+        ("nan_ratio", Verdict::NoData),
+        ("inf_ratio", Verdict::Fail),
+    ] {
+        let m = measure(
+            &plugin,
+            backends.clone(),
+            &threshold(query, "< 0.05"),
+            T0 + 240,
+        )
+        .await
+        .unwrap();
+        assert_eq!(m.verdict, verdict, "{query}: {}", m.message);
+    }
 
     // A bad query is an error with Prometheus' text, never a verdict.
     let e = measure(
