@@ -6,6 +6,29 @@ use rollgate::plugin::types::RolloutContext;
 use rollgate::plugin::{ComponentCache, HostConfig, PluginHost};
 use std::sync::Mutex;
 
+/// A registry holding one backend under `name`.
+pub fn one_backend(
+    name: &str,
+    backend: std::sync::Arc<dyn rollgate::metrics::Backend>,
+    options: rollgate::metrics::BackendOptions,
+) -> std::sync::Arc<rollgate::metrics::Backends> {
+    let mut backends = rollgate::metrics::Backends::new();
+    backends.insert(name, backend, options);
+    std::sync::Arc::new(backends)
+}
+
+/// Run a helper tool to completion; panic with its stderr and `hint` if it fails.
+pub fn run_tool(cmd: &mut std::process::Command, hint: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?} cannot run ({hint}): {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A host with no disk cache (tests that need the cache set their own).
 pub fn host() -> PluginHost {
     PluginHost::new(HostConfig {
@@ -94,16 +117,12 @@ impl PromServer {
         let certs = tempfile::tempdir().expect("tempdir");
         let d = certs.path();
         let openssl = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .expect("openssl runs (Debian's openssl package)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_tool(
+                std::process::Command::new("openssl")
+                    .args(args)
+                    .current_dir(d),
+                "Debian's openssl package",
+            )
         };
         openssl(&[
             "req",
@@ -185,16 +204,12 @@ impl PromServer {
         let data = dir.path().join("data.om");
         std::fs::write(&data, openmetrics).expect("write data");
         let tsdb = dir.path().join("tsdb");
-        let out = Command::new("promtool")
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&data)
-            .arg(&tsdb)
-            .output()
-            .expect("promtool runs (install Debian's prometheus package, as .ci/run does)");
-        assert!(
-            out.status.success(),
-            "promtool failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_tool(
+            Command::new("promtool")
+                .args(["tsdb", "create-blocks-from", "openmetrics"])
+                .arg(&data)
+                .arg(&tsdb),
+            "install Debian's prometheus package, as .ci/run does",
         );
         let config = dir.path().join("prometheus.yml");
         std::fs::write(&config, "global: {}\n").expect("write config");

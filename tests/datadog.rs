@@ -5,7 +5,7 @@ mod common;
 
 use common::{DdReply, StandIn, dd_v2_body, free_port, host};
 use rollgate::metrics::datadog::{Api, Datadog, DatadogConfig, RateLimit};
-use rollgate::metrics::{Backend, BackendOptions, Backends, DataStatus, QueryErrorKind, Window};
+use rollgate::metrics::{Backend, BackendOptions, DataStatus, QueryErrorKind, Window};
 use rollgate::plugin::types::Verdict;
 use rollgate::plugin::{LoadOptions, MetricsBinding, PluginSource};
 use std::sync::Arc;
@@ -260,6 +260,18 @@ async fn failures_are_classified_and_keys_never_leak() {
     assert!(e.kind.retryable());
 }
 
+/// A stand-in that answers every query 429 with `X-RateLimit-Reset: reset`.
+async fn always_limited(reset: &'static str) -> StandIn {
+    StandIn::datadog(API, APP, move |_, _| {
+        (
+            429,
+            vec![("X-RateLimit-Reset".into(), reset.into())],
+            r#"{"errors":["Too many requests"]}"#.into(),
+        )
+    })
+    .await
+}
+
 #[tokio::test]
 async fn rate_limits_are_waited_out_as_the_headers_say() {
     // The first two answers are 429 with X-RateLimit-Reset: 1 (second); then data.
@@ -296,14 +308,7 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     }
 
     // With fewer retries allowed than 429s, the error is rate-limited (retryable).
-    let dd = StandIn::datadog(API, APP, |_, _| {
-        (
-            429,
-            vec![("X-RateLimit-Reset".into(), "0.2".into())],
-            r#"{"errors":["Too many requests"]}"#.into(),
-        )
-    })
-    .await;
+    let dd = always_limited("0.2").await;
     let backend = datadog(
         &dd.url,
         &k,
@@ -319,14 +324,7 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     assert_eq!(dd.seen().len(), 3, "one try and two retries");
 
     // A reset further away than the wait budget is not waited for.
-    let dd = StandIn::datadog(API, APP, |_, _| {
-        (
-            429,
-            vec![("X-RateLimit-Reset".into(), "60".into())],
-            r#"{"errors":["Too many requests"]}"#.into(),
-        )
-    })
-    .await;
+    let dd = always_limited("60").await;
     let backend = datadog(
         &dd.url,
         &k,
@@ -438,13 +436,11 @@ async fn threshold_against_the_datadog_stand_in() {
     })
     .await;
     let k = keys(API, APP);
-    let mut backends = Backends::new();
-    backends.insert(
+    let backends = common::one_backend(
         "dd",
         Arc::new(datadog(&dd.url, &k, Api::V2, RateLimit::default())),
         BackendOptions::default(),
     );
-    let backends = Arc::new(backends);
     let plugin = host()
         .load(
             &PluginSource::Builtin("threshold".into()),

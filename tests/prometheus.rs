@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Blackhole, PromServer, context, free_port, host};
+use common::{Blackhole, PromServer, context, free_port, host, one_backend};
 use rollgate::metrics::prometheus::{Prometheus, PrometheusConfig};
 use rollgate::metrics::{
     Backend, BackendOptions, Backends, DataStatus, QueryErrorKind, Series, Window,
@@ -216,13 +216,11 @@ fn threshold(query: &str, condition: &str) -> String {
 #[tokio::test]
 async fn threshold_against_a_real_prometheus() {
     let server = PromServer::start(&data()).await;
-    let mut backends = Backends::new();
-    backends.insert(
+    let backends = one_backend(
         "prom",
         Arc::new(prometheus(&server.address, "10s")),
         BackendOptions::default(),
     );
-    let backends = Arc::new(backends);
     let host = host();
     let plugin = host
         .load(
@@ -311,8 +309,7 @@ async fn threshold_against_a_real_prometheus() {
     );
 
     // Server down: retryable unavailable error, surfaced through the plugin.
-    let mut down = Backends::new();
-    down.insert(
+    let down = one_backend(
         "prom",
         Arc::new(prometheus(
             &format!("http://127.0.0.1:{}", free_port()),
@@ -320,37 +317,25 @@ async fn threshold_against_a_real_prometheus() {
         )),
         BackendOptions::default(),
     );
-    let e = measure(
-        &plugin,
-        Arc::new(down),
-        &threshold(canary, "< 0.05"),
-        T0 + 240,
-    )
-    .await
-    .unwrap_err();
+    let e = measure(&plugin, down, &threshold(canary, "< 0.05"), T0 + 240)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("unavailable"), "{e}");
 
     // Timeout: the backend's own timeout fires before the plugin's query budget.
     let hole = Blackhole::start();
-    let mut slow = Backends::new();
-    slow.insert(
+    let slow = one_backend(
         "prom",
         Arc::new(prometheus(&hole.address, "300ms")),
         BackendOptions::default(),
     );
-    let e = measure(
-        &plugin,
-        Arc::new(slow),
-        &threshold(canary, "< 0.05"),
-        T0 + 240,
-    )
-    .await
-    .unwrap_err();
+    let e = measure(&plugin, slow, &threshold(canary, "< 0.05"), T0 + 240)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("timeout"), "{e}");
 
     // A result over the size cap is refused with a clear error.
-    let mut capped = Backends::new();
-    capped.insert(
+    let capped = one_backend(
         "prom",
         Arc::new(prometheus(&server.address, "10s")),
         BackendOptions {
@@ -358,14 +343,9 @@ async fn threshold_against_a_real_prometheus() {
             ..BackendOptions::default()
         },
     );
-    let e = measure(
-        &plugin,
-        Arc::new(capped),
-        &threshold(canary, "< 0.05"),
-        T0 + 240,
-    )
-    .await
-    .unwrap_err();
+    let e = measure(&plugin, capped, &threshold(canary, "< 0.05"), T0 + 240)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("over the limit of 10 points"), "{e}");
 }
 
@@ -374,13 +354,11 @@ async fn a_recording_replays_to_the_live_verdicts() {
     use rollgate::metrics::record::{merge, record};
     use rollgate::metrics::replay::{Recording, Replay};
     let server = PromServer::start(&data()).await;
-    let mut live = Backends::new();
-    live.insert(
+    let live = one_backend(
         "prom",
         Arc::new(prometheus(&server.address, "10s")),
         BackendOptions::default(),
     );
-    let live = Arc::new(live);
     let canary = "error_ratio{version=\"canary\"}";
     let mut recording = Recording {
         version: 1,
@@ -395,9 +373,7 @@ async fn a_recording_replays_to_the_live_verdicts() {
     // Through a file, as `rollgate metrics record` writes it.
     let text = serde_json::to_string(&recording).unwrap();
     let replay = Replay::from_recording(&serde_json::from_str(&text).unwrap()).unwrap();
-    let mut replayed = Backends::new();
-    replayed.insert("prom", Arc::new(replay), BackendOptions::default());
-    let replayed = Arc::new(replayed);
+    let replayed = one_backend("prom", Arc::new(replay), BackendOptions::default());
 
     let host = host();
     let plugin = host
