@@ -29,6 +29,9 @@ const TEST_ONLY: &[(&str, &str)] = &[
 ];
 
 fn main() {
+    // `sqlx::migrate!` embeds host/migrations at compile time: a new or edited migration
+    // must rebuild the crate even when no Rust file changed.
+    println!("cargo:rerun-if-changed=migrations");
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir
         .parent()

@@ -8,3 +8,6 @@
 pub mod cli;
 pub mod metrics;
 pub mod plugin;
+pub mod spec;
+pub mod store;
+pub mod verify;

@@ -152,7 +152,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<MetricBackendDoc>, ConfigErr
     Ok(docs)
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` is a valid document name: 1-63 of `a-z`, `0-9`, `-`, starting with a letter and
+/// not ending with `-`.
+pub fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && name.len() <= 63
@@ -256,6 +258,24 @@ pub fn load(paths: &[PathBuf]) -> Result<Backends, Vec<ConfigError>> {
         Ok(backends)
     } else {
         Err(errors)
+    }
+}
+
+/// [`build`], with a replay backend's recording shifted to start at `replay_origin_ms` (the
+/// rollout's start) when given, so recorded metrics replay along a rollout.
+pub fn build_aligned(
+    doc: &MetricBackendDoc,
+    base: &Path,
+    replay_origin_ms: Option<i64>,
+) -> Result<(Arc<dyn Backend>, BackendOptions), String> {
+    match (&doc.spec.replay, replay_origin_ms) {
+        (Some(r), Some(origin)) if doc.spec.prometheus.is_none() && doc.spec.datadog.is_none() => {
+            let (_, options) = build(doc, base)?;
+            let file = base.join(&r.file);
+            let replay = Replay::open(&file).map_err(|e| format!("spec.replay.file: {e}"))?;
+            Ok((Arc::new(replay.aligned_to(origin)), options))
+        }
+        _ => build(doc, base),
     }
 }
 

@@ -1,0 +1,195 @@
+//! Spec documents: from YAML files to the validated, resolved [`model`] the engine runs.
+//!
+//! Operators write Kubernetes-style documents (`MetricBackend`, `Plugin`,
+//! `VerificationTemplate`, `Rollout`), several per file, spread over files and folders.
+//! [`load`] reads them all, checks every value and every reference, expands templates with
+//! their args, and either returns a [`Bundle`] or *every* problem found, each pointing at the
+//! file, line and column of the offending value with a message that says what to do.
+//!
+//! Deliberately not done here: anything with side effects. Plugin files are not read (their
+//! digests are checked when the plugin host loads them) and backends are not connected; the
+//! engine does both when it sets a rollout up.
+//!
+//! How positions survive: a file is split into its documents (remembering each one's first
+//! line), each document is read once as a probe (`kind`, `apiVersion`, `metadata.name`) and
+//! once as the struct of its kind, whose values carry their positions ([`docs::P`]), so
+//! problems found after parsing still point into the file.
+
+pub mod docs;
+pub mod model;
+mod resolve;
+#[cfg(test)]
+mod tests;
+
+pub use model::*;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One problem in the spec documents, where it is and what to do about it. Collected, not
+/// thrown: a load reports every problem at once so an operator fixes them in one pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line of the offending value (0 when the file could not be read).
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// The field, like `spec.phases[1].verification.templates[0]` (empty: the whole
+    /// document or a YAML/shape error).
+    pub path: String,
+    /// What is wrong, and what was expected or what to do.
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Load spec documents from files and folders (a folder: every `*.yaml` / `*.yml` below it,
+/// recursively, in sorted order). Relative paths inside a document resolve against its file's
+/// folder. Every problem is reported, not just the first.
+pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let files = if path.is_dir() {
+            let mut files = Vec::new();
+            if let Err(e) = yaml_files(path, &mut files) {
+                errors.push(unreadable(path, &e));
+                continue;
+            }
+            if files.is_empty() {
+                errors.push(SpecError {
+                    file: path.clone(),
+                    line: 0,
+                    col: 0,
+                    path: String::new(),
+                    message: "the folder holds no *.yaml or *.yml files".into(),
+                });
+            }
+            files
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => sources.push((file, text)),
+                Err(e) => errors.push(unreadable(&file, &e)),
+            }
+        }
+    }
+    let result = resolve::load_sources(&sources);
+    match result {
+        Ok(bundle) if errors.is_empty() => Ok(bundle),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            Err(errors)
+        }
+    }
+}
+
+/// Load the documents of one file's text; `file` names it in errors and relative paths
+/// resolve against its folder.
+pub fn load_str(text: &str, file: &Path) -> Result<Bundle, Vec<SpecError>> {
+    resolve::load_sources(&[(file.to_path_buf(), text.to_string())])
+}
+
+/// Parse a duration as operators write it (`250ms`, `30s`, `5m`, `1h30m`) into milliseconds.
+pub fn parse_duration(text: &str) -> Result<Millis, String> {
+    rollgate_duration::parse_ms(text)
+}
+
+/// The JSON Schema (draft 2020-12) of each document kind, for editors and CI linting.
+pub fn json_schemas() -> BTreeMap<&'static str, serde_json::Value> {
+    use docs::*;
+    let mut out = BTreeMap::new();
+    out.insert(
+        "MetricBackend",
+        finish(
+            "MetricBackend",
+            schemars::schema_for!(Doc<BackendSchema>),
+            "Declares a metric backend (Prometheus, replay, Datadog) that metrics query.",
+        ),
+    );
+    out.insert(
+        "Plugin",
+        finish(
+            "Plugin",
+            schemars::schema_for!(Doc<PluginDoc>),
+            "Names and pins a WebAssembly verification or policy plugin.",
+        ),
+    );
+    out.insert(
+        "VerificationTemplate",
+        finish(
+            "VerificationTemplate",
+            schemars::schema_for!(Doc<TemplateDoc>),
+            "Metrics reused across rollouts, parameterised by args.",
+        ),
+    );
+    out.insert(
+        "Rollout",
+        finish(
+            "Rollout",
+            schemars::schema_for!(Doc<RolloutDoc>),
+            "Rolls a new version out in verified phases.",
+        ),
+    );
+    out
+}
+
+/// Name a generated schema after its kind and pin `apiVersion` and `kind` to constants.
+fn finish(kind: &str, schema: schemars::Schema, description: &str) -> serde_json::Value {
+    let mut value = schema.to_value();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("title".into(), kind.into());
+        object.insert("description".into(), description.into());
+        if let Some(props) = object
+            .get_mut("properties")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            props.insert(
+                "apiVersion".into(),
+                serde_json::json!({"const": crate::metrics::config::API_VERSION}),
+            );
+            props.insert("kind".into(), serde_json::json!({"const": kind}));
+        }
+    }
+    value
+}
+
+fn unreadable(path: &Path, e: &std::io::Error) -> SpecError {
+    SpecError {
+        file: path.to_path_buf(),
+        line: 0,
+        col: 0,
+        path: String::new(),
+        message: format!("cannot read: {e}"),
+    }
+}
+
+/// Every `*.yaml` / `*.yml` file below `dir`, sorted.
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            yaml_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

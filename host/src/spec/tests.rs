@@ -1,0 +1,655 @@
+//! The loader against good and broken documents.
+
+use super::*;
+use serde_json::json;
+
+const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+/// One file with all four kinds. Line numbers matter: the broken-document table points
+/// into it.
+fn good() -> String {
+    format!(
+        r#"apiVersion: rollgate.dev/v1alpha1
+kind: MetricBackend
+metadata:
+  name: prometheus
+spec:
+  prometheus:
+    address: http://127.0.0.1:9090
+---
+apiVersion: rollgate.dev/v1alpha1
+kind: Plugin
+metadata:
+  name: latency-check
+spec:
+  source: plugins/latency.wasm
+  sha256: sha256:{SHA_UPPER}
+  limits: {{memory: 64Mi, timeout: 2s, fuel: 1000000, maxComponentBytes: 1048576}}
+  allowedHosts: [api.example.com]
+---
+apiVersion: rollgate.dev/v1alpha1
+kind: VerificationTemplate
+metadata:
+  name: error-rate
+spec:
+  args:
+    - name: service
+    - name: max-error-ratio
+      value: "0.05"
+    - name: window
+      value: 1m
+  metrics:
+    - name: error-ratio
+      provider:
+        plugin: threshold
+        backend: prometheus
+        config:
+          query: sum(rate(errors{{service="{{{{args.service}}}}"}}[{{{{ args.window }}}}]))
+          max: "{{{{args.max-error-ratio}}}}"
+          note: "max {{{{args.max-error-ratio}}}}"
+      interval: 30s
+      count: 5
+---
+apiVersion: rollgate.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: checkout
+spec:
+  stableVersion: v1
+  canaryVersion: v2
+  args: {{service: checkout, window: 5m}}
+  target:
+    exec: {{command: [./deploy.sh, --fast], workingDir: deploy}}
+  strategy:
+    canary: {{}}
+  phases:
+    - name: canary-10
+      weight: 10
+      pause: {{duration: 5m}}
+      verification:
+        templates:
+          - name: error-rate
+            args: {{max-error-ratio: "0.01"}}
+        metrics:
+          - name: latency
+            provider:
+              plugin: latency-check
+              backend: prometheus
+              config: {{service: "{{{{args.service}}}}"}}
+    - name: full
+      weight: 100
+      pause: {{}}
+      verification:
+        templates: [error-rate]
+      gates:
+        - name: qa-signoff
+          kind: confirm-promotion
+          url: http://qa.internal/approve
+  backgroundVerification:
+    startingPhase: full
+    metrics:
+      - name: saturation
+        provider: {{plugin: threshold, backend: prometheus}}
+        interval: 1m
+  progressDeadline: 10m
+"#,
+        SHA_UPPER = SHA.to_uppercase()
+    )
+}
+
+fn file() -> PathBuf {
+    PathBuf::from("specs/all.yaml")
+}
+
+fn errors_of(text: &str) -> Vec<String> {
+    match load_str(text, &file()) {
+        Ok(_) => vec!["<loaded>".into()],
+        Err(errors) => errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_good_file_resolves() {
+    let bundle = load_str(&good(), &file()).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(bundle.backends.len(), 1);
+    assert_eq!(bundle.backends[0].0.metadata.name, "prometheus");
+    assert_eq!(bundle.backends[0].1, file());
+
+    let plugin = &bundle.plugins["latency-check"];
+    assert_eq!(
+        plugin.source,
+        PluginSourceSpec::File(PathBuf::from("specs/plugins/latency.wasm"))
+    );
+    assert_eq!(plugin.sha256.as_deref(), Some(SHA));
+    assert_eq!(plugin.limits.memory_bytes, Some(64 << 20));
+    assert_eq!(plugin.limits.timeout_ms, Some(2_000));
+    assert_eq!(plugin.limits.max_component_bytes, Some(1 << 20));
+    assert_eq!(plugin.allowed_hosts, ["api.example.com"]);
+
+    let template = &bundle.templates["error-rate"];
+    assert_eq!(template.args["service"], None);
+    assert_eq!(template.args["max-error-ratio"].as_deref(), Some("0.05"));
+    assert_eq!(
+        template.metrics[0].config["max"],
+        json!("{{args.max-error-ratio}}"),
+        "templates keep the unsubstituted form"
+    );
+
+    let rollout = &bundle.rollouts[0];
+    assert_eq!(rollout.name, "checkout");
+    assert_eq!(rollout.strategy, Strategy::Canary);
+    assert_eq!(
+        rollout.target,
+        TargetSpec::Exec(ExecTargetSpec {
+            command: vec!["./deploy.sh".into(), "--fast".into()],
+            ready_command: None,
+            timeout_ms: 300_000,
+            env: BTreeMap::new(),
+            working_dir: Some(PathBuf::from("specs/deploy")),
+        })
+    );
+    assert_eq!(rollout.progress_deadline_ms, Some(600_000));
+    assert_eq!(rollout.failure_policy.plugin, "default-policy");
+    assert_eq!(rollout.readiness, Readiness::default());
+    assert_eq!(rollout.rollback, RollbackMode::Immediate);
+
+    let first = &rollout.phases[0];
+    assert_eq!(first.pause, Some(PauseSpec::Timed(300_000)));
+    let names: Vec<&str> = first.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["error-ratio", "latency"],
+        "templates first, then inline"
+    );
+    let er = &first.metrics[0];
+    assert_eq!(er.template.as_deref(), Some("error-rate"));
+    assert_eq!(
+        er.config["max"],
+        json!(0.01),
+        "per-use arg, converted to a number"
+    );
+    assert_eq!(
+        er.config["note"],
+        json!("max 0.01"),
+        "textual when not alone"
+    );
+    assert_eq!(
+        er.config["query"],
+        json!("sum(rate(errors{service=\"checkout\"}[5m]))"),
+        "rollout args override template defaults"
+    );
+    assert_eq!(
+        er.args,
+        BTreeMap::from([
+            ("max-error-ratio".to_string(), "0.01".to_string()),
+            ("service".to_string(), "checkout".to_string()),
+            ("window".to_string(), "5m".to_string()),
+        ])
+    );
+    assert_eq!(er.backend.as_deref(), Some("prometheus"));
+    assert_eq!(er.interval_ms, Some(30_000));
+    assert_eq!(er.count, Some(5));
+    // Defaults.
+    assert_eq!(er.failure_limit, 0);
+    assert_eq!(er.inconclusive_limit, 0);
+    assert_eq!(er.consecutive_error_limit, 4);
+    assert_eq!(er.no_data, NoDataAction::NoData);
+    assert_eq!(er.no_data_limit, 0);
+    assert_eq!(er.retention, 10);
+    assert_eq!(er.initial_delay_ms, 0);
+    assert!(!er.dry_run);
+
+    let latency = &first.metrics[1];
+    assert_eq!(latency.template, None);
+    assert_eq!(latency.config, json!({"service": "checkout"}));
+    assert_eq!(latency.interval_ms, None);
+    assert_eq!(latency.count, None);
+
+    let full = &rollout.phases[1];
+    assert_eq!(full.pause, Some(PauseSpec::Indefinite));
+    assert_eq!(
+        full.metrics[0].config["max"],
+        json!(0.05),
+        "the template default when the use sets none"
+    );
+    assert_eq!(
+        full.gates,
+        [GateSpec {
+            name: "qa-signoff".into(),
+            kind: GateKind::ConfirmPromotion,
+            url: "http://qa.internal/approve".into(),
+            timeout_ms: 10_000,
+            retries: 2,
+            interval_ms: 30_000,
+        }]
+    );
+
+    let background = rollout.background.as_ref().expect("background");
+    assert_eq!(background.starting_phase, 1);
+    assert_eq!(background.metrics[0].name, "saturation");
+    assert_eq!(background.metrics[0].count, None, "background may run on");
+}
+
+#[test]
+fn broken_documents_say_where_and_what() {
+    let g = good();
+    // (what, text, expected errors)
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        (
+            "yaml syntax",
+            g.replace("  canaryVersion: v2", "  canaryVersion: [v2"),
+            vec!["specs/all.yaml:49:7: illegal placement of ':' indicator"],
+        ),
+        (
+            "unknown field in a nested metric",
+            g.replace("      count: 5\n", "      count: 5\n      cont: 5\n"),
+            vec![
+                "specs/all.yaml:41:7: unknown field `cont`, expected one of name, provider, interval, count, initialDelay, failureLimit, inconclusiveLimit, consecutiveErrorLimit, consecutiveFailureLimit, consecutiveSuccessLimit, noData, noDataLimit, dryRun, measurementRetention",
+            ],
+        ),
+        (
+            "missing metadata.name",
+            g.replace("  name: checkout\n", "  labels: {}\n"),
+            vec!["specs/all.yaml:45:3: missing field `name`"],
+        ),
+        (
+            "bad apiVersion",
+            g.replacen("rollgate.dev/v1alpha1", "rollgate.dev/v9", 1),
+            vec![
+                "specs/all.yaml:1:13: apiVersion: apiVersion \"rollgate.dev/v9\" is not supported; use rollgate.dev/v1alpha1",
+            ],
+        ),
+        (
+            "unknown kind",
+            g.replace("kind: Plugin", "kind: Plugn"),
+            vec![
+                "specs/all.yaml:10:7: kind: unknown kind \"Plugn\"; expected one of MetricBackend, Plugin, VerificationTemplate, Rollout",
+                "specs/all.yaml:65:23: spec.phases[0].verification.metrics[0].provider.plugin: plugin \"latency-check\" not found; known plugins: default-policy, threshold",
+            ],
+        ),
+        (
+            "bad duration",
+            g.replace("interval: 30s", "interval: 30x"),
+            vec![
+                "specs/all.yaml:39:17: spec.metrics[0].interval: invalid duration \"30x\": unknown unit \"x\" (use ms, s, m, h or d)",
+            ],
+        ),
+        (
+            "count without interval",
+            g.replace("      interval: 30s\n", ""),
+            vec![
+                "specs/all.yaml:39:14: spec.metrics[0].count: count 5 needs an interval (the time between measurements), e.g. `interval: 30s`",
+            ],
+        ),
+        (
+            "unknown template",
+            g.replace("templates: [error-rate]", "templates: [eror-rate]"),
+            vec![
+                "specs/all.yaml:72:21: spec.phases[1].verification.templates[0]: template \"eror-rate\" not found; known templates: error-rate",
+            ],
+        ),
+        (
+            "unknown plugin",
+            g.replace("plugin: latency-check", "plugin: latency"),
+            vec![
+                "specs/all.yaml:65:23: spec.phases[0].verification.metrics[0].provider.plugin: plugin \"latency\" not found; known plugins: default-policy, latency-check, threshold",
+            ],
+        ),
+        (
+            "unknown backend",
+            g.replace(
+                "provider: {plugin: threshold, backend: prometheus}",
+                "provider: {plugin: threshold, backend: prom}",
+            ),
+            vec![
+                "specs/all.yaml:81:48: spec.backgroundVerification.metrics[0].provider.backend: backend \"prom\" not found; known backends: prometheus",
+            ],
+        ),
+        (
+            "unknown arg in config",
+            g.replace(
+                "note: \"max {{args.max-error-ratio}}\"",
+                "note: \"{{args.nope}}\"",
+            ),
+            vec![
+                "specs/all.yaml:38:17: spec.metrics[0].provider.config.note: unknown arg \"nope\" in {{args.nope}}; template \"error-rate\" declares: max-error-ratio, service, window",
+            ],
+        ),
+        (
+            "required arg not supplied",
+            g.replace("service: checkout, window: 5m", "window: 5m")
+                .replace("\"{{args.service}}\"}", "x}"),
+            vec![
+                "specs/all.yaml:60:13: spec.phases[0].verification.templates[0]: template \"error-rate\" needs arg \"service\": set it in the rollout's spec.args or in this reference's args",
+                "specs/all.yaml:72:21: spec.phases[1].verification.templates[0]: template \"error-rate\" needs arg \"service\": set it in the rollout's spec.args or in this reference's args",
+            ],
+        ),
+        (
+            "duplicate metric from template and inline",
+            g.replace("- name: latency", "- name: error-ratio"),
+            vec![
+                "specs/all.yaml:63:19: spec.phases[0].verification.metrics[0].name: metric \"error-ratio\" is defined twice in this verification: by template \"error-rate\" and inline",
+            ],
+        ),
+        (
+            "weight 120",
+            g.replace("weight: 100", "weight: 120"),
+            vec![
+                "specs/all.yaml:69:15: spec.phases[1].weight: weight 120 is out of range; use 0 to 100 (percent)",
+            ],
+        ),
+        (
+            "decreasing canary weights",
+            g.replace("weight: 100", "weight: 5"),
+            vec![
+                "specs/all.yaml:69:15: spec.phases[1].weight: weight 5 is below the previous phase's 10; canary weights may not decrease",
+            ],
+        ),
+        (
+            "blue-green last phase not 100",
+            g.replace("canary: {}", "blueGreen: {}")
+                .replace("weight: 10\n", "weight: 100\n")
+                .replace("weight: 100\n      pause: {}", "weight: 0\n      pause: {}"),
+            vec![
+                "specs/all.yaml:69:15: spec.phases[1].weight: the last phase of a blue-green rollout must have weight 100 (cut over), not 0",
+            ],
+        ),
+        (
+            "two targets",
+            g.replace("    exec: {command", "    none: {}\n    exec: {command"),
+            vec![
+                "specs/all.yaml:51:5: spec.target: the target sets exec and none; set exactly one of exec, webhook, none",
+            ],
+        ),
+        (
+            "duplicate rollout name",
+            format!("{g}---\n{}", &g[g.rfind("apiVersion").unwrap_or(0)..]),
+            vec![
+                "specs/all.yaml:88:9: metadata.name: duplicate Rollout name \"checkout\": already declared at specs/all.yaml:45:9",
+            ],
+        ),
+        (
+            "sha256 missing for a file plugin",
+            g.replace(&format!("  sha256: sha256:{}\n", SHA.to_uppercase()), ""),
+            vec![
+                "specs/all.yaml:14:11: spec.sha256: a plugin file must be pinned: add `sha256:` with the component's digest (`sha256sum plugins/latency.wasm`)",
+            ],
+        ),
+        (
+            "sha256 for a built-in",
+            g.replace("source: plugins/latency.wasm", "source: builtin:threshold"),
+            vec![
+                "specs/all.yaml:15:11: spec.sha256: a built-in plugin is pinned by rollgate itself; remove sha256",
+            ],
+        ),
+        (
+            "plugin named like a built-in",
+            g.replace("name: latency-check", "name: threshold")
+                .replace("plugin: latency-check", "plugin: threshold"),
+            vec![
+                "specs/all.yaml:12:9: metadata.name: \"threshold\" is the name of a built-in plugin; choose another name",
+            ],
+        ),
+        (
+            "phase metric that never ends",
+            g.replace(
+                "              config: {service: \"{{args.service}}\"}",
+                "              config: {service: \"{{args.service}}\"}\n            interval: 1m",
+            ),
+            vec![
+                "specs/all.yaml:68:23: spec.phases[0].verification.metrics[0].interval: metric \"latency\" has an interval but no count or consecutiveSuccessLimit, so the phase would never end; set one (only background metrics may run indefinitely)",
+            ],
+        ),
+        (
+            "unknown starting phase",
+            g.replace("startingPhase: full", "startingPhase: ful"),
+            vec![
+                "specs/all.yaml:78:20: spec.backgroundVerification.startingPhase: phase \"ful\" not found; phases: canary-10, full",
+            ],
+        ),
+        (
+            "bad gate url",
+            g.replace(
+                "url: http://qa.internal/approve",
+                "url: qa.internal/approve",
+            ),
+            vec![
+                "specs/all.yaml:76:16: spec.phases[1].gates[0].url: invalid URL \"qa.internal/approve\": use an http:// or https:// URL",
+            ],
+        ),
+        (
+            "bad name",
+            g.replace("name: checkout", "name: Checkout"),
+            vec![
+                "specs/all.yaml:45:9: metadata.name: invalid name \"Checkout\": use 1-63 lowercase letters, digits or '-', starting with a letter and not ending with '-'",
+            ],
+        ),
+        (
+            "wrong type",
+            g.replace("count: 5", "count: five"),
+            vec!["specs/all.yaml:40:14: invalid u32: expected a whole number, 0 or more"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, expected) in &cases {
+        let got = errors_of(text);
+        if got != *expected {
+            failures.push(format!(
+                "{what}:\n  got      {got:#?}\n  expected {expected:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn variants_resolve_to_the_model() {
+    let g = good();
+    let rolling = g.replace(
+        "    canary: {}",
+        "    rolling: {replicas: 3, parallelism: 2, delayBetweenBatches: 5s}",
+    );
+    let r = &load_str(&rolling, &file()).expect("rolling")[..];
+    assert_eq!(
+        r.strategy,
+        Strategy::Rolling {
+            instances: vec![
+                "instance-1".into(),
+                "instance-2".into(),
+                "instance-3".into()
+            ],
+            parallelism: 2,
+            delay_between_batches_ms: 5_000,
+        }
+    );
+
+    let webhook = g.replace(
+        "    exec: {command: [./deploy.sh, --fast], workingDir: deploy}",
+        "    webhook: {url: https://deploy.example/step, headers: {Authorization: env:TOKEN}}",
+    ) + "  rollback: {mode: gradual, stepPause: 30s}\n  onDeadline: rollback\n  readiness: {timeout: 1m}\n  failurePolicy: {plugin: latency-check, config: {failed: rollback}}\n";
+    let r = &load_str(&webhook, &file()).expect("webhook")[..];
+    assert_eq!(
+        r.target,
+        TargetSpec::Webhook(WebhookTargetSpec {
+            url: "https://deploy.example/step".into(),
+            ready_url: None,
+            timeout_ms: 10_000,
+            retries: 3,
+            retry_delay_ms: 1_000,
+            headers: BTreeMap::from([("Authorization".to_string(), "env:TOKEN".to_string())]),
+        })
+    );
+    assert_eq!(
+        r.rollback,
+        RollbackMode::Gradual {
+            step_pause_ms: 30_000
+        }
+    );
+    assert_eq!(r.on_deadline, DeadlineAction::Rollback);
+    assert_eq!(
+        r.readiness,
+        Readiness {
+            timeout_ms: 60_000,
+            interval_ms: 2_000
+        }
+    );
+    assert_eq!(
+        r.failure_policy,
+        PolicyRef {
+            plugin: "latency-check".into(),
+            config: json!({"failed": "rollback"}),
+        }
+    );
+
+    let builtin = g
+        .replace("source: plugins/latency.wasm", "source: builtin:threshold")
+        .replace(&format!("  sha256: sha256:{}\n", SHA.to_uppercase()), "");
+    let b = load_str(&builtin, &file()).expect("builtin");
+    assert_eq!(
+        b.plugins["latency-check"].source,
+        PluginSourceSpec::Builtin("threshold".into())
+    );
+}
+
+/// The one rollout of a bundle.
+impl std::ops::Index<std::ops::RangeFull> for Bundle {
+    type Output = RolloutSpec;
+    fn index(&self, _: std::ops::RangeFull) -> &RolloutSpec {
+        &self.rollouts[0]
+    }
+}
+
+/// The template and the rollout of [`good`], in two files of a folder tree.
+fn split_good(dir: &Path) -> (PathBuf, PathBuf) {
+    let g = good();
+    let at = g
+        .find("apiVersion: rollgate.dev/v1alpha1\nkind: Rollout")
+        .expect("rollout");
+    let templates = dir.join("a-shared.yaml");
+    let rollouts = dir.join("rollouts").join("checkout.yml");
+    std::fs::create_dir_all(rollouts.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&templates, &g[..at]).expect("write");
+    std::fs::write(&rollouts, &g[at..]).expect("write");
+    (templates, rollouts)
+}
+
+#[test]
+fn a_folder_loads_across_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (templates, rollouts) = split_good(dir.path());
+    std::fs::write(dir.path().join("notes.txt"), "not yaml").expect("write");
+    let bundle = load(&[dir.path().to_path_buf()]).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(bundle.rollouts.len(), 1);
+    assert_eq!(bundle.rollouts[0].file, rollouts);
+    assert_eq!(bundle.templates["error-rate"].file, templates);
+    assert_eq!(
+        bundle.rollouts[0].phases[0].metrics[0].template.as_deref(),
+        Some("error-rate")
+    );
+    assert_eq!(
+        bundle.plugins["latency-check"].source,
+        PluginSourceSpec::File(dir.path().join("plugins/latency.wasm"))
+    );
+}
+
+#[test]
+fn every_problem_of_a_load_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (templates, rollouts) = split_good(dir.path());
+    let t = std::fs::read_to_string(&templates).expect("read");
+    std::fs::write(&templates, t.replace("interval: 30s", "interval: 30x")).expect("write");
+    let r = std::fs::read_to_string(&rollouts).expect("read");
+    std::fs::write(
+        &rollouts,
+        r.replace("weight: 100", "weight: 120")
+            .replace("startingPhase: full", "startingPhase: ful"),
+    )
+    .expect("write");
+    let missing = dir.path().join("missing.yaml");
+    let errors = load(&[dir.path().to_path_buf(), missing.clone()]).expect_err("invalid");
+    let got: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}:{}: {}",
+                e.file.strip_prefix(dir.path()).unwrap_or(&e.file).display(),
+                e.line,
+                e.col,
+                e.path
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "missing.yaml:0:0: ",
+            "a-shared.yaml:39:17: spec.metrics[0].interval",
+            "rollouts/checkout.yml:28:15: spec.phases[1].weight",
+            "rollouts/checkout.yml:37:20: spec.backgroundVerification.startingPhase",
+        ]
+    );
+    assert!(errors[0].message.starts_with("cannot read: "), "{errors:?}");
+}
+
+#[test]
+fn substitution_table() {
+    let args = BTreeMap::from([
+        ("n".to_string(), "0.05".to_string()),
+        ("b".to_string(), "true".to_string()),
+        ("s".to_string(), "checkout".to_string()),
+        ("i".to_string(), " 12 ".to_string()),
+    ]);
+    let cases = [
+        (json!("{{args.n}}"), json!(0.05)),
+        (json!("{{ args.n }}"), json!(0.05)),
+        (json!("{{args.b}}"), json!(true)),
+        (json!("{{args.i}}"), json!(12)),
+        (json!("{{args.s}}"), json!("checkout")),
+        (json!(" {{args.n}}"), json!(" 0.05")),
+        (json!("x{{args.n}}{{args.s}}"), json!("x0.05checkout")),
+        (json!("{{args.unknown}}"), json!("{{args.unknown}}")),
+        (json!("{{ other }}"), json!("{{ other }}")),
+        (
+            json!({"a": ["{{args.s}}", 1]}),
+            json!({"a": ["checkout", 1]}),
+        ),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            super::resolve::substitute_value(&input, &args),
+            expected,
+            "{input}"
+        );
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("250ms"), Ok(250));
+    assert_eq!(parse_duration("30s"), Ok(30_000));
+    assert_eq!(parse_duration("5m"), Ok(300_000));
+    assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+    assert!(parse_duration("30x").is_err());
+    assert!(parse_duration("30").is_err());
+}
+
+#[test]
+fn schemas_cover_every_kind_and_refuse_unknown_fields() {
+    let schemas = json_schemas();
+    assert_eq!(
+        schemas.keys().copied().collect::<Vec<_>>(),
+        ["MetricBackend", "Plugin", "Rollout", "VerificationTemplate"]
+    );
+    for (kind, schema) in &schemas {
+        assert_eq!(schema["additionalProperties"], json!(false), "{kind}");
+        assert_eq!(schema["properties"]["kind"]["const"], json!(kind), "{kind}");
+        assert_eq!(
+            schema["$schema"],
+            json!("https://json-schema.org/draft/2020-12/schema"),
+            "{kind}"
+        );
+    }
+    let text = schemas["Rollout"].to_string();
+    assert!(text.contains("backgroundVerification"), "{text}");
+    assert!(text.contains("consecutiveSuccessLimit"), "{text}");
+}

@@ -1,0 +1,804 @@
+//! The store: rollouts, their checkpoints, the audit log, measurements, the step ledger and
+//! pending operator actions, in one SQLite file.
+//!
+//! The engine commits every transition *before* applying its effect, so after a crash the
+//! runner resumes every unfinished rollout from its last checkpoint, applies no step twice
+//! and loses no audit event. This module is what makes that promise hold:
+//!
+//! - one transaction per [`Store::commit`]: the checkpoint, its audit events, measurements,
+//!   step intents and consumed actions land together or not at all;
+//! - an optimistic `generation` per rollout: a commit names the generation it started from,
+//!   so two runners can never both advance one rollout ([`StoreError::Conflict`]);
+//! - durable writes (WAL, `synchronous=FULL`) and a busy timeout, so a second process (the
+//!   CLI requesting an action) can write while a runner commits.
+//!
+//! The queries are plain SQL with portable types (64-bit integers, TEXT, one nullable
+//! float, booleans as 0/1) so that a PostgreSQL backend can share them later; the pool type
+//! stays private to [`Store`]. This module knows nothing about what a checkpoint or a step
+//! *means*: both are JSON text the engine owns.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a writer waits for another connection or process holding the write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections per [`Store`]; SQLite serialises writers anyway, a few readers help the CLI.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// Verdicts whose measurements are never pruned.
+const KEPT_VERDICTS: &str = "('fail', 'error')";
+
+/// Why a store operation failed; each message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file could not be opened or created.
+    #[error("cannot open the store {path}: {message}; check the path and permissions")]
+    Open {
+        /// The path given.
+        path: String,
+        /// What SQLite or the file system said.
+        message: String,
+    },
+    /// The schema could not be brought up to date (the message names the fix).
+    #[error("{0}")]
+    Migrate(String),
+    /// A query failed.
+    #[error("store database error: {0}")]
+    Db(String),
+    /// Another runner advanced the rollout since this one read it.
+    #[error(
+        "rollout {rollout} was advanced by another runner (expected generation {expected}, \
+         found {found}); only one runner may drive a rollout: stop the other one or let it finish"
+    )]
+    Conflict {
+        /// The rollout's name.
+        rollout: String,
+        /// The generation the commit started from.
+        expected: i64,
+        /// The generation in the store.
+        found: i64,
+    },
+    /// A rollout, step or action the caller named does not exist.
+    #[error("not found in the store: {0}")]
+    NotFound(String),
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// One run of a rollout: its resolved spec, where it got to and whether it is done.
+///
+/// Retrying a rollout creates a new row with the next `run` number, so every attempt keeps
+/// its own checkpoint and audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutRow {
+    /// Store-wide id.
+    pub id: i64,
+    /// The rollout's name.
+    pub name: String,
+    /// 1, 2, … per name.
+    pub run: i64,
+    /// The resolved spec (JSON).
+    pub spec: String,
+    /// The engine's checkpoint (JSON).
+    pub checkpoint: String,
+    /// The state name, for listing without parsing the checkpoint.
+    pub state: String,
+    /// Final state reached; never resumed.
+    pub finished: bool,
+    /// Bumped by every commit; commits name the generation they expect.
+    pub generation: i64,
+    /// When the row was created.
+    pub created_ms: i64,
+    /// When the last commit landed.
+    pub updated_ms: i64,
+}
+
+/// One entry of a rollout's audit log: who did what, why, and what it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// When it happened.
+    pub at_ms: i64,
+    /// Who did it (`rollgate`, a user, a plugin).
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// Why.
+    pub reason: String,
+    /// State before.
+    pub state_before: String,
+    /// State after.
+    pub state_after: String,
+    /// Target progress counts at that moment.
+    pub progress: serde_json::Value,
+}
+
+/// An audit event with its position in the rollout's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRow {
+    /// 1, 2, … per rollout row, without gaps.
+    pub seq: i64,
+    /// The event.
+    pub event: AuditEvent,
+}
+
+/// One measurement of one metric, kept so operators can see what a verdict was based on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementRow {
+    /// The phase it verified; -1 for background verification.
+    pub phase_index: i64,
+    /// The metric's name.
+    pub metric: String,
+    /// The measurement's index within its verification run.
+    pub index: i64,
+    /// When it was taken.
+    pub at_ms: i64,
+    /// The verdict word (`pass`, `fail`, `error`, …).
+    pub verdict: String,
+    /// The measured value, if any.
+    pub value: Option<f64>,
+    /// The plugin's message.
+    pub message: String,
+    /// The plugin's details (JSON or text).
+    pub details: String,
+    /// Keep all `fail`/`error` rows and the last `retention` others for
+    /// (rollout, phase_index, metric).
+    pub retention: i64,
+}
+
+/// Where a target step is in its life: recorded before it runs, marked after.
+///
+/// The intent is committed with the transition that needs the step; a runner resuming
+/// after a crash finds intents without an outcome and knows exactly which steps to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Committed, not known to be applied.
+    Intent,
+    /// Applied.
+    Applied,
+    /// Applying it failed.
+    Failed,
+}
+
+impl StepStatus {
+    /// The word stored and serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Intent => "intent",
+            StepStatus::Applied => "applied",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for StepStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepStatus {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "intent" => Ok(StepStatus::Intent),
+            "applied" => Ok(StepStatus::Applied),
+            "failed" => Ok(StepStatus::Failed),
+            other => Err(StoreError::Db(format!(
+                "unknown step status {other:?} in the store (expected intent, applied or failed)"
+            ))),
+        }
+    }
+}
+
+/// One target step of a rollout and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRow {
+    /// The engine's id for the step, unique per rollout row.
+    pub step_id: String,
+    /// The step (JSON).
+    pub step: String,
+    /// Where it is.
+    pub status: StepStatus,
+    /// The outcome (output or error), once known.
+    pub result: Option<String>,
+    /// When the status last changed.
+    pub updated_ms: i64,
+}
+
+/// An operator's request (promote, pause, abort, …) waiting for the runner of a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    /// Store-wide id; a commit consumes it by id.
+    pub id: i64,
+    /// The rollout's name.
+    pub rollout: String,
+    /// The action.
+    pub action: String,
+    /// Who asked.
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at_ms: i64,
+}
+
+/// Everything one transition writes, committed atomically by [`Store::commit`].
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    /// The new checkpoint (JSON).
+    pub checkpoint: &'a str,
+    /// The new state name.
+    pub state: &'a str,
+    /// Whether the state is final.
+    pub finished: bool,
+    /// Audit events to append, in order.
+    pub events: &'a [AuditEvent],
+    /// Measurements to record (older non-failures beyond retention are pruned).
+    pub measurements: &'a [MeasurementRow],
+    /// (step_id, step JSON) recorded as intents; an existing step keeps its status.
+    pub step_intents: &'a [(String, String)],
+    /// Action requests this transition acted on.
+    pub consumed_actions: &'a [i64],
+}
+
+/// A handle on one store file; cheap to clone, safe to share between tasks, and other
+/// processes may open the same file at the same time.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+const ROLLOUT_COLUMNS: &str =
+    "id, name, run, spec, checkpoint, state, finished, generation, created_ms, updated_ms";
+
+impl Store {
+    /// Open (creating if missing) the store file and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |message: String| StoreError::Open {
+            path: shown.clone(),
+            message,
+        };
+        if path.is_dir() {
+            return Err(open_err("it is a directory, not a file".into()));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        if let Err(e) = sqlx::migrate!("./migrations").run(&pool).await {
+            pool.close().await;
+            return Err(migrate_error(&shown, e));
+        }
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Create the next run of rollout `name` (run = last run of that name + 1) and write
+    /// its first audit event in the same transaction.
+    pub async fn create_rollout(
+        &self,
+        name: &str,
+        spec: &str,
+        checkpoint: &str,
+        state: &str,
+        event: &AuditEvent,
+        now_ms: i64,
+    ) -> Result<RolloutRow, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // A write first, so the transaction takes the write lock (waiting out the busy
+        // timeout) before it reads anything.
+        let row = sqlx::query(&format!(
+            "INSERT INTO rollouts (name, run, spec, checkpoint, state, finished, generation, \
+             created_ms, updated_ms) \
+             SELECT ?, COALESCE(MAX(run), 0) + 1, ?, ?, ?, 0, 1, ?, ? \
+             FROM rollouts WHERE name = ? RETURNING {ROLLOUT_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(spec)
+        .bind(checkpoint)
+        .bind(state)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rollout = rollout_row(&row)?;
+        append_events(&mut tx, rollout.id, std::slice::from_ref(event)).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(rollout)
+    }
+
+    /// The rollout row with this id.
+    pub async fn get(&self, id: i64) -> Result<Option<RolloutRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rollout_row)
+        .transpose()
+    }
+
+    /// The latest run (highest `run`) of rollout `name`.
+    pub async fn latest(&self, name: &str) -> Result<Option<RolloutRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE name = ? ORDER BY run DESC LIMIT 1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rollout_row)
+        .transpose()
+    }
+
+    /// Rollout rows not in a final state, oldest first: what a restarted runner resumes.
+    pub async fn unfinished(&self) -> Result<Vec<RolloutRow>, StoreError> {
+        self.rollouts("WHERE finished = 0").await
+    }
+
+    /// Every rollout row, oldest first.
+    pub async fn list(&self) -> Result<Vec<RolloutRow>, StoreError> {
+        self.rollouts("").await
+    }
+
+    async fn rollouts(&self, filter: &str) -> Result<Vec<RolloutRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts {filter} ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rollout_row)
+        .collect()
+    }
+
+    /// Commit one transition in one transaction: check and bump the generation, store the
+    /// checkpoint, append the audit events, record (and prune) measurements, record step
+    /// intents and consume actions. Returns the new generation.
+    ///
+    /// Fails with [`StoreError::Conflict`] (writing nothing) when the rollout's generation
+    /// is not `expected_generation`.
+    pub async fn commit(
+        &self,
+        id: i64,
+        expected_generation: i64,
+        commit: Commit<'_>,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let bumped = sqlx::query(
+            "UPDATE rollouts SET generation = generation + 1, checkpoint = ?, state = ?, \
+             finished = ?, updated_ms = ? WHERE id = ? AND generation = ?",
+        )
+        .bind(commit.checkpoint)
+        .bind(commit.state)
+        .bind(i64::from(commit.finished))
+        .bind(now_ms)
+        .bind(id)
+        .bind(expected_generation)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if bumped != 1 {
+            let found = sqlx::query("SELECT name, generation FROM rollouts WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            // Dropping the transaction rolls it back; nothing was written.
+            return Err(match found {
+                None => StoreError::NotFound(format!("rollout id {id}")),
+                Some(row) => StoreError::Conflict {
+                    rollout: row.try_get("name").map_err(db)?,
+                    expected: expected_generation,
+                    found: row.try_get("generation").map_err(db)?,
+                },
+            });
+        }
+
+        append_events(&mut tx, id, commit.events).await?;
+        insert_measurements(&mut tx, id, commit.measurements).await?;
+        insert_intents(&mut tx, id, commit.step_intents, now_ms).await?;
+        consume_actions(&mut tx, id, commit.consumed_actions, now_ms).await?;
+
+        tx.commit().await.map_err(db)?;
+        Ok(expected_generation + 1)
+    }
+
+    /// Record a step's outcome (after its intent was committed).
+    pub async fn step_done(
+        &self,
+        id: i64,
+        step_id: &str,
+        status: StepStatus,
+        result: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE steps SET status = ?, result = ?, updated_ms = ? \
+             WHERE rollout_id = ? AND step_id = ?",
+        )
+        .bind(status.as_str())
+        .bind(result)
+        .bind(now_ms)
+        .bind(id)
+        .bind(step_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!(
+                "step {step_id:?} of rollout id {id} (commit its intent first)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The rollout row's steps, in the order their intents were committed.
+    pub async fn steps(&self, id: i64) -> Result<Vec<StepRow>, StoreError> {
+        sqlx::query(
+            "SELECT step_id, step, status, result, updated_ms FROM steps \
+             WHERE rollout_id = ? ORDER BY ordinal",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| {
+            let status: String = row.try_get("status").map_err(db)?;
+            Ok(StepRow {
+                step_id: row.try_get("step_id").map_err(db)?,
+                step: row.try_get("step").map_err(db)?,
+                status: status.parse()?,
+                result: row.try_get("result").map_err(db)?,
+                updated_ms: row.try_get("updated_ms").map_err(db)?,
+            })
+        })
+        .collect()
+    }
+
+    /// The rollout row's audit log, by seq.
+    pub async fn audit(&self, id: i64) -> Result<Vec<AuditRow>, StoreError> {
+        sqlx::query(
+            "SELECT seq, at_ms, actor, action, reason, state_before, state_after, progress \
+             FROM audit_events WHERE rollout_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| {
+            let seq: i64 = row.try_get("seq").map_err(db)?;
+            let progress: String = row.try_get("progress").map_err(db)?;
+            let progress = serde_json::from_str(&progress).map_err(|e| {
+                StoreError::Db(format!(
+                    "audit event {seq} of rollout id {id} has unreadable progress: {e}"
+                ))
+            })?;
+            Ok(AuditRow {
+                seq,
+                event: AuditEvent {
+                    at_ms: row.try_get("at_ms").map_err(db)?,
+                    actor: row.try_get("actor").map_err(db)?,
+                    action: row.try_get("action").map_err(db)?,
+                    reason: row.try_get("reason").map_err(db)?,
+                    state_before: row.try_get("state_before").map_err(db)?,
+                    state_after: row.try_get("state_after").map_err(db)?,
+                    progress,
+                },
+            })
+        })
+        .collect()
+    }
+
+    /// The rollout row's kept measurements, in the order they were recorded.
+    pub async fn measurements(&self, id: i64) -> Result<Vec<MeasurementRow>, StoreError> {
+        sqlx::query(
+            "SELECT phase_index, metric, idx, at_ms, verdict, value, message, details, \
+             retention FROM measurements WHERE rollout_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| {
+            Ok(MeasurementRow {
+                phase_index: row.try_get("phase_index").map_err(db)?,
+                metric: row.try_get("metric").map_err(db)?,
+                index: row.try_get("idx").map_err(db)?,
+                at_ms: row.try_get("at_ms").map_err(db)?,
+                verdict: row.try_get("verdict").map_err(db)?,
+                value: row.try_get("value").map_err(db)?,
+                message: row.try_get("message").map_err(db)?,
+                details: row.try_get("details").map_err(db)?,
+                retention: row.try_get("retention").map_err(db)?,
+            })
+        })
+        .collect()
+    }
+
+    /// Leave an action for the runner of rollout `rollout` (by name); returns its id.
+    pub async fn request_action(
+        &self,
+        rollout: &str,
+        action: &str,
+        actor: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO action_requests (rollout, action, actor, reason, at_ms) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(rollout)
+        .bind(action)
+        .bind(actor)
+        .bind(reason)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        row.try_get("id").map_err(db)
+    }
+
+    /// Actions requested for rollout `rollout` (by name) and not yet consumed, oldest first.
+    pub async fn pending_actions(&self, rollout: &str) -> Result<Vec<ActionRequest>, StoreError> {
+        sqlx::query(
+            "SELECT id, rollout, action, actor, reason, at_ms FROM action_requests \
+             WHERE rollout = ? AND consumed_by IS NULL ORDER BY id",
+        )
+        .bind(rollout)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|row| {
+            Ok(ActionRequest {
+                id: row.try_get("id").map_err(db)?,
+                rollout: row.try_get("rollout").map_err(db)?,
+                action: row.try_get("action").map_err(db)?,
+                actor: row.try_get("actor").map_err(db)?,
+                reason: row.try_get("reason").map_err(db)?,
+                at_ms: row.try_get("at_ms").map_err(db)?,
+            })
+        })
+        .collect()
+    }
+}
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+
+/// Append events with the next gapless seqs (the caller holds the write lock).
+async fn append_events(tx: &mut Tx<'_>, id: i64, events: &[AuditEvent]) -> Result<(), StoreError> {
+    for event in events {
+        let progress = serde_json::to_string(&event.progress)
+            .map_err(|e| StoreError::Db(format!("cannot serialise audit progress: {e}")))?;
+        sqlx::query(
+            "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, \
+             state_before, state_after, progress) \
+             SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ? \
+             FROM audit_events WHERE rollout_id = ?",
+        )
+        .bind(id)
+        .bind(event.at_ms)
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.reason)
+        .bind(&event.state_before)
+        .bind(&event.state_after)
+        .bind(progress)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Insert measurements, then prune each touched (phase, metric) to its failures plus the
+/// last `retention` others (the retention of the batch's last row for that key wins).
+async fn insert_measurements(
+    tx: &mut Tx<'_>,
+    id: i64,
+    measurements: &[MeasurementRow],
+) -> Result<(), StoreError> {
+    let mut touched: BTreeMap<(i64, &str), i64> = BTreeMap::new();
+    for m in measurements {
+        sqlx::query(
+            "INSERT INTO measurements (rollout_id, phase_index, metric, idx, at_ms, verdict, \
+             value, message, details, retention) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(m.phase_index)
+        .bind(&m.metric)
+        .bind(m.index)
+        .bind(m.at_ms)
+        .bind(&m.verdict)
+        .bind(m.value)
+        .bind(&m.message)
+        .bind(&m.details)
+        .bind(m.retention)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+        touched.insert((m.phase_index, m.metric.as_str()), m.retention.max(0));
+    }
+    for ((phase_index, metric), retention) in touched {
+        sqlx::query(&format!(
+            "DELETE FROM measurements \
+             WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
+             AND verdict NOT IN {KEPT_VERDICTS} \
+             AND id NOT IN (SELECT id FROM measurements \
+                 WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
+                 AND verdict NOT IN {KEPT_VERDICTS} ORDER BY id DESC LIMIT ?)"
+        ))
+        .bind(id)
+        .bind(phase_index)
+        .bind(metric)
+        .bind(id)
+        .bind(phase_index)
+        .bind(metric)
+        .bind(retention)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Record step intents; a step already known (intent, applied or failed) is left alone.
+async fn insert_intents(
+    tx: &mut Tx<'_>,
+    id: i64,
+    intents: &[(String, String)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if intents.is_empty() {
+        return Ok(());
+    }
+    let last: i64 =
+        sqlx::query("SELECT COALESCE(MAX(ordinal), 0) AS last FROM steps WHERE rollout_id = ?")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?
+            .try_get("last")
+            .map_err(db)?;
+    let mut ordinal = last;
+    for (step_id, step) in intents {
+        let inserted = sqlx::query(
+            "INSERT INTO steps (rollout_id, step_id, ordinal, step, status, result, updated_ms) \
+             VALUES (?, ?, ?, ?, 'intent', NULL, ?) \
+             ON CONFLICT (rollout_id, step_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(step_id)
+        .bind(ordinal + 1)
+        .bind(step)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        ordinal += i64::try_from(inserted).unwrap_or(1);
+    }
+    Ok(())
+}
+
+/// Mark actions consumed by rollout row `id`; an action consumed already stays as it was.
+async fn consume_actions(
+    tx: &mut Tx<'_>,
+    id: i64,
+    actions: &[i64],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for &action in actions {
+        let updated = sqlx::query(
+            "UPDATE action_requests SET consumed_by = ?, consumed_ms = ? \
+             WHERE id = ? AND consumed_by IS NULL",
+        )
+        .bind(id)
+        .bind(now_ms)
+        .bind(action)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if updated == 0 {
+            let exists = sqlx::query("SELECT id FROM action_requests WHERE id = ?")
+                .bind(action)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("action request {action}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rollout_row(row: &SqliteRow) -> Result<RolloutRow, StoreError> {
+    let finished: i64 = row.try_get("finished").map_err(db)?;
+    Ok(RolloutRow {
+        id: row.try_get("id").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        run: row.try_get("run").map_err(db)?,
+        spec: row.try_get("spec").map_err(db)?,
+        checkpoint: row.try_get("checkpoint").map_err(db)?,
+        state: row.try_get("state").map_err(db)?,
+        finished: finished != 0,
+        generation: row.try_get("generation").map_err(db)?,
+        created_ms: row.try_get("created_ms").map_err(db)?,
+        updated_ms: row.try_get("updated_ms").map_err(db)?,
+    })
+}
+
+/// Turn a migration failure into a message that names the fix.
+fn migrate_error(path: &str, e: sqlx::migrate::MigrateError) -> StoreError {
+    use sqlx::migrate::MigrateError as M;
+    StoreError::Migrate(match e {
+        M::VersionMissing(n) => format!(
+            "the store at {path} is from a newer rollgate (migration {n} unknown): \
+             upgrade rollgate or use another --store file"
+        ),
+        M::VersionMismatch(n) => format!(
+            "the store at {path} was written by a different build of rollgate \
+             (migration {n} differs): use the rollgate that created it or another --store file"
+        ),
+        M::Dirty(n) => format!(
+            "the store at {path} has a half-applied migration {n} (an upgrade was interrupted): \
+             restore it from a backup or use another --store file"
+        ),
+        other => format!(
+            "cannot update the schema of the store at {path}: {other}; \
+             check the file is a rollgate store and writable, or use another --store file"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests;

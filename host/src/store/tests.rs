@@ -1,0 +1,567 @@
+//! Store tests against real SQLite files in a temporary folder.
+
+use super::*;
+use serde_json::json;
+use tempfile::TempDir;
+
+async fn fresh() -> (TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("rollgate.db"))
+        .await
+        .expect("open");
+    (dir, store)
+}
+
+fn event(action: &str, before: &str, after: &str) -> AuditEvent {
+    AuditEvent {
+        at_ms: 1_000,
+        actor: "rollgate".into(),
+        action: action.into(),
+        reason: format!("because {action}"),
+        state_before: before.into(),
+        state_after: after.into(),
+        progress: json!({"updated": 1, "total": 4}),
+    }
+}
+
+fn commit<'a>(checkpoint: &'a str, state: &'a str, events: &'a [AuditEvent]) -> Commit<'a> {
+    Commit {
+        checkpoint,
+        state,
+        finished: false,
+        events,
+        measurements: &[],
+        step_intents: &[],
+        consumed_actions: &[],
+    }
+}
+
+fn measurement(metric: &str, index: i64, verdict: &str, retention: i64) -> MeasurementRow {
+    MeasurementRow {
+        phase_index: 0,
+        metric: metric.into(),
+        index,
+        at_ms: index * 10,
+        verdict: verdict.into(),
+        value: Some(index as f64 / 2.0),
+        message: String::new(),
+        details: "{}".into(),
+        retention,
+    }
+}
+
+async fn create(store: &Store, name: &str) -> RolloutRow {
+    store
+        .create_rollout(
+            name,
+            r#"{"spec":1}"#,
+            r#"{"cp":0}"#,
+            "pending",
+            &event("create", "", "pending"),
+            500,
+        )
+        .await
+        .expect("create")
+}
+
+#[tokio::test]
+async fn create_and_commit_round_trip() {
+    let (_dir, store) = fresh().await;
+    let row = create(&store, "web").await;
+    assert_eq!(
+        (row.name.as_str(), row.run, row.generation, row.finished),
+        ("web", 1, 1, false)
+    );
+    assert_eq!((row.created_ms, row.updated_ms), (500, 500));
+    assert_eq!(store.get(row.id).await.unwrap(), Some(row.clone()));
+
+    let events = [event("start", "pending", "progressing")];
+    let g = store
+        .commit(
+            row.id,
+            1,
+            commit(r#"{"cp":1}"#, "progressing", &events),
+            700,
+        )
+        .await
+        .unwrap();
+    assert_eq!(g, 2);
+    let got = store.get(row.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.checkpoint.as_str(),
+            got.state.as_str(),
+            got.generation,
+            got.updated_ms
+        ),
+        (r#"{"cp":1}"#, "progressing", 2, 700)
+    );
+    assert_eq!(store.unfinished().await.unwrap(), vec![got.clone()]);
+
+    let done = Commit {
+        finished: true,
+        ..commit(r#"{"cp":2}"#, "promoted", &[])
+    };
+    assert_eq!(store.commit(row.id, 2, done, 800).await.unwrap(), 3);
+    assert!(store.unfinished().await.unwrap().is_empty());
+    assert!(store.get(row.id).await.unwrap().unwrap().finished);
+    assert_eq!(store.get(row.id + 100).await.unwrap(), None);
+    let audit = store.audit(row.id).await.unwrap();
+    assert_eq!(audit[1].event, events[0]);
+}
+
+#[tokio::test]
+async fn generation_conflict_writes_nothing() {
+    let (_dir, store) = fresh().await;
+    let row = create(&store, "web").await;
+    let action = store
+        .request_action("web", "promote", "alice", "looks good", 600)
+        .await
+        .unwrap();
+    store
+        .commit(row.id, 1, commit("{}", "progressing", &[]), 700)
+        .await
+        .unwrap();
+
+    let events = [event("stale", "progressing", "paused")];
+    let measurements = [measurement("errors", 0, "fail", 10)];
+    let intents = [("s1".to_string(), "{}".to_string())];
+    let stale = Commit {
+        checkpoint: r#"{"stale":true}"#,
+        state: "paused",
+        finished: true,
+        events: &events,
+        measurements: &measurements,
+        step_intents: &intents,
+        consumed_actions: &[action],
+    };
+    let before = store.get(row.id).await.unwrap();
+    match store.commit(row.id, 1, stale, 900).await {
+        Err(StoreError::Conflict {
+            rollout,
+            expected,
+            found,
+        }) => assert_eq!((rollout.as_str(), expected, found), ("web", 1, 2)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.get(row.id).await.unwrap(), before);
+    assert_eq!(store.audit(row.id).await.unwrap().len(), 1);
+    assert!(store.measurements(row.id).await.unwrap().is_empty());
+    assert!(store.steps(row.id).await.unwrap().is_empty());
+    assert_eq!(store.pending_actions("web").await.unwrap().len(), 1);
+
+    // A later failure inside the transaction (unknown action) rolls back the bump too.
+    let bad = Commit {
+        events: &events,
+        consumed_actions: &[action + 99],
+        ..commit("{}", "paused", &[])
+    };
+    assert!(matches!(
+        store.commit(row.id, 2, bad, 900).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.get(row.id).await.unwrap(), before);
+    assert_eq!(store.audit(row.id).await.unwrap().len(), 1);
+
+    assert!(matches!(
+        store.commit(row.id + 7, 1, commit("{}", "x", &[]), 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn audit_seq_is_gapless_per_rollout() {
+    let (_dir, store) = fresh().await;
+    let a = create(&store, "a").await;
+    let b = create(&store, "b").await;
+    // (rollout, events in this commit)
+    let plan: &[(i64, usize)] = &[(a.id, 2), (b.id, 1), (a.id, 0), (a.id, 3), (b.id, 2)];
+    let mut generation = BTreeMap::from([(a.id, 1), (b.id, 1)]);
+    for &(id, n) in plan {
+        let events: Vec<_> = (0..n).map(|i| event(&format!("e{i}"), "x", "y")).collect();
+        let g = generation[&id];
+        let next = store
+            .commit(id, g, commit("{}", "progressing", &events), 1)
+            .await
+            .unwrap();
+        generation.insert(id, next);
+    }
+    for (id, expected) in [(a.id, 6), (b.id, 4)] {
+        let seqs: Vec<i64> = store
+            .audit(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, (1..=expected).collect::<Vec<_>>(), "rollout {id}");
+    }
+    assert_eq!(store.audit(a.id).await.unwrap()[0].event.action, "create");
+}
+
+#[tokio::test]
+async fn measurements_keep_failures_and_last_n_others() {
+    let (_dir, store) = fresh().await;
+    let row = create(&store, "web").await;
+    // index → verdict; retention 2 for "latency", 1 for "errors".
+    let verdicts = [
+        "pass",
+        "fail",
+        "pass",
+        "error",
+        "inconclusive",
+        "pass",
+        "no-data",
+    ];
+    let mut generation = 1;
+    for (i, v) in verdicts.iter().enumerate() {
+        let batch = [
+            measurement("latency", i as i64, v, 2),
+            measurement("errors", i as i64, "pass", 1),
+        ];
+        let c = Commit {
+            measurements: &batch,
+            ..commit("{}", "progressing", &[])
+        };
+        generation = store.commit(row.id, generation, c, 1).await.unwrap();
+    }
+    let background = MeasurementRow {
+        phase_index: -1,
+        ..measurement("latency", 0, "pass", 0)
+    };
+    let c = Commit {
+        measurements: std::slice::from_ref(&background),
+        ..commit("{}", "progressing", &[])
+    };
+    store.commit(row.id, generation, c, 1).await.unwrap();
+
+    let kept: Vec<(i64, String, i64, String)> = store
+        .measurements(row.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.phase_index, m.metric, m.index, m.verdict))
+        .collect();
+    let expected: Vec<(i64, String, i64, String)> = [
+        (0, "latency", 1, "fail"),
+        (0, "latency", 3, "error"),
+        (0, "latency", 5, "pass"),
+        (0, "latency", 6, "no-data"),
+        (0, "errors", 6, "pass"),
+        // retention 0 keeps no non-failure; a background row is its own key.
+    ]
+    .into_iter()
+    .map(|(p, m, i, v)| (p, m.to_string(), i, v.to_string()))
+    .collect();
+    assert_eq!(kept, expected);
+    let all = store.measurements(row.id).await.unwrap();
+    assert_eq!(all[2].value, Some(2.5));
+}
+
+#[tokio::test]
+async fn step_intents_never_downgrade() {
+    let (_dir, store) = fresh().await;
+    let row = create(&store, "web").await;
+    let intents = [
+        ("scale-10".to_string(), r#"{"weight":10}"#.to_string()),
+        ("scale-50".to_string(), r#"{"weight":50}"#.to_string()),
+    ];
+    let c = Commit {
+        step_intents: &intents,
+        ..commit("{}", "progressing", &[])
+    };
+    let g = store.commit(row.id, 1, c, 10).await.unwrap();
+    store
+        .step_done(row.id, "scale-10", StepStatus::Applied, "ok", 20)
+        .await
+        .unwrap();
+    store
+        .step_done(row.id, "scale-50", StepStatus::Failed, "boom", 25)
+        .await
+        .unwrap();
+
+    // The same intents again (a resumed runner) plus a new one.
+    let again = [
+        intents[0].clone(),
+        ("scale-100".to_string(), r#"{"weight":100}"#.to_string()),
+        intents[1].clone(),
+    ];
+    let c = Commit {
+        step_intents: &again,
+        ..commit("{}", "progressing", &[])
+    };
+    store.commit(row.id, g, c, 30).await.unwrap();
+
+    let got: Vec<(String, StepStatus, Option<String>, i64)> = store
+        .steps(row.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.step_id, s.status, s.result, s.updated_ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "scale-10".into(),
+                StepStatus::Applied,
+                Some("ok".into()),
+                20
+            ),
+            (
+                "scale-50".into(),
+                StepStatus::Failed,
+                Some("boom".into()),
+                25
+            ),
+            ("scale-100".into(), StepStatus::Intent, None, 30),
+        ]
+    );
+    assert!(matches!(
+        store
+            .step_done(row.id, "nope", StepStatus::Applied, "", 1)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn step_status_words() {
+    for (status, word) in [
+        (StepStatus::Intent, "intent"),
+        (StepStatus::Applied, "applied"),
+        (StepStatus::Failed, "failed"),
+    ] {
+        assert_eq!(status.as_str(), word);
+        assert_eq!(word.parse::<StepStatus>().unwrap(), status);
+        assert_eq!(serde_json::to_value(status).unwrap(), json!(word));
+    }
+    assert!("done".parse::<StepStatus>().is_err());
+}
+
+#[tokio::test]
+async fn consumed_actions_leave_pending() {
+    let (_dir, store) = fresh().await;
+    let row = create(&store, "web").await;
+    let mut ids = Vec::new();
+    for (rollout, action) in [("web", "pause"), ("web", "promote"), ("api", "abort")] {
+        ids.push(
+            store
+                .request_action(rollout, action, "bob", "ops", 42)
+                .await
+                .unwrap(),
+        );
+    }
+    let pending = store.pending_actions("web").await.unwrap();
+    assert_eq!(
+        pending[0],
+        ActionRequest {
+            id: ids[0],
+            rollout: "web".into(),
+            action: "pause".into(),
+            actor: "bob".into(),
+            reason: "ops".into(),
+            at_ms: 42
+        }
+    );
+    assert_eq!(pending.len(), 2);
+
+    let c = Commit {
+        consumed_actions: &ids[..1],
+        ..commit("{}", "paused", &[])
+    };
+    let g = store.commit(row.id, 1, c, 50).await.unwrap();
+    let left: Vec<i64> = store
+        .pending_actions("web")
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(left, vec![ids[1]]);
+    // Consuming an already consumed action again is harmless.
+    let c = Commit {
+        consumed_actions: &ids[..2],
+        ..commit("{}", "progressing", &[])
+    };
+    store.commit(row.id, g, c, 60).await.unwrap();
+    assert!(store.pending_actions("web").await.unwrap().is_empty());
+    assert_eq!(store.pending_actions("api").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn reopened_store_sees_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollgate.db");
+    let (row, audit, measurements, steps, pending) = {
+        let store = Store::open(&path).await.unwrap();
+        let row = create(&store, "web").await;
+        store
+            .request_action("web", "promote", "carol", "", 1)
+            .await
+            .unwrap();
+        let events = [event("start", "pending", "progressing")];
+        let ms = [measurement("errors", 0, "pass", 5)];
+        let intents = [("s".to_string(), "{}".to_string())];
+        let c = Commit {
+            measurements: &ms,
+            step_intents: &intents,
+            ..commit(r#"{"cp":1}"#, "progressing", &events)
+        };
+        store.commit(row.id, 1, c, 2).await.unwrap();
+        store
+            .step_done(row.id, "s", StepStatus::Applied, "done", 3)
+            .await
+            .unwrap();
+        (
+            store.get(row.id).await.unwrap().unwrap(),
+            store.audit(row.id).await.unwrap(),
+            store.measurements(row.id).await.unwrap(),
+            store.steps(row.id).await.unwrap(),
+            store.pending_actions("web").await.unwrap(),
+        )
+    };
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(store.latest("web").await.unwrap(), Some(row.clone()));
+    assert_eq!(store.list().await.unwrap(), vec![row.clone()]);
+    assert_eq!(store.audit(row.id).await.unwrap(), audit);
+    assert_eq!(audit.len(), 2);
+    assert_eq!(store.measurements(row.id).await.unwrap(), measurements);
+    assert_eq!(store.steps(row.id).await.unwrap(), steps);
+    assert_eq!(store.pending_actions("web").await.unwrap(), pending);
+    assert_eq!(store.path(), path.as_path());
+}
+
+#[tokio::test]
+async fn two_handles_write_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollgate.db");
+    let runner = Store::open(&path).await.unwrap();
+    let cli = Store::open(&path).await.unwrap();
+    let row = create(&runner, "web").await;
+    const ROUNDS: i64 = 60;
+
+    let committing = tokio::spawn({
+        let runner = runner.clone();
+        async move {
+            let mut g = 1;
+            for i in 0..ROUNDS {
+                let events = [event("tick", "progressing", "progressing")];
+                let ms = [measurement("errors", i, "pass", 3)];
+                let c = Commit {
+                    measurements: &ms,
+                    ..commit("{}", "progressing", &events)
+                };
+                g = runner.commit(row.id, g, c, i).await?;
+            }
+            Ok::<i64, StoreError>(g)
+        }
+    });
+    let requesting = tokio::spawn(async move {
+        for i in 0..ROUNDS {
+            cli.request_action("web", "pause", "dave", "", i).await?;
+        }
+        Ok::<(), StoreError>(())
+    });
+    let (g, r) = tokio::join!(committing, requesting);
+    assert_eq!(g.unwrap().unwrap(), ROUNDS + 1);
+    r.unwrap().unwrap();
+    assert_eq!(
+        runner.pending_actions("web").await.unwrap().len(),
+        ROUNDS as usize
+    );
+    assert_eq!(
+        runner.audit(row.id).await.unwrap().len(),
+        ROUNDS as usize + 1
+    );
+    assert_eq!(runner.measurements(row.id).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn runs_are_numbered_per_name() {
+    let (_dir, store) = fresh().await;
+    let mut runs = Vec::new();
+    for name in ["web", "api", "web", "web", "api"] {
+        let row = create(&store, name).await;
+        runs.push((row.name, row.run));
+    }
+    let expected: Vec<(String, i64)> = [("web", 1), ("api", 1), ("web", 2), ("web", 3), ("api", 2)]
+        .into_iter()
+        .map(|(n, r)| (n.to_string(), r))
+        .collect();
+    assert_eq!(runs, expected);
+    assert_eq!(store.latest("web").await.unwrap().unwrap().run, 3);
+    assert_eq!(store.latest("api").await.unwrap().unwrap().run, 2);
+    assert_eq!(store.latest("db").await.unwrap(), None);
+    // Each run has its own audit log starting at 1.
+    for row in store.list().await.unwrap() {
+        assert_eq!(store.audit(row.id).await.unwrap()[0].seq, 1);
+    }
+}
+
+#[tokio::test]
+async fn unopenable_paths_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let cases = [
+        dir.path().to_path_buf(),
+        file.join("rollgate.db"),
+        dir.path().join("missing").join("rollgate.db"),
+    ];
+    for path in cases {
+        match Store::open(&path).await {
+            Err(e @ StoreError::Open { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&path.display().to_string()), "{text}");
+                assert!(text.contains("check the path"), "{text}");
+            }
+            other => panic!("{}: expected Open, got {other:?}", path.display()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_store_from_a_newer_rollgate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollgate.db");
+    let store = Store::open(&path).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+         execution_time) VALUES (9999, 'future', 1, x'00', 0)",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    store.pool.close().await;
+    match Store::open(&path).await {
+        Err(StoreError::Migrate(m)) => {
+            assert!(m.contains("migration 9999 unknown"), "{m}");
+            assert!(m.contains("upgrade rollgate"), "{m}");
+        }
+        other => panic!("expected Migrate, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connections_are_durable_and_patient() {
+    let (_dir, store) = fresh().await;
+    // (pragma, expected value): WAL, synchronous=FULL (2), foreign keys on, 5 s busy timeout.
+    let cases = [
+        ("journal_mode", "wal"),
+        ("synchronous", "2"),
+        ("foreign_keys", "1"),
+        ("busy_timeout", "5000"),
+    ];
+    for (pragma, expected) in cases {
+        let row = sqlx::query(&format!("PRAGMA {pragma}"))
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let got: String = match row.try_get::<String, _>(0) {
+            Ok(s) => s,
+            Err(_) => row.try_get::<i64, _>(0).unwrap().to_string(),
+        };
+        assert_eq!(got, expected, "PRAGMA {pragma}");
+    }
+}
