@@ -2,12 +2,16 @@
 //! policies are sandboxed WebAssembly components.
 //!
 //! The modules follow the data flow of `../shared/DESIGN.md`: spec → engine →
-//! (verify ↔ plugin ↔ metrics) → decision → target + store. This crate so far holds the
-//! plugin host ([`plugin`]) and the metrics interface it calls ([`metrics`]).
+//! (verify ↔ plugin ↔ metrics) → decision → target + store: [`spec`] loads and checks the
+//! YAML, [`engine`] drives each rollout on a [`engine::clock::Clock`], [`verify`] counts
+//! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`target`] applies
+//! steps and [`store`] keeps checkpoints and the audit log; [`cli`] is the command line.
 
 pub mod cli;
+pub mod engine;
 pub mod metrics;
 pub mod plugin;
 pub mod spec;
 pub mod store;
+pub mod target;
 pub mod verify;

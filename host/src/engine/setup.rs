@@ -1,0 +1,182 @@
+//! Turning a loaded [`Bundle`] into what the engine runs with: the plugins every rollout
+//! names (loaded, pinned, limited, their configs validated) and the metric backends.
+//!
+//! This is done once, before any rollout starts, so that a missing component, a digest
+//! mismatch or a plugin config the plugin itself rejects stops `rollgate run` with every
+//! problem named, instead of surfacing as an "error" measurement in the middle of a rollout.
+
+use super::Plugins;
+use crate::metrics::Backends;
+use crate::metrics::config::{self, ConfigError};
+use crate::plugin::{Limits, LoadOptions, PluginHost, PluginKind, PluginSource};
+use crate::spec::model::{Bundle, MetricSpec, PluginSourceSpec, PluginSpec, RolloutSpec};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Build the bundle's backends. Replay backends are aligned so their recording starts at
+/// `replay_origin_ms` (the rollout's start), so recorded metrics replay along the rollout.
+pub fn backends(
+    bundle: &Bundle,
+    replay_origin_ms: Option<i64>,
+) -> Result<Backends, Vec<ConfigError>> {
+    let mut backends = Backends::new();
+    let mut errors = Vec::new();
+    for (doc, file) in &bundle.backends {
+        let base = file.parent().unwrap_or(Path::new("."));
+        let location = format!("{}: MetricBackend {:?}", file.display(), doc.metadata.name);
+        match config::build_aligned(doc, base, replay_origin_ms) {
+            Ok((backend, options)) => backends.insert(doc.metadata.name.clone(), backend, options),
+            Err(message) => errors.push(ConfigError { location, message }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(backends)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Every metric of a rollout with where it sits (`phase "canary-10"` / `background`).
+pub fn metrics_of(rollout: &RolloutSpec) -> Vec<(String, &MetricSpec)> {
+    let mut out = Vec::new();
+    for phase in &rollout.phases {
+        for m in &phase.metrics {
+            out.push((format!("phase {:?}", phase.name), m));
+        }
+    }
+    if let Some(bg) = &rollout.background {
+        for m in &bg.metrics {
+            out.push(("background verification".to_string(), m));
+        }
+    }
+    out
+}
+
+/// Load every plugin the rollouts name and validate every config given to one. Problems
+/// are collected, each naming the rollout, the metric and the plugin.
+pub async fn plugins(
+    host: &PluginHost,
+    bundle: &Bundle,
+    rollouts: &[&RolloutSpec],
+    deterministic: bool,
+) -> Result<Plugins, Vec<String>> {
+    // name → kind expected
+    let mut wanted: BTreeMap<String, PluginKind> = BTreeMap::new();
+    for r in rollouts {
+        wanted.insert(r.failure_policy.plugin.clone(), PluginKind::Policy);
+        for (_, m) in metrics_of(r) {
+            wanted.insert(m.plugin.clone(), PluginKind::Provider);
+        }
+    }
+    let mut plugins = Plugins::new();
+    let mut errors = Vec::new();
+    for (name, kind) in &wanted {
+        let spec = bundle.plugins.get(name);
+        let (source, options) = match spec {
+            Some(spec) => (source_of(spec), options_of(spec, deterministic)),
+            None => (
+                PluginSource::Builtin(name.clone()),
+                LoadOptions {
+                    name: Some(name.clone()),
+                    deterministic,
+                    ..LoadOptions::default()
+                },
+            ),
+        };
+        match host.load_async(source, options).await {
+            Ok(p) if p.kind() != *kind => errors.push(format!(
+                "plugin {name:?} is a {} but is used as a {}",
+                p.kind().world(),
+                kind.world()
+            )),
+            Ok(p) => plugins.insert(name.clone(), p),
+            Err(e) => errors.push(format!("plugin {name:?}: {e}")),
+        }
+    }
+    for r in rollouts {
+        if let Some(p) = plugins.get(&r.failure_policy.plugin) {
+            match p.validate(&r.failure_policy.config.to_string()).await {
+                Ok(problems) => errors.extend(problems.into_iter().map(|c| {
+                    format!(
+                        "{}: rollout {:?}: failurePolicy.config{}: {} (plugin {:?})",
+                        r.file.display(),
+                        r.name,
+                        pointer(&c.path),
+                        c.message,
+                        r.failure_policy.plugin
+                    )
+                })),
+                Err(e) => errors.push(format!("rollout {:?}: failure policy: {e}", r.name)),
+            }
+        }
+        for (place, m) in metrics_of(r) {
+            let Some(p) = plugins.get(&m.plugin) else {
+                continue;
+            };
+            match p.validate(&m.config.to_string()).await {
+                Ok(problems) => errors.extend(problems.into_iter().map(|c| {
+                    format!(
+                        "{}: rollout {:?}, {place}, metric {:?}: provider.config{}: {} (plugin {:?})",
+                        r.file.display(),
+                        r.name,
+                        m.name,
+                        pointer(&c.path),
+                        c.message,
+                        m.plugin
+                    )
+                })),
+                Err(e) => errors.push(format!("rollout {:?}, metric {:?}: {e}", r.name, m.name)),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(plugins)
+    } else {
+        Err(errors)
+    }
+}
+
+/// A JSON pointer as a dotted suffix: `/max` → `.max`.
+fn pointer(path: &str) -> String {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(".{s}"))
+        .collect()
+}
+
+fn source_of(spec: &PluginSpec) -> PluginSource {
+    match &spec.source {
+        PluginSourceSpec::Builtin(name) => PluginSource::Builtin(name.clone()),
+        PluginSourceSpec::File(path) => PluginSource::File(path.clone()),
+    }
+}
+
+fn options_of(spec: &PluginSpec, deterministic: bool) -> LoadOptions {
+    let mut limits = Limits::default();
+    let l = &spec.limits;
+    if let Some(v) = l.memory_bytes {
+        limits.memory_bytes = v;
+    }
+    if let Some(v) = l.timeout_ms {
+        limits.timeout = Duration::from_millis(v);
+    }
+    if let Some(v) = l.query_timeout_ms {
+        limits.query_timeout = Duration::from_millis(v);
+    }
+    if l.fuel.is_some() {
+        limits.fuel = l.fuel;
+    }
+    if let Some(v) = l.max_result_bytes {
+        limits.max_result_bytes = v;
+    }
+    if let Some(v) = l.max_component_bytes {
+        limits.max_component_bytes = v;
+    }
+    LoadOptions {
+        name: Some(spec.name.clone()),
+        sha256: spec.sha256.clone(),
+        limits,
+        deterministic,
+    }
+}
