@@ -1,4 +1,4 @@
-//! The `rollgate` binary, run for real: `plugin inspect` and `plugin check`, each exit code
+//! The `rollgate` binary, run for real: `plugin inspect`, `plugin check` and `schema`, each exit code
 //! reached for its reason.
 
 use rollgate::plugin::artifacts::test_only;
@@ -203,4 +203,42 @@ fn the_example_configurations_are_valid() {
         let run = rollgate(&["plugin", "check", plugin, "--config-file", &path]);
         assert_eq!(run.code, 0, "{path}: {}{}", run.stdout, run.stderr);
     }
+}
+
+#[test]
+fn schema_prints_and_writes_every_kind() {
+    let all = rollgate(&["schema"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let map: serde_json::Value = serde_json::from_str(&all.stdout).expect("JSON");
+    let kinds: Vec<&String> = map.as_object().expect("an object").keys().collect();
+    assert_eq!(
+        kinds,
+        ["MetricBackend", "Plugin", "Rollout", "VerificationTemplate"]
+    );
+
+    // One kind, case-insensitively, is that kind's schema itself.
+    let one = rollgate(&["schema", "rollout"]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    let rollout: serde_json::Value = serde_json::from_str(&one.stdout).expect("JSON");
+    assert_eq!(rollout, map["Rollout"]);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("schemas");
+    let written = rollgate(&["schema", "--out", out.to_str().expect("utf-8 path")]);
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    for kind in ["MetricBackend", "Plugin", "Rollout", "VerificationTemplate"] {
+        let text = std::fs::read_to_string(out.join(format!("{kind}.schema.json"))).expect(kind);
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(schema, map[kind], "{kind}");
+    }
+
+    let unknown = rollgate(&["schema", "Deployment"]);
+    assert_eq!(unknown.code, 4);
+    assert!(
+        unknown.stderr.contains(
+            "no document kind \"Deployment\"; the kinds are MetricBackend, Plugin, Rollout, VerificationTemplate"
+        ),
+        "{}",
+        unknown.stderr
+    );
 }

@@ -4,8 +4,11 @@
 
 mod metrics;
 mod plugin;
+mod run;
+mod schema;
 mod time;
 
+use crate::engine::Action;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
@@ -25,6 +28,24 @@ enum Command {
     /// Query metric backends and record what they answer for replays.
     #[command(subcommand)]
     Metrics(metrics::MetricsCommand),
+    /// Run rollouts in the foreground to a final state (resuming unfinished runs).
+    Run(run::RunArgs),
+    /// Print (or write) the JSON Schema of each document kind, for editors and CI.
+    Schema(schema::SchemaArgs),
+    /// Hold a running rollout at its current weight.
+    Pause(run::ActionArgs),
+    /// Continue a paused rollout: re-enter the current phase and re-evaluate.
+    Resume(run::ActionArgs),
+    /// Move a rollout to its next phase now.
+    Promote(run::ActionArgs),
+    /// Apply the final weight and finish a rollout now.
+    PromoteFull(run::ActionArgs),
+    /// Stop a rollout; what was applied stays.
+    Abort(run::ActionArgs),
+    /// Restore the stable version.
+    Rollback(run::ActionArgs),
+    /// Queue a new run of a rolled-back, aborted or failed rollout.
+    Retry(run::ActionArgs),
 }
 
 /// Output format.
@@ -104,6 +125,15 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Metrics(cmd) => metrics::run(cmd).await,
+            Command::Run(args) => run::run(args).await,
+            Command::Schema(args) => schema::run(args),
+            Command::Pause(args) => run::action(Action::Pause, args).await,
+            Command::Resume(args) => run::action(Action::Resume, args).await,
+            Command::Promote(args) => run::action(Action::Promote, args).await,
+            Command::PromoteFull(args) => run::action(Action::PromoteFull, args).await,
+            Command::Abort(args) => run::action(Action::Abort, args).await,
+            Command::Rollback(args) => run::action(Action::Rollback, args).await,
+            Command::Retry(args) => run::action(Action::Retry, args).await,
         }
     });
     ExitCode::from(code)

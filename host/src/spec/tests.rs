@@ -653,3 +653,109 @@ fn schemas_cover_every_kind_and_refuse_unknown_fields() {
     assert!(text.contains("backgroundVerification"), "{text}");
     assert!(text.contains("consecutiveSuccessLimit"), "{text}");
 }
+
+/// The documents of a YAML text as JSON values, as a schema validator sees them.
+fn as_json_documents(text: &str) -> Vec<serde_json::Value> {
+    serde_saphyr::from_multiple::<serde_json::Value>(text).expect("YAML")
+}
+
+fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
+    let schemas = json_schemas();
+    let kind = doc["kind"].as_str().expect("kind");
+    let validator = jsonschema::validator_for(&schemas[kind]).expect("a valid JSON Schema");
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{kind} {}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// What the loader accepts, the published schemas accept: the test file and every example.
+#[test]
+fn the_schemas_accept_what_the_loader_accepts() {
+    let mut texts = vec![("good()".to_string(), good())];
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for entry in walk(&examples) {
+        if entry.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            let text = std::fs::read_to_string(&entry).expect("read example");
+            texts.push((entry.display().to_string(), text));
+        }
+    }
+    assert!(
+        texts.len() > 3,
+        "the examples were not found under {}",
+        examples.display()
+    );
+    let mut checked = 0;
+    for (name, text) in &texts {
+        for doc in as_json_documents(text) {
+            assert_eq!(schema_errors(&doc), Vec::<String>::new(), "{name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} documents checked");
+}
+
+/// Mistakes the loader refuses, the schemas refuse too, so an editor flags them first.
+#[test]
+fn the_schemas_refuse_what_the_loader_refuses() {
+    let cases = [
+        // An unknown field in the spec.
+        (
+            "spec:\n  stableVersion: v1\n",
+            "spec:\n  stableVersion: v1\n  colour: blue\n",
+        ),
+        // A misspelt strategy.
+        ("    canary: {}\n", "    canery: {}\n"),
+        // A weight that is not a number.
+        ("weight: 10\n", "weight: ten\n"),
+    ];
+    let rollout = r#"apiVersion: rollgate.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: web
+spec:
+  stableVersion: v1
+  canaryVersion: v2
+  target:
+    none: {}
+  strategy:
+    canary: {}
+  phases:
+    - name: p10
+      weight: 10
+"#;
+    assert_eq!(
+        schema_errors(&as_json_documents(rollout)[0]),
+        Vec::<String>::new()
+    );
+    assert_eq!(errors_of(rollout), vec!["<loaded>".to_string()]);
+    for (from, to) in cases {
+        assert!(rollout.contains(from), "{from:?}");
+        let broken = rollout.replacen(from, to, 1);
+        assert_ne!(
+            errors_of(&broken),
+            vec!["<loaded>".to_string()],
+            "the loader took {to:?}"
+        );
+        assert!(
+            !schema_errors(&as_json_documents(&broken)[0]).is_empty(),
+            "the schema took {to:?}"
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,515 @@
+//! `rollgate run FILE…`: run the rollouts of some files in the foreground to a final state,
+//! resuming any unfinished run of the same rollouts from the store; and the operator
+//! actions (`pause`, `resume`, `promote`, `promote-full`, `abort`, `rollback`, `retry`)
+//! that a running `rollgate run` picks up from the same store.
+//!
+//! Exit codes of `run`: 0 every rollout succeeded, 5 one rolled back, 6 one was aborted,
+//! 7 one failed, 8 one waits for an operator (simulated clock only), 3 a plugin or the
+//! store failed, 4 invalid input. With several rollouts the highest code wins.
+
+use super::{Format, Out, exit};
+use crate::engine::clock::{Clock, SimClock, SystemClock};
+use crate::engine::state::State;
+use crate::engine::{Action, ENGINE_ACTOR, Engine, Outcome, Progress, setup};
+use crate::plugin::{HostConfig, PluginHost};
+use crate::spec::model::RolloutSpec;
+use crate::store::Store;
+use clap::{Args, ValueEnum};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes of `rollgate run` beyond the shared ones.
+pub mod code {
+    /// A rollout rolled back.
+    pub const ROLLED_BACK: u8 = 5;
+    /// A rollout was aborted.
+    pub const ABORTED: u8 = 6;
+    /// A rollout failed.
+    pub const FAILED: u8 = 7;
+    /// A rollout waits for an operator (simulated clock).
+    pub const WAITING: u8 = 8;
+}
+
+/// Which clock drives the rollouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ClockKind {
+    /// Real time.
+    #[default]
+    System,
+    /// Simulated time that jumps to the next timer: an hour of rollout in well under a
+    /// second (for replay backends and dry runs).
+    Simulated,
+}
+
+/// `rollgate run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// YAML files or folders with MetricBackend, Plugin, VerificationTemplate and Rollout
+    /// documents.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The state store (SQLite file; created if missing).
+    #[arg(long, default_value = "rollgate.db")]
+    pub store: PathBuf,
+    /// Only these rollouts (default: every rollout in the files).
+    #[arg(long = "rollout")]
+    pub rollouts: Vec<String>,
+    /// Which clock drives the rollouts.
+    #[arg(long, value_enum, default_value_t)]
+    pub clock: ClockKind,
+    /// With the simulated clock: when the rollout starts (now, -1h, unix seconds, RFC 3339).
+    #[arg(long, default_value = "now")]
+    pub start: String,
+    /// Output format (progress lines, then the outcome).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Where compiled plugins are cached (default: the user cache folder).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// How often a waiting rollout looks for operator actions, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub poll_ms: u64,
+}
+
+/// An action on a rollout.
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// The rollout's name.
+    pub rollout: String,
+    /// The state store the runner uses.
+    #[arg(long, default_value = "rollgate.db")]
+    pub store: PathBuf,
+    /// Why (audited).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Who (audited; default $USER).
+    #[arg(long)]
+    pub actor: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
+/// `rollgate pause|resume|promote|promote-full|abort|rollback|retry NAME`.
+pub async fn action(action: Action, args: ActionArgs) -> u8 {
+    let mut out = Out::default();
+    let code = action_inner(action, &args, &mut out).await;
+    out.flush();
+    code
+}
+
+async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
+    let actor = args
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "operator".into());
+    let store = match Store::open(&args.store).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::INVALID_INPUT;
+        }
+    };
+    let latest = match store.latest(&args.rollout).await {
+        Ok(Some(row)) => row,
+        Ok(None) => {
+            out.err(format!(
+                "rollgate: no rollout named {:?} in {}; start it with `rollgate run FILE`",
+                args.rollout,
+                args.store.display()
+            ));
+            return exit::INVALID_INPUT;
+        }
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    if action == Action::Retry {
+        if !matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed") {
+            out.err(format!(
+                "rollgate: retry re-runs a rolled-back, aborted or failed rollout; {:?} run {} is {}",
+                args.rollout, latest.run, latest.state
+            ));
+            return exit::PROBLEMS;
+        }
+        let spec: RolloutSpec = match serde_json::from_str(&latest.spec) {
+            Ok(s) => s,
+            Err(e) => {
+                out.err(format!(
+                    "rollgate: the stored spec of {:?} cannot be read: {e}",
+                    args.rollout
+                ));
+                return exit::PLUGIN_ERROR;
+            }
+        };
+        let engine_store = store.clone();
+        let reason = format!(
+            "retry of run {} by {actor}{}",
+            latest.run,
+            if args.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", args.reason)
+            }
+        );
+        let cp = crate::engine::state::Checkpoint::new(now_ms());
+        let event = crate::store::AuditEvent {
+            at_ms: now_ms(),
+            actor: actor.clone(),
+            action: "retry".into(),
+            reason: reason.clone(),
+            state_before: latest.state.clone(),
+            state_after: cp.state.name(),
+            progress: serde_json::json!({}),
+        };
+        let Ok(cp_json) = serde_json::to_string(&cp) else {
+            return exit::PLUGIN_ERROR;
+        };
+        match engine_store
+            .create_rollout(
+                &spec.name,
+                &latest.spec,
+                &cp_json,
+                &cp.state.name(),
+                &event,
+                now_ms(),
+            )
+            .await
+        {
+            Ok(row) => {
+                out.line(format!(
+                    "{}: run {} queued ({reason}); `rollgate run` starts it",
+                    spec.name, row.run
+                ));
+                exit::OK
+            }
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                exit::PLUGIN_ERROR
+            }
+        }
+    } else {
+        if latest.finished && action != Action::Rollback {
+            out.err(format!(
+                "rollgate: {:?} run {} already ended {}; nothing to {}",
+                args.rollout,
+                latest.run,
+                latest.state,
+                action.name()
+            ));
+            return exit::PROBLEMS;
+        }
+        match store
+            .request_action(&args.rollout, action.name(), &actor, &args.reason, now_ms())
+            .await
+        {
+            Ok(id) => {
+                out.line(format!(
+                    "{}: {} requested (#{id}); the runner applies it at its next step",
+                    args.rollout,
+                    action.name()
+                ));
+                exit::OK
+            }
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                exit::PLUGIN_ERROR
+            }
+        }
+    }
+}
+
+/// `rollgate run`.
+pub async fn run(args: RunArgs) -> u8 {
+    let mut out = Out::default();
+    let code = run_inner(&args, &mut out).await;
+    out.flush();
+    code
+}
+
+async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
+    let bundle = match crate::spec::load(&args.files) {
+        Ok(b) => b,
+        Err(errors) => {
+            for e in &errors {
+                out.err(format!("rollgate: {e}"));
+            }
+            out.err(format!(
+                "rollgate: {} problem(s); nothing was run",
+                errors.len()
+            ));
+            return exit::INVALID_INPUT;
+        }
+    };
+    let rollouts: Vec<&RolloutSpec> = bundle
+        .rollouts
+        .iter()
+        .filter(|r| args.rollouts.is_empty() || args.rollouts.contains(&r.name))
+        .collect();
+    for wanted in &args.rollouts {
+        if !bundle.rollouts.iter().any(|r| &r.name == wanted) {
+            out.err(format!(
+                "rollgate: no rollout named {wanted:?} in the files"
+            ));
+            return exit::INVALID_INPUT;
+        }
+    }
+    if rollouts.is_empty() {
+        out.err("rollgate: the files hold no Rollout document; nothing to run");
+        return exit::INVALID_INPUT;
+    }
+    let store = match Store::open(&args.store).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::INVALID_INPUT;
+        }
+    };
+    // What the store already knows of each rollout: an unfinished run is resumed, a finished
+    // run of the same spec is reported, anything else starts a new run.
+    let mut latest = Vec::new();
+    for r in &rollouts {
+        match store.latest(&r.name).await {
+            Ok(l) => latest.push(l.filter(|row| !row.finished || row.spec == spec_json(r))),
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                return exit::PLUGIN_ERROR;
+            }
+        }
+    }
+    let resumed = || latest.iter().flatten().filter(|row| !row.finished);
+    let (clock, sim): (Arc<dyn Clock>, Option<SimClock>) = match args.clock {
+        ClockKind::System => (Arc::new(SystemClock), None),
+        ClockKind::Simulated => {
+            let start = match super::time::parse_time(&args.start, now_ms()) {
+                Ok(t) => t,
+                Err(e) => {
+                    out.err(format!("rollgate: --start: {e}"));
+                    return exit::INVALID_INPUT;
+                }
+            };
+            // A resumed run's time goes on from its last commit: the simulated clock never
+            // goes back, or the run would measure the same minutes twice.
+            let start = resumed().map(|row| row.updated_ms).fold(start, i64::max);
+            let sim = SimClock::new(start);
+            (Arc::new(sim.clone()), Some(sim))
+        }
+    };
+    // Recordings are aligned to the start of the runs: of the first resumed one, else now.
+    let origin = resumed()
+        .map(|row| row.created_ms)
+        .min()
+        .unwrap_or_else(|| clock.now_ms());
+    let backends = match setup::backends(&bundle, Some(origin)) {
+        Ok(b) => b,
+        Err(errors) => {
+            for e in errors {
+                out.err(format!("rollgate: {e}"));
+            }
+            return exit::INVALID_INPUT;
+        }
+    };
+    let mut host_config = HostConfig::default();
+    if let Some(dir) = &args.cache_dir {
+        host_config.cache = crate::plugin::ComponentCache::at(dir.clone());
+    }
+    let host = match PluginHost::new(host_config) {
+        Ok(h) => h,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let plugins = match setup::plugins(&host, &bundle, &rollouts, sim.is_some()).await {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors {
+                out.err(format!("rollgate: {e}"));
+            }
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let store = match Store::open(&args.store).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::INVALID_INPUT;
+        }
+    };
+    let format = args.format;
+    // The engine reports progress at every step of its loop; a line that says nothing new
+    // for its rollout is not printed again.
+    let last_lines = std::sync::Mutex::new(HashMap::<String, String>::new());
+    let observer: crate::engine::Observer = Arc::new(move |p: &Progress| {
+        let line = progress_line(p, format);
+        let key = format!("{}#{}", p.rollout, p.run);
+        let mut last = last_lines.lock().unwrap_or_else(|e| e.into_inner());
+        if last.get(&key) != Some(&line) {
+            emit(&line, format);
+            last.insert(key, line);
+        }
+    });
+    let engine = Engine {
+        store: store.clone(),
+        clock: clock.clone(),
+        plugins: Arc::new(plugins),
+        metrics: Arc::new(backends),
+        http: reqwest::Client::new(),
+        observer: Some(observer),
+        action_poll: Duration::from_millis(args.poll_ms.max(10)),
+    };
+    let mut ids = Vec::new();
+    let mut done: Vec<Outcome> = Vec::new();
+    for (r, latest) in rollouts.iter().zip(latest) {
+        match latest {
+            Some(row) if !row.finished => {
+                if row.spec != spec_json(r) {
+                    eprintln!(
+                        "rollgate: {}: resuming run {} with the spec it started with (the file has changed since; the change applies to the next run)",
+                        r.name, row.run
+                    );
+                } else {
+                    eprintln!(
+                        "rollgate: {}: resuming run {} from its checkpoint ({})",
+                        r.name, row.run, row.state
+                    );
+                }
+                ids.push(row.id);
+            }
+            Some(row) => done.push(Outcome {
+                id: row.id,
+                rollout: row.name.clone(),
+                state: state_of(&row.state),
+                message: format!(
+                    "run {} already ended {} (use `rollgate retry {}` to run it again)",
+                    row.run, row.state, row.name
+                ),
+            }),
+            None => match engine.create(r, ENGINE_ACTOR, "rollgate run").await {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    out.err(format!("rollgate: {e}"));
+                    return exit::PLUGIN_ERROR;
+                }
+            },
+        }
+    }
+    let mut tasks = Vec::new();
+    for id in ids {
+        let engine = engine.clone();
+        let actor = sim.as_ref().map(SimClock::actor);
+        tasks.push(tokio::spawn(async move {
+            let _actor = actor;
+            engine.drive(id).await
+        }));
+    }
+    let mut code = exit::OK;
+    let mut outcomes = done;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(o)) => outcomes.push(o),
+            Ok(Err(e)) => {
+                out.err(format!("rollgate: {e}"));
+                code = code.max(exit::PLUGIN_ERROR);
+            }
+            Err(e) => {
+                out.err(format!("rollgate: a rollout task failed: {e}"));
+                code = code.max(exit::PLUGIN_ERROR);
+            }
+        }
+    }
+    for o in &outcomes {
+        code = code.max(outcome_code(o.state));
+        match format {
+            Format::Human => out.line(format!("{}: {} — {}", o.rollout, o.state, o.message)),
+            Format::Json => out.line(
+                serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message})
+                    .to_string(),
+            ),
+        }
+    }
+    code
+}
+
+/// The spec as the store keeps it, to tell whether a finished run ran this very spec.
+fn spec_json(r: &RolloutSpec) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}
+
+fn state_of(name: &str) -> State {
+    match name {
+        "succeeded" => State::Succeeded,
+        "rolled-back" => State::RolledBack,
+        "aborted" => State::Aborted,
+        _ => State::Failed,
+    }
+}
+
+fn outcome_code(state: State) -> u8 {
+    match state {
+        State::Succeeded => exit::OK,
+        State::RolledBack => code::ROLLED_BACK,
+        State::Aborted => code::ABORTED,
+        State::Failed => code::FAILED,
+        _ => code::WAITING,
+    }
+}
+
+/// One live progress line (stderr for people, stdout JSON lines for tools).
+/// One progress report as a line: JSON for machines, a one-line summary for people.
+fn progress_line(p: &Progress, format: Format) -> String {
+    match format {
+        Format::Json => serde_json::to_string(p).unwrap_or_default(),
+        Format::Human => {
+            let metrics: Vec<String> = p
+                .metrics
+                .iter()
+                .map(|m| {
+                    let [ok, fail, inc, nodata, err] = m.counts;
+                    format!(
+                        "{}{} {} ✔{ok} ✖{fail} ?{inc} ∅{nodata} ⚠{err}{}",
+                        if m.background { "bg:" } else { "" },
+                        m.name,
+                        m.status,
+                        m.last_value
+                            .map(|v| format!(" last {v:.4}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!(
+                "[{}#{}] {} phase {}/{} {} weight {} | {}{}",
+                p.rollout,
+                p.run,
+                p.state,
+                (p.phase + 1).min(p.phase_count),
+                p.phase_count,
+                p.phase_name,
+                p.weight,
+                p.message,
+                if metrics.is_empty() {
+                    String::new()
+                } else {
+                    format!(" | {}", metrics.join("; "))
+                }
+            )
+        }
+    }
+}
+
+/// Progress goes to stdout as JSON lines, or to stderr for people (stdout keeps the outcome).
+fn emit(line: &str, format: Format) {
+    use std::io::Write;
+    if line.is_empty() {
+        return;
+    }
+    let _ = match format {
+        Format::Json => writeln!(std::io::stdout(), "{line}"),
+        Format::Human => writeln!(std::io::stderr(), "{line}"),
+    };
+}

@@ -1,0 +1,633 @@
+//! The rollout engine end to end, through the library: real YAML documents, the real
+//! built-in plugins, replayed metrics, real SQLite files, exec targets that are real
+//! processes, HTTP gates on a loopback stand-in, and the simulated clock so each rollout's
+//! hour takes milliseconds.
+
+mod common;
+
+use common::StandIn;
+use proptest::prelude::*;
+use rollgate::engine::clock::SimClock;
+use rollgate::engine::state::State;
+use rollgate::engine::{Engine, Outcome, setup};
+use rollgate::store::{AuditRow, Store};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const T0: i64 = 1_767_225_600_000;
+
+/// Recorded error ratios: `values[i]` holds for minute i.
+fn recording(service: &str, values: &[f64]) -> String {
+    let mut text = String::from("# TYPE http_error_ratio gauge\n");
+    for (minute, v) in values.iter().enumerate() {
+        for q in 0..4 {
+            let t = T0 / 1000 + 60 * minute as i64 + 15 * q;
+            text.push_str(&format!(
+                "http_error_ratio{{service=\"{service}\",version=\"v2\"}} {v} {t}\n"
+            ));
+        }
+    }
+    text.push_str("# EOF\n");
+    text
+}
+
+const TEMPLATE: &str = r#"
+apiVersion: rollgate.dev/v1alpha1
+kind: MetricBackend
+metadata: {name: recorded}
+spec:
+  replay: {file: recording.om}
+---
+apiVersion: rollgate.dev/v1alpha1
+kind: VerificationTemplate
+metadata: {name: error-ratio}
+spec:
+  args:
+    - name: service
+  metrics:
+    - name: error-ratio
+      provider:
+        plugin: threshold
+        backend: recorded
+        config:
+          backend: recorded
+          query: 'http_error_ratio{service="{{args.service}}",version="v2"}'
+          window: 1m
+          reduce: avg
+          condition: "< 0.05"
+          failCondition: ">= 0.1"
+      interval: 1m
+      count: 2
+"#;
+
+/// One plugin host for every test, with a compile cache, so each test does not compile
+/// the built-in components again.
+fn shared_host() -> rollgate::plugin::PluginHost {
+    static HOST: std::sync::OnceLock<rollgate::plugin::PluginHost> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rollgate-test-cache-{}", std::process::id()));
+        rollgate::plugin::PluginHost::new(rollgate::plugin::HostConfig {
+            cache: rollgate::plugin::ComponentCache::at(dir),
+            ..rollgate::plugin::HostConfig::default()
+        })
+        .expect("plugin host starts")
+    })
+    .clone()
+}
+
+/// A loaded test setup: files in a temp folder, the engine on a simulated clock.
+struct Harness {
+    dir: tempfile::TempDir,
+    engine: Engine,
+    clock: SimClock,
+}
+
+impl Harness {
+    async fn new(rollouts: &str, values: &[f64]) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("recording.om"), recording("web", values)).expect("write");
+        std::fs::write(d.join("common.yaml"), TEMPLATE).expect("write");
+        std::fs::write(
+            d.join("rollouts.yaml"),
+            rollouts.replace("$DIR", &d.display().to_string()),
+        )
+        .expect("write");
+        let bundle = rollgate::spec::load(&[d.to_path_buf()]).unwrap_or_else(|e| {
+            panic!(
+                "spec: {}",
+                e.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        });
+        let clock = SimClock::new(T0);
+        let backends = setup::backends(&bundle, Some(T0)).expect("backends");
+        let host = shared_host();
+        let refs: Vec<_> = bundle.rollouts.iter().collect();
+        let plugins = setup::plugins(&host, &bundle, &refs, true)
+            .await
+            .unwrap_or_else(|e| panic!("plugins: {e:#?}"));
+        let store = Store::open(&d.join("rollgate.db")).await.expect("store");
+        let engine = Engine {
+            store,
+            clock: Arc::new(clock.clone()),
+            plugins: Arc::new(plugins),
+            metrics: Arc::new(backends),
+            http: reqwest::Client::new(),
+            observer: None,
+            action_poll: Duration::from_millis(50),
+        };
+        let harness = Harness { dir, engine, clock };
+        for r in &bundle.rollouts {
+            harness
+                .engine
+                .create(r, "test", "test run")
+                .await
+                .expect("create");
+        }
+        harness
+    }
+
+    async fn drive(&self, name: &str) -> Outcome {
+        let row = self
+            .engine
+            .store
+            .latest(name)
+            .await
+            .expect("latest")
+            .expect("row");
+        self.engine.drive(row.id).await.expect("drive")
+    }
+
+    async fn audit(&self, name: &str) -> Vec<AuditRow> {
+        let row = self
+            .engine
+            .store
+            .latest(name)
+            .await
+            .expect("latest")
+            .expect("row");
+        self.engine.store.audit(row.id).await.expect("audit")
+    }
+
+    async fn act(&self, name: &str, action: &str, actor: &str, reason: &str) {
+        self.engine
+            .store
+            .request_action(name, action, actor, reason, self.clock_now())
+            .await
+            .expect("request");
+    }
+
+    fn clock_now(&self) -> i64 {
+        use rollgate::engine::clock::Clock;
+        self.clock.now_ms()
+    }
+
+    fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("steps.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// An exec target that appends `OPERATION WEIGHT UPDATED INSTANCES` per step to steps.log.
+const LOGGING_TARGET: &str = r#"  target:
+    exec:
+      command: [sh, -c, 'echo "$ROLLGATE_OPERATION $ROLLGATE_WEIGHT $ROLLGATE_UPDATED $ROLLGATE_INSTANCES" >> $DIR/steps.log']
+"#;
+
+fn rollout(name: &str, strategy: &str, phases: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: {name}}}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  args: {{service: web}}\n{LOGGING_TARGET}  strategy: {strategy}\n  phases:\n{phases}{extra}"
+    )
+}
+
+fn actions(audit: &[AuditRow]) -> Vec<String> {
+    audit.iter().map(|a| a.event.action.clone()).collect()
+}
+
+#[tokio::test]
+async fn an_indefinite_pause_waits_for_an_operator_and_every_action_is_audited() {
+    let phases = "    - {name: p10, weight: 10, pause: {}, verification: {templates: [error-ratio]}}\n    - {name: full, weight: 100}\n";
+    let h = Harness::new(&rollout("web", "{canary: {}}", phases, ""), &[0.01; 30]).await;
+    let o = h.drive("web").await;
+    assert_eq!(
+        o.state,
+        State::Paused(rollgate::engine::state::PauseReason::Step),
+        "{o:?}"
+    );
+
+    // Resume of a step pause is allowed; promote of a *finished* run is refused later.
+    h.act("web", "promote", "alice", "error ratio looks fine")
+        .await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::Succeeded, "{o:?}");
+    assert_eq!(
+        h.log(),
+        ["set-weight 10 0 ", "set-weight 100 0 ", "finalize 100 0 "]
+    );
+
+    let audit = h.audit("web").await;
+    let promote = audit
+        .iter()
+        .find(|a| a.event.action == "promote")
+        .expect("promote audited");
+    assert_eq!(promote.event.actor, "alice");
+    assert_eq!(promote.event.state_before, "paused(step)");
+    assert_eq!(promote.event.state_after, "progressing");
+    assert!(
+        promote.event.reason.contains("error ratio looks fine"),
+        "{}",
+        promote.event.reason
+    );
+    assert_eq!(promote.event.progress["weight"], 10.0);
+    assert_eq!(
+        actions(&audit),
+        [
+            "create",
+            "start",
+            "apply",
+            "metric-running",
+            "metric-successful",
+            "verified",
+            "pause",
+            "promote",
+            "next-phase",
+            "apply",
+            "verified",
+            "apply",
+            "succeed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn manual_pause_resume_abort_and_refusals() {
+    let phases = "    - {name: p10, weight: 10, verification: {templates: [error-ratio]}}\n    - {name: p50, weight: 50, pause: {}}\n    - {name: full, weight: 100}\n";
+    let h = Harness::new(&rollout("web", "{canary: {}}", phases, ""), &[0.01; 30]).await;
+    // Requested before the run starts: taken at its first step.
+    h.act("web", "pause", "bob", "").await;
+    h.act("web", "promote-ful", "bob", "").await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state.name(), "paused(manual)");
+    h.act("web", "resume", "bob", "maintenance over").await;
+    h.act("web", "resume", "bob", "again").await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state.name(), "paused(step)", "{o:?}");
+    h.act("web", "abort", "carol", "release window closed")
+        .await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::Aborted);
+    // Abort keeps what was applied: no rollback step.
+    assert_eq!(h.log(), ["set-weight 10 0 ", "set-weight 50 0 "]);
+    let audit = h.audit("web").await;
+    let acts = actions(&audit);
+    assert!(
+        acts.contains(&"promote-ful-refused".to_string()),
+        "{acts:?}"
+    );
+    let refused = audit
+        .iter()
+        .find(|a| a.event.action == "resume-refused")
+        .expect("second resume refused");
+    assert!(
+        refused
+            .event
+            .reason
+            .contains("not possible while the rollout is progressing"),
+        "{}",
+        refused.event.reason
+    );
+    let abort = audit
+        .iter()
+        .find(|a| a.event.action == "abort")
+        .expect("abort");
+    assert_eq!(
+        (abort.event.actor.as_str(), abort.event.state_after.as_str()),
+        ("carol", "aborted")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_metric_rolls_back_by_policy_and_a_retry_is_a_new_run() {
+    let phases = "    - {name: p10, weight: 10, verification: {templates: [error-ratio]}}\n    - {name: p50, weight: 50, verification: {templates: [error-ratio]}}\n    - {name: full, weight: 100}\n";
+    // Healthy for a minute, then failing: p10 passes (its windows end at 0 and 1 min),
+    // p50's second window (1-2 min) is all bad.
+    let mut values = vec![0.01];
+    values.extend([0.9; 20]);
+    let h = Harness::new(
+        &rollout(
+            "web",
+            "{canary: {}}",
+            phases,
+            "  rollback: {mode: gradual, stepPause: 10s}\n",
+        ),
+        &values,
+    )
+    .await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::RolledBack, "{o:?}");
+    assert_eq!(
+        h.log(),
+        [
+            "set-weight 10 0 ",
+            "set-weight 50 0 ",
+            "rollback 10 0 ",
+            "rollback 0 0 "
+        ]
+    );
+    let audit = h.audit("web").await;
+    let decision = audit
+        .iter()
+        .find(|a| a.event.action == "rollback")
+        .expect("policy rollback");
+    assert_eq!(decision.event.actor, "policy:default-policy");
+    assert!(
+        decision.event.reason.contains("error-ratio"),
+        "{}",
+        decision.event.reason
+    );
+    let failed = audit
+        .iter()
+        .find(|a| a.event.action == "metric-failed")
+        .expect("metric failed");
+    assert!(
+        failed.event.reason.contains("failureLimit 0"),
+        "{}",
+        failed.event.reason
+    );
+    // Measurements were stored with the failure kept.
+    let row = h.engine.store.latest("web").await.unwrap().unwrap();
+    let ms = h.engine.store.measurements(row.id).await.unwrap();
+    assert!(
+        ms.iter()
+            .any(|m| m.verdict == "fail" && m.value.is_some_and(|v| v > 0.5)),
+        "{ms:?}"
+    );
+}
+
+#[tokio::test]
+async fn rolling_and_blue_green_apply_their_own_steps() {
+    let rolling = rollout(
+        "roll",
+        "{rolling: {instances: [a, b, c, d, e], parallelism: 2, delayBetweenBatches: 5s}}",
+        "    - {name: half, weight: 50, verification: {templates: [error-ratio]}}\n    - {name: all, weight: 100}\n",
+        "",
+    );
+    let h = Harness::new(&rolling, &[0.01; 30]).await;
+    assert_eq!(h.drive("roll").await.state, State::Succeeded);
+    assert_eq!(
+        h.log(),
+        [
+            "update-batch 40 2 a,b",
+            "update-batch 60 3 c",
+            "update-batch 100 5 d,e",
+            "finalize 100 5 "
+        ]
+    );
+
+    let bg = rollout(
+        "bg",
+        "{blueGreen: {}}",
+        "    - {name: preview, weight: 0, verification: {templates: [error-ratio]}}\n    - {name: live, weight: 100, verification: {templates: [error-ratio]}}\n",
+        "",
+    );
+    let h = Harness::new(&bg, &[0.01; 30]).await;
+    assert_eq!(h.drive("bg").await.state, State::Succeeded);
+    assert_eq!(
+        h.log(),
+        ["deploy-preview 0 0 ", "cut-over 100 0 ", "finalize 100 0 "]
+    );
+}
+
+#[tokio::test]
+async fn gates_hold_the_rollout_until_they_confirm_and_may_roll_back() {
+    // Closed twice, then open.
+    let gate = StandIn::open(|_, i| {
+        if i < 2 {
+            (503, vec![], "not yet".into())
+        } else {
+            (200, vec![], "ok".into())
+        }
+    })
+    .await;
+    let phases = format!(
+        "    - name: p10\n      weight: 10\n      gates: [{{name: qa, kind: confirm-promotion, url: '{}/confirm', interval: 1m, retries: 0}}]\n    - {{name: full, weight: 100}}\n",
+        gate.url
+    );
+    let h = Harness::new(&rollout("web", "{canary: {}}", &phases, ""), &[0.01; 30]).await;
+    assert_eq!(h.drive("web").await.state, State::Succeeded);
+    let acts = actions(&h.audit("web").await);
+    assert_eq!(
+        acts.iter().filter(|a| *a == "gate-closed").count(),
+        2,
+        "{acts:?}"
+    );
+    assert_eq!(
+        acts.iter().filter(|a| *a == "gate-open").count(),
+        1,
+        "{acts:?}"
+    );
+    let seen = gate.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].body["gate"], "qa");
+    assert_eq!(seen[0].body["phase"], "p10");
+    assert_eq!(seen[0].body["kind"], "confirm-promotion");
+
+    // A rollback gate that answers 2xx rolls the rollout back.
+    let rollback = StandIn::open(|_, _| (200, vec![], "incident open".into())).await;
+    let phases = format!(
+        "    - name: p10\n      weight: 10\n      pause: {{duration: 10m}}\n      gates: [{{name: incidents, kind: rollback, url: '{}/rb', interval: 1m}}]\n    - {{name: full, weight: 100}}\n",
+        rollback.url
+    );
+    let h = Harness::new(&rollout("web", "{canary: {}}", &phases, ""), &[0.01; 30]).await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::RolledBack, "{o:?}");
+    let audit = h.audit("web").await;
+    let rb = audit
+        .iter()
+        .find(|a| a.event.action == "rollback")
+        .expect("rollback audited");
+    assert_eq!(rb.event.actor, "gate:incidents");
+    assert!(
+        rb.event.reason.contains("incident open"),
+        "{}",
+        rb.event.reason
+    );
+}
+
+#[tokio::test]
+async fn a_target_that_refuses_or_never_gets_ready_does_not_hang() {
+    // The step to 50 % fails: roll back.
+    let refusing = rollout("web", "{canary: {}}", "    - {name: p10, weight: 10}\n    - {name: p50, weight: 50}\n", "")
+        .replace(
+            "command: [sh, -c, 'echo",
+            "command: [sh, -c, 'if [ $ROLLGATE_WEIGHT = 50 ]; then echo no capacity >&2; exit 3; fi; echo",
+        );
+    let h = Harness::new(&refusing, &[0.01; 30]).await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::RolledBack, "{o:?}");
+    let audit = h.audit("web").await;
+    let failed = audit
+        .iter()
+        .find(|a| a.event.action == "step-failed")
+        .expect("step-failed");
+    assert!(
+        failed.event.reason.contains("no capacity"),
+        "{}",
+        failed.event.reason
+    );
+
+    // Never ready: the readiness timeout fails the rollout (onDeadline: fail).
+    let never_ready = rollout(
+        "web",
+        "{canary: {}}",
+        "    - {name: p10, weight: 10}\n",
+        "  readiness: {timeout: 1m, interval: 10s}\n",
+    )
+    .replace(
+        "      command:",
+        "      readyCommand: [sh, -c, 'echo warming up; exit 1']\n      command:",
+    );
+    let h = Harness::new(&never_ready, &[0.01; 30]).await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::Failed, "{o:?}");
+    assert!(
+        o.message.contains("did not become ready within 1m"),
+        "{}",
+        o.message
+    );
+}
+
+#[tokio::test]
+async fn the_progress_deadline_rolls_back_when_asked_to() {
+    // The step never takes effect and the readiness timeout (5m) is longer than the
+    // progress deadline (30s): the deadline wins.
+    let phases = "    - {name: p10, weight: 10, verification: {templates: [error-ratio]}}\n";
+    let slow = rollout("web", "{canary: {}}", phases, "  progressDeadline: 30s\n  onDeadline: rollback\n  readiness: {timeout: 5m, interval: 1m}\n")
+        .replace("      command:", "      readyCommand: [sh, -c, 'exit 1']\n      command:");
+    let h = Harness::new(&slow, &[0.01; 30]).await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::RolledBack, "{o:?}");
+    let audit = h.audit("web").await;
+    let deadline = audit
+        .iter()
+        .find(|a| a.event.action == "deadline")
+        .expect("deadline audited");
+    assert!(
+        deadline
+            .event
+            .reason
+            .contains("progress deadline of 30s exceeded in phase \"p10\""),
+        "{}",
+        deadline.event.reason
+    );
+    assert_eq!(deadline.event.state_after, "rolling-back");
+}
+
+#[test]
+fn the_quickstart_example_succeeds_one_canary_and_rolls_back_the_other() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("sh")
+        .arg(root.join("examples/canary/demo.sh"))
+        .env("ROLLGATE", env!("CARGO_BIN_EXE_rollgate"))
+        .output()
+        .expect("run demo.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("checkout: succeeded"), "{stdout}");
+    assert!(stdout.contains("payments: rolled-back"), "{stdout}");
+}
+
+// ----- the state machine under arbitrary verdicts, policies and actions ----------------
+
+/// Which (before → after) transitions an audit event may record.
+fn allowed(before: &str, after: &str, action: &str) -> bool {
+    let paused = |s: &str| s.starts_with("paused(");
+    if action.ends_with("-refused") || action.starts_with("metric-") || action == "create" {
+        return before == after || action == "create";
+    }
+    match (before, after) {
+        (b, a) if b == a => true,
+        ("pending", a) => {
+            a == "progressing"
+                || paused(a)
+                || a == "aborted"
+                || a == "rolling-back"
+                || a == "rolled-back"
+        }
+        ("progressing", a) => {
+            paused(a) || matches!(a, "succeeded" | "rolling-back" | "aborted" | "failed")
+        }
+        (b, a) if paused(b) => {
+            paused(a) || matches!(a, "progressing" | "rolling-back" | "aborted" | "failed")
+        }
+        ("rolling-back", a) => paused(a) || matches!(a, "rolled-back" | "aborted" | "failed"),
+        ("aborted" | "failed", "rolling-back") => action == "rollback",
+        _ => false,
+    }
+}
+
+fn rule() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec!["rollback", "abort", "pause", "continue", "promote"])
+}
+
+fn operator_action() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "pause",
+        "resume",
+        "promote",
+        "promote-full",
+        "abort",
+        "rollback",
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_verdicts_and_actions_reach_an_invalid_state_or_skip_the_policy(
+        values in prop::collection::vec(prop::sample::select(vec![0.01, 0.07, 0.3]), 40),
+        failed in rule(), inconclusive in rule(),
+        ops in prop::collection::vec(operator_action(), 0..6),
+    ) {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let phases = "    - {name: p10, weight: 10, verification: {templates: [error-ratio]}}\n    - {name: p40, weight: 40, pause: {duration: 2m}, verification: {templates: [error-ratio]}}\n    - {name: full, weight: 100, verification: {templates: [error-ratio]}}\n";
+            let policy = format!("  failurePolicy:\n    plugin: default-policy\n    config: {{failed: {failed}, inconclusive: {inconclusive}, maxPauses: 3}}\n");
+            let h = Harness::new(&rollout("web", "{canary: {}}", phases, &policy), &values).await;
+            let mut ops = ops.into_iter();
+            let mut outcome = h.drive("web").await;
+            // Drive to the end, acting whenever the rollout waits for an operator.
+            for _ in 0..20 {
+                if outcome.state.is_final() { break; }
+                let op = ops.next().unwrap_or("promote-full");
+                h.act("web", op, "prop", "").await;
+                outcome = h.drive("web").await;
+            }
+            prop_assert!(outcome.state.is_final(), "not finished: {:?}", outcome);
+            let audit = h.audit("web").await;
+            // Gapless, ordered, every transition allowed, no hole between events.
+            for (i, a) in audit.iter().enumerate() {
+                prop_assert_eq!(a.seq, i as i64 + 1);
+                prop_assert!(allowed(&a.event.state_before, &a.event.state_after, &a.event.action),
+                    "invalid transition {} → {} by {}", a.event.state_before, a.event.state_after, a.event.action);
+            }
+            for w in audit.windows(2) {
+                prop_assert_eq!(&w[0].event.state_after, &w[1].event.state_before);
+                prop_assert!(w[0].event.at_ms <= w[1].event.at_ms);
+            }
+            // The policy is never skipped: after a metric ends badly the engine moves on
+            // (next phase or success) only after a policy decision or an operator action.
+            for (i, a) in audit.iter().enumerate() {
+                if !matches!(a.event.action.as_str(), "metric-failed" | "metric-inconclusive" | "metric-error" | "metric-no-data") {
+                    continue;
+                }
+                let until = audit[i + 1..].iter().position(|b| matches!(b.event.action.as_str(), "next-phase" | "succeed"));
+                if let Some(j) = until {
+                    let decided = audit[i + 1..i + 1 + j].iter().any(|b| b.event.actor.starts_with("policy:") || b.event.actor == "prop");
+                    prop_assert!(decided, "moved on after {} without a decision", a.event.reason);
+                }
+            }
+            // The applied weight matches the outcome.
+            let last = audit.last().expect("events");
+            if outcome.state == State::RolledBack {
+                prop_assert_eq!(&last.event.progress["weight"], &serde_json::json!(0.0));
+            }
+            if outcome.state == State::Succeeded {
+                prop_assert_eq!(&last.event.progress["weight"], &serde_json::json!(100.0));
+            }
+            Ok(())
+        })?;
+    }
+}
