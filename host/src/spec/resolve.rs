@@ -66,8 +66,9 @@ impl Src {
         format!("{}:{line}:{col}", self.file.display())
     }
 
-    /// A YAML or shape error from serde-saphyr, moved to the document's place in the file.
-    fn serde_err(&self, e: &serde_saphyr::Error) -> SpecError {
+    /// A YAML or shape error from serde-saphyr, moved to the document's place in the file,
+    /// with the field path of where it points (`text` is the document's text).
+    fn serde_err(&self, e: &serde_saphyr::Error, text: &str) -> SpecError {
         use serde_saphyr::MessageFormatter;
         let message = serde_saphyr::DefaultMessageFormatter
             .format_message(e.without_snippet())
@@ -82,7 +83,9 @@ impl Src {
             "invalid i8" | "invalid i16" | "invalid i32" | "invalid i64" => {
                 format!("{message}: expected a whole number")
             }
-            "invalid f32" | "invalid f64" => format!("{message}: expected a number"),
+            "invalid f32" | "invalid f64" | "invalid floating point" => {
+                format!("{message}: expected a number")
+            }
             "invalid bool" => format!("{message}: expected true or false"),
             _ => message,
         };
@@ -90,7 +93,7 @@ impl Src {
             Some(loc) if loc.line() > 0 => self.err_at(
                 self.offset + usize::try_from(loc.line()).unwrap_or(0),
                 usize::try_from(loc.column()).unwrap_or(1).max(1),
-                "",
+                docs::path_at(text, loc.line(), loc.column()),
                 message,
             ),
             _ => self.err_doc("", message),
@@ -216,7 +219,7 @@ impl Loader {
         let probe: Probe = match serde_saphyr::from_str(text) {
             Ok(p) => p,
             Err(e) => {
-                self.errors.push(src.serde_err(&e));
+                self.errors.push(src.serde_err(&e, text));
                 return;
             }
         };
@@ -269,7 +272,7 @@ impl Loader {
         let parsed = match parsed {
             Ok(p) => p,
             Err(e) => {
-                self.errors.push(src.serde_err(&e));
+                self.errors.push(src.serde_err(&e, text));
                 // Known by name, so references to it do not add errors of their own.
                 if let Some(name) = probe.metadata.and_then(|m| m.name) {
                     self.unparsed.push((kind, name.value));

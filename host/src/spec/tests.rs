@@ -244,13 +244,13 @@ fn broken_documents_say_where_and_what() {
             "unknown field in a nested metric",
             g.replace("      count: 5\n", "      count: 5\n      cont: 5\n"),
             vec![
-                "specs/all.yaml:41:7: unknown field `cont`, expected one of name, provider, interval, count, initialDelay, failureLimit, inconclusiveLimit, consecutiveErrorLimit, consecutiveFailureLimit, consecutiveSuccessLimit, noData, noDataLimit, dryRun, measurementRetention",
+                "specs/all.yaml:41:7: spec.metrics[0].cont: unknown field `cont`, expected one of name, provider, interval, count, initialDelay, failureLimit, inconclusiveLimit, consecutiveErrorLimit, consecutiveFailureLimit, consecutiveSuccessLimit, noData, noDataLimit, dryRun, measurementRetention",
             ],
         ),
         (
             "missing metadata.name",
             g.replace("  name: checkout\n", "  labels: {}\n"),
-            vec!["specs/all.yaml:45:3: missing field `name`"],
+            vec!["specs/all.yaml:45:3: metadata: missing field `name`"],
         ),
         (
             "bad apiVersion",
@@ -425,9 +425,18 @@ fn broken_documents_say_where_and_what() {
             ],
         ),
         (
+            "wrong type in the second phase",
+            g.replace("weight: 100", "weight: all"),
+            vec![
+                "specs/all.yaml:69:15: spec.phases[1].weight: invalid floating point: expected a number",
+            ],
+        ),
+        (
             "wrong type",
             g.replace("count: 5", "count: five"),
-            vec!["specs/all.yaml:40:14: invalid u32: expected a whole number, 0 or more"],
+            vec![
+                "specs/all.yaml:40:14: spec.metrics[0].count: invalid u32: expected a whole number, 0 or more",
+            ],
         ),
     ];
     let mut failures = Vec::new();
