@@ -154,9 +154,16 @@ impl Harness {
     }
 
     async fn act(&self, name: &str, action: &str, actor: &str, reason: &str) {
+        let row = self
+            .engine
+            .store
+            .latest(name)
+            .await
+            .expect("latest")
+            .expect("a run");
         self.engine
             .store
-            .request_action(name, action, actor, reason, self.clock_now())
+            .request_action(row.id, action, actor, reason, self.clock_now())
             .await
             .expect("request");
     }
@@ -291,6 +298,114 @@ async fn manual_pause_resume_abort_and_refusals() {
         (abort.event.actor.as_str(), abort.event.state_after.as_str()),
         ("carol", "aborted")
     );
+}
+
+/// "Promote" in the last phase is the end of the rollout: the final weight is applied
+/// before finalizing, even when the phase had not applied it yet.
+#[tokio::test]
+async fn promote_in_the_last_phase_still_applies_its_weight() {
+    let phases = "    - {name: full, weight: 100}\n";
+    let h = Harness::new(&rollout("web", "{canary: {}}", phases, ""), &[0.01; 30]).await;
+    // Paused before it started: the only phase has applied nothing.
+    h.act("web", "pause", "bob", "freeze").await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state.name(), "paused(manual)", "{o:?}");
+    assert!(h.log().is_empty(), "{:?}", h.log());
+    h.act("web", "promote", "bob", "ship it").await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::Succeeded, "{o:?}");
+    assert_eq!(h.log(), ["set-weight 100 0 ", "finalize 100 0 "]);
+    let audit = h.audit("web").await;
+    assert_eq!(
+        audit.last().expect("events").event.progress["weight"],
+        100.0
+    );
+}
+
+/// An aborted run keeps what was applied; a later rollback request reopens it and restores
+/// the stable version. The request belongs to that run: a new run does not inherit it.
+#[tokio::test]
+async fn an_aborted_run_can_still_be_rolled_back() {
+    let phases = "    - {name: p10, weight: 10, pause: {}}\n    - {name: full, weight: 100}\n";
+    let h = Harness::new(&rollout("web", "{canary: {}}", phases, ""), &[0.01; 30]).await;
+    assert_eq!(h.drive("web").await.state.name(), "paused(step)");
+    h.act("web", "abort", "carol", "").await;
+    assert_eq!(h.drive("web").await.state, State::Aborted);
+    assert_eq!(h.log(), ["set-weight 10 0 "]);
+    // Nothing waiting: driving an aborted run again changes nothing.
+    assert_eq!(h.drive("web").await.state, State::Aborted);
+    h.act("web", "rollback", "carol", "restore v1").await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::RolledBack, "{o:?}");
+    assert_eq!(h.log(), ["set-weight 10 0 ", "rollback 0 0 "]);
+    let audit = h.audit("web").await;
+    let rb = audit
+        .iter()
+        .find(|a| a.event.action == "rollback")
+        .expect("rollback audited");
+    assert_eq!(
+        (
+            rb.event.actor.as_str(),
+            rb.event.state_before.as_str(),
+            rb.event.state_after.as_str()
+        ),
+        ("carol", "aborted", "rolling-back")
+    );
+    // A rolled-back run refuses another rollback.
+    h.act("web", "rollback", "carol", "").await;
+    assert_eq!(h.drive("web").await.state, State::RolledBack);
+    assert_eq!(h.log().len(), 2);
+}
+
+/// Background metrics keep measuring while the policy holds the rollout, but a measurement
+/// that changes nothing does not ask the policy again: the pause is not extended or stacked
+/// (which, with maxPauses, would turn one pause into a rollback).
+#[tokio::test]
+async fn background_measurements_do_not_stack_policy_pauses() {
+    let phases = "    - {name: p10, weight: 10, verification: {templates: [error-ratio]}}\n    - {name: full, weight: 100}\n";
+    let extra = r#"  backgroundVerification:
+    metrics:
+      - name: alive
+        provider:
+          plugin: threshold
+          backend: recorded
+          config:
+            backend: recorded
+            query: 'http_error_ratio{service="web",version="v2"}'
+            window: 1m
+            condition: "< 1"
+        interval: 1m
+  failurePolicy:
+    plugin: default-policy
+    config: {inconclusive: {action: pause, duration: 5m}, maxPauses: 2}
+"#;
+    // Inconclusive (between 0.05 and 0.1) for the first minutes, healthy afterwards.
+    let mut values = vec![0.07; 2];
+    values.extend([0.01; 30]);
+    let h = Harness::new(&rollout("web", "{canary: {}}", phases, extra), &values).await;
+    let o = h.drive("web").await;
+    assert_eq!(o.state, State::Succeeded, "{o:?}");
+    let audit = h.audit("web").await;
+    let pauses: Vec<&AuditRow> = audit
+        .iter()
+        .filter(|a| a.event.action == "pause" && a.event.actor.starts_with("policy:"))
+        .collect();
+    assert_eq!(pauses.len(), 1, "{:?}", actions(&audit));
+    let background = audit
+        .iter()
+        .filter(|a| a.event.action.starts_with("metric-") && a.event.reason.contains("alive"))
+        .count();
+    assert!(
+        background >= 1,
+        "the background metric never reported: {:?}",
+        actions(&audit)
+    );
+    // It resumed by itself after the 5 minutes, not earlier and not later.
+    let resume = audit
+        .iter()
+        .find(|a| a.event.action == "resume")
+        .expect("resumed by itself");
+    assert_eq!(resume.event.at_ms - pauses[0].event.at_ms, 5 * 60_000);
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 -- The rollgate store: rollouts with their checkpoints, the audit log, measurements, the
 -- step ledger and the action requests the CLI leaves for a running runner.
 --
--- Portable SQL on purpose (a PostgreSQL backend shares the queries): 64-bit integers,
--- TEXT, one nullable float, booleans as 0/1 integers, no SQLite-only features.
+-- Kept close to portable SQL (64-bit integers, TEXT, one nullable float, booleans as 0/1)
+-- so a PostgreSQL backend needs little more than its own migration and placeholders:
+-- `?` placeholders, `INTEGER PRIMARY KEY` ids and `RETURNING` are what SQLite-specific is.
 
 CREATE TABLE rollouts (
     id INTEGER PRIMARY KEY,
@@ -63,6 +64,8 @@ CREATE TABLE steps (
 
 CREATE TABLE action_requests (
     id INTEGER PRIMARY KEY,
+    -- The run the operator aimed at: a later run of the same name never takes it.
+    rollout_id BIGINT NOT NULL REFERENCES rollouts (id),
     rollout TEXT NOT NULL,
     action TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -72,4 +75,4 @@ CREATE TABLE action_requests (
     consumed_ms BIGINT
 );
 
-CREATE INDEX action_requests_pending ON action_requests (rollout, consumed_by, id);
+CREATE INDEX action_requests_pending ON action_requests (rollout_id, consumed_by, id);

@@ -194,7 +194,11 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
             }
         }
     } else {
-        if latest.finished && action != Action::Rollback {
+        // Only a rollback reopens an ended run, and only one that did not restore the stable
+        // version or finish the rollout already.
+        let reopens =
+            action == Action::Rollback && matches!(latest.state.as_str(), "aborted" | "failed");
+        if latest.finished && !reopens {
             out.err(format!(
                 "rollgate: {:?} run {} already ended {}; nothing to {}",
                 args.rollout,
@@ -205,7 +209,7 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
             return exit::PROBLEMS;
         }
         match store
-            .request_action(&args.rollout, action.name(), &actor, &args.reason, now_ms())
+            .request_action(latest.id, action.name(), &actor, &args.reason, now_ms())
             .await
         {
             Ok(id) => {
@@ -272,15 +276,31 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     };
     // What the store already knows of each rollout: an unfinished run is resumed, a finished
     // run of the same spec is reported, anything else starts a new run.
+    // An ended run with a request waiting (a rollback of an aborted run) is driven again.
     let mut latest = Vec::new();
     for r in &rollouts {
-        match store.latest(&r.name).await {
-            Ok(l) => latest.push(l.filter(|row| !row.finished || row.spec == spec_json(r))),
+        let row = match store.latest(&r.name).await {
+            Ok(row) => row,
             Err(e) => {
                 out.err(format!("rollgate: {e}"));
                 return exit::PLUGIN_ERROR;
             }
-        }
+        };
+        let row = match row {
+            Some(mut row) if row.finished => match store.pending_actions(row.id).await {
+                Ok(waiting) if !waiting.is_empty() => {
+                    row.finished = false;
+                    Some(row)
+                }
+                Ok(_) => (row.spec == spec_json(r)).then_some(row),
+                Err(e) => {
+                    out.err(format!("rollgate: {e}"));
+                    return exit::PLUGIN_ERROR;
+                }
+            },
+            other => other,
+        };
+        latest.push(row);
     }
     let resumed = || latest.iter().flatten().filter(|row| !row.finished);
     let (clock, sim): (Arc<dyn Clock>, Option<SimClock>) = match args.clock {
@@ -332,13 +352,6 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                 out.err(format!("rollgate: {e}"));
             }
             return exit::PLUGIN_ERROR;
-        }
-    };
-    let store = match Store::open(&args.store).await {
-        Ok(s) => s,
-        Err(e) => {
-            out.err(format!("rollgate: {e}"));
-            return exit::INVALID_INPUT;
         }
     };
     let format = args.format;
@@ -399,10 +412,15 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             },
         }
     }
+    // Every rollout is registered with the simulated clock before any starts, so time
+    // cannot jump while the first waits and the others do not exist yet.
+    let actors: Vec<_> = ids
+        .iter()
+        .map(|_| sim.as_ref().map(SimClock::actor))
+        .collect();
     let mut tasks = Vec::new();
-    for id in ids {
+    for (id, actor) in ids.into_iter().zip(actors) {
         let engine = engine.clone();
-        let actor = sim.as_ref().map(SimClock::actor);
         tasks.push(tokio::spawn(async move {
             let _actor = actor;
             engine.drive(id).await

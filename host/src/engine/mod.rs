@@ -369,6 +369,11 @@ impl Run<'_> {
         self.engine.clock.now_ms()
     }
 
+    /// The time `ms` from now.
+    fn after(&self, ms: u64) -> i64 {
+        self.now().saturating_add(ms_i64(ms))
+    }
+
     fn phase_name(&self) -> String {
         self.spec
             .phases
@@ -468,14 +473,26 @@ impl Run<'_> {
         self.notify();
         loop {
             if self.cp.state.is_final() {
-                return Ok(self.outcome());
+                // An aborted or failed run can still be rolled back by an operator.
+                let reopen = matches!(self.cp.state, State::Aborted | State::Failed)
+                    && !self.engine.store.pending_actions(self.id).await?.is_empty();
+                if !reopen {
+                    return Ok(self.outcome());
+                }
+                self.handle_actions().await?;
+                if self.cp.state.is_final() {
+                    return Ok(self.outcome());
+                }
+                continue;
+            }
+            // The step in doubt after a crash is settled first: an action taken before it
+            // would plan from a weight that is not the one applied.
+            if let Some(step) = self.cp.pending_step.clone() {
+                self.redeliver(step).await?;
+                continue;
             }
             self.handle_actions().await?;
             if self.cp.state.is_final() {
-                continue;
-            }
-            if let Some(step) = self.cp.pending_step.clone() {
-                self.redeliver(step).await?;
                 continue;
             }
             if self.deadline_passed().await? {
@@ -520,7 +537,7 @@ impl Run<'_> {
     // ----- operator actions -------------------------------------------------------------
 
     async fn handle_actions(&mut self) -> Result<(), EngineError> {
-        let requests = self.engine.store.pending_actions(&self.spec.name).await?;
+        let requests = self.engine.store.pending_actions(self.id).await?;
         for req in requests {
             let before = self.cp.state;
             let result = match Action::parse(&req.action) {
@@ -583,6 +600,13 @@ impl Run<'_> {
                 _ => refuse("resume"),
             },
             Action::Promote => match state {
+                // In the last phase "next" is the end: the final weight must still be applied.
+                State::Progressing | State::Paused(_)
+                    if !self.cp.paused_rollback && self.cp.phase + 1 >= self.spec.phases.len() =>
+                {
+                    self.promote_full(reason_or(reason, actor, "promoted to full (last phase)"));
+                    Ok(())
+                }
                 State::Progressing | State::Paused(_) if !self.cp.paused_rollback => {
                     self.stop_verification("promoted by an operator");
                     self.cp.state = State::Progressing;
@@ -752,7 +776,7 @@ impl Run<'_> {
             return Ok(false);
         };
         let idle = self.now() - self.cp.progress_since_ms;
-        if idle <= deadline as i64 {
+        if idle <= ms_i64(deadline) {
             return Ok(false);
         }
         let why = format!(
@@ -790,7 +814,7 @@ impl Run<'_> {
                 match phase.pause {
                     None => self.cp.stage = Stage::GateAfter,
                     Some(PauseSpec::Timed(ms)) => {
-                        let until = self.now() + ms as i64;
+                        let until = self.after(ms);
                         self.pause(
                             PauseReason::Step,
                             Some(until),
@@ -872,7 +896,7 @@ impl Run<'_> {
                     );
                 }
                 gate::GateAnswer::Closed(why) => {
-                    let wake = self.now() + g.interval_ms.max(1) as i64;
+                    let wake = self.after(g.interval_ms.max(1));
                     self.pause(
                         PauseReason::Gate,
                         Some(wake),
@@ -923,7 +947,7 @@ impl Run<'_> {
                     && *delay_between_batches_ms > 0
                     && plan::next_step(&self.spec, &self.cp, self.run, full).is_some()
                 {
-                    let until = self.now() + *delay_between_batches_ms as i64;
+                    let until = self.after(*delay_between_batches_ms);
                     self.wait(Some(until)).await?;
                 }
                 Ok(())
@@ -957,23 +981,29 @@ impl Run<'_> {
     /// re-deliver it (same id) otherwise.
     async fn redeliver(&mut self, step: Step) -> Result<(), EngineError> {
         let steps = self.engine.store.steps(self.id).await?;
-        let applied = steps
-            .iter()
-            .any(|s| s.step_id == step.id && s.status == StepStatus::Applied);
-        if applied {
-            let before = self.cp.state;
-            self.absorb(&step);
-            self.cp.message = format!(
-                "applied {} ({}); recorded after a restart",
-                step.operation.name(),
-                step.id
-            );
-            let msg = self.cp.message.clone();
-            self.audit(ENGINE_ACTOR, "apply", msg, before);
-            self.commit(&[], &[]).await?;
-        } else {
-            tracing::warn!(rollout = %self.spec.name, step = %step.id, "re-delivering a step whose completion was not recorded");
-            self.deliver(step).await?;
+        let recorded = steps.iter().find(|s| s.step_id == step.id);
+        match recorded.map(|s| (s.status, s.result.clone())) {
+            Some((StepStatus::Applied, _)) => {
+                let before = self.cp.state;
+                self.absorb(&step);
+                self.cp.message = format!(
+                    "applied {} ({}); recorded after a restart",
+                    step.operation.name(),
+                    step.id
+                );
+                let msg = self.cp.message.clone();
+                self.audit(ENGINE_ACTOR, "apply", msg, before);
+                self.commit(&[], &[]).await?;
+            }
+            // Its failure was recorded but not acted on: act on it, never apply it again.
+            Some((StepStatus::Failed, result)) => {
+                let error = result.unwrap_or_else(|| "failed (no detail recorded)".into());
+                self.step_failed(&step, error).await?;
+            }
+            _ => {
+                tracing::warn!(rollout = %self.spec.name, step = %step.id, "re-delivering a step whose completion was not recorded");
+                self.deliver(step).await?;
+            }
         }
         Ok(())
     }
@@ -985,7 +1015,7 @@ impl Run<'_> {
                 Err(e) if e.retryable && attempt < 3 => {
                     attempt += 1;
                     tracing::warn!(rollout = %self.spec.name, step = %step.id, "retrying: {e}");
-                    let until = self.now() + 1_000 * (1 << attempt);
+                    let until = self.now().saturating_add(1_000 << attempt);
                     self.engine.clock.sleep_until(until).await;
                 }
                 other => break other,
@@ -1007,25 +1037,37 @@ impl Run<'_> {
                 Ok(true)
             }
             Err(e) => {
+                let error = e.to_string();
                 self.engine
                     .store
-                    .step_done(self.id, &step.id, StepStatus::Failed, &e.to_string(), now)
+                    .step_done(self.id, &step.id, StepStatus::Failed, &error, now)
                     .await?;
-                self.cp.pending_step = None;
-                let why = format!("step {} ({}) failed: {e}", step.id, step.operation.name());
-                if self.cp.state == State::RollingBack || step.operation == Operation::Rollback {
-                    self.finish(
-                        State::Failed,
-                        format!("{why}; the rollback could not complete"),
-                    );
-                } else {
-                    self.start_rollback(why.clone());
-                }
-                self.audit(ENGINE_ACTOR, "step-failed", why, before);
-                self.commit(&[], &[]).await?;
+                self.step_failed(&step, error).await?;
                 Ok(false)
             }
         }
+    }
+
+    /// A step that could not be applied: a forward step starts the rollback, a rollback
+    /// step fails the rollout.
+    async fn step_failed(&mut self, step: &Step, error: String) -> Result<(), EngineError> {
+        let before = self.cp.state;
+        self.cp.pending_step = None;
+        let why = format!(
+            "step {} ({}) failed: {error}",
+            step.id,
+            step.operation.name()
+        );
+        if self.cp.state == State::RollingBack || step.operation == Operation::Rollback {
+            self.finish(
+                State::Failed,
+                format!("{why}; the rollback could not complete"),
+            );
+        } else {
+            self.start_rollback(why.clone());
+        }
+        self.audit(ENGINE_ACTOR, "step-failed", why, before);
+        self.commit(&[], &[]).await
     }
 
     /// Take an applied step into the checkpoint.
@@ -1080,7 +1122,7 @@ impl Run<'_> {
                     Err(e) => e.to_string(),
                     Ok(Readiness::Ready) => String::new(),
                 };
-                if self.now() - since >= self.spec.readiness.timeout_ms as i64 {
+                if self.now().saturating_sub(since) >= ms_i64(self.spec.readiness.timeout_ms) {
                     let msg = format!(
                         "{} ({}) did not become ready within {}: {why}",
                         step.operation.name(),
@@ -1095,7 +1137,7 @@ impl Run<'_> {
                     return self.commit(&[], &[]).await;
                 }
                 self.cp.message = format!("waiting for {} to take effect: {why}", step.id);
-                let until = self.now() + self.spec.readiness.interval_ms.max(1) as i64;
+                let until = self.after(self.spec.readiness.interval_ms.max(1));
                 self.wait(Some(until)).await.map(|_| ())
             }
         }
@@ -1188,10 +1230,7 @@ impl Run<'_> {
         };
         let Some(run) = run else { return Ok(()) };
         let (recorded, changes) = run.record(index, observation, at);
-        let verdict = serde_json::to_value(recorded.verdict)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let verdict = recorded.verdict.name().to_string();
         self.measurements.push(MeasurementRow {
             phase_index: if which == Which::Phase {
                 phase as i64
@@ -1201,7 +1240,7 @@ impl Run<'_> {
             metric: spec.name.clone(),
             index: i64::from(recorded.index),
             at_ms: recorded.at_ms,
-            verdict,
+            verdict: verdict.clone(),
             value: recorded.value.filter(|v| v.is_finite()),
             message: recorded.message.clone(),
             details: recorded.details.clone(),
@@ -1217,9 +1256,14 @@ impl Run<'_> {
                 ""
             },
             spec.name,
-            verdict_word(&recorded.verdict),
+            verdict,
             recorded.value.map(|v| format!("{v}")).unwrap_or_default()
         );
+        // A held rollout keeps measuring in the background, but only a change of a metric's
+        // status is news for the policy; asking it at every measurement would stack pauses.
+        if matches!(self.cp.state, State::Paused(_)) && changes.is_empty() {
+            return self.commit(&[], &[]).await;
+        }
         self.decide(false).await
     }
 
@@ -1244,6 +1288,13 @@ impl Run<'_> {
                 duration_ms: None,
             }),
         };
+        // While the rollout is held (by an operator, a gate, a step or the policy itself),
+        // only a decision to end it is taken; going on or pausing again is the holder's call.
+        if matches!(before, State::Paused(_))
+            && !matches!(decision, Decision::Rollback(_) | Decision::Abort(_))
+        {
+            return self.commit(&[], &[]).await;
+        }
         match decision {
             Decision::Continue => {
                 if phase_complete {
@@ -1268,7 +1319,7 @@ impl Run<'_> {
             }
             Decision::Pause(p) => {
                 self.stop_verification("the rollout paused");
-                let wake = p.duration_ms.map(|d| self.now() + d as i64);
+                let wake = p.duration_ms.map(|d| self.after(d));
                 self.pause(PauseReason::Policy, wake, p.reason.clone());
                 let msg = match p.duration_ms {
                     Some(d) => format!("{} (resumes by itself in {})", p.reason, human_ms(d)),
@@ -1342,6 +1393,7 @@ impl Run<'_> {
         let state = self.cp.state;
         let stage = self.cp.stage;
         let phase = self.cp.phase;
+        let mut next_poll: Option<i64> = None;
         loop {
             let now = self.now();
             if until.is_some_and(|u| now >= u) {
@@ -1373,24 +1425,25 @@ impl Run<'_> {
                 .flatten()
                 .min();
             if self.engine.clock.is_simulated() {
-                match next {
-                    Some(at) => self.engine.clock.sleep_until(at).await,
-                    None => return Ok(Woke::Stuck),
+                // Nothing outside the process acts on simulated time: a wait only an
+                // operator can end (background metrics and rollback gates aside) ends here,
+                // instead of measuring a hold forever.
+                match (until, next) {
+                    (Some(_), Some(at)) => self.engine.clock.sleep_until(at).await,
+                    _ => return Ok(Woke::Stuck),
                 }
                 continue;
             }
-            let poll = now + self.engine.action_poll.as_millis() as i64;
-            let at = next.map_or(poll, |n| n.min(poll));
+            let poll_ms = i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
+            let poll = next_poll.get_or_insert(now.saturating_add(poll_ms));
+            let at = next.map_or(*poll, |n| n.min(*poll));
             self.engine.clock.sleep_until(at).await;
-            if at == poll
-                && !self
-                    .engine
-                    .store
-                    .pending_actions(&self.spec.name)
-                    .await?
-                    .is_empty()
-            {
-                return Ok(Woke::Interrupted);
+            // Operator actions are looked for every poll interval, however busy the timers.
+            if self.now() >= *poll {
+                next_poll = None;
+                if !self.engine.store.pending_actions(self.id).await?.is_empty() {
+                    return Ok(Woke::Interrupted);
+                }
             }
         }
     }
@@ -1420,8 +1473,10 @@ impl Run<'_> {
     ) -> Result<(), EngineError> {
         let now = self.now();
         let phase = self.cp.phase;
-        self.next_rollback_gate
-            .insert((phase, g.name.clone()), now + g.interval_ms.max(1) as i64);
+        self.next_rollback_gate.insert(
+            (phase, g.name.clone()),
+            now.saturating_add(ms_i64(g.interval_ms.max(1))),
+        );
         let payload = self.gate_payload(g.kind, &g.name);
         if let gate::GateAnswer::Open(body) = gate::ask(&self.engine.http, &g, &payload).await {
             let before = self.cp.state;
@@ -1474,19 +1529,35 @@ impl Run<'_> {
         if let RollbackMode::Gradual { step_pause_ms } = self.spec.rollback
             && !self.cp.rollback_steps.is_empty()
         {
-            let deadline = self.now() + self.spec.readiness.timeout_ms as i64;
+            let deadline = self.after(self.spec.readiness.timeout_ms);
             loop {
-                match self.target.ready(&step).await {
+                let last = match self.target.ready(&step).await {
                     Ok(Readiness::Ready) => break,
-                    _ if self.now() >= deadline => break,
-                    _ => {
-                        let until = self.now() + self.spec.readiness.interval_ms.max(1) as i64;
-                        self.engine.clock.sleep_until(until).await;
-                    }
+                    Ok(Readiness::NotReady(why)) => why,
+                    Err(e) => e.to_string(),
+                };
+                if self.now() >= deadline {
+                    // Restoring the stable version matters more than a slow step: go on,
+                    // but say so.
+                    let before = self.cp.state;
+                    let why = format!(
+                        "rollback step {} did not become ready within {} ({last}); going on with the rollback",
+                        step.id,
+                        human_ms(self.spec.readiness.timeout_ms)
+                    );
+                    self.cp.message = why.clone();
+                    self.audit(ENGINE_ACTOR, "readiness-timeout", why, before);
+                    self.commit(&[], &[]).await?;
+                    break;
+                }
+                let until = self.after(self.spec.readiness.interval_ms.max(1));
+                // Through `wait`, so an operator's pause or abort is not held up.
+                if let Woke::Interrupted | Woke::Stuck = self.wait(Some(until)).await? {
+                    return Ok(());
                 }
             }
             if step_pause_ms > 0 {
-                let until = self.now() + step_pause_ms as i64;
+                let until = self.after(step_pause_ms);
                 self.wait(Some(until)).await?;
             }
         }
@@ -1521,11 +1592,10 @@ fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-fn verdict_word(v: &crate::verify::RecordedVerdict) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+/// A spec or plugin duration as clock milliseconds, saturating (a duration of ~u64::MAX
+/// means "never", not a time in the past).
+fn ms_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 /// `90000` → `1m30s`.

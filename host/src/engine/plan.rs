@@ -39,7 +39,7 @@ pub fn next_step(spec: &RolloutSpec, cp: &Checkpoint, run: i64, full: bool) -> O
             if cp.updated >= wanted {
                 return None;
             }
-            let end = (cp.updated + (*parallelism).max(1)).min(wanted);
+            let end = cp.updated.saturating_add((*parallelism).max(1)).min(wanted);
             let mut s = step(
                 Operation::UpdateBatch,
                 100.0 * f64::from(end) / f64::from(total),

@@ -63,14 +63,27 @@ pub async fn plugins(
 ) -> Result<Plugins, Vec<String>> {
     // name → kind expected
     let mut wanted: BTreeMap<String, PluginKind> = BTreeMap::new();
+    let mut errors = Vec::new();
     for r in rollouts {
-        wanted.insert(r.failure_policy.plugin.clone(), PluginKind::Policy);
-        for (_, m) in metrics_of(r) {
-            wanted.insert(m.plugin.clone(), PluginKind::Provider);
+        let uses = std::iter::once((r.failure_policy.plugin.clone(), PluginKind::Policy)).chain(
+            metrics_of(r)
+                .into_iter()
+                .map(|(_, m)| (m.plugin.clone(), PluginKind::Provider)),
+        );
+        for (name, kind) in uses {
+            match wanted.get(&name) {
+                Some(k) if *k != kind => errors.push(format!(
+                    "plugin {name:?} is used both as a failure policy and as a verification provider (rollout {:?}); a component is one or the other: name a different plugin for one of the uses",
+                    r.name
+                )),
+                Some(_) => {}
+                None => {
+                    wanted.insert(name, kind);
+                }
+            }
         }
     }
     let mut plugins = Plugins::new();
-    let mut errors = Vec::new();
     for (name, kind) in &wanted {
         let spec = bundle.plugins.get(name);
         let (source, options) = match spec {

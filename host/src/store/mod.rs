@@ -224,6 +224,8 @@ pub struct StepRow {
 pub struct ActionRequest {
     /// Store-wide id; a commit consumes it by id.
     pub id: i64,
+    /// The run (rollout row) it is for.
+    pub rollout_id: i64,
     /// The rollout's name.
     pub rollout: String,
     /// The action.
@@ -563,34 +565,37 @@ impl Store {
     /// Leave an action for the runner of rollout `rollout` (by name); returns its id.
     pub async fn request_action(
         &self,
-        rollout: &str,
+        rollout_id: i64,
         action: &str,
         actor: &str,
         reason: &str,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO action_requests (rollout, action, actor, reason, at_ms) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO action_requests (rollout_id, rollout, action, actor, reason, at_ms) \
+             SELECT id, name, ?, ?, ?, ? FROM rollouts WHERE id = ? RETURNING id",
         )
-        .bind(rollout)
         .bind(action)
         .bind(actor)
         .bind(reason)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .bind(rollout_id)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.try_get("id").map_err(db)
+        match row {
+            Some(row) => row.try_get("id").map_err(db),
+            None => Err(StoreError::NotFound(format!("rollout row {rollout_id}"))),
+        }
     }
 
-    /// Actions requested for rollout `rollout` (by name) and not yet consumed, oldest first.
-    pub async fn pending_actions(&self, rollout: &str) -> Result<Vec<ActionRequest>, StoreError> {
+    /// Actions requested for the run `rollout_id` and not yet consumed, oldest first.
+    pub async fn pending_actions(&self, rollout_id: i64) -> Result<Vec<ActionRequest>, StoreError> {
         sqlx::query(
-            "SELECT id, rollout, action, actor, reason, at_ms FROM action_requests \
-             WHERE rollout = ? AND consumed_by IS NULL ORDER BY id",
+            "SELECT id, rollout_id, rollout, action, actor, reason, at_ms FROM action_requests \
+             WHERE rollout_id = ? AND consumed_by IS NULL ORDER BY id",
         )
-        .bind(rollout)
+        .bind(rollout_id)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?
@@ -598,6 +603,7 @@ impl Store {
         .map(|row| {
             Ok(ActionRequest {
                 id: row.try_get("id").map_err(db)?,
+                rollout_id: row.try_get("rollout_id").map_err(db)?,
                 rollout: row.try_get("rollout").map_err(db)?,
                 action: row.try_get("action").map_err(db)?,
                 actor: row.try_get("actor").map_err(db)?,
@@ -738,23 +744,33 @@ async fn consume_actions(
     for &action in actions {
         let updated = sqlx::query(
             "UPDATE action_requests SET consumed_by = ?, consumed_ms = ? \
-             WHERE id = ? AND consumed_by IS NULL",
+             WHERE id = ? AND rollout_id = ? AND consumed_by IS NULL",
         )
         .bind(id)
         .bind(now_ms)
         .bind(action)
+        .bind(id)
         .execute(&mut **tx)
         .await
         .map_err(db)?
         .rows_affected();
         if updated == 0 {
-            let exists = sqlx::query("SELECT id FROM action_requests WHERE id = ?")
-                .bind(action)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db)?;
-            if exists.is_none() {
+            let found =
+                sqlx::query("SELECT rollout_id, consumed_by FROM action_requests WHERE id = ?")
+                    .bind(action)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(db)?;
+            let Some(found) = found else {
                 return Err(StoreError::NotFound(format!("action request {action}")));
+            };
+            let target: i64 = found.try_get("rollout_id").map_err(db)?;
+            let consumed_by: Option<i64> = found.try_get("consumed_by").map_err(db)?;
+            // Taking one's own request twice is harmless; another run's request never is.
+            if target != id || consumed_by.is_some_and(|c| c != id) {
+                return Err(StoreError::Db(format!(
+                    "action request {action} is for rollout row {target}, not {id}"
+                )));
             }
         }
     }

@@ -115,7 +115,7 @@ async fn generation_conflict_writes_nothing() {
     let (_dir, store) = fresh().await;
     let row = create(&store, "web").await;
     let action = store
-        .request_action("web", "promote", "alice", "looks good", 600)
+        .request_action(row.id, "promote", "alice", "looks good", 600)
         .await
         .unwrap();
     store
@@ -148,7 +148,7 @@ async fn generation_conflict_writes_nothing() {
     assert_eq!(store.audit(row.id).await.unwrap().len(), 1);
     assert!(store.measurements(row.id).await.unwrap().is_empty());
     assert!(store.steps(row.id).await.unwrap().is_empty());
-    assert_eq!(store.pending_actions("web").await.unwrap().len(), 1);
+    assert_eq!(store.pending_actions(row.id).await.unwrap().len(), 1);
 
     // A later failure inside the transaction (unknown action) rolls back the bump too.
     let bad = Commit {
@@ -343,8 +343,9 @@ fn step_status_words() {
 async fn consumed_actions_leave_pending() {
     let (_dir, store) = fresh().await;
     let row = create(&store, "web").await;
+    let api = create(&store, "api").await;
     let mut ids = Vec::new();
-    for (rollout, action) in [("web", "pause"), ("web", "promote"), ("api", "abort")] {
+    for (rollout, action) in [(row.id, "pause"), (row.id, "promote"), (api.id, "abort")] {
         ids.push(
             store
                 .request_action(rollout, action, "bob", "ops", 42)
@@ -352,11 +353,12 @@ async fn consumed_actions_leave_pending() {
                 .unwrap(),
         );
     }
-    let pending = store.pending_actions("web").await.unwrap();
+    let pending = store.pending_actions(row.id).await.unwrap();
     assert_eq!(
         pending[0],
         ActionRequest {
             id: ids[0],
+            rollout_id: row.id,
             rollout: "web".into(),
             action: "pause".into(),
             actor: "bob".into(),
@@ -372,7 +374,7 @@ async fn consumed_actions_leave_pending() {
     };
     let g = store.commit(row.id, 1, c, 50).await.unwrap();
     let left: Vec<i64> = store
-        .pending_actions("web")
+        .pending_actions(row.id)
         .await
         .unwrap()
         .iter()
@@ -384,9 +386,42 @@ async fn consumed_actions_leave_pending() {
         consumed_actions: &ids[..2],
         ..commit("{}", "progressing", &[])
     };
-    store.commit(row.id, g, c, 60).await.unwrap();
-    assert!(store.pending_actions("web").await.unwrap().is_empty());
-    assert_eq!(store.pending_actions("api").await.unwrap().len(), 1);
+    let g = store.commit(row.id, g, c, 60).await.unwrap();
+    assert!(store.pending_actions(row.id).await.unwrap().is_empty());
+    assert_eq!(store.pending_actions(api.id).await.unwrap().len(), 1);
+
+    // Another run's request is refused, and the commit writes nothing.
+    let c = Commit {
+        consumed_actions: &ids[2..],
+        ..commit("{}", "aborted", &[])
+    };
+    assert!(
+        matches!(store.commit(row.id, g, c, 70).await, Err(StoreError::Db(m)) if m.contains("is for rollout row"))
+    );
+    assert_eq!(store.pending_actions(api.id).await.unwrap().len(), 1);
+    assert_eq!(store.get(row.id).await.unwrap().unwrap().generation, g);
+}
+
+/// A request names one run: the next run of the same name does not inherit it, and a
+/// request for a run that does not exist is refused.
+#[tokio::test]
+async fn requests_belong_to_one_run() {
+    let (_dir, store) = fresh().await;
+    let first = create(&store, "web").await;
+    store
+        .request_action(first.id, "rollback", "erin", "", 5)
+        .await
+        .unwrap();
+    let second = create(&store, "web").await;
+    assert_eq!(second.run, first.run + 1);
+    assert!(store.pending_actions(second.id).await.unwrap().is_empty());
+    assert_eq!(store.pending_actions(first.id).await.unwrap().len(), 1);
+    assert!(matches!(
+        store
+            .request_action(second.id + 100, "pause", "erin", "", 6)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -397,7 +432,7 @@ async fn reopened_store_sees_everything() {
         let store = Store::open(&path).await.unwrap();
         let row = create(&store, "web").await;
         store
-            .request_action("web", "promote", "carol", "", 1)
+            .request_action(row.id, "promote", "carol", "", 1)
             .await
             .unwrap();
         let events = [event("start", "pending", "progressing")];
@@ -418,7 +453,7 @@ async fn reopened_store_sees_everything() {
             store.audit(row.id).await.unwrap(),
             store.measurements(row.id).await.unwrap(),
             store.steps(row.id).await.unwrap(),
-            store.pending_actions("web").await.unwrap(),
+            store.pending_actions(row.id).await.unwrap(),
         )
     };
     let store = Store::open(&path).await.unwrap();
@@ -428,7 +463,7 @@ async fn reopened_store_sees_everything() {
     assert_eq!(audit.len(), 2);
     assert_eq!(store.measurements(row.id).await.unwrap(), measurements);
     assert_eq!(store.steps(row.id).await.unwrap(), steps);
-    assert_eq!(store.pending_actions("web").await.unwrap(), pending);
+    assert_eq!(store.pending_actions(row.id).await.unwrap(), pending);
     assert_eq!(store.path(), path.as_path());
 }
 
@@ -459,7 +494,7 @@ async fn two_handles_write_concurrently() {
     });
     let requesting = tokio::spawn(async move {
         for i in 0..ROUNDS {
-            cli.request_action("web", "pause", "dave", "", i).await?;
+            cli.request_action(row.id, "pause", "dave", "", i).await?;
         }
         Ok::<(), StoreError>(())
     });
@@ -467,7 +502,7 @@ async fn two_handles_write_concurrently() {
     assert_eq!(g.unwrap().unwrap(), ROUNDS + 1);
     r.unwrap().unwrap();
     assert_eq!(
-        runner.pending_actions("web").await.unwrap().len(),
+        runner.pending_actions(row.id).await.unwrap().len(),
         ROUNDS as usize
     );
     assert_eq!(
