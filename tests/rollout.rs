@@ -409,7 +409,7 @@ async fn background_measurements_do_not_stack_policy_pauses() {
 }
 
 #[tokio::test]
-async fn a_failing_metric_rolls_back_by_policy_and_a_retry_is_a_new_run() {
+async fn a_failing_metric_rolls_back_by_policy() {
     let phases = "    - {name: p10, weight: 10, verification: {templates: [error-ratio]}}\n    - {name: p50, weight: 50, verification: {templates: [error-ratio]}}\n    - {name: full, weight: 100}\n";
     // Healthy for a minute, then failing: p10 passes (its windows end at 0 and 1 min),
     // p50's second window (1-2 min) is all bad.
@@ -745,4 +745,123 @@ proptest! {
             Ok(())
         })?;
     }
+}
+
+/// `rollgate` itself, run with a shared compile cache and a bounded time.
+fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(args)
+        .current_dir(dir)
+        .env("ROLLGATE_CACHE_DIR", dir.join("cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rollgate runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rollgate {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The operator's loop from the command line: a run that waits for an operator exits 8;
+/// `abort`, `rollback`, `retry` and `promote` queue actions that the next `rollgate run`
+/// takes, each outcome with its exit code; actions an ended run cannot take are refused.
+#[test]
+fn operator_actions_and_retry_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("recording.om"), recording("web", &[0.01; 30])).expect("write");
+    std::fs::write(d.join("common.yaml"), TEMPLATE).expect("write");
+    let phases = "    - {name: p10, weight: 10, pause: {}}\n    - {name: full, weight: 100}\n";
+    std::fs::write(
+        d.join("rollouts.yaml"),
+        rollout("web", "{canary: {}}", phases, "").replace("$DIR", &d.display().to_string()),
+    )
+    .expect("write");
+    let run = [
+        "run",
+        ".",
+        "--store",
+        "r.db",
+        "--clock",
+        "simulated",
+        "--start",
+        "2026-01-01T00:00:00Z",
+    ];
+    let act = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--store", "r.db", "--actor", "alice"]);
+        cli(d, &all)
+    };
+
+    let (code, out, err) = cli(d, &run);
+    assert_eq!(code, 8, "{out}\n{err}");
+    assert!(out.contains("web: paused(step)"), "{out}");
+
+    let (code, out, err) = act(&["abort", "web", "--reason", "release window closed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("web: abort requested"), "{out}");
+    let (code, out, err) = cli(d, &run);
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(out.contains("web: aborted"), "{out}");
+    assert!(err.contains("resuming run 1"), "{err}");
+
+    let (code, _, err) = act(&["pause", "web"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("run 1 already ended aborted; nothing to pause"),
+        "{err}"
+    );
+
+    // An aborted run keeps its weight until someone rolls it back.
+    let (code, _, err) = act(&["rollback", "web"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(d, &run);
+    assert_eq!(code, 5, "{out}\n{err}");
+    assert!(out.contains("web: rolled-back"), "{out}");
+
+    let (code, out, err) = act(&["retry", "web"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("web: run 2 queued (retry of run 1 by alice)"),
+        "{out}"
+    );
+    let (code, out, err) = cli(d, &run);
+    assert_eq!(code, 8, "{out}\n{err}");
+    assert!(err.contains("resuming run 2"), "{err}");
+    let (code, _, err) = act(&["promote", "web", "--reason", "numbers look fine"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(d, &run);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("web: succeeded"), "{out}");
+
+    // The same files again: the finished run is reported, not run a third time; a
+    // succeeded run is not retried.
+    let (code, out, _) = cli(d, &run);
+    assert_eq!(code, 0);
+    assert!(out.contains("run 2 already ended succeeded"), "{out}");
+    let (code, _, err) = act(&["retry", "web"]);
+    assert_eq!(code, 1, "{err}");
+
+    let log = std::fs::read_to_string(d.join("steps.log")).expect("log");
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "set-weight 10 0 ",
+            "rollback 0 0 ",
+            "set-weight 10 0 ",
+            "set-weight 100 0 ",
+            "finalize 100 0 "
+        ]
+    );
 }

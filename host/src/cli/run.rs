@@ -10,7 +10,7 @@
 use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock};
 use crate::engine::state::State;
-use crate::engine::{Action, ENGINE_ACTOR, Engine, Outcome, Progress, setup};
+use crate::engine::{Action, ENGINE_ACTOR, Engine, NewRun, Outcome, Progress, create_run, setup};
 use crate::plugin::{HostConfig, PluginHost};
 use crate::spec::model::RolloutSpec;
 use crate::store::Store;
@@ -147,7 +147,6 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
                 return exit::PLUGIN_ERROR;
             }
         };
-        let engine_store = store.clone();
         let reason = format!(
             "retry of run {} by {actor}{}",
             latest.run,
@@ -157,30 +156,13 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
                 format!(": {}", args.reason)
             }
         );
-        let cp = crate::engine::state::Checkpoint::new(now_ms());
-        let event = crate::store::AuditEvent {
-            at_ms: now_ms(),
-            actor: actor.clone(),
-            action: "retry".into(),
-            reason: reason.clone(),
-            state_before: latest.state.clone(),
-            state_after: cp.state.name(),
-            progress: serde_json::json!({}),
+        let new = NewRun {
+            actor: &actor,
+            action: "retry",
+            reason: &reason,
+            state_before: &latest.state,
         };
-        let Ok(cp_json) = serde_json::to_string(&cp) else {
-            return exit::PLUGIN_ERROR;
-        };
-        match engine_store
-            .create_rollout(
-                &spec.name,
-                &latest.spec,
-                &cp_json,
-                &cp.state.name(),
-                &event,
-                now_ms(),
-            )
-            .await
-        {
+        match create_run(&store, &spec, now_ms(), new).await {
             Ok(row) => {
                 out.line(format!(
                     "{}: run {} queued ({reason}); `rollgate run` starts it",

@@ -217,41 +217,22 @@ pub struct Outcome {
 }
 
 impl Engine {
-    /// Record a new run of `spec` (state pending) and return its id.
+    /// Record a new run of `spec` (state pending, audited as `create` by `actor`); its id.
     pub async fn create(
         &self,
         spec: &RolloutSpec,
         actor: &str,
         reason: &str,
     ) -> Result<i64, EngineError> {
-        let now = self.clock.now_ms();
-        let cp = Checkpoint::new(now);
-        let spec_json = serde_json::to_string(spec).map_err(|e| EngineError::Corrupt {
-            rollout: spec.name.clone(),
-            message: format!("cannot serialise the spec: {e}"),
-        })?;
-        let cp_json = checkpoint_json(&spec.name, &cp)?;
-        let event = AuditEvent {
-            at_ms: now,
-            actor: actor.to_string(),
-            action: "create".into(),
-            reason: reason.to_string(),
-            state_before: String::new(),
-            state_after: cp.state.name(),
-            progress: progress_counts(spec, &cp),
+        let new = NewRun {
+            actor,
+            action: "create",
+            reason,
+            state_before: "",
         };
-        let row = self
-            .store
-            .create_rollout(
-                &spec.name,
-                &spec_json,
-                &cp_json,
-                &cp.state.name(),
-                &event,
-                now,
-            )
-            .await?;
-        Ok(row.id)
+        Ok(create_run(&self.store, spec, self.clock.now_ms(), new)
+            .await?
+            .id)
     }
 
     /// Drive the run `id` until it reaches a final state (or, on a simulated clock, until
@@ -1563,6 +1544,54 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// Who creates a run and how it is audited (`create` for a new rollout, `retry` of an ended
+/// run, with that run's state as the state before).
+pub struct NewRun<'a> {
+    /// Who asked.
+    pub actor: &'a str,
+    /// The audit action.
+    pub action: &'a str,
+    /// Why.
+    pub reason: &'a str,
+    /// The state the audit shows before (empty for a new rollout).
+    pub state_before: &'a str,
+}
+
+/// Store a new pending run of `spec` with its first checkpoint and audit event.
+pub async fn create_run(
+    store: &Store,
+    spec: &RolloutSpec,
+    now: i64,
+    new: NewRun<'_>,
+) -> Result<crate::store::RolloutRow, EngineError> {
+    let cp = Checkpoint::new(now);
+    let spec_json = serde_json::to_string(spec).map_err(|e| EngineError::Corrupt {
+        rollout: spec.name.clone(),
+        message: format!("cannot serialise the spec: {e}"),
+    })?;
+    let cp_json = checkpoint_json(&spec.name, &cp)?;
+    let event = AuditEvent {
+        at_ms: now,
+        actor: new.actor.to_string(),
+        action: new.action.to_string(),
+        reason: new.reason.to_string(),
+        state_before: new.state_before.to_string(),
+        state_after: cp.state.name(),
+        progress: progress_counts(spec, &cp),
+    };
+    let row = store
+        .create_rollout(
+            &spec.name,
+            &spec_json,
+            &cp_json,
+            &cp.state.name(),
+            &event,
+            now,
+        )
+        .await?;
+    Ok(row)
 }
 
 fn reason_or(reason: &str, actor: &str, default: &str) -> String {
