@@ -911,7 +911,33 @@ impl Run<'_> {
         })
     }
 
+    /// Wait out a delay kept in the checkpoint (`wake_ms`), so a restart does not skip it.
+    /// True when it is over; false when something else happened first.
+    async fn checkpointed_delay(&mut self) -> Result<bool, EngineError> {
+        let Some(until) = self.cp.wake_ms else {
+            return Ok(true);
+        };
+        if self.now() < until {
+            self.wait(Some(until)).await?;
+            if self.now() < until {
+                return Ok(false);
+            }
+        }
+        self.cp.wake_ms = None;
+        Ok(true)
+    }
+
+    /// Start a delay that must survive a restart: committed before it is waited out.
+    async fn delay(&mut self, ms: u64) -> Result<(), EngineError> {
+        self.cp.wake_ms = Some(self.after(ms));
+        self.commit(&[], &[]).await?;
+        self.checkpointed_delay().await.map(|_| ())
+    }
+
     async fn apply_phase(&mut self) -> Result<(), EngineError> {
+        if !self.checkpointed_delay().await? {
+            return Ok(());
+        }
         let full = self.cp.promote_full;
         match plan::next_step(&self.spec, &self.cp, self.run, full) {
             Some(step) => {
@@ -928,8 +954,8 @@ impl Run<'_> {
                     && *delay_between_batches_ms > 0
                     && plan::next_step(&self.spec, &self.cp, self.run, full).is_some()
                 {
-                    let until = self.after(*delay_between_batches_ms);
-                    self.wait(Some(until)).await?;
+                    let ms = *delay_between_batches_ms;
+                    self.delay(ms).await?;
                 }
                 Ok(())
             }
@@ -1493,6 +1519,9 @@ impl Run<'_> {
     }
 
     async fn roll_back_step(&mut self) -> Result<(), EngineError> {
+        if !self.checkpointed_delay().await? {
+            return Ok(());
+        }
         let before = self.cp.state;
         let Some(step) = self.cp.rollback_steps.first().cloned() else {
             self.finish(
@@ -1538,8 +1567,7 @@ impl Run<'_> {
                 }
             }
             if step_pause_ms > 0 {
-                let until = self.after(step_pause_ms);
-                self.wait(Some(until)).await?;
+                self.delay(step_pause_ms).await?;
             }
         }
         Ok(())

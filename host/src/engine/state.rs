@@ -176,7 +176,9 @@ pub struct Checkpoint {
     pub verification: Option<VerificationRun>,
     /// The background verification run.
     pub background: Option<VerificationRun>,
-    /// When a timed wait (pause, gate re-check, batch delay) ends.
+    /// When a timed wait ends: a pause, a gate re-check, or (committed before it starts,
+    /// so a restart waits out the rest) a rolling batch delay or a gradual rollback's step
+    /// pause.
     pub wake_ms: Option<i64>,
     /// Pauses so far.
     pub pauses: Vec<PauseEntry>,
