@@ -810,7 +810,10 @@ fn operator_actions_and_retry_from_the_command_line() {
 
     let (code, out, err) = act(&["abort", "web", "--reason", "release window closed"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("web: abort requested"), "{out}");
+    assert!(
+        out.contains("web: abort requested (#1; run 1 is paused(step), cancel-requested)"),
+        "{out}"
+    );
     let (code, out, err) = cli(d, &run);
     assert_eq!(code, 6, "{out}\n{err}");
     assert!(out.contains("web: aborted"), "{out}");

@@ -9,7 +9,7 @@
 
 use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock};
-use crate::engine::state::State;
+use crate::engine::state::{Control, State};
 use crate::engine::{Action, ENGINE_ACTOR, Engine, NewRun, Outcome, Progress, create_run, setup};
 use crate::plugin::{HostConfig, PluginHost};
 use crate::spec::model::RolloutSpec;
@@ -195,10 +195,15 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
             .await
         {
             Ok(id) => {
+                let pending = store.pending_actions(latest.id).await.unwrap_or_default();
+                let control = Control::of(pending.iter().map(|a| a.action.as_str()));
                 out.line(format!(
-                    "{}: {} requested (#{id}); the runner applies it at its next step",
+                    "{}: {} requested (#{id}; run {} is {}, {}); the runner applies it at its next step",
                     args.rollout,
-                    action.name()
+                    action.name(),
+                    latest.run,
+                    latest.state,
+                    control.name()
                 ));
                 exit::OK
             }

@@ -89,7 +89,9 @@ impl fmt::Display for State {
     }
 }
 
-/// An operator's request that has been recorded but not yet carried out.
+/// An operator's request that has been recorded but not yet carried out. Requests wait in
+/// the store until the runner takes them at its next step boundary (after the step in
+/// flight), so the control of a run is derived from its pending requests, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Control {
@@ -98,11 +100,30 @@ pub enum Control {
     Active,
     /// A pause was requested; it takes effect once the step in flight completes.
     PauseRequested,
-    /// An abort was requested; it takes effect once the step in flight completes.
+    /// An abort or rollback was requested; it takes effect once the step in flight
+    /// completes.
     CancelRequested,
 }
 
 impl Control {
+    /// The control of a run whose pending requests are `actions` (oldest first): a cancel
+    /// (abort, rollback) outranks a pause; anything else leaves it active.
+    pub fn of<'a>(actions: impl IntoIterator<Item = &'a str>) -> Control {
+        actions
+            .into_iter()
+            .map(|a| match a {
+                "abort" | "rollback" => Control::CancelRequested,
+                "pause" => Control::PauseRequested,
+                _ => Control::Active,
+            })
+            .max_by_key(|c| match c {
+                Control::Active => 0,
+                Control::PauseRequested => 1,
+                Control::CancelRequested => 2,
+            })
+            .unwrap_or_default()
+    }
+
     /// `active`, `pause-requested`, `cancel-requested`.
     pub fn name(self) -> &'static str {
         match self {
@@ -151,8 +172,6 @@ pub struct PauseEntry {
 pub struct Checkpoint {
     /// The state.
     pub state: State,
-    /// An outstanding operator request.
-    pub control: Control,
     /// The current phase index.
     pub phase: usize,
     /// Where in the phase.
@@ -210,7 +229,6 @@ impl Checkpoint {
     pub fn new(now_ms: i64) -> Checkpoint {
         Checkpoint {
             state: State::Pending,
-            control: Control::Active,
             phase: 0,
             stage: Stage::GateBefore,
             seq: 1,
@@ -235,5 +253,26 @@ impl Checkpoint {
             started_ms: now_ms,
             finished_ms: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_comes_from_the_pending_requests() {
+        let cases: [(&[&str], Control); 6] = [
+            (&[], Control::Active),
+            (&["promote", "resume"], Control::Active),
+            (&["pause"], Control::PauseRequested),
+            (&["promote", "pause"], Control::PauseRequested),
+            (&["pause", "abort", "resume"], Control::CancelRequested),
+            (&["rollback"], Control::CancelRequested),
+        ];
+        for (actions, want) in cases {
+            assert_eq!(Control::of(actions.iter().copied()), want, "{actions:?}");
+        }
+        assert_eq!(Control::CancelRequested.name(), "cancel-requested");
     }
 }
