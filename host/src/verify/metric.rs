@@ -1,4 +1,4 @@
-//! One metric's run: its counters, its schedule, its retained history and its status.
+//! One metric's run: its counters, its schedule, its latest observations and its status.
 
 use super::{
     Counters, ERROR_RETRY_MS, MetricStatus, Observation, Recorded, RecordedVerdict, StatusChange,
@@ -9,8 +9,11 @@ use crate::spec::model::{MetricSpec, NoDataAction};
 use serde::{Deserialize, Serialize};
 
 /// The state of one metric within a verification run. It exists so that everything the
-/// counting rules need — counters, streaks, the next due time, the retained history — sits
-/// in one serialisable value the engine can checkpoint and resume between measurements.
+/// counting rules need — counters, streaks, the next due time, the latest observations —
+/// sits in one serialisable value the engine can checkpoint and resume between
+/// measurements. Its size does not grow with the number of observations: the history of
+/// measurements is kept by the store (with the metric's retention), not in the checkpoint
+/// that is rewritten on every commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricRun {
@@ -24,9 +27,6 @@ pub struct MetricRun {
     pub started_ms: i64,
     /// When the next measurement is due; `None` once complete.
     pub next_due_ms: Option<i64>,
-    /// The history kept: every fail and error, and the last `spec.retention` others,
-    /// oldest first.
-    pub retained: Vec<Recorded>,
     /// The latest observation, whatever it was.
     pub last: Option<Recorded>,
     /// The latest observation that was a measurement (not an error): the source of the
@@ -47,7 +47,6 @@ impl MetricRun {
             counters: Counters::default(),
             started_ms,
             next_due_ms: Some(first),
-            retained: Vec::new(),
             last: None,
             last_measured: None,
             message: "pending: no measurement yet".to_string(),
@@ -95,7 +94,6 @@ impl MetricRun {
             return (recorded, None);
         }
         self.counters.count(recorded.verdict);
-        self.retain(recorded.clone());
         if recorded.verdict != RecordedVerdict::Error {
             self.last_measured = Some(recorded.clone());
         }
@@ -213,28 +211,6 @@ impl MetricRun {
                 }
             }
         }
-    }
-
-    /// Keep every failure, and the last `retention` others.
-    fn retain(&mut self, recorded: Recorded) {
-        self.retained.push(recorded);
-        let keep = usize::try_from(self.spec.retention).unwrap_or(usize::MAX);
-        let mut others = self
-            .retained
-            .iter()
-            .filter(|r| !r.verdict.is_failure())
-            .count();
-        if others <= keep {
-            return;
-        }
-        self.retained.retain(|r| {
-            if others > keep && !r.verdict.is_failure() {
-                others -= 1;
-                false
-            } else {
-                true
-            }
-        });
     }
 
     /// The completing status and its reason, checked in a fixed order so the first match
@@ -543,9 +519,12 @@ pub(crate) mod tests {
             ("consecutiveFailureLimit 2: two in a row fail",
                 MetricSpec { failure_limit: -1, consecutive_failure_limit: Some(2), ..every("m", Some(5)) },
                 vec![fail(), pass(), fail(), fail()], vec![Running, Running, Running, Failed]),
-            ("consecutiveFailureLimit: an error breaks the streak",
+            ("consecutiveFailureLimit: an error does not break the streak",
                 MetricSpec { failure_limit: -1, consecutive_failure_limit: Some(2), ..every("m", Some(3)) },
-                vec![fail(), error(), fail(), pass()], vec![Running, Running, Running, Successful]),
+                vec![fail(), error(), fail()], vec![Running, Running, Failed]),
+            ("consecutiveFailureLimit: a pass breaks the streak, errors do not extend it",
+                MetricSpec { failure_limit: -1, consecutive_failure_limit: Some(2), ..every("m", Some(3)) },
+                vec![fail(), pass(), error(), fail()], vec![Running, Running, Running, Successful]),
             ("inconclusiveLimit 1: the second inconclusive",
                 MetricSpec { inconclusive_limit: 1, ..every("m", Some(5)) },
                 vec![inconclusive(), pass(), inconclusive()], vec![Running, Running, Inconclusive]),
@@ -558,6 +537,9 @@ pub(crate) mod tests {
             ("consecutiveSuccessLimit 2 ends early",
                 MetricSpec { failure_limit: 5, consecutive_success_limit: Some(2), ..every("m", Some(5)) },
                 vec![pass(), fail(), pass(), pass()], vec![Running, Running, Running, Successful]),
+            ("consecutiveSuccessLimit 3: an error does not break the streak",
+                MetricSpec { consecutive_success_limit: Some(3), ..every("m", Some(5)) },
+                vec![pass(), error(), pass(), pass()], vec![Running, Running, Running, Successful]),
             ("count reached without the success streak fails",
                 MetricSpec { failure_limit: 5, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
                 vec![pass(), fail(), pass()], vec![Running, Running, Failed]),
@@ -813,42 +795,64 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn retention_keeps_every_failure() {
+    fn the_checkpoint_does_not_grow_with_failures() {
+        // The history of measurements lives in the store; the checkpoint, rewritten on
+        // every commit, keeps only the counters and the latest observations, however many
+        // failures and errors there were.
         let spec = MetricSpec {
             retention: 2,
             failure_limit: -1,
             ..every("m", None)
         };
-        let seq = vec![
-            pass(),
-            fail(),
-            pass(),
-            error(),
-            pass(),
-            pass(),
-            fail(),
-            pass(),
-        ];
-        let (run, _) = feed(spec, seq);
-        let kept: Vec<_> = run.retained.iter().map(|r| (r.index, r.verdict)).collect();
-        use RecordedVerdict::*;
+        let size_after = |n: usize| {
+            let seq: Vec<_> = (0..n)
+                .map(|i| match i % 3 {
+                    0 => fail(),
+                    1 => error(),
+                    _ => pass(),
+                })
+                .collect();
+            let (run, _) = feed(spec.clone(), seq);
+            (run.clone(), serde_json::to_string(&run).unwrap().len())
+        };
+        let (small_run, small) = size_after(9);
+        let (run, big) = size_after(3_000);
+        // Only the digits of the counters, indexes and times differ.
+        assert!(big <= small + 64, "{small} bytes after 9, {big} after 3000");
+        assert_eq!(small_run.counters.failures, 3);
+        let c = run.counters;
         assert_eq!(
-            kept,
-            vec![(1, Fail), (3, Error), (5, Pass), (6, Fail), (7, Pass)]
+            (c.measurements, c.passes, c.failures, c.errors),
+            (2_000, 1_000, 1_000, 1_000)
         );
-        assert_eq!(run.last.map(|r| r.index), Some(7));
-        // Retention 0 keeps only failures.
-        let (run, _) = feed(
-            MetricSpec {
-                retention: 0,
-                failure_limit: -1,
-                ..every("m", None)
-            },
-            vec![pass(), fail(), pass()],
+        assert_eq!(run.status, MetricStatus::Running);
+        // The latest observation, and the latest measurement, are still at hand.
+        let last = run.last.as_ref().unwrap();
+        assert_eq!((last.index, last.verdict), (2_999, RecordedVerdict::Pass));
+        let (run, _) = feed(spec.clone(), vec![pass(), fail(), error()]);
+        assert_eq!(
+            run.last.as_ref().map(|r| (r.index, r.verdict)),
+            Some((2, RecordedVerdict::Error))
         );
-        let kept: Vec<_> = run.retained.iter().map(|r| r.index).collect();
-        assert_eq!(kept, vec![1]);
-        assert_eq!(run.last.map(|r| r.index), Some(2));
+        assert_eq!(
+            run.last_measured.as_ref().map(|r| (r.index, r.verdict)),
+            Some((1, RecordedVerdict::Fail))
+        );
+        assert_eq!(run.last_value(), Some(0.5));
+        let json = serde_json::to_value(&run).unwrap();
+        assert!(json.get("retained").is_none(), "{json}");
+    }
+
+    #[test]
+    fn an_old_checkpoint_with_a_retained_history_still_loads() {
+        let (run, _) = feed(every("m", Some(3)), vec![pass(), fail()]);
+        let mut json = serde_json::to_value(&run).unwrap();
+        let old_entry = serde_json::to_value(run.last.as_ref().unwrap()).unwrap();
+        json.as_object_mut()
+            .unwrap()
+            .insert("retained".into(), serde_json::json!([old_entry]));
+        let back: MetricRun = serde_json::from_value(json).unwrap();
+        assert_eq!(back, run);
     }
 
     #[test]

@@ -228,7 +228,8 @@ impl RecordedVerdict {
         }
     }
 
-    /// Whether retention keeps it unconditionally (fail and error).
+    /// Whether the store's measurement retention keeps it unconditionally (fail and
+    /// error).
     pub fn is_failure(self) -> bool {
         matches!(self, RecordedVerdict::Fail | RecordedVerdict::Error)
     }
@@ -281,9 +282,11 @@ pub struct Counters {
     pub errors: u32,
     /// Errors since the last non-error.
     pub consecutive_errors: u32,
-    /// Fails since the last non-fail.
+    /// Fails since the last measurement that was not a fail (errors neither extend nor
+    /// break this streak).
     pub consecutive_failures: u32,
-    /// Passes since the last non-pass.
+    /// Passes since the last measurement that was not a pass (errors neither extend nor
+    /// break this streak).
     pub consecutive_successes: u32,
 }
 
@@ -292,11 +295,11 @@ impl Counters {
     fn count(&mut self, verdict: RecordedVerdict) {
         let bump = |n: &mut u32| *n = n.saturating_add(1);
         match verdict {
+            // An error is not a measurement: it has its own streak
+            // (`consecutiveErrorLimit`) and leaves the pass and fail streaks as they were.
             RecordedVerdict::Error => {
                 bump(&mut self.errors);
                 bump(&mut self.consecutive_errors);
-                self.consecutive_failures = 0;
-                self.consecutive_successes = 0;
                 return;
             }
             RecordedVerdict::Pass => bump(&mut self.passes),
@@ -342,8 +345,9 @@ fn counted(n: u32, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// One observation as the metric recorded it: kept in the metric's history (subject to
-/// retention) and handed back to the engine to store and show.
+/// One observation as the metric recorded it: handed back to the engine, which keeps it
+/// in the store (subject to the metric's retention) and shows it; the metric itself keeps
+/// only its latest observation and latest measurement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Recorded {
@@ -424,10 +428,15 @@ mod tests {
         use RecordedVerdict::*;
         /// Verdicts, then the (errors, failures, passes) streaks after them.
         type Case = (&'static [RecordedVerdict], (u32, u32, u32));
-        let cases: [Case; 6] = [
+        let cases: [Case; 10] = [
             (&[Error, Error, Pass], (0, 0, 1)),
             (&[Fail, Fail, Inconclusive], (0, 0, 0)),
-            (&[Fail, Fail, Error], (1, 0, 0)),
+            // Errors are not measurements: they leave the pass and fail streaks alone.
+            (&[Fail, Fail, Error], (1, 2, 0)),
+            (&[Fail, Error, Fail], (0, 2, 0)),
+            (&[Pass, Error, Error, Pass], (0, 0, 2)),
+            (&[Pass, Error, Fail], (0, 1, 0)),
+            (&[Fail, Error, Pass], (0, 0, 1)),
             (&[Pass, Pass, NoData], (0, 0, 0)),
             (&[Pass, Pass, Pass], (0, 0, 3)),
             (&[Pass, Fail, Fail], (0, 2, 0)),

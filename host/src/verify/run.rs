@@ -414,6 +414,7 @@ mod tests {
                     run.terminate(i as i64, "stopped");
                 }
                 let was_complete = run.status.is_complete();
+                let before = run.counters;
                 let (recorded, change) = run.record(observation(kind), i as i64);
                 if !was_complete {
                     prop_assert_eq!(recorded.index as usize, i);
@@ -449,11 +450,13 @@ mod tests {
                 if run.status == MetricStatus::Successful && spec.failure_limit >= 0 {
                     prop_assert!(i64::from(c.failures) <= spec.failure_limit);
                 }
-                // (5) retention is bounded.
-                prop_assert!(
-                    run.retained.len() as u64
-                        <= u64::from(c.failures) + u64::from(c.errors) + u64::from(spec.retention)
-                );
+                // (5) an error is not a measurement: it leaves the pass and fail streaks
+                // as they were.
+                if !was_complete && recorded.verdict == RecordedVerdict::Error {
+                    prop_assert_eq!(c.consecutive_failures, before.consecutive_failures);
+                    prop_assert_eq!(c.consecutive_successes, before.consecutive_successes);
+                    prop_assert_eq!(c.consecutive_errors, before.consecutive_errors + 1);
+                }
             }
         }
 
