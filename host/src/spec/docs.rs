@@ -572,9 +572,10 @@ pub struct WebhookDoc {
     /// Per request (default `10s`).
     #[serde(default)]
     pub timeout: Option<P<String>>,
-    /// Retries after a failed request (default 3).
+    /// Retries after a failed request (default 3, at most 20).
     #[serde(default)]
-    pub retries: Option<u32>,
+    #[schemars(range(max = 20))]
+    pub retries: Option<P<u32>>,
     /// Delay before the first retry, doubling (default `1s`).
     #[serde(default)]
     pub retry_delay: Option<P<String>>,
@@ -605,8 +606,10 @@ pub struct RollingDoc {
     /// The instances in update order (or `replicas`).
     #[serde(default)]
     pub instances: Option<P<Vec<P<String>>>>,
-    /// A number of instances, named `instance-1` … `instance-N` (or `instances`).
+    /// A number of instances, named `instance-1` … `instance-N` (or `instances`); 1 to
+    /// 10000.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 10000))]
     pub replicas: Option<P<u32>>,
     /// Instances per batch (default 1).
     #[serde(default)]
@@ -728,9 +731,10 @@ pub struct GateDoc {
     /// Per request (default `10s`).
     #[serde(default)]
     pub timeout: Option<P<String>>,
-    /// Retries of a failed request (default 2).
+    /// Retries of a failed request (default 2, at most 20).
     #[serde(default)]
-    pub retries: Option<u32>,
+    #[schemars(range(max = 20))]
+    pub retries: Option<P<u32>>,
     /// While closed, ask again this often (default `30s`).
     #[serde(default)]
     pub interval: Option<P<String>>,

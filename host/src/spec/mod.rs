@@ -55,12 +55,25 @@ impl fmt::Display for SpecError {
 }
 
 /// Load spec documents from files and folders (a folder: every `*.yaml` / `*.yml` below it,
-/// recursively, in sorted order). Relative paths inside a document resolve against its file's
-/// folder. Every problem is reported, not just the first.
+/// recursively, in sorted order; symlinked folders are not followed, symlinked files are).
+/// Relative paths inside a document resolve against its file's folder. Every problem is
+/// reported, not just the first.
+///
+/// Paths are made absolute here, once, against the current directory: every `file` in the
+/// bundle (and so every folder relative paths resolve against) is absolute, and means the
+/// same whatever directory a command is later run in. Errors show them relative to the
+/// current directory again when they are below it.
 pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
+        let path = &match std::path::absolute(path) {
+            Ok(path) => path,
+            Err(e) => {
+                errors.push(unreadable(path, &e));
+                continue;
+            }
+        };
         let files = if path.is_dir() {
             let mut files = Vec::new();
             if let Err(e) = yaml_files(path, &mut files) {
@@ -90,12 +103,25 @@ pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
     let result = resolve::load_sources(&sources);
     match result {
         Ok(bundle) if errors.is_empty() => Ok(bundle),
-        Ok(_) => Err(errors),
+        Ok(_) => Err(shorten(errors)),
         Err(more) => {
             errors.extend(more);
-            Err(errors)
+            Err(shorten(errors))
         }
     }
+}
+
+/// Errors name files as an operator would type them: relative to the current directory
+/// when they are below it (the bundle itself keeps absolute paths).
+fn shorten(mut errors: Vec<SpecError>) -> Vec<SpecError> {
+    if let Ok(cwd) = std::env::current_dir() {
+        for e in &mut errors {
+            if let Ok(rel) = e.file.strip_prefix(&cwd) {
+                e.file = rel.to_path_buf();
+            }
+        }
+    }
+    errors
 }
 
 /// Load the documents of one file's text; `file` names it in errors and relative paths
@@ -178,15 +204,19 @@ fn unreadable(path: &Path, e: &std::io::Error) -> SpecError {
     }
 }
 
-/// Every `*.yaml` / `*.yml` file below `dir`, sorted.
+/// Every `*.yaml` / `*.yml` file below `dir`, sorted. Symlinks to folders are skipped (a
+/// link to a parent would otherwise recurse forever); symlinks to files are read.
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let mut entries = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.path()))
+        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
         .collect::<Result<Vec<_>, _>>()?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, kind) in entries {
+        // `file_type` does not follow symlinks: a real folder is a folder, a link is a link.
+        if kind.is_dir() {
             yaml_files(&path, out)?;
+        } else if kind.is_symlink() && path.is_dir() {
+            tracing::debug!(path = %path.display(), "not following a symlinked folder");
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             out.push(path);
         }

@@ -264,7 +264,8 @@ pub struct ExecTargetSpec {
     pub timeout_ms: Millis,
     /// Extra environment.
     pub env: BTreeMap<String, String>,
-    /// Working directory (default: the rollout file's folder).
+    /// Working directory as written: relative to the rollout file's folder, which the
+    /// target joins it onto when it is built (default: that folder).
     pub working_dir: Option<PathBuf>,
 }
 

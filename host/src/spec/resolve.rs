@@ -13,6 +13,14 @@ use std::path::{Path, PathBuf};
 /// The document kinds, in the order messages list them.
 const KINDS: &[&str] = &["MetricBackend", "Plugin", "VerificationTemplate", "Rollout"];
 
+/// Most instances `rolling.replicas` may name: each one becomes a name in the spec, the
+/// checkpoint and every step.
+const MAX_REPLICAS: u32 = 10_000;
+
+/// Most retries a webhook target or a gate may ask for (each one waits longer than the
+/// last).
+const MAX_RETRIES: u32 = 20;
+
 /// Where a document sits: its file, the file's folder and the document's first line.
 #[derive(Debug, Clone)]
 struct Src {
@@ -432,6 +440,30 @@ impl Loader {
             return None;
         }
         Some(ms)
+    }
+
+    /// An optional count within `min..=max` (`default` when absent or out of range, which
+    /// is reported with the allowed range).
+    fn bounded(
+        &mut self,
+        src: &Src,
+        p: Option<&P<u32>>,
+        path: &str,
+        default: u32,
+        (min, max): (u32, u32),
+    ) -> u32 {
+        match p {
+            None => default,
+            Some(p) if (min..=max).contains(&p.value) => p.value,
+            Some(p) => {
+                self.errors.push(src.err(
+                    p,
+                    path,
+                    format!("{} is out of range; use {min} to {max}", p.value),
+                ));
+                default
+            }
+        }
     }
 
     fn opt_duration(
@@ -1328,7 +1360,13 @@ impl Loader {
                         10_000,
                         true,
                     ),
-                    retries: g.retries.unwrap_or(2),
+                    retries: self.bounded(
+                        src,
+                        g.retries.as_ref(),
+                        &format!("{gpath}.retries"),
+                        2,
+                        (0, MAX_RETRIES),
+                    ),
                     interval_ms: self.opt_duration(
                         src,
                         &g.interval,
@@ -1533,7 +1571,8 @@ impl Loader {
                     true,
                 ),
                 env: e.env.clone(),
-                working_dir: e.working_dir.as_ref().map(|d| src.base.join(d)),
+                // As written: the target joins it onto the rollout file's folder (once).
+                working_dir: e.working_dir.as_ref().map(PathBuf::from),
             }))
         } else if let Some(w) = &t.value.webhook {
             let w = &w.value;
@@ -1551,7 +1590,13 @@ impl Loader {
                     10_000,
                     true,
                 ),
-                retries: w.retries.unwrap_or(3),
+                retries: self.bounded(
+                    src,
+                    w.retries.as_ref(),
+                    "spec.target.webhook.retries",
+                    3,
+                    (0, MAX_RETRIES),
+                ),
                 retry_delay_ms: self.opt_duration(
                     src,
                     &w.retry_delay,
@@ -1630,8 +1675,17 @@ impl Loader {
                         "spec.strategy.rolling.replicas",
                         "replicas must be at least 1",
                     ));
+                    Vec::new()
+                } else if n.value > MAX_REPLICAS {
+                    self.errors.push(src.err(
+                        n,
+                        "spec.strategy.rolling.replicas",
+                        format!("{} replicas are too many; use 1 to {MAX_REPLICAS}", n.value),
+                    ));
+                    Vec::new()
+                } else {
+                    (1..=n.value).map(|i| format!("instance-{i}")).collect()
                 }
-                (1..=n.value).map(|i| format!("instance-{i}")).collect()
             }
             _ => {
                 self.errors.push(src.err(

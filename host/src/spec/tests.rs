@@ -145,7 +145,7 @@ fn the_good_file_resolves() {
             ready_command: None,
             timeout_ms: 300_000,
             env: BTreeMap::new(),
-            working_dir: Some(PathBuf::from("specs/deploy")),
+            working_dir: Some(PathBuf::from("deploy")),
         })
     );
     assert_eq!(rollout.progress_deadline_ms, Some(600_000));
@@ -438,6 +438,46 @@ fn broken_documents_say_where_and_what() {
                 "specs/all.yaml:40:14: spec.metrics[0].count: invalid u32: expected a whole number, 0 or more",
             ],
         ),
+        (
+            "too many replicas",
+            g.replace("    canary: {}", "    rolling: {replicas: 10001}"),
+            vec![
+                "specs/all.yaml:53:25: spec.strategy.rolling.replicas: 10001 replicas are too many; use 1 to 10000",
+            ],
+        ),
+        (
+            "replicas at the cap",
+            g.replace("    canary: {}", "    rolling: {replicas: 10000}"),
+            vec!["<loaded>"],
+        ),
+        (
+            "too many webhook retries",
+            g.replace(
+                "    exec: {command: [./deploy.sh, --fast], workingDir: deploy}",
+                "    webhook: {url: https://deploy.example/step, retries: 21}",
+            ),
+            vec![
+                "specs/all.yaml:51:58: spec.target.webhook.retries: 21 is out of range; use 0 to 20",
+            ],
+        ),
+        (
+            "webhook retries at the cap",
+            g.replace(
+                "    exec: {command: [./deploy.sh, --fast], workingDir: deploy}",
+                "    webhook: {url: https://deploy.example/step, retries: 20}",
+            ),
+            vec!["<loaded>"],
+        ),
+        (
+            "too many gate retries",
+            g.replace(
+                "          url: http://qa.internal/approve\n",
+                "          url: http://qa.internal/approve\n          retries: 1000000\n",
+            ),
+            vec![
+                "specs/all.yaml:77:20: spec.phases[1].gates[0].retries: 1000000 is out of range; use 0 to 20",
+            ],
+        ),
     ];
     let mut failures = Vec::new();
     for (what, text, expected) in &cases {
@@ -559,6 +599,75 @@ fn a_folder_loads_across_files() {
         bundle.plugins["latency-check"].source,
         PluginSourceSpec::File(dir.path().join("plugins/latency.wasm"))
     );
+}
+
+#[test]
+fn a_relative_path_loads_as_absolute_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (templates, rollouts) = split_good(dir.path());
+    let relative = crate::target::testing::relative_to_cwd(dir.path());
+    let bundle = load(std::slice::from_ref(&relative)).unwrap_or_else(|e| panic!("{e:#?}"));
+    // The same files, named absolutely: what a relative path inside them resolves against
+    // no longer depends on the directory the command runs in later.
+    let rollout = &bundle.rollouts[0].file;
+    assert!(rollout.is_absolute(), "{}", rollout.display());
+    assert_eq!(
+        rollout.canonicalize().expect("exists"),
+        rollouts.canonicalize().expect("exists")
+    );
+    let template = &bundle.templates["error-rate"].file;
+    assert!(template.is_absolute(), "{}", template.display());
+    assert_eq!(
+        template.canonicalize().expect("exists"),
+        templates.canonicalize().expect("exists")
+    );
+    let PluginSourceSpec::File(plugin) = &bundle.plugins["latency-check"].source else {
+        panic!("{:?}", bundle.plugins["latency-check"].source);
+    };
+    assert!(plugin.is_absolute(), "{}", plugin.display());
+    assert!(
+        plugin.ends_with("plugins/latency.wasm"),
+        "{}",
+        plugin.display()
+    );
+    // One file named relatively too; `load_str` keeps the name it is given.
+    let bundle = load(&[
+        relative.join("rollouts/checkout.yml"),
+        relative.join("a-shared.yaml"),
+    ])
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert!(bundle.rollouts[0].file.is_absolute());
+    let kept = load_str(&good(), &file()).expect("good");
+    assert_eq!(kept.rollouts[0].file, file());
+}
+
+#[test]
+fn a_symlinked_folder_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, rollouts) = split_good(dir.path());
+    // A loop: rollouts/up -> .. ; following it would recurse until the stack overflows.
+    std::os::unix::fs::symlink("..", dir.path().join("rollouts/up")).expect("symlink");
+    // A symlinked file is still read.
+    let linked = dir.path().join("linked");
+    std::fs::create_dir(&linked).expect("mkdir");
+    std::os::unix::fs::symlink(&rollouts, linked.join("again.yaml")).expect("symlink");
+    let errors = load(&[dir.path().to_path_buf()]).expect_err("the rollout twice");
+    // Read once through the file link, once where it is — and nothing through `up`.
+    let prefix = format!("{}/", dir.path().display());
+    let got: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{e}").replace(&prefix, ""))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "rollouts/checkout.yml:4:9: metadata.name: duplicate Rollout name \"checkout\": already declared at linked/again.yaml:4:9"
+        ]
+    );
+    std::fs::remove_file(linked.join("again.yaml")).expect("rm");
+    let bundle = load(&[dir.path().to_path_buf()]).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(bundle.rollouts.len(), 1);
+    assert_eq!(bundle.rollouts[0].file, rollouts);
 }
 
 #[test]
@@ -767,4 +876,23 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+#[test]
+fn errors_name_files_relative_to_the_current_directory_when_below_it() {
+    let cwd = std::env::current_dir().expect("cwd");
+    let error = |file: PathBuf| SpecError {
+        file,
+        line: 3,
+        col: 4,
+        path: "spec".into(),
+        message: "m".into(),
+    };
+    let outside = PathBuf::from("/elsewhere/specs/b.yaml");
+    let shortened = super::shorten(vec![
+        error(cwd.join("specs/a.yaml")),
+        error(outside.clone()),
+    ]);
+    assert_eq!(shortened[0].to_string(), "specs/a.yaml:3:4: spec: m");
+    assert_eq!(shortened[1].file, outside);
 }

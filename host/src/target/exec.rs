@@ -6,9 +6,14 @@
 //! answer. There is no shell in between: `command` is the argv, so nothing is re-parsed.
 //!
 //! A command must not hang a rollout: it runs in its own process group with a timeout, and
-//! on timeout the whole group (the command and everything it started) is killed. Its output
-//! is drained while it runs, so a chatty command cannot block on a full pipe, and only the
-//! tail is kept.
+//! on timeout the whole group (the command and everything it started) is killed — as it is
+//! when the rollout stops waiting for it (the `apply` future is dropped). Its output is
+//! drained while it runs, so a chatty command cannot block on a full pipe, and only the tail
+//! is kept.
+//!
+//! Paths: the working directory is `workingDir` joined onto the rollout file's folder once,
+//! made absolute when the target is built; a program written with a slash (`./deploy.sh`,
+//! `bin/deploy`) is looked for in that directory, a bare name (`sh`) on `PATH`.
 
 use super::{
     Applied, CAPTURE_BYTES, OUTPUT_TAIL_BYTES, Readiness, Step, Tail, Target, TargetError,
@@ -23,7 +28,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 /// After the command exits, how long to keep reading pipes that something it started in
 /// the background still holds open.
@@ -64,7 +69,7 @@ struct Finished {
 
 impl ExecTarget {
     /// Check the spec and fix the working directory: `workingDir` resolved against
-    /// `base_dir` (the rollout file's folder), or `base_dir` itself.
+    /// `base_dir` (the rollout file's folder), or `base_dir` itself, made absolute.
     pub fn new(spec: &ExecTargetSpec, base_dir: &Path) -> Result<ExecTarget, String> {
         if spec.command.first().is_none_or(|p| p.is_empty()) {
             return Err(
@@ -80,11 +85,7 @@ impl ExecTarget {
         if spec.timeout_ms == 0 {
             return Err("target.exec.timeoutMs: must be more than 0".into());
         }
-        let working_dir = match &spec.working_dir {
-            Some(dir) if dir.is_relative() => base_dir.join(dir),
-            Some(dir) => dir.clone(),
-            None => base_dir.to_path_buf(),
-        };
+        let working_dir = working_dir(spec.working_dir.as_deref(), base_dir)?;
         Ok(ExecTarget {
             command: spec.command.clone(),
             ready_command: spec.ready_command.clone(),
@@ -126,17 +127,6 @@ impl ExecTarget {
         }
     }
 
-    /// Where a relative program path (`./deploy.sh`) is looked for: the working directory,
-    /// not rollgate's own (a bare name goes through `PATH`).
-    fn program(&self, written: &str) -> PathBuf {
-        let path = Path::new(written);
-        if written.contains('/') && path.is_relative() && !self.working_dir.as_os_str().is_empty() {
-            self.working_dir.join(path)
-        } else {
-            path.to_path_buf()
-        }
-    }
-
     /// Run `argv` with the step in its environment and on stdin, within the timeout.
     async fn run(
         &self,
@@ -149,7 +139,7 @@ impl ExecTarget {
         };
         let json = serde_json::to_string(step)
             .map_err(|e| self.error(format!("cannot serialise the step: {e}"), false))?;
-        if !self.working_dir.as_os_str().is_empty() && !self.working_dir.is_dir() {
+        if !self.working_dir.is_dir() {
             return Err(self.error(
                 format!(
                     "working directory {} does not exist; check target.exec.workingDir",
@@ -158,12 +148,9 @@ impl ExecTarget {
                 false,
             ));
         }
-        let program = self.program(written);
+        let program = program(&self.working_dir, written);
         let mut cmd = tokio::process::Command::new(&program);
-        cmd.args(&argv[1..]);
-        if !self.working_dir.as_os_str().is_empty() {
-            cmd.current_dir(&self.working_dir);
-        }
+        cmd.args(&argv[1..]).current_dir(&self.working_dir);
         // The step's own variables win over `env`: scripts must be able to trust them.
         cmd.envs(&self.env)
             .envs(Self::step_env(step, &json))
@@ -193,7 +180,14 @@ impl ExecTarget {
                 false,
             )
         })?;
-        let pgid = child.id();
+        // The child leads its own process group (`process_group(0)`): its pid is the
+        // group's id. From here on, whatever way this function ends — including the future
+        // being dropped while it waits — the guard aborts the pipe tasks and, unless the
+        // command finished by itself, kills the group.
+        let mut guard = Guard {
+            pgid: child.id(),
+            tasks: Vec::new(),
+        };
         let stdout = Arc::new(Mutex::new(Tail::new(CAPTURE_BYTES)));
         let stderr = Arc::new(Mutex::new(Tail::new(CAPTURE_BYTES)));
         let mut readers = [
@@ -208,40 +202,115 @@ impl ExecTarget {
                 let _ = stdin.shutdown().await;
             }
         });
+        guard.tasks = readers
+            .iter()
+            .chain(std::iter::once(&feeder))
+            .map(JoinHandle::abort_handle)
+            .collect();
         let waited = tokio::time::timeout(self.timeout, child.wait()).await;
         let status = match waited {
             Ok(Ok(status)) => status,
             Ok(Err(e)) => {
-                kill_group(pgid).await;
+                guard.kill_group();
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                stop(&mut readers, &feeder);
                 return Err(self.error(format!("cannot wait for {written}: {e}"), true));
             }
             Err(_) => {
-                kill_group(pgid).await;
+                // Killed before the leader is reaped, so its pid (the group id) cannot
+                // have been reused yet.
+                guard.kill_group();
                 let _ = child.start_kill();
                 let _ = child.wait().await;
                 settle(&mut readers).await;
-                stop(&mut readers, &feeder);
                 let err = take(&stderr).text(OUTPUT_TAIL_BYTES);
                 let mut message = format!(
-                    "{written} timed out after {}; killed it and its process group",
+                    "{written} timed out after {} (target.exec.timeout); killed it and its \
+                     process group",
                     human(self.timeout)
                 );
                 if !err.trim().is_empty() {
                     message.push_str(&format!("; stderr: {}", err.trim()));
                 }
-                return Err(self.error(message, true));
+                // Not retryable: the command had its whole time; running it again would
+                // only wait as long again. Raise target.exec.timeout if it needs more.
+                return Err(self.error(message, false));
             }
         };
+        // The command finished by itself: what it left running in the background is its
+        // business, and the reaped leader's pid may be reused — never signal the group now.
+        guard.pgid = None;
         settle(&mut readers).await;
-        stop(&mut readers, &feeder);
+        drop(guard);
         Ok(Finished {
             status,
             stdout: take(&stdout),
             stderr: take(&stderr),
         })
+    }
+}
+
+/// The working directory commands run in: `written` (the spec's `workingDir`) joined onto
+/// `base_dir` (the rollout file's folder) when relative, or `base_dir` itself; made
+/// absolute against rollgate's current directory, so that neither the program path nor the
+/// child's `current_dir` can be read relative to the other.
+fn working_dir(written: Option<&Path>, base_dir: &Path) -> Result<PathBuf, String> {
+    let dir = match written {
+        Some(dir) => base_dir.join(dir),
+        None => base_dir.to_path_buf(),
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
+    std::path::absolute(&dir).map_err(|e| {
+        format!(
+            "target.exec.workingDir: cannot make {} absolute: {e}; use an absolute workingDir",
+            dir.display()
+        )
+    })
+}
+
+/// The program to run for `written` (the first word of the command): a path with a slash
+/// (`./deploy.sh`, `bin/deploy`) relative to `working_dir` (which is absolute), an absolute
+/// path as is, and a bare name (`sh`) as is, for a `PATH` lookup.
+fn program(working_dir: &Path, written: &str) -> PathBuf {
+    let path = Path::new(written);
+    if written.contains('/') && path.is_relative() {
+        let mut out = working_dir.to_path_buf();
+        out.extend(
+            path.components()
+                .filter(|c| *c != std::path::Component::CurDir),
+        );
+        out
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Cleans up after a command however [`ExecTarget::run`] ends: aborts the tasks reading
+/// and feeding its pipes and, while `pgid` is set, SIGKILLs its process group.
+struct Guard {
+    pgid: Option<u32>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Guard {
+    /// SIGKILL the process group now (once).
+    fn kill_group(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            kill_group(pgid);
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill_group();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -325,30 +394,24 @@ async fn settle(readers: &mut [JoinHandle<()>; 2]) {
     .await;
 }
 
-fn stop(readers: &mut [JoinHandle<()>; 2], feeder: &JoinHandle<()>) {
-    for r in readers.iter() {
-        r.abort();
-    }
-    feeder.abort();
-}
-
-/// SIGKILL the process group `pgid` (the command was spawned as its leader), using the
-/// `kill` program so that no libc binding is needed.
-async fn kill_group(pgid: Option<u32>) {
-    let Some(pgid) = pgid else {
+/// SIGKILL the process group `pgid` (the command was spawned as its leader).
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        tracing::warn!(pgid, "process group id out of range; not killed");
         return;
     };
-    let result = tokio::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    match result {
-        Ok(status) if status.success() => {}
-        Ok(status) => tracing::warn!(pgid, %status, "kill of the process group failed"),
-        Err(e) => tracing::warn!(pgid, "cannot run kill for the process group: {e}"),
+    if pgid <= 1 {
+        // killpg(0) would signal our own group, 1 is init: never.
+        return;
+    }
+    // SAFETY: killpg takes plain integers and touches no memory of ours.
+    let result = unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    if result != 0 {
+        let e = std::io::Error::last_os_error();
+        // ESRCH: the group is already gone, which is what we wanted.
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            tracing::warn!(pgid, "cannot kill the process group: {e}");
+        }
     }
 }
 
@@ -533,8 +596,14 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert!(err.retryable);
-        assert!(err.message.contains("timed out after 1s"), "{err}");
+        // Final: the command had its whole time, the engine must not run it again.
+        assert!(!err.retryable, "{err}");
+        assert!(
+            err.message.contains(
+                "timed out after 1s (target.exec.timeout); killed it and its process group"
+            ),
+            "{err}"
+        );
         for name in ["sh.pid", "bg.pid", "fg.pid"] {
             let pid: u32 = std::fs::read_to_string(dir.path().join(name))
                 .unwrap()
@@ -548,6 +617,194 @@ mod tests {
             }
             assert!(gone(pid), "{name} {pid} still running");
         }
+    }
+
+    /// Wait (bounded) for `pid` to be gone; SIGKILL is delivered asynchronously.
+    async fn wait_gone(pid: u32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !gone(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gone(pid)
+    }
+
+    /// The pid a command wrote to `dir/name`, waiting (bounded) for it to appear.
+    async fn pid_in(dir: &Path, name: &str) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(dir.join(name))
+                && let Ok(pid) = text.trim().parse()
+            {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "{name} never written");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_leaves_no_grandchild_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        // The grandchild is backgrounded, then the command hangs past its timeout.
+        let mut s = sh("sleep 1000 & echo $! > grandchild.pid; while :; do sleep 1; done");
+        s.timeout_ms = 500;
+        let target = ExecTarget::new(&s, dir.path()).unwrap();
+        let err = target.apply(&step()).await.unwrap_err();
+        assert!(err.message.contains("timed out after 500ms"), "{err}");
+        assert!(!err.retryable, "{err}");
+        let pid = pid_in(dir.path(), "grandchild.pid").await;
+        assert!(
+            wait_gone(pid).await,
+            "grandchild {pid} survived the timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_a_running_apply_kills_its_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = sh(
+            "sleep 1000 & echo $! > grandchild.pid; echo $$ > child.pid; while :; do sleep 1; done",
+        );
+        let target = ExecTarget::new(&s, dir.path()).unwrap();
+        // The rollout stops waiting long before the command's own 20 s timeout: once the
+        // command has started (it writes grandchild.pid, then child.pid), drop the future.
+        let st = step();
+        let mut apply = target.apply(&st);
+        tokio::select! {
+            result = &mut apply => panic!("the command cannot finish: {result:?}"),
+            _ = pid_in(dir.path(), "child.pid") => {}
+        }
+        drop(apply);
+        for name in ["child.pid", "grandchild.pid"] {
+            let pid = pid_in(dir.path(), name).await;
+            assert!(
+                wait_gone(pid).await,
+                "{name} {pid} survived the dropped apply"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_resolve_once_against_a_relative_rollout_folder() {
+        // What the engine hands over for `specs/rollout.yaml` loaded by `load_str` (or an
+        // old stored spec): a relative folder. Resolved against our current directory once.
+        let cwd = std::env::current_dir().unwrap();
+        let base = Path::new("specs");
+        // (workingDir, program as written, expected working dir, expected program)
+        let cases: Vec<(Option<&str>, &str, PathBuf, PathBuf)> = vec![
+            (
+                None,
+                "./step.sh",
+                cwd.join("specs"),
+                cwd.join("specs/step.sh"),
+            ),
+            (
+                None,
+                "bin/step",
+                cwd.join("specs"),
+                cwd.join("specs/bin/step"),
+            ),
+            (
+                Some("deploy"),
+                "./step.sh",
+                cwd.join("specs/deploy"),
+                cwd.join("specs/deploy/step.sh"),
+            ),
+            (
+                Some("./deploy/"),
+                "./bin/./step.sh",
+                cwd.join("specs/deploy"),
+                cwd.join("specs/deploy/bin/step.sh"),
+            ),
+            // A bare name is looked up on PATH; an absolute program is kept.
+            (
+                Some("deploy"),
+                "sh",
+                cwd.join("specs/deploy"),
+                PathBuf::from("sh"),
+            ),
+            (None, "/bin/sh", cwd.join("specs"), PathBuf::from("/bin/sh")),
+            (
+                Some("/opt/app"),
+                "./step.sh",
+                PathBuf::from("/opt/app"),
+                PathBuf::from("/opt/app/step.sh"),
+            ),
+        ];
+        for (dir, written, want_dir, want_program) in cases {
+            let mut s = spec(&[written]);
+            s.working_dir = dir.map(PathBuf::from);
+            let t = ExecTarget::new(&s, base).unwrap();
+            assert!(
+                t.working_dir().is_absolute(),
+                "{}",
+                t.working_dir().display()
+            );
+            assert_eq!(t.working_dir(), want_dir, "{dir:?}");
+            assert_eq!(
+                program(t.working_dir(), written),
+                want_program,
+                "{dir:?} {written}"
+            );
+        }
+        // Messages name the program cleanly (no `/./`).
+        assert_eq!(
+            program(Path::new("/srv/app"), "./deploy.sh").as_os_str(),
+            "/srv/app/deploy.sh"
+        );
+        // The engine's base for a file in the current directory is the empty path.
+        let t = ExecTarget::new(&spec(&["./step.sh"]), Path::new("")).unwrap();
+        assert_eq!(t.working_dir(), cwd);
+    }
+
+    #[tokio::test]
+    async fn a_rollout_loaded_by_a_relative_path_runs_its_relative_program() {
+        // specs/rollout.yaml, workingDir `steps`, command `./step.sh`, loaded through a path
+        // relative to the current directory, built the way the engine builds it.
+        let dir = tempfile::tempdir().unwrap();
+        let steps = dir.path().join("specs/steps");
+        std::fs::create_dir_all(&steps).unwrap();
+        let script = steps.join("step.sh");
+        std::fs::write(&script, "#!/bin/sh\npwd\necho \"ran $0\"\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let yaml = [
+            "apiVersion: rollgate.dev/v1alpha1",
+            "kind: Rollout",
+            "metadata: {name: web}",
+            "spec:",
+            "  stableVersion: v1",
+            "  canaryVersion: v2",
+            "  target:",
+            "    exec: {command: [./step.sh], workingDir: steps}",
+            "  strategy: {canary: {}}",
+            "  phases:",
+            "    - {name: full, weight: 100}",
+            "",
+        ]
+        .join("\n");
+        std::fs::write(dir.path().join("specs/rollout.yaml"), yaml).unwrap();
+        let relative =
+            crate::target::testing::relative_to_cwd(dir.path()).join("specs/rollout.yaml");
+        assert!(relative.is_relative());
+        let bundle = crate::spec::load(&[relative]).unwrap_or_else(|e| panic!("{e:#?}"));
+        let rollout = &bundle.rollouts[0];
+        let base = rollout
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let target = crate::target::build(&rollout.target, &base).unwrap();
+        let out = target.apply(&step()).await.unwrap().output;
+        let mut lines = out.lines();
+        let pwd = Path::new(lines.next().unwrap()).canonicalize().unwrap();
+        assert_eq!(pwd, steps.canonicalize().unwrap());
+        let ran = lines.next().unwrap().strip_prefix("ran ").unwrap();
+        assert!(Path::new(ran).is_absolute(), "{ran}");
+        assert_eq!(
+            Path::new(ran).canonicalize().unwrap(),
+            script.canonicalize().unwrap()
+        );
     }
 
     #[tokio::test]

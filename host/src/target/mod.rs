@@ -10,6 +10,15 @@
 //! This module does not decide anything: it applies, reports readiness and errors. It also
 //! does not retry across calls: a [`TargetError`] says whether retrying is worth it and the
 //! engine decides when.
+//!
+//! `retryable` is the target's last word on one [`Target::apply`] call, and a target that
+//! has its own retry budget spends it first: a webhook retries transient failures
+//! `target.webhook.retries` times with backoff and then reports `retryable: false`, so the
+//! engine does not multiply those retries with its own. An exec command that runs out of
+//! `target.exec.timeout` is not retryable either: it had its whole time, and another run
+//! would most likely wait as long again. `retryable: true` is left for failures the target
+//! did not already retry and that may pass on a later call (the engine retries those a
+//! few times, with backoff).
 
 pub mod exec;
 pub mod none;
@@ -115,7 +124,9 @@ pub struct TargetError {
     pub target: String,
     /// What went wrong: exit code and the tail of stderr, HTTP status and body, timeout.
     pub message: String,
-    /// Worth retrying later (timeouts, 5xx, connection errors) rather than failing now.
+    /// Worth the engine calling [`Target::apply`] again later rather than failing now.
+    /// `false` once the target's own retries (a webhook's `retries`) are spent, and for an
+    /// exec command's timeout; see the module documentation.
     pub retryable: bool,
 }
 

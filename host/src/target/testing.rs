@@ -1,6 +1,7 @@
-//! Test helpers shared by the target and gate tests: a sample step and a tiny scripted
-//! HTTP/1.1 server on 127.0.0.1:0 that records what it received. Written by hand (not a
-//! mock crate) so the tests see real sockets and real reqwest behaviour.
+//! Test helpers shared by the target, gate and spec tests: a sample step, relative paths to
+//! temporary folders, and a tiny scripted HTTP/1.1 server on 127.0.0.1:0 that records what
+//! it received. Written by hand (not a mock crate) so the tests see real sockets and real
+//! reqwest behaviour.
 
 use super::{Operation, Step};
 use std::net::SocketAddr;
@@ -25,6 +26,28 @@ pub(crate) fn step() -> Step {
         updated: 2,
         total: 16,
     }
+}
+
+/// `abs` as a path relative to the current directory (`../../tmp/x`), so that a test can
+/// use relative paths to a temporary folder without changing the current directory (which
+/// the tests, running in parallel, share).
+pub(crate) fn relative_to_cwd(abs: &std::path::Path) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+    let cwd = std::env::current_dir().expect("current directory");
+    assert!(abs.is_absolute() && cwd.is_absolute(), "{}", abs.display());
+    let mut out = PathBuf::new();
+    for c in cwd.components() {
+        if matches!(c, Component::Normal(_)) {
+            out.push("..");
+        }
+    }
+    for c in abs.components() {
+        if let Component::Normal(part) = c {
+            out.push(part);
+        }
+    }
+    assert!(out.is_relative());
+    out
 }
 
 /// One request the server received.

@@ -7,6 +7,14 @@
 //! the service refusing the step: retrying would only repeat the refusal, so it fails at
 //! once with the status and the body.
 //!
+//! The retries happen here, `target.webhook.retries` of them with a doubling delay; once
+//! they are spent the error is final (`retryable: false`), so the engine does not multiply
+//! them with retries of its own.
+//!
+//! The URL may carry credentials (`user:password@`, `?token=…`): logs and error messages
+//! show it without the password and the query, and reqwest's errors are stripped of the
+//! URL they carry.
+//!
 //! Header values may reference credentials (`env:NAME`, `file:PATH`); they are resolved
 //! once when the target is built, marked sensitive, and scrubbed from any error text.
 
@@ -138,8 +146,15 @@ impl WebhookTarget {
             .await;
         let mut response = match sent {
             Ok(r) => r,
-            Err(e) if e.is_builder() => return Attempt::Refused(describe_error(&e, self.timeout)),
-            Err(e) => return Attempt::Transient(describe_error(&e, self.timeout), None),
+            Err(e) => {
+                let e = e.without_url();
+                let why = describe_error(&e, self.timeout);
+                return if e.is_builder() {
+                    Attempt::Refused(why)
+                } else {
+                    Attempt::Transient(why, None)
+                };
+            }
         };
         let status = response.status();
         let retry_after = retry_after(&response);
@@ -168,6 +183,16 @@ impl WebhookTarget {
             Attempt::Refused(message)
         }
     }
+}
+
+/// A URL as logs and messages show it: without the password and the query, which may
+/// hold credentials (`https://bot@deploy.example/steps`).
+fn shown(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 /// A URL the client can use: absolute, http or https.
@@ -225,12 +250,17 @@ pub(crate) fn status_message(status: StatusCode, body: &Tail) -> String {
 }
 
 /// A request error in words: timeouts say how long, others list their causes (reqwest's
-/// own message alone is only "error sending request").
+/// own message alone is only "error sending request"). The URL reqwest puts in its
+/// message is shown without password and query (better: pass an error already stripped
+/// with [`reqwest::Error::without_url`]; the caller names the URL itself).
 pub(crate) fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
     if e.is_timeout() {
         return format!("timed out after {}ms", timeout.as_millis());
     }
     let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), &shown(url));
+    }
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
         let part = cause.to_string();
@@ -245,10 +275,7 @@ pub(crate) fn describe_error(e: &reqwest::Error, timeout: Duration) -> String {
 
 impl Target for WebhookTarget {
     fn describe(&self) -> String {
-        let mut shown = self.url.clone();
-        let _ = shown.set_password(None);
-        shown.set_query(None);
-        format!("webhook {shown}")
+        format!("webhook {}", shown(&self.url))
     }
 
     fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Applied, TargetError>> {
@@ -277,16 +304,18 @@ impl Target for WebhookTarget {
                         if attempt >= self.retries {
                             let tries = attempt + 1;
                             let plural = if tries == 1 { "" } else { "s" };
+                            // Final: target.webhook.retries were this target's retries;
+                            // the engine must not retry on top of them.
                             return Err(self.error(
                                 format!("{message} (after {tries} attempt{plural})"),
-                                true,
+                                false,
                             ));
                         }
                         // Real time on purpose: this paces requests to a real service.
                         let delay = asked
                             .unwrap_or_else(|| backoff(self.retry_delay, attempt, MAX_RETRY_DELAY));
                         tracing::warn!(
-                            target_url = %self.url,
+                            target_url = %shown(&self.url),
                             step = %step.id,
                             attempt = attempt + 1,
                             delay_ms = delay.as_millis() as u64,
@@ -317,9 +346,12 @@ impl Target for WebhookTarget {
                 Ok(r) => r,
                 // The service may be restarting with the new version: not ready yet.
                 Err(e) => {
-                    let why = describe_error(&e, self.timeout);
+                    let why = describe_error(&e.without_url(), self.timeout);
                     return Ok(Readiness::NotReady(redact(
-                        &format!("cannot reach {url}: {why}"),
+                        &format!(
+                            "cannot reach {} (target.webhook.readyUrl): {why}",
+                            shown(url)
+                        ),
                         &self.secrets,
                     )));
                 }
@@ -437,14 +469,15 @@ mod tests {
                 ],
                 2,
                 1,
-                Err(("HTTP 503: busy 3 (after 3 attempts)", true)),
+                // Final once its own retries are spent: the engine does not retry again.
+                Err(("HTTP 503: busy 3 (after 3 attempts)", false)),
                 3,
             ),
             (
                 vec![reply(500, "boom")],
                 0,
                 1,
-                Err(("HTTP 500: boom (after 1 attempt)", true)),
+                Err(("HTTP 500: boom (after 1 attempt)", false)),
                 1,
             ),
             (
@@ -481,23 +514,101 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connection_errors_and_timeouts_are_retryable() {
+    async fn connection_errors_and_timeouts_are_retried_here_then_final() {
         let mut s = spec(refused_url().await);
         s.retries = 1;
         let err = apply(&WebhookTarget::new(&s, Path::new("")).unwrap())
             .await
             .unwrap_err();
-        assert!(err.retryable);
+        assert!(!err.retryable, "{err}");
         assert!(err.message.ends_with("(after 2 attempts)"), "{err}");
 
-        let server = Server::start(vec![Reply::Hang]).await;
+        let server = Server::start(vec![Reply::Hang, Reply::Hang]).await;
         let mut s = spec(server.url("/"));
         s.timeout_ms = 200;
+        s.retries = 1;
         let err = apply(&WebhookTarget::new(&s, Path::new("")).unwrap())
             .await
             .unwrap_err();
-        assert!(err.retryable);
-        assert_eq!(err.message, "timed out after 200ms (after 1 attempt)");
+        assert!(!err.retryable, "{err}");
+        assert_eq!(err.message, "timed out after 200ms (after 2 attempts)");
+        assert_eq!(server.received().len(), 2);
+    }
+
+    /// Log lines written while a future runs, as text.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_in_the_url_stay_out_of_errors_and_logs() {
+        use tracing::instrument::WithSubscriber;
+        let closed = refused_url().await;
+        // `http://127.0.0.1:PORT/` → `http://user:secret@127.0.0.1:PORT/steps?token=abc`
+        let url = format!(
+            "{}steps?token=abc",
+            closed.replacen("http://", "http://user:secret@", 1)
+        );
+        assert!(
+            url.contains("user:secret@") && url.ends_with("?token=abc"),
+            "{url}"
+        );
+        let mut s = spec(url.clone());
+        s.retries = 1;
+        s.ready_url = Some(url);
+        let target = WebhookTarget::new(&s, Path::new("")).unwrap();
+        let logs = Captured::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let err = apply(&target)
+            .with_subscriber(subscriber)
+            .await
+            .unwrap_err();
+        let ready = match target.ready(&step()).await.unwrap() {
+            Readiness::NotReady(why) => why,
+            other => panic!("{other:?}"),
+        };
+        let logs = logs.text();
+        assert!(logs.contains("webhook failed, retrying"), "{logs}");
+        for (what, text) in [
+            ("error", err.to_string()),
+            ("readiness", ready.clone()),
+            ("log", logs.clone()),
+        ] {
+            assert!(!text.contains("secret"), "{what}: {text}");
+            assert!(!text.contains("abc"), "{what}: {text}");
+            assert!(!text.contains("token"), "{what}: {text}");
+        }
+        // Still says where: the host and path, and what failed.
+        let host = closed
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        assert!(err.target.contains(&host), "{err}");
+        assert!(ready.starts_with("cannot reach http://user@"), "{ready}");
+        assert!(ready.contains("(target.webhook.readyUrl)"), "{ready}");
+        assert!(err.message.ends_with("(after 2 attempts)"), "{err}");
     }
 
     #[tokio::test]
