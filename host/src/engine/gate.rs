@@ -77,18 +77,29 @@ async fn ask_once(
         .body(body.to_vec())
         .send()
         .await;
+    // Messages end up in the audit log: no password or query (they may hold a token).
+    let url = match reqwest::Url::parse(url) {
+        Ok(u) => crate::target::webhook::shown(&u),
+        Err(_) => url.to_string(),
+    };
     let mut response = match sent {
         Ok(r) => r,
         // A malformed URL will not get better by asking again.
         Err(e) if e.is_builder() => {
             return Err((
-                format!("cannot ask {url}: {}", describe_error(&e, timeout)),
+                format!(
+                    "cannot ask {url}: {}",
+                    describe_error(&e.without_url(), timeout)
+                ),
                 false,
             ));
         }
         Err(e) => {
             return Err((
-                format!("cannot reach {url}: {}", describe_error(&e, timeout)),
+                format!(
+                    "cannot reach {url}: {}",
+                    describe_error(&e.without_url(), timeout)
+                ),
                 true,
             ));
         }
@@ -188,6 +199,21 @@ mod tests {
         let client = reqwest::Client::new();
         let payload = serde_json::json!({});
 
+        // Credentials in the URL never reach the message (it goes to the audit log).
+        let secret = refused_url()
+            .await
+            .replacen("http://", "http://bot:secret@", 1)
+            + "/gate?token=abc";
+        match ask(&client, &gate(secret, 0, 2_000), &payload).await {
+            GateAnswer::Closed(why) => {
+                assert!(
+                    why.starts_with("cannot reach http://bot@127.0.0.1:"),
+                    "{why}"
+                );
+                assert!(!why.contains("secret") && !why.contains("abc"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
         let refused = ask(&client, &gate(refused_url().await, 1, 2_000), &payload).await;
         match refused {
             GateAnswer::Closed(why) => {

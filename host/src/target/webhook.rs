@@ -187,7 +187,7 @@ impl WebhookTarget {
 
 /// A URL as logs and messages show it: without the password and the query, which may
 /// hold credentials (`https://bot@deploy.example/steps`).
-fn shown(url: &reqwest::Url) -> String {
+pub(crate) fn shown(url: &reqwest::Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_password(None);
     shown.set_query(None);
