@@ -256,8 +256,8 @@ pub enum Node {
     String(String),
     /// A sequence.
     Seq(Vec<P<Node>>),
-    /// A mapping (keys as text, in file order).
-    Map(Vec<(String, P<Node>)>),
+    /// A mapping (keys as text with their positions, in file order).
+    Map(Vec<(P<String>, P<Node>)>),
 }
 
 impl<'de> Deserialize<'de> for Node {
@@ -322,9 +322,14 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
         let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<KeyText>()? {
+        while let Some(key) = map.next_key::<P<KeyText>>()? {
             let value = map.next_value::<P<Node>>()?;
-            entries.push((key.0, value));
+            let key = P {
+                value: key.value.0,
+                line: key.line,
+                col: key.col,
+            };
+            entries.push((key, value));
         }
         Ok(Node::Map(entries))
     }
@@ -334,9 +339,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
 /// text, for errors that serde reports with a position only. The path descends through the
 /// last key (or item) starting at or before the position; it stops at a mapping that starts
 /// exactly there, so "missing field" names the mapping that lacks it. Empty when the text
-/// is not even YAML.
+/// is not even YAML (or holds a value no config could, such as `.nan`).
 pub fn path_at(text: &str, line: u64, col: u64) -> String {
-    let Ok(root) = serde_saphyr::from_str::<P<Outline>>(text) else {
+    let Ok(root) = serde_saphyr::from_str::<P<Node>>(text) else {
         return String::new();
     };
     let at = (line, col);
@@ -347,7 +352,7 @@ pub fn path_at(text: &str, line: u64, col: u64) -> String {
             break;
         }
         let next = match &node.value {
-            Outline::Map(entries) => entries
+            Node::Map(entries) => entries
                 .iter()
                 .rev()
                 .find(|(k, _)| k.line > 0 && (k.line, k.col) <= at)
@@ -355,10 +360,10 @@ pub fn path_at(text: &str, line: u64, col: u64) -> String {
                     if !path.is_empty() {
                         path.push('.');
                     }
-                    path.push_str(&k.value.0);
+                    path.push_str(&k.value);
                     v
                 }),
-            Outline::Seq(items) => items
+            Node::Seq(items) => items
                 .iter()
                 .enumerate()
                 .rev()
@@ -367,7 +372,7 @@ pub fn path_at(text: &str, line: u64, col: u64) -> String {
                     path.push_str(&format!("[{i}]"));
                     v
                 }),
-            Outline::Scalar => None,
+            Node::Null | Node::Bool(_) | Node::Number(_) | Node::String(_) => None,
         };
         match next {
             Some(child) => node = child,
@@ -375,70 +380,6 @@ pub fn path_at(text: &str, line: u64, col: u64) -> String {
         }
     }
     path
-}
-
-/// A document's shape with the positions of keys and values, values themselves dropped.
-enum Outline {
-    Scalar,
-    Seq(Vec<P<Outline>>),
-    Map(Vec<(P<KeyText>, P<Outline>)>),
-}
-
-impl<'de> Deserialize<'de> for Outline {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Outline;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any YAML value")
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Outline, D::Error> {
-                Outline::deserialize(d)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_i128<E: de::Error>(self, _: i128) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_u128<E: de::Error>(self, _: u128) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Outline, E> {
-                Ok(Outline::Scalar)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Outline, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<P<Outline>>()? {
-                    items.push(item);
-                }
-                Ok(Outline::Seq(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Outline, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(key) = map.next_key::<P<KeyText>>()? {
-                    entries.push((key, map.next_value::<P<Outline>>()?));
-                }
-                Ok(Outline::Map(entries))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
 }
 
 /// A mapping key as text (YAML allows numbers and booleans as keys; JSON wants strings).

@@ -866,6 +866,7 @@ impl Loader {
             }
             Node::Map(entries) => {
                 for (key, value) in entries {
+                    let key = &key.value;
                     self.check_node(src, value, &format!("{path}.{key}"), declared, owner);
                 }
             }
@@ -1213,7 +1214,7 @@ fn to_json(node: &Node) -> Value {
         Node::Map(entries) => Value::Object(
             entries
                 .iter()
-                .map(|(k, v)| (k.clone(), to_json(&v.value)))
+                .map(|(k, v)| (k.value.clone(), to_json(&v.value)))
                 .collect(),
         ),
     }
