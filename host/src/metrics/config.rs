@@ -164,12 +164,55 @@ pub fn valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// What is wrong with a backend's spec regardless of its files and credentials: each
+/// problem with the field path it is about. The spec loader and [`build`] share it.
+pub fn problems(spec: &BackendSpec) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let types = [
+        spec.prometheus.is_some(),
+        spec.replay.is_some(),
+        spec.datadog.is_some(),
+    ];
+    match types.iter().filter(|t| **t).count() {
+        0 => out.push((
+            "spec",
+            "spec needs one backend type: prometheus, datadog or replay",
+        )),
+        1 => {}
+        _ => out.push((
+            "spec",
+            "spec sets more than one backend type; a MetricBackend has exactly one",
+        )),
+    }
+    if spec.max_concurrency == Some(0) {
+        out.push(("spec.maxConcurrency", "must be at least 1"));
+    }
+    out
+}
+
 /// Build one backend.
 pub fn build(
     doc: &MetricBackendDoc,
     base: &Path,
 ) -> Result<(Arc<dyn Backend>, BackendOptions), String> {
+    build_aligned(doc, base, None)
+}
+
+/// [`build`], with a replay backend's recording shifted to start at `replay_origin_ms` (the
+/// rollout's start) when given, so recorded metrics replay along a rollout.
+pub fn build_aligned(
+    doc: &MetricBackendDoc,
+    base: &Path,
+    replay_origin_ms: Option<i64>,
+) -> Result<(Arc<dyn Backend>, BackendOptions), String> {
     let spec = &doc.spec;
+    if let Some((path, message)) = problems(spec).into_iter().next() {
+        return Err(if path == "spec" {
+            message.to_string()
+        } else {
+            format!("{path} {message}")
+        });
+    }
     let options = BackendOptions {
         max_concurrency: spec
             .max_concurrency
@@ -178,22 +221,15 @@ pub fn build(
             .max_points
             .unwrap_or(BackendOptions::default().max_points),
     };
-    if options.max_concurrency == 0 {
-        return Err("spec.maxConcurrency must be at least 1".into());
-    }
-    let types = [
-        spec.prometheus.is_some(),
-        spec.replay.is_some(),
-        spec.datadog.is_some(),
-    ];
-    if types.iter().filter(|t| **t).count() > 1 {
-        return Err("spec sets more than one backend type; a MetricBackend has exactly one".into());
-    }
     let backend: Arc<dyn Backend> = if let Some(p) = &spec.prometheus {
         Arc::new(Prometheus::new(p).map_err(|e| format!("spec.prometheus.{e}"))?)
     } else if let Some(r) = &spec.replay {
         let file = base.join(&r.file);
-        Arc::new(Replay::open(&file).map_err(|e| format!("spec.replay.file: {e}"))?)
+        let replay = Replay::open(&file).map_err(|e| format!("spec.replay.file: {e}"))?;
+        match replay_origin_ms {
+            Some(origin) => Arc::new(replay.aligned_to(origin)),
+            None => Arc::new(replay),
+        }
     } else if let Some(d) = &spec.datadog {
         datadog(d)?
     } else {
@@ -258,24 +294,6 @@ pub fn load(paths: &[PathBuf]) -> Result<Backends, Vec<ConfigError>> {
         Ok(backends)
     } else {
         Err(errors)
-    }
-}
-
-/// [`build`], with a replay backend's recording shifted to start at `replay_origin_ms` (the
-/// rollout's start) when given, so recorded metrics replay along a rollout.
-pub fn build_aligned(
-    doc: &MetricBackendDoc,
-    base: &Path,
-    replay_origin_ms: Option<i64>,
-) -> Result<(Arc<dyn Backend>, BackendOptions), String> {
-    match (&doc.spec.replay, replay_origin_ms) {
-        (Some(r), Some(origin)) if doc.spec.prometheus.is_none() && doc.spec.datadog.is_none() => {
-            let (_, options) = build(doc, base)?;
-            let file = base.join(&r.file);
-            let replay = Replay::open(&file).map_err(|e| format!("spec.replay.file: {e}"))?;
-            Ok((Arc::new(replay.aligned_to(origin)), options))
-        }
-        _ => build(doc, base),
     }
 }
 

@@ -400,23 +400,8 @@ impl Loader {
     }
 
     fn check_backend(&mut self, src: &Src, doc: &MetricBackendDoc) {
-        let spec = &doc.spec;
-        let types = [
-            spec.prometheus.is_some(),
-            spec.replay.is_some(),
-            spec.datadog.is_some(),
-        ];
-        let message = match types.iter().filter(|t| **t).count() {
-            0 => Some("spec needs one backend type: prometheus, datadog or replay"),
-            1 => None,
-            _ => Some("spec sets more than one backend type; a MetricBackend has exactly one"),
-        };
-        if let Some(message) = message {
-            self.errors.push(src.err_doc("spec", message));
-        }
-        if spec.max_concurrency == Some(0) {
-            self.errors
-                .push(src.err_doc("spec.maxConcurrency", "must be at least 1"));
+        for (path, message) in crate::metrics::config::problems(&doc.spec) {
+            self.errors.push(src.err_doc(path, message));
         }
     }
 
