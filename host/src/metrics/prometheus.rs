@@ -14,7 +14,7 @@
 //! rate-limited, 503 with `errorType` timeout or a client timeout → timeout, 5xx and
 //! connection failures → unavailable.
 
-use super::secret::{Secret, SecretRef, redact};
+use super::secret::{Secret, SecretRef, literal_or_secret, redact};
 use super::{
     Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window, error_chain,
     snippet,
@@ -113,18 +113,6 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// A literal, or a secret when written as a reference.
-fn literal_or_secret(value: &str, secrets: &mut Vec<Secret>) -> Result<String, String> {
-    if value.starts_with("env:") || value.starts_with("file:") {
-        let secret = SecretRef::parse(value)?.resolve()?;
-        let exposed = secret.expose().to_string();
-        secrets.push(secret);
-        Ok(exposed)
-    } else {
-        Ok(value.to_string())
-    }
-}
-
 fn sensitive(value: &str, what: &str) -> Result<HeaderValue, String> {
     let mut v = HeaderValue::from_str(value)
         .map_err(|_| format!("{what} contains characters not allowed in an HTTP header"))?;
@@ -160,7 +148,7 @@ impl Prometheus {
         for (name, value) in &config.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            let value = literal_or_secret(value, &mut secrets)
+            let (value, _) = literal_or_secret(value, None, &mut secrets)
                 .map_err(|e| format!("headers.{name}: {e}"))?;
             headers.insert(header, sensitive(&value, &format!("headers.{name}"))?);
         }
@@ -178,7 +166,7 @@ impl Prometheus {
             if config.bearer_token.is_some() {
                 return Err("set either bearerToken or basicAuth, not both".into());
             }
-            let user = literal_or_secret(&basic.username, &mut secrets)
+            let (user, _) = literal_or_secret(&basic.username, None, &mut secrets)
                 .map_err(|e| format!("basicAuth.username: {e}"))?;
             let password = SecretRef::parse(&basic.password)
                 .and_then(|r| r.resolve())

@@ -59,6 +59,27 @@ impl SecretRef {
     }
 }
 
+/// A value that is either written literally or, as `env:NAME` / `file:PATH`, a secret:
+/// `(value, is_secret)`. A secret is also pushed onto `secrets` so errors can be scrubbed
+/// of it. A relative `file:` path resolves against `base` when given.
+pub fn literal_or_secret(
+    value: &str,
+    base: Option<&std::path::Path>,
+    secrets: &mut Vec<Secret>,
+) -> Result<(String, bool), String> {
+    if !(value.starts_with("env:") || value.starts_with("file:")) {
+        return Ok((value.to_string(), false));
+    }
+    let reference = match (SecretRef::parse(value)?, base) {
+        (SecretRef::File(p), Some(base)) if p.is_relative() => SecretRef::File(base.join(p)),
+        (other, _) => other,
+    };
+    let secret = reference.resolve()?;
+    let exposed = secret.expose().to_string();
+    secrets.push(secret);
+    Ok((exposed, true))
+}
+
 /// A credential's value. Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

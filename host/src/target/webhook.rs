@@ -22,7 +22,7 @@ use super::{
     Applied, CAPTURE_BYTES, OUTPUT_TAIL_BYTES, Readiness, Step, Tail, Target, TargetError,
 };
 use crate::metrics::BoxFuture;
-use crate::metrics::secret::{Secret, SecretRef, redact};
+use crate::metrics::secret::{Secret, literal_or_secret, redact};
 use crate::spec::model::WebhookTargetSpec;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -89,19 +89,8 @@ impl WebhookTarget {
                     "{field}: rollgate sets this header itself; remove it"
                 ));
             }
-            let (value, sensitive) = if value.starts_with("env:") || value.starts_with("file:") {
-                let reference =
-                    match SecretRef::parse(value).map_err(|e| format!("{field}: {e}"))? {
-                        SecretRef::File(p) if p.is_relative() => SecretRef::File(base_dir.join(p)),
-                        other => other,
-                    };
-                let secret = reference.resolve().map_err(|e| format!("{field}: {e}"))?;
-                let exposed = secret.expose().to_string();
-                secrets.push(secret);
-                (exposed, true)
-            } else {
-                (value.clone(), false)
-            };
+            let (value, sensitive) = literal_or_secret(value, Some(base_dir), &mut secrets)
+                .map_err(|e| format!("{field}: {e}"))?;
             let mut value = HeaderValue::from_str(&value).map_err(|_| {
                 format!("{field}: the value contains characters not allowed in an HTTP header")
             })?;
