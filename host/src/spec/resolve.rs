@@ -1031,7 +1031,7 @@ impl Loader {
                         mdoc.interval.as_ref().unwrap_or(&mdoc.name),
                         format!("spec.metrics[{}].interval", index_of(&tdoc, &m.name)),
                         format!(
-                            "metric {:?} (used by phase {phase:?} at {}) has an interval but no count or consecutiveSuccessLimit, so the phase would never end; set one (only background metrics may run indefinitely)",
+                            "metric {:?} (used by phase {phase:?} at {}) has an interval but no count, and no consecutiveSuccessLimit with a failureLimit of 0 or more, so the phase might never end; set a count (only background metrics may run indefinitely)",
                             m.name,
                             src.here(r)
                         ),
@@ -1079,7 +1079,7 @@ impl Loader {
                     mdoc.interval.as_ref().unwrap_or(&mdoc.name),
                     format!("{mpath}.interval"),
                     format!(
-                        "metric {:?} has an interval but no count or consecutiveSuccessLimit, so the phase would never end; set one (only background metrics may run indefinitely)",
+                        "metric {:?} has an interval but no count, and no consecutiveSuccessLimit with a failureLimit of 0 or more, so the phase might never end; set a count (only background metrics may run indefinitely)",
                         m.name
                     ),
                 ));
@@ -1099,9 +1099,13 @@ fn index_of(doc: &docs::TemplateDoc, metric: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// A phase metric that measures on an interval with nothing that ends it.
+/// A phase metric that measures on an interval with nothing that ends it: no count, and
+/// no consecutiveSuccessLimit, or one that alternating verdicts never reach while
+/// failureLimit -1 never fails it.
 fn runs_forever(m: &MetricSpec) -> bool {
-    m.interval_ms.is_some() && m.count.is_none() && m.consecutive_success_limit.is_none()
+    m.interval_ms.is_some()
+        && m.count.is_none()
+        && (m.consecutive_success_limit.is_none() || m.failure_limit < 0)
 }
 
 // ---- args ----

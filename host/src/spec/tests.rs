@@ -397,8 +397,26 @@ fn broken_documents_say_where_and_what() {
                 "              config: {service: \"{{args.service}}\"}\n            interval: 1m",
             ),
             vec![
-                "specs/all.yaml:68:23: spec.phases[0].verification.metrics[0].interval: metric \"latency\" has an interval but no count or consecutiveSuccessLimit, so the phase would never end; set one (only background metrics may run indefinitely)",
+                "specs/all.yaml:68:23: spec.phases[0].verification.metrics[0].interval: metric \"latency\" has an interval but no count, and no consecutiveSuccessLimit with a failureLimit of 0 or more, so the phase might never end; set a count (only background metrics may run indefinitely)",
             ],
+        ),
+        (
+            "phase metric whose success streak may never come",
+            g.replace(
+                "              config: {service: \"{{args.service}}\"}",
+                "              config: {service: \"{{args.service}}\"}\n            interval: 1m\n            consecutiveSuccessLimit: 3\n            failureLimit: -1",
+            ),
+            vec![
+                "specs/all.yaml:68:23: spec.phases[0].verification.metrics[0].interval: metric \"latency\" has an interval but no count, and no consecutiveSuccessLimit with a failureLimit of 0 or more, so the phase might never end; set a count (only background metrics may run indefinitely)",
+            ],
+        ),
+        (
+            "a success streak ends a phase metric when failures are limited",
+            g.replace(
+                "              config: {service: \"{{args.service}}\"}",
+                "              config: {service: \"{{args.service}}\"}\n            interval: 1m\n            consecutiveSuccessLimit: 3",
+            ),
+            vec!["<loaded>"],
         ),
         (
             "unknown starting phase",
