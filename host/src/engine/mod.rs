@@ -630,14 +630,20 @@ impl Run<'_> {
         }
     }
 
+    /// Pause and count it: operator and policy pauses are what the policy sees (maxPauses).
     fn pause(&mut self, reason: PauseReason, wake: Option<i64>, message: String) {
-        self.cp.state = State::Paused(reason);
-        self.cp.wake_ms = wake;
         self.cp.pauses.push(PauseEntry {
             phase: self.phase_name(),
             reason: message.clone(),
             at_ms: self.now(),
         });
+        self.hold(reason, wake, message);
+    }
+
+    /// Pause without counting it: a phase's own pause, a gate not yet confirming.
+    fn hold(&mut self, reason: PauseReason, wake: Option<i64>, message: String) {
+        self.cp.state = State::Paused(reason);
+        self.cp.wake_ms = wake;
         self.cp.message = message;
     }
 
@@ -796,22 +802,20 @@ impl Run<'_> {
                     None => self.cp.stage = Stage::GateAfter,
                     Some(PauseSpec::Timed(ms)) => {
                         let until = self.after(ms);
-                        self.pause(
+                        self.hold(
                             PauseReason::Step,
                             Some(until),
                             format!("phase pause of {}", human_ms(ms)),
                         );
-                        self.cp.pauses.pop();
                         let msg = self.cp.message.clone();
                         self.audit(ENGINE_ACTOR, "pause", msg, before);
                     }
                     Some(PauseSpec::Indefinite) => {
-                        self.pause(
+                        self.hold(
                             PauseReason::Step,
                             None,
                             "phase pause: waiting for an operator to promote".into(),
                         );
-                        self.cp.pauses.pop();
                         let msg = self.cp.message.clone();
                         self.audit(ENGINE_ACTOR, "pause", msg, before);
                     }
@@ -878,12 +882,11 @@ impl Run<'_> {
                 }
                 gate::GateAnswer::Closed(why) => {
                     let wake = self.after(g.interval_ms.max(1));
-                    self.pause(
+                    self.hold(
                         PauseReason::Gate,
                         Some(wake),
                         format!("gate {:?} has not confirmed: {why}", g.name),
                     );
-                    self.cp.pauses.pop();
                     let msg = self.cp.message.clone();
                     self.audit(&format!("gate:{}", g.name), "gate-closed", msg, before);
                     return self.commit(&[], &[]).await;
