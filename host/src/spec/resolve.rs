@@ -1510,26 +1510,44 @@ impl Loader {
         })
     }
 
+    /// A choice of exactly one field (`what` sets one of `options`); false after reporting.
+    fn exactly_one<T>(
+        &mut self,
+        src: &Src,
+        at: &P<T>,
+        path: &str,
+        what: &str,
+        options: &[(&str, bool)],
+    ) -> bool {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let set: Vec<&str> = options
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect();
+        if set.len() == 1 {
+            return true;
+        }
+        let message = if set.is_empty() {
+            format!("the {what} needs one of {}", names.join(", "))
+        } else {
+            format!(
+                "the {what} sets {}; set exactly one of {}",
+                set.join(" and "),
+                names.join(", ")
+            )
+        };
+        self.errors.push(src.err(at, path, message));
+        false
+    }
+
     fn target(&mut self, src: &Src, t: &P<docs::TargetDoc>) -> Option<TargetSpec> {
-        let set: Vec<&str> = [
+        let options = [
             ("exec", t.value.exec.is_some()),
             ("webhook", t.value.webhook.is_some()),
             ("none", t.value.none.is_some()),
-        ]
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(n, _)| *n)
-        .collect();
-        if set.len() != 1 {
-            let message = if set.is_empty() {
-                "the target needs one of exec, webhook, none".to_string()
-            } else {
-                format!(
-                    "the target sets {}; set exactly one of exec, webhook, none",
-                    set.join(" and ")
-                )
-            };
-            self.errors.push(src.err(t, "spec.target", message));
+        ];
+        if !self.exactly_one(src, t, "spec.target", "target", &options) {
             return None;
         }
         if let Some(e) = &t.value.exec {
@@ -1602,25 +1620,12 @@ impl Loader {
     }
 
     fn strategy(&mut self, src: &Src, s: &P<docs::StrategyDoc>) -> Option<Strategy> {
-        let set: Vec<&str> = [
+        let options = [
             ("canary", s.value.canary.is_some()),
             ("rolling", s.value.rolling.is_some()),
             ("blueGreen", s.value.blue_green.is_some()),
-        ]
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(n, _)| *n)
-        .collect();
-        if set.len() != 1 {
-            let message = if set.is_empty() {
-                "the strategy needs one of canary, rolling, blueGreen".to_string()
-            } else {
-                format!(
-                    "the strategy sets {}; set exactly one of canary, rolling, blueGreen",
-                    set.join(" and ")
-                )
-            };
-            self.errors.push(src.err(s, "spec.strategy", message));
+        ];
+        if !self.exactly_one(src, s, "spec.strategy", "strategy", &options) {
             return None;
         }
         if s.value.canary.is_some() {

@@ -562,7 +562,8 @@ impl Store {
         .collect()
     }
 
-    /// Leave an action for the runner of rollout `rollout` (by name); returns its id.
+    /// Leave an action for the runner of the run `rollout_id`; returns its id. Fails with
+    /// [`StoreError::NotFound`] when there is no such run.
     pub async fn request_action(
         &self,
         rollout_id: i64,
