@@ -1227,7 +1227,18 @@ impl Run<'_> {
                 let binding =
                     MetricsBinding::new(self.engine.metrics.clone(), spec.backend.iter().cloned());
                 let config = spec.config.to_string();
-                match plugin.measure(&config, &context, Some(binding)).await {
+                let span = tracing::info_span!(
+                    "metric",
+                    phase = %context.phase,
+                    metric = %spec.name,
+                    plugin = %spec.plugin,
+                    background = which == Which::Background
+                );
+                match plugin
+                    .measure(&config, &context, Some(binding))
+                    .instrument(span)
+                    .await
+                {
                     Ok(m) => Observation::Measured(m),
                     Err(e) => Observation::Error(e.to_string()),
                 }
