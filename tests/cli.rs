@@ -242,3 +242,118 @@ fn schema_prints_and_writes_every_kind() {
         unknown.stderr
     );
 }
+
+/// `rollgate` in `dir` (for relative paths in its messages).
+fn rollgate_in(dir: &std::path::Path, args: &[&str]) -> Run {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_rollgate"))
+        .args(args)
+        .current_dir(dir)
+        .env("ROLLGATE_CACHE_DIR", cache.path())
+        .output()
+        .expect("rollgate runs");
+    Run {
+        code: out.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every example lints clean.
+#[test]
+fn lint_is_silent_on_every_example() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples/") {
+        let dir = entry.expect("entry").path();
+        if !dir.is_dir()
+            || !std::fs::read_dir(&dir)
+                .expect("dir")
+                .flatten()
+                .any(|f| f.path().extension().is_some_and(|e| e == "yaml"))
+        {
+            continue;
+        }
+        let run = rollgate(&["lint", dir.to_str().expect("utf-8")]);
+        assert_eq!(
+            run.code,
+            0,
+            "{}: {}{}",
+            dir.display(),
+            run.stdout,
+            run.stderr
+        );
+        assert!(run.stdout.starts_with("ok: "), "{}", run.stdout);
+        seen += 1;
+    }
+    assert!(
+        seen >= 1,
+        "no example with YAML under {}",
+        examples.display()
+    );
+}
+
+/// Known-bad variants of the canary example: each problem found, where it is written, and
+/// all of them in one run.
+#[test]
+fn lint_finds_each_broken_document_and_says_where() {
+    let canary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
+    // (file, from, to, expected line on stdout)
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "templates.yaml",
+            r#"condition: "< {{args.max-error-ratio}}""#,
+            r#"condition: "about {{args.max-error-ratio}}""#,
+            "templates.yaml:17:11: spec.metrics[0].provider.config.condition: condition \"about 0.05\" not understood",
+        ),
+        (
+            "templates.yaml",
+            "count: 4",
+            "count: four",
+            "templates.yaml:23:14: spec.metrics[0].count: invalid u32: expected a whole number, 0 or more",
+        ),
+        (
+            "rollouts.yaml",
+            "      weight: 25\n",
+            "      weight: 25\n      wieght: 30\n",
+            "rollouts.yaml:25:7: spec.phases[1].wieght: unknown field `wieght`",
+        ),
+        (
+            "backends.yaml",
+            "file: error-ratio.om",
+            "file: missing.om",
+            "spec.replay.file: cannot read",
+        ),
+    ];
+    for (file, from, to, expected) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for entry in std::fs::read_dir(&canary).expect("canary") {
+            let path = entry.expect("entry").path();
+            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+        }
+        let target = dir.path().join(file);
+        let text = std::fs::read_to_string(&target).expect("read");
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&target, text.replacen(from, to, 1)).expect("write");
+        let run = rollgate_in(dir.path(), &["lint", "."]);
+        assert_eq!(run.code, 1, "{to}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.lines().any(|l| l.contains(expected)),
+            "{to}: expected a line with {expected:?} in\n{}",
+            run.stdout
+        );
+        assert!(run.stderr.contains("problem(s)"), "{}", run.stderr);
+
+        let json = rollgate_in(dir.path(), &["lint", ".", "--format", "json"]);
+        assert_eq!(json.code, 1);
+        let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+        assert_eq!(v["ok"], false);
+        let problems = v["problems"].as_array().expect("problems");
+        assert!(!problems.is_empty());
+        assert!(
+            problems
+                .iter()
+                .all(|p| p["message"].as_str().is_some_and(|m| !m.is_empty()))
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! Commands print for humans by default and JSON with `--format json`; exit codes are
 //! documented per command.
 
+mod lint;
 mod metrics;
 mod plugin;
 mod run;
@@ -30,6 +31,8 @@ enum Command {
     Metrics(metrics::MetricsCommand),
     /// Run rollouts in the foreground to a final state (resuming unfinished runs).
     Run(run::RunArgs),
+    /// Check spec files as `rollgate run` would, without running: every problem at once.
+    Lint(lint::LintArgs),
     /// Print (or write) the JSON Schema of each document kind, for editors and CI.
     Schema(schema::SchemaArgs),
     /// Hold a running rollout at its current weight.
@@ -127,6 +130,7 @@ pub fn main() -> ExitCode {
             Command::Metrics(cmd) => metrics::run(cmd).await,
             Command::Run(args) => run::run(args).await,
             Command::Schema(args) => schema::run(args),
+            Command::Lint(args) => lint::run(args).await,
             Command::Pause(args) => run::action(Action::Pause, args).await,
             Command::Resume(args) => run::action(Action::Resume, args).await,
             Command::Promote(args) => run::action(Action::Promote, args).await,

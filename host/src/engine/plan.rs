@@ -195,6 +195,7 @@ mod tests {
             failure_policy: PolicyRef {
                 plugin: "default-policy".into(),
                 config: serde_json::json!({}),
+                config_at: None,
             },
             progress_deadline_ms: None,
             on_deadline: DeadlineAction::Fail,

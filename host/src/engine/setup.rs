@@ -9,7 +9,9 @@ use super::Plugins;
 use crate::metrics::Backends;
 use crate::metrics::config::{self, ConfigError};
 use crate::plugin::{Limits, LoadOptions, PluginHost, PluginKind, PluginSource};
-use crate::spec::model::{Bundle, MetricSpec, PluginSourceSpec, PluginSpec, RolloutSpec};
+use crate::spec::model::{
+    Bundle, MetricSpec, PluginSourceSpec, PluginSpec, RolloutSpec, SourcePos,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -60,7 +62,7 @@ pub async fn plugins(
     bundle: &Bundle,
     rollouts: &[&RolloutSpec],
     deterministic: bool,
-) -> Result<Plugins, Vec<String>> {
+) -> Result<Plugins, Vec<Problem>> {
     // name → kind expected
     let mut wanted: BTreeMap<String, PluginKind> = BTreeMap::new();
     let mut errors = Vec::new();
@@ -84,6 +86,9 @@ pub async fn plugins(
         }
     }
     let mut plugins = Plugins::new();
+    // Problems inside a plugin's configuration, with where it is written.
+    let mut found: Vec<Problem> = Vec::new();
+    let mut checked = std::collections::HashSet::new();
     for (name, kind) in &wanted {
         let spec = bundle.plugins.get(name);
         let (source, options) = match spec {
@@ -110,14 +115,14 @@ pub async fn plugins(
     for r in rollouts {
         if let Some(p) = plugins.get(&r.failure_policy.plugin) {
             match p.validate(&r.failure_policy.config.to_string()).await {
-                Ok(problems) => errors.extend(problems.into_iter().map(|c| {
-                    format!(
-                        "{}: rollout {:?}: failurePolicy.config{}: {} (plugin {:?})",
-                        r.file.display(),
-                        r.name,
-                        pointer(&c.path),
-                        c.message,
-                        r.failure_policy.plugin
+                Ok(problems) => found.extend(problems.into_iter().map(|c| {
+                    Problem::at(
+                        r.failure_policy.config_at.as_ref(),
+                        &c.path,
+                        format!(
+                            "{} (rollout {:?}, policy plugin {:?})",
+                            c.message, r.name, r.failure_policy.plugin
+                        ),
                     )
                 })),
                 Err(e) => errors.push(format!("rollout {:?}: failure policy: {e}", r.name)),
@@ -127,26 +132,75 @@ pub async fn plugins(
             let Some(p) = plugins.get(&m.plugin) else {
                 continue;
             };
+            // A template used by several phases: one check of the same config in one place.
+            let key = (m.plugin.clone(), m.config.to_string(), m.config_at.clone());
+            if !checked.insert(key) {
+                continue;
+            }
             match p.validate(&m.config.to_string()).await {
-                Ok(problems) => errors.extend(problems.into_iter().map(|c| {
-                    format!(
-                        "{}: rollout {:?}, {place}, metric {:?}: provider.config{}: {} (plugin {:?})",
-                        r.file.display(),
-                        r.name,
-                        m.name,
-                        pointer(&c.path),
-                        c.message,
-                        m.plugin
+                Ok(problems) => found.extend(problems.into_iter().map(|c| {
+                    Problem::at(
+                        m.config_at.as_ref(),
+                        &c.path,
+                        format!(
+                            "{} (rollout {:?}, {place}, metric {:?}, plugin {:?})",
+                            c.message, r.name, m.name, m.plugin
+                        ),
                     )
                 })),
                 Err(e) => errors.push(format!("rollout {:?}, metric {:?}: {e}", r.name, m.name)),
             }
         }
     }
-    if errors.is_empty() {
+    let mut all: Vec<Problem> = errors.into_iter().map(Problem::new).collect();
+    all.extend(found);
+    if all.is_empty() {
         Ok(plugins)
     } else {
-        Err(errors)
+        Err(all)
+    }
+}
+
+/// A problem found while setting up a rollout's plugins, where it is written when known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Where: the configuration's position and the field path (JSON pointer appended).
+    pub at: Option<SourcePos>,
+    /// What, and what to do.
+    pub message: String,
+}
+
+impl Problem {
+    fn new(message: String) -> Problem {
+        Problem { at: None, message }
+    }
+
+    /// A problem inside a configuration written at `at`, at the JSON pointer `pointer_path`.
+    fn at(at: Option<&SourcePos>, pointer_path: &str, message: String) -> Problem {
+        Problem {
+            at: at.map(|a| SourcePos {
+                path: format!("{}{}", a.path, pointer(pointer_path)),
+                ..a.clone()
+            }),
+            message,
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.at {
+            Some(a) => write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                a.file.display(),
+                a.line,
+                a.col,
+                a.path,
+                self.message
+            ),
+            None => f.write_str(&self.message),
+        }
     }
 }
 

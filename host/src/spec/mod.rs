@@ -114,14 +114,19 @@ pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
 /// Errors name files as an operator would type them: relative to the current directory
 /// when they are below it (the bundle itself keeps absolute paths).
 fn shorten(mut errors: Vec<SpecError>) -> Vec<SpecError> {
-    if let Ok(cwd) = std::env::current_dir() {
-        for e in &mut errors {
-            if let Ok(rel) = e.file.strip_prefix(&cwd) {
-                e.file = rel.to_path_buf();
-            }
-        }
+    for e in &mut errors {
+        e.file = shown_path(&e.file);
     }
     errors
+}
+
+/// A spec file's path as messages show it: relative to the current directory when it is
+/// below it, else as it is.
+pub fn shown_path(file: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| file.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| file.to_path_buf())
 }
 
 /// Load the documents of one file's text; `file` names it in errors and relative paths

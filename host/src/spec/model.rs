@@ -133,6 +133,23 @@ pub struct MetricSpec {
     pub retention: u32,
     /// The args in effect (passed to the plugin in its context).
     pub args: BTreeMap<String, String>,
+    /// Where `provider.config` is written, for problems the plugin finds in it later.
+    #[serde(default)]
+    pub config_at: Option<SourcePos>,
+}
+
+/// Where a value is written in the spec files, for problems found after loading (a
+/// plugin checking its configuration): `file:line:col` and the field path.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct SourcePos {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// The field path (`spec.metrics[0].provider.config`).
+    pub path: String,
 }
 
 /// What a `no-data` verdict counts as.
@@ -193,6 +210,9 @@ pub struct PolicyRef {
     pub plugin: String,
     /// Its configuration (JSON).
     pub config: serde_json::Value,
+    /// Where the configuration is written.
+    #[serde(default)]
+    pub config_at: Option<SourcePos>,
 }
 
 /// What an exceeded progress deadline does.

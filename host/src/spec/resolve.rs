@@ -44,6 +44,17 @@ impl Src {
         }
     }
 
+    /// Where `p` is written, as a [`SourcePos`].
+    fn at<T>(&self, p: &P<T>, path: &str) -> SourcePos {
+        let (line, col) = self.pos(p);
+        SourcePos {
+            file: self.file.clone(),
+            line,
+            col,
+            path: path.to_string(),
+        }
+    }
+
     fn err<T>(&self, p: &P<T>, path: impl Into<String>, message: impl Into<String>) -> SpecError {
         let (line, col) = self.pos(p);
         self.err_at(line, col, path, message)
@@ -698,6 +709,11 @@ impl Loader {
                     .push(src.err(b, format!("{path}.provider.backend"), message));
             }
         }
+        let config_at = m
+            .provider
+            .config
+            .as_ref()
+            .map(|node| src.at(node, &format!("{path}.provider.config")));
         let config = match &m.provider.config {
             Some(node) => {
                 self.check_node(
@@ -802,6 +818,7 @@ impl Loader {
             dry_run: m.dry_run.unwrap_or(false),
             retention: m.measurement_retention.as_ref().map_or(10, |r| r.value),
             args: BTreeMap::new(),
+            config_at,
         })
     }
 
@@ -1422,6 +1439,7 @@ impl Loader {
             None => PolicyRef {
                 plugin: "default-policy".into(),
                 config: Value::Object(Default::default()),
+                config_at: None,
             },
             Some(p) => {
                 if let Some(plugin) = &p.plugin {
@@ -1436,6 +1454,10 @@ impl Loader {
                         .config
                         .as_ref()
                         .map_or_else(|| Value::Object(Default::default()), |c| to_json(&c.value)),
+                    config_at: p
+                        .config
+                        .as_ref()
+                        .map(|c| src.at(c, "spec.failurePolicy.config")),
                 }
             }
         };

@@ -565,7 +565,14 @@ fn variants_resolve_to_the_model() {
         PolicyRef {
             plugin: "latency-check".into(),
             config: json!({"failed": "rollback"}),
+            config_at: r.failure_policy.config_at.clone(),
         }
+    );
+    // Where the configuration is written, for problems a plugin finds in it later.
+    let at = r.failure_policy.config_at.clone().expect("config position");
+    assert_eq!(
+        (at.file.clone(), at.line, at.col, at.path.as_str()),
+        (file(), 87, 50, "spec.failurePolicy.config")
     );
 
     let builtin = g

@@ -450,6 +450,7 @@ pub(crate) mod tests {
             dry_run: false,
             retention: 10,
             args: BTreeMap::new(),
+            config_at: None,
         }
     }
 

@@ -1,0 +1,153 @@
+//! `rollgate lint PATH…`: everything `rollgate run` checks before it touches anything, and
+//! nothing more — documents, references, args, backends, plugins and every plugin's own
+//! check of its configuration — reported all at once, each with where and what to do.
+
+use super::{Format, Out, exit};
+use crate::engine::setup;
+use crate::plugin::{HostConfig, PluginHost};
+use clap::Args;
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// Arguments of `rollgate lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Spec files and folders (every *.yaml / *.yml below a folder).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Where compiled plugins are cached (default: the user cache folder).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// One problem, as tools read it.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Finding {
+    /// The file, when known.
+    pub file: Option<String>,
+    /// 1-based line (0: the whole file or unknown).
+    pub line: usize,
+    /// 1-based column (0: unknown).
+    pub col: usize,
+    /// The field path (`spec.phases[1].weight`), when known.
+    pub path: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{file}:{}:{}: ", self.line, self.col)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Exit 0 when clean, 1 with problems (all printed), 3 when the plugin host cannot start.
+pub async fn run(args: LintArgs) -> u8 {
+    let mut out = Out::default();
+    let code = inner(&args, &mut out).await;
+    out.flush();
+    code
+}
+
+async fn inner(args: &LintArgs, out: &mut Out) -> u8 {
+    let (findings, summary) = match lint(args).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.err(format!("rollgate lint: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    match args.format {
+        Format::Json => out.line(
+            serde_json::json!({"ok": findings.is_empty(), "problems": findings, "checked": summary})
+                .to_string(),
+        ),
+        Format::Human => {
+            for f in &findings {
+                out.line(f.to_string());
+            }
+            if findings.is_empty() {
+                out.line(format!("ok: {summary}"));
+            } else {
+                out.err(format!("{} problem(s)", findings.len()));
+            }
+        }
+    }
+    if findings.is_empty() {
+        exit::OK
+    } else {
+        exit::PROBLEMS
+    }
+}
+
+/// The problems of the files, and what was checked (for the all-clear line).
+async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, String), String> {
+    let bundle = match crate::spec::load(&args.paths) {
+        Ok(b) => b,
+        Err(errors) => {
+            // References are checked by the loader too; plugins need a loaded bundle.
+            let findings = errors
+                .into_iter()
+                .map(|e| Finding {
+                    file: Some(e.file.display().to_string()),
+                    line: e.line,
+                    col: e.col,
+                    path: e.path,
+                    message: e.message,
+                })
+                .collect();
+            return Ok((findings, String::new()));
+        }
+    };
+    let mut findings = Vec::new();
+    if let Err(errors) = setup::backends(&bundle, None) {
+        findings.extend(errors.into_iter().map(|e| Finding {
+            file: None,
+            line: 0,
+            col: 0,
+            path: String::new(),
+            message: e.to_string(),
+        }));
+    }
+    let mut config = HostConfig::default();
+    if let Some(dir) = &args.cache_dir {
+        config.cache = crate::plugin::ComponentCache::at(dir.clone());
+    }
+    let host = PluginHost::new(config).map_err(|e| e.to_string())?;
+    let rollouts: Vec<_> = bundle.rollouts.iter().collect();
+    if let Err(problems) = setup::plugins(&host, &bundle, &rollouts, false).await {
+        findings.extend(problems.into_iter().map(|p| match p.at {
+            Some(at) => Finding {
+                file: Some(crate::spec::shown_path(&at.file).display().to_string()),
+                line: at.line,
+                col: at.col,
+                path: at.path,
+                message: p.message,
+            },
+            None => Finding {
+                file: None,
+                line: 0,
+                col: 0,
+                path: String::new(),
+                message: p.message,
+            },
+        }));
+    }
+    let summary = format!(
+        "{} rollout(s), {} template(s), {} backend(s), {} plugin(s)",
+        bundle.rollouts.len(),
+        bundle.templates.len(),
+        bundle.backends.len(),
+        bundle.plugins.len()
+    );
+    Ok((findings, summary))
+}
