@@ -1,44 +1,11 @@
 //! The `rollgate` binary, run for real: `plugin inspect`, `plugin check` and `schema`, each exit code
 //! reached for its reason.
 
+mod common;
+
 use rollgate::plugin::artifacts::test_only;
-use std::process::{Command, Output};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn rollgate(args: &[&str]) -> Run {
-    let cache = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .args(args)
-        .env("ROLLGATE_CACHE_DIR", cache.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("rollgate runs");
-    // Bounded: a hang must fail the test, not CI.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while child.try_wait().expect("wait").is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("rollgate {args:?} did not finish within 120 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().expect("output");
-    Run {
-        code: status.code().expect("exited, not killed"),
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-    }
-}
+use common::{rollgate, rollgate_in};
 
 #[test]
 fn inspect_a_builtin_for_people_and_for_tools() {
@@ -187,9 +154,12 @@ fn check_configurations() {
         run.stderr
     );
 
-    // Usage errors are clap's: exit 2.
+    // Usage errors are invalid input (4): 2 means "inconclusive" to `rollgate verify`.
     let run = rollgate(&["plugin", "check", "threshold"]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("--config"), "{}", run.stderr);
+    let run = rollgate(&["--help"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
 #[test]
@@ -241,22 +211,6 @@ fn schema_prints_and_writes_every_kind() {
         "{}",
         unknown.stderr
     );
-}
-
-/// `rollgate` in `dir` (for relative paths in its messages).
-fn rollgate_in(dir: &std::path::Path, args: &[&str]) -> Run {
-    let cache = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .args(args)
-        .current_dir(dir)
-        .env("ROLLGATE_CACHE_DIR", cache.path())
-        .output()
-        .expect("rollgate runs");
-    Run {
-        code: out.status.code().expect("exited, not killed"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
 }
 
 /// Every example lints clean.

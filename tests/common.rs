@@ -6,6 +6,72 @@ use rollgate::plugin::types::RolloutContext;
 use rollgate::plugin::{ComponentCache, HostConfig, PluginHost};
 use std::sync::Mutex;
 
+/// What a run of the `rollgate` binary did.
+pub struct Run {
+    /// Its exit code.
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Run the real `rollgate` binary with `args` (in the current folder) to completion, with a
+/// fresh plugin cache; bounded, so a hang fails the test instead of CI.
+pub fn rollgate(args: &[&str]) -> Run {
+    rollgate_at(None, args)
+}
+
+/// [`rollgate`] in the folder `dir`.
+pub fn rollgate_in(dir: &std::path::Path, args: &[&str]) -> Run {
+    rollgate_at(Some(dir), args)
+}
+
+fn rollgate_at(dir: Option<&std::path::Path>, args: &[&str]) -> Run {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
+    cmd.args(args)
+        .env("ROLLGATE_CACHE_DIR", cache.path())
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().expect("rollgate runs");
+    // Read both pipes while the child runs: a child writing more than a pipe holds would
+    // otherwise block forever.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    use std::io::Read as _;
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("rollgate {args:?} did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().expect("exited, not killed"),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
 /// A registry holding one backend under `name`.
 pub fn one_backend(
     name: &str,

@@ -7,7 +7,10 @@ mod metrics;
 mod plugin;
 mod run;
 mod schema;
+mod status;
+mod style;
 mod time;
+mod verify;
 
 use crate::engine::Action;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -31,8 +34,14 @@ enum Command {
     Metrics(metrics::MetricsCommand),
     /// Run rollouts in the foreground to a final state (resuming unfinished runs).
     Run(run::RunArgs),
+    /// Show a rollout as a tree (state, phases, metrics); --watch follows it live.
+    Get(status::GetArgs),
+    /// List a rollout's runs and the audit log of one.
+    History(status::HistoryArgs),
     /// Check spec files as `rollgate run` would, without running: every problem at once.
     Lint(lint::LintArgs),
+    /// Dry-run verifications (read-only): a verdict per metric, live or over a recording.
+    Verify(verify::VerifyArgs),
     /// Print (or write) the JSON Schema of each document kind, for editors and CI.
     Schema(schema::SchemaArgs),
     /// Hold a running rollout at its current weight.
@@ -104,7 +113,19 @@ impl Out {
 
 /// Run the command line with the process arguments.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A usage mistake is invalid input (4), not clap's default 2: `rollgate verify` uses 2
+    // for "inconclusive", and a typo in a CI script must not read as a verdict.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::INVALID_INPUT
+            } else {
+                exit::OK
+            });
+        }
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG")
@@ -131,6 +152,9 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Schema(args) => schema::run(args),
             Command::Lint(args) => lint::run(args).await,
+            Command::Verify(args) => verify::run(args).await,
+            Command::Get(args) => status::get(args).await,
+            Command::History(args) => status::history(args).await,
             Command::Pause(args) => run::action(Action::Pause, args).await,
             Command::Resume(args) => run::action(Action::Resume, args).await,
             Command::Promote(args) => run::action(Action::Promote, args).await,

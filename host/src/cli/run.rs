@@ -342,18 +342,30 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         }
     };
     let format = args.format;
-    // The engine reports progress at every step of its loop; a line that says nothing new
-    // for its rollout is not printed again.
+    // On a terminal, people get the live tree of every rollout redrawn in place; elsewhere
+    // (logs, CI, pipes) one line per change, and JSON lines for tools.
+    let live = format == Format::Human && super::style::stderr_live();
+    let board = Arc::new(std::sync::Mutex::new(Board::default()));
     let last_lines = std::sync::Mutex::new(HashMap::<String, String>::new());
-    let observer: crate::engine::Observer = Arc::new(move |p: &Progress| {
-        let line = progress_line(p, format);
-        let key = format!("{}#{}", p.rollout, p.run);
-        let mut last = last_lines.lock().unwrap_or_else(|e| e.into_inner());
-        if last.get(&key) != Some(&line) {
-            emit(&line, format);
-            last.insert(key, line);
-        }
-    });
+    let observer: crate::engine::Observer = {
+        let board = board.clone();
+        Arc::new(move |p: &Progress| {
+            if live {
+                let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
+                board.update(p);
+                return;
+            }
+            // The engine reports progress at every step of its loop; a line that says
+            // nothing new for its rollout is not printed again.
+            let line = progress_line(p, format);
+            let key = format!("{}#{}", p.rollout, p.run);
+            let mut last = last_lines.lock().unwrap_or_else(|e| e.into_inner());
+            if last.get(&key) != Some(&line) {
+                emit(&line, format);
+                last.insert(key, line);
+            }
+        })
+    };
     let engine = Engine {
         store: store.clone(),
         clock: clock.clone(),
@@ -428,6 +440,10 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             }
         }
     }
+    // The final state of every tree, whenever the last throttled drawing was.
+    if live {
+        board.lock().unwrap_or_else(|e| e.into_inner()).draw();
+    }
     for o in &outcomes {
         code = code.max(outcome_code(o.state));
         match format {
@@ -439,6 +455,46 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         }
     }
     code
+}
+
+/// The live trees of `rollgate run` on a terminal: the latest progress of each rollout,
+/// redrawn in place at most ten times a second (a simulated clock reports thousands of
+/// steps a second; drawing each would only flicker).
+#[derive(Default)]
+struct Board {
+    latest: std::collections::BTreeMap<String, Progress>,
+    drawn_lines: usize,
+    drawn_at: Option<std::time::Instant>,
+}
+
+impl Board {
+    fn update(&mut self, p: &Progress) {
+        self.latest
+            .insert(format!("{}#{}", p.rollout, p.run), p.clone());
+        if self
+            .drawn_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+        {
+            self.draw();
+        }
+    }
+
+    fn draw(&mut self) {
+        use std::io::Write;
+        let text = self
+            .latest
+            .values()
+            .map(|p| super::status::tree(p, true).join("\n"))
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let mut err = std::io::stderr().lock();
+        if self.drawn_lines > 0 {
+            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn_lines);
+        }
+        let _ = writeln!(err, "{text}");
+        self.drawn_lines = text.lines().count();
+        self.drawn_at = Some(std::time::Instant::now());
+    }
 }
 
 /// The spec as the store keeps it, to tell whether a finished run ran this very spec.

@@ -29,6 +29,49 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     })
 }
 
+/// [`parse_time`] within a recording that spans `first_ms..=last_ms`: also `start`, `end`,
+/// `start+10m`, `end-5m`.
+pub fn parse_in_span(text: &str, first_ms: i64, last_ms: i64, now_ms: i64) -> Result<i64, String> {
+    let t = text.trim();
+    for (word, base) in [("start", first_ms), ("end", last_ms)] {
+        if let Some(rest) = t.strip_prefix(word) {
+            if rest.is_empty() {
+                return Ok(base);
+            }
+            return parse_time(&format!("now{rest}"), base).map_err(|_| {
+                format!("time {text:?} not understood: after `{word}` write +DURATION or -DURATION ({word}+10m)")
+            });
+        }
+    }
+    parse_time(t, now_ms)
+        .map_err(|e| format!("{e}; or start, end, start+10m, end-5m within the recording"))
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC (`2026-01-01T00:05:00Z`, with
+/// milliseconds only when there are some).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let secs = seconds.rem_euclid(86_400);
+    // The civil date from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if millis == 0 {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
+    }
+}
+
 /// `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`.
 fn rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -95,7 +138,36 @@ fn rfc3339(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_time;
+    use super::{parse_in_span, parse_time, rfc3339_ms};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn formatting_and_parsing_agree(ms in -62_135_596_800_000i64..253_402_300_799_999) {
+            prop_assert_eq!(parse_time(&rfc3339_ms(ms), 0), Ok(ms));
+        }
+    }
+
+    #[test]
+    fn within_a_recording() {
+        let (first, last, now) = (1_000_000, 5_000_000, 9_000_000);
+        assert_eq!(parse_in_span("start", first, last, now), Ok(first));
+        assert_eq!(parse_in_span("end", first, last, now), Ok(last));
+        assert_eq!(
+            parse_in_span("start+10m", first, last, now),
+            Ok(first + 600_000)
+        );
+        assert_eq!(parse_in_span("end-1s", first, last, now), Ok(last - 1000));
+        assert_eq!(parse_in_span("now", first, last, now), Ok(now));
+        assert_eq!(
+            parse_in_span("1970-01-01T00:00:01Z", first, last, now),
+            Ok(1000)
+        );
+        let e = parse_in_span("start*2", first, last, now).unwrap_err();
+        assert!(e.contains("start+10m"), "{e}");
+        assert_eq!(rfc3339_ms(1_767_225_600_000), "2026-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_767_225_600_250), "2026-01-01T00:00:00.250Z");
+    }
 
     #[test]
     fn table() {

@@ -14,6 +14,7 @@
 //! command line except through [`crate::target`] and the HTTP gates of [`gate`].
 
 pub mod clock;
+pub mod dry;
 pub mod gate;
 pub mod plan;
 pub mod setup;
@@ -23,7 +24,7 @@ use crate::metrics::MetricsSource;
 use crate::plugin::types::{Decision, PauseRecord, PolicyInput, RolloutContext};
 use crate::plugin::{MetricsBinding, Plugin};
 use crate::spec::model::{
-    DeadlineAction, GateKind, PauseSpec, RollbackMode, RolloutSpec, Strategy,
+    DeadlineAction, GateKind, MetricSpec, PauseSpec, RollbackMode, RolloutSpec, Strategy,
 };
 use crate::store::{AuditEvent, Commit, MeasurementRow, StepStatus, Store, StoreError};
 use crate::target::{Operation, Readiness, Step, Target};
@@ -157,6 +158,19 @@ pub struct MetricProgress {
     pub last_value: Option<f64>,
 }
 
+/// One phase's line in a progress report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseProgress {
+    /// The phase.
+    pub name: String,
+    /// Its weight.
+    pub weight: f64,
+    /// `done`, `active` or `pending` (an ended rollout's last phase stays `active` unless
+    /// it succeeded).
+    pub status: &'static str,
+}
+
 /// A snapshot for live progress displays.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -167,6 +181,14 @@ pub struct Progress {
     pub run: i64,
     /// The state's name.
     pub state: String,
+    /// `canary`, `rolling` or `blue-green`.
+    pub strategy: &'static str,
+    /// The version running before the rollout.
+    pub stable_version: String,
+    /// The version being rolled out.
+    pub canary_version: String,
+    /// Every phase, in order.
+    pub phases: Vec<PhaseProgress>,
     /// The current phase (0-based) and how many there are.
     pub phase: usize,
     /// How many phases.
@@ -280,6 +302,86 @@ impl Engine {
         };
         let span = tracing::info_span!("rollout", rollout = %run.spec.name, run = run.run);
         run.drive().instrument(span).await
+    }
+}
+
+/// What a run looks like to a progress display: computed from its spec and checkpoint, so
+/// the live observer of `rollgate run` and `rollgate get` on the store show the same thing.
+pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {
+    let mut metrics = Vec::new();
+    for (verification, background) in [(&cp.verification, false), (&cp.background, true)] {
+        for m in verification.iter().flat_map(|v| &v.metrics) {
+            let c = &m.counters;
+            metrics.push(MetricProgress {
+                name: m.spec.name.clone(),
+                background,
+                status: m.status.name().to_string(),
+                counts: [c.passes, c.failures, c.inconclusives, c.no_data, c.errors],
+                last_value: m.last.as_ref().and_then(|r| r.value),
+            });
+        }
+    }
+    let succeeded = cp.state == State::Succeeded;
+    let phases = spec
+        .phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PhaseProgress {
+            name: p.name.clone(),
+            weight: p.weight,
+            status: if succeeded || i < cp.phase {
+                "done"
+            } else if i == cp.phase && cp.state != State::Pending {
+                "active"
+            } else {
+                "pending"
+            },
+        })
+        .collect();
+    Progress {
+        rollout: spec.name.clone(),
+        run,
+        state: cp.state.name(),
+        strategy: match spec.strategy {
+            Strategy::Canary => "canary",
+            Strategy::Rolling { .. } => "rolling",
+            Strategy::BlueGreen => "blue-green",
+        },
+        stable_version: spec.stable_version.clone(),
+        canary_version: spec.canary_version.clone(),
+        phases,
+        phase: cp.phase,
+        phase_count: spec.phases.len(),
+        phase_name: spec
+            .phases
+            .get(cp.phase)
+            .map(|p| p.name.clone())
+            .unwrap_or_default(),
+        weight: cp.weight,
+        message: cp.message.clone(),
+        metrics,
+    }
+}
+
+/// Take one measurement of `spec` with its plugin, bound to the metric's backends: what a
+/// verification does each time a metric is due (the engine, and `rollgate verify`). A
+/// missing plugin or a failing call is an `error` observation, never a pass.
+pub async fn measure_metric(
+    plugins: &Plugins,
+    metrics: Arc<dyn MetricsSource>,
+    spec: &MetricSpec,
+    context: &RolloutContext,
+) -> Observation {
+    let Some(plugin) = plugins.get(&spec.plugin) else {
+        return Observation::Error(format!("plugin {:?} is not loaded", spec.plugin));
+    };
+    let binding = MetricsBinding::new(metrics, spec.backend.iter().cloned());
+    match plugin
+        .measure(&spec.config.to_string(), context, Some(binding))
+        .await
+    {
+        Ok(m) => Observation::Measured(m),
+        Err(e) => Observation::Error(e.to_string()),
     }
 }
 
@@ -410,35 +512,9 @@ impl Run<'_> {
     }
 
     fn notify(&self) {
-        let Some(observer) = &self.engine.observer else {
-            return;
-        };
-        let mut metrics = Vec::new();
-        for (run, background) in [(&self.cp.verification, false), (&self.cp.background, true)] {
-            if let Some(run) = run {
-                for m in &run.metrics {
-                    let c = &m.counters;
-                    metrics.push(MetricProgress {
-                        name: m.spec.name.clone(),
-                        background,
-                        status: m.status.name().to_string(),
-                        counts: [c.passes, c.failures, c.inconclusives, c.no_data, c.errors],
-                        last_value: m.last.as_ref().and_then(|r| r.value),
-                    });
-                }
-            }
+        if let Some(observer) = &self.engine.observer {
+            observer(&progress_of(&self.spec, self.run, &self.cp));
         }
-        observer(&Progress {
-            rollout: self.spec.name.clone(),
-            run: self.run,
-            state: self.cp.state.name(),
-            phase: self.cp.phase,
-            phase_count: self.spec.phases.len(),
-            phase_name: self.phase_name(),
-            weight: self.cp.weight,
-            message: self.cp.message.clone(),
-            metrics,
-        });
     }
 
     fn outcome(&self) -> Outcome {
@@ -1221,29 +1297,21 @@ impl Run<'_> {
                 })
                 .collect(),
         };
-        let observation = match self.engine.plugins.get(&spec.plugin) {
-            None => Observation::Error(format!("plugin {:?} is not loaded", spec.plugin)),
-            Some(plugin) => {
-                let binding =
-                    MetricsBinding::new(self.engine.metrics.clone(), spec.backend.iter().cloned());
-                let config = spec.config.to_string();
-                let span = tracing::info_span!(
-                    "metric",
-                    phase = %context.phase,
-                    metric = %spec.name,
-                    plugin = %spec.plugin,
-                    background = which == Which::Background
-                );
-                match plugin
-                    .measure(&config, &context, Some(binding))
-                    .instrument(span)
-                    .await
-                {
-                    Ok(m) => Observation::Measured(m),
-                    Err(e) => Observation::Error(e.to_string()),
-                }
-            }
-        };
+        let span = tracing::info_span!(
+            "metric",
+            phase = %context.phase,
+            metric = %spec.name,
+            plugin = %spec.plugin,
+            background = which == Which::Background
+        );
+        let observation = measure_metric(
+            &self.engine.plugins,
+            self.engine.metrics.clone(),
+            &spec,
+            &context,
+        )
+        .instrument(span)
+        .await;
         let at = self.now();
         let run = match which {
             Which::Phase => self.cp.verification.as_mut(),

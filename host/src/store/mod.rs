@@ -380,6 +380,20 @@ impl Store {
         self.rollouts("").await
     }
 
+    /// Every run of the rollout `name`, by run number.
+    pub async fn runs(&self, name: &str) -> Result<Vec<RolloutRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE name = ? ORDER BY run"
+        ))
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rollout_row)
+        .collect()
+    }
+
     async fn rollouts(&self, filter: &str) -> Result<Vec<RolloutRow>, StoreError> {
         sqlx::query(&format!(
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts {filter} ORDER BY id"

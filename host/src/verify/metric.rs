@@ -129,6 +129,13 @@ impl MetricRun {
     /// metric that is running with at least one measurement and no limit exceeded is
     /// successful; any other incomplete metric is terminated.
     pub fn finish(&mut self, at_ms: i64) -> Option<StatusChange> {
+        self.finish_at(at_ms, "the end of the rollout", "the rollout ended")
+    }
+
+    /// [`MetricRun::finish`] for another end than the rollout's (the end of a dry run's
+    /// window): `at` says where it stopped ("the end of the window"), `ended` what ended
+    /// ("the window ended").
+    pub fn finish_at(&mut self, at_ms: i64, at: &str, ended: &str) -> Option<StatusChange> {
         if self.status.is_complete() {
             return None;
         }
@@ -138,14 +145,19 @@ impl MetricRun {
         {
             self.next_due_ms = None;
             let reason = format!(
-                "successful: stopped at the end of the rollout after {}, {}{}",
+                "successful: stopped at {at} after {}, {}{}",
                 counted(self.counters.measurements, "measurement", "measurements"),
                 self.counters.tally(),
                 self.value_tail()
             );
             return self.change_to(MetricStatus::Successful, at_ms, reason);
         }
-        self.terminate(at_ms, "the rollout ended before the metric completed")
+        let taken = match self.spec.count {
+            Some(count) => format!("{} of {count} measurements", self.counters.measurements),
+            None => counted(self.counters.measurements, "measurement", "measurements"),
+        };
+        let why = format!("{ended} before the metric completed ({taken} taken)");
+        self.terminate(at_ms, &why)
     }
 
     /// The metric as the failure policy sees it.
@@ -863,7 +875,7 @@ pub(crate) mod tests {
         assert_eq!(change.to, MetricStatus::Terminated);
         assert_eq!(
             change.reason,
-            "terminated: the rollout ended before the metric completed"
+            "terminated: the rollout ended before the metric completed (0 measurements taken)"
         );
 
         let (mut background, _) = feed(every("bg", None), vec![pass(), pass()]);

@@ -101,6 +101,15 @@ impl VerificationRun {
             .collect()
     }
 
+    /// [`VerificationRun::finish`] for another end than the rollout's; see
+    /// [`MetricRun::finish_at`].
+    pub fn finish_at(&mut self, at_ms: i64, at: &str, ended: &str) -> Vec<StatusChange> {
+        self.metrics
+            .iter_mut()
+            .filter_map(|m| m.finish_at(at_ms, at, ended))
+            .collect()
+    }
+
     /// Running while a deciding metric is incomplete; then the worst deciding status
     /// (successful < terminated < no-data < inconclusive < error < failed). With only
     /// dry-run metrics: running until they complete, then successful.

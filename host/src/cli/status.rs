@@ -1,0 +1,508 @@
+//! Status for people: `rollgate get NAME [--watch]` (the live tree of a rollout, read from
+//! the store a runner writes) and `rollgate history NAME` (its runs and audit log). The
+//! same tree is drawn live by `rollgate run` on a terminal.
+//!
+//! Exit codes: 0 shown, 3 the store cannot be read, 4 no such rollout or run.
+
+use super::style::{self, Colour, glyph, paint, status_colour};
+use super::{Format, Out, exit};
+use crate::engine::state::Checkpoint;
+use crate::engine::{Progress, progress_of};
+use crate::spec::model::RolloutSpec;
+use crate::store::{RolloutRow, Store};
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Arguments of `rollgate get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The rollout's name.
+    pub rollout: String,
+    /// The state store the runner uses.
+    #[arg(long, default_value = "rollgate.db")]
+    pub store: PathBuf,
+    /// Keep showing the rollout as it changes, until its run ends.
+    #[arg(long, short = 'w')]
+    pub watch: bool,
+    /// With --watch: how often to look, e.g. 500ms.
+    #[arg(long, default_value = "1s", value_name = "DURATION")]
+    pub interval: String,
+    /// Output format (with --watch and json: one JSON line per change).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Arguments of `rollgate history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The rollout's name.
+    pub rollout: String,
+    /// The state store the runner uses.
+    #[arg(long, default_value = "rollgate.db")]
+    pub store: PathBuf,
+    /// The audit log of this run (default: the latest).
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// A run as the store holds it, read back into what a display needs.
+pub struct Snapshot {
+    /// The stored row.
+    pub row: RolloutRow,
+    /// The progress computed from its spec and checkpoint.
+    pub progress: Progress,
+}
+
+/// Read the latest run of `name`; `Ok(None)` when the store has none.
+async fn snapshot(store: &Store, name: &str) -> Result<Option<Snapshot>, String> {
+    let Some(row) = store.latest(name).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let spec: RolloutSpec = serde_json::from_str(&row.spec)
+        .map_err(|e| format!("the stored spec of {name:?} cannot be read: {e}"))?;
+    let cp: Checkpoint = serde_json::from_str(&row.checkpoint)
+        .map_err(|e| format!("the stored checkpoint of {name:?} cannot be read: {e}"))?;
+    let progress = progress_of(&spec, row.run, &cp);
+    Ok(Some(Snapshot { row, progress }))
+}
+
+/// The tree of one rollout, like `kubectl argo rollouts get`: a header, then the phases
+/// with their state glyphs and, under the active phase and the background, each metric's
+/// counts and last value.
+pub fn tree(p: &Progress, colour: bool) -> Vec<String> {
+    let state = paint(
+        colour,
+        status_colour(&p.state),
+        &format!("{} {}", glyph(&p.state), p.state),
+    );
+    let dim = |t: &str| paint(colour, Colour::Dim, t);
+    let mut lines = vec![
+        format!("{} {} (run {})", dim("Name:    "), p.rollout, p.run),
+        format!("{} {state}", dim("Status:  ")),
+        format!("{} {}", dim("Message: "), p.message),
+        format!("{} {}", dim("Strategy:"), p.strategy),
+        format!(
+            "{} {}/{} {}",
+            dim("Phase:   "),
+            (p.phase + 1).min(p.phase_count),
+            p.phase_count,
+            p.phase_name
+        ),
+        format!("{} {}", dim("Weight:  "), number(p.weight)),
+        format!(
+            "{} {} (stable) → {} (canary)",
+            dim("Versions:"),
+            p.stable_version,
+            p.canary_version
+        ),
+        String::new(),
+    ];
+    let metric_lines = |background: bool, last_branch: bool| -> Vec<String> {
+        let ms: Vec<_> = p
+            .metrics
+            .iter()
+            .filter(|m| m.background == background)
+            .collect();
+        let rows: Vec<Vec<String>> = ms
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let [ok, fail, inc, nodata, err] = m.counts;
+                let branch = if i + 1 == ms.len() {
+                    "└─"
+                } else {
+                    "├─"
+                };
+                vec![
+                    format!(
+                        "{}{branch} {} {}",
+                        if last_branch { "   " } else { "│  " },
+                        glyph(&m.status),
+                        m.name
+                    ),
+                    m.status.clone(),
+                    format!("✔ {ok}  ✖ {fail}  ? {inc}  ∅ {nodata}  ⚠ {err}"),
+                    m.last_value
+                        .map(|v| format!("last {}", number(v)))
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect();
+        style::table(&rows)
+            .into_iter()
+            .zip(&ms)
+            .map(|(line, m)| paint(colour, status_colour(&m.status), &line))
+            .collect()
+    };
+    for (i, phase) in p.phases.iter().enumerate() {
+        let last = i + 1 == p.phases.len();
+        let branch = if last { "└─" } else { "├─" };
+        let (g, name) = match phase.status {
+            "done" => ("✔", "done"),
+            "active" => (glyph(&p.state), p.state.as_str()),
+            _ => ("○", "pending"),
+        };
+        let line = format!(
+            "{branch} {g} {}  weight {}  {name}",
+            phase.name,
+            number(phase.weight)
+        );
+        lines.push(paint(colour, status_colour(name), &line));
+        if phase.status == "active" {
+            lines.extend(metric_lines(false, last));
+        }
+    }
+    if p.metrics.iter().any(|m| m.background) {
+        lines.push("background".to_string());
+        lines.extend(metric_lines(true, true));
+    }
+    lines
+}
+
+/// 10, 12.5, 0.0123: no trailing zeros.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// `rollgate get`.
+pub async fn get(args: GetArgs) -> u8 {
+    let mut out = Out::default();
+    let code = get_inner(&args, &mut out).await;
+    out.flush();
+    code
+}
+
+async fn open(path: &std::path::Path, out: &mut Out) -> Option<Store> {
+    if !path.exists() {
+        out.err(format!(
+            "rollgate: no store at {}; name the runner's store with --store",
+            path.display()
+        ));
+        return None;
+    }
+    match Store::open(path).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            None
+        }
+    }
+}
+
+fn json_of(s: &Snapshot) -> String {
+    let mut v = serde_json::to_value(&s.progress).unwrap_or_default();
+    if let Some(map) = v.as_object_mut() {
+        map.insert("finished".into(), s.row.finished.into());
+        map.insert("createdMs".into(), s.row.created_ms.into());
+        map.insert("updatedMs".into(), s.row.updated_ms.into());
+    }
+    v.to_string()
+}
+
+async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
+    let Some(store) = open(&args.store, out).await else {
+        return exit::INVALID_INPUT;
+    };
+    let interval = match rollgate_duration::parse_ms(&args.interval) {
+        Ok(ms) => Duration::from_millis(ms.max(50)),
+        Err(e) => {
+            out.err(format!("rollgate: --interval: {e}"));
+            return exit::INVALID_INPUT;
+        }
+    };
+    let colour = style::stdout_colour();
+    let mut shown = String::new();
+    let mut drawn_lines = 0usize;
+    loop {
+        let snap = match snapshot(&store, &args.rollout).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                out.err(format!(
+                    "rollgate: no rollout named {:?} in {}",
+                    args.rollout,
+                    args.store.display()
+                ));
+                return exit::INVALID_INPUT;
+            }
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                return exit::PLUGIN_ERROR;
+            }
+        };
+        let text = match args.format {
+            Format::Json => json_of(&snap),
+            Format::Human => {
+                let mut lines = tree(&snap.progress, colour);
+                lines.push(paint(
+                    colour,
+                    Colour::Dim,
+                    &format!("updated {}", super::time::rfc3339_ms(snap.row.updated_ms)),
+                ));
+                lines.join("\n")
+            }
+        };
+        if !args.watch {
+            out.line(text);
+            return exit::OK;
+        }
+        if text != shown {
+            // On a terminal the tree is redrawn in place; elsewhere each change is appended.
+            if colour && args.format == Format::Human && drawn_lines > 0 {
+                out.line(format!("\x1b[{drawn_lines}A\x1b[J{text}"));
+            } else {
+                out.line(&text);
+            }
+            out.flush();
+            drawn_lines = text.lines().count();
+            shown = text;
+        }
+        if snap.row.finished {
+            return exit::OK;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// `rollgate history`.
+pub async fn history(args: HistoryArgs) -> u8 {
+    let mut out = Out::default();
+    let code = history_inner(&args, &mut out).await;
+    out.flush();
+    code
+}
+
+async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
+    let Some(store) = open(&args.store, out).await else {
+        return exit::INVALID_INPUT;
+    };
+    let runs = match store.runs(&args.rollout).await {
+        Ok(r) => r,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let Some(latest) = runs.last() else {
+        out.err(format!(
+            "rollgate: no rollout named {:?} in {}",
+            args.rollout,
+            args.store.display()
+        ));
+        return exit::INVALID_INPUT;
+    };
+    let chosen = match args.run {
+        None => latest,
+        Some(n) => match runs.iter().find(|r| r.run == n) {
+            Some(r) => r,
+            None => {
+                let known: Vec<String> = runs.iter().map(|r| r.run.to_string()).collect();
+                out.err(format!(
+                    "rollgate: {:?} has no run {n} (runs: {})",
+                    args.rollout,
+                    known.join(", ")
+                ));
+                return exit::INVALID_INPUT;
+            }
+        },
+    };
+    let audit = match store.audit(chosen.id).await {
+        Ok(a) => a,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let time = super::time::rfc3339_ms;
+    match args.format {
+        Format::Json => {
+            let runs: Vec<_> = runs
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "run": r.run,
+                        "state": r.state,
+                        "finished": r.finished,
+                        "createdMs": r.created_ms,
+                        "updatedMs": r.updated_ms,
+                    })
+                })
+                .collect();
+            let events: Vec<_> = audit
+                .iter()
+                .map(|a| {
+                    serde_json::json!({
+                        "seq": a.seq,
+                        "atMs": a.event.at_ms,
+                        "actor": a.event.actor,
+                        "action": a.event.action,
+                        "reason": a.event.reason,
+                        "stateBefore": a.event.state_before,
+                        "stateAfter": a.event.state_after,
+                    })
+                })
+                .collect();
+            out.line(
+                serde_json::json!({"rollout": args.rollout, "runs": runs, "auditRun": chosen.run, "audit": events})
+                    .to_string(),
+            );
+        }
+        Format::Human => {
+            let colour = style::stdout_colour();
+            let mut rows = vec![
+                ["RUN", "STATE", "STARTED", "LAST CHANGE"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
+            for r in &runs {
+                rows.push(vec![
+                    r.run.to_string(),
+                    format!("{} {}", glyph(&r.state), r.state),
+                    time(r.created_ms),
+                    time(r.updated_ms),
+                ]);
+            }
+            for (line, r) in style::table(&rows)
+                .iter()
+                .zip(std::iter::once(None).chain(runs.iter().map(Some)))
+            {
+                let c = r.map_or(Colour::Plain, |r| status_colour(&r.state));
+                out.line(paint(colour, c, line));
+            }
+            out.line("");
+            out.line(format!("audit log of run {}:", chosen.run));
+            let start = chosen.created_ms;
+            let mut rows = vec![
+                ["TIME", "+", "ACTOR", "ACTION", "STATE", "REASON"]
+                    .map(String::from)
+                    .to_vec(),
+            ];
+            for a in &audit {
+                let e = &a.event;
+                let state = if e.state_before == e.state_after || e.state_before.is_empty() {
+                    e.state_after.clone()
+                } else {
+                    format!("{} → {}", e.state_before, e.state_after)
+                };
+                rows.push(vec![
+                    time(e.at_ms),
+                    offset(e.at_ms - start),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    state,
+                    e.reason.clone(),
+                ]);
+            }
+            for line in style::table(&rows) {
+                out.line(line);
+            }
+        }
+    }
+    exit::OK
+}
+
+/// `+1h02m03s` since the start of a run.
+pub fn offset(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    let (h, m, s) = (s / 3600, s % 3600 / 60, s % 60);
+    if h > 0 {
+        format!("+{h}h{m:02}m{s:02}s")
+    } else {
+        format!("+{m:02}m{s:02}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{MetricProgress, PhaseProgress};
+
+    fn progress() -> Progress {
+        Progress {
+            rollout: "checkout".into(),
+            run: 2,
+            state: "progressing".into(),
+            strategy: "canary",
+            stable_version: "v1".into(),
+            canary_version: "v2".into(),
+            phases: vec![
+                PhaseProgress {
+                    name: "canary-10".into(),
+                    weight: 10.0,
+                    status: "done",
+                },
+                PhaseProgress {
+                    name: "canary-50".into(),
+                    weight: 50.0,
+                    status: "active",
+                },
+                PhaseProgress {
+                    name: "full".into(),
+                    weight: 100.0,
+                    status: "pending",
+                },
+            ],
+            phase: 1,
+            phase_count: 3,
+            phase_name: "canary-50".into(),
+            weight: 50.0,
+            message: "verifying phase \"canary-50\"".into(),
+            metrics: vec![
+                MetricProgress {
+                    name: "error-ratio".into(),
+                    background: false,
+                    status: "running".into(),
+                    counts: [3, 1, 0, 0, 2],
+                    last_value: Some(0.0125),
+                },
+                MetricProgress {
+                    name: "saturation".into(),
+                    background: true,
+                    status: "failed".into(),
+                    counts: [0, 2, 0, 0, 0],
+                    last_value: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_tree_shows_header_phases_and_metrics() {
+        let lines = tree(&progress(), false);
+        let text = lines.join("\n");
+        for expected in [
+            "Name:     checkout (run 2)",
+            "Status:   ◌ progressing",
+            "Strategy: canary",
+            "Phase:    2/3 canary-50",
+            "Weight:   50",
+            "Versions: v1 (stable) → v2 (canary)",
+            "├─ ✔ canary-10  weight 10  done",
+            "├─ ◌ canary-50  weight 50  progressing",
+            "│  └─ ◌ error-ratio  running  ✔ 3  ✖ 1  ? 0  ∅ 0  ⚠ 2  last 0.0125",
+            "└─ ○ full  weight 100  pending",
+            "background\n   └─ ✖ saturation  failed  ✔ 0  ✖ 2  ? 0  ∅ 0  ⚠ 0",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains('\x1b'), "no colour off a terminal");
+        assert!(tree(&progress(), true).join("\n").contains("\x1b[31m"));
+    }
+
+    #[test]
+    fn offsets_and_numbers() {
+        assert_eq!(offset(0), "+00m00s");
+        assert_eq!(offset(3_723_000), "+1h02m03s");
+        assert_eq!(number(10.0), "10");
+        assert_eq!(number(12.5), "12.5");
+        assert_eq!(number(0.012_34), "0.0123");
+    }
+}
