@@ -5,6 +5,7 @@
 mod lint;
 mod metrics;
 mod plugin;
+mod replay;
 mod run;
 mod schema;
 mod status;
@@ -40,6 +41,8 @@ enum Command {
     History(status::HistoryArgs),
     /// Check spec files as `rollgate run` would, without running: every problem at once.
     Lint(lint::LintArgs),
+    /// Replay whole rollouts over recorded metrics (read-only): the timeline of decisions.
+    Replay(replay::ReplayArgs),
     /// Dry-run verifications (read-only): a verdict per metric, live or over a recording.
     Verify(verify::VerifyArgs),
     /// Print (or write) the JSON Schema of each document kind, for editors and CI.
@@ -111,6 +114,36 @@ impl Out {
     }
 }
 
+/// The rollouts named (each must exist), or every rollout of the bundle when none is; an
+/// error when that leaves nothing.
+pub fn select_rollouts<'b>(
+    bundle: &'b crate::spec::model::Bundle,
+    names: &[String],
+) -> Result<Vec<&'b crate::spec::model::RolloutSpec>, String> {
+    for wanted in names {
+        if !bundle.rollouts.iter().any(|r| &r.name == wanted) {
+            let known: Vec<&str> = bundle.rollouts.iter().map(|r| r.name.as_str()).collect();
+            return Err(format!(
+                "no rollout named {wanted:?} in the files (they hold: {})",
+                if known.is_empty() {
+                    "no rollout".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    let selected: Vec<_> = bundle
+        .rollouts
+        .iter()
+        .filter(|r| names.is_empty() || names.contains(&r.name))
+        .collect();
+    if selected.is_empty() {
+        return Err("the files hold no Rollout document".into());
+    }
+    Ok(selected)
+}
+
 /// Run the command line with the process arguments.
 pub fn main() -> ExitCode {
     // A usage mistake is invalid input (4), not clap's default 2: `rollgate verify` uses 2
@@ -153,6 +186,7 @@ pub fn main() -> ExitCode {
             Command::Schema(args) => schema::run(args),
             Command::Lint(args) => lint::run(args).await,
             Command::Verify(args) => verify::run(args).await,
+            Command::Replay(args) => replay::run(args).await,
             Command::Get(args) => status::get(args).await,
             Command::History(args) => status::history(args).await,
             Command::Pause(args) => run::action(Action::Pause, args).await,

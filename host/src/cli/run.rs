@@ -237,23 +237,13 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
-    let rollouts: Vec<&RolloutSpec> = bundle
-        .rollouts
-        .iter()
-        .filter(|r| args.rollouts.is_empty() || args.rollouts.contains(&r.name))
-        .collect();
-    for wanted in &args.rollouts {
-        if !bundle.rollouts.iter().any(|r| &r.name == wanted) {
-            out.err(format!(
-                "rollgate: no rollout named {wanted:?} in the files"
-            ));
+    let rollouts = match super::select_rollouts(&bundle, &args.rollouts) {
+        Ok(r) => r,
+        Err(e) => {
+            out.err(format!("rollgate: {e}; nothing to run"));
             return exit::INVALID_INPUT;
         }
-    }
-    if rollouts.is_empty() {
-        out.err("rollgate: the files hold no Rollout document; nothing to run");
-        return exit::INVALID_INPUT;
-    }
+    };
     let store = match Store::open(&args.store).await {
         Ok(s) => s,
         Err(e) => {
@@ -511,7 +501,7 @@ fn state_of(name: &str) -> State {
     }
 }
 
-fn outcome_code(state: State) -> u8 {
+pub(super) fn outcome_code(state: State) -> u8 {
     match state {
         State::Succeeded => exit::OK,
         State::RolledBack => code::ROLLED_BACK,

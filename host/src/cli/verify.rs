@@ -19,9 +19,8 @@ use super::{Format, Out, exit, style};
 use crate::engine::clock::Clock as _;
 use crate::engine::dry::{DryRun, MetricReport, Pace, Which, Window};
 use crate::engine::setup;
-use crate::metrics::BackendOptions;
 use crate::metrics::replay::Replay;
-use crate::metrics::{Backend, Backends, MetricsSource};
+use crate::metrics::{Backends, MetricsSource};
 use crate::plugin::{HostConfig, PluginHost};
 use crate::spec::model::{Bundle, RolloutSpec};
 use crate::verify::MetricStatus;
@@ -201,22 +200,10 @@ fn plan<'b>(
     rollouts: &[String],
     phases: &[String],
 ) -> Result<Vec<(&'b RolloutSpec, Vec<Which>)>, Failure> {
-    for wanted in rollouts {
-        if !bundle.rollouts.iter().any(|r| &r.name == wanted) {
-            let known: Vec<&str> = bundle.rollouts.iter().map(|r| r.name.as_str()).collect();
-            return Err(invalid(format!(
-                "no rollout named {wanted:?} in the files (they hold: {})",
-                known.join(", ")
-            )));
-        }
-    }
+    let selected = super::select_rollouts(bundle, rollouts).map_err(invalid)?;
     let mut plan = Vec::new();
     let mut found = vec![false; phases.len()];
-    for r in bundle
-        .rollouts
-        .iter()
-        .filter(|r| rollouts.is_empty() || rollouts.contains(&r.name))
-    {
+    for r in selected {
         let mut whichs = Vec::new();
         for (i, p) in r.phases.iter().enumerate() {
             if let Some(k) = phases.iter().position(|n| n == &p.name) {
@@ -298,15 +285,7 @@ fn replay_backends(
             super::time::rfc3339_ms(start)
         )));
     }
-    let replay: Arc<dyn Backend> = Arc::new(replay);
-    let mut backends = Backends::new();
-    for (doc, _) in &bundle.backends {
-        backends.insert(
-            doc.metadata.name.clone(),
-            replay.clone(),
-            BackendOptions::default(),
-        );
-    }
+    let backends = setup::replay_everywhere(bundle, Arc::new(replay));
     let window = Window {
         start_ms: start,
         end_ms: end,

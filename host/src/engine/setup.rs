@@ -6,14 +6,15 @@
 //! problem named, instead of surfacing as an "error" measurement in the middle of a rollout.
 
 use super::Plugins;
-use crate::metrics::Backends;
 use crate::metrics::config::{self, ConfigError};
+use crate::metrics::{Backend, BackendOptions, Backends};
 use crate::plugin::{Limits, LoadOptions, PluginHost, PluginKind, PluginSource};
 use crate::spec::model::{
     Bundle, MetricSpec, PluginSourceSpec, PluginSpec, RolloutSpec, SourcePos,
 };
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Build the bundle's backends. Replay backends are aligned so their recording starts at
@@ -37,6 +38,21 @@ pub fn backends(
     } else {
         Err(errors)
     }
+}
+
+/// One recording served under every backend name of the bundle, at its own times: what
+/// `rollgate verify --replay` and `rollgate replay` measure against instead of the
+/// configured backends.
+pub fn replay_everywhere(bundle: &Bundle, replay: Arc<dyn Backend>) -> Backends {
+    let mut backends = Backends::new();
+    for (doc, _) in &bundle.backends {
+        backends.insert(
+            doc.metadata.name.clone(),
+            replay.clone(),
+            BackendOptions::default(),
+        );
+    }
+    backends
 }
 
 /// Every metric of a rollout with where it sits (`phase "canary-10"` / `background`).
