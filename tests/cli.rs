@@ -276,7 +276,7 @@ fn lint_finds_each_broken_document_and_says_where() {
             "backends.yaml",
             "file: error-ratio.om",
             "file: missing.om",
-            "spec.replay.file: cannot read",
+            "backends.yaml:3:1: spec.replay.file: MetricBackend \"recorded\": cannot read",
         ),
     ];
     for (file, from, to, expected) in cases {

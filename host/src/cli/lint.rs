@@ -50,6 +50,26 @@ impl std::fmt::Display for Finding {
     }
 }
 
+/// A problem of the engine's setup as a finding, its file shown as the operator named it.
+fn finding(p: setup::Problem) -> Finding {
+    match p.at {
+        Some(at) => Finding {
+            file: Some(crate::spec::shown_path(&at.file).display().to_string()),
+            line: at.line,
+            col: at.col,
+            path: at.path,
+            message: p.message,
+        },
+        None => Finding {
+            file: None,
+            line: 0,
+            col: 0,
+            path: String::new(),
+            message: p.message,
+        },
+    }
+}
+
 /// Exit 0 when clean, 1 with problems (all printed), 3 when the plugin host cannot start.
 pub async fn run(args: LintArgs) -> u8 {
     let mut out = Out::default();
@@ -109,14 +129,8 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, String), String> {
         }
     };
     let mut findings = Vec::new();
-    if let Err(errors) = setup::backends(&bundle, None) {
-        findings.extend(errors.into_iter().map(|e| Finding {
-            file: None,
-            line: 0,
-            col: 0,
-            path: String::new(),
-            message: e.to_string(),
-        }));
+    if let Err(problems) = setup::backends(&bundle, None) {
+        findings.extend(problems.into_iter().map(finding));
     }
     let mut config = HostConfig::default();
     if let Some(dir) = &args.cache_dir {
@@ -125,22 +139,7 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, String), String> {
     let host = PluginHost::new(config).map_err(|e| e.to_string())?;
     let rollouts: Vec<_> = bundle.rollouts.iter().collect();
     if let Err(problems) = setup::plugins(&host, &bundle, &rollouts, false).await {
-        findings.extend(problems.into_iter().map(|p| match p.at {
-            Some(at) => Finding {
-                file: Some(crate::spec::shown_path(&at.file).display().to_string()),
-                line: at.line,
-                col: at.col,
-                path: at.path,
-                message: p.message,
-            },
-            None => Finding {
-                file: None,
-                line: 0,
-                col: 0,
-                path: String::new(),
-                message: p.message,
-            },
-        }));
+        findings.extend(problems.into_iter().map(finding));
     }
     let summary = format!(
         "{} rollout(s), {} template(s), {} backend(s), {} plugin(s)",

@@ -6,7 +6,7 @@
 //! problem named, instead of surfacing as an "error" measurement in the middle of a rollout.
 
 use super::Plugins;
-use crate::metrics::config::{self, ConfigError};
+use crate::metrics::config;
 use crate::metrics::{Backend, BackendOptions, Backends};
 use crate::plugin::{Limits, LoadOptions, PluginHost, PluginKind, PluginSource};
 use crate::spec::model::{
@@ -19,18 +19,28 @@ use std::time::Duration;
 
 /// Build the bundle's backends. Replay backends are aligned so their recording starts at
 /// `replay_origin_ms` (the rollout's start), so recorded metrics replay along the rollout.
-pub fn backends(
-    bundle: &Bundle,
-    replay_origin_ms: Option<i64>,
-) -> Result<Backends, Vec<ConfigError>> {
+pub fn backends(bundle: &Bundle, replay_origin_ms: Option<i64>) -> Result<Backends, Vec<Problem>> {
     let mut backends = Backends::new();
     let mut errors = Vec::new();
     for (doc, file) in &bundle.backends {
         let base = file.parent().unwrap_or(Path::new("."));
-        let location = format!("{}: MetricBackend {:?}", file.display(), doc.metadata.name);
         match config::build_aligned(doc, base, replay_origin_ms) {
             Ok((backend, options)) => backends.insert(doc.metadata.name.clone(), backend, options),
-            Err(message) => errors.push(ConfigError { location, message }),
+            Err(message) => {
+                // Build errors start with their field path (`spec.replay.file: …`).
+                let (path, message) = match message.split_once(": ") {
+                    Some((path, rest)) if path.starts_with("spec") && !path.contains(' ') => {
+                        (path.to_string(), rest.to_string())
+                    }
+                    _ => ("spec".to_string(), message),
+                };
+                let message = format!("MetricBackend {:?}: {message}", doc.metadata.name);
+                let at = bundle
+                    .backend_at
+                    .get(&doc.metadata.name)
+                    .map(|at| SourcePos { path, ..at.clone() });
+                errors.push(Problem { at, message });
+            }
         }
     }
     if errors.is_empty() {
@@ -209,7 +219,7 @@ impl std::fmt::Display for Problem {
             Some(a) => write!(
                 f,
                 "{}:{}:{}: {}: {}",
-                a.file.display(),
+                crate::spec::shown_path(&a.file).display(),
                 a.line,
                 a.col,
                 a.path,

@@ -20,6 +20,9 @@ pub struct Bundle {
     /// `MetricBackend` documents, each with the file it came from (relative paths in a
     /// backend resolve against that file's folder).
     pub backends: Vec<(MetricBackendDoc, PathBuf)>,
+    /// Where each `MetricBackend` document starts, by name (for problems found when the
+    /// backend is built: an unreadable recording, a bad address).
+    pub backend_at: BTreeMap<String, SourcePos>,
     /// `Plugin` documents by name.
     pub plugins: BTreeMap<String, PluginSpec>,
     /// `VerificationTemplate` documents by name, as written (args not yet substituted).

@@ -380,6 +380,15 @@ impl Loader {
                 Parsed::Backend(b) => {
                     self.check_backend(&doc.src, b);
                     bundle.backends.push((b.clone(), doc.src.file.clone()));
+                    bundle.backend_at.insert(
+                        b.metadata.name.clone(),
+                        SourcePos {
+                            file: doc.src.file.clone(),
+                            line: doc.src.first,
+                            col: 1,
+                            path: "spec".into(),
+                        },
+                    );
                 }
                 Parsed::Plugin(p) => {
                     if let Some(spec) = self.plugin(&doc.src, &doc.name, p) {
