@@ -208,8 +208,11 @@ fn watch_follows_a_live_runner_until_the_run_ends() {
             .collect::<Vec<String>>()
     });
     // The operator promotes; the runner finishes; the watch sees it and ends by itself.
-    let run = rollgate(&["promote", "held", "--store", &store]);
+    let run = rollgate(&["promote", "held", "--store", &store, "--format", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(v["action"], "promote");
+    assert_eq!(v["state"], "paused(step)");
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = watch.0.try_wait().expect("wait") {

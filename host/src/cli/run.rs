@@ -87,6 +87,9 @@ pub struct ActionArgs {
     /// Who (audited; default $USER).
     #[arg(long)]
     pub actor: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 fn now_ms() -> i64 {
@@ -164,10 +167,17 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
         };
         match create_run(&store, &spec, now_ms(), new).await {
             Ok(row) => {
-                out.line(format!(
-                    "{}: run {} queued ({reason}); `rollgate run` starts it",
-                    spec.name, row.run
-                ));
+                out.line(match args.format {
+                    Format::Human => format!(
+                        "{}: run {} queued ({reason}); `rollgate run` starts it",
+                        spec.name, row.run
+                    ),
+                    Format::Json => serde_json::json!({
+                        "rollout": spec.name, "action": "retry", "run": row.run,
+                        "state": row.state, "reason": reason,
+                    })
+                    .to_string(),
+                });
                 exit::OK
             }
             Err(e) => {
@@ -197,14 +207,21 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
             Ok(id) => {
                 let pending = store.pending_actions(latest.id).await.unwrap_or_default();
                 let control = Control::of(pending.iter().map(|a| a.action.as_str()));
-                out.line(format!(
-                    "{}: {} requested (#{id}; run {} is {}, {}); the runner applies it at its next step",
-                    args.rollout,
-                    action.name(),
-                    latest.run,
-                    latest.state,
-                    control.name()
-                ));
+                out.line(match args.format {
+                    Format::Human => format!(
+                        "{}: {} requested (#{id}; run {} is {}, {}); the runner applies it at its next step",
+                        args.rollout,
+                        action.name(),
+                        latest.run,
+                        latest.state,
+                        control.name()
+                    ),
+                    Format::Json => serde_json::json!({
+                        "rollout": args.rollout, "action": action.name(), "request": id,
+                        "run": latest.run, "state": latest.state, "control": control.name(),
+                    })
+                    .to_string(),
+                });
                 exit::OK
             }
             Err(e) => {
