@@ -114,6 +114,29 @@ impl Out {
     }
 }
 
+/// Load spec files and folders; on problems, print each (after `who`, e.g. `rollgate
+/// replay`) and how many, saying `nothing was {done}`, and give `None`.
+pub fn load_or_report(
+    paths: &[std::path::PathBuf],
+    who: &str,
+    done: &str,
+    out: &mut Out,
+) -> Option<crate::spec::model::Bundle> {
+    match crate::spec::load(paths) {
+        Ok(b) => Some(b),
+        Err(errors) => {
+            for e in &errors {
+                out.err(format!("{who}: {e}"));
+            }
+            out.err(format!(
+                "{who}: {} problem(s); nothing was {done}",
+                errors.len()
+            ));
+            None
+        }
+    }
+}
+
 /// The rollouts named (each must exist), or every rollout of the bundle when none is; an
 /// error when that leaves nothing.
 pub fn select_rollouts<'b>(

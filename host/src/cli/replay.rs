@@ -97,18 +97,9 @@ fn read_only(spec: &RolloutSpec) -> (RolloutSpec, usize) {
 }
 
 async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
-    let bundle = match crate::spec::load(&args.paths) {
-        Ok(b) => b,
-        Err(errors) => {
-            for e in &errors {
-                out.err(format!("rollgate replay: {e}"));
-            }
-            out.err(format!(
-                "rollgate replay: {} problem(s); nothing was replayed",
-                errors.len()
-            ));
-            return exit::INVALID_INPUT;
-        }
+    let Some(bundle) = super::load_or_report(&args.paths, "rollgate replay", "replayed", out)
+    else {
+        return exit::INVALID_INPUT;
     };
     let selected = match super::select_rollouts(&bundle, &args.rollouts) {
         Ok(r) => r,

@@ -241,18 +241,8 @@ pub async fn run(args: RunArgs) -> u8 {
 }
 
 async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
-    let bundle = match crate::spec::load(&args.files) {
-        Ok(b) => b,
-        Err(errors) => {
-            for e in &errors {
-                out.err(format!("rollgate: {e}"));
-            }
-            out.err(format!(
-                "rollgate: {} problem(s); nothing was run",
-                errors.len()
-            ));
-            return exit::INVALID_INPUT;
-        }
+    let Some(bundle) = super::load_or_report(&args.files, "rollgate", "run", out) else {
+        return exit::INVALID_INPUT;
     };
     let rollouts = match super::select_rollouts(&bundle, &args.rollouts) {
         Ok(r) => r,

@@ -100,14 +100,10 @@ pub async fn run(args: VerifyArgs) -> u8 {
 }
 
 async fn inner(args: &VerifyArgs, out: &mut Out) -> Result<u8, Failure> {
-    let bundle = crate::spec::load(&args.paths).map_err(|errors| Failure {
-        code: exit::INVALID_INPUT,
-        lines: errors
-            .iter()
-            .map(ToString::to_string)
-            .chain([format!("{} problem(s); nothing was verified", errors.len())])
-            .collect(),
-    })?;
+    let Some(bundle) = super::load_or_report(&args.paths, "rollgate verify", "verified", out)
+    else {
+        return Ok(exit::INVALID_INPUT);
+    };
     let plan = plan(&bundle, &args.rollouts, &args.phases)?;
     let now = crate::engine::clock::SystemClock.now_ms();
     let (backends, mut window) = match &args.replay {
