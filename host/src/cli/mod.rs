@@ -2,6 +2,7 @@
 //! Commands print for humans by default and JSON with `--format json`; exit codes are
 //! documented per command.
 
+mod kit;
 mod lint;
 mod metrics;
 mod plugin;

@@ -4,6 +4,8 @@
 //!   Exit 0, or 3 when the plugin is refused or fails.
 //! - `check PLUGIN --config JSON`: runs the plugin's `validate` on a configuration.
 //!   Exit 0 valid, 1 problems, 3 plugin refused or failed, 4 unreadable input.
+//! - `new NAME --kind provider|policy` and `test PLUGIN --config JSON --fixture FILE`: the
+//!   plugin author kit, see [`super::kit`].
 //! - `measure PLUGIN --config JSON --backends FILE [--bind NAME] [--at T]`: one measurement
 //!   of a verification provider against declared backends. Exit 0 pass, 1 fail,
 //!   2 inconclusive or no data, 3 error, 4 invalid input.
@@ -22,6 +24,10 @@ pub enum PluginCommand {
     Check(CheckArgs),
     /// Take one measurement with a verification provider against declared backends.
     Measure(MeasureArgs),
+    /// Scaffold a plugin crate (provider or policy) that builds and tests as it is.
+    New(super::kit::NewArgs),
+    /// Run a plugin against a fixture: a recording (providers) or a policy input (policies).
+    Test(super::kit::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,10 +90,12 @@ pub async fn run(cmd: PluginCommand) -> u8 {
         PluginCommand::Inspect(args) => inspect(args).await,
         PluginCommand::Check(args) => check(args).await,
         PluginCommand::Measure(args) => measure(args).await,
+        PluginCommand::New(args) => super::kit::new(args),
+        PluginCommand::Test(args) => super::kit::test(args).await,
     }
 }
 
-fn host() -> Result<PluginHost, PluginError> {
+pub(super) fn host() -> Result<PluginHost, PluginError> {
     PluginHost::new(HostConfig::default())
 }
 
