@@ -348,3 +348,71 @@ fn plugin_test_says_where_a_fixture_is_wrong() {
     ]);
     assert_eq!(run.code, 3, "{}", run.stderr);
 }
+
+/// The JavaScript example (plugins/examples/js-strict-policy), built with componentize-js.
+/// Ignored by default: building it needs node and the npm registry, which CI machines are
+/// not promised. Run `plugins/examples/js-strict-policy/build.sh`, then
+/// `cargo test -p rollgate --test plugin_kit -- --ignored`.
+#[test]
+#[ignore = "needs plugins/examples/js-strict-policy/build.sh (node + the npm registry)"]
+fn a_javascript_policy_built_with_componentize_js() {
+    let plugin = "../plugins/examples/js-strict-policy/strict-policy.wasm";
+    assert!(
+        Path::new(plugin).is_file(),
+        "run plugins/examples/js-strict-policy/build.sh first"
+    );
+    // A JS engine is inside: the component is over the default 8 MiB limit.
+    let run = rollgate(&["plugin", "inspect", plugin]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("over the limit"), "{}", run.stderr);
+    let run = rollgate(&["plugin", "inspect", plugin, "--max-component-mib", "16"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("world        failure-policy"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("wasi:"),
+        "no WASI imports: {}",
+        run.stdout
+    );
+    let run = rollgate(&[
+        "plugin",
+        "check",
+        plugin,
+        "--max-component-mib",
+        "16",
+        "--config",
+        r#"{"maxFailures": -1}"#,
+    ]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("/maxFailures: must be a whole number"),
+        "{}",
+        run.stdout
+    );
+    let decide = |fixture: &str| {
+        rollgate(&[
+            "plugin",
+            "test",
+            plugin,
+            "--max-component-mib",
+            "16",
+            "--config",
+            "{}",
+            "--fixture",
+            fixture,
+        ])
+    };
+    let run = decide("../tests/plugin_kit/failed.json");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("rollback: metric \"p99-latency\""),
+        "{}",
+        run.stdout
+    );
+    let run = decide("../tests/plugin_kit/healthy.json");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "continue");
+}

@@ -81,9 +81,47 @@ pub struct TestArgs {
     /// Providers: measure at every DURATION from the recording's start to its end.
     #[arg(long, value_name = "DURATION")]
     pub every: Option<String>,
+    /// Sandbox limits for this run.
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+}
+
+/// Sandbox limits an author may raise for a trusted plugin (what a `Plugin` document's
+/// `limits` says for a rollout), e.g. for a JavaScript plugin, whose component carries a
+/// whole JS engine.
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Largest component file accepted, in MiB (default 8).
+    #[arg(long, value_name = "MIB")]
+    pub max_component_mib: Option<u64>,
+    /// Largest linear memory, in MiB (default 64).
+    #[arg(long, value_name = "MIB")]
+    pub memory_mib: Option<u64>,
+    /// Longest a call may run, e.g. 5s (default 2s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+}
+
+impl LimitArgs {
+    /// The default limits with these raised or lowered.
+    pub fn limits(&self) -> Result<crate::plugin::Limits, String> {
+        let mut limits = crate::plugin::Limits::default();
+        let mib = |n: u64| n.saturating_mul(1024 * 1024);
+        if let Some(n) = self.max_component_mib {
+            limits.max_component_bytes = usize::try_from(mib(n)).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = self.memory_mib {
+            limits.memory_bytes = mib(n);
+        }
+        if let Some(t) = &self.timeout {
+            let ms = rollgate_duration::parse_ms(t).map_err(|e| format!("--timeout: {e}"))?;
+            limits.timeout = std::time::Duration::from_millis(ms);
+        }
+        Ok(limits)
+    }
 }
 
 const SDK_FILES: &[(&str, &str)] = &[
@@ -526,9 +564,17 @@ async fn test_inner(args: &TestArgs, out: &mut Out) -> Result<u8, Failure> {
             format!("--config is not JSON: {e} (write it as one JSON value)"),
         )
     })?;
+    let limits = args
+        .limits
+        .limits()
+        .map_err(|e| Failure(exit::INVALID_INPUT, e))?;
     let host = super::plugin::host().map_err(|e| Failure(exit::PLUGIN_ERROR, e.to_string()))?;
+    let options = LoadOptions {
+        limits,
+        ..LoadOptions::default()
+    };
     let plugin = host
-        .load_async(PluginSource::parse(&args.plugin), LoadOptions::default())
+        .load_async(PluginSource::parse(&args.plugin), options)
         .await
         .map_err(|e| Failure(exit::PLUGIN_ERROR, e.to_string()))?;
     let problems = plugin

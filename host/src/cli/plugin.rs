@@ -58,6 +58,9 @@ pub struct InspectArgs {
     /// Pinned sha256 the component must have.
     #[arg(long)]
     sha256: Option<String>,
+    /// Sandbox limits.
+    #[command(flatten)]
+    limits: super::kit::LimitArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -80,6 +83,9 @@ pub struct CheckArgs {
     /// Pinned sha256 the component must have.
     #[arg(long)]
     sha256: Option<String>,
+    /// Sandbox limits.
+    #[command(flatten)]
+    limits: super::kit::LimitArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -99,6 +105,23 @@ pub(super) fn host() -> Result<PluginHost, PluginError> {
     PluginHost::new(HostConfig::default())
 }
 
+/// Load options from the command line: a pinned digest and the sandbox limits.
+fn load_options(sha256: Option<String>, limits: &super::kit::LimitArgs) -> Result<LoadOptions, u8> {
+    match limits.limits() {
+        Ok(limits) => Ok(LoadOptions {
+            sha256,
+            limits,
+            ..LoadOptions::default()
+        }),
+        Err(e) => {
+            let mut out = Out::default();
+            out.err(format!("rollgate: {e}"));
+            out.flush();
+            Err(exit::INVALID_INPUT)
+        }
+    }
+}
+
 fn report(e: &PluginError, format: Format) -> u8 {
     let mut out = Out::default();
     match format {
@@ -113,9 +136,9 @@ fn report(e: &PluginError, format: Format) -> u8 {
 
 async fn inspect(args: InspectArgs) -> u8 {
     let source = PluginSource::parse(&args.plugin);
-    let options = LoadOptions {
-        sha256: args.sha256,
-        ..LoadOptions::default()
+    let options = match load_options(args.sha256, &args.limits) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let loaded = match host() {
         Ok(h) => h.load_async(source.clone(), options).await,
@@ -206,9 +229,9 @@ async fn check(args: CheckArgs) -> u8 {
         }
     };
     let source = PluginSource::parse(&args.plugin);
-    let options = LoadOptions {
-        sha256: args.sha256,
-        ..LoadOptions::default()
+    let options = match load_options(args.sha256, &args.limits) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
     let loaded = match host() {
         Ok(h) => h.load_async(source, options).await,
