@@ -686,12 +686,7 @@ async fn provider(
                     format!("at {}: {e}", super::time::rfc3339_ms(*at)),
                 )
             })?;
-        let (verdict, code) = match m.verdict {
-            Verdict::Pass => ("pass", exit::OK),
-            Verdict::Fail => ("fail", exit::PROBLEMS),
-            Verdict::Inconclusive => ("inconclusive", exit::NO_DATA),
-            Verdict::NoData => ("no-data", exit::NO_DATA),
-        };
+        let (verdict, code) = super::plugin::verdict_outcome(m.verdict);
         // Fail outranks undecided: one failure is what an author must see.
         worst = match (worst, code) {
             (exit::PROBLEMS, _) | (_, exit::PROBLEMS) => exit::PROBLEMS,

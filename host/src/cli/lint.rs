@@ -4,7 +4,6 @@
 
 use super::{Format, Out, exit};
 use crate::engine::setup;
-use crate::plugin::{HostConfig, PluginHost};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -132,11 +131,8 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, String), String> {
     if let Err(problems) = setup::backends(&bundle, None) {
         findings.extend(problems.into_iter().map(finding));
     }
-    let mut config = HostConfig::default();
-    if let Some(dir) = &args.cache_dir {
-        config.cache = crate::plugin::ComponentCache::at(dir.clone());
-    }
-    let host = PluginHost::new(config).map_err(|e| e.to_string())?;
+    let host =
+        super::plugin::host_with_cache(args.cache_dir.as_deref()).map_err(|e| e.to_string())?;
     let rollouts: Vec<_> = bundle.rollouts.iter().collect();
     if let Err(problems) = setup::plugins(&host, &bundle, &rollouts, false).await {
         findings.extend(problems.into_iter().map(finding));

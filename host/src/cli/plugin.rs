@@ -102,7 +102,30 @@ pub async fn run(cmd: PluginCommand) -> u8 {
 }
 
 pub(super) fn host() -> Result<PluginHost, PluginError> {
-    PluginHost::new(HostConfig::default())
+    host_with_cache(None)
+}
+
+/// A plugin host compiling into `cache_dir` (default: the user cache folder).
+pub(super) fn host_with_cache(
+    cache_dir: Option<&std::path::Path>,
+) -> Result<PluginHost, PluginError> {
+    let mut config = HostConfig::default();
+    if let Some(dir) = cache_dir {
+        config.cache = crate::plugin::ComponentCache::at(dir.to_path_buf());
+    }
+    PluginHost::new(config)
+}
+
+/// A verdict's name and the exit code it means for the measuring commands: 0 pass, 1 fail,
+/// 2 inconclusive or no data.
+pub(super) fn verdict_outcome(verdict: crate::plugin::types::Verdict) -> (&'static str, u8) {
+    use crate::plugin::types::Verdict;
+    match verdict {
+        Verdict::Pass => ("pass", exit::OK),
+        Verdict::Fail => ("fail", exit::PROBLEMS),
+        Verdict::Inconclusive => ("inconclusive", exit::NO_DATA),
+        Verdict::NoData => ("no-data", exit::NO_DATA),
+    }
 }
 
 /// Load options from the command line: a pinned digest and the sandbox limits.
@@ -288,7 +311,7 @@ async fn check(args: CheckArgs) -> u8 {
 async fn measure(args: MeasureArgs) -> u8 {
     use crate::metrics::config;
     use crate::plugin::MetricsBinding;
-    use crate::plugin::types::{RolloutContext, Verdict};
+    use crate::plugin::types::RolloutContext;
     let mut out = Out::default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -347,12 +370,7 @@ async fn measure(args: MeasureArgs) -> u8 {
         Ok(m) => m,
         Err(e) => return report(&e, args.format),
     };
-    let verdict = match m.verdict {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "fail",
-        Verdict::Inconclusive => "inconclusive",
-        Verdict::NoData => "no-data",
-    };
+    let (verdict, code) = verdict_outcome(m.verdict);
     match args.format {
         Format::Json => out.line(
             json!({
@@ -367,9 +385,5 @@ async fn measure(args: MeasureArgs) -> u8 {
         Format::Human => out.line(format!("{verdict}: {}", m.message)),
     }
     out.flush();
-    match m.verdict {
-        Verdict::Pass => exit::OK,
-        Verdict::Fail => exit::PROBLEMS,
-        Verdict::Inconclusive | Verdict::NoData => exit::NO_DATA,
-    }
+    code
 }

@@ -17,7 +17,6 @@ use crate::engine::clock::{Clock, SimClock};
 use crate::engine::state::{PauseReason, State};
 use crate::engine::{Action, Engine, Outcome, setup};
 use crate::metrics::replay::Replay;
-use crate::plugin::{HostConfig, PluginHost};
 use crate::spec::model::{RolloutSpec, TargetSpec};
 use crate::store::Store;
 use clap::Args;
@@ -127,11 +126,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
     let specs: Vec<(RolloutSpec, usize)> = selected.iter().map(|r| read_only(r)).collect();
     let rollouts: Vec<&RolloutSpec> = specs.iter().map(|(s, _)| s).collect();
     let backends = setup::replay_everywhere(&bundle, Arc::new(replay));
-    let mut host_config = HostConfig::default();
-    if let Some(dir) = &args.cache_dir {
-        host_config.cache = crate::plugin::ComponentCache::at(dir.clone());
-    }
-    let host = match PluginHost::new(host_config) {
+    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
         Ok(h) => h,
         Err(e) => {
             out.err(format!("rollgate replay: {e}"));

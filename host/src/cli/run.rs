@@ -11,7 +11,6 @@ use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock};
 use crate::engine::state::{Control, State};
 use crate::engine::{Action, ENGINE_ACTOR, Engine, NewRun, Outcome, Progress, create_run, setup};
-use crate::plugin::{HostConfig, PluginHost};
 use crate::spec::model::RolloutSpec;
 use crate::store::Store;
 use clap::{Args, ValueEnum};
@@ -318,11 +317,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
-    let mut host_config = HostConfig::default();
-    if let Some(dir) = &args.cache_dir {
-        host_config.cache = crate::plugin::ComponentCache::at(dir.clone());
-    }
-    let host = match PluginHost::new(host_config) {
+    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
         Ok(h) => h,
         Err(e) => {
             out.err(format!("rollgate: {e}"));

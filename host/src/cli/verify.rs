@@ -21,7 +21,6 @@ use crate::engine::dry::{DryRun, MetricReport, Pace, Which, Window};
 use crate::engine::setup;
 use crate::metrics::replay::Replay;
 use crate::metrics::{Backends, MetricsSource};
-use crate::plugin::{HostConfig, PluginHost};
 use crate::spec::model::{Bundle, RolloutSpec};
 use crate::verify::MetricStatus;
 use clap::{ArgGroup, Args};
@@ -125,11 +124,7 @@ async fn inner(args: &VerifyArgs, out: &mut Out) -> Result<u8, Failure> {
             (backends, window)
         }
     };
-    let mut config = HostConfig::default();
-    if let Some(dir) = &args.cache_dir {
-        config.cache = crate::plugin::ComponentCache::at(dir.clone());
-    }
-    let host = PluginHost::new(config).map_err(|e| Failure {
+    let host = super::plugin::host_with_cache(args.cache_dir.as_deref()).map_err(|e| Failure {
         code: exit::PLUGIN_ERROR,
         lines: vec![e.to_string()],
     })?;
