@@ -18,6 +18,7 @@ use std::process::Command;
 const SHIPPED: &[(&str, &str)] = &[
     ("threshold", "THRESHOLD"),
     ("default-policy", "DEFAULT_POLICY"),
+    ("canary-judge", "CANARY_JUDGE"),
 ];
 
 /// Built for the tests only: (crate name, constant name).

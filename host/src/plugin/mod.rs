@@ -57,6 +57,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 pub const BUILTIN: &[(&str, &[u8])] = &[
     ("threshold", artifacts::shipped::THRESHOLD),
     ("default-policy", artifacts::shipped::DEFAULT_POLICY),
+    ("canary-judge", artifacts::shipped::CANARY_JUDGE),
 ];
 
 /// Where a plugin comes from.

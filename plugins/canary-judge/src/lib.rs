@@ -1,0 +1,438 @@
+//! `canary-judge`: Kayenta's NetflixACAJudge as a rollgate verification provider.
+//!
+//! One measurement judges a set of metrics of the canary against the baseline:
+//! 1. per metric, canary and baseline samples come from two queries, or from one query
+//!    split by a label; NaNs are removed or replaced; IQR outliers optionally removed;
+//! 2. a Mann-Whitney confidence interval of the shift canary − baseline (normal
+//!    approximation with tie and continuity correction, R's `wilcox.test`) and its
+//!    Hodges-Lehmann estimate; the metric is High when the interval lies above a dead band
+//!    of ±tolerance × |estimate| (Low when below) in a bad direction and the effect size
+//!    (mean ratio or CLES) reaches the allowed increase (decrease); labels Pass, High, Low,
+//!    Nodata, NodataFailMetric, Error;
+//! 3. groups are scored 100 · pass / (pass + high + low + nodata-fail + error) and weighted
+//!    into a summary; a critical failure fails, half or more metrics without data is no
+//!    data; the summary against the pass and marginal thresholds gives pass, inconclusive
+//!    (marginal) or fail. With `lifetime`, the window grows from the phase's start and the
+//!    judgement follows Kayenta's multi-interval rule (see [`judge::interval_passes`]).
+//!
+//! Deterministic: no random noise is added to ties; two constant samples give the interval
+//! `[d, d]` of their one difference (see [`stats`]). The measurement's details carry every
+//! metric's label, interval, estimate, effect size and counts.
+
+pub mod judge;
+pub mod stats;
+
+use judge::{Direction, EffectMeasure, MetricResult, NanStrategy, Outcome, Rule};
+use rollgate_plugin::duration::parse_ms;
+use rollgate_plugin::prelude::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The judge's configuration.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The backend every metric queries unless it names its own.
+    pub backend: String,
+    /// How far back each judgement looks (default `10m`). With `lifetime`, ignored: the
+    /// window grows from the phase's start.
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Resolution of the queries (default: the window / 60, at least `1s`).
+    #[serde(default)]
+    pub step: Option<String>,
+    /// Multi-interval analysis: the phase's judgements end after this long; before then a
+    /// score at or below the marginal threshold fails at once, and the last judgement must
+    /// reach the pass threshold.
+    #[serde(default)]
+    pub lifetime: Option<String>,
+    /// Confidence level of the intervals (default 0.98).
+    #[serde(default)]
+    pub confidence: Option<f64>,
+    /// Dead band as a fraction of |estimate| (default 0.25).
+    #[serde(default)]
+    pub tolerance: Option<f64>,
+    /// Score needed to pass (default 95).
+    #[serde(default)]
+    pub pass_threshold: Option<f64>,
+    /// Score below which the canary fails (default 75); between the two it is marginal
+    /// (inconclusive).
+    #[serde(default)]
+    pub marginal_threshold: Option<f64>,
+    /// Weight of each group in the summary; every group used needs one. Default: equal.
+    #[serde(default)]
+    pub group_weights: BTreeMap<String, f64>,
+    /// The metrics judged.
+    pub metrics: Vec<MetricConfig>,
+}
+
+/// One metric of the judgement.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricConfig {
+    /// Unique within the judgement.
+    pub name: String,
+    /// Its scoring group (default: its name).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The backend (default: the judgement's).
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// The canary's query (with `baselineQuery`).
+    #[serde(default)]
+    pub canary_query: Option<String>,
+    /// The baseline's query (with `canaryQuery`).
+    #[serde(default)]
+    pub baseline_query: Option<String>,
+    /// One query for both, split by `splitBy` (with `canary` and `baseline`).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The label that tells canary from baseline series.
+    #[serde(default)]
+    pub split_by: Option<String>,
+    /// The canary's value of `splitBy`.
+    #[serde(default)]
+    pub canary: Option<String>,
+    /// The baseline's value of `splitBy`.
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// Which change is bad: `increase`, `decrease` or `either` (default).
+    #[serde(default)]
+    pub direction: Direction,
+    /// `remove` (default) or `replace` NaN samples.
+    #[serde(default)]
+    pub nan_strategy: NanStrategy,
+    /// What NaNs become with `replace` (default 0).
+    #[serde(default)]
+    pub nan_replacement: Option<f64>,
+    /// Remove samples outside [Q1 − f·IQR, Q3 + f·IQR] (e.g. 3.0); off by default.
+    #[serde(default)]
+    pub outlier_factor: Option<f64>,
+    /// The effect-size check.
+    #[serde(default)]
+    pub effect_size: Option<EffectSize>,
+    /// A High, Low or required-data failure of this metric fails the judgement.
+    #[serde(default)]
+    pub critical: bool,
+    /// No data is a failure (`NodataFailMetric`) rather than a skipped metric.
+    #[serde(default)]
+    pub must_have_data: bool,
+}
+
+/// How large a significant change must be to count.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EffectSize {
+    /// `mean-ratio` (default) or `cles`.
+    #[serde(default)]
+    pub measure: EffectMeasure,
+    /// A significant increase with a smaller effect passes (default 1.0, CLES 0.5).
+    #[serde(default)]
+    pub allowed_increase: Option<f64>,
+    /// A significant decrease with a larger effect passes (default 1.0, CLES 0.5).
+    #[serde(default)]
+    pub allowed_decrease: Option<f64>,
+    /// An increase with at least this effect fails the whole judgement.
+    #[serde(default)]
+    pub critical_increase: Option<f64>,
+    /// A decrease with at most this effect fails the whole judgement.
+    #[serde(default)]
+    pub critical_decrease: Option<f64>,
+}
+
+impl MetricConfig {
+    /// The judging rule of this metric.
+    pub fn rule(&self) -> Rule {
+        let effect = self.effect_size.clone().unwrap_or(EffectSize {
+            measure: EffectMeasure::MeanRatio,
+            allowed_increase: None,
+            allowed_decrease: None,
+            critical_increase: None,
+            critical_decrease: None,
+        });
+        let neutral = match effect.measure {
+            EffectMeasure::MeanRatio => 1.0,
+            EffectMeasure::Cles => 0.5,
+        };
+        Rule {
+            name: self.name.clone(),
+            group: self.group.clone().unwrap_or_else(|| self.name.clone()),
+            direction: self.direction,
+            nan_strategy: self.nan_strategy,
+            nan_replacement: self.nan_replacement.unwrap_or(0.0),
+            outlier_factor: self.outlier_factor,
+            measure: effect.measure,
+            allowed_increase: effect.allowed_increase.unwrap_or(neutral),
+            allowed_decrease: effect.allowed_decrease.unwrap_or(neutral),
+            critical_increase: effect.critical_increase,
+            critical_decrease: effect.critical_decrease,
+            critical: self.critical,
+            must_have_data: self.must_have_data,
+        }
+    }
+}
+
+struct Settings {
+    window_ms: u64,
+    step_ms: u64,
+    lifetime_ms: Option<u64>,
+    confidence: f64,
+    tolerance: f64,
+    pass: f64,
+    marginal: f64,
+}
+
+fn settings(config: &Config) -> Result<Settings, Vec<ConfigError>> {
+    let mut problems = Vec::new();
+    let mut duration = |field: &str, text: &Option<String>| match text {
+        None => None,
+        Some(t) => match parse_ms(t) {
+            Ok(0) => {
+                problems.push(ConfigError::new(format!("/{field}"), "must be more than 0"));
+                None
+            }
+            Ok(ms) => Some(ms),
+            Err(e) => {
+                problems.push(ConfigError::new(format!("/{field}"), e));
+                None
+            }
+        },
+    };
+    let window_ms = duration("window", &config.window).unwrap_or(600_000);
+    let step = duration("step", &config.step);
+    let lifetime_ms = duration("lifetime", &config.lifetime);
+    let step_ms = step.unwrap_or_else(|| (lifetime_ms.unwrap_or(window_ms) / 60).max(1000));
+    let confidence = config.confidence.unwrap_or(0.98);
+    if !(confidence > 0.5 && confidence < 1.0) {
+        problems.push(ConfigError::new(
+            "/confidence",
+            "must be between 0.5 and 1 (e.g. 0.98)",
+        ));
+    }
+    let tolerance = config.tolerance.unwrap_or(0.25);
+    if !(tolerance >= 0.0 && tolerance.is_finite()) {
+        problems.push(ConfigError::new(
+            "/tolerance",
+            "must be 0 or more (e.g. 0.25)",
+        ));
+    }
+    let pass = config.pass_threshold.unwrap_or(95.0);
+    let marginal = config.marginal_threshold.unwrap_or(75.0);
+    if !(0.0..=100.0).contains(&pass) {
+        problems.push(ConfigError::new(
+            "/passThreshold",
+            "must be between 0 and 100",
+        ));
+    }
+    if !(0.0..=100.0).contains(&marginal) || marginal > pass {
+        problems.push(ConfigError::new(
+            "/marginalThreshold",
+            "must be between 0 and the pass threshold",
+        ));
+    }
+    if config.metrics.is_empty() {
+        problems.push(ConfigError::new("/metrics", "needs at least one metric"));
+    }
+    for (group, w) in &config.group_weights {
+        if !(*w >= 0.0 && w.is_finite()) {
+            problems.push(ConfigError::new(
+                format!("/groupWeights/{group}"),
+                "must be 0 or more",
+            ));
+        }
+    }
+    for (i, m) in config.metrics.iter().enumerate() {
+        let at = |f: &str| format!("/metrics/{i}/{f}");
+        if config.metrics[..i].iter().any(|o| o.name == m.name) {
+            problems.push(ConfigError::new(
+                at("name"),
+                format!("duplicate metric name {:?}", m.name),
+            ));
+        }
+        let pair = m.canary_query.is_some() || m.baseline_query.is_some();
+        let split =
+            m.query.is_some() || m.split_by.is_some() || m.canary.is_some() || m.baseline.is_some();
+        if pair == split {
+            problems.push(ConfigError::new(
+                at("query"),
+                "give either canaryQuery and baselineQuery, or query with splitBy, canary and baseline",
+            ));
+        } else if pair && (m.canary_query.is_none() || m.baseline_query.is_none()) {
+            problems.push(ConfigError::new(
+                at("canaryQuery"),
+                "canaryQuery and baselineQuery go together",
+            ));
+        } else if split
+            && (m.query.is_none()
+                || m.split_by.is_none()
+                || m.canary.is_none()
+                || m.baseline.is_none())
+        {
+            problems.push(ConfigError::new(
+                at("splitBy"),
+                "query, splitBy, canary and baseline go together",
+            ));
+        }
+        if m.outlier_factor
+            .is_some_and(|f| !(f > 0.0 && f.is_finite()))
+        {
+            problems.push(ConfigError::new(
+                at("outlierFactor"),
+                "must be more than 0 (e.g. 3)",
+            ));
+        }
+        let group = m.group.as_deref().unwrap_or(&m.name);
+        if !config.group_weights.is_empty() && !config.group_weights.contains_key(group) {
+            problems.push(ConfigError::new(
+                at("group"),
+                format!("group {group:?} has no weight in groupWeights"),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(Settings {
+            window_ms,
+            step_ms,
+            lifetime_ms,
+            confidence,
+            tolerance,
+            pass,
+            marginal,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+/// Every sample of every series.
+fn samples<'a>(series: impl Iterator<Item = &'a Series>) -> Vec<f64> {
+    series.flat_map(|s| s.values()).collect()
+}
+
+/// The canary's and baseline's samples of one metric.
+fn fetch(
+    config: &Config,
+    m: &MetricConfig,
+    ctx: &Context,
+    window: Window,
+) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let backend = m.backend.as_deref().unwrap_or(&config.backend);
+    if let (Some(c), Some(b)) = (&m.canary_query, &m.baseline_query) {
+        let canary = ctx.query(backend, c, window)?;
+        let baseline = ctx.query(backend, b, window)?;
+        return Ok((samples(canary.iter()), samples(baseline.iter())));
+    }
+    let (Some(q), Some(label), Some(c), Some(b)) = (&m.query, &m.split_by, &m.canary, &m.baseline)
+    else {
+        return Err("the metric names no queries".into());
+    };
+    let all = ctx.query(backend, q, window)?;
+    let side = |value: &str| samples(all.iter().filter(|s| s.label(label) == Some(value)));
+    Ok((side(c), side(b)))
+}
+
+/// The judge.
+pub struct CanaryJudge;
+
+impl Verifier for CanaryJudge {
+    type Config = Config;
+
+    fn check(config: &Config) -> Vec<ConfigError> {
+        settings(config).err().unwrap_or_default()
+    }
+
+    fn measure(config: Config, ctx: &Context) -> Result<Measurement, String> {
+        let s = settings(&config).map_err(|p| {
+            p.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let now = ctx.rollout.now_ms;
+        let started = ctx.rollout.phase_started_ms;
+        let (window, last) = match s.lifetime_ms {
+            Some(lifetime) => {
+                let elapsed = u64::try_from(now - started).unwrap_or(0);
+                (
+                    Window::Range {
+                        start_ms: started.min(now - 1),
+                        end_ms: now,
+                        step_ms: s.step_ms,
+                    },
+                    Some(elapsed >= lifetime),
+                )
+            }
+            None => (
+                Window::Last {
+                    lookback_ms: s.window_ms,
+                    step_ms: s.step_ms,
+                },
+                None,
+            ),
+        };
+        let results: Vec<MetricResult> = config
+            .metrics
+            .iter()
+            .map(|m| {
+                let rule = m.rule();
+                match fetch(&config, m, ctx, window) {
+                    Ok((canary, baseline)) => {
+                        judge::classify(&rule, &canary, &baseline, s.confidence, s.tolerance)
+                    }
+                    Err(e) => MetricResult::error(&rule, e),
+                }
+            })
+            .collect();
+        let scores = judge::score(&results, &config.group_weights, s.pass, s.marginal);
+        let labels: Vec<String> = results
+            .iter()
+            .map(|r| format!("{} {:?}", r.name, r.label))
+            .collect();
+        let (verdict, message) = match (scores.outcome, last) {
+            (Outcome::Nodata, _) => (Verdict::NoData, scores.reason.clone()),
+            (Outcome::Fail, _)
+                if scores.summary == 0.0 && results.iter().any(|r| r.critical_failure) =>
+            {
+                (Verdict::Fail, scores.reason.clone())
+            }
+            (_, Some(is_last)) => {
+                let ok = judge::interval_passes(scores.summary, is_last, s.pass, s.marginal);
+                let what = if is_last {
+                    format!(
+                        "final judgement: score {:.2} needs ≥ {}",
+                        scores.summary,
+                        judge::fmt(s.pass)
+                    )
+                } else {
+                    format!(
+                        "interim judgement: score {:.2} must stay above {}",
+                        scores.summary,
+                        judge::fmt(s.marginal)
+                    )
+                };
+                (if ok { Verdict::Pass } else { Verdict::Fail }, what)
+            }
+            (Outcome::Pass, None) => (Verdict::Pass, scores.reason.clone()),
+            (Outcome::Marginal, None) => (Verdict::Inconclusive, scores.reason.clone()),
+            (Outcome::Fail, None) => (Verdict::Fail, scores.reason.clone()),
+        };
+        let details = json!({
+            "summary": scores.summary,
+            "outcome": scores.outcome,
+            "groups": scores.groups,
+            "metrics": results,
+            "lastInterval": last,
+        });
+        Ok(Measurement::new(
+            verdict,
+            Some(scores.summary),
+            format!("{message} ({})", labels.join(", ")),
+        )
+        .with_details(details))
+    }
+}
+
+rollgate_plugin::export_verifier!(CanaryJudge);
+
+#[cfg(test)]
+mod tests;
