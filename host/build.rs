@@ -19,6 +19,8 @@ const SHIPPED: &[(&str, &str)] = &[
     ("threshold", "THRESHOLD"),
     ("default-policy", "DEFAULT_POLICY"),
     ("canary-judge", "CANARY_JUDGE"),
+    ("burn-rate", "BURN_RATE"),
+    ("baseline-ratio", "BASELINE_RATIO"),
 ];
 
 /// Built for the tests only: (crate name, constant name).

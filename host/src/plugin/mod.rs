@@ -58,6 +58,8 @@ pub const BUILTIN: &[(&str, &[u8])] = &[
     ("threshold", artifacts::shipped::THRESHOLD),
     ("default-policy", artifacts::shipped::DEFAULT_POLICY),
     ("canary-judge", artifacts::shipped::CANARY_JUDGE),
+    ("burn-rate", artifacts::shipped::BURN_RATE),
+    ("baseline-ratio", artifacts::shipped::BASELINE_RATIO),
 ];
 
 /// Where a plugin comes from.
