@@ -171,7 +171,7 @@ fn the_configuration_is_checked_before_judging() {
     );
     assert!(
         run.stdout
-            .contains("/metrics/0/canaryQuery: canaryQuery and baselineQuery go together"),
+            .contains("/metrics/0: give canaryQuery and baselineQuery, or query with splitBy"),
         "{}",
         run.stdout
     );

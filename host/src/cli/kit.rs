@@ -142,6 +142,10 @@ const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk/src/measurement.rs"),
     ),
     (
+        "vendor/rollgate-plugin/src/sides.rs",
+        include_str!("../../../plugins/sdk/src/sides.rs"),
+    ),
+    (
         "vendor/rollgate-duration/src/lib.rs",
         include_str!("../../../plugins/duration/src/lib.rs"),
     ),
@@ -797,6 +801,24 @@ mod tests {
             "a/b",
         ] {
             assert!(bad_name(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_sdk_copy_has_every_module_of_the_sdk() {
+        // A module the SDK declares but the copy lacks would break every scaffold.
+        let lib = SDK_FILES
+            .iter()
+            .find(|(p, _)| *p == "vendor/rollgate-plugin/src/lib.rs")
+            .map(|(_, t)| *t)
+            .unwrap_or_default();
+        for line in lib.lines().filter(|l| l.starts_with("mod ")) {
+            let module = line.trim_start_matches("mod ").trim_end_matches(';');
+            let file = format!("vendor/rollgate-plugin/src/{module}.rs");
+            assert!(
+                SDK_FILES.iter().any(|(p, _)| *p == file),
+                "{file} is not copied"
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 //! `trafficQuery`, each side must have served at least `minTraffic` or the measurement is
 //! `no-data`: a ratio of two near-empty numbers decides nothing.
 
+use rollgate_plugin::Sides;
 use rollgate_plugin::prelude::*;
 use serde_json::json;
 
@@ -33,30 +34,6 @@ pub enum Direction {
     Either,
 }
 
-/// Where each side's numbers come from: two queries, or one split by a label.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Sides {
-    /// The canary's query (with `baselineQuery`).
-    #[serde(default)]
-    pub canary_query: Option<String>,
-    /// The stable version's query.
-    #[serde(default)]
-    pub baseline_query: Option<String>,
-    /// One query for both (with `splitBy`, `canary`, `baseline`).
-    #[serde(default)]
-    pub query: Option<String>,
-    /// The label telling the versions apart.
-    #[serde(default)]
-    pub split_by: Option<String>,
-    /// The canary's label value.
-    #[serde(default)]
-    pub canary: Option<String>,
-    /// The stable version's label value.
-    #[serde(default)]
-    pub baseline: Option<String>,
-}
-
 /// The operator's configuration.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -82,25 +59,6 @@ pub struct Config {
     pub min_traffic: Option<f64>,
 }
 
-fn check_sides(sides: &Sides, at: &str, problems: &mut Vec<ConfigError>) {
-    let pair = sides.canary_query.is_some() || sides.baseline_query.is_some();
-    let split = sides.query.is_some()
-        || sides.split_by.is_some()
-        || sides.canary.is_some()
-        || sides.baseline.is_some();
-    let complete_pair = sides.canary_query.is_some() && sides.baseline_query.is_some();
-    let complete_split = sides.query.is_some()
-        && sides.split_by.is_some()
-        && sides.canary.is_some()
-        && sides.baseline.is_some();
-    if pair == split || (pair && !complete_pair) || (split && !complete_split) {
-        problems.push(ConfigError::new(
-            at,
-            "give canaryQuery and baselineQuery, or query with splitBy, canary and baseline",
-        ));
-    }
-}
-
 /// The sum of the latest non-NaN value of each series; `None` without any.
 fn value<'a>(series: impl Iterator<Item = &'a Series>) -> Option<f64> {
     let values: Vec<f64> = series
@@ -110,22 +68,8 @@ fn value<'a>(series: impl Iterator<Item = &'a Series>) -> Option<f64> {
 }
 
 fn read(ctx: &Context, backend: &str, sides: &Sides) -> Result<(Option<f64>, Option<f64>), String> {
-    if let (Some(c), Some(b)) = (&sides.canary_query, &sides.baseline_query) {
-        let canary = ctx.query(backend, c, Window::Now)?;
-        let baseline = ctx.query(backend, b, Window::Now)?;
-        return Ok((value(canary.iter()), value(baseline.iter())));
-    }
-    let (Some(q), Some(label), Some(c), Some(b)) = (
-        &sides.query,
-        &sides.split_by,
-        &sides.canary,
-        &sides.baseline,
-    ) else {
-        return Err("no queries configured".into());
-    };
-    let all = ctx.query(backend, q, Window::Now)?;
-    let side = |v: &str| value(all.iter().filter(|s| s.label(label) == Some(v)));
-    Ok((side(c), side(b)))
+    let (canary, baseline) = sides.fetch(ctx, backend, Window::Now)?;
+    Ok((value(canary.iter()), value(baseline.iter())))
 }
 
 /// Judge two values.
@@ -174,10 +118,9 @@ impl Verifier for BaselineRatio {
     type Config = Config;
 
     fn check(c: &Config) -> Vec<ConfigError> {
-        let mut problems = Vec::new();
-        check_sides(&c.sides, "", &mut problems);
+        let mut problems: Vec<ConfigError> = c.sides.check("").into_iter().collect();
         if let Some(t) = &c.traffic {
-            check_sides(t, "/traffic", &mut problems);
+            problems.extend(t.check("/traffic"));
         }
         let ok = match c.compare {
             Compare::Ratio => c.tolerance >= 1.0 && c.tolerance.is_finite(),

@@ -23,6 +23,7 @@ pub mod judge;
 pub mod stats;
 
 use judge::{Direction, EffectMeasure, MetricResult, NanStrategy, Outcome, Rule};
+use rollgate_plugin::Sides;
 use rollgate_plugin::duration::parse_ms;
 use rollgate_plugin::prelude::*;
 use serde_json::json;
@@ -78,24 +79,9 @@ pub struct MetricConfig {
     /// The backend (default: the judgement's).
     #[serde(default)]
     pub backend: Option<String>,
-    /// The canary's query (with `baselineQuery`).
-    #[serde(default)]
-    pub canary_query: Option<String>,
-    /// The baseline's query (with `canaryQuery`).
-    #[serde(default)]
-    pub baseline_query: Option<String>,
-    /// One query for both, split by `splitBy` (with `canary` and `baseline`).
-    #[serde(default)]
-    pub query: Option<String>,
-    /// The label that tells canary from baseline series.
-    #[serde(default)]
-    pub split_by: Option<String>,
-    /// The canary's value of `splitBy`.
-    #[serde(default)]
-    pub canary: Option<String>,
-    /// The baseline's value of `splitBy`.
-    #[serde(default)]
-    pub baseline: Option<String>,
+    /// Where the canary's and the baseline's samples come from.
+    #[serde(flatten)]
+    pub sides: Sides,
     /// Which change is bad: `increase`, `decrease` or `either` (default).
     #[serde(default)]
     pub direction: Direction,
@@ -249,30 +235,7 @@ fn settings(config: &Config) -> Result<Settings, Vec<ConfigError>> {
                 format!("duplicate metric name {:?}", m.name),
             ));
         }
-        let pair = m.canary_query.is_some() || m.baseline_query.is_some();
-        let split =
-            m.query.is_some() || m.split_by.is_some() || m.canary.is_some() || m.baseline.is_some();
-        if pair == split {
-            problems.push(ConfigError::new(
-                at("query"),
-                "give either canaryQuery and baselineQuery, or query with splitBy, canary and baseline",
-            ));
-        } else if pair && (m.canary_query.is_none() || m.baseline_query.is_none()) {
-            problems.push(ConfigError::new(
-                at("canaryQuery"),
-                "canaryQuery and baselineQuery go together",
-            ));
-        } else if split
-            && (m.query.is_none()
-                || m.split_by.is_none()
-                || m.canary.is_none()
-                || m.baseline.is_none())
-        {
-            problems.push(ConfigError::new(
-                at("splitBy"),
-                "query, splitBy, canary and baseline go together",
-            ));
-        }
+        problems.extend(m.sides.check(&format!("/metrics/{i}")));
         if m.outlier_factor
             .is_some_and(|f| !(f > 0.0 && f.is_finite()))
         {
@@ -317,18 +280,8 @@ fn fetch(
     window: Window,
 ) -> Result<(Vec<f64>, Vec<f64>), String> {
     let backend = m.backend.as_deref().unwrap_or(&config.backend);
-    if let (Some(c), Some(b)) = (&m.canary_query, &m.baseline_query) {
-        let canary = ctx.query(backend, c, window)?;
-        let baseline = ctx.query(backend, b, window)?;
-        return Ok((samples(canary.iter()), samples(baseline.iter())));
-    }
-    let (Some(q), Some(label), Some(c), Some(b)) = (&m.query, &m.split_by, &m.canary, &m.baseline)
-    else {
-        return Err("the metric names no queries".into());
-    };
-    let all = ctx.query(backend, q, window)?;
-    let side = |value: &str| samples(all.iter().filter(|s| s.label(label) == Some(value)));
-    Ok((side(c), side(b)))
+    let (canary, baseline) = m.sides.fetch(ctx, backend, window)?;
+    Ok((samples(canary.iter()), samples(baseline.iter())))
 }
 
 /// The judge.

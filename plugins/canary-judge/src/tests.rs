@@ -13,12 +13,11 @@ fn rule() -> Rule {
         name: "m".into(),
         group: None,
         backend: None,
-        canary_query: Some("c".into()),
-        baseline_query: Some("b".into()),
-        query: None,
-        split_by: None,
-        canary: None,
-        baseline: None,
+        sides: Sides {
+            canary_query: Some("c".into()),
+            baseline_query: Some("b".into()),
+            ..Sides::default()
+        },
         direction: Direction::Either,
         nan_strategy: NanStrategy::Remove,
         nan_replacement: None,
@@ -300,7 +299,7 @@ fn configuration_checks() {
         paths,
         [
             "/confidence",
-            "/metrics/0/canaryQuery",
+            "/metrics/0",
             "/metrics/0/group",
             "/metrics/1/name"
         ]

@@ -68,10 +68,12 @@ pub mod bindings {
 mod config;
 mod context;
 mod measurement;
+mod sides;
 
 pub use config::{ConfigError, config_schema, parse_config};
 pub use context::{Context, Metrics, QueryError, QueryErrorKind, Window, log};
 pub use measurement::MeasurementExt;
+pub use sides::Sides;
 
 pub use bindings::policy::exports::rollgate::plugin::policy::{
     Decision, MetricStatus, MetricSummary, Pause, PauseRecord, PolicyInput,
