@@ -21,6 +21,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("canary-judge", "CANARY_JUDGE"),
     ("burn-rate", "BURN_RATE"),
     ("baseline-ratio", "BASELINE_RATIO"),
+    ("http-check", "HTTP_CHECK"),
 ];
 
 /// Built for the tests only: (crate name, constant name).

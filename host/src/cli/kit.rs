@@ -25,9 +25,7 @@ use super::{Format, Out, exit};
 use crate::engine::clock::Clock as _;
 use crate::metrics::replay::Replay;
 use crate::metrics::{Backends, MetricsSource};
-use crate::plugin::types::{
-    Decision, MetricSummary, PauseRecord, PolicyInput, RolloutContext, Verdict,
-};
+use crate::plugin::types::{Decision, MetricSummary, PauseRecord, PolicyInput, Verdict};
 use crate::plugin::{LoadOptions, MetricsBinding, Plugin, PluginKind, PluginSource};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -103,6 +101,10 @@ pub struct LimitArgs {
     /// Longest a call may run, e.g. 5s (default 2s).
     #[arg(long, value_name = "DURATION")]
     pub timeout: Option<String>,
+    /// A host the plugin may call over wasi:http (repeatable), as `allowedHosts` in a
+    /// Plugin document.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
 }
 
 impl LimitArgs {
@@ -232,27 +234,127 @@ fn bad_name(name: &str) -> Option<String> {
     }
 }
 
-/// `[workspace.dependencies]` of the plugins workspace, minus the SDK itself: the SDK's own
-/// dependencies, at the versions the shipped plugins are built with.
-fn sdk_dependencies() -> String {
+/// The crates a scaffold carries in `vendor/` when no `--sdk` is given, each a folder named
+/// after its package, with the manifest it is built with in the plugins workspace. Their
+/// sources are in [`SDK_FILES`].
+const VENDORED: &[(&str, &str)] = &[
+    (
+        "rollgate-plugin",
+        include_str!("../../../plugins/sdk/Cargo.toml"),
+    ),
+    (
+        "rollgate-duration",
+        include_str!("../../../plugins/duration/Cargo.toml"),
+    ),
+];
+
+/// The `key = value` lines of one `[section]` of a manifest, comments and blanks left out.
+fn manifest_section<'a>(manifest: &'a str, wanted: &str) -> Vec<(&'a str, &'a str)> {
     let mut inside = false;
-    let mut out = String::new();
-    for line in PLUGINS_MANIFEST.lines() {
+    let mut lines = Vec::new();
+    for line in manifest.lines() {
         let t = line.trim();
-        if t.starts_with('[') {
-            inside = t == "[workspace.dependencies]";
-            continue;
-        }
-        if inside && !t.is_empty() && !t.starts_with('#') && !t.starts_with("rollgate-plugin") {
-            out.push_str(t);
-            out.push('\n');
+        if let Some(header) = t.strip_prefix('[') {
+            inside = header.trim_end_matches(']').trim() == wanted;
+        } else if inside
+            && !t.is_empty()
+            && !t.starts_with('#')
+            && let Some((key, value)) = t.split_once('=')
+        {
+            lines.push((key.trim(), value.trim()));
         }
     }
-    out
+    lines
+}
+
+/// The manifest of a vendored crate: the package as the plugins workspace builds it, and
+/// its `[dependencies]` with each `X.workspace = true` replaced by the workspace's line for
+/// X (the versions the shipped plugins are built with, so the copy resolves from the same
+/// registry cache) and each path dependency pointed at its sibling in `vendor/`.
+///
+/// Both manifests are compiled into this binary, so an error here is a rollgate bug that a
+/// unit test catches: it says which line the copy cannot carry over.
+fn vendored_manifest(name: &str, manifest: &str) -> Result<String, String> {
+    let fix = "teach vendored_manifest in host/src/cli/kit.rs to copy it";
+    for line in manifest.lines() {
+        let t = line.trim();
+        if let Some(header) = t.strip_prefix('[') {
+            let header = header.trim_end_matches(']').trim();
+            if header != "package" && header != "dependencies" {
+                return Err(format!(
+                    "the manifest of {name} has a [{header}] section the scaffold's copy lacks; {fix}"
+                ));
+            }
+        }
+    }
+    let workspace = manifest_section(PLUGINS_MANIFEST, "workspace.package");
+    let from_workspace = |key: &str| {
+        workspace
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| format!("plugins/Cargo.toml has no workspace.package {key}; {fix}"))
+    };
+    let workspace_deps = manifest_section(PLUGINS_MANIFEST, "workspace.dependencies");
+    let vendored_path = |dep: &str| {
+        if VENDORED.iter().any(|(n, _)| *n == dep) {
+            Ok(format!("{dep} = {{ path = \"../{dep}\" }}"))
+        } else {
+            Err(format!(
+                "{name} depends on {dep} by path, and {dep} is not vendored; {fix}"
+            ))
+        }
+    };
+    let mut out = format!(
+        "# A copy of {name}, written by `rollgate plugin new` (rollgate {}).\n[package]\nname = \"{name}\"\nversion = {}\nedition = {}\nrust-version = {}\npublish = false\n\n[dependencies]\n",
+        env!("CARGO_PKG_VERSION"),
+        from_workspace("version")?,
+        from_workspace("edition")?,
+        from_workspace("rust-version")?,
+    );
+    for (key, value) in manifest_section(manifest, "dependencies") {
+        let balanced = value.matches('{').count() == value.matches('}').count()
+            && value.matches('[').count() == value.matches(']').count();
+        if !balanced {
+            return Err(format!(
+                "{name}: dependency {key} spans several lines; write it on one or {fix}"
+            ));
+        }
+        let line = if let Some(dep) = key.strip_suffix(".workspace") {
+            let spec = workspace_deps
+                .iter()
+                .find(|(k, _)| *k == dep)
+                .map(|(_, v)| *v)
+                .ok_or_else(|| {
+                    format!(
+                        "{name}: {dep}.workspace, but plugins/Cargo.toml does not declare {dep}"
+                    )
+                })?;
+            if spec.contains("path") {
+                vendored_path(dep)?
+            } else {
+                format!("{dep} = {spec}")
+            }
+        } else if value.contains("workspace") {
+            return Err(format!(
+                "{name}: dependency {key} = {value} is not a form the copy understands; {fix}"
+            ));
+        } else if value.contains("path") {
+            vendored_path(key)?
+        } else {
+            format!("{key} = {value}")
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
 }
 
 /// Every file of the scaffold, relative to its folder.
-fn scaffold(name: &str, kind: Kind, sdk: Option<&Path>) -> Vec<(String, String)> {
+///
+/// Fails only when this binary cannot vendor its own SDK (a rollgate bug the unit tests
+/// catch); nothing is written then.
+fn scaffold(name: &str, kind: Kind, sdk: Option<&Path>) -> Result<Vec<(String, String)>, String> {
     let crate_name = name.replace('-', "_");
     let description = match kind {
         Kind::Provider => {
@@ -286,23 +388,17 @@ fn scaffold(name: &str, kind: Kind, sdk: Option<&Path>) -> Vec<(String, String)>
         (".gitignore".to_string(), "/target\n".to_string()),
     ];
     if sdk.is_none() {
-        let deps = sdk_dependencies();
-        files.push((
-            "vendor/rollgate-plugin/Cargo.toml".into(),
-            format!(
-                "# A copy of the rollgate plugin SDK, written by `rollgate plugin new` (rollgate {}).\n[package]\nname = \"rollgate-plugin\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[dependencies]\nrollgate-duration = {{ path = \"../rollgate-duration\" }}\n{deps}",
-                env!("CARGO_PKG_VERSION")
-            ),
-        ));
-        files.push((
-            "vendor/rollgate-duration/Cargo.toml".into(),
-            "[package]\nname = \"rollgate-duration\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n".into(),
-        ));
+        for (name, manifest) in VENDORED {
+            files.push((
+                format!("vendor/{name}/Cargo.toml"),
+                vendored_manifest(name, manifest)?,
+            ));
+        }
         for (path, text) in SDK_FILES {
             files.push(((*path).to_string(), (*text).to_string()));
         }
     }
-    files
+    Ok(files)
 }
 
 fn readme(kind: Kind) -> String {
@@ -360,7 +456,16 @@ fn new_inner(args: &NewArgs, out: &mut Out) -> u8 {
             }
         },
     };
-    for (path, text) in scaffold(&args.name, args.kind, sdk.as_deref()) {
+    let files = match scaffold(&args.name, args.kind, sdk.as_deref()) {
+        Ok(files) => files,
+        Err(e) => {
+            out.err(format!(
+                "rollgate plugin new: this rollgate cannot copy its SDK ({e}); nothing was written. Use --sdk PATH with a rollgate checkout's plugins/sdk"
+            ));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    for (path, text) in files {
         let file = root.join(&path);
         let written = file
             .parent()
@@ -575,6 +680,7 @@ async fn test_inner(args: &TestArgs, out: &mut Out) -> Result<u8, Failure> {
     let host = super::plugin::host().map_err(|e| Failure(exit::PLUGIN_ERROR, e.to_string()))?;
     let options = LoadOptions {
         limits,
+        allowed_hosts: args.limits.allow_hosts.clone(),
         ..LoadOptions::default()
     };
     let plugin = host
@@ -607,7 +713,29 @@ async fn test_inner(args: &TestArgs, out: &mut Out) -> Result<u8, Failure> {
     }
     match plugin.kind() {
         PluginKind::Provider => provider(args, &plugin, &config, out).await,
-        PluginKind::Policy => policy(args, &plugin, out).await,
+        PluginKind::Policy => {
+            // A policy decides once on one input: a time or a backend would be ignored,
+            // and an author who gives one expects it to matter.
+            let given: Vec<&str> = [
+                (args.at.is_some(), "--at"),
+                (args.every.is_some(), "--every"),
+                (!args.bind.is_empty(), "--bind"),
+            ]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                return Err(Failure(
+                    exit::INVALID_INPUT,
+                    format!(
+                        "{} only apply to verification providers; {:?} is a failure policy, which decides once on the policy input in --fixture",
+                        given.join(", "),
+                        plugin.name()
+                    ),
+                ));
+            }
+            policy(args, &plugin, out).await
+        }
     }
 }
 
@@ -666,20 +794,8 @@ async fn provider(
     let mut results = Vec::new();
     let mut worst = exit::OK;
     for (i, at) in times.iter().enumerate() {
-        let context = RolloutContext {
-            rollout: "plugin-test".into(),
-            phase: "test".into(),
-            phase_index: 0,
-            phase_count: 1,
-            weight: 0.0,
-            stable_version: String::new(),
-            canary_version: String::new(),
-            now_ms: *at,
-            phase_started_ms: first,
-            metric: "test".into(),
-            measurement_index: u32::try_from(i).unwrap_or(u32::MAX),
-            args: Vec::new(),
-        };
+        let index = u32::try_from(i).unwrap_or(u32::MAX);
+        let context = super::plugin::cli_context("plugin-test", *at, first, index);
         let binding = MetricsBinding::new(source.clone(), names.iter().cloned());
         let m = plugin
             .measure(&args.config, &context, Some(binding))
@@ -703,14 +819,10 @@ async fn provider(
         Format::Json => {
             let list: Vec<_> = results
                 .iter()
-                .map(|(at, verdict, m)| {
-                    json!({
-                        "atMs": at,
-                        "verdict": verdict,
-                        "value": m.value.filter(|v| v.is_finite()),
-                        "message": m.message,
-                        "details": serde_json::from_str::<serde_json::Value>(&m.details).unwrap_or_default(),
-                    })
+                .map(|(at, _, m)| {
+                    let mut one = super::plugin::measurement_json(m);
+                    one["atMs"] = json!(at);
+                    one
                 })
                 .collect();
             out.line(
@@ -804,38 +916,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_sdk_copy_has_every_module_of_the_sdk() {
-        // A module the SDK declares but the copy lacks would break every scaffold.
-        let lib = SDK_FILES
-            .iter()
-            .find(|(p, _)| *p == "vendor/rollgate-plugin/src/lib.rs")
-            .map(|(_, t)| *t)
-            .unwrap_or_default();
-        for line in lib.lines().filter(|l| l.starts_with("mod ")) {
-            let module = line.trim_start_matches("mod ").trim_end_matches(';');
-            let file = format!("vendor/rollgate-plugin/src/{module}.rs");
-            assert!(
-                SDK_FILES.iter().any(|(p, _)| *p == file),
-                "{file} is not copied"
-            );
+    /// Every file of `dir` (recursively), relative to it, with `/` separators.
+    fn files_under(dir: &Path, prefix: &str, found: &mut Vec<String>) {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a folder entry").path();
+            let name = path
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                files_under(&path, &format!("{prefix}{name}/"), found);
+            } else {
+                found.push(format!("{prefix}{name}"));
+            }
         }
     }
 
     #[test]
-    fn the_sdk_copy_uses_the_workspace_versions() {
-        let deps = sdk_dependencies();
-        for dep in [
-            "wit-bindgen",
-            "serde =",
-            "serde_json",
-            "schemars",
-            "serde_path_to_error",
+    fn the_sdk_copy_has_every_source_file_of_the_sdk() {
+        // A file the SDK has but the copy lacks would break every scaffold: list the real
+        // folders and compare.
+        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        for (folder, vendored) in [
+            ("sdk", "rollgate-plugin"),
+            ("duration", "rollgate-duration"),
         ] {
-            assert!(deps.contains(dep), "{dep} missing from\n{deps}");
+            let mut found = Vec::new();
+            files_under(&plugins.join(folder).join("src"), "", &mut found);
+            for file in found {
+                let copy = format!("vendor/{vendored}/src/{file}");
+                assert!(
+                    SDK_FILES.iter().any(|(p, _)| *p == copy),
+                    "plugins/{folder}/src/{file} is not in SDK_FILES (host/src/cli/kit.rs): add it as {copy}"
+                );
+            }
         }
-        assert!(!deps.contains("rollgate-plugin"));
-        let files = scaffold("my-check", Kind::Provider, None);
+        assert!(SDK_FILES.iter().any(|(p, _)| *p == "wit/plugin.wit"));
+    }
+
+    #[test]
+    fn the_sdk_copy_uses_the_workspace_versions() {
+        let sdk = vendored_manifest("rollgate-plugin", VENDORED[0].1).expect("the SDK vendors");
+        // Exactly the SDK's own dependencies, at the workspace's versions.
+        for line in [
+            "rollgate-duration = { path = \"../rollgate-duration\" }",
+            "wit-bindgen = { version = \"=",
+            "serde = { version = \"1\", features = [\"derive\"] }",
+            "serde_json = ",
+            "schemars = ",
+            "serde_path_to_error = ",
+        ] {
+            assert!(sdk.contains(line), "{line} missing from\n{sdk}");
+        }
+        assert!(!sdk.contains(".workspace"), "{sdk}");
+        assert!(sdk.contains("edition = \"2024\""), "{sdk}");
+        for (name, manifest) in VENDORED {
+            vendored_manifest(name, manifest).unwrap_or_else(|e| panic!("{e}"));
+        }
+
+        let files = scaffold("my-check", Kind::Provider, None).expect("scaffold");
         let manifest = &files
             .iter()
             .find(|(p, _)| p == "Cargo.toml")
@@ -855,6 +996,35 @@ mod tests {
             .expect("lib")
             .1;
         assert!(lib.contains("export_verifier!(MyCheck)"));
+    }
+
+    #[test]
+    fn a_manifest_the_copy_cannot_carry_is_refused() {
+        for (manifest, says) in [
+            (
+                "[package]\nname = \"x\"\n[features]\nfast = []\n",
+                "[features]",
+            ),
+            (
+                "[dependencies]\nhttp = { path = \"../http\" }\n",
+                "http is not vendored",
+            ),
+            (
+                "[dependencies]\nnope.workspace = true\n",
+                "does not declare nope",
+            ),
+            (
+                "[dependencies]\nserde = { workspace = true, features = [\"rc\"] }\n",
+                "not a form",
+            ),
+            (
+                "[dependencies]\nserde = { version = \"1\",\n",
+                "spans several lines",
+            ),
+        ] {
+            let e = vendored_manifest("x", manifest).expect_err(manifest);
+            assert!(e.contains(says), "{manifest}: {e}");
+        }
     }
 
     #[test]

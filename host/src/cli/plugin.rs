@@ -128,12 +128,53 @@ pub(super) fn verdict_outcome(verdict: crate::plugin::types::Verdict) -> (&'stat
     }
 }
 
+/// The rollout context of a measurement the command line takes outside any rollout
+/// (`plugin measure`, `plugin test`): one phase, no versions, no args, the metric named
+/// after the command, so a plugin's messages say where they came from.
+pub(super) fn cli_context(
+    command: &str,
+    now_ms: i64,
+    phase_started_ms: i64,
+    measurement_index: u32,
+) -> crate::plugin::types::RolloutContext {
+    crate::plugin::types::RolloutContext {
+        rollout: command.into(),
+        phase: command.into(),
+        phase_index: 0,
+        phase_count: 1,
+        weight: 0.0,
+        stable_version: String::new(),
+        canary_version: String::new(),
+        now_ms,
+        phase_started_ms,
+        metric: command.into(),
+        measurement_index,
+        args: Vec::new(),
+    }
+}
+
+/// A measurement as the measuring commands print it with `--format json`: the verdict's
+/// name, a finite value or null, the message and the plugin's details as JSON (null when
+/// they are not JSON).
+pub(super) fn measurement_json(m: &crate::plugin::types::Measurement) -> serde_json::Value {
+    json!({
+        "verdict": verdict_outcome(m.verdict).0,
+        "value": m.value.filter(|v| v.is_finite()),
+        "message": m.message,
+        "details": serde_json::from_str::<serde_json::Value>(&m.details).unwrap_or_default(),
+    })
+}
+
 /// Load options from the command line: a pinned digest and the sandbox limits.
-fn load_options(sha256: Option<String>, limits: &super::kit::LimitArgs) -> Result<LoadOptions, u8> {
-    match limits.limits() {
+fn load_options(
+    sha256: Option<String>,
+    limits_args: &super::kit::LimitArgs,
+) -> Result<LoadOptions, u8> {
+    match limits_args.limits() {
         Ok(limits) => Ok(LoadOptions {
             sha256,
             limits,
+            allowed_hosts: limits_args.allow_hosts.clone(),
             ..LoadOptions::default()
         }),
         Err(e) => {
@@ -311,7 +352,6 @@ async fn check(args: CheckArgs) -> u8 {
 async fn measure(args: MeasureArgs) -> u8 {
     use crate::metrics::config;
     use crate::plugin::MetricsBinding;
-    use crate::plugin::types::RolloutContext;
     let mut out = Out::default();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -351,20 +391,7 @@ async fn measure(args: MeasureArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return report(&e, args.format),
     };
-    let context = RolloutContext {
-        rollout: "cli".into(),
-        phase: "measure".into(),
-        phase_index: 0,
-        phase_count: 1,
-        weight: 0.0,
-        stable_version: String::new(),
-        canary_version: String::new(),
-        now_ms: at,
-        phase_started_ms: at,
-        metric: "cli".into(),
-        measurement_index: 0,
-        args: Vec::new(),
-    };
+    let context = cli_context("plugin-measure", at, at, 0);
     let binding = MetricsBinding::new(std::sync::Arc::new(backends), bind);
     let m = match plugin.measure(&args.config, &context, Some(binding)).await {
         Ok(m) => m,
@@ -372,16 +399,11 @@ async fn measure(args: MeasureArgs) -> u8 {
     };
     let (verdict, code) = verdict_outcome(m.verdict);
     match args.format {
-        Format::Json => out.line(
-            json!({
-                "ok": true,
-                "verdict": verdict,
-                "value": m.value.filter(|v| v.is_finite()),
-                "message": m.message,
-                "details": serde_json::from_str::<serde_json::Value>(&m.details).unwrap_or_default(),
-            })
-            .to_string(),
-        ),
+        Format::Json => {
+            let mut result = measurement_json(&m);
+            result["ok"] = json!(true);
+            out.line(result.to_string());
+        }
         Format::Human => out.line(format!("{verdict}: {}", m.message)),
     }
     out.flush();

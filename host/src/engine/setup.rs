@@ -271,5 +271,6 @@ fn options_of(spec: &PluginSpec, deterministic: bool) -> LoadOptions {
         sha256: spec.sha256.clone(),
         limits,
         deterministic,
+        allowed_hosts: spec.allowed_hosts.clone(),
     }
 }

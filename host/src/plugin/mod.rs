@@ -60,6 +60,7 @@ pub const BUILTIN: &[(&str, &[u8])] = &[
     ("canary-judge", artifacts::shipped::CANARY_JUDGE),
     ("burn-rate", artifacts::shipped::BURN_RATE),
     ("baseline-ratio", artifacts::shipped::BASELINE_RATIO),
+    ("http-check", artifacts::shipped::HTTP_CHECK),
 ];
 
 /// Where a plugin comes from.
@@ -98,6 +99,9 @@ pub struct LoadOptions {
     /// Same input, same output: seeded randomness and a wall clock frozen at the rollout's
     /// "now" (for replays and tests).
     pub deterministic: bool,
+    /// Hosts a verification provider may call over wasi:http (its Plugin document's
+    /// `allowedHosts`); every other request is denied (empty: all are).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Which world a plugin implements.
@@ -230,6 +234,9 @@ impl EngineSet {
         let engine = Engine::new(&config)?;
         let mut provider = Linker::new(&engine);
         add_wasi(&mut provider)?;
+        // Linked for every provider; only plugins allowed hosts may import it (see
+        // `check_import`), and the hooks deny every host not listed.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut provider)?;
         VerificationProvider::add_to_linker::<_, HasSelf<StoreData>>(&mut provider, |s| s)?;
         let mut policy = Linker::new(&engine);
         add_wasi(&mut policy)?;
@@ -503,6 +510,7 @@ impl PluginHost {
                     pre,
                     limits,
                     deterministic: options.deterministic,
+                    allowed_hosts: options.allowed_hosts.iter().cloned().collect(),
                     engine: set.engine.clone(),
                     permits: self.inner.permits.clone(),
                     _host: self.inner.clone(),
@@ -658,7 +666,12 @@ fn check_import(plugin: &str, kind: PluginKind, import: &str) -> Result<(), Plug
         Some(("wasi:sockets", _)) => Err(forbidden(
             "plugins may not open sockets; query metrics through the rollgate:plugin/metrics import",
         )),
-        Some(("wasi:http", _)) => Err(forbidden("outgoing HTTP is not available to this plugin")),
+        // A provider may import the HTTP client; what it may reach is decided per request
+        // (only the hosts its Plugin document allows; everything else is denied).
+        Some(("wasi:http", "outgoing-handler" | "types")) if kind == PluginKind::Provider => Ok(()),
+        Some(("wasi:http", _)) => Err(forbidden(
+            "a failure policy cannot make HTTP requests, and a provider only as a client (outgoing-handler)",
+        )),
         Some(("wasi:io" | "wasi:cli" | "wasi:clocks" | "wasi:random" | "wasi:filesystem", _)) => {
             Ok(())
         }
@@ -688,6 +701,8 @@ struct PluginInner {
     pre: Pre,
     limits: Limits,
     deterministic: bool,
+    /// Who the plugin may call over wasi:http.
+    allowed_hosts: Arc<[String]>,
     engine: Engine,
     permits: Arc<tokio::sync::Semaphore>,
     /// Keeps the host — and so its epoch ticker, without which no time limit fires —
@@ -799,6 +814,11 @@ impl Plugin {
             metrics,
             query_clock: query_clock.clone(),
             now_ms,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_policy: sandbox::HttpPolicy {
+                allowed: inner.allowed_hosts.clone(),
+                timeout: limits.timeout,
+            },
         };
         let mut store = Store::new(&inner.engine, data);
         store.limiter(|d| &mut d.limiter);

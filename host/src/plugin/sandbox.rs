@@ -113,6 +113,91 @@ pub struct StoreData {
     pub query_clock: Arc<QueryClock>,
     /// The rollout's "now", for instant queries without a time.
     pub now_ms: i64,
+    /// wasi:http state (used only by plugins allowed outgoing HTTP).
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Who the plugin may call over wasi:http.
+    pub http_policy: HttpPolicy,
+}
+
+/// Outgoing HTTP of one plugin: only to the hosts its `Plugin` document lists
+/// (`allowedHosts`); any other request fails with wasi:http's `HTTP-request-denied`, which
+/// the plugin sees as an error. Requests are bounded in time: the guest's own timeouts
+/// apply, capped at `timeout`.
+#[derive(Debug, Clone, Default)]
+pub struct HttpPolicy {
+    /// Host names (`api.example.com`) or host:port pairs allowed.
+    pub allowed: Arc<[String]>,
+    /// The longest a connection, or a wait for the response, may take.
+    pub timeout: Duration,
+}
+
+impl HttpPolicy {
+    /// Whether `uri` names an allowed host (matched without case, with or without its
+    /// port).
+    pub fn allows(&self, uri: &http::Uri) -> bool {
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let with_port = uri.port_u16().map(|p| format!("{host}:{p}"));
+        self.allowed.iter().any(|a| {
+            a.eq_ignore_ascii_case(host)
+                || with_port
+                    .as_deref()
+                    .is_some_and(|hp| a.eq_ignore_ascii_case(hp))
+        })
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpHooks for HttpPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        if !self.allows(request.uri()) {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let cap = self.timeout;
+        let bounded = |t: Option<Duration>| Some(t.map_or(cap, |t| t.min(cap)));
+        let options = options.unwrap_or_default();
+        let options = wasmtime_wasi_http::RequestOptions {
+            connect_timeout: bounded(options.connect_timeout),
+            first_byte_timeout: bounded(options.first_byte_timeout),
+            between_bytes_timeout: bounded(options.between_bytes_timeout),
+        };
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for StoreData {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            hooks: &mut self.http_policy,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
 }
 
 impl WasiView for StoreData {
