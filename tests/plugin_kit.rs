@@ -250,6 +250,13 @@ fn plugin_test_runs_the_shipped_plugins_against_fixtures() {
     let run = threshold("api", &["--every", "10m"]);
     assert_eq!(run.code, 1);
     assert_eq!(run.stdout.lines().count(), 7, "{}", run.stdout);
+    // The recording answers under the config's backend and every --bind name.
+    let run = threshold("api", &["--bind", "thanos", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(v["backends"], serde_json::json!(["thanos", "prom"]));
+    assert_eq!(v["measurements"][0]["verdict"], "fail");
+    assert_eq!(v["measurements"][0]["value"], 0.9);
 
     let policy = |fixture: &str| {
         rollgate(&[
@@ -308,6 +315,43 @@ fn plugin_test_says_where_a_fixture_is_wrong() {
     assert!(
         run.stderr
             .contains("--fixture: ../tests/plugin_kit/failed.json"),
+        "{}",
+        run.stderr
+    );
+    let run = rollgate(&[
+        "plugin",
+        "test",
+        "threshold",
+        "--config",
+        r#"{"backend": "prom", "query": "error_ratio", "condition": "< 0.05"}"#,
+        "--fixture",
+        "../tests/plugin_kit/bad-sample.om",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("../tests/plugin_kit/bad-sample.om: line 4: expected a sample value"),
+        "{}",
+        run.stderr
+    );
+    // A policy decides once on its input: a time or a backend would be ignored, so refused.
+    let run = rollgate(&[
+        "plugin",
+        "test",
+        "default-policy",
+        "--config",
+        "{}",
+        "--fixture",
+        "../tests/plugin_kit/failed.json",
+        "--every",
+        "1m",
+        "--bind",
+        "prom",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("--every, --bind only apply to verification providers"),
         "{}",
         run.stderr
     );
