@@ -19,7 +19,8 @@
 //!   failed, 4 invalid input.
 //! - a failure policy decides on a policy input (JSON, the WIT `policy-input` in camelCase;
 //!   see `plugins/README.md`). Exit 0 continue or promote, 1 rollback or abort, 2 pause,
-//!   3 the plugin failed, 4 invalid input.
+//!   3 the plugin failed, 4 invalid input (a bad fixture as `file:line:col`, or a provider's
+//!   `--at`, `--every` or `--bind`, which a policy would ignore).
 
 use super::{Format, Out, exit};
 use crate::engine::clock::Clock as _;
