@@ -264,7 +264,7 @@ fn broken_documents_say_where_and_what() {
             g.replace("kind: Plugin", "kind: Plugn"),
             vec![
                 "specs/all.yaml:10:7: kind: unknown kind \"Plugn\"; expected one of MetricBackend, Plugin, VerificationTemplate, Rollout",
-                "specs/all.yaml:65:23: spec.phases[0].verification.metrics[0].provider.plugin: plugin \"latency-check\" not found; known plugins: default-policy, threshold",
+                "specs/all.yaml:65:23: spec.phases[0].verification.metrics[0].provider.plugin: plugin \"latency-check\" not found; known plugins: baseline-ratio, burn-rate, canary-judge, default-policy, http-check, threshold",
             ],
         ),
         (
@@ -292,7 +292,7 @@ fn broken_documents_say_where_and_what() {
             "unknown plugin",
             g.replace("plugin: latency-check", "plugin: latency"),
             vec![
-                "specs/all.yaml:65:23: spec.phases[0].verification.metrics[0].provider.plugin: plugin \"latency\" not found; known plugins: default-policy, latency-check, threshold",
+                "specs/all.yaml:65:23: spec.phases[0].verification.metrics[0].provider.plugin: plugin \"latency\" not found; known plugins: baseline-ratio, burn-rate, canary-judge, default-policy, http-check, latency-check, threshold",
             ],
         ),
         (
