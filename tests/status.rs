@@ -166,7 +166,12 @@ fn wait_for(store: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool)
         {
             return;
         }
-        assert!(Instant::now() < deadline, "never {what}: {}", run.stdout);
+        assert!(
+            Instant::now() < deadline,
+            "never {what}: {}{}",
+            run.stdout,
+            run.stderr
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

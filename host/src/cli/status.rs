@@ -189,7 +189,7 @@ async fn open(path: &std::path::Path, out: &mut Out) -> Option<Store> {
         ));
         return None;
     }
-    match Store::open(path).await {
+    match Store::open_existing(path).await {
         Ok(s) => Some(s),
         Err(e) => {
             out.err(format!("rollgate: {e}"));

@@ -301,6 +301,32 @@ impl Store {
         })
     }
 
+    /// Open an existing store to read it (`rollgate get`, `history`): no file is created
+    /// and no migration runs. A reader that migrated could race a runner opening the same
+    /// new store — both would apply the first migration, and the loser (possibly the
+    /// runner) would fail; a store a runner has not migrated yet just reads as empty.
+    pub async fn open_existing(path: &Path) -> Result<Store, StoreError> {
+        let shown = path.display().to_string();
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open {
+                path: shown,
+                message: e.to_string(),
+            })?;
+        Ok(Store {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The file this store lives in.
     pub fn path(&self) -> &Path {
         &self.path
