@@ -119,6 +119,8 @@ impl Harness {
             http: reqwest::Client::new(),
             observer: None,
             action_poll: Duration::from_millis(50),
+            sink: None,
+            wakers: None,
         };
         let harness = Harness { dir, engine, clock };
         for r in &bundle.rollouts {

@@ -6,12 +6,17 @@
 //! YAML, [`engine`] drives each rollout on a [`engine::clock::Clock`], [`verify`] counts
 //! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`target`] applies
 //! steps and [`store`] keeps checkpoints and the audit log; [`cli`] is the command line.
+//! Server mode: [`server`] runs every rollout of a folder at once, [`api`] is its HTTP edge,
+//! [`telemetry`] its `/metrics`.
 
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod metrics;
 pub mod plugin;
+pub mod server;
 pub mod spec;
 pub mod store;
 pub mod target;
+pub mod telemetry;
 pub mod verify;

@@ -6,9 +6,11 @@ mod kit;
 mod lint;
 mod metrics;
 mod plugin;
+mod remote;
 mod replay;
 mod run;
 mod schema;
+mod serve;
 mod status;
 mod style;
 mod time;
@@ -36,6 +38,8 @@ enum Command {
     Metrics(metrics::MetricsCommand),
     /// Run rollouts in the foreground to a final state (resuming unfinished runs).
     Run(run::RunArgs),
+    /// Run every rollout of a configuration folder at once, with an HTTP API.
+    Serve(serve::ServeArgs),
     /// Show a rollout as a tree (state, phases, metrics); --watch follows it live.
     Get(status::GetArgs),
     /// List a rollout's runs and the audit log of one.
@@ -207,6 +211,7 @@ pub fn main() -> ExitCode {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Metrics(cmd) => metrics::run(cmd).await,
             Command::Run(args) => run::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
             Command::Schema(args) => schema::run(args),
             Command::Lint(args) => lint::run(args).await,
             Command::Verify(args) => verify::run(args).await,

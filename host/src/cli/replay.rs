@@ -173,6 +173,8 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         http: reqwest::Client::new(),
         observer: None,
         action_poll: Duration::from_millis(10),
+        sink: None,
+        wakers: None,
     };
     let measured = std::time::Instant::now();
     let mut ids = Vec::new();

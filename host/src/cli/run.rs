@@ -83,9 +83,15 @@ pub struct ActionArgs {
     /// Why (audited).
     #[arg(long, default_value = "")]
     pub reason: String,
-    /// Who (audited; default $USER).
+    /// Who (audited; default $USER). With --server the identity of the token is audited.
     #[arg(long)]
     pub actor: Option<String>,
+    /// Ask a `rollgate serve` API instead of writing to a store file (http://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token, with --server (default: $ROLLGATE_TOKEN); actions need an operator's.
+    #[arg(long)]
+    pub token: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
@@ -104,6 +110,51 @@ pub async fn action(action: Action, args: ActionArgs) -> u8 {
 }
 
 async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
+    if let Some(url) = &args.server {
+        let remote = super::remote::Remote::new(url, args.token.as_deref());
+        let path = format!(
+            "/rollouts/{}/{}",
+            super::remote::segment(&args.rollout),
+            action.name()
+        );
+        let body = serde_json::json!({ "reason": args.reason });
+        return match remote.post::<serde_json::Value>(&path, &body).await {
+            Ok(v) => {
+                out.line(match args.format {
+                    Format::Json => v.to_string(),
+                    Format::Human => {
+                        let field = |k: &str| {
+                            v.get(k)
+                                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                                .unwrap_or_default()
+                        };
+                        if action == Action::Retry {
+                            format!(
+                                "{}: run {} started by the server ({})",
+                                args.rollout,
+                                field("run"),
+                                field("reason")
+                            )
+                        } else {
+                            format!(
+                                "{}: {} requested (#{}; run {} was {}); the server applies it now",
+                                args.rollout,
+                                action.name(),
+                                field("request"),
+                                field("run"),
+                                field("state")
+                            )
+                        }
+                    }
+                });
+                exit::OK
+            }
+            Err(e) => {
+                out.err(format!("rollgate: {}", e.message));
+                e.code
+            }
+        };
+    }
     let actor = args
         .actor
         .clone()
@@ -366,6 +417,8 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         http: reqwest::Client::new(),
         observer: Some(observer),
         action_poll: Duration::from_millis(args.poll_ms.max(10)),
+        sink: None,
+        wakers: None,
     };
     let mut ids = Vec::new();
     let mut done: Vec<Outcome> = Vec::new();

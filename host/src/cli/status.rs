@@ -1,15 +1,17 @@
 //! Status for people: `rollgate get NAME [--watch]` (the live tree of a rollout, read from
-//! the store a runner writes) and `rollgate history NAME` (its runs and audit log). The
-//! same tree is drawn live by `rollgate run` on a terminal.
+//! the store a runner writes, or from a server's API with `--server URL`) and `rollgate
+//! history NAME` (its runs and audit log). The same tree is drawn live by `rollgate run`
+//! on a terminal.
 //!
-//! Exit codes: 0 shown, 3 the store cannot be read, 4 no such rollout or run.
+//! Exit codes: 0 shown, 3 the store or server cannot be read, 4 no such rollout or run (or
+//! a token the server refused).
 
+use super::remote::{Remote, segment};
 use super::style::{self, Colour, glyph, paint, status_colour};
 use super::{Format, Out, exit};
-use crate::engine::state::Checkpoint;
-use crate::engine::{Progress, progress_of};
-use crate::spec::model::RolloutSpec;
-use crate::store::{RolloutRow, Store};
+use crate::engine::Progress;
+use crate::server::views::{self, History, HistoryError, Snapshot};
+use crate::store::Store;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +24,12 @@ pub struct GetArgs {
     /// The state store the runner uses.
     #[arg(long, default_value = "rollgate.db")]
     pub store: PathBuf,
+    /// Ask a `rollgate serve` API instead of a store file (http://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token (default: $ROLLGATE_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
     /// Keep showing the rollout as it changes, until its run ends.
     #[arg(long, short = 'w')]
     pub watch: bool,
@@ -41,33 +49,18 @@ pub struct HistoryArgs {
     /// The state store the runner uses.
     #[arg(long, default_value = "rollgate.db")]
     pub store: PathBuf,
+    /// Ask a `rollgate serve` API instead of a store file (http://HOST:PORT).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API token (default: $ROLLGATE_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
     /// The audit log of this run (default: the latest).
     #[arg(long)]
     pub run: Option<i64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-}
-
-/// A run as the store holds it, read back into what a display needs.
-pub struct Snapshot {
-    /// The stored row.
-    pub row: RolloutRow,
-    /// The progress computed from its spec and checkpoint.
-    pub progress: Progress,
-}
-
-/// Read the latest run of `name`; `Ok(None)` when the store has none.
-async fn snapshot(store: &Store, name: &str) -> Result<Option<Snapshot>, String> {
-    let Some(row) = store.latest(name).await.map_err(|e| e.to_string())? else {
-        return Ok(None);
-    };
-    let spec: RolloutSpec = serde_json::from_str(&row.spec)
-        .map_err(|e| format!("the stored spec of {name:?} cannot be read: {e}"))?;
-    let cp: Checkpoint = serde_json::from_str(&row.checkpoint)
-        .map_err(|e| format!("the stored checkpoint of {name:?} cannot be read: {e}"))?;
-    let progress = progress_of(&spec, row.run, &cp);
-    Ok(Some(Snapshot { row, progress }))
 }
 
 /// The tree of one rollout, like `kubectl argo rollouts get`: a header, then the phases
@@ -141,7 +134,7 @@ pub fn tree(p: &Progress, colour: bool) -> Vec<String> {
     for (i, phase) in p.phases.iter().enumerate() {
         let last = i + 1 == p.phases.len();
         let branch = if last { "└─" } else { "├─" };
-        let (g, name) = match phase.status {
+        let (g, name) = match phase.status.as_str() {
             "done" => ("✔", "done"),
             "active" => (glyph(&p.state), p.state.as_str()),
             _ => ("○", "pending"),
@@ -199,17 +192,66 @@ async fn open(path: &std::path::Path, out: &mut Out) -> Option<Store> {
 }
 
 fn json_of(s: &Snapshot) -> String {
-    let mut v = serde_json::to_value(&s.progress).unwrap_or_default();
-    if let Some(map) = v.as_object_mut() {
-        map.insert("finished".into(), s.row.finished.into());
-        map.insert("createdMs".into(), s.row.created_ms.into());
-        map.insert("updatedMs".into(), s.row.updated_ms.into());
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// Where `get` and `history` read from: a store file, or a server's API.
+enum Source {
+    Local(Store),
+    Remote(Remote),
+}
+
+impl Source {
+    async fn open(
+        store: &std::path::Path,
+        server: Option<&str>,
+        token: Option<&str>,
+        out: &mut Out,
+    ) -> Option<Source> {
+        match server {
+            Some(url) => Some(Source::Remote(Remote::new(url, token))),
+            None => open(store, out).await.map(Source::Local),
+        }
     }
-    v.to_string()
+
+    /// Where the rollout was looked for, for messages.
+    fn place(&self, store: &std::path::Path) -> String {
+        match self {
+            Source::Local(_) => store.display().to_string(),
+            Source::Remote(_) => "the server".to_string(),
+        }
+    }
+
+    async fn snapshot(&self, name: &str) -> Result<Option<Snapshot>, (u8, String)> {
+        match self {
+            Source::Local(store) => views::snapshot(store, name)
+                .await
+                .map_err(|e| (exit::PLUGIN_ERROR, e)),
+            Source::Remote(remote) => {
+                match remote.get(&format!("/rollouts/{}", segment(name))).await {
+                    Ok(s) => Ok(Some(s)),
+                    Err(e)
+                        if e.code == exit::INVALID_INPUT
+                            && e.message.contains("no rollout named") =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err((e.code, e.message)),
+                }
+            }
+        }
+    }
 }
 
 async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
-    let Some(store) = open(&args.store, out).await else {
+    let Some(source) = Source::open(
+        &args.store,
+        args.server.as_deref(),
+        args.token.as_deref(),
+        out,
+    )
+    .await
+    else {
         return exit::INVALID_INPUT;
     };
     let interval = match rollgate_duration::parse_ms(&args.interval) {
@@ -223,19 +265,19 @@ async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
     let mut shown = String::new();
     let mut drawn_lines = 0usize;
     loop {
-        let snap = match snapshot(&store, &args.rollout).await {
+        let snap = match source.snapshot(&args.rollout).await {
             Ok(Some(s)) => s,
             Ok(None) => {
                 out.err(format!(
                     "rollgate: no rollout named {:?} in {}",
                     args.rollout,
-                    args.store.display()
+                    source.place(&args.store)
                 ));
                 return exit::INVALID_INPUT;
             }
-            Err(e) => {
+            Err((code, e)) => {
                 out.err(format!("rollgate: {e}"));
-                return exit::PLUGIN_ERROR;
+                return code;
             }
         };
         let text = match args.format {
@@ -245,7 +287,7 @@ async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
                 lines.push(paint(
                     colour,
                     Colour::Dim,
-                    &format!("updated {}", super::time::rfc3339_ms(snap.row.updated_ms)),
+                    &format!("updated {}", super::time::rfc3339_ms(snap.updated_ms)),
                 ));
                 lines.join("\n")
             }
@@ -265,7 +307,7 @@ async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
             drawn_lines = text.lines().count();
             shown = text;
         }
-        if snap.row.finished {
+        if snap.finished {
             return exit::OK;
         }
         tokio::time::sleep(interval).await;
@@ -281,80 +323,71 @@ pub async fn history(args: HistoryArgs) -> u8 {
 }
 
 async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
-    let Some(store) = open(&args.store, out).await else {
+    let Some(source) = Source::open(
+        &args.store,
+        args.server.as_deref(),
+        args.token.as_deref(),
+        out,
+    )
+    .await
+    else {
         return exit::INVALID_INPUT;
     };
-    let runs = match store.runs(&args.rollout).await {
-        Ok(r) => r,
-        Err(e) => {
-            out.err(format!("rollgate: {e}"));
-            return exit::PLUGIN_ERROR;
-        }
-    };
-    let Some(latest) = runs.last() else {
-        out.err(format!(
-            "rollgate: no rollout named {:?} in {}",
-            args.rollout,
-            args.store.display()
-        ));
-        return exit::INVALID_INPUT;
-    };
-    let chosen = match args.run {
-        None => latest,
-        Some(n) => match runs.iter().find(|r| r.run == n) {
-            Some(r) => r,
-            None => {
-                let known: Vec<String> = runs.iter().map(|r| r.run.to_string()).collect();
-                out.err(format!(
-                    "rollgate: {:?} has no run {n} (runs: {})",
-                    args.rollout,
-                    known.join(", ")
-                ));
-                return exit::INVALID_INPUT;
+    let found = match &source {
+        Source::Local(store) => views::history(store, &args.rollout, args.run)
+            .await
+            .map_err(|e| match e {
+                HistoryError::NoRollout => (
+                    exit::INVALID_INPUT,
+                    format!(
+                        "no rollout named {:?} in {}",
+                        args.rollout,
+                        args.store.display()
+                    ),
+                ),
+                HistoryError::NoRun(runs) => {
+                    let known: Vec<String> = runs.iter().map(ToString::to_string).collect();
+                    (
+                        exit::INVALID_INPUT,
+                        format!(
+                            "{:?} has no run {} (runs: {})",
+                            args.rollout,
+                            args.run.unwrap_or_default(),
+                            known.join(", ")
+                        ),
+                    )
+                }
+                HistoryError::Store(e) => (exit::PLUGIN_ERROR, e),
+            }),
+        Source::Remote(remote) => {
+            let mut path = format!("/rollouts/{}/history", segment(&args.rollout));
+            if let Some(run) = args.run {
+                path.push_str(&format!("?run={run}"));
             }
-        },
-    };
-    let audit = match store.audit(chosen.id).await {
-        Ok(a) => a,
-        Err(e) => {
-            out.err(format!("rollgate: {e}"));
-            return exit::PLUGIN_ERROR;
+            remote
+                .get::<History>(&path)
+                .await
+                .map_err(|e| (e.code, e.message))
         }
+    };
+    let history = match found {
+        Ok(h) => h,
+        Err((code, e)) => {
+            out.err(format!("rollgate: {e}"));
+            return code;
+        }
+    };
+    let runs = &history.runs;
+    let Some(chosen) = runs.iter().find(|r| r.run == history.audit_run) else {
+        out.err(format!(
+            "rollgate: the history of {:?} names no run {}",
+            args.rollout, history.audit_run
+        ));
+        return exit::PLUGIN_ERROR;
     };
     let time = super::time::rfc3339_ms;
     match args.format {
-        Format::Json => {
-            let runs: Vec<_> = runs
-                .iter()
-                .map(|r| {
-                    serde_json::json!({
-                        "run": r.run,
-                        "state": r.state,
-                        "finished": r.finished,
-                        "createdMs": r.created_ms,
-                        "updatedMs": r.updated_ms,
-                    })
-                })
-                .collect();
-            let events: Vec<_> = audit
-                .iter()
-                .map(|a| {
-                    serde_json::json!({
-                        "seq": a.seq,
-                        "atMs": a.event.at_ms,
-                        "actor": a.event.actor,
-                        "action": a.event.action,
-                        "reason": a.event.reason,
-                        "stateBefore": a.event.state_before,
-                        "stateAfter": a.event.state_after,
-                    })
-                })
-                .collect();
-            out.line(
-                serde_json::json!({"rollout": args.rollout, "runs": runs, "auditRun": chosen.run, "audit": events})
-                    .to_string(),
-            );
-        }
+        Format::Json => out.line(serde_json::to_string(&history).unwrap_or_default()),
         Format::Human => {
             let colour = style::stdout_colour();
             let mut rows = vec![
@@ -362,7 +395,7 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
                     .map(String::from)
                     .to_vec(),
             ];
-            for r in &runs {
+            for r in runs {
                 rows.push(vec![
                     r.run.to_string(),
                     format!("{} {}", glyph(&r.state), r.state),
@@ -385,8 +418,7 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
                     .map(String::from)
                     .to_vec(),
             ];
-            for a in &audit {
-                let e = &a.event;
+            for e in &history.audit {
                 let state = if e.state_before == e.state_after || e.state_before.is_empty() {
                     e.state_after.clone()
                 } else {
@@ -430,24 +462,24 @@ mod tests {
             rollout: "checkout".into(),
             run: 2,
             state: "progressing".into(),
-            strategy: "canary",
+            strategy: "canary".into(),
             stable_version: "v1".into(),
             canary_version: "v2".into(),
             phases: vec![
                 PhaseProgress {
                     name: "canary-10".into(),
                     weight: 10.0,
-                    status: "done",
+                    status: "done".into(),
                 },
                 PhaseProgress {
                     name: "canary-50".into(),
                     weight: 50.0,
-                    status: "active",
+                    status: "active".into(),
                 },
                 PhaseProgress {
                     name: "full".into(),
                     weight: 100.0,
-                    status: "pending",
+                    status: "pending".into(),
                 },
             ],
             phase: 1,
@@ -462,6 +494,7 @@ mod tests {
                     status: "running".into(),
                     counts: [3, 1, 0, 0, 2],
                     last_value: Some(0.0125),
+                    message: "running: 3 passes".into(),
                 },
                 MetricProgress {
                     name: "saturation".into(),
@@ -469,6 +502,7 @@ mod tests {
                     status: "failed".into(),
                     counts: [0, 2, 0, 0, 0],
                     last_value: None,
+                    message: "failed: 2 fails > failureLimit 1".into(),
                 },
             ],
         }

@@ -143,7 +143,7 @@ impl Plugins {
 }
 
 /// One metric's line in a progress report.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricProgress {
     /// The metric.
@@ -156,10 +156,12 @@ pub struct MetricProgress {
     pub counts: [u32; 5],
     /// The last value measured.
     pub last_value: Option<f64>,
+    /// Why it is where it is (the reason of its last status change, with the numbers).
+    pub message: String,
 }
 
 /// One phase's line in a progress report.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseProgress {
     /// The phase.
@@ -168,11 +170,11 @@ pub struct PhaseProgress {
     pub weight: f64,
     /// `done`, `active` or `pending` (an ended rollout's last phase stays `active` unless
     /// it succeeded).
-    pub status: &'static str,
+    pub status: String,
 }
 
 /// A snapshot for live progress displays.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Progress {
     /// The rollout.
@@ -182,7 +184,7 @@ pub struct Progress {
     /// The state's name.
     pub state: String,
     /// `canary`, `rolling` or `blue-green`.
-    pub strategy: &'static str,
+    pub strategy: String,
     /// The version running before the rollout.
     pub stable_version: String,
     /// The version being rolled out.
@@ -206,6 +208,123 @@ pub struct Progress {
 /// Receives progress after every committed transition.
 pub type Observer = Arc<dyn Fn(&Progress) + Send + Sync>;
 
+/// One committed transition, as a [`Sink`] sees it: the progress after it and the audit
+/// events and measurements it wrote, in order.
+#[derive(Debug)]
+pub struct Committed<'a> {
+    /// The store's id of the run.
+    pub id: i64,
+    /// The progress after the commit.
+    pub progress: &'a Progress,
+    /// The audit events the commit wrote.
+    pub events: &'a [AuditEvent],
+    /// The measurements the commit wrote.
+    pub measurements: &'a [MeasurementRow],
+}
+
+/// Told of every commit of every rollout (server mode: the event stream, webhooks and
+/// `/metrics`). Called on the rollout's task after the commit landed: it must not block.
+pub type Sink = Arc<dyn Fn(&Committed<'_>) + Send + Sync>;
+
+/// Wakes waiting rollouts when an operator acts, so a server with thousands of waiting
+/// rollouts does not poll the store for each of them every `action_poll`: a rollout only
+/// looks for action requests after [`Wakers::wake`] (and, as a fallback for requests
+/// written to the store by another process, every `action_poll`).
+#[derive(Debug, Default)]
+pub struct Wakers {
+    map: std::sync::Mutex<HashMap<i64, Arc<Wake>>>,
+}
+
+/// One rollout's wake-up: a flag that says "look for requests" and a notification.
+#[derive(Debug)]
+struct Wake {
+    pending: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Wakers {
+    fn register(&self, id: i64) -> Arc<Wake> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id)
+            .or_insert_with(|| {
+                Arc::new(Wake {
+                    // A run (re)started by a server looks once: requests may predate it.
+                    pending: std::sync::atomic::AtomicBool::new(true),
+                    notify: tokio::sync::Notify::new(),
+                })
+            })
+            .clone()
+    }
+
+    fn unregister(&self, id: i64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Tell the run `id` that an action request waits for it. False when no task drives
+    /// that run (the caller must start one).
+    pub fn wake(&self, id: i64) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&id) {
+            Some(w) => {
+                w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
+                w.notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Claim the run `id` for a new driver task: false when one drives it already. The
+    /// claim is released when that driver's [`Engine::drive`] ends.
+    pub fn claim(&self, id: i64) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(&id) {
+            return false;
+        }
+        map.insert(
+            id,
+            Arc::new(Wake {
+                pending: std::sync::atomic::AtomicBool::new(true),
+                notify: tokio::sync::Notify::new(),
+            }),
+        );
+        true
+    }
+
+    /// True while a task drives the run `id`.
+    pub fn is_driving(&self, id: i64) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// How many runs are being driven.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when no run is being driven.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Unregisters a run from [`Wakers`] when its driver ends, however it ends.
+struct Registered<'a> {
+    wakers: &'a Wakers,
+    id: i64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.wakers.unregister(self.id);
+    }
+}
+
 /// What the engine needs to drive rollouts: shared by every rollout of a runner.
 #[derive(Clone)]
 pub struct Engine {
@@ -223,6 +342,10 @@ pub struct Engine {
     pub observer: Option<Observer>,
     /// How often a waiting rollout looks for operator actions (real clock only).
     pub action_poll: Duration,
+    /// Told of every commit (server mode).
+    pub sink: Option<Sink>,
+    /// Wake-ups for operator actions (server mode); `None`: poll every `action_poll`.
+    pub wakers: Option<Arc<Wakers>>,
 }
 
 /// The outcome of driving a rollout.
@@ -260,6 +383,12 @@ impl Engine {
     /// Drive the run `id` until it reaches a final state (or, on a simulated clock, until
     /// it waits for an operator with nothing else scheduled).
     pub async fn drive(&self, id: i64) -> Result<Outcome, EngineError> {
+        // Registered first, so the claim is released however this ends.
+        let wake = self.wakers.as_ref().map(|w| w.register(id));
+        let _registered = self
+            .wakers
+            .as_deref()
+            .map(|wakers| Registered { wakers, id });
         let row = self
             .store
             .get(id)
@@ -290,6 +419,7 @@ impl Engine {
             })?;
         let mut run = Run {
             engine: self,
+            wake,
             id,
             run: row.run,
             generation: row.generation,
@@ -318,6 +448,7 @@ pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {
                 status: m.status.name().to_string(),
                 counts: [c.passes, c.failures, c.inconclusives, c.no_data, c.errors],
                 last_value: m.last.as_ref().and_then(|r| r.value),
+                message: m.message.clone(),
             });
         }
     }
@@ -335,7 +466,8 @@ pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {
                 "active"
             } else {
                 "pending"
-            },
+            }
+            .to_string(),
         })
         .collect();
     Progress {
@@ -346,7 +478,8 @@ pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {
             Strategy::Canary => "canary",
             Strategy::Rolling { .. } => "rolling",
             Strategy::BlueGreen => "blue-green",
-        },
+        }
+        .to_string(),
         stable_version: spec.stable_version.clone(),
         canary_version: spec.canary_version.clone(),
         phases,
@@ -433,6 +566,8 @@ enum Woke {
 /// One rollout being driven.
 struct Run<'e> {
     engine: &'e Engine,
+    /// This run's wake-up, in server mode.
+    wake: Option<Arc<Wake>>,
     id: i64,
     run: i64,
     generation: i64,
@@ -507,7 +642,20 @@ impl Run<'_> {
                 self.now(),
             )
             .await?;
-        self.notify();
+        if let Some(sink) = &self.engine.sink {
+            let progress = progress_of(&self.spec, self.run, &self.cp);
+            sink(&Committed {
+                id: self.id,
+                progress: &progress,
+                events: &events,
+                measurements: &measurements,
+            });
+            if let Some(observer) = &self.engine.observer {
+                observer(&progress);
+            }
+        } else {
+            self.notify();
+        }
         Ok(())
     }
 
@@ -515,6 +663,14 @@ impl Run<'_> {
         if let Some(observer) = &self.engine.observer {
             observer(&progress_of(&self.spec, self.run, &self.cp));
         }
+    }
+
+    /// Whether action requests may be waiting: always without wake-ups; with them, only
+    /// after a wake-up (the flag is cleared by looking).
+    fn may_have_actions(&self) -> bool {
+        self.wake
+            .as_ref()
+            .is_none_or(|w| w.pending.swap(false, std::sync::atomic::Ordering::SeqCst))
     }
 
     fn outcome(&self) -> Outcome {
@@ -535,6 +691,9 @@ impl Run<'_> {
                     && !self.engine.store.pending_actions(self.id).await?.is_empty();
                 if !reopen {
                     return Ok(self.outcome());
+                }
+                if let Some(w) = &self.wake {
+                    w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
                 self.handle_actions().await?;
                 if self.cp.state.is_final() {
@@ -594,6 +753,9 @@ impl Run<'_> {
     // ----- operator actions -------------------------------------------------------------
 
     async fn handle_actions(&mut self) -> Result<(), EngineError> {
+        if !self.may_have_actions() {
+            return Ok(());
+        }
         let requests = self.engine.store.pending_actions(self.id).await?;
         for req in requests {
             let before = self.cp.state;
@@ -1526,11 +1688,26 @@ impl Run<'_> {
             let poll_ms = i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
             let poll = next_poll.get_or_insert(now.saturating_add(poll_ms));
             let at = next.map_or(*poll, |n| n.min(*poll));
-            self.engine.clock.sleep_until(at).await;
+            match &self.wake {
+                Some(wake) => {
+                    let wake = wake.clone();
+                    tokio::select! {
+                        _ = self.engine.clock.sleep_until(at) => {}
+                        _ = wake.notify.notified() => return Ok(Woke::Interrupted),
+                    }
+                }
+                None => self.engine.clock.sleep_until(at).await,
+            }
+            // How late the timer fired: the scheduler's lag, for `/metrics`.
+            let late = self.now().saturating_sub(at);
+            crate::telemetry::global().observe_lag(late.max(0) as f64 / 1000.0);
             // Operator actions are looked for every poll interval, however busy the timers.
             if self.now() >= *poll {
                 next_poll = None;
                 if !self.engine.store.pending_actions(self.id).await?.is_empty() {
+                    if let Some(w) = &self.wake {
+                        w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                     return Ok(Woke::Interrupted);
                 }
             }

@@ -202,6 +202,7 @@ mod tests {
             rollback,
             readiness: Readiness::default(),
             args: Default::default(),
+            notifications: Vec::new(),
         }
     }
 

@@ -48,6 +48,21 @@ pub enum State {
 }
 
 impl State {
+    /// Every state's name, as [`State::name`] gives it (for gauges that list zeros too).
+    pub const NAMES: [&'static str; 11] = [
+        "pending",
+        "progressing",
+        "paused(step)",
+        "paused(manual)",
+        "paused(policy)",
+        "paused(gate)",
+        "succeeded",
+        "rolling-back",
+        "rolled-back",
+        "aborted",
+        "failed",
+    ];
+
     /// Terminal states end the run (a retry starts a new run).
     pub fn is_final(self) -> bool {
         matches!(

@@ -76,6 +76,13 @@ pub struct BackendSpec {
     /// Largest result accepted, in points over all series (default 500,000).
     #[serde(default)]
     pub max_points: Option<usize>,
+    /// Most queries a second to this backend, shared by every rollout (default: no limit).
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Identical queries (same text and window, times rounded down to this) within this
+    /// span are sent once and their result shared (default `1s`; `0s` turns it off).
+    #[serde(default)]
+    pub share_window: Option<String>,
 }
 
 /// The `datadog` section: parsed when the feature is built in, refused with the fix otherwise.
@@ -187,8 +194,25 @@ pub fn problems(spec: &BackendSpec) -> Vec<(&'static str, &'static str)> {
     if spec.max_concurrency == Some(0) {
         out.push(("spec.maxConcurrency", "must be at least 1"));
     }
+    if spec.rate_limit.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+        out.push((
+            "spec.rateLimit",
+            "must be a number of queries per second above 0 (leave it out for no limit)",
+        ));
+    }
+    if let Some(w) = &spec.share_window
+        && rollgate_duration::parse_ms(w).is_err()
+    {
+        out.push((
+            "spec.shareWindow",
+            "must be a duration such as 1s or 500ms (0s turns sharing off)",
+        ));
+    }
     out
 }
+
+/// Identical live queries within this many milliseconds share one answer, by default.
+pub const DEFAULT_SHARE_MS: u64 = 1000;
 
 /// Build one backend.
 pub fn build(
@@ -220,6 +244,15 @@ pub fn build_aligned(
         max_points: spec
             .max_points
             .unwrap_or(BackendOptions::default().max_points),
+        rate_per_second: spec.rate_limit,
+        share_ms: match &spec.share_window {
+            Some(w) => {
+                rollgate_duration::parse_ms(w).map_err(|e| format!("spec.shareWindow: {e}"))?
+            }
+            // A recording is local and cheap, and replays on exact (often simulated) times.
+            None if spec.replay.is_some() => 0,
+            None => DEFAULT_SHARE_MS,
+        },
     };
     let backend: Arc<dyn Backend> = if let Some(p) = &spec.prometheus {
         Arc::new(Prometheus::new(p).map_err(|e| format!("spec.prometheus.{e}"))?)

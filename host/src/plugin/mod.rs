@@ -726,10 +726,16 @@ pub use types::ConfigError as ConfigProblem;
 /// naming any failure: `$body` is an async block over `$store`.
 macro_rules! run_call {
     ($plugin:expr, $metrics:expr, $now_ms:expr, |$store:ident| $body:expr) => {{
-        let _permit = $plugin.permit().await?;
-        let (mut $store, output, clock) = $plugin.store($metrics, $now_ms)?;
-        let result = $plugin.supervise($body, &clock).await?;
-        result.map_err(|e| $plugin.classify(e, &$store, &output))
+        let started = Instant::now();
+        let result = async {
+            let _permit = $plugin.permit().await?;
+            let (mut $store, output, clock) = $plugin.store($metrics, $now_ms)?;
+            let result = $plugin.supervise($body, &clock).await?;
+            result.map_err(|e| $plugin.classify(e, &$store, &output))
+        }
+        .await;
+        $plugin.record_call(started, result.as_ref().err());
+        result
     }};
 }
 
@@ -761,6 +767,34 @@ impl Plugin {
     /// Log lines dropped by the rate limit so far.
     pub fn dropped_log_lines(&self) -> u64 {
         self.inner.logs.dropped()
+    }
+
+    /// Count a call for `/metrics`: its wall time, and the limit it hit if one stopped it.
+    fn record_call(&self, started: Instant, error: Option<&PluginError>) {
+        let t = crate::telemetry::global();
+        let plugin = self.inner.name.as_ref();
+        t.observe(
+            "rollgate_plugin_call_seconds",
+            crate::telemetry::LATENCY_BUCKETS,
+            &[("plugin", plugin)],
+            started.elapsed().as_secs_f64(),
+        );
+        if let Some(e) = error
+            && matches!(
+                e,
+                PluginError::Timeout { .. }
+                    | PluginError::OutOfFuel { .. }
+                    | PluginError::MemoryLimit { .. }
+                    | PluginError::StackOverflow { .. }
+                    | PluginError::TooLarge { .. }
+            )
+        {
+            t.count(
+                "rollgate_plugin_limit_hits_total",
+                &[("plugin", plugin), ("limit", e.kind())],
+                1,
+            );
+        }
     }
 
     /// Wait for a call slot (bounded by `HostConfig::max_concurrent_calls`).

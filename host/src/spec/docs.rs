@@ -459,6 +459,21 @@ pub struct RolloutDoc {
     /// Readiness waiting after each step.
     #[serde(default)]
     pub readiness: Option<ReadinessDoc>,
+    /// Webhooks told of this rollout's state changes and decisions (server mode).
+    #[serde(default)]
+    pub notifications: Vec<NotificationDoc>,
+}
+
+/// A webhook that receives a JSON event for every state change and decision.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NotificationDoc {
+    /// Where events are POSTed (http or https).
+    pub url: P<String>,
+    /// Only these audit actions (`rollback`, `succeed`, `pause`, …); default: every state
+    /// change and decision.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// A rollout's target: exactly one field set.
@@ -762,6 +777,13 @@ pub struct BackendSchema {
     /// Largest result accepted, in points over all series (default 500,000).
     #[serde(default)]
     pub max_points: Option<usize>,
+    /// Most queries a second to this backend, shared by every rollout (default: no limit).
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Identical queries (same text and window, times rounded down to this) within this
+    /// span are sent once and their result shared (default `1s`; `0s` turns it off).
+    #[serde(default)]
+    pub share_window: Option<String>,
 }
 
 /// The schema of a Prometheus backend.

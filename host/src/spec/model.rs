@@ -203,6 +203,20 @@ pub struct RolloutSpec {
     pub readiness: Readiness,
     /// The rollout's args (also used to substitute templates).
     pub args: BTreeMap<String, String>,
+    /// Webhooks told of this rollout's state changes and decisions (server mode).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationSpec>,
+}
+
+/// A webhook for a rollout's events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationSpec {
+    /// Where events are POSTed.
+    pub url: String,
+    /// Only these audit actions; empty: every state change and decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
 }
 
 /// The failure policy a rollout uses.

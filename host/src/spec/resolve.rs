@@ -122,8 +122,8 @@ impl Src {
 
 /// One parsed document of a known kind.
 enum Parsed {
-    Backend(MetricBackendDoc),
-    Plugin(docs::PluginDoc),
+    Backend(Box<MetricBackendDoc>),
+    Plugin(Box<docs::PluginDoc>),
     Template(docs::TemplateDoc),
     Rollout(Box<docs::RolloutDoc>),
 }
@@ -277,12 +277,10 @@ impl Loader {
             return;
         };
         let parsed = match kind {
-            "MetricBackend" => {
-                serde_saphyr::from_str::<MetricBackendDoc>(text).map(Parsed::Backend)
-            }
-            "Plugin" => {
-                serde_saphyr::from_str::<Doc<docs::PluginDoc>>(text).map(|d| Parsed::Plugin(d.spec))
-            }
+            "MetricBackend" => serde_saphyr::from_str::<MetricBackendDoc>(text)
+                .map(|b| Parsed::Backend(Box::new(b))),
+            "Plugin" => serde_saphyr::from_str::<Doc<docs::PluginDoc>>(text)
+                .map(|d| Parsed::Plugin(Box::new(d.spec))),
             "VerificationTemplate" => serde_saphyr::from_str::<Doc<docs::TemplateDoc>>(text)
                 .map(|d| Parsed::Template(d.spec)),
             _ => serde_saphyr::from_str::<Doc<docs::RolloutDoc>>(text)
@@ -379,7 +377,7 @@ impl Loader {
             match &doc.parsed {
                 Parsed::Backend(b) => {
                     self.check_backend(&doc.src, b);
-                    bundle.backends.push((b.clone(), doc.src.file.clone()));
+                    bundle.backends.push(((**b).clone(), doc.src.file.clone()));
                     bundle.backend_at.insert(
                         b.metadata.name.clone(),
                         SourcePos {
@@ -1520,6 +1518,14 @@ impl Loader {
                 }
             }
         };
+        let mut notifications = Vec::new();
+        for (i, n) in doc.notifications.iter().enumerate() {
+            self.url(src, &n.url, &format!("spec.notifications[{i}].url"));
+            notifications.push(crate::spec::model::NotificationSpec {
+                url: n.url.value.clone(),
+                events: n.events.clone(),
+            });
+        }
         if self.errors.len() != before {
             return None;
         }
@@ -1538,6 +1544,7 @@ impl Loader {
             rollback,
             readiness,
             args: doc.args.clone(),
+            notifications,
         })
     }
 

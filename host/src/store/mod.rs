@@ -271,6 +271,13 @@ const ROLLOUT_COLUMNS: &str =
 impl Store {
     /// Open (creating if missing) the store file and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_durable(path, true).await
+    }
+
+    /// [`Store::open`], choosing whether every commit is synced to disk (`synchronous=FULL`)
+    /// or only at WAL checkpoints (`NORMAL`: a crash of the process loses nothing, a power
+    /// cut may lose the last commits; many times more commits a second).
+    pub async fn open_durable(path: &Path, full_sync: bool) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
         let open_err = |message: String| StoreError::Open {
             path: shown.clone(),
@@ -283,7 +290,11 @@ impl Store {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if full_sync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()

@@ -1,0 +1,241 @@
+//! `rollgate serve --config DIR --db URL --listen ADDR --tokens FILE`: run every rollout
+//! of a configuration folder at once, with the HTTP API of [`crate::api`].
+//!
+//! It prints `rollgate serve: listening on http://ADDR` on stderr once the port is bound
+//! (with `--listen 127.0.0.1:0` the system picks a free port, and that line says which),
+//! then loads the folder and resumes every unfinished run. Exit codes: 0 stopped by
+//! SIGINT/SIGTERM, 3 the store or the plugin host failed, 4 invalid input (a configuration
+//! that does not load, a bad tokens file, an address that cannot be bound).
+
+use super::exit;
+use crate::api::{self, Tokens};
+use crate::server::{Fleet, FleetConfig};
+use crate::spec::model::NotificationSpec;
+use crate::store::Store;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `rollgate serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The configuration: a folder (or file) of MetricBackend, Plugin, VerificationTemplate
+    /// and Rollout documents, reloaded when it changes.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The store: `sqlite:PATH` or a plain path; `?sync=normal` trades the fsync of every
+    /// commit for throughput (a process crash still loses nothing).
+    #[arg(long, default_value = "sqlite:rollgate.db")]
+    pub db: String,
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// The API's bearer tokens: lines `TOKEN ROLE NAME`, ROLE read-only or operator.
+    #[arg(long)]
+    pub tokens: PathBuf,
+    /// Where compiled plugins are cached (default: the user cache folder).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// How often the configuration folder is looked at for changes.
+    #[arg(long, default_value = "2s", value_name = "DURATION")]
+    pub reload_interval: String,
+    /// A webhook told of every rollout's state changes and decisions (repeatable).
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    /// How often a waiting run looks in the store for actions another process wrote there
+    /// (actions through the API are seen at once).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub action_poll: String,
+}
+
+/// The store path and durability of a `--db` URL.
+fn parse_db(url: &str) -> Result<(PathBuf, bool), String> {
+    let (rest, query) = match url.split_once('?') {
+        Some((r, q)) => (r, Some(q)),
+        None => (url, None),
+    };
+    let path = if let Some(p) = rest.strip_prefix("sqlite://") {
+        p
+    } else if let Some(p) = rest.strip_prefix("sqlite:") {
+        p
+    } else if rest.contains("://") {
+        return Err(format!(
+            "--db {url:?}: only SQLite stores are supported (sqlite:PATH); PostgreSQL is planned"
+        ));
+    } else {
+        rest
+    };
+    if path.is_empty() {
+        return Err(format!("--db {url:?}: no file path; use sqlite:PATH"));
+    }
+    let mut full = true;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair {
+            "sync=full" => full = true,
+            "sync=normal" => full = false,
+            other => {
+                return Err(format!(
+                    "--db {url:?}: unknown option {other:?}; use sync=full or sync=normal"
+                ));
+            }
+        }
+    }
+    Ok((PathBuf::from(path), full))
+}
+
+/// `rollgate serve`.
+pub async fn run(args: ServeArgs) -> u8 {
+    let fail = |code: u8, message: String| {
+        eprintln!("rollgate serve: {message}");
+        code
+    };
+    let duration = |flag: &str, text: &str| {
+        rollgate_duration::parse_ms(text)
+            .map(|ms| Duration::from_millis(ms.max(10)))
+            .map_err(|e| format!("--{flag}: {e}"))
+    };
+    let (reload_every, action_poll) = match (
+        duration("reload-interval", &args.reload_interval),
+        duration("action-poll", &args.action_poll),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return fail(exit::INVALID_INPUT, e),
+    };
+    let mut global_webhooks = Vec::new();
+    for url in &args.notify {
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {
+                global_webhooks.push(NotificationSpec {
+                    url: url.clone(),
+                    events: Vec::new(),
+                })
+            }
+            _ => {
+                return fail(
+                    exit::INVALID_INPUT,
+                    format!("--notify {url:?}: not an http(s) URL"),
+                );
+            }
+        }
+    }
+    let tokens = match Tokens::load(&args.tokens) {
+        Ok(t) => t,
+        Err(e) => return fail(exit::INVALID_INPUT, e),
+    };
+    let (db, full_sync) = match parse_db(&args.db) {
+        Ok(d) => d,
+        Err(e) => return fail(exit::INVALID_INPUT, e),
+    };
+    let store = match Store::open_durable(&db, full_sync).await {
+        Ok(s) => s,
+        Err(e) => return fail(exit::INVALID_INPUT, e.to_string()),
+    };
+    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
+        Ok(h) => h,
+        Err(e) => return fail(exit::PLUGIN_ERROR, e.to_string()),
+    };
+    let fleet = Fleet::new(
+        FleetConfig {
+            config: args.config.clone(),
+            reload_every,
+            action_poll,
+            global_webhooks,
+            event_buffer: 65_536,
+        },
+        store,
+        host,
+    );
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                exit::INVALID_INPUT,
+                format!("--listen {}: cannot listen there: {e}", args.listen),
+            );
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| args.listen.clone(), |a| a.to_string());
+    let app = api::router(fleet.clone(), tokens);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown())
+            .await
+    });
+    eprintln!("rollgate serve: listening on http://{address}");
+    if let Err(refused) = fleet.start().await {
+        for line in &refused.0 {
+            eprintln!("rollgate serve: {line}");
+        }
+        return fail(
+            exit::INVALID_INPUT,
+            format!(
+                "{} problem(s) in {}; not serving",
+                refused.0.len(),
+                args.config.display()
+            ),
+        );
+    }
+    eprintln!(
+        "rollgate serve: ready: {} rollout(s) from {}, {} run(s) driven",
+        fleet.configured().len(),
+        args.config.display(),
+        fleet.driving()
+    );
+    tokio::spawn(fleet.clone().watch());
+    match server.await {
+        Ok(Ok(())) => {
+            eprintln!("rollgate serve: stopped");
+            exit::OK
+        }
+        Ok(Err(e)) => fail(exit::PLUGIN_ERROR, format!("the HTTP server failed: {e}")),
+        Err(e) => fail(
+            exit::PLUGIN_ERROR,
+            format!("the HTTP server task failed: {e}"),
+        ),
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_urls() {
+        type Case<'a> = (&'a str, Result<(&'a str, bool), &'a str>);
+        let cases: [Case<'_>; 6] = [
+            ("sqlite:roll.db", Ok(("roll.db", true))),
+            ("sqlite:///var/lib/r.db", Ok(("/var/lib/r.db", true))),
+            ("plain.db?sync=normal", Ok(("plain.db", false))),
+            ("postgres://db/rollgate", Err("only SQLite stores")),
+            ("sqlite:", Err("no file path")),
+            ("sqlite:x.db?fast=1", Err("unknown option")),
+        ];
+        for (url, want) in cases {
+            match (parse_db(url), want) {
+                (Ok((p, full)), Ok((wp, wfull))) => {
+                    assert_eq!((p, full), (PathBuf::from(wp), wfull), "{url}")
+                }
+                (Err(e), Err(w)) => assert!(e.contains(w), "{url}: {e}"),
+                (got, _) => panic!("{url}: {got:?}"),
+            }
+        }
+    }
+}

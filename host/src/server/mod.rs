@@ -1,0 +1,868 @@
+//! Server mode: one process runs every rollout of a configuration folder at once.
+//!
+//! [`Fleet`] owns what `rollgate serve` keeps between requests: the configuration loaded
+//! from the folder (reloaded when its files change; a change that does not load, or whose
+//! plugins or backends do not build, is refused and reported, and the running configuration
+//! stays), the store, a driver task per unfinished run, the stream of committed events, and
+//! the notifier. The HTTP edge is [`crate::api`]; this module knows nothing of HTTP.
+//!
+//! Why a task per run is not a busy loop: a run's task sleeps on the runtime's timer wheel
+//! until its next measurement, pause end or gate check is due, and on a [`Wakers`]
+//! notification when an operator acts — it never polls the store in a tight loop. What is
+//! shared across runs (a backend's concurrency and rate limits, identical queries) lives in
+//! [`crate::metrics::Backends`], built once per configuration.
+//!
+//! What a configuration change does to rollouts: a rollout that appears starts a run; a
+//! rollout whose spec changed after its run ended starts a new run; a run in progress keeps
+//! the spec (and the plugins and backends) it started with, and the change applies to the
+//! next run, as with `rollgate run`.
+
+pub mod notify;
+pub mod views;
+
+use crate::engine::setup::{self, Problem};
+use crate::engine::{
+    Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, Wakers, create_run, progress_of,
+};
+use crate::plugin::PluginHost;
+use crate::spec::model::{Bundle, RolloutSpec};
+use crate::store::{RolloutRow, Store};
+use notify::Notifier;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::broadcast;
+
+/// The actor of runs a server starts by itself.
+pub const SERVE_ACTOR: &str = "rollgate serve";
+
+/// How a server is set up.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// The configuration folder (or file).
+    pub config: PathBuf,
+    /// How often the folder is looked at for changes.
+    pub reload_every: Duration,
+    /// Fallback: how often a waiting run looks in the store for actions written by another
+    /// process (actions through the API wake the run at once).
+    pub action_poll: Duration,
+    /// Webhooks told of every rollout's events.
+    pub global_webhooks: Vec<crate::spec::model::NotificationSpec>,
+    /// How many events the stream keeps for a slow subscriber before it skips.
+    pub event_buffer: usize,
+}
+
+/// One committed change, as the event stream and webhooks carry it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Server-wide, increasing: the order events were committed in.
+    pub seq: u64,
+    /// The rollout.
+    pub rollout: String,
+    /// Its run.
+    pub run: i64,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// Who (`rollgate`, `policy:NAME`, `gate:NAME`, an operator's identity).
+    pub actor: String,
+    /// What (`start`, `pause`, `rollback`, `metric-failed`, …).
+    pub action: String,
+    /// `decision`, `state` (a state change that is not a decision) or `metric`.
+    pub kind: &'static str,
+    /// Why: the explanation, with the numbers.
+    pub reason: String,
+    /// State before.
+    pub state_before: String,
+    /// State after.
+    pub state_after: String,
+    /// The phase and weight after.
+    pub phase: String,
+    /// The weight after.
+    pub weight: f64,
+}
+
+/// Audit actions that are decisions (what the failure policy, a gate, an operator or the
+/// engine decided), as opposed to bookkeeping (`apply`, `metric-*`).
+const DECISIONS: &[&str] = &[
+    "start",
+    "verified",
+    "next-phase",
+    "promote",
+    "promote-full",
+    "pause",
+    "resume",
+    "rollback",
+    "abort",
+    "succeed",
+    "rolled-back",
+    "deadline",
+    "retry",
+];
+
+fn kind_of(action: &str, before: &str, after: &str) -> &'static str {
+    if DECISIONS.contains(&action) {
+        "decision"
+    } else if action.starts_with("metric-") {
+        "metric"
+    } else if before != after {
+        "state"
+    } else {
+        "step"
+    }
+}
+
+/// Who took a decision, from the audit actor.
+fn cause_of(actor: &str) -> &'static str {
+    if actor.starts_with("policy:") {
+        "verification"
+    } else if actor.starts_with("gate:") {
+        "gate"
+    } else if actor == ENGINE_ACTOR || actor == SERVE_ACTOR {
+        "engine"
+    } else {
+        "operator"
+    }
+}
+
+/// The outcome of the last look at the configuration.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigStatus {
+    /// Configurations applied so far (1 after the first load).
+    pub generation: u64,
+    /// When the running configuration was loaded.
+    pub loaded_ms: i64,
+    /// Rollouts in the running configuration.
+    pub rollouts: usize,
+    /// The last change that was refused, with every problem; cleared by a good change.
+    pub last_error: Option<Vec<String>>,
+    /// When it was refused.
+    pub last_error_ms: Option<i64>,
+}
+
+/// The running configuration: the bundle and the engine built from it.
+struct Loaded {
+    bundle: Bundle,
+    engine: Engine,
+    /// What the folder's files looked like when loaded (path, length, mtime).
+    fingerprint: Vec<(PathBuf, u64, u128)>,
+}
+
+/// What the fleet knows of each rollout without asking the store: the last progress.
+#[derive(Debug, Clone)]
+struct Known {
+    id: i64,
+    progress: Progress,
+}
+
+struct Inner {
+    config: FleetConfig,
+    store: Store,
+    host: PluginHost,
+    wakers: Arc<Wakers>,
+    loaded: RwLock<Option<Arc<Loaded>>>,
+    status: Mutex<ConfigStatus>,
+    /// Held while the configuration changes (a reload, an apply).
+    changing: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<Arc<Event>>,
+    /// Orders events: the sequence number and the send happen under it.
+    seq: Mutex<u64>,
+    known: Mutex<BTreeMap<String, Known>>,
+    notifier: Notifier,
+    ready: AtomicBool,
+    decisions: AtomicU64,
+}
+
+/// The server's rollouts. Cheap to clone.
+#[derive(Clone)]
+pub struct Fleet {
+    inner: Arc<Inner>,
+}
+
+/// A refused configuration or request, with every problem.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused(pub Vec<String>);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn spec_json(r: &RolloutSpec) -> String {
+    serde_json::to_string(r).unwrap_or_default()
+}
+
+/// The YAML files under `path` with their length and modification time, sorted.
+fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, u128)> {
+    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, u128)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out);
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                let meta = e.metadata().ok();
+                let len = meta.as_ref().map_or(0, |m| m.len());
+                let mtime = meta
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                out.push((p, len, mtime));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if path.is_dir() {
+        walk(path, &mut out);
+    } else {
+        walk_file(path, &mut out);
+    }
+    out.sort();
+    out
+}
+
+fn walk_file(path: &Path, out: &mut Vec<(PathBuf, u64, u128)>) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        out.push((path.to_path_buf(), meta.len(), mtime));
+    }
+}
+
+impl Fleet {
+    /// A fleet over `store`; nothing runs until [`Fleet::start`].
+    pub fn new(config: FleetConfig, store: Store, host: PluginHost) -> Fleet {
+        let (events, _) = broadcast::channel(config.event_buffer.max(16));
+        Fleet {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                host,
+                wakers: Arc::new(Wakers::default()),
+                loaded: RwLock::new(None),
+                status: Mutex::new(ConfigStatus::default()),
+                changing: tokio::sync::Mutex::new(()),
+                events,
+                seq: Mutex::new(0),
+                known: Mutex::new(BTreeMap::new()),
+                notifier: Notifier::new(),
+                ready: AtomicBool::new(false),
+                decisions: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The notifier (its queue and counters).
+    pub fn notifier(&self) -> &Notifier {
+        &self.inner.notifier
+    }
+
+    /// Load the configuration, resume every unfinished run in the store and start what the
+    /// configuration asks for. A configuration that does not load is an error here: a
+    /// server does not start on a broken folder.
+    pub async fn start(&self) -> Result<(), Refused> {
+        let _changing = self.inner.changing.lock().await;
+        let loaded = self.build().await?;
+        self.install(loaded);
+        self.reconcile(true).await.map_err(|e| Refused(vec![e]))?;
+        self.inner.ready.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// True once the first configuration is loaded and the store's runs are resumed.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    /// The outcome of the last look at the configuration.
+    pub fn config_status(&self) -> ConfigStatus {
+        self.inner
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Look at the folder every `reload_every` and apply a change; runs until the process
+    /// ends.
+    pub async fn watch(self) {
+        loop {
+            tokio::time::sleep(self.inner.config.reload_every).await;
+            let changed = {
+                let loaded = self.current();
+                let now = fingerprint(&self.inner.config.config);
+                loaded.is_none_or(|l| l.fingerprint != now)
+            };
+            if changed && let Err(refused) = self.reload().await {
+                tracing::warn!(
+                    "configuration change refused; the running configuration stays: {refused}"
+                );
+            }
+        }
+    }
+
+    /// Load the folder again and, when it loads and builds, make it the running
+    /// configuration and start what it asks for. A refused change keeps the running
+    /// configuration and is reported by [`Fleet::config_status`].
+    pub async fn reload(&self) -> Result<(), Refused> {
+        let _changing = self.inner.changing.lock().await;
+        self.reload_locked().await
+    }
+
+    async fn reload_locked(&self) -> Result<(), Refused> {
+        match self.build().await {
+            Ok(loaded) => {
+                self.install(loaded);
+                self.reconcile(false).await.map_err(|e| Refused(vec![e]))?;
+                Ok(())
+            }
+            Err(refused) => {
+                // Remember what was refused, so the same broken files are not reported
+                // again every few seconds.
+                let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
+                status.last_error = Some(refused.0.clone());
+                status.last_error_ms = Some(now_ms());
+                drop(status);
+                if let Some(current) = self.current() {
+                    let mut same = (*current).clone_shallow();
+                    same.fingerprint = fingerprint(&self.inner.config.config);
+                    *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::new(same));
+                }
+                Err(refused)
+            }
+        }
+    }
+
+    fn current(&self) -> Option<Arc<Loaded>> {
+        self.inner
+            .loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Load and build the configuration without installing it.
+    async fn build(&self) -> Result<Loaded, Refused> {
+        let path = &self.inner.config.config;
+        let print = fingerprint(path);
+        let bundle = crate::spec::load(std::slice::from_ref(path))
+            .map_err(|errors| Refused(errors.iter().map(ToString::to_string).collect()))?;
+        self.build_bundle(bundle, print).await
+    }
+
+    async fn build_bundle(
+        &self,
+        bundle: Bundle,
+        fingerprint: Vec<(PathBuf, u64, u128)>,
+    ) -> Result<Loaded, Refused> {
+        let problems = |p: Vec<Problem>| Refused(p.iter().map(ToString::to_string).collect());
+        // Live backends: a replay recording is aligned to when the server loaded it.
+        let backends = setup::backends(&bundle, Some(now_ms())).map_err(problems)?;
+        // The plugins of the configuration's rollouts and of every unfinished run (which
+        // may come from an older configuration).
+        let stored = self
+            .inner
+            .store
+            .unfinished()
+            .await
+            .map_err(|e| Refused(vec![e.to_string()]))?;
+        let stored_specs: Vec<RolloutSpec> = stored
+            .iter()
+            .filter_map(|row| serde_json::from_str(&row.spec).ok())
+            .collect();
+        let mut uses: Vec<&RolloutSpec> = bundle.rollouts.iter().collect();
+        uses.extend(stored_specs.iter());
+        let plugins = setup::plugins(&self.inner.host, &bundle, &uses, false)
+            .await
+            .map_err(problems)?;
+        let engine = Engine {
+            store: self.inner.store.clone(),
+            clock: Arc::new(crate::engine::clock::SystemClock),
+            plugins: Arc::new(plugins),
+            metrics: Arc::new(backends),
+            http: reqwest::Client::new(),
+            observer: None,
+            action_poll: self.inner.config.action_poll,
+            sink: Some(self.sink()),
+            wakers: Some(self.inner.wakers.clone()),
+        };
+        Ok(Loaded {
+            bundle,
+            engine,
+            fingerprint,
+        })
+    }
+
+    fn install(&self, loaded: Loaded) {
+        let rollouts = loaded.bundle.rollouts.len();
+        *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(loaded));
+        let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.generation += 1;
+        status.loaded_ms = now_ms();
+        status.rollouts = rollouts;
+        status.last_error = None;
+        status.last_error_ms = None;
+        tracing::info!(
+            generation = status.generation,
+            rollouts,
+            "configuration loaded"
+        );
+    }
+
+    /// Start what the configuration asks for; on start, also resume every unfinished run.
+    async fn reconcile(&self, recover: bool) -> Result<(), String> {
+        let Some(loaded) = self.current() else {
+            return Ok(());
+        };
+        let store = &self.inner.store;
+        if recover {
+            for row in store.unfinished().await.map_err(|e| e.to_string())? {
+                tracing::info!(rollout = %row.name, run = row.run, state = %row.state, "resuming from the store");
+                self.remember_row(&row);
+                self.spawn(&loaded.engine, row.id);
+            }
+        }
+        for spec in &loaded.bundle.rollouts {
+            let latest = store.latest(&spec.name).await.map_err(|e| e.to_string())?;
+            match latest {
+                Some(row) if !row.finished => {
+                    if !self.inner.wakers.is_driving(row.id) {
+                        self.remember_row(&row);
+                    }
+                    self.spawn(&loaded.engine, row.id);
+                }
+                Some(row) if row.spec == spec_json(spec) => self.remember_row(&row),
+                Some(row) => {
+                    let reason = format!(
+                        "the configuration changed since run {} ended {}",
+                        row.run, row.state
+                    );
+                    self.create_and_spawn(&loaded.engine, spec, "create", &reason, &row.state)
+                        .await?;
+                }
+                None => {
+                    self.create_and_spawn(&loaded.engine, spec, "create", "rollgate serve", "")
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_and_spawn(
+        &self,
+        engine: &Engine,
+        spec: &RolloutSpec,
+        action: &str,
+        reason: &str,
+        before: &str,
+    ) -> Result<RolloutRow, String> {
+        let new = NewRun {
+            actor: SERVE_ACTOR,
+            action,
+            reason,
+            state_before: before,
+        };
+        let row = create_run(&self.inner.store, spec, now_ms(), new)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.remember_row(&row);
+        self.spawn(engine, row.id);
+        Ok(row)
+    }
+
+    fn remember_row(&self, row: &RolloutRow) {
+        let (Ok(spec), Ok(cp)) = (
+            serde_json::from_str::<RolloutSpec>(&row.spec),
+            serde_json::from_str::<crate::engine::state::Checkpoint>(&row.checkpoint),
+        ) else {
+            return;
+        };
+        let progress = progress_of(&spec, row.run, &cp);
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                row.name.clone(),
+                Known {
+                    id: row.id,
+                    progress,
+                },
+            );
+    }
+
+    fn spawn(&self, engine: &Engine, id: i64) {
+        if !self.inner.wakers.claim(id) {
+            // Already driven: make sure it looks at its requests.
+            self.inner.wakers.wake(id);
+            return;
+        }
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            if let Err(e) = engine.drive(id).await {
+                tracing::error!(run = id, "the rollout stopped: {e}");
+            }
+        });
+    }
+
+    /// What every commit does in server mode: remember the progress, count, stream, notify.
+    fn sink(&self) -> crate::engine::Sink {
+        let weak = Arc::downgrade(&self.inner);
+        Arc::new(move |c: &Committed<'_>| {
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            let telemetry = crate::telemetry::global();
+            for m in c.measurements {
+                telemetry.count(
+                    "rollgate_measurements_total",
+                    &[("verdict", m.verdict.as_str())],
+                    1,
+                );
+            }
+            inner
+                .known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    c.progress.rollout.clone(),
+                    Known {
+                        id: c.id,
+                        progress: c.progress.clone(),
+                    },
+                );
+            let webhooks = inner.webhooks_for(&c.progress.rollout);
+            let mut seq = inner.seq.lock().unwrap_or_else(|e| e.into_inner());
+            for e in c.events {
+                let kind = kind_of(&e.action, &e.state_before, &e.state_after);
+                if kind == "decision" {
+                    inner.decisions.fetch_add(1, Ordering::Relaxed);
+                    let cause = cause_of(&e.actor);
+                    telemetry.count(
+                        "rollgate_decisions_total",
+                        &[("decision", e.action.as_str()), ("by", cause)],
+                        1,
+                    );
+                    if e.action == "rollback"
+                        || e.action == "deadline" && e.state_after == "rolling-back"
+                    {
+                        let cause = if e.action == "deadline" {
+                            "deadline"
+                        } else {
+                            cause
+                        };
+                        telemetry.count("rollgate_rollbacks_total", &[("cause", cause)], 1);
+                    }
+                }
+                *seq += 1;
+                let event = Arc::new(Event {
+                    seq: *seq,
+                    rollout: c.progress.rollout.clone(),
+                    run: c.progress.run,
+                    at_ms: e.at_ms,
+                    actor: e.actor.clone(),
+                    action: e.action.clone(),
+                    kind,
+                    reason: e.reason.clone(),
+                    state_before: e.state_before.clone(),
+                    state_after: e.state_after.clone(),
+                    phase: c.progress.phase_name.clone(),
+                    weight: c.progress.weight,
+                });
+                if kind != "step" && kind != "metric" || e.state_before != e.state_after {
+                    for w in &webhooks {
+                        if w.events.is_empty() || w.events.contains(&e.action) {
+                            inner.notifier.send(&w.url, event.clone());
+                        }
+                    }
+                }
+                // No subscriber is not an error.
+                let _ = inner.events.send(event);
+            }
+        })
+    }
+
+    /// Subscribe to the events committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.events.subscribe()
+    }
+
+    /// The rollouts the server knows, by name, with their last progress.
+    pub fn rollouts(&self) -> Vec<(i64, Progress)> {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|k| (k.id, k.progress.clone()))
+            .collect()
+    }
+
+    /// How many rollouts are in each state (for `/metrics`).
+    pub fn states(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for k in self
+            .inner
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            *out.entry(k.progress.state.clone()).or_default() += 1;
+        }
+        out
+    }
+
+    /// Runs with a driver task now.
+    pub fn driving(&self) -> usize {
+        self.inner.wakers.len()
+    }
+
+    /// Ask for `action` on rollout `name` as `actor`. Actions other than retry are recorded
+    /// in the store and the run is woken (or driven again, for a rollback of an aborted or
+    /// failed run); retry creates and starts the next run. `Err((status, message))`.
+    pub async fn act(
+        &self,
+        name: &str,
+        action: Action,
+        actor: &str,
+        reason: &str,
+    ) -> Result<serde_json::Value, (u16, String)> {
+        let store = &self.inner.store;
+        let internal = |e: crate::store::StoreError| (500, e.to_string());
+        let latest = store
+            .latest(name)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| (404, format!("no rollout named {name:?}")))?;
+        let engine = self
+            .current()
+            .map(|l| l.engine.clone())
+            .ok_or_else(|| (503, "the server has no configuration yet".to_string()))?;
+        if action == Action::Retry {
+            if !matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed") {
+                return Err((
+                    409,
+                    format!(
+                        "retry re-runs a rolled-back, aborted or failed rollout; {name:?} run {} is {}",
+                        latest.run, latest.state
+                    ),
+                ));
+            }
+            let spec: RolloutSpec = serde_json::from_str(&latest.spec).map_err(|e| {
+                (
+                    500,
+                    format!("the stored spec of {name:?} cannot be read: {e}"),
+                )
+            })?;
+            let reason = format!(
+                "retry of run {} by {actor}{}",
+                latest.run,
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                }
+            );
+            let new = NewRun {
+                actor,
+                action: "retry",
+                reason: &reason,
+                state_before: &latest.state,
+            };
+            let row = create_run(store, &spec, now_ms(), new)
+                .await
+                .map_err(|e| (500, e.to_string()))?;
+            self.remember_row(&row);
+            self.spawn(&engine, row.id);
+            return Ok(serde_json::json!({
+                "rollout": name, "action": "retry", "run": row.run, "state": row.state,
+                "reason": reason,
+            }));
+        }
+        let reopens =
+            action == Action::Rollback && matches!(latest.state.as_str(), "aborted" | "failed");
+        if latest.finished && !reopens {
+            return Err((
+                409,
+                format!(
+                    "{name:?} run {} already ended {}; nothing to {}",
+                    latest.run,
+                    latest.state,
+                    action.name()
+                ),
+            ));
+        }
+        let request = store
+            .request_action(latest.id, action.name(), actor, reason, now_ms())
+            .await
+            .map_err(internal)?;
+        if !self.inner.wakers.wake(latest.id) {
+            self.spawn(&engine, latest.id);
+        }
+        Ok(serde_json::json!({
+            "rollout": name, "action": action.name(), "request": request,
+            "run": latest.run, "state": latest.state,
+        }))
+    }
+
+    /// Add or replace documents through the API: the text is written to
+    /// `<config>/api/<kind>-<name>.yaml` (after its first document) and the configuration
+    /// reloaded; when that is refused, the file is put back as it was and the problems
+    /// returned. Returns the file written.
+    pub async fn apply(&self, text: &str) -> Result<PathBuf, Refused> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            kind: Option<String>,
+            metadata: Option<Meta>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            name: Option<String>,
+        }
+        let heads: Vec<Head> = serde_saphyr::from_multiple(text)
+            .map_err(|e| Refused(vec![format!("the request body is not YAML documents: {e}")]))?;
+        let first = heads
+            .first()
+            .ok_or_else(|| Refused(vec!["the request body holds no document".into()]))?;
+        let (Some(kind), Some(name)) = (
+            first.kind.as_deref(),
+            first.metadata.as_ref().and_then(|m| m.name.as_deref()),
+        ) else {
+            return Err(Refused(vec![
+                "the first document needs `kind` and `metadata.name`".into(),
+            ]));
+        };
+        let safe = |s: &str| {
+            s.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+        };
+        let root = &self.inner.config.config;
+        if !root.is_dir() {
+            return Err(Refused(vec![format!(
+                "documents can only be applied to a configuration folder; {} is a file",
+                root.display()
+            )]));
+        }
+        let dir = root.join("api");
+        let file = dir.join(format!("{}-{}.yaml", safe(kind), safe(name)));
+        let _changing = self.inner.changing.lock().await;
+        let before = std::fs::read_to_string(&file).ok();
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&file, text))
+            .map_err(|e| Refused(vec![format!("cannot write {}: {e}", file.display())]))?;
+        match self.reload_locked().await {
+            Ok(()) => Ok(file),
+            Err(refused) => {
+                let restored = match &before {
+                    Some(old) => std::fs::write(&file, old),
+                    None => std::fs::remove_file(&file),
+                };
+                if let Err(e) = restored {
+                    tracing::error!(
+                        "cannot restore {} after a refused apply: {e}",
+                        file.display()
+                    );
+                }
+                // The folder is as it was: the running configuration matches it again.
+                if let Some(current) = self.current() {
+                    let mut same = (*current).clone_shallow();
+                    same.fingerprint = fingerprint(root);
+                    *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::new(same));
+                }
+                Err(refused)
+            }
+        }
+    }
+
+    /// The webhooks of the server (all rollouts).
+    pub fn global_webhooks(&self) -> &[crate::spec::model::NotificationSpec] {
+        &self.inner.config.global_webhooks
+    }
+
+    /// The id of the run the server last saw for `name`.
+    pub fn known_id(&self, name: &str) -> Option<i64> {
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .map(|k| k.id)
+    }
+
+    /// Every rollout name the configuration holds.
+    pub fn configured(&self) -> Vec<String> {
+        self.current()
+            .map(|l| l.bundle.rollouts.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Decisions taken since start.
+    pub fn decisions(&self) -> u64 {
+        self.inner.decisions.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    /// The webhooks for one rollout: the server's and the rollout's own (from the running
+    /// configuration).
+    fn webhooks_for(&self, rollout: &str) -> Vec<crate::spec::model::NotificationSpec> {
+        let mut out = self.config.global_webhooks.clone();
+        if let Some(loaded) = self
+            .loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && let Some(spec) = loaded.bundle.rollouts.iter().find(|r| r.name == rollout)
+        {
+            out.extend(spec.notifications.iter().cloned());
+        }
+        out
+    }
+}
+
+impl Loaded {
+    fn clone_shallow(&self) -> Loaded {
+        Loaded {
+            bundle: self.bundle.clone(),
+            engine: self.engine.clone(),
+            fingerprint: self.fingerprint.clone(),
+        }
+    }
+}

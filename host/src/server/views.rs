@@ -1,0 +1,176 @@
+//! What `rollgate get` and `rollgate history` show, read from a store: shared by the
+//! command line (reading a store file) and the HTTP API (which the command line reads with
+//! `--server`), so both give the same JSON.
+
+use crate::engine::state::Checkpoint;
+use crate::engine::{Progress, progress_of};
+use crate::spec::model::RolloutSpec;
+use crate::store::{RolloutRow, Store};
+use serde::{Deserialize, Serialize};
+
+/// A run as the store holds it, read back into what a display needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// The progress computed from its spec and checkpoint.
+    #[serde(flatten)]
+    pub progress: Progress,
+    /// Whether the run ended.
+    pub finished: bool,
+    /// When the run was created.
+    pub created_ms: i64,
+    /// When it last changed.
+    pub updated_ms: i64,
+    /// Why it is where it is, when that is a failure: each failed or erroring metric's
+    /// reason, and the last message when the run ended other than succeeded.
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+impl Snapshot {
+    /// The snapshot of a stored run.
+    pub fn of(row: &RolloutRow) -> Result<Snapshot, String> {
+        let name = &row.name;
+        let spec: RolloutSpec = serde_json::from_str(&row.spec)
+            .map_err(|e| format!("the stored spec of {name:?} cannot be read: {e}"))?;
+        let cp: Checkpoint = serde_json::from_str(&row.checkpoint)
+            .map_err(|e| format!("the stored checkpoint of {name:?} cannot be read: {e}"))?;
+        let progress = progress_of(&spec, row.run, &cp);
+        let mut failures: Vec<String> = progress
+            .metrics
+            .iter()
+            .filter(|m| matches!(m.status.as_str(), "failed" | "error" | "inconclusive"))
+            .map(|m| format!("metric {:?}: {}", m.name, m.message))
+            .collect();
+        if matches!(
+            progress.state.as_str(),
+            "rolling-back" | "rolled-back" | "aborted" | "failed"
+        ) {
+            failures.push(progress.message.clone());
+        }
+        Ok(Snapshot {
+            progress,
+            finished: row.finished,
+            created_ms: row.created_ms,
+            updated_ms: row.updated_ms,
+            failures,
+        })
+    }
+}
+
+/// Read the latest run of `name`; `Ok(None)` when the store has none.
+pub async fn snapshot(store: &Store, name: &str) -> Result<Option<Snapshot>, String> {
+    let Some(row) = store.latest(name).await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    Snapshot::of(&row).map(Some)
+}
+
+/// One run in a rollout's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunInfo {
+    /// Its number.
+    pub run: i64,
+    /// Its state.
+    pub state: String,
+    /// Whether it ended.
+    pub finished: bool,
+    /// When it was created.
+    pub created_ms: i64,
+    /// When it last changed.
+    pub updated_ms: i64,
+}
+
+/// One audit event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditInfo {
+    /// 1, 2, … in the run.
+    pub seq: i64,
+    /// When.
+    pub at_ms: i64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// Why.
+    pub reason: String,
+    /// State before.
+    pub state_before: String,
+    /// State after.
+    pub state_after: String,
+}
+
+/// A rollout's runs and the audit log of one of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    /// The rollout.
+    pub rollout: String,
+    /// Every run, oldest first.
+    pub runs: Vec<RunInfo>,
+    /// The run whose log this is.
+    pub audit_run: i64,
+    /// Its audit log, in order.
+    pub audit: Vec<AuditInfo>,
+}
+
+/// Why a history cannot be shown.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistoryError {
+    /// No rollout of that name.
+    NoRollout,
+    /// No such run; the runs there are.
+    NoRun(Vec<i64>),
+    /// The store failed.
+    Store(String),
+}
+
+/// The history of `name`, with the audit log of run `run` (default: the latest).
+pub async fn history(store: &Store, name: &str, run: Option<i64>) -> Result<History, HistoryError> {
+    let runs = store
+        .runs(name)
+        .await
+        .map_err(|e| HistoryError::Store(e.to_string()))?;
+    let Some(latest) = runs.last() else {
+        return Err(HistoryError::NoRollout);
+    };
+    let chosen = match run {
+        None => latest,
+        Some(n) => runs
+            .iter()
+            .find(|r| r.run == n)
+            .ok_or_else(|| HistoryError::NoRun(runs.iter().map(|r| r.run).collect()))?,
+    };
+    let audit = store
+        .audit(chosen.id)
+        .await
+        .map_err(|e| HistoryError::Store(e.to_string()))?;
+    Ok(History {
+        rollout: name.to_string(),
+        runs: runs
+            .iter()
+            .map(|r| RunInfo {
+                run: r.run,
+                state: r.state.clone(),
+                finished: r.finished,
+                created_ms: r.created_ms,
+                updated_ms: r.updated_ms,
+            })
+            .collect(),
+        audit_run: chosen.run,
+        audit: audit
+            .into_iter()
+            .map(|a| AuditInfo {
+                seq: a.seq,
+                at_ms: a.event.at_ms,
+                actor: a.event.actor,
+                action: a.event.action,
+                reason: a.event.reason,
+                state_before: a.event.state_before,
+                state_after: a.event.state_after,
+            })
+            .collect(),
+    })
+}
