@@ -392,6 +392,8 @@ async fn act(
             tracing::info!(rollout = %name, action = action.name(), actor = %identity.name, "action requested");
             let status = if action == Action::Retry {
                 StatusCode::CREATED
+            } else if v["outcome"] == "applied" {
+                StatusCode::OK
             } else {
                 StatusCode::ACCEPTED
             };

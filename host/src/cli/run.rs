@@ -135,9 +135,18 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
                                 field("run"),
                                 field("reason")
                             )
+                        } else if field("outcome") == "applied" {
+                            format!(
+                                "{}: {} applied to run {} ({} → {})",
+                                args.rollout,
+                                action.name(),
+                                field("run"),
+                                field("stateBefore"),
+                                field("state")
+                            )
                         } else {
                             format!(
-                                "{}: {} requested (#{}; run {} was {}); the server applies it now",
+                                "{}: {} requested (#{}; run {} is {}); the server applies it at the run's next step",
                                 args.rollout,
                                 action.name(),
                                 field("request"),

@@ -36,6 +36,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 
+/// How long an action request waits for the run to apply or refuse it before the API
+/// answers "queued".
+const OUTCOME_WAIT: Duration = Duration::from_secs(5);
+
 /// The actor of runs a server starts by itself.
 pub const SERVE_ACTOR: &str = "rollgate serve";
 
@@ -148,6 +152,8 @@ pub struct ConfigStatus {
 struct Loaded {
     bundle: Bundle,
     engine: Engine,
+    /// Each rollout's own webhooks (only rollouts that have some): looked up per commit.
+    webhooks: std::collections::HashMap<String, Vec<crate::spec::model::NotificationSpec>>,
     /// What the folder's files looked like when loaded (path, length, mtime).
     fingerprint: Vec<(PathBuf, u64, u128)>,
 }
@@ -413,9 +419,16 @@ impl Fleet {
             sink: Some(self.sink()),
             wakers: Some(self.inner.wakers.clone()),
         };
+        let webhooks = bundle
+            .rollouts
+            .iter()
+            .filter(|r| !r.notifications.is_empty())
+            .map(|r| (r.name.clone(), r.notifications.clone()))
+            .collect();
         Ok(Loaded {
             bundle,
             engine,
+            webhooks,
             fingerprint,
         })
     }
@@ -648,7 +661,10 @@ impl Fleet {
 
     /// Ask for `action` on rollout `name` as `actor`. Actions other than retry are recorded
     /// in the store and the run is woken (or driven again, for a rollback of an aborted or
-    /// failed run); retry creates and starts the next run. `Err((status, message))`.
+    /// failed run), then the answer waits (a few seconds at most) for the run to apply the
+    /// action (`outcome: applied`, with the state after) or refuse it (409, with why); a
+    /// run too busy to answer in time gets `outcome: queued`. Retry creates and starts the
+    /// next run. `Err((status, message))`.
     pub async fn act(
         &self,
         name: &str,
@@ -721,6 +737,8 @@ impl Fleet {
                 ),
             ));
         }
+        // Listen before asking, so the engine's answer cannot be missed.
+        let mut events = self.inner.events.subscribe();
         let request = store
             .request_action(latest.id, action.name(), actor, reason, now_ms())
             .await
@@ -728,10 +746,39 @@ impl Fleet {
         if !self.inner.wakers.wake(latest.id) {
             self.spawn(&engine, latest.id);
         }
-        Ok(serde_json::json!({
-            "rollout": name, "action": action.name(), "request": request,
-            "run": latest.run, "state": latest.state,
-        }))
+        let refused = format!("{}-refused", action.name());
+        let answer = tokio::time::timeout(OUTCOME_WAIT, async {
+            loop {
+                match events.recv().await {
+                    Ok(e)
+                        if e.rollout == name
+                            && e.run == latest.run
+                            && e.actor == actor
+                            && (e.action == action.name() || e.action == refused) =>
+                    {
+                        return Some(e);
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        match answer {
+            Some(e) if e.action == refused => Err((409, e.reason.clone())),
+            Some(e) => Ok(serde_json::json!({
+                "rollout": name, "action": action.name(), "request": request,
+                "run": latest.run, "outcome": "applied", "stateBefore": e.state_before,
+                "state": e.state_after, "reason": e.reason,
+            })),
+            // The run is busy (a long plugin call, a slow target step): it will get to it.
+            None => Ok(serde_json::json!({
+                "rollout": name, "action": action.name(), "request": request,
+                "run": latest.run, "outcome": "queued", "state": latest.state,
+            })),
+        }
     }
 
     /// Add or replace documents through the API: the text is written to
@@ -849,9 +896,9 @@ impl Inner {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            && let Some(spec) = loaded.bundle.rollouts.iter().find(|r| r.name == rollout)
+            && let Some(own) = loaded.webhooks.get(rollout)
         {
-            out.extend(spec.notifications.iter().cloned());
+            out.extend(own.iter().cloned());
         }
         out
     }
@@ -862,6 +909,7 @@ impl Loaded {
         Loaded {
             bundle: self.bundle.clone(),
             engine: self.engine.clone(),
+            webhooks: self.webhooks.clone(),
             fingerprint: self.fingerprint.clone(),
         }
     }
