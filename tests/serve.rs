@@ -421,7 +421,19 @@ fn read_events(url: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
 #[test]
 fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too() {
     let hook = Hook::start();
-    let (dir, _) = setup(&[], &["busy"]);
+    // The rollout's own webhook, for pauses only.
+    let own = Hook::start();
+    let (dir, config_dir) = setup(&[], &["busy"]);
+    let rollouts = config_dir.join("rollouts.yaml");
+    let text = std::fs::read_to_string(&rollouts).expect("read");
+    std::fs::write(
+        &rollouts,
+        format!(
+            "{text}  notifications:\n    - url: {}\n      events: [pause]\n",
+            own.url
+        ),
+    )
+    .expect("write");
     let s = serve(dir.path(), &["--notify", &hook.url]);
     s.wait_state("busy", 1, "progressing");
     let audit_before = s.audit("busy", 1).len();
@@ -512,6 +524,23 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The rollout's own webhook got only what it asked for (its first delivery failed and
+    // was retried too).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while own.received().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the rollout's webhook got nothing"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = own.received();
+    assert!(
+        got.iter()
+            .all(|e| e["action"] == "pause" && e["rollout"] == "busy"),
+        "{got:?}"
+    );
+
     // /metrics counts what happened.
     let text = s.rt.block_on(async {
         s.client
@@ -535,6 +564,49 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_folder_or_tokens_file() {
+    let (dir, config_dir) = setup(&["held"], &[]);
+    std::fs::write(
+        config_dir.join("broken.yaml"),
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: broken\nspec:\n  stableVersion: v1\n",
+    )
+    .expect("write");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, format!("{OPERATOR} operator alice\n")).expect("tokens");
+    let db = format!("sqlite:{}", dir.path().join("state.db").display());
+    let args = |tokens: &Path| {
+        vec![
+            "serve".to_string(),
+            "--config".into(),
+            config_dir.display().to_string(),
+            "--db".into(),
+            db.clone(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--tokens".into(),
+            tokens.display().to_string(),
+        ]
+    };
+    let a = args(&tokens);
+    let out = common::rollgate(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("broken.yaml:") && out.stderr.contains("not serving"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(config_dir.join("broken.yaml")).expect("rm");
+    std::fs::write(
+        &tokens,
+        format!("{OPERATOR} operator alice\nshort admin eve\n"),
+    )
+    .expect("tokens");
+    let out = common::rollgate(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(out.stderr.contains("tokens:2:"), "{}", out.stderr);
 }
 
 #[test]
