@@ -336,6 +336,28 @@ async fn hostile_plugins_end_as_named_errors() {
         );
         threshold_still_works(&host).await;
     }
+    // Each limit hit is counted for /metrics under its kind; a trap is not a limit.
+    let t = rollgate::telemetry::global();
+    for (limit, at_least) in [
+        ("timeout", 2),
+        ("memory-limit", 2),
+        ("stack-overflow", 1),
+        ("too-large", 1),
+        ("out-of-fuel", 1),
+    ] {
+        let n = t.counter(
+            "rollgate_plugin_limit_hits_total",
+            &[("plugin", "hostile"), ("limit", limit)],
+        );
+        assert!(n >= at_least, "{limit}: {n}");
+    }
+    assert_eq!(
+        t.counter(
+            "rollgate_plugin_limit_hits_total",
+            &[("plugin", "hostile"), ("limit", "trap")]
+        ),
+        0
+    );
 }
 
 #[tokio::test]

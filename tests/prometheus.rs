@@ -321,6 +321,13 @@ async fn threshold_against_a_real_prometheus() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("unavailable"), "{e}");
+    assert!(
+        rollgate::telemetry::global().counter(
+            "rollgate_backend_query_errors_total",
+            &[("backend", "prom"), ("kind", "unavailable")]
+        ) >= 1,
+        "the failed query is counted for /metrics"
+    );
 
     // Timeout: the backend's own timeout fires before the plugin's query budget.
     let hole = Blackhole::start();
