@@ -237,8 +237,12 @@ const ACTIONS: [&str; 7] = [
 fn the_auth_matrix_and_every_action_with_its_audit_record() {
     let (dir, _) = setup(&["held", "held-2"], &["busy", "busy-2", "busy-3"]);
     let s = serve(dir.path(), &[]);
-    s.wait_state("busy", 1, "progressing");
-    s.wait_state("held", 1, "paused(step)");
+    for name in ["busy", "busy-2", "busy-3"] {
+        s.wait_state(name, 1, "progressing");
+    }
+    for name in ["held", "held-2"] {
+        s.wait_state(name, 1, "paused(step)");
+    }
 
     // Reading needs a token; any valid one will do.
     let (status, _) = s.call("GET", "/api/v1/rollouts", None, None);
@@ -253,6 +257,26 @@ fn the_auth_matrix_and_every_action_with_its_audit_record() {
     let (status, list) = s.call("GET", "/api/v1/rollouts", Some(READER), None);
     assert_eq!(status, 200);
     assert_eq!(list["rollouts"].as_array().map(Vec::len), Some(5), "{list}");
+    // (query, rollouts listed)
+    for (query, want) in [
+        ("?state=paused", vec!["held", "held-2"]),
+        ("?state=paused(step)&prefix=held-", vec!["held-2"]),
+        ("?prefix=busy-", vec!["busy-2", "busy-3"]),
+        ("?state=succeeded", vec![]),
+    ] {
+        let (status, list) = s.call(
+            "GET",
+            &format!("/api/v1/rollouts{query}"),
+            Some(READER),
+            None,
+        );
+        assert_eq!(status, 200);
+        let names: Vec<&str> = list["rollouts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["rollout"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(names, want, "{query}");
+    }
 
     // Every action without an operator token is refused, logged, and changes nothing.
     for action in ACTIONS {

@@ -285,7 +285,19 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// Only rollouts in this state (`paused` matches every paused state).
+    state: Option<String>,
+    /// Only rollouts whose name starts with this.
+    prefix: Option<String>,
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = authorize(&s, &headers, Role::Read, "listing rollouts") {
         return *r;
     }
@@ -293,6 +305,14 @@ async fn list(State(s): State<AppState>, headers: HeaderMap) -> Response {
         .fleet
         .rollouts()
         .into_iter()
+        .filter(|(_, p)| {
+            q.state.as_deref().is_none_or(|want| {
+                p.state == want || (want == "paused" && p.state.starts_with("paused("))
+            }) && q
+                .prefix
+                .as_deref()
+                .is_none_or(|pre| p.rollout.starts_with(pre))
+        })
         .map(|(_, p)| {
             json!({
                 "rollout": p.rollout, "run": p.run, "state": p.state, "phase": p.phase_name,

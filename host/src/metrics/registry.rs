@@ -411,6 +411,14 @@ mod tests {
         }
     }
 
+    /// A counting backend named "b" with `options`, and the registry holding it.
+    fn counting(options: BackendOptions) -> (Arc<Counting>, Arc<Backends>) {
+        let backend = Arc::new(Counting::default());
+        let mut backends = Backends::new();
+        backends.insert("b", backend.clone(), options);
+        (backend, Arc::new(backends))
+    }
+
     fn q(text: &str) -> Query {
         Query {
             backend: "b".into(),
@@ -436,10 +444,7 @@ mod tests {
 
     #[tokio::test]
     async fn identical_queries_in_flight_are_fetched_once() {
-        let backend = Arc::new(Counting::default());
-        let mut backends = Backends::new();
-        backends.insert("b", backend.clone(), BackendOptions::default());
-        let backends = Arc::new(backends);
+        let (backend, backends) = counting(BackendOptions::default());
         let mut tasks = Vec::new();
         for i in 0..10 {
             let backends = backends.clone();
@@ -474,17 +479,10 @@ mod tests {
 
     #[tokio::test]
     async fn concurrency_is_limited_per_backend() {
-        let backend = Arc::new(Counting::default());
-        let mut backends = Backends::new();
-        backends.insert(
-            "b",
-            backend.clone(),
-            BackendOptions {
-                max_concurrency: 2,
-                ..BackendOptions::default()
-            },
-        );
-        let backends = Arc::new(backends);
+        let (backend, backends) = counting(BackendOptions {
+            max_concurrency: 2,
+            ..BackendOptions::default()
+        });
         let tasks: Vec<_> = (0..6)
             .map(|i| {
                 let backends = backends.clone();
@@ -534,17 +532,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_query_answered_within_the_share_window_is_not_sent_again() {
-        let backend = Arc::new(Counting::default());
-        let mut backends = Backends::new();
-        backends.insert(
-            "b",
-            backend.clone(),
-            BackendOptions {
-                share_ms: 1000,
-                ..BackendOptions::default()
-            },
-        );
-        let backends = Arc::new(backends);
+        let (backend, backends) = counting(BackendOptions {
+            share_ms: 1000,
+            ..BackendOptions::default()
+        });
         // (asked at, query, calls to the backend after it)
         let cases = [
             (10_000, "up", 1),
@@ -569,10 +560,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_share_window_every_query_is_sent() {
-        let backend = Arc::new(Counting::default());
-        let mut backends = Backends::new();
-        backends.insert("b", backend.clone(), BackendOptions::default());
-        let backends = Arc::new(backends);
+        let (backend, backends) = counting(BackendOptions::default());
         for at in [0, 1, 2] {
             let b = backends.clone();
             let task = tokio::spawn(async move { b.fetch(&q_at("up", at)).await });
