@@ -166,6 +166,19 @@ impl Server {
         )
     }
 
+    fn metrics(&self) -> String {
+        self.rt.block_on(async {
+            self.client
+                .get(format!("{}/metrics", self.url))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text")
+        })
+    }
+
     fn get(&self, name: &str) -> Value {
         let (status, v) = self.call(
             "GET",
@@ -467,9 +480,16 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
             events.iter().any(|e| e["stateAfter"] == "succeeded")
         })
     });
-    // Give the subscription a moment to exist: acting before it would lose nothing in the
-    // store, but the stream only carries what happens after it starts.
-    std::thread::sleep(Duration::from_millis(300));
+    // The stream carries what happens after it starts: act once the server counts the
+    // subscriber.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.metrics().contains("rollgate_event_subscribers 1\n") {
+        assert!(
+            Instant::now() < deadline,
+            "the event stream never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     for (action, state) in [
         ("pause", "paused(manual)"),
         ("resume", "progressing"),
@@ -566,16 +586,7 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
     );
 
     // /metrics counts what happened.
-    let text = s.rt.block_on(async {
-        s.client
-            .get(format!("{}/metrics", s.url))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text")
-    });
+    let text = s.metrics();
     for want in [
         "rollgate_decisions_total{decision=\"pause\",by=\"operator\"} 1",
         "rollgate_decisions_total{decision=\"promote-full\",by=\"operator\"} 1",

@@ -265,6 +265,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
             vec![(vec![], s.fleet.driving() as f64)],
         ),
         (
+            "rollgate_event_subscribers",
+            "Subscribers of the event stream now.",
+            vec![(vec![], s.fleet.subscribers() as f64)],
+        ),
+        (
             "rollgate_config_generation",
             "Configurations applied since start.",
             vec![(vec![], status.generation as f64)],

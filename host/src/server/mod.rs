@@ -623,6 +623,12 @@ impl Fleet {
         })
     }
 
+    /// How many subscribers the event stream has now (API streams and actions waiting for
+    /// their outcome).
+    pub fn subscribers(&self) -> usize {
+        self.inner.events.receiver_count()
+    }
+
     /// Subscribe to the events committed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.events.subscribe()
