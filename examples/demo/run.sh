@@ -18,7 +18,7 @@ if ! command -v prometheus >/dev/null 2>&1; then
 fi
 if [ -z "${ROLLGATE:-}" ] || [ -z "${ROLLGATE_DEMO:-}" ]; then
     echo "demo: building rollgate and the demo service..." >&2
-    (cd "$root" && cargo build -q -p rollgate -p rollgate-demo) || exit 3
+    (cd "$root" && cargo build -q -p rollgate --bin rollgate --bin rollgate-demo) || exit 3
 fi
 rollgate=${ROLLGATE:-$root/target/debug/rollgate}
 demo=${ROLLGATE_DEMO:-$root/target/debug/rollgate-demo}
@@ -111,6 +111,8 @@ sleep 5
     --store "$state/rollgate.db" > "$state/outcome"
 status=$?
 cat "$state/outcome"
+echo
+"$rollgate" get pay --store "$state/rollgate.db"
 echo
 echo "demo: how pay was rolled back (rollgate history pay):"
 "$rollgate" history pay --store "$state/rollgate.db" | grep -E 'policy:|rolled-back|ACTOR' || true
