@@ -10,7 +10,9 @@
 use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock};
 use crate::engine::state::{Control, State};
-use crate::engine::{Action, ENGINE_ACTOR, Engine, NewRun, Outcome, Progress, create_run, setup};
+use crate::engine::{
+    Action, ENGINE_ACTOR, Engine, Outcome, Progress, RetryError, retry_run, setup,
+};
 use crate::spec::model::RolloutSpec;
 use crate::store::Store;
 use clap::{Args, ValueEnum};
@@ -192,52 +194,24 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
         }
     };
     if action == Action::Retry {
-        if !matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed") {
-            out.err(format!(
-                "rollgate: retry re-runs a rolled-back, aborted or failed rollout; {:?} run {} is {}",
-                args.rollout, latest.run, latest.state
-            ));
-            return exit::PROBLEMS;
-        }
-        let spec: RolloutSpec = match serde_json::from_str(&latest.spec) {
-            Ok(s) => s,
-            Err(e) => {
-                out.err(format!(
-                    "rollgate: the stored spec of {:?} cannot be read: {e}",
-                    args.rollout
-                ));
-                return exit::PLUGIN_ERROR;
-            }
-        };
-        let reason = format!(
-            "retry of run {} by {actor}{}",
-            latest.run,
-            if args.reason.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", args.reason)
-            }
-        );
-        let new = NewRun {
-            actor: &actor,
-            action: "retry",
-            reason: &reason,
-            state_before: &latest.state,
-        };
-        match create_run(&store, &spec, now_ms(), new).await {
-            Ok(row) => {
+        match retry_run(&store, &latest, &actor, &args.reason, now_ms()).await {
+            Ok((row, reason)) => {
                 out.line(match args.format {
                     Format::Human => format!(
                         "{}: run {} queued ({reason}); `rollgate run` starts it",
-                        spec.name, row.run
+                        row.name, row.run
                     ),
                     Format::Json => serde_json::json!({
-                        "rollout": spec.name, "action": "retry", "run": row.run,
+                        "rollout": row.name, "action": "retry", "run": row.run,
                         "state": row.state, "reason": reason,
                     })
                     .to_string(),
                 });
                 exit::OK
+            }
+            Err(e @ RetryError::NotEnded { .. }) => {
+                out.err(format!("rollgate: {e}"));
+                exit::PROBLEMS
             }
             Err(e) => {
                 out.err(format!("rollgate: {e}"));

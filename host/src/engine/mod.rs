@@ -1833,6 +1833,67 @@ impl Run<'_> {
     }
 }
 
+/// Why a retry was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    /// The latest run did not roll back, abort or fail.
+    #[error(
+        "retry re-runs a rolled-back, aborted or failed rollout; {rollout:?} run {run} is {state}"
+    )]
+    NotEnded {
+        /// The rollout.
+        rollout: String,
+        /// Its latest run.
+        run: i64,
+        /// That run's state.
+        state: String,
+    },
+    /// The stored spec cannot be read, or the store failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Start the next run of rollout `latest.name` with the spec of its latest run (`retry`),
+/// audited as `retry` by `actor`; the new row and the audited reason. Only a run that rolled
+/// back, aborted or failed is retried: the command line and the server share this rule.
+pub async fn retry_run(
+    store: &Store,
+    latest: &crate::store::RolloutRow,
+    actor: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(crate::store::RolloutRow, String), RetryError> {
+    if !matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed") {
+        return Err(RetryError::NotEnded {
+            rollout: latest.name.clone(),
+            run: latest.run,
+            state: latest.state.clone(),
+        });
+    }
+    let spec: RolloutSpec =
+        serde_json::from_str(&latest.spec).map_err(|e| EngineError::Corrupt {
+            rollout: latest.name.clone(),
+            message: format!("the stored spec cannot be read: {e}"),
+        })?;
+    let reason = format!(
+        "retry of run {} by {actor}{}",
+        latest.run,
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {reason}")
+        }
+    );
+    let new = NewRun {
+        actor,
+        action: "retry",
+        reason: &reason,
+        state_before: &latest.state,
+    };
+    let row = create_run(store, &spec, now, new).await?;
+    Ok((row, reason))
+}
+
 /// Who creates a run and how it is audited (`create` for a new rollout, `retry` of an ended
 /// run, with that run's state as the state before).
 pub struct NewRun<'a> {

@@ -22,7 +22,8 @@ pub mod views;
 
 use crate::engine::setup::{self, Problem};
 use crate::engine::{
-    Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, Wakers, create_run, progress_of,
+    Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, RetryError, Wakers, create_run,
+    progress_of, retry_run,
 };
 use crate::plugin::PluginHost;
 use crate::spec::model::{Bundle, RolloutSpec};
@@ -355,14 +356,21 @@ impl Fleet {
                 status.last_error = Some(refused.0.clone());
                 status.last_error_ms = Some(now_ms());
                 drop(status);
-                if let Some(current) = self.current() {
-                    let mut same = (*current).clone_shallow();
-                    same.fingerprint = fingerprint(&self.inner.config.config);
-                    *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Arc::new(same));
-                }
+                // The folder as it is now has been seen: it is not looked at again until it
+                // changes.
+                self.mark_seen();
                 Err(refused)
             }
+        }
+    }
+
+    /// Record the folder's files as they are now as seen, keeping the running
+    /// configuration (after a refused change, or a refused apply put back).
+    fn mark_seen(&self) {
+        if let Some(current) = self.current() {
+            let mut same = current.clone_shallow();
+            same.fingerprint = fingerprint(&self.inner.config.config);
+            *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(same));
         }
     }
 
@@ -690,39 +698,12 @@ impl Fleet {
             .map(|l| l.engine.clone())
             .ok_or_else(|| (503, "the server has no configuration yet".to_string()))?;
         if action == Action::Retry {
-            if !matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed") {
-                return Err((
-                    409,
-                    format!(
-                        "retry re-runs a rolled-back, aborted or failed rollout; {name:?} run {} is {}",
-                        latest.run, latest.state
-                    ),
-                ));
-            }
-            let spec: RolloutSpec = serde_json::from_str(&latest.spec).map_err(|e| {
-                (
-                    500,
-                    format!("the stored spec of {name:?} cannot be read: {e}"),
-                )
-            })?;
-            let reason = format!(
-                "retry of run {} by {actor}{}",
-                latest.run,
-                if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {reason}")
-                }
-            );
-            let new = NewRun {
-                actor,
-                action: "retry",
-                reason: &reason,
-                state_before: &latest.state,
-            };
-            let row = create_run(store, &spec, now_ms(), new)
+            let (row, reason) = retry_run(store, &latest, actor, reason, now_ms())
                 .await
-                .map_err(|e| (500, e.to_string()))?;
+                .map_err(|e| match e {
+                    RetryError::NotEnded { .. } => (409, e.to_string()),
+                    RetryError::Engine(e) => (500, e.to_string()),
+                })?;
             self.remember_row(&row);
             self.spawn(&engine, row.id);
             return Ok(serde_json::json!({
@@ -853,12 +834,7 @@ impl Fleet {
                     );
                 }
                 // The folder is as it was: the running configuration matches it again.
-                if let Some(current) = self.current() {
-                    let mut same = (*current).clone_shallow();
-                    same.fingerprint = fingerprint(root);
-                    *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Arc::new(same));
-                }
+                self.mark_seen();
                 Err(refused)
             }
         }
