@@ -32,7 +32,7 @@ use notify::Notifier;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
@@ -181,7 +181,6 @@ struct Inner {
     known: Mutex<BTreeMap<String, Known>>,
     notifier: Notifier,
     ready: AtomicBool,
-    decisions: AtomicU64,
 }
 
 /// The server's rollouts. Cheap to clone.
@@ -275,7 +274,6 @@ impl Fleet {
                 known: Mutex::new(BTreeMap::new()),
                 notifier: Notifier::new(),
                 ready: AtomicBool::new(false),
-                decisions: AtomicU64::new(0),
             }),
         }
     }
@@ -585,7 +583,6 @@ impl Fleet {
             for e in c.events {
                 let kind = kind_of(&e.action, &e.state_before, &e.state_after);
                 if kind == "decision" {
-                    inner.decisions.fetch_add(1, Ordering::Relaxed);
                     let cause = cause_of(&e.actor);
                     telemetry.count(
                         "rollgate_decisions_total",
@@ -840,31 +837,11 @@ impl Fleet {
         }
     }
 
-    /// The webhooks of the server (all rollouts).
-    pub fn global_webhooks(&self) -> &[crate::spec::model::NotificationSpec] {
-        &self.inner.config.global_webhooks
-    }
-
-    /// The id of the run the server last saw for `name`.
-    pub fn known_id(&self, name: &str) -> Option<i64> {
-        self.inner
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .map(|k| k.id)
-    }
-
     /// Every rollout name the configuration holds.
     pub fn configured(&self) -> Vec<String> {
         self.current()
             .map(|l| l.bundle.rollouts.iter().map(|r| r.name.clone()).collect())
             .unwrap_or_default()
-    }
-
-    /// Decisions taken since start.
-    pub fn decisions(&self) -> u64 {
-        self.inner.decisions.load(Ordering::Relaxed)
     }
 }
 
