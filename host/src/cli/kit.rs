@@ -111,16 +111,25 @@ pub struct LimitArgs {
 impl LimitArgs {
     /// The default limits with these raised or lowered.
     pub fn limits(&self) -> Result<crate::plugin::Limits, String> {
+        use crate::plugin::limits::ceiling;
         let mut limits = crate::plugin::Limits::default();
-        let mib = |n: u64| n.saturating_mul(1024 * 1024);
+        let mib = |n: u64, flag: &str, max: u64| {
+            n.checked_mul(1024 * 1024)
+                .filter(|bytes| *bytes <= max)
+                .ok_or_else(|| format!("{flag} {n}: at most {} MiB", max >> 20))
+        };
         if let Some(n) = self.max_component_mib {
-            limits.max_component_bytes = usize::try_from(mib(n)).unwrap_or(usize::MAX);
+            let bytes = mib(n, "--max-component-mib", ceiling::COMPONENT_BYTES)?;
+            limits.max_component_bytes = usize::try_from(bytes)
+                .map_err(|_| format!("--max-component-mib {n}: too large for this machine"))?;
         }
         if let Some(n) = self.memory_mib {
-            limits.memory_bytes = mib(n);
+            limits.memory_bytes = mib(n, "--memory-mib", ceiling::MEMORY_BYTES)?;
         }
         if let Some(t) = &self.timeout {
-            let ms = rollgate_duration::parse_ms(t).map_err(|e| format!("--timeout: {e}"))?;
+            let ms = rollgate_duration::parse_ms(t)
+                .and_then(|ms| ceiling::check(ms, ceiling::TIMEOUT_MS, "ms"))
+                .map_err(|e| format!("--timeout: {e}"))?;
             limits.timeout = std::time::Duration::from_millis(ms);
         }
         Ok(limits)

@@ -3,11 +3,28 @@
 use rollgate_duration::parse_ms;
 
 /// Parse a time argument into milliseconds since the Unix epoch, relative to `now_ms`.
+/// Every time argument lies in the years 1 to 9999, as recordings do, so that the clocks and
+/// windows built from it never overflow.
 pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
+    use crate::metrics::replay::{MAX_TIME_MS, MIN_TIME_MS};
+    let t = parse_any_time(text, now_ms)?;
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "time {text:?} is outside the years 1 to 9999; write a time such as 2026-11-22T10:00:00Z"
+        ))
+    }
+}
+
+fn parse_any_time(text: &str, now_ms: i64) -> Result<i64, String> {
     let t = text.trim();
     let relative = |rest: &str, sign: i64| -> Result<i64, String> {
         let ms = parse_ms(rest).map_err(|e| format!("time {text:?}: {e}"))?;
-        Ok(now_ms + sign * i64::try_from(ms).map_err(|_| format!("time {text:?}: too far"))?)
+        i64::try_from(ms)
+            .ok()
+            .and_then(|ms| now_ms.checked_add(sign.checked_mul(ms)?))
+            .ok_or_else(|| format!("time {text:?}: too far"))
     };
     if t == "now" {
         return Ok(now_ms);
@@ -22,7 +39,12 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
         let n: i64 = t.parse().map_err(|_| format!("time {text:?}: too large"))?;
         // Ten digits is seconds until the year 2286; thirteen is milliseconds.
-        return Ok(if t.len() >= 12 { n } else { n * 1000 });
+        return if t.len() >= 12 {
+            Ok(n)
+        } else {
+            n.checked_mul(1000)
+                .ok_or_else(|| format!("time {text:?}: too large"))
+        };
     }
     rfc3339(t).ok_or_else(|| {
         format!("time {text:?} not understood: use now, now-1h, -30m, unix seconds or ms, or RFC 3339 (2026-11-22T10:00:00Z)")
@@ -121,7 +143,11 @@ fn rfc3339(s: &str) -> Option<i64> {
                 _ => return None,
             };
             let (h, m) = rest.get(1..)?.split_once(':')?;
-            sign * (h.parse::<i64>().ok()? * 60 + m.parse::<i64>().ok()?)
+            let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+            if !(0..=23).contains(&h) || !(0..=59).contains(&m) {
+                return None;
+            }
+            sign * (h * 60 + m)
         }
     };
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -162,6 +188,20 @@ mod tests {
         assert_eq!(
             parse_in_span("1970-01-01T00:00:01Z", first, last, now),
             Ok(1000)
+        );
+        // Nothing overflows, and times outside the years 1 to 9999 are refused.
+        for text in [
+            "9223372036854775807",
+            "-9223372036854775808",
+            "253402300800000",
+            "2026-01-01T00:00:00+99999999999999999:00",
+        ] {
+            assert!(parse_in_span(text, first, last, now).is_err(), "{text}");
+        }
+        assert!(
+            parse_time("9223372036854775807", now)
+                .unwrap_err()
+                .contains("outside the years 1 to 9999")
         );
         let e = parse_in_span("start*2", first, last, now).unwrap_err();
         assert!(e.contains("start+10m"), "{e}");

@@ -260,7 +260,11 @@ pub fn build_aligned(
         let file = base.join(&r.file);
         let replay = Replay::open(&file).map_err(|e| format!("spec.replay.file: {e}"))?;
         match replay_origin_ms {
-            Some(origin) => Arc::new(replay.aligned_to(origin)),
+            Some(origin) => Arc::new(
+                replay
+                    .aligned_to(origin)
+                    .map_err(|e| format!("spec.replay.file: {e}"))?,
+            ),
             None => Arc::new(replay),
         }
     } else if let Some(d) = &spec.datadog {

@@ -25,6 +25,54 @@ use std::path::Path;
 /// How far back an evaluation looks for a sample, as Prometheus' default lookback delta.
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
+/// The earliest sample time a recording may hold: 0001-01-01T00:00:00Z. Together with
+/// [`MAX_TIME_MS`] this keeps every sum and difference of recording times (alignment, spans,
+/// lookback) far inside `i64`, whatever the file says.
+pub const MIN_TIME_MS: i64 = -62_135_596_800_000;
+/// The latest sample time a recording may hold: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Why a sample time is refused, or `None` when it is a valid time.
+fn time_problem_ms(ms: i64) -> Option<String> {
+    (!(MIN_TIME_MS..=MAX_TIME_MS).contains(&ms)).then(|| {
+        format!(
+            "the timestamp {ms} ms is outside the years 1 to 9999; write Unix time in milliseconds (JSON) or seconds (OpenMetrics)"
+        )
+    })
+}
+
+/// An error in a recording file, at a 1-based line and column. Its message never quotes the
+/// file's content: the file may not be a recording at all (a path mistyped, or pointed at
+/// something secret), and an error is shown to whoever asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordingError {
+    /// 1-based line (0: the file as a whole).
+    pub line: usize,
+    /// 1-based column (0: the line as a whole).
+    pub col: usize,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl RecordingError {
+    fn whole(message: impl Into<String>) -> Self {
+        RecordingError {
+            line: 0,
+            col: 0,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RecordingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: ", self.line, self.col)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
 /// A recording: what `rollgate metrics record` writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -64,8 +112,44 @@ pub struct RecordedQuery {
 pub struct RecordedSeries {
     /// Labels.
     pub labels: BTreeMap<String, String>,
-    /// `[time_ms, value]` pairs, oldest first.
+    /// `[time_ms, value]` pairs, oldest first. Times must lie in years 1 to 9999 and be
+    /// unique within the series (as Prometheus refuses a second sample at one timestamp).
+    #[serde(deserialize_with = "checked_points")]
     pub points: Vec<(i64, JsonValue)>,
+}
+
+/// A series' points, refusing out-of-range and duplicate times while the JSON is read, so the
+/// error carries the line and column of the offending point.
+fn checked_points<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<(i64, JsonValue)>, D::Error> {
+    struct Points;
+    impl<'de> serde::de::Visitor<'de> for Points {
+        type Value = Vec<(i64, JsonValue)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of [time_ms, value] pairs")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut points = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some((t, v)) = seq.next_element::<(i64, JsonValue)>()? {
+                if let Some(problem) = time_problem_ms(t) {
+                    return Err(serde::de::Error::custom(problem));
+                }
+                if !seen.insert(t) {
+                    return Err(serde::de::Error::custom(format!(
+                        "a second point at {t} ms in one series; Prometheus refuses duplicate samples at one timestamp: keep one"
+                    )));
+                }
+                points.push((t, v));
+            }
+            Ok(points)
+        }
+    }
+    d.deserialize_seq(Points)
 }
 
 /// A sample value in JSON.
@@ -95,12 +179,77 @@ impl<'de> Deserialize<'de> for JsonValue {
                 .as_f64()
                 .map(JsonValue)
                 .ok_or_else(|| serde::de::Error::custom("number out of range")),
-            serde_json::Value::String(s) => parse_value(&s)
-                .map(JsonValue)
-                .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a sample value"))),
-            other => Err(serde::de::Error::custom(format!(
-                "{other} is not a sample value"
-            ))),
+            serde_json::Value::String(s) => parse_value(&s).map(JsonValue).ok_or_else(|| {
+                serde::de::Error::custom(
+                    "a string that is not a sample value: write a number, NaN, +Inf or -Inf",
+                )
+            }),
+            _ => Err(serde::de::Error::custom(
+                "not a sample value: write a number, null, NaN, +Inf or -Inf",
+            )),
+        }
+    }
+}
+
+/// Read a rollgate JSON recording. A syntax or shape error is given at its line and column,
+/// and without quoting the file: serde's messages name a value it did not expect (`invalid
+/// type: string "…"`, `unknown field `…``), and the file may hold anything.
+pub fn parse_recording_json(text: &str) -> Result<Recording, RecordingError> {
+    serde_json::from_str(text).map_err(|e| {
+        let full = e.to_string();
+        let message = match full.rsplit_once(" at line ") {
+            Some((message, _)) if e.line() > 0 => message,
+            _ => full.as_str(),
+        };
+        RecordingError {
+            line: e.line(),
+            col: e.column(),
+            message: format!("not a rollgate recording: {}", unquoted(message)),
+        }
+    })
+}
+
+/// `message` without the pieces serde quotes from the input: `string "…"` becomes `string`,
+/// `` unknown field `…` `` `unknown field` (likewise variants). What serde expected
+/// (`` expected one of `version`, `queries` ``, `` missing field `version` ``) is rollgate's
+/// own text and stays.
+fn unquoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = [
+            ("string \"", '"', "string"),
+            ("unknown field `", '`', "unknown field"),
+            ("unknown variant `", '`', "unknown variant"),
+            ("integer `", '`', "integer"),
+            ("floating point `", '`', "floating point"),
+        ]
+        .into_iter()
+        .filter_map(|(open, close, word)| rest.find(open).map(|i| (i, open, close, word)))
+        .min_by_key(|(i, ..)| *i);
+        let Some((i, open, close, word)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..i]);
+        out.push_str(word);
+        let after = &rest[i + open.len()..];
+        let mut escaped = false;
+        let end = after.char_indices().find_map(|(j, c)| match (c, escaped) {
+            (_, true) => {
+                escaped = false;
+                None
+            }
+            ('\\', false) => {
+                escaped = true;
+                None
+            }
+            (c, false) if c == close => Some(j + c.len_utf8()),
+            _ => None,
+        });
+        match end {
+            Some(end) => rest = &after[end..],
+            None => return out,
         }
     }
 }
@@ -166,17 +315,21 @@ fn normalise_query(q: &str) -> String {
 
 impl Replay {
     /// Read a recording: rollgate JSON (`.json`) or OpenMetrics text (anything else).
+    /// Errors name the file, and the line and column where the file says where.
     pub fn open(path: &Path) -> Result<Replay, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let json =
             path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        let at = |e: RecordingError| match e.line {
+            0 => format!("{}: {}", path.display(), e.message),
+            _ => format!("{}:{e}", path.display()),
+        };
         if json {
-            let recording: Recording = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: not a rollgate recording: {e}", path.display()))?;
+            let recording = parse_recording_json(&text).map_err(at)?;
             Replay::from_recording(&recording).map_err(|e| format!("{}: {e}", path.display()))
         } else {
-            Replay::from_openmetrics(&text).map_err(|e| format!("{}: {e}", path.display()))
+            Replay::from_openmetrics(&text).map_err(at)
         }
     }
 
@@ -200,6 +353,21 @@ impl Replay {
                 (normalise_query(&q.query), series)
             })
             .collect();
+        // A recording built in code was not checked by the JSON reader: the same rules.
+        for (i, (_, series)) in queries.iter().enumerate() {
+            for s in series {
+                let times = s.points.iter().map(|p| p.0);
+                if let Some(problem) = times.clone().find_map(time_problem_ms) {
+                    return Err(format!("queries[{i}]: {problem}"));
+                }
+                if let Some(w) = s.points.windows(2).find(|w| w[0].0 == w[1].0) {
+                    return Err(format!(
+                        "queries[{i}]: two points at {} ms in one series: keep one",
+                        w[0].0
+                    ));
+                }
+            }
+        }
         let all = queries.iter().flat_map(|(_, s)| s.iter());
         let (first_ms, last_ms) = bounds(all).ok_or("the recording holds no samples")?;
         Ok(Replay {
@@ -210,27 +378,45 @@ impl Replay {
         })
     }
 
-    /// Serve OpenMetrics text (timestamps required).
-    pub fn from_openmetrics(text: &str) -> Result<Replay, String> {
-        let mut by_labels: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    /// Serve OpenMetrics text (timestamps required). Refused, at the line: a line that is
+    /// not a sample, a timestamp that is not finite or outside the years 1 to 9999, and a
+    /// second sample of one series at one timestamp (Prometheus refuses it too).
+    pub fn from_openmetrics(text: &str) -> Result<Replay, RecordingError> {
+        let mut by_labels: BTreeMap<Labels, Vec<(i64, f64, usize)>> = BTreeMap::new();
         for (n, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (labels, value, time) =
-                parse_sample(line).map_err(|e| format!("line {}: {e}: {line:?}", n + 1))?;
-            by_labels.entry(labels).or_default().push((time, value));
+            let col = raw.len() - raw.trim_start().len() + 1;
+            let (labels, value, time) = parse_sample(line).map_err(|message| RecordingError {
+                line: n + 1,
+                col,
+                message,
+            })?;
+            by_labels
+                .entry(labels)
+                .or_default()
+                .push((time, value, n + 1));
         }
-        let series: Vec<Series> = by_labels
-            .into_iter()
-            .map(|(labels, mut points)| {
-                points.sort_by_key(|p| p.0);
-                Series { labels, points }
-            })
-            .collect();
-        let (first_ms, last_ms) =
-            bounds(series.iter()).ok_or("no samples in the OpenMetrics text")?;
+        let mut series = Vec::with_capacity(by_labels.len());
+        for (labels, mut points) in by_labels {
+            points.sort_by_key(|p| (p.0, p.2));
+            if let Some(w) = points.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(RecordingError {
+                    line: w[1].2,
+                    col: 1,
+                    message: format!(
+                        "a second sample of this series at timestamp {} ms (the first is on line {}); Prometheus refuses duplicate samples at one timestamp: keep one",
+                        w[1].0, w[0].2
+                    ),
+                });
+            }
+            let points = points.into_iter().map(|(t, v, _)| (t, v)).collect();
+            series.push(Series { labels, points });
+        }
+        let (first_ms, last_ms) = bounds(series.iter())
+            .ok_or_else(|| RecordingError::whole("no samples in the OpenMetrics text"))?;
         Ok(Replay {
             source: Source::Series(series),
             first_ms,
@@ -240,17 +426,31 @@ impl Replay {
     }
 
     /// Shift the recording so that its first sample happens at `origin_ms` on the rollout's
-    /// clock.
-    pub fn aligned_to(mut self, origin_ms: i64) -> Replay {
-        self.offset_ms = origin_ms - self.first_ms;
-        self
+    /// clock. Refused when the shifted recording would leave the years 1 to 9999.
+    pub fn aligned_to(mut self, origin_ms: i64) -> Result<Replay, String> {
+        let shifted = origin_ms
+            .checked_sub(self.first_ms)
+            .filter(|offset| {
+                self.last_ms
+                    .checked_add(*offset)
+                    .is_some_and(|last| time_problem_ms(last).is_none())
+                    && time_problem_ms(origin_ms).is_none()
+            })
+            .ok_or_else(|| {
+                format!(
+                    "the recording cannot be aligned to {origin_ms} ms: shifted, it would leave the years 1 to 9999"
+                )
+            })?;
+        self.offset_ms = shifted;
+        Ok(self)
     }
 
-    /// The recording's time span on the rollout's clock (after alignment).
+    /// The recording's time span on the rollout's clock (after alignment). Both ends are
+    /// inside the years 1 to 9999 ([`Replay::aligned_to`] refuses any other shift).
     pub fn span_ms(&self) -> (i64, i64) {
         (
-            self.first_ms + self.offset_ms,
-            self.last_ms + self.offset_ms,
+            self.first_ms.saturating_add(self.offset_ms),
+            self.last_ms.saturating_add(self.offset_ms),
         )
     }
 
@@ -305,7 +505,9 @@ impl Replay {
             .filter_map(|s| {
                 let points: Vec<(i64, f64)> = times
                     .iter()
-                    .filter_map(|&t| value_at(&s.points, t - self.offset_ms).map(|v| (t, v)))
+                    .filter_map(|&t| {
+                        value_at(&s.points, t.checked_sub(self.offset_ms)?).map(|v| (t, v))
+                    })
                     .collect();
                 (!points.is_empty()).then(|| Series {
                     labels: s.labels.clone(),
@@ -329,7 +531,7 @@ fn bounds<'a>(series: impl Iterator<Item = &'a Series>) -> Option<(i64, i64)> {
 fn value_at(points: &[(i64, f64)], t: i64) -> Option<f64> {
     let idx = points.partition_point(|p| p.0 <= t);
     let (time, value) = *points.get(idx.checked_sub(1)?)?;
-    (t - time <= LOOKBACK_MS).then_some(value)
+    (t.checked_sub(time)? <= LOOKBACK_MS).then_some(value)
 }
 
 impl Backend for Replay {
@@ -420,7 +622,7 @@ fn parse_labels(mut s: &str) -> Result<Vec<Matcher>, String> {
             .ok_or("a label needs a value")?;
         let name = &s[..name_end];
         if name.is_empty() {
-            return Err(format!("expected a label name at {s:?}"));
+            return Err("expected a label name".into());
         }
         s = s[name_end..].trim_start();
         let equal = if let Some(r) = s.strip_prefix("!=") {
@@ -435,7 +637,7 @@ fn parse_labels(mut s: &str) -> Result<Vec<Matcher>, String> {
             s = r;
             true
         } else {
-            return Err(format!("expected = or != after label {name}"));
+            return Err("expected = or != after a label name".into());
         };
         s = s
             .trim_start()
@@ -490,7 +692,30 @@ fn parse_sample(line: &str) -> Result<(Labels, f64, i64), String> {
         .ok_or("a timestamp is required to replay a sample")?
         .parse()
         .map_err(|_| "the timestamp is not a number (seconds)")?;
-    Ok((labels, value, (time * 1000.0).round() as i64))
+    if fields.next().is_some_and(|extra| !extra.starts_with('#')) {
+        return Err(
+            "unexpected text after the timestamp; a sample line is: name{labels} value timestamp"
+                .into(),
+        );
+    }
+    Ok((labels, value, seconds_to_ms(time)?))
+}
+
+/// An OpenMetrics timestamp (seconds, possibly fractional) in milliseconds, refused when it
+/// is not finite or outside the years 1 to 9999.
+fn seconds_to_ms(seconds: f64) -> Result<i64, String> {
+    if !seconds.is_finite() {
+        return Err("the timestamp is not a finite number of seconds".into());
+    }
+    let ms = (seconds * 1000.0).round();
+    // Compared as floats first: a cast of a huge float would saturate silently.
+    if !(MIN_TIME_MS as f64..=MAX_TIME_MS as f64).contains(&ms) {
+        return Err(
+            "the timestamp is outside the years 1 to 9999; write Unix time in seconds".into(),
+        );
+    }
+    let ms = ms as i64;
+    time_problem_ms(ms).map_or(Ok(ms), Err)
 }
 
 fn find_closing_brace(s: &str) -> Option<usize> {
@@ -589,7 +814,10 @@ up 1 1700000000.5
 
     #[test]
     fn alignment_shifts_onto_the_rollout_clock() {
-        let r = Replay::from_openmetrics(OM).unwrap().aligned_to(5_000_000);
+        let r = Replay::from_openmetrics(OM)
+            .unwrap()
+            .aligned_to(5_000_000)
+            .unwrap();
         // The recording spans 1_700_000_000_000 ..= 1_700_000_120_000.
         assert_eq!(r.span_ms(), (5_000_000, 5_120_000));
         let s = q(
@@ -604,15 +832,15 @@ up 1 1700000000.5
     #[test]
     fn bad_input_says_where() {
         let cases = [
-            ("up 1", "line 1: a timestamp is required"),
-            ("up{a=\"1\" 1 2", "line 1: unbalanced braces"),
-            ("up{a=\"1\"} x 2", "line 1: expected a sample value"),
-            ("# c\nup 1 2\nup{a!=\"1\"} 1 2", "line 3: `!=` is not valid"),
+            ("up 1", "1:1: a timestamp is required"),
+            ("up{a=\"1\" 1 2", "1:1: unbalanced braces"),
+            ("up{a=\"1\"} x 2", "1:1: expected a sample value"),
+            ("# c\nup 1 2\n  up{a!=\"1\"} 1 2", "3:3: `!=` is not valid"),
             ("# only comments", "no samples"),
         ];
         for (text, msg) in cases {
-            let e = Replay::from_openmetrics(text).unwrap_err();
-            assert!(e.contains(msg), "{text:?}: {e}");
+            let e = Replay::from_openmetrics(text).unwrap_err().to_string();
+            assert!(e.starts_with(msg), "{text:?}: {e}");
         }
         let r = Replay::from_openmetrics(OM).unwrap();
         for (query, msg) in [
@@ -675,5 +903,133 @@ up 1 1700000000.5
         })
         .unwrap_err();
         assert!(e.contains("version 2 is not supported"), "{e}");
+    }
+
+    #[test]
+    fn openmetrics_timestamps_out_of_range_or_repeated_are_refused_at_their_line() {
+        let too_far = "the timestamp is outside the years 1 to 9999";
+        for (text, line, msg) in [
+            ("up 1 -1e300", 1, too_far),
+            ("# x\nup 1 1e300", 2, too_far),
+            ("up 1 9223372036854775807", 1, too_far),
+            ("up 1 253402300800", 1, too_far),
+            ("up 1 NaN", 1, "not a finite number"),
+            ("up 1 +Inf", 1, "not a finite number"),
+            ("up 1 -Inf", 1, "not a finite number"),
+            ("up 1 10\nup 2 20\nup 3 10", 3, "(the first is on line 1)"),
+            ("up 1 10 extra", 1, "unexpected text after the timestamp"),
+        ] {
+            let e = Replay::from_openmetrics(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+            assert!(e.message.contains(msg), "{text:?}: {e}");
+        }
+        // The edges of the range are accepted; the same time in two series is no duplicate;
+        // an exemplar after the timestamp is ignored as before.
+        let r = Replay::from_openmetrics(
+            "up 1 -62135596800\nup 2 253402300799.999\ndown 1 10\nup{a=\"b\"} 1 10 # {t=\"1\"} 1",
+        )
+        .unwrap();
+        assert_eq!(r.span_ms(), (MIN_TIME_MS, MAX_TIME_MS));
+    }
+
+    #[test]
+    fn alignment_and_lookup_never_overflow() {
+        let r = Replay::from_openmetrics("up 1 -62135596800\nup 2 253402300799").unwrap();
+        // Shifting a recording that already spans the whole range anywhere else is refused.
+        let e = r.clone().aligned_to(0).unwrap_err();
+        assert!(e.contains("would leave the years 1 to 9999"), "{e}");
+        for origin in [i64::MIN, i64::MAX] {
+            assert!(r.clone().aligned_to(origin).is_err());
+        }
+        // Queries at extreme times answer (with nothing) instead of overflowing.
+        let r = r.aligned_to(MIN_TIME_MS).unwrap();
+        for t in [i64::MIN, i64::MAX, 0] {
+            let got = q(&r, "up", Window::Instant(t)).unwrap();
+            assert!(got.iter().all(|s| s.points.iter().all(|p| p.0 == t)), "{t}");
+        }
+        let got = q(
+            &r,
+            "up",
+            Window::Range {
+                start_ms: i64::MAX - 10,
+                end_ms: i64::MAX,
+                step_ms: u64::MAX,
+            },
+        )
+        .unwrap();
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn json_recordings_refuse_bad_times_at_their_position() {
+        let doc = |points: &str| {
+            format!(
+                "{{\"version\": 1, \"queries\": [{{\"query\": \"q\", \"series\": [\n{{\"labels\": {{}}, \"points\": {points}}}]}}]}}"
+            )
+        };
+        for (points, msg) in [
+            ("[[-9223372036854775808, 1]]", "outside the years 1 to 9999"),
+            ("[[9223372036854775807, 1]]", "outside the years 1 to 9999"),
+            (
+                "[[1000, 1], [2000, 1], [1000, 2]]",
+                "a second point at 1000 ms",
+            ),
+        ] {
+            let e = parse_recording_json(&doc(points)).unwrap_err();
+            assert_eq!(e.line, 2, "{points}: {e}");
+            assert!(e.col > 1, "{points}: {e}");
+            assert!(e.message.contains(msg), "{points}: {e}");
+        }
+        // Built in code, the same rules hold.
+        let recording = Recording {
+            version: 1,
+            queries: vec![RecordedQuery {
+                backend: None,
+                query: "q".into(),
+                start_ms: None,
+                end_ms: None,
+                step_ms: None,
+                series: vec![RecordedSeries {
+                    labels: BTreeMap::new(),
+                    points: vec![(i64::MIN, JsonValue(1.0))],
+                }],
+            }],
+        };
+        let e = Replay::from_recording(&recording).unwrap_err();
+        assert!(e.contains("queries[0]: the timestamp"), "{e}");
+    }
+
+    #[test]
+    fn errors_do_not_quote_the_file() {
+        // A file that is not a recording, or is one with secrets in unexpected places: the
+        // error says where and what, never what the file holds.
+        let secret = "hunter2-0123456789abcdef";
+        for text in [
+            format!("{secret} operator admin"),
+            format!("{secret}{{a=\"1\"}} 1 2 3"),
+            format!("up{{{secret}=\"x\"}} 1 2 3"),
+        ] {
+            let e = Replay::from_openmetrics(&text).unwrap_err();
+            assert_eq!((e.line, e.col), (1, 1), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        for text in [
+            format!("{{\"version\": \"{secret}\"}}"),
+            format!("{{\"{secret}\": 1}}"),
+            format!(
+                "{{\"version\": 1, \"queries\": [{{\"query\": \"q\", \"series\": [{{\"labels\": {{}}, \"points\": [[1, \"{secret}\"]]}}]}}]}}"
+            ),
+        ] {
+            let e = parse_recording_json(&text).unwrap_err();
+            assert_eq!(e.line, 1, "{e}");
+            assert!(e.message.starts_with("not a rollgate recording: "), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let e = parse_recording_json("{\"version\": 1}").unwrap_err();
+        assert!(e.message.contains("missing field `queries`"), "{e}");
+        let e =
+            parse_recording_json("{\"version\": 1, \"queries\": [], \"extra\": 1}").unwrap_err();
+        assert!(e.message.contains("unknown field, expected"), "{e}");
+        assert!(!e.message.contains("extra"), "{e}");
     }
 }

@@ -33,6 +33,32 @@ pub struct Limits {
     pub max_handles: usize,
 }
 
+/// The largest value each limit an operator sets may take. A limit is a guard, not a knob
+/// to switch it off: past these no plugin is realistic, and every sum the host makes of a
+/// limit (a read of `max_component_bytes + 1`, a deadline `now + timeout`) stays far inside
+/// its integer type.
+pub mod ceiling {
+    /// A component file: 1 GiB.
+    pub const COMPONENT_BYTES: u64 = 1 << 30;
+    /// Linear memory: 4 GiB, all a 32-bit memory can address.
+    pub const MEMORY_BYTES: u64 = 4 << 30;
+    /// One result or host call: 256 MiB.
+    pub const RESULT_BYTES: u64 = 256 << 20;
+    /// A call's wall time, and its time waiting for queries: 1 hour.
+    pub const TIMEOUT_MS: u64 = 60 * 60 * 1000;
+
+    /// `value` if it is at most `max`, else what to write instead, for a message.
+    pub fn check(value: u64, max: u64, unit: &str) -> Result<u64, String> {
+        if value <= max {
+            Ok(value)
+        } else {
+            Err(format!(
+                "{value} {unit} is above the ceiling of {max} {unit}; write at most {max}"
+            ))
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

@@ -14,7 +14,7 @@
 pub mod bindings;
 mod cache;
 mod error;
-mod limits;
+pub mod limits;
 mod logs;
 mod sandbox;
 
@@ -588,12 +588,15 @@ fn read_bounded(
         size,
         limit,
     };
-    if meta.len() > limit as u64 {
+    // Limits are capped where they are read, but this read must not trust that: every sum
+    // saturates.
+    let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
+    if meta.len() > limit_u64 {
         return Err(too_large(usize::try_from(meta.len()).unwrap_or(usize::MAX)));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     std::fs::File::open(path)
-        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .and_then(|f| f.take(limit_u64.saturating_add(1)).read_to_end(&mut bytes))
         .map_err(read_error)?;
     if bytes.len() > limit {
         return Err(too_large(bytes.len()));

@@ -3,7 +3,12 @@
 //! One parser for the host (specs, backend timeouts) and the plugins (their configs), so a
 //! duration means the same thing everywhere.
 
-/// Parse a duration into milliseconds. Units: `ms`, `s`, `m`, `h`, `d`; several may follow
+/// The longest duration accepted: 100 years (36,525 days), in milliseconds. Nothing in a
+/// rollout waits longer, and every sum of a duration with a time (a deadline, a replay step)
+/// then stays far inside `i64`.
+pub const MAX_MS: u64 = 36_525 * 86_400_000;
+
+/// Parse a duration into milliseconds, at most [`MAX_MS`]. Units: `ms`, `s`, `m`, `h`, `d`; several may follow
 /// each other (`1h30m`). A bare number is refused: the unit must be explicit.
 pub fn parse_ms(text: &str) -> Result<u64, String> {
     let s = text.trim();
@@ -51,17 +56,25 @@ pub fn parse_ms(text: &str) -> Result<u64, String> {
             }
         };
         let ms = number * factor;
-        if !ms.is_finite() || ms > u64::MAX as f64 / 2.0 {
-            return Err(format!("invalid duration {text:?}: too large"));
+        // Compared as a float first: the cast of a larger float would saturate silently.
+        if !ms.is_finite() || ms > MAX_MS as f64 {
+            return Err(format!(
+                "invalid duration {text:?}: longer than 100 years (36525d)"
+            ));
         }
         total = total.saturating_add(ms.round() as u64);
+        if total > MAX_MS {
+            return Err(format!(
+                "invalid duration {text:?}: longer than 100 years (36525d)"
+            ));
+        }
     }
     Ok(total)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ms;
+    use super::{MAX_MS, parse_ms};
 
     #[test]
     fn table() {
@@ -73,6 +86,7 @@ mod tests {
             ("1.5s", 1_500),
             ("2d", 172_800_000),
             (" 10s ", 10_000),
+            ("36525d", MAX_MS),
         ];
         for (text, ms) in ok {
             assert_eq!(parse_ms(text), Ok(ms), "{text}");
@@ -83,6 +97,9 @@ mod tests {
             ("5x", "unknown unit"),
             ("m", "expected a number"),
             ("1..2s", "bad number"),
+            ("36526d", "longer than 100 years"),
+            ("36525d1ms", "longer than 100 years"),
+            ("99999999999999999999999h", "longer than 100 years"),
         ];
         for (text, msg) in bad {
             let e = parse_ms(text).expect_err(text);
