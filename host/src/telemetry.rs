@@ -155,6 +155,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "API requests refused for want of a valid token or role, by reason.",
     ),
+    (
+        "rollgate_task_panics_total",
+        "counter",
+        "Panics caught in serve's tasks, by task (config-watch, reload, run, notify, api); any makes /readyz answer 503.",
+    ),
 ];
 
 impl Telemetry {

@@ -160,7 +160,22 @@ pub fn router(fleet: Fleet, tokens: Tokens) -> Router {
         .route("/api/v1/documents", post(apply))
         .route("/api/v1/config", get(config))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(catch_panics))
         .with_state(state)
+}
+
+/// A panic while answering is a 500 with a JSON error, not a dropped connection, and is
+/// recorded like any task's panic ([`crate::server::supervise`]): logged, counted, and
+/// `/readyz` answers 503 from then on.
+async fn catch_panics(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let what = format!("{} {}", request.method(), request.uri().path());
+    match crate::server::supervise::catching("api", &what, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rollgate panicked while answering this request (a bug; please report it, with the server's log); the server now reports not ready",
+        ),
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -231,20 +246,24 @@ async fn healthz() -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
+/// Ready or not, nothing more: the endpoint needs no token, and a configuration problem or
+/// a panic message can quote files, paths and variable names (`GET /api/v1/config` shows
+/// them to a token holder).
 async fn readyz(State(s): State<AppState>) -> Response {
-    let status = s.fleet.config_status();
-    let body = json!({ "ready": s.fleet.is_ready(), "config": status });
-    if s.fleet.is_ready() {
-        (StatusCode::OK, Json(body)).into_response()
+    let ready = s.fleet.is_ready();
+    let status = if ready {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
     let states = s.fleet.states();
     let by_state = crate::engine::state::State::NAMES
         .iter()
+        .chain(&[views::UNREADABLE])
         .map(|name| {
             (
                 crate::telemetry::labels(&[("state", name)]),
@@ -509,8 +528,13 @@ async fn config(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&s, &headers, Role::Read, "reading the configuration status") {
         return *r;
     }
-    Json(json!({ "config": s.fleet.config_status(), "rollouts": s.fleet.configured() }))
-        .into_response()
+    Json(json!({
+        "config": s.fleet.config_status(),
+        "rollouts": s.fleet.configured(),
+        "ready": s.fleet.is_ready(),
+        "panics": crate::server::supervise::panicked(),
+    }))
+    .into_response()
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ pub async fn run(args: ServeArgs) -> u8 {
         args.config.display(),
         fleet.driving()
     );
-    tokio::spawn(fleet.clone().watch());
+    fleet.spawn_watch();
     match server.await {
         Ok(Ok(())) => {
             eprintln!("rollgate serve: stopped");

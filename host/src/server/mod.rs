@@ -18,12 +18,13 @@
 //! next run, as with `rollgate run`.
 
 pub mod notify;
+pub mod supervise;
 pub mod views;
 
 use crate::engine::setup::{self, Problem};
 use crate::engine::{
     Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, RetryError, Wakers, create_run,
-    progress_of, retry_run,
+    retry_run,
 };
 use crate::plugin::PluginHost;
 use crate::spec::model::{Bundle, RolloutSpec};
@@ -300,9 +301,22 @@ impl Fleet {
         Ok(())
     }
 
-    /// True once the first configuration is loaded and the store's runs are resumed.
+    /// True once the first configuration is loaded and the store's runs are resumed, and
+    /// as long as no task of the process has panicked ([`supervise`]).
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::SeqCst)
+        self.inner.ready.load(Ordering::SeqCst) && supervise::panicked().is_empty()
+    }
+
+    /// Watch the folder ([`Fleet::watch`]) in a supervised task.
+    pub fn spawn_watch(&self) -> tokio::task::JoinHandle<()> {
+        let fleet = self.clone();
+        supervise::spawn(
+            "config-watch",
+            "the configuration watch".into(),
+            async move {
+                fleet.watch().await;
+            },
+        )
     }
 
     /// The outcome of the last look at the configuration.
@@ -335,12 +349,41 @@ impl Fleet {
     /// Load the folder again and, when it loads and builds, make it the running
     /// configuration and start what it asks for. A refused change keeps the running
     /// configuration and is reported by [`Fleet::config_status`].
+    /// A panic while loading is caught ([`supervise`]) and refuses the change like a
+    /// problem would, so the watch goes on.
     pub async fn reload(&self) -> Result<(), Refused> {
         let _changing = self.inner.changing.lock().await;
-        self.reload_locked().await
+        self.reload_caught().await
+    }
+
+    /// [`Fleet::reload`] with `changing` held: a panic is caught, recorded and refuses the
+    /// change (an apply then puts the folder back as for any refusal).
+    async fn reload_caught(&self) -> Result<(), Refused> {
+        match supervise::catching("reload", "a configuration reload", self.reload_locked()).await {
+            Ok(result) => result,
+            Err(message) => {
+                let refused = Refused(vec![format!(
+                    "rollgate panicked while loading this configuration (a bug; please report it): {message}; the running configuration stays"
+                )]);
+                let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
+                status.last_error = Some(refused.0.clone());
+                status.last_error_ms = Some(now_ms());
+                drop(status);
+                self.mark_seen();
+                Err(refused)
+            }
+        }
     }
 
     async fn reload_locked(&self) -> Result<(), Refused> {
+        // A failpoint for the tests of panic supervision (debug builds only): a reload
+        // panics while the file named by ROLLGATE_TEST_PANIC_IF exists.
+        #[cfg(debug_assertions)]
+        if std::env::var_os("ROLLGATE_TEST_PANIC_IF")
+            .is_some_and(|flag| std::path::Path::new(&flag).exists())
+        {
+            panic!("test failpoint: ROLLGATE_TEST_PANIC_IF exists");
+        }
         match self.build().await {
             Ok(loaded) => {
                 self.install(loaded);
@@ -517,14 +560,13 @@ impl Fleet {
         Ok(row)
     }
 
+    /// Remember a stored run's progress. A run that cannot be read is remembered too, as
+    /// `unreadable` with the reason, and logged: listed, never hidden.
     fn remember_row(&self, row: &RolloutRow) {
-        let (Ok(spec), Ok(cp)) = (
-            serde_json::from_str::<RolloutSpec>(&row.spec),
-            serde_json::from_str::<crate::engine::state::Checkpoint>(&row.checkpoint),
-        ) else {
-            return;
-        };
-        let progress = progress_of(&spec, row.run, &cp);
+        let progress = views::progress(row);
+        if progress.state == views::UNREADABLE {
+            tracing::error!(rollout = %row.name, run = row.run, "{}", progress.message);
+        }
         self.inner
             .known
             .lock()
@@ -545,7 +587,7 @@ impl Fleet {
             return;
         }
         let engine = engine.clone();
-        tokio::spawn(async move {
+        supervise::spawn("run", format!("run id {id}"), async move {
             if let Err(e) = engine.drive(id).await {
                 tracing::error!(run = id, "the rollout stopped: {e}");
             }
@@ -683,6 +725,7 @@ impl Fleet {
         actor: &str,
         reason: &str,
     ) -> Result<serde_json::Value, (u16, String)> {
+        crate::engine::check_request(actor, reason).map_err(|e| (400, e))?;
         let store = &self.inner.store;
         let internal = |e: crate::store::StoreError| (500, e.to_string());
         let latest = store
@@ -817,7 +860,7 @@ impl Fleet {
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&file, text))
             .map_err(|e| Refused(vec![format!("cannot write {}: {e}", file.display())]))?;
-        match self.reload_locked().await {
+        match self.reload_caught().await {
             Ok(()) => Ok(file),
             Err(refused) => {
                 let restored = match &before {

@@ -98,13 +98,17 @@ impl Notifier {
         let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
         let tx = queues.entry(url.to_string()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(deliver(
-                self.client.clone(),
-                url.to_string(),
-                rx,
-                self.retry,
-                self.counts.clone(),
-            ));
+            super::supervise::spawn(
+                "notify",
+                format!("webhook {url}"),
+                deliver(
+                    self.client.clone(),
+                    url.to_string(),
+                    rx,
+                    self.retry,
+                    self.counts.clone(),
+                ),
+            );
             tx
         });
         if tx.try_send(event).is_err() {

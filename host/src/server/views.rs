@@ -28,14 +28,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The snapshot of a stored run.
+    /// The snapshot of a stored run. A run whose stored spec or checkpoint cannot be read
+    /// is not hidden: its snapshot has the state `unreadable` and says why ([`progress`]).
     pub fn of(row: &RolloutRow) -> Result<Snapshot, String> {
-        let name = &row.name;
-        let spec: RolloutSpec = serde_json::from_str(&row.spec)
-            .map_err(|e| format!("the stored spec of {name:?} cannot be read: {e}"))?;
-        let cp: Checkpoint = serde_json::from_str(&row.checkpoint)
-            .map_err(|e| format!("the stored checkpoint of {name:?} cannot be read: {e}"))?;
-        let progress = progress_of(&spec, row.run, &cp);
+        let progress = progress(row);
         let mut failures: Vec<String> = progress
             .metrics
             .iter()
@@ -44,7 +40,7 @@ impl Snapshot {
             .collect();
         if matches!(
             progress.state.as_str(),
-            "rolling-back" | "rolled-back" | "aborted" | "failed"
+            "rolling-back" | "rolled-back" | "aborted" | "failed" | UNREADABLE
         ) {
             failures.push(progress.message.clone());
         }
@@ -56,6 +52,42 @@ impl Snapshot {
             failures,
         })
     }
+}
+
+/// The state shown for a run whose stored spec or checkpoint cannot be read.
+pub const UNREADABLE: &str = "unreadable";
+
+/// The progress of a stored run, computed from its spec and checkpoint. When either cannot
+/// be read (a store damaged by hand, or written by an incompatible rollgate), the progress
+/// says so with the state [`UNREADABLE`] and a message that says what to do: such a run is
+/// never driven, and never hidden either.
+pub fn progress(row: &RolloutRow) -> Progress {
+    let name = &row.name;
+    let read = serde_json::from_str::<RolloutSpec>(&row.spec)
+        .map_err(|e| format!("its stored spec cannot be read ({e})"))
+        .and_then(|spec| {
+            serde_json::from_str::<Checkpoint>(&row.checkpoint)
+                .map(|cp| progress_of(&spec, row.run, &cp))
+                .map_err(|e| format!("its stored checkpoint cannot be read ({e})"))
+        });
+    read.unwrap_or_else(|problem| Progress {
+        rollout: name.clone(),
+        run: row.run,
+        state: UNREADABLE.to_string(),
+        strategy: String::new(),
+        stable_version: String::new(),
+        canary_version: String::new(),
+        phases: Vec::new(),
+        phase: 0,
+        phase_count: 0,
+        phase_name: String::new(),
+        weight: 0.0,
+        message: format!(
+            "run {} of {name:?} (last state {}) is not driven: {problem}; restore the store from a backup, or fix the row and restart",
+            row.run, row.state
+        ),
+        metrics: Vec::new(),
+    })
 }
 
 /// Read the latest run of `name`; `Ok(None)` when the store has none.
