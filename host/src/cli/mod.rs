@@ -193,6 +193,9 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: a log file or a pipe gets plain text (and NO_COLOR is
+        // honoured, as everywhere else rollgate colours).
+        .with_ansi(style::stderr_live())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -139,7 +139,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
             for p in &problems {
                 out.err(format!("rollgate replay: {p}"));
             }
-            return exit::PLUGIN_ERROR;
+            return setup::Problem::exit_code(&problems);
         }
     };
     let (_scratch, store_path) = match &args.store {

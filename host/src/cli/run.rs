@@ -171,6 +171,10 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "operator".into());
+    if let Err(e) = crate::engine::check_request(&actor, &args.reason) {
+        out.err(format!("rollgate: {}: {e}", action.name()));
+        return exit::INVALID_INPUT;
+    }
     let store = match Store::open(&args.store).await {
         Ok(s) => s,
         Err(e) => {
@@ -284,6 +288,33 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
+    // Everything that can be refused is checked before the store is created: a run that
+    // cannot start leaves no store file behind. Backends are built here once to check them
+    // (a recording is aligned below, once the store says when the runs started); plugins
+    // do not depend on the store.
+    if let Err(errors) = setup::backends(&bundle, None) {
+        for e in errors {
+            out.err(format!("rollgate: {e}"));
+        }
+        return exit::INVALID_INPUT;
+    }
+    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
+        Ok(h) => h,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    let deterministic = args.clock == ClockKind::Simulated;
+    let plugins = match setup::plugins(&host, &bundle, &rollouts, deterministic).await {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors {
+                out.err(format!("rollgate: {e}"));
+            }
+            return setup::Problem::exit_code(&errors);
+        }
+    };
     let store = match Store::open(&args.store).await {
         Ok(s) => s,
         Err(e) => {
@@ -349,22 +380,6 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                 out.err(format!("rollgate: {e}"));
             }
             return exit::INVALID_INPUT;
-        }
-    };
-    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
-        Ok(h) => h,
-        Err(e) => {
-            out.err(format!("rollgate: {e}"));
-            return exit::PLUGIN_ERROR;
-        }
-    };
-    let plugins = match setup::plugins(&host, &bundle, &rollouts, sim.is_some()).await {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in &errors {
-                out.err(format!("rollgate: {e}"));
-            }
-            return exit::PLUGIN_ERROR;
         }
     };
     let format = args.format;

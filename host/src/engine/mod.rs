@@ -40,6 +40,34 @@ use tracing::Instrument;
 /// The actor named in audit events the engine causes by itself.
 pub const ENGINE_ACTOR: &str = "rollgate";
 
+/// The longest reason an operator may give with an action, in characters.
+pub const MAX_REASON_CHARS: usize = 1_000;
+/// The longest actor name an action may carry, in characters.
+pub const MAX_ACTOR_CHARS: usize = 200;
+
+/// Check what an operator's action request carries before anything is written: the reason
+/// and actor end up in the audit log, the event stream, webhooks and every terminal that
+/// shows them, so they are plain text of a bounded length.
+pub fn check_request(actor: &str, reason: &str) -> Result<(), String> {
+    for (what, text, max) in [
+        ("the reason", reason, MAX_REASON_CHARS),
+        ("the actor", actor, MAX_ACTOR_CHARS),
+    ] {
+        let chars = text.chars().count();
+        if chars > max {
+            return Err(format!(
+                "{what} is {chars} characters long; write at most {max}"
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(format!(
+                "{what} contains control characters (a newline, a tab or a terminal escape); write one line of plain text"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// An operator's action on a rollout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -39,7 +39,11 @@ pub fn backends(bundle: &Bundle, replay_origin_ms: Option<i64>) -> Result<Backen
                     .backend_at
                     .get(&doc.metadata.name)
                     .map(|at| SourcePos { path, ..at.clone() });
-                errors.push(Problem { at, message });
+                errors.push(Problem {
+                    at,
+                    message,
+                    input: true,
+                });
             }
         }
     }
@@ -91,6 +95,8 @@ pub async fn plugins(
 ) -> Result<Plugins, Vec<Problem>> {
     // name → kind expected
     let mut wanted: BTreeMap<String, PluginKind> = BTreeMap::new();
+    // What the operator wrote wrong (exit 4) and what failed in a plugin (exit 3).
+    let mut wrong: Vec<String> = Vec::new();
     let mut errors = Vec::new();
     for r in rollouts {
         let uses = std::iter::once((r.failure_policy.plugin.clone(), PluginKind::Policy)).chain(
@@ -100,7 +106,7 @@ pub async fn plugins(
         );
         for (name, kind) in uses {
             match wanted.get(&name) {
-                Some(k) if *k != kind => errors.push(format!(
+                Some(k) if *k != kind => wrong.push(format!(
                     "plugin {name:?} is used both as a failure policy and as a verification provider (rollout {:?}); a component is one or the other: name a different plugin for one of the uses",
                     r.name
                 )),
@@ -129,7 +135,7 @@ pub async fn plugins(
             ),
         };
         match host.load_async(source, options).await {
-            Ok(p) if p.kind() != *kind => errors.push(format!(
+            Ok(p) if p.kind() != *kind => wrong.push(format!(
                 "plugin {name:?} is a {} but is used as a {}",
                 p.kind().world(),
                 kind.world()
@@ -179,6 +185,11 @@ pub async fn plugins(
         }
     }
     let mut all: Vec<Problem> = errors.into_iter().map(Problem::new).collect();
+    all.extend(wrong.into_iter().map(|message| Problem {
+        at: None,
+        message,
+        input: true,
+    }));
     all.extend(found);
     if all.is_empty() {
         Ok(plugins)
@@ -194,11 +205,33 @@ pub struct Problem {
     pub at: Option<SourcePos>,
     /// What, and what to do.
     pub message: String,
+    /// Whether what is wrong is what the operator wrote (a configuration a plugin refused,
+    /// a plugin used as the wrong kind) rather than a failure of a plugin or the host.
+    pub input: bool,
 }
 
 impl Problem {
     fn new(message: String) -> Problem {
-        Problem { at: None, message }
+        Problem {
+            at: None,
+            message,
+            input: false,
+        }
+    }
+
+    /// Whether what is wrong is what the operator wrote (see [`Problem::input`]).
+    pub fn is_input(&self) -> bool {
+        self.input
+    }
+
+    /// The exit code for these problems: invalid input (4) when any is the operator's to
+    /// fix, else a plugin failure (3), as `lint` would report the same problems.
+    pub fn exit_code(problems: &[Problem]) -> u8 {
+        if problems.iter().any(Problem::is_input) {
+            crate::cli::exit::INVALID_INPUT
+        } else {
+            crate::cli::exit::PLUGIN_ERROR
+        }
     }
 
     /// A problem inside a configuration written at `at`, at the JSON pointer `pointer_path`.
@@ -209,6 +242,7 @@ impl Problem {
                 ..a.clone()
             }),
             message,
+            input: true,
         }
     }
 }

@@ -89,12 +89,14 @@ impl Src {
     /// with the field path of where it points (`text` is the document's text).
     fn serde_err(&self, e: &serde_saphyr::Error, text: &str) -> SpecError {
         use serde_saphyr::MessageFormatter;
-        let message = serde_saphyr::DefaultMessageFormatter
-            .format_message(e.without_snippet())
-            .lines()
-            .next()
-            .unwrap_or("invalid document")
-            .to_string();
+        let message = yaml_limit_message(e.without_snippet()).unwrap_or_else(|| {
+            serde_saphyr::DefaultMessageFormatter
+                .format_message(e.without_snippet())
+                .lines()
+                .next()
+                .unwrap_or("invalid document")
+                .to_string()
+        });
         let message = match message.as_str() {
             "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" | "invalid usize" => {
                 format!("{message}: expected a whole number, 0 or more")
@@ -118,6 +120,39 @@ impl Src {
             _ => self.err_doc("", message),
         }
     }
+}
+
+/// The messages serde-saphyr words for its own users (a budget as Rust debug text, a
+/// duplicate key with advice to set a parser option), said for an operator instead.
+fn yaml_limit_message(e: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let too = |what: &str, n: usize| {
+        format!(
+            "the document holds too many {what} (reading stopped at {n}): YAML this large or this nested is refused, as a guard against alias bombs; split it into several documents or files"
+        )
+    };
+    Some(match e {
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            B::Events { events } => too("YAML events", *events),
+            B::Aliases { aliases } => too("aliases (*name)", *aliases),
+            B::Anchors { anchors } => too("anchors (&name)", *anchors),
+            B::Depth { depth } => too("levels of nesting", *depth),
+            B::Documents { documents } => too("documents", *documents),
+            B::Nodes { nodes } => too("nodes", *nodes),
+            B::ScalarBytes { total_scalar_bytes } => too("bytes of values", *total_scalar_bytes),
+            B::MergeKeys { merge_keys } => too("merge keys (<<)", *merge_keys),
+            B::AliasAnchorRatio { aliases, anchors } => format!(
+                "the document uses {aliases} aliases for {anchors} anchors: refused as an alias bomb; write the values out"
+            ),
+            B::InputBytes { input_bytes } => too("bytes", *input_bytes),
+            _ => "the document is larger or more nested than rollgate reads (a YAML limit); split it into several documents or files".to_string(),
+        },
+        serde_saphyr::Error::DuplicateMappingKey { key, .. } => match key {
+            Some(k) => format!("the key {k} appears twice in this mapping; keep one"),
+            None => "a key appears twice in this mapping; keep one".to_string(),
+        },
+        _ => return None,
+    })
 }
 
 /// One parsed document of a known kind.
@@ -435,6 +470,25 @@ impl Loader {
         }
     }
 
+    /// `value` (read from `p`) if it is at most `max`, else a problem at `p`.
+    fn capped<T>(
+        &mut self,
+        src: &Src,
+        p: &P<T>,
+        path: &str,
+        value: u64,
+        max: u64,
+        unit: &str,
+    ) -> Option<u64> {
+        match crate::plugin::limits::ceiling::check(value, max, unit) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(src.err(p, path, e));
+                None
+            }
+        }
+    }
+
     fn positive_duration(&mut self, src: &Src, p: &P<String>, path: &str) -> Option<Millis> {
         let ms = self.duration(src, p, path)?;
         if ms == 0 {
@@ -636,15 +690,39 @@ impl Loader {
         };
         let mut limits = PluginLimits::default();
         if let Some(l) = &doc.limits {
+            use crate::plugin::limits::ceiling;
             if let Some(m) = &l.memory {
-                limits.memory_bytes = self.size(src, m, "spec.limits.memory");
+                limits.memory_bytes = self.size(src, m, "spec.limits.memory").and_then(|n| {
+                    self.capped(
+                        src,
+                        m,
+                        "spec.limits.memory",
+                        n,
+                        ceiling::MEMORY_BYTES,
+                        "bytes",
+                    )
+                });
             }
             if let Some(t) = &l.timeout {
-                limits.timeout_ms = self.positive_duration(src, t, "spec.limits.timeout");
+                limits.timeout_ms = self
+                    .positive_duration(src, t, "spec.limits.timeout")
+                    .and_then(|n| {
+                        self.capped(src, t, "spec.limits.timeout", n, ceiling::TIMEOUT_MS, "ms")
+                    });
             }
             if let Some(t) = &l.query_timeout {
-                limits.query_timeout_ms =
-                    self.positive_duration(src, t, "spec.limits.queryTimeout");
+                limits.query_timeout_ms = self
+                    .positive_duration(src, t, "spec.limits.queryTimeout")
+                    .and_then(|n| {
+                        self.capped(
+                            src,
+                            t,
+                            "spec.limits.queryTimeout",
+                            n,
+                            ceiling::TIMEOUT_MS,
+                            "ms",
+                        )
+                    });
             }
             if let Some(f) = &l.fuel {
                 if f.value == 0 {
@@ -654,11 +732,30 @@ impl Loader {
                 limits.fuel = Some(f.value);
             }
             if let Some(b) = &l.max_result_bytes {
-                limits.max_result_bytes = usize::try_from(b.value).ok();
+                limits.max_result_bytes = self
+                    .capped(
+                        src,
+                        b,
+                        "spec.limits.maxResultBytes",
+                        b.value,
+                        ceiling::RESULT_BYTES,
+                        "bytes",
+                    )
+                    .and_then(|n| usize::try_from(n).ok());
             }
             if let Some(b) = &l.max_component_bytes {
                 limits.max_component_bytes = self
                     .size(src, b, "spec.limits.maxComponentBytes")
+                    .and_then(|n| {
+                        self.capped(
+                            src,
+                            b,
+                            "spec.limits.maxComponentBytes",
+                            n,
+                            ceiling::COMPONENT_BYTES,
+                            "bytes",
+                        )
+                    })
                     .and_then(|n| usize::try_from(n).ok());
             }
         }
