@@ -311,3 +311,215 @@ fn lint_finds_each_broken_document_and_says_where() {
         );
     }
 }
+
+/// The canary example in a fresh folder, with `edit` applied to one of its files.
+fn canary_copy(edit: Option<(&str, &str, &str)>) -> tempfile::TempDir {
+    let canary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(&canary).expect("canary") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+    }
+    if let Some((file, from, to)) = edit {
+        let target = dir.path().join(file);
+        let text = std::fs::read_to_string(&target).expect("read");
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&target, text.replacen(from, to, 1)).expect("write");
+    }
+    dir
+}
+
+#[test]
+fn a_plugin_configuration_problem_is_invalid_input_and_leaves_no_store() {
+    let dir = canary_copy(Some((
+        "templates.yaml",
+        r#"condition: "< {{args.max-error-ratio}}""#,
+        r#"condition: "about {{args.max-error-ratio}}""#,
+    )));
+    let lint = rollgate_in(dir.path(), &["lint", "."]);
+    assert_eq!(lint.code, 1, "{}", lint.stdout);
+    let at = "templates.yaml:17:11: spec.metrics[0].provider.config.condition:";
+    assert!(lint.stdout.contains(at), "{}", lint.stdout);
+    for args in [
+        vec!["run", ".", "--store", "s.db", "--clock", "simulated"],
+        vec!["verify", ".", "--replay", "error-ratio.om"],
+    ] {
+        let run = rollgate_in(dir.path(), &args);
+        assert_eq!(run.code, 4, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(at), "{args:?}: {}", run.stderr);
+    }
+    assert!(
+        !dir.path().join("s.db").exists(),
+        "run refused before creating the store"
+    );
+}
+
+#[test]
+fn a_recording_with_extreme_timestamps_is_invalid_input_at_its_line_not_a_panic() {
+    for (line, why) in [
+        (
+            "http_error_ratio{service=\"checkout\",track=\"canary\"} 0.01 -1e300",
+            "outside the years 1 to 9999",
+        ),
+        (
+            "http_error_ratio{service=\"checkout\",track=\"canary\"} 0.01 +Inf",
+            "not a finite number",
+        ),
+    ] {
+        let dir = canary_copy(None);
+        let om = dir.path().join("error-ratio.om");
+        let mut text = std::fs::read_to_string(&om).expect("read");
+        let at = format!("error-ratio.om:{}:1:", text.lines().count() + 1);
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&om, text).expect("write");
+        let lint = rollgate_in(dir.path(), &["lint", "."]);
+        assert_eq!(lint.code, 1, "{}{}", lint.stdout, lint.stderr);
+        assert!(
+            lint.stdout.contains(&at) && lint.stdout.contains(why),
+            "{}",
+            lint.stdout
+        );
+        let run = rollgate_in(
+            dir.path(),
+            &["run", ".", "--store", "s.db", "--clock", "simulated"],
+        );
+        assert_eq!(run.code, 4, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&at) && !run.stderr.contains("panicked"),
+            "{}",
+            run.stderr
+        );
+        let replay = rollgate_in(dir.path(), &["replay", ".", "--metrics", "error-ratio.om"]);
+        assert_eq!(replay.code, 4, "{}", replay.stderr);
+        assert!(replay.stderr.contains(&at), "{}", replay.stderr);
+    }
+}
+
+#[test]
+fn limits_at_the_edge_of_their_type_are_refused_with_the_ceiling() {
+    let run = rollgate(&[
+        "plugin",
+        "inspect",
+        "threshold",
+        "--max-component-mib",
+        "18446744073709551615",
+    ]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--max-component-mib 18446744073709551615: at most 1024 MiB"),
+        "{}",
+        run.stderr
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("plugin.yaml"),
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Plugin\nmetadata:\n  name: big\nspec:\n  source: threshold\n  limits:\n    maxComponentBytes: 18446744073709551615\n    memory: 5Gi\n    timeout: 36500d\n",
+    )
+    .expect("write");
+    let lint = rollgate_in(dir.path(), &["lint", "plugin.yaml"]);
+    assert_eq!(lint.code, 1, "{}{}", lint.stdout, lint.stderr);
+    for want in [
+        "plugin.yaml:8:24: spec.limits.maxComponentBytes: 18446744073709551615 bytes is above the ceiling of 1073741824 bytes",
+        "plugin.yaml:9:13: spec.limits.memory: 5368709120 bytes is above the ceiling of 4294967296 bytes",
+        "plugin.yaml:10:14: spec.limits.timeout: 3153600000000 ms is above the ceiling of 3600000 ms",
+    ] {
+        assert!(
+            lint.stdout.contains(want),
+            "missing {want:?} in\n{}",
+            lint.stdout
+        );
+    }
+}
+
+#[test]
+fn yaml_limits_and_duplicate_keys_are_said_for_operators() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("dup.yaml"),
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: a\n  name: b\nspec: {}\n",
+    )
+    .expect("write");
+    // 300,000 nodes: over the parser's budget.
+    let mut big = String::from(
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: big\nspec:\n  x: [",
+    );
+    big.push_str(&"1,".repeat(300_000));
+    big.push_str("1]\n");
+    std::fs::write(dir.path().join("big.yaml"), big).expect("write");
+    let lint = rollgate_in(dir.path(), &["lint", "."]);
+    assert_eq!(lint.code, 1, "{}{}", lint.stdout, lint.stderr);
+    assert!(
+        lint.stdout.contains("dup.yaml:5:3:")
+            && lint
+                .stdout
+                .contains("the key name appears twice in this mapping; keep one"),
+        "{}",
+        lint.stdout
+    );
+    assert!(
+        lint.stdout.contains("big.yaml:")
+            && lint.stdout.contains("the document holds too many nodes")
+            && lint.stdout.contains("split it into several documents"),
+        "{}",
+        lint.stdout
+    );
+    for internal in ["DuplicateKeyPolicy", "Nodes {", "budget breached"] {
+        assert!(
+            !lint.stdout.contains(internal),
+            "{internal}: {}",
+            lint.stdout
+        );
+    }
+}
+
+#[test]
+fn an_action_reason_is_one_bounded_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let long = "x".repeat(1_001);
+    for (reason, want) in [
+        (
+            long.as_str(),
+            "the reason is 1001 characters long; write at most 1000",
+        ),
+        ("two\nlines", "the reason contains control characters"),
+        ("\u{1b}[2Jcleared", "the reason contains control characters"),
+    ] {
+        let run = rollgate_in(
+            dir.path(),
+            &["pause", "checkout", "--store", "s.db", "--reason", reason],
+        );
+        assert_eq!(run.code, 4, "{}", run.stderr);
+        assert!(run.stderr.contains(want), "{}", run.stderr);
+    }
+    assert!(!dir.path().join("s.db").exists());
+}
+
+#[test]
+fn logs_in_a_pipe_carry_no_colour_escapes() {
+    let canary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let canary = canary.display().to_string();
+    let out = common::rollgate_env(
+        dir.path(),
+        &[
+            "run",
+            &canary,
+            "--store",
+            "s.db",
+            "--clock",
+            "simulated",
+            "--start",
+            "2026-01-01T00:00:00Z",
+        ],
+        &[("ROLLGATE_LOG", "rollgate=debug")],
+    );
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    let stderr = out.stderr;
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains(" INFO "),
+        "no log lines: {stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}

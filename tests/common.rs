@@ -19,18 +19,24 @@ pub struct Run {
 /// Run the real `rollgate` binary with `args` (in the current folder) to completion, with a
 /// fresh plugin cache; bounded, so a hang fails the test instead of CI.
 pub fn rollgate(args: &[&str]) -> Run {
-    rollgate_at(None, args)
+    rollgate_at(None, args, &[])
 }
 
 /// [`rollgate`] in the folder `dir`.
 pub fn rollgate_in(dir: &std::path::Path, args: &[&str]) -> Run {
-    rollgate_at(Some(dir), args)
+    rollgate_at(Some(dir), args, &[])
 }
 
-fn rollgate_at(dir: Option<&std::path::Path>, args: &[&str]) -> Run {
+/// [`rollgate_in`] with extra environment variables.
+pub fn rollgate_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    rollgate_at(Some(dir), args, env)
+}
+
+fn rollgate_at(dir: Option<&std::path::Path>, args: &[&str], env: &[(&str, &str)]) -> Run {
     let cache = tempfile::tempdir().expect("tempdir");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"));
     cmd.args(args)
+        .envs(env.iter().copied())
         .env("ROLLGATE_CACHE_DIR", cache.path())
         .env_remove("NO_COLOR")
         .stdin(std::process::Stdio::null())

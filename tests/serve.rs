@@ -52,6 +52,11 @@ impl Drop for Server {
 }
 
 fn serve(dir: &Path, extra: &[&str]) -> Server {
+    serve_env(dir, extra, &[])
+}
+
+/// [`serve`] with extra environment variables.
+fn serve_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let tokens = dir.join("tokens");
     std::fs::write(
         &tokens,
@@ -70,6 +75,7 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
         .arg("--cache-dir")
         .arg(dir.join("cache"))
         .args(extra)
+        .envs(env.iter().copied())
         .env("ROLLGATE_LOG", "rollgate=info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -194,7 +200,14 @@ impl Server {
     fn wait_state(&self, name: &str, run: i64, state: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let v = self.get(name);
+            // A rollout that is not in the store yet is waited for too.
+            let (status, v) = self.call(
+                "GET",
+                &format!("/api/v1/rollouts/{name}"),
+                Some(READER),
+                None,
+            );
+            assert!(status == 200 || status == 404, "{status}: {v}");
             if v["state"] == state && v["run"] == run {
                 return v;
             }
@@ -706,8 +719,10 @@ fn a_bad_configuration_change_is_refused_and_the_old_one_keeps_running() {
         "the old configuration stays"
     );
     assert_eq!(refused["rollouts"], json!(["held"]));
-    let (status, _) = s.call("GET", "/readyz", None, None);
+    let (status, body) = s.call("GET", "/readyz", None, None);
     assert_eq!(status, 200, "still ready on the old configuration");
+    // Unauthenticated: ready or not, nothing more (problems can quote files and paths).
+    assert_eq!(body, json!({ "ready": true }));
     s.wait_state("held", 1, "paused(step)");
 
     // Fixed: applied, the error cleared.
@@ -837,4 +852,252 @@ fn read_request(conn: &mut std::net::TcpStream) -> Option<String> {
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body).ok()?;
     String::from_utf8(body).ok()
+}
+
+/// Wait (bounded) until `done` holds for `GET /api/v1/config`'s answer.
+fn wait_config(s: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, v) = s.call("GET", "/api/v1/config", Some(READER), None);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened: {v}\n{}",
+            s.stderr.lock().unwrap_or_else(|e| e.into_inner())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const BACKEND_ON: &str = "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: hostile\nspec:\n  replay:\n    file: ";
+
+#[test]
+fn a_recording_with_extreme_timestamps_is_refused_at_its_line_and_the_watch_goes_on() {
+    let (dir, config_dir) = setup(&["held"], &[]);
+    let s = serve(dir.path(), &[]);
+    s.wait_state("held", 1, "paused(step)");
+    // Each hostile recording, put in the folder with a backend that serves it: refused at
+    // the file's line, the server still up and ready, and the next change still loaded.
+    let cases = [
+        (
+            "minus.om",
+            "up 1 1700000000\nup 2 -1e300\n",
+            "minus.om:2:1:",
+            "outside the years 1 to 9999",
+        ),
+        ("nan.om", "up 1 NaN\n", "nan.om:1:1:", "not a finite number"),
+        (
+            "dup.om",
+            "up 1 10\nup 2 10\n",
+            "dup.om:2:1:",
+            "(the first is on line 1)",
+        ),
+        (
+            "min.json",
+            "{\"version\": 1, \"queries\": [{\"query\": \"up\", \"series\": [{\"labels\": {}, \"points\": [[-9223372036854775808, 1]]}]}]}",
+            "min.json:1:",
+            "outside the years 1 to 9999",
+        ),
+    ];
+    for (generation, (file, text, at, what)) in cases.iter().enumerate() {
+        std::fs::write(config_dir.join(file), text).expect("recording");
+        std::fs::write(
+            config_dir.join("hostile.yaml"),
+            format!("{BACKEND_ON}{file}\n"),
+        )
+        .expect("backend");
+        let v = wait_config(&s, "the refusal", |v| {
+            v["config"]["lastError"].to_string().contains(file)
+        });
+        let problems = v["config"]["lastError"].to_string();
+        assert!(
+            problems.contains(at) && problems.contains(what),
+            "{problems}"
+        );
+        let (status, body) = s.call("GET", "/readyz", None, None);
+        assert_eq!((status, body), (200, json!({ "ready": true })));
+        // The watch is alive: removing the backend is a good change, and it is applied.
+        std::fs::remove_file(config_dir.join("hostile.yaml")).expect("rm");
+        wait_config(&s, "the good change", |v| {
+            v["config"]["lastError"].is_null() && v["config"]["generation"] == json!(generation + 2)
+        });
+    }
+    assert_eq!(
+        s.get("held")["state"],
+        "paused(step)",
+        "the rollout ran on through every refusal"
+    );
+    let log = s.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(s.metrics().contains("rollgate_config_last_reload_failed 0"));
+
+    // An action's reason is one bounded line, through the API as on the command line.
+    for (reason, want) in [
+        (
+            "x".repeat(1_001),
+            "the reason is 1001 characters long; write at most 1000",
+        ),
+        ("a\nb".to_string(), "the reason contains control characters"),
+    ] {
+        let body = json!({ "reason": reason }).to_string();
+        let (status, answer) = s.call(
+            "POST",
+            "/api/v1/rollouts/held/pause",
+            Some(OPERATOR),
+            Some(&body),
+        );
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(want)),
+            "{answer}"
+        );
+    }
+    assert_eq!(s.get("held")["state"], "paused(step)");
+}
+
+#[test]
+fn a_panic_in_a_background_task_is_caught_logged_counted_and_makes_the_server_not_ready() {
+    let (dir, config_dir) = setup(&["held"], &[]);
+    let flag = dir.path().join("panic-now");
+    let flag_text = flag.display().to_string();
+    let s = serve_env(dir.path(), &[], &[("ROLLGATE_TEST_PANIC_IF", &flag_text)]);
+    s.wait_state("held", 1, "paused(step)");
+    let (status, body) = s.call("GET", "/readyz", None, None);
+    assert_eq!((status, body), (200, json!({ "ready": true })));
+
+    // A reload panics (the failpoint): caught, refused like a problem, logged, counted.
+    std::fs::write(&flag, "").expect("flag");
+    let rollouts = config_dir.join("rollouts.yaml");
+    let mut text = std::fs::read_to_string(&rollouts).expect("read");
+    text.push_str("# a change\n");
+    std::fs::write(&rollouts, &text).expect("touch");
+    let v = wait_config(&s, "the panic", |v| {
+        v["panics"].as_array().is_some_and(|p| !p.is_empty())
+    });
+    assert_eq!(v["panics"][0]["task"], "reload", "{v}");
+    assert!(
+        v["panics"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("test failpoint")),
+        "{v}"
+    );
+    assert!(
+        v["config"]["lastError"]
+            .to_string()
+            .contains("rollgate panicked while loading"),
+        "{v}"
+    );
+    let (status, body) = s.call("GET", "/readyz", None, None);
+    assert_eq!((status, body), (503, json!({ "ready": false })));
+    // A document applied through the API while loading panics: refused like a problem,
+    // and the folder is put back.
+    let doc = "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: applied\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {}\n  strategy:\n    canary: {}\n  phases:\n    - name: full\n      weight: 100\n";
+    let (status, body) = s.call("POST", "/api/v1/documents", Some(OPERATOR), Some(doc));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("rollgate panicked while loading"),
+        "{body}"
+    );
+    assert!(!config_dir.join("api/rollout-applied.yaml").exists());
+    assert!(
+        s.metrics()
+            .contains("rollgate_task_panics_total{task=\"reload\"} 1"),
+        "{}",
+        s.metrics()
+    );
+    assert!(
+        s.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains("a task panicked"),
+        "the panic is logged"
+    );
+
+    // The watch goes on: without the failpoint, the next change is loaded (a new rollout
+    // starts), and the server stays not ready until it is restarted.
+    std::fs::remove_file(&flag).expect("rm flag");
+    text.push_str(&text.replace("name: held", "name: later"));
+    std::fs::write(&rollouts, text).expect("write");
+    s.wait_state("later", 1, "paused(step)");
+    let (status, _) = s.call("GET", "/readyz", None, None);
+    assert_eq!(
+        status, 503,
+        "a panic is never forgotten while the process lives"
+    );
+    drop(s);
+    let s = serve(dir.path(), &[]);
+    let (status, _) = s.call("GET", "/readyz", None, None);
+    assert_eq!(status, 200, "a restarted server is ready again");
+}
+
+#[test]
+fn a_run_whose_checkpoint_cannot_be_read_is_listed_and_logged_never_hidden() {
+    let (dir, _) = setup(&["held", "kept"], &[]);
+    {
+        let s = serve(dir.path(), &[]);
+        s.wait_state("held", 1, "paused(step)");
+        s.wait_state("kept", 1, "paused(step)");
+    }
+    // Damage one run's checkpoint in the store, as a bad disk or a hand edit would.
+    let db = dir.path().join("state.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&db)
+            .connect()
+            .await
+            .expect("open the store");
+        let done = sqlx::query("UPDATE rollouts SET checkpoint = '{not json' WHERE name = 'held'")
+            .execute(&mut conn)
+            .await
+            .expect("damage");
+        assert_eq!(done.rows_affected(), 1);
+    });
+    let s = serve(dir.path(), &[]);
+    // Listed, with the state `unreadable` and what to do; the other rollout as before.
+    let (status, list) = s.call("GET", "/api/v1/rollouts", Some(READER), None);
+    assert_eq!(status, 200, "{list}");
+    let rollouts = list["rollouts"].as_array().expect("a list");
+    assert_eq!(rollouts.len(), 2, "{list}");
+    let held = rollouts
+        .iter()
+        .find(|r| r["rollout"] == "held")
+        .expect("held is listed");
+    assert_eq!(held["state"], "unreadable", "{list}");
+    let message = held["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("stored checkpoint cannot be read")
+            && message.contains("restore the store"),
+        "{message}"
+    );
+    let one = s.get("held");
+    assert_eq!(one["state"], "unreadable", "{one}");
+    assert!(
+        one["failures"]
+            .to_string()
+            .contains("checkpoint cannot be read"),
+        "{one}"
+    );
+    s.wait_state("kept", 1, "paused(step)");
+    assert!(
+        s.metrics()
+            .contains("rollgate_rollouts{state=\"unreadable\"} 1"),
+        "{}",
+        s.metrics()
+    );
+    let log = s.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("held")
+            && l.contains("checkpoint cannot be read")),
+        "{log}"
+    );
+    // Logs in a pipe are plain text.
+    assert!(!log.contains('\u{1b}'), "{log:?}");
 }
