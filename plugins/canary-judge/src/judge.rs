@@ -249,6 +249,11 @@ pub fn classify(
         r.reason = "every canary and baseline sample has the same value".into();
         return r;
     }
+    if canary.iter().chain(&baseline).any(|v| v.is_infinite()) {
+        r.label = Label::Error;
+        r.reason = "metric classification failed: infinite samples cannot be ranked".into();
+        return r;
+    }
     let ratio = stats::mean_ratio(&canary, &baseline);
     let effect = effect(rule, &canary, &baseline);
     r.ratio = Some(ratio);

@@ -446,3 +446,13 @@ fn a_whole_measurement_explains_itself() {
     assert!((bound(1) - 22.000059385796845).abs() < 1e-9, "{metric}");
     assert_eq!(metric["canaryCount"], 10);
 }
+
+#[test]
+fn infinite_samples_are_an_error_label_not_a_verdict() {
+    // Not in Kayenta (its ranking would meet NaN shifts); the judge refuses to rank them.
+    let mut c = plus(0.0);
+    c[3] = f64::INFINITY;
+    let r = run(&rule(), &c);
+    assert_eq!(r.label, Label::Error, "{r:#?}");
+    assert!(!r.critical_failure);
+}
