@@ -47,8 +47,8 @@ pub enum EffectMeasure {
 pub struct Rule {
     /// The metric's name.
     pub name: String,
-    /// Its group (for scoring).
-    pub group: String,
+    /// Its groups (for scoring); it counts in each of them.
+    pub groups: Vec<String>,
     /// Which change is bad.
     pub direction: Direction,
     /// NaN handling.
@@ -59,18 +59,21 @@ pub struct Rule {
     pub outlier_factor: Option<f64>,
     /// The effect-size measure.
     pub measure: EffectMeasure,
-    /// An increase smaller than this effect is a pass.
+    /// A significant increase with a smaller effect is a pass.
     pub allowed_increase: f64,
-    /// A decrease smaller than this effect is a pass.
+    /// A significant decrease with a larger effect is a pass.
     pub allowed_decrease: f64,
-    /// An increase at least this large fails the whole judgement.
-    pub critical_increase: Option<f64>,
-    /// A decrease at least this large fails the whole judgement.
-    pub critical_decrease: Option<f64>,
-    /// A High, Low or missing-data result of this metric fails the whole judgement.
+    /// A High of a critical metric with at least this effect is a critical failure.
+    pub critical_increase: f64,
+    /// A Low of a critical metric with at most this effect is a critical failure.
+    pub critical_decrease: f64,
+    /// The metric is critical: a High or Low past the critical effect, or no data, fails
+    /// the whole judgement.
     pub critical: bool,
     /// No data is a failure of the metric (`NodataFailMetric`), not a skipped metric.
     pub must_have_data: bool,
+    /// Measured and shown, but not scored.
+    pub muted: bool,
 }
 
 /// A metric's classification.
@@ -82,11 +85,12 @@ pub enum Label {
     High,
     /// Significantly lower than the baseline.
     Low,
-    /// No data on one side: left out of the score.
+    /// No data on one side: left out of its groups' scores.
     Nodata,
     /// No data where data is required: counted as a failure.
     NodataFailMetric,
-    /// The metric could not be measured (a query failed).
+    /// The metric could not be classified (e.g. too many samples): left out of its
+    /// groups' scores.
     Error,
 }
 
@@ -96,21 +100,30 @@ pub enum Label {
 pub struct MetricResult {
     /// The metric.
     pub name: String,
-    /// Its group.
-    pub group: String,
+    /// Its groups.
+    pub groups: Vec<String>,
     /// The label.
     pub label: Label,
     /// Why, in a sentence.
     pub reason: String,
     /// The metric was marked critical.
     pub critical: bool,
-    /// Its effect passed a critical threshold (or it is critical and not a pass).
+    /// Kayenta's `critical` result: this result fails the whole judgement (a critical
+    /// metric's High or Low past its critical effect, or its Nodata).
     pub critical_failure: bool,
+    /// Muted: shown, not scored.
+    pub muted: bool,
     /// Confidence interval of canary − baseline, when computed.
     pub interval: Option<[f64; 2]>,
-    /// The Hodges-Lehmann estimate of canary − baseline, when computed.
+    /// Kayenta's location estimate of canary − baseline, when computed.
     pub estimate: Option<f64>,
-    /// The effect size (mean ratio or CLES), when computed.
+    /// The Hodges-Lehmann median of the pairwise differences (a detail; not judged).
+    pub hodges_lehmann: Option<f64>,
+    /// Kayenta's reported deviation: mean(canary) / mean(baseline); null (NaN) when a
+    /// mean is 0.
+    pub ratio: Option<f64>,
+    /// The effect size (mean ratio or CLES) when computed; null (NaN) when a mean is 0,
+    /// and the effect-size checks are then skipped.
     pub effect: Option<f64>,
     /// Canary samples judged (after NaN handling and outlier removal).
     pub canary_count: usize,
@@ -126,13 +139,16 @@ impl MetricResult {
     fn bare(rule: &Rule, label: Label, reason: String) -> MetricResult {
         MetricResult {
             name: rule.name.clone(),
-            group: rule.group.clone(),
+            groups: rule.groups.clone(),
             label,
             reason,
             critical: rule.critical,
             critical_failure: false,
+            muted: rule.muted,
             interval: None,
             estimate: None,
+            hodges_lehmann: None,
+            ratio: None,
             effect: None,
             canary_count: 0,
             baseline_count: 0,
@@ -141,11 +157,10 @@ impl MetricResult {
         }
     }
 
-    /// A metric whose query failed.
+    /// A metric that could not be classified (Kayenta: an exception in the classifier,
+    /// never critical).
     pub fn error(rule: &Rule, message: String) -> MetricResult {
-        let mut r = MetricResult::bare(rule, Label::Error, message);
-        r.critical_failure = rule.critical;
-        r
+        MetricResult::bare(rule, Label::Error, message)
     }
 }
 
@@ -172,22 +187,12 @@ fn prepare(rule: &Rule, raw: &[f64]) -> (Vec<f64>, usize, usize) {
 fn effect(rule: &Rule, canary: &[f64], baseline: &[f64]) -> f64 {
     match rule.measure {
         EffectMeasure::Cles => stats::cles(canary, baseline),
-        EffectMeasure::MeanRatio => {
-            let (c, b) = (stats::mean(canary), stats::mean(baseline));
-            if b == 0.0 {
-                if c == 0.0 {
-                    1.0
-                } else {
-                    f64::INFINITY * c.signum()
-                }
-            } else {
-                c / b
-            }
-        }
+        EffectMeasure::MeanRatio => stats::mean_ratio(canary, baseline),
     }
 }
 
-/// Classify one metric from its raw canary and baseline samples.
+/// Classify one metric from its raw canary and baseline samples: Kayenta's
+/// `MannWhitneyClassifier.classify` with the judge's NaN and outlier handling first.
 pub fn classify(
     rule: &Rule,
     canary_raw: &[f64],
@@ -208,13 +213,25 @@ pub fn classify(
             (true, false) => "the canary has",
             _ => "the baseline has",
         };
-        if rule.must_have_data {
-            r.label = Label::NodataFailMetric;
-            r.reason = format!("{side} no data, and the metric must have data");
-            r.critical_failure = rule.critical;
-        } else {
-            r.label = Label::Nodata;
-            r.reason = format!("{side} no data; the metric is left out of the score");
+        r.ratio = Some(1.0);
+        match rule.nan_strategy {
+            // Kayenta: with NaNs replaced, missing data is a pass.
+            NanStrategy::Replace => {
+                r.reason = format!("{side} no data; with nanStrategy replace that is a pass");
+            }
+            NanStrategy::Remove if rule.must_have_data && !rule.critical => {
+                r.label = Label::NodataFailMetric;
+                r.reason = format!("{side} no data, and the metric must have data");
+            }
+            NanStrategy::Remove => {
+                r.label = Label::Nodata;
+                r.critical_failure = rule.critical;
+                r.reason = if rule.critical {
+                    format!("{side} no data, and the metric is critical")
+                } else {
+                    format!("{side} no data; the metric is left out of the score")
+                };
+            }
         }
         return r;
     }
@@ -222,23 +239,49 @@ pub fn classify(
     let mut sb = baseline.clone();
     sc.sort_by(f64::total_cmp);
     sb.sort_by(f64::total_cmp);
-    r.effect = Some(effect(rule, &canary, &baseline));
     if sc == sb {
+        r.ratio = Some(1.0);
         r.reason = "the canary and baseline data are identical".into();
         return r;
     }
-    let shift = match stats::shift(&canary, &baseline, confidence) {
+    if sc[0] == sc[sc.len() - 1] && sb[0] == sb[sb.len() - 1] && sc[0] == sb[0] {
+        r.ratio = Some(1.0);
+        r.reason = "every canary and baseline sample has the same value".into();
+        return r;
+    }
+    if canary.iter().chain(&baseline).any(|v| v.is_infinite()) {
+        r.label = Label::Error;
+        r.reason = "metric classification failed: infinite samples cannot be ranked".into();
+        return r;
+    }
+    let ratio = stats::mean_ratio(&canary, &baseline);
+    let effect = effect(rule, &canary, &baseline);
+    r.ratio = Some(ratio);
+    r.effect = Some(effect);
+    let constant = sc[0] == sc[sc.len() - 1] && sb[0] == sb[sb.len() - 1];
+    let shift = if constant {
+        // Kayenta adds Gaussian noise here; the judge takes the one difference exactly.
+        let d = sc[0] - sb[0];
+        Ok(stats::Shift {
+            lower: d,
+            upper: d,
+            estimate: d,
+            hodges_lehmann: Some(d),
+        })
+    } else {
+        stats::shift(&canary, &baseline, confidence)
+    };
+    let shift = match shift {
         Ok(s) => s,
         Err(e) => {
             r.label = Label::Error;
-            r.reason = e;
-            r.critical_failure = rule.critical;
+            r.reason = format!("metric classification failed: {e}");
             return r;
         }
     };
     r.interval = Some([shift.lower, shift.upper]);
     r.estimate = Some(shift.estimate);
-    let effect = r.effect.unwrap_or(1.0);
+    r.hodges_lehmann = shift.hodges_lehmann;
     let band = tolerance * shift.estimate.abs();
     let ci = format!(
         "{}% interval of canary − baseline [{}, {}], estimate {}",
@@ -251,46 +294,50 @@ pub fn classify(
         EffectMeasure::MeanRatio => "mean ratio",
         EffectMeasure::Cles => "CLES",
     };
+    let effect_text = if effect.is_nan() {
+        format!("{measure} undefined (a mean is 0), effect-size check skipped")
+    } else {
+        format!("{measure} {}", fmt(effect))
+    };
+    let dead_band = format!("{} × |estimate| dead band", fmt(tolerance));
     let up = matches!(rule.direction, Direction::Increase | Direction::Either);
     let down = matches!(rule.direction, Direction::Decrease | Direction::Either);
-    if up && shift.lower > band {
-        if effect < rule.allowed_increase {
-            r.reason = format!(
-                "{ci} is above +{} but the {measure} {} is below the allowed increase {}",
-                fmt(band),
-                fmt(effect),
-                fmt(rule.allowed_increase)
-            );
-            return r;
-        }
+    let is_high = up && shift.lower > band && (effect.is_nan() || effect >= rule.allowed_increase);
+    let is_low =
+        down && shift.upper < -band && (effect.is_nan() || effect <= rule.allowed_decrease);
+    if is_high {
         r.label = Label::High;
-        r.critical_failure = rule.critical || rule.critical_increase.is_some_and(|c| effect >= c);
-        r.reason = format!(
-            "{ci} is above +{} (0.25 × |estimate| dead band), {measure} {}",
-            fmt(band),
-            fmt(effect)
-        );
-        return r;
-    }
-    if down && shift.upper < -band {
-        if effect > rule.allowed_decrease {
-            r.reason = format!(
-                "{ci} is below −{} but the {measure} {} is above the allowed decrease {}",
-                fmt(band),
-                fmt(effect),
-                fmt(rule.allowed_decrease)
-            );
-            return r;
-        }
+        r.critical_failure = rule.critical && (effect.is_nan() || effect >= rule.critical_increase);
+        r.reason = format!("{ci} is above +{} ({dead_band}), {effect_text}", fmt(band));
+    } else if is_low {
         r.label = Label::Low;
-        r.critical_failure = rule.critical || rule.critical_decrease.is_some_and(|c| effect <= c);
-        r.reason = format!("{ci} is below −{}, {measure} {}", fmt(band), fmt(effect));
-        return r;
+        r.critical_failure = rule.critical && (effect.is_nan() || effect <= rule.critical_decrease);
+        r.reason = format!("{ci} is below −{} ({dead_band}), {effect_text}", fmt(band));
+    } else if up && shift.lower > band {
+        r.reason = format!(
+            "{ci} is above +{} ({dead_band}) but the {measure} {} is below the allowed increase {}",
+            fmt(band),
+            fmt(effect),
+            fmt(rule.allowed_increase)
+        );
+    } else if down && shift.upper < -band {
+        r.reason = format!(
+            "{ci} is below −{} ({dead_band}) but the {measure} {} is above the allowed decrease {}",
+            fmt(band),
+            fmt(effect),
+            fmt(rule.allowed_decrease)
+        );
+    } else {
+        r.reason = format!(
+            "{ci}: no significant change in the bad direction beyond the {dead_band}, {effect_text}"
+        );
     }
-    r.reason = format!(
-        "{ci}: no significant change in the bad direction, {measure} {}",
-        fmt(effect)
-    );
+    if r.critical_failure {
+        r.reason.push_str(" (critical)");
+    } else if rule.critical && matches!(r.label, Label::High | Label::Low) {
+        r.reason
+            .push_str(" (critical metric, but the effect does not reach its critical threshold)");
+    }
     r
 }
 
@@ -312,10 +359,23 @@ pub enum Outcome {
     Pass,
     /// Between the marginal and pass thresholds.
     Marginal,
-    /// Below the marginal threshold, or a critical metric failed.
+    /// Below the marginal threshold, a critical failure, or (Kayenta's rule) half or more
+    /// of the metrics without data.
     Fail,
-    /// Half or more of the metrics had no data.
+    /// Half or more of the metrics had no data, with `nodataVerdict: no-data`.
     Nodata,
+}
+
+/// What half or more of the scored metrics without data gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodataVerdict {
+    /// Kayenta's rule: the summary is 0, a failure (the default).
+    #[default]
+    Fail,
+    /// A departure from Kayenta: the summary is kept and the verdict is no-data, so the
+    /// failure policy decides (pause, by default) instead of a rollback.
+    NoData,
 }
 
 /// One group's score.
@@ -324,11 +384,13 @@ pub enum Outcome {
 pub struct GroupScore {
     /// The group.
     pub group: String,
-    /// 100 · pass / (pass + high + low + nodata-fail + error).
+    /// 100 · pass / (pass + high + low + nodata-fail); 0 when none of those.
     pub score: f64,
-    /// Its weight in the summary.
+    /// Its weight in the summary, in percent (given, or its share of what the given
+    /// weights leave).
     pub weight: f64,
-    /// Every metric of the group had no data: left out of the summary.
+    /// No metric of the group was Pass, High, Low or NodataFailMetric: the group counts as
+    /// 100 in the summary (Kayenta's rule).
     pub no_data: bool,
 }
 
@@ -338,98 +400,120 @@ pub struct GroupScore {
 pub struct Scores {
     /// Per group.
     pub groups: Vec<GroupScore>,
-    /// The weighted summary score (0–100).
+    /// The weighted summary score (0–100), rounded to two decimals.
     pub summary: f64,
     /// The outcome.
     pub outcome: Outcome,
+    /// A critical failure or too many metrics without data decided, whatever the score.
+    pub overridden: bool,
     /// Why.
     pub reason: String,
 }
 
-/// Score classified metrics: per group, then weighted (equal weights when `weights` is
-/// empty), with the overrides: a critical failure fails, half or more metrics without data
-/// is no data.
+/// Score classified metrics as Kayenta's `WeightedSumScorer` and
+/// `ThresholdScoreClassifier` do: muted metrics are left out; each metric counts in each
+/// of its groups; a group scores 100 · pass / (pass + high + low + nodata-fail), and one
+/// with none of those counts as 100; groups are weighted by `weights` (percent) and the
+/// groups without a weight share what is left equally; the sum is rounded to two
+/// decimals. A critical failure, or half or more of the metrics `Nodata`, makes it 0
+/// (with [`NodataVerdict::NoData`], the latter keeps the score and is no data).
 pub fn score(
     results: &[MetricResult],
     weights: &BTreeMap<String, f64>,
     pass: f64,
     marginal: f64,
+    nodata_verdict: NodataVerdict,
 ) -> Scores {
-    let mut groups: Vec<GroupScore> = Vec::new();
+    let scored: Vec<&MetricResult> = results.iter().filter(|r| !r.muted).collect();
     let mut order: Vec<&str> = Vec::new();
-    for r in results {
-        if !order.contains(&r.group.as_str()) {
-            order.push(&r.group);
+    for r in &scored {
+        for g in &r.groups {
+            if !order.contains(&g.as_str()) {
+                order.push(g);
+            }
         }
     }
-    for g in order {
-        let of: Vec<&MetricResult> = results.iter().filter(|r| r.group == g).collect();
-        let count = |l: Label| of.iter().filter(|r| r.label == l).count() as f64;
-        let passes = count(Label::Pass);
-        let total = passes
-            + count(Label::High)
-            + count(Label::Low)
-            + count(Label::NodataFailMetric)
-            + count(Label::Error);
-        groups.push(GroupScore {
-            group: g.to_string(),
-            score: if total > 0.0 {
-                100.0 * passes / total
-            } else {
-                0.0
-            },
-            weight: if weights.is_empty() {
-                1.0
-            } else {
-                weights.get(g).copied().unwrap_or(0.0)
-            },
-            no_data: total == 0.0,
-        });
-    }
-    let counted: Vec<&GroupScore> = groups.iter().filter(|g| !g.no_data).collect();
-    let total_weight: f64 = counted.iter().map(|g| g.weight).sum();
-    let summary = if total_weight > 0.0 {
-        counted.iter().map(|g| g.score * g.weight).sum::<f64>() / total_weight
+    let given: f64 = weights.values().sum();
+    let unweighted = order.iter().filter(|g| !weights.contains_key(**g)).count();
+    let share = if unweighted > 0 {
+        (100.0 - given) / unweighted as f64
     } else {
         0.0
     };
-    let nodata = results
+    let groups: Vec<GroupScore> = order
         .iter()
-        .filter(|r| matches!(r.label, Label::Nodata | Label::NodataFailMetric))
-        .count();
-    let critical: Vec<&str> = results
+        .map(|g| {
+            let of: Vec<&&MetricResult> = scored
+                .iter()
+                .filter(|r| r.groups.iter().any(|x| x == g))
+                .collect();
+            let count = |l: Label| of.iter().filter(|r| r.label == l).count() as f64;
+            let passes = count(Label::Pass);
+            let total =
+                passes + count(Label::High) + count(Label::Low) + count(Label::NodataFailMetric);
+            GroupScore {
+                group: g.to_string(),
+                score: if total > 0.0 {
+                    passes / total * 100.0
+                } else {
+                    0.0
+                },
+                weight: weights.get(*g).copied().unwrap_or(share),
+                no_data: total == 0.0,
+            }
+        })
+        .collect();
+    let weighted = stats::round2(
+        groups
+            .iter()
+            .map(|g| (if g.no_data { 100.0 } else { g.score }) * (g.weight / 100.0))
+            .sum(),
+    );
+    let nodata = scored.iter().filter(|r| r.label == Label::Nodata).count();
+    let too_many_nodata = !scored.is_empty() && nodata as f64 / scored.len() as f64 * 100.0 >= 50.0;
+    let critical: Vec<&str> = scored
         .iter()
-        .filter(|r| r.critical_failure)
+        .filter(|r| r.critical_failure && r.label != Label::Pass)
         .map(|r| r.name.as_str())
         .collect();
-    let (outcome, summary, reason) = if !critical.is_empty() {
+    let nodata_reason = || {
+        format!(
+            "{nodata} of {} scored metric(s) had no data (50% or more)",
+            scored.len()
+        )
+    };
+    let (outcome, summary, overridden, reason) = if !critical.is_empty() {
         (
             Outcome::Fail,
             0.0,
+            true,
             format!("critical metric(s) failed: {}", critical.join(", ")),
         )
-    } else if results.is_empty() || nodata * 2 >= results.len() {
-        (
-            Outcome::Nodata,
-            summary,
-            format!(
-                "{nodata} of {} metric(s) had no data (half or more)",
-                results.len()
+    } else if too_many_nodata {
+        match nodata_verdict {
+            NodataVerdict::Fail => (
+                Outcome::Fail,
+                0.0,
+                true,
+                format!("{}: score 0", nodata_reason()),
             ),
-        )
-    } else if summary >= pass {
+            NodataVerdict::NoData => (Outcome::Nodata, weighted, true, nodata_reason()),
+        }
+    } else if weighted >= pass {
         (
             Outcome::Pass,
-            summary,
-            format!("score {} ≥ pass threshold {}", fmt2(summary), fmt(pass)),
+            weighted,
+            false,
+            format!("score {} ≥ pass threshold {}", fmt2(weighted), fmt(pass)),
         )
-    } else if summary >= marginal {
+    } else if weighted >= marginal {
         (
             Outcome::Marginal,
-            summary,
+            weighted,
+            false,
             format!(
                 "score {} is marginal (≥ {} but < {})",
-                fmt2(summary),
+                fmt2(weighted),
                 fmt(marginal),
                 fmt(pass)
             ),
@@ -437,10 +521,11 @@ pub fn score(
     } else {
         (
             Outcome::Fail,
-            summary,
+            weighted,
+            false,
             format!(
                 "score {} < marginal threshold {}",
-                fmt2(summary),
+                fmt2(weighted),
                 fmt(marginal)
             ),
         )
@@ -449,6 +534,7 @@ pub fn score(
         groups,
         summary,
         outcome,
+        overridden,
         reason,
     }
 }

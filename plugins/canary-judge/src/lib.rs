@@ -1,28 +1,33 @@
 //! `canary-judge`: Kayenta's NetflixACAJudge as a rollgate verification provider.
 //!
-//! One measurement judges a set of metrics of the canary against the baseline:
+//! One measurement judges a set of metrics of the canary against the baseline, computing
+//! what Kayenta computes (its departures are listed in README.md):
 //! 1. per metric, canary and baseline samples come from two queries, or from one query
-//!    split by a label; NaNs are removed or replaced; IQR outliers optionally removed;
-//! 2. a Mann-Whitney confidence interval of the shift canary − baseline (normal
-//!    approximation with tie and continuity correction, R's `wilcox.test`) and its
-//!    Hodges-Lehmann estimate; the metric is High when the interval lies above a dead band
-//!    of ±tolerance × |estimate| (Low when below) in a bad direction and the effect size
-//!    (mean ratio or CLES) reaches the allowed increase (decrease); labels Pass, High, Low,
+//!    split by a label; NaNs are removed or replaced; outliers optionally removed by
+//!    Kayenta's IQR fences (widened to the 1st/99th percentiles, any sample size);
+//! 2. a Mann-Whitney confidence interval of the shift canary − baseline and Kayenta's
+//!    location estimate, both roots of the corrected rank statistic found by Brent's method
+//!    with Kayenta's bracket and tolerance (see [`stats`]); the metric is High when the
+//!    interval lies above a dead band of ±tolerance × |estimate| (Low when below) in a bad
+//!    direction and the effect size (mean ratio, NaN when a mean is 0, or CLES) reaches
+//!    the allowed increase (decrease) or cannot be computed; labels Pass, High, Low,
 //!    Nodata, NodataFailMetric, Error;
-//! 3. groups are scored 100 · pass / (pass + high + low + nodata-fail + error) and weighted
-//!    into a summary; a critical failure fails, half or more metrics without data is no
-//!    data; the summary against the pass and marginal thresholds gives pass, inconclusive
-//!    (marginal) or fail. With `lifetime`, the window grows from the phase's start and the
-//!    judgement follows Kayenta's multi-interval rule (see [`judge::interval_passes`]).
+//! 3. muted metrics are left out; each metric counts in each of its groups, scored
+//!    100 · pass / (pass + high + low + nodata-fail) (a group with none of those counts
+//!    100) and weighted in percent (unweighted groups share the rest); a critical failure,
+//!    or half or more metrics without data, makes the score 0; the summary against the
+//!    pass and marginal thresholds gives pass, inconclusive (marginal) or fail. With
+//!    `lifetime`, the window grows from the phase's start and the judgement follows
+//!    Kayenta's multi-interval rule (see [`judge::interval_passes`]).
 //!
-//! Deterministic: no random noise is added to ties; two constant samples give the interval
-//! `[d, d]` of their one difference (see [`stats`]). The measurement's details carry every
-//! metric's label, interval, estimate, effect size and counts.
+//! Deterministic: no random noise is added when both samples are constant; they give the
+//! interval `[d, d]` of their one difference. The measurement's details carry every
+//! metric's label, interval, estimate, Hodges-Lehmann median, effect size and counts.
 
 pub mod judge;
 pub mod stats;
 
-use judge::{Direction, EffectMeasure, MetricResult, NanStrategy, Outcome, Rule};
+use judge::{Direction, EffectMeasure, MetricResult, NanStrategy, NodataVerdict, Outcome, Rule};
 use rollgate_plugin::Sides;
 use rollgate_plugin::duration::parse_ms;
 use rollgate_plugin::prelude::*;
@@ -60,9 +65,17 @@ pub struct Config {
     /// (inconclusive).
     #[serde(default)]
     pub marginal_threshold: Option<f64>,
-    /// Weight of each group in the summary; every group used needs one. Default: equal.
+    /// Weight of each group in the summary, in percent (Kayenta's `groupWeights`). Groups
+    /// without a weight share what the given weights leave of 100 equally; with none
+    /// given, every group weighs the same. The weights may add up to at most 100, and to
+    /// exactly 100 when every scored group has one.
     #[serde(default)]
     pub group_weights: BTreeMap<String, f64>,
+    /// What half or more of the scored metrics without data gives: `fail` (Kayenta: the
+    /// score is 0, the default) or `no-data` (a departure: the score is kept and the
+    /// verdict is no-data, for the failure policy to decide).
+    #[serde(default)]
+    pub nodata_verdict: NodataVerdict,
     /// The metrics judged.
     pub metrics: Vec<MetricConfig>,
 }
@@ -73,9 +86,13 @@ pub struct Config {
 pub struct MetricConfig {
     /// Unique within the judgement.
     pub name: String,
-    /// Its scoring group (default: its name).
+    /// Its scoring group (default: its name). Give `group` or `groups`, not both.
     #[serde(default)]
     pub group: Option<String>,
+    /// Its scoring groups, as in Kayenta: the metric counts in each. `[]` scores it in no
+    /// group (it still counts for critical failures and missing data).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
     /// The backend (default: the judgement's).
     #[serde(default)]
     pub backend: Option<String>,
@@ -97,12 +114,18 @@ pub struct MetricConfig {
     /// The effect-size check.
     #[serde(default)]
     pub effect_size: Option<EffectSize>,
-    /// A High, Low or required-data failure of this metric fails the judgement.
+    /// Critical: a High past `criticalIncrease`, a Low past `criticalDecrease`, or no
+    /// data (with `nanStrategy: remove`) fails the whole judgement.
     #[serde(default)]
     pub critical: bool,
-    /// No data is a failure (`NodataFailMetric`) rather than a skipped metric.
+    /// No data is a failure (`NodataFailMetric`, counted in its groups) rather than a
+    /// skipped metric (`Nodata`). A critical metric without data is `Nodata` and fails
+    /// the judgement.
     #[serde(default)]
     pub must_have_data: bool,
+    /// Measured and shown in the details, but left out of the score (Kayenta's `muted`).
+    #[serde(default)]
+    pub muted: bool,
 }
 
 /// How large a significant change must be to count.
@@ -118,15 +141,27 @@ pub struct EffectSize {
     /// A significant decrease with a larger effect passes (default 1.0, CLES 0.5).
     #[serde(default)]
     pub allowed_decrease: Option<f64>,
-    /// An increase with at least this effect fails the whole judgement.
+    /// A High of a `critical` metric fails the whole judgement when its effect is at
+    /// least this (or cannot be computed); default 1.0, CLES 0.5. No effect without
+    /// `critical`.
     #[serde(default)]
     pub critical_increase: Option<f64>,
-    /// A decrease with at most this effect fails the whole judgement.
+    /// A Low of a `critical` metric fails the whole judgement when its effect is at most
+    /// this (or cannot be computed); default 1.0, CLES 0.5. No effect without `critical`.
     #[serde(default)]
     pub critical_decrease: Option<f64>,
 }
 
 impl MetricConfig {
+    /// The groups the metric is scored in.
+    pub fn group_names(&self) -> Vec<String> {
+        match (&self.groups, &self.group) {
+            (Some(groups), _) => groups.clone(),
+            (None, Some(group)) => vec![group.clone()],
+            (None, None) => vec![self.name.clone()],
+        }
+    }
+
     /// The judging rule of this metric.
     pub fn rule(&self) -> Rule {
         let effect = self.effect_size.clone().unwrap_or(EffectSize {
@@ -142,7 +177,7 @@ impl MetricConfig {
         };
         Rule {
             name: self.name.clone(),
-            group: self.group.clone().unwrap_or_else(|| self.name.clone()),
+            groups: self.group_names(),
             direction: self.direction,
             nan_strategy: self.nan_strategy,
             nan_replacement: self.nan_replacement.unwrap_or(0.0),
@@ -150,10 +185,11 @@ impl MetricConfig {
             measure: effect.measure,
             allowed_increase: effect.allowed_increase.unwrap_or(neutral),
             allowed_decrease: effect.allowed_decrease.unwrap_or(neutral),
-            critical_increase: effect.critical_increase,
-            critical_decrease: effect.critical_decrease,
+            critical_increase: effect.critical_increase.unwrap_or(neutral),
+            critical_decrease: effect.critical_decrease.unwrap_or(neutral),
             critical: self.critical,
             must_have_data: self.must_have_data,
+            muted: self.muted,
         }
     }
 }
@@ -219,13 +255,53 @@ fn settings(config: &Config) -> Result<Settings, Vec<ConfigError>> {
     if config.metrics.is_empty() {
         problems.push(ConfigError::new("/metrics", "needs at least one metric"));
     }
+    let named: Vec<String> = config
+        .metrics
+        .iter()
+        .flat_map(MetricConfig::group_names)
+        .collect();
     for (group, w) in &config.group_weights {
-        if !(*w >= 0.0 && w.is_finite()) {
+        if !(0.0..=100.0).contains(w) {
             problems.push(ConfigError::new(
                 format!("/groupWeights/{group}"),
-                "must be 0 or more",
+                "must be between 0 and 100 (a percentage)",
+            ));
+        } else if !named.contains(group) {
+            problems.push(ConfigError::new(
+                format!("/groupWeights/{group}"),
+                format!("no metric is in group {group:?}"),
             ));
         }
+    }
+    let given: f64 = config.group_weights.values().sum();
+    let scored: Vec<String> = config
+        .metrics
+        .iter()
+        .filter(|m| !m.muted)
+        .flat_map(MetricConfig::group_names)
+        .collect();
+    if given > 100.0 + 1e-9 {
+        problems.push(ConfigError::new(
+            "/groupWeights",
+            format!("the weights add up to {}, more than 100", judge::fmt(given)),
+        ));
+    } else if !config.group_weights.is_empty()
+        && scored.iter().all(|g| config.group_weights.contains_key(g))
+        && given < 100.0 - 1e-9
+    {
+        problems.push(ConfigError::new(
+            "/groupWeights",
+            format!(
+                "the weights add up to {} and every scored group has one: they must add up to 100",
+                judge::fmt(given)
+            ),
+        ));
+    }
+    if !config.metrics.is_empty() && config.metrics.iter().all(|m| m.muted) {
+        problems.push(ConfigError::new(
+            "/metrics",
+            "every metric is muted: at least one must be scored",
+        ));
     }
     for (i, m) in config.metrics.iter().enumerate() {
         let at = |f: &str| format!("/metrics/{i}/{f}");
@@ -244,11 +320,10 @@ fn settings(config: &Config) -> Result<Settings, Vec<ConfigError>> {
                 "must be more than 0 (e.g. 3)",
             ));
         }
-        let group = m.group.as_deref().unwrap_or(&m.name);
-        if !config.group_weights.is_empty() && !config.group_weights.contains_key(group) {
+        if m.group.is_some() && m.groups.is_some() {
             problems.push(ConfigError::new(
-                at("group"),
-                format!("group {group:?} has no weight in groupWeights"),
+                at("groups"),
+                "give group or groups, not both",
             ));
         }
     }
@@ -323,31 +398,34 @@ impl Verifier for CanaryJudge {
                 None,
             ),
         };
-        let results: Vec<MetricResult> = config
-            .metrics
-            .iter()
-            .map(|m| {
-                let rule = m.rule();
-                match fetch(&config, m, ctx, window) {
-                    Ok((canary, baseline)) => {
-                        judge::classify(&rule, &canary, &baseline, s.confidence, s.tolerance)
-                    }
-                    Err(e) => MetricResult::error(&rule, e),
-                }
-            })
-            .collect();
-        let scores = judge::score(&results, &config.group_weights, s.pass, s.marginal);
+        // A query that fails fails the measurement (Kayenta's fetch stage fails the run): a
+        // backend error is never turned into a label that scoring could skip.
+        let mut results: Vec<MetricResult> = Vec::with_capacity(config.metrics.len());
+        for m in &config.metrics {
+            let (canary, baseline) =
+                fetch(&config, m, ctx, window).map_err(|e| format!("metric {}: {e}", m.name))?;
+            results.push(judge::classify(
+                &m.rule(),
+                &canary,
+                &baseline,
+                s.confidence,
+                s.tolerance,
+            ));
+        }
+        let scores = judge::score(
+            &results,
+            &config.group_weights,
+            s.pass,
+            s.marginal,
+            config.nodata_verdict,
+        );
         let labels: Vec<String> = results
             .iter()
             .map(|r| format!("{} {:?}", r.name, r.label))
             .collect();
         let (verdict, message) = match (scores.outcome, last) {
             (Outcome::Nodata, _) => (Verdict::NoData, scores.reason.clone()),
-            (Outcome::Fail, _)
-                if scores.summary == 0.0 && results.iter().any(|r| r.critical_failure) =>
-            {
-                (Verdict::Fail, scores.reason.clone())
-            }
+            (_, _) if scores.overridden => (Verdict::Fail, scores.reason.clone()),
             (_, Some(is_last)) => {
                 let ok = judge::interval_passes(scores.summary, is_last, s.pass, s.marginal);
                 let what = if is_last {

@@ -1,12 +1,24 @@
-//! The statistics of the judge, exactly as R's `wilcox.test(x, y, conf.int = TRUE,
-//! exact = FALSE, correct = TRUE)` computes them (the asymptotic two-sample case), with
-//! `x` the canary and `y` the baseline.
+//! The statistics of the judge, computed the way Kayenta's `kayenta-mannwhitney` and
+//! `kayenta-judge` compute them, with `x` the canary ("experiment") and `y` the baseline
+//! ("control").
 //!
-//! R finds the confidence bounds with `uniroot` on a step function of the shift `d`; the
-//! function only changes at pairwise differences `x_i - y_j`, so this module finds the
-//! exact difference where it crosses zero instead (R's answer is within its tolerance,
-//! 1e-4, of it). No random noise is ever added: when both samples are constant every
-//! pairwise difference is the same `d`, and the interval is `[d, d]` with estimate `d`.
+//! - The interval and the estimate are roots of the continuity- and tie-corrected normal
+//!   statistic of the rank sum of `x − μ` against `y` ([`wilcoxon_diff`]), found by Brent's
+//!   method (R's `zeroin`, as Kayenta and R's `uniroot` use it) on `[min x − max y,
+//!   max x − min y]` with an absolute tolerance of 1e-4 ([`zeroin`]). The statistic is a
+//!   step function, so a root is wherever the solver stops inside the step that crosses
+//!   zero, not the exact pairwise difference: Kayenta's numbers, to the last digits.
+//! - The interval is what R's `wilcox.test(x, y, conf.int = TRUE, exact = FALSE,
+//!   correct = TRUE)` gives. The estimate is Kayenta's, the root of the same *corrected*
+//!   statistic at 0; R drops the continuity correction for its estimate, so the two can
+//!   differ there. The Hodges-Lehmann median of the pairwise differences is reported as
+//!   an extra detail only.
+//! - The normal quantile is Commons Math's (`√2 · erfinv(2p − 1)`, Giles' approximation),
+//!   means are Commons Math's two-pass means, percentiles its R-7 estimate.
+//!
+//! No random noise is ever added: Kayenta adds Gaussian noise when both samples are
+//! constant; the judge gives the interval `[d, d]` of their one difference instead (see
+//! `judge::classify`).
 
 /// Average ranks (1-based) of `values`, ties sharing the mean of their positions.
 pub fn ranks(values: &[f64]) -> Vec<f64> {
@@ -46,125 +58,221 @@ fn tie_sum(values: &[f64]) -> f64 {
     sum
 }
 
-/// R's `wdiff(d, zq)`: the continuity-corrected, tie-corrected normal statistic of the
-/// rank-sum of `x - d` against `y`, minus the quantile `zq`. `None` when every observation
-/// is tied (σ = 0).
-fn wdiff(x: &[f64], y: &[f64], d: f64, zq: f64, correct: bool) -> Option<f64> {
+/// Kayenta's `wilcoxonDiff(mu, zq, x, y)`: the rank sum of `x − mu` against `y`, centred,
+/// continuity-corrected by ½ towards zero and divided by its tie-corrected standard
+/// deviation, minus `zq`. An error when every observation is tied (σ = 0).
+pub fn wilcoxon_diff(x: &[f64], y: &[f64], mu: f64, zq: f64) -> Result<f64, String> {
     let (nx, ny) = (x.len() as f64, y.len() as f64);
-    let combined: Vec<f64> = x.iter().map(|v| v - d).chain(y.iter().copied()).collect();
+    let combined: Vec<f64> = x.iter().map(|v| v - mu).chain(y.iter().copied()).collect();
     let r = ranks(&combined);
     let dz = r[..x.len()].iter().sum::<f64>() - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
-    let correction = if correct {
-        dz.signum() * 0.5 * f64::from(dz != 0.0)
+    let sign = if dz > 0.0 {
+        1.0
+    } else if dz < 0.0 {
+        -1.0
     } else {
         0.0
     };
-    let n = nx + ny;
-    let sigma = ((nx * ny / 12.0) * ((n + 1.0) - tie_sum(&combined) / (n * (n - 1.0)))).sqrt();
+    let correction = sign * 0.5;
+    let sigma = ((nx * ny / 12.0)
+        * ((nx + ny + 1.0) - tie_sum(&combined) / ((nx + ny) * (nx + ny - 1.0))))
+        .sqrt();
     if sigma == 0.0 || !sigma.is_finite() {
-        return None;
+        return Err("cannot compute a confidence interval when all observations are tied".into());
     }
-    Some((dz - correction) / sigma - zq)
+    Ok((dz - correction) / sigma - zq)
 }
 
-/// Every pairwise difference `x_i - y_j`, sorted.
-fn differences(x: &[f64], y: &[f64]) -> Vec<f64> {
-    let mut d: Vec<f64> = x
-        .iter()
-        .flat_map(|a| y.iter().map(move |b| a - b))
-        .collect();
-    d.sort_by(f64::total_cmp);
-    d.dedup();
-    d
+/// Commons Math's `Precision.equals(v, 0)`: zero within one ulp.
+fn is_zero(v: f64) -> bool {
+    v.abs() <= f64::from_bits(1)
 }
 
-/// The shift where `wdiff(·, zq)` crosses zero: R's `root(zq)`. `wdiff` is non-increasing
-/// in the shift and constant between consecutive pairwise differences, so the crossing is
-/// found by bisection over those differences.
-fn root(x: &[f64], y: &[f64], diffs: &[f64], zq: f64, correct: bool) -> f64 {
-    let (lo, hi) = (diffs[0], diffs[diffs.len() - 1]);
-    let f = |d: f64| wdiff(x, y, d, zq, correct).unwrap_or(0.0);
-    if f(lo) <= 0.0 {
-        return lo;
+/// Absolute tolerance of the root finder (R's `uniroot(tol = 1e-4)`, Kayenta's solver).
+pub const ROOT_TOLERANCE: f64 = 1e-4;
+/// Iterations the root finder may take.
+const ROOT_ITERATIONS: u32 = 1000;
+
+/// A zero of `f` in `[a, b]` by Brent's method (R's `zeroin`, which both R's `uniroot` and
+/// Kayenta's `BrentSolver` implement), given `f(a)` and `f(b)`: inverse quadratic or
+/// linear interpolation when it stays inside the bracket and shrinks it fast enough,
+/// bisection otherwise, until the bracket is within `2ε|b| + tol/2`. The arithmetic is
+/// done in the same order so the same point comes out. After the last iteration the
+/// current point is returned, as they do.
+pub fn zeroin(
+    a: f64,
+    b: f64,
+    fa: f64,
+    fb: f64,
+    mut f: impl FnMut(f64) -> Result<f64, String>,
+) -> Result<f64, String> {
+    let (mut a, mut b, mut fa, mut fb) = (a, b, fa, fb);
+    let (mut c, mut fc) = (a, fa);
+    if is_zero(fa) {
+        return Ok(a);
     }
-    if f(hi) >= 0.0 {
-        return hi;
+    if is_zero(fb) {
+        return Ok(b);
     }
-    // The value on the open interval after diffs[k].
-    let after = |k: usize| f((diffs[k] + diffs[k + 1]) / 2.0);
-    let last = diffs.len() - 2;
-    if after(last) > 0.0 {
-        return hi;
-    }
-    // The first interval whose value is not positive; the crossing is at its left end.
-    let (mut a, mut b) = (0usize, last);
-    while a < b {
-        let m = (a + b) / 2;
-        if after(m) > 0.0 {
-            a = m + 1;
-        } else {
-            b = m;
+    for _ in 0..=ROOT_ITERATIONS {
+        let previous = b - a;
+        if fc.abs() < fb.abs() {
+            // Make b the best approximation so far.
+            a = b;
+            b = c;
+            c = a;
+            fa = fb;
+            fb = fc;
+            fc = fa;
+        }
+        let tolerance = 2.0 * f64::EPSILON * b.abs() + ROOT_TOLERANCE / 2.0;
+        let mut step = (c - b) / 2.0;
+        if step.abs() <= tolerance || is_zero(fb) {
+            return Ok(b);
+        }
+        if previous.abs() >= tolerance && fa.abs() > fb.abs() {
+            let cb = c - b;
+            let (mut p, mut q);
+            if a == c {
+                // Two distinct points: the secant.
+                let t1 = fb / fa;
+                p = cb * t1;
+                q = 1.0 - t1;
+            } else {
+                // Inverse quadratic interpolation.
+                let qa = fa / fc;
+                let t1 = fb / fc;
+                let t2 = fb / fa;
+                p = t2 * (cb * qa * (qa - t1) - (b - a) * (t1 - 1.0));
+                q = (qa - 1.0) * (t1 - 1.0) * (t2 - 1.0);
+            }
+            if p > 0.0 {
+                q = -q;
+            } else {
+                p = -p;
+            }
+            if p < (0.75 * cb * q - (tolerance * q).abs() / 2.0) && p < (previous * q / 2.0).abs() {
+                step = p / q;
+            }
+        }
+        if step.abs() < tolerance {
+            step = if step > 0.0 { tolerance } else { -tolerance };
+        }
+        a = b;
+        fa = fb;
+        b += step;
+        fb = f(b)?;
+        if (fb > 0.0 && fc > 0.0) || (fb < 0.0 && fc < 0.0) {
+            c = a;
+            fc = fa;
         }
     }
-    let k = a;
-    if after(k) == 0.0 {
-        // A plateau at zero: its middle, as a root finder settles for any point of it.
-        let mut end = k;
-        while end < last && after(end + 1) == 0.0 {
-            end += 1;
-        }
-        return (diffs[k] + diffs[end + 1]) / 2.0;
-    }
-    diffs[k]
+    Ok(b)
 }
 
-/// The standard normal quantile (Acklam's rational approximation: relative error below
-/// 1.2e-9, far below what moves a bound from one pairwise difference to the next).
-pub fn qnorm(p: f64) -> f64 {
-    const A: [f64; 6] = [
-        -3.969_683_028_665_376e1,
-        2.209_460_984_245_205e2,
-        -2.759_285_104_469_687e2,
-        1.383_577_518_672_69e2,
-        -3.066_479_806_614_716e1,
-        2.506_628_277_459_239,
-    ];
-    const B: [f64; 5] = [
-        -5.447_609_879_822_406e1,
-        1.615_858_368_580_409e2,
-        -1.556_989_798_598_866e2,
-        6.680_131_188_771_972e1,
-        -1.328_068_155_288_572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784_894_002_430_293e-3,
-        -3.223_964_580_411_365e-1,
-        -2.400_758_277_161_838,
-        -2.549_732_539_343_734,
-        4.374_664_141_464_968,
-        2.938_163_982_698_783,
-    ];
-    const D: [f64; 4] = [
-        7.784_695_709_041_462e-3,
-        3.224_671_290_700_398e-1,
-        2.445_134_137_142_996,
-        3.754_408_661_907_416,
-    ];
-    let low = 0.024_25;
-    if p < low {
-        let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    } else if p <= 1.0 - low {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+/// erf⁻¹(x) as Commons Math computes it (M. Giles, "Approximating the erfinv function",
+/// GPU Computing Gems, 2011: the double-precision polynomials, with the published
+/// coefficients as Commons Math writes them).
+#[allow(clippy::excessive_precision, clippy::unreadable_literal)]
+pub fn erf_inv(x: f64) -> f64 {
+    let mut w = -((1.0 - x) * (1.0 + x)).ln();
+    let horner = |w: f64, coefficients: &[f64]| {
+        let mut p = coefficients[0];
+        for c in &coefficients[1..] {
+            p = c + p * w;
+        }
+        p
+    };
+    let p = if w < 6.25 {
+        w -= 3.125;
+        horner(
+            w,
+            &[
+                -3.6444120640178196996e-21,
+                -1.685059138182016589e-19,
+                1.2858480715256400167e-18,
+                1.115787767802518096e-17,
+                -1.333171662854620906e-16,
+                2.0972767875968561637e-17,
+                6.6376381343583238325e-15,
+                -4.0545662729752068639e-14,
+                -8.1519341976054721522e-14,
+                2.6335093153082322977e-12,
+                -1.2975133253453532498e-11,
+                -5.4154120542946279317e-11,
+                1.051212273321532285e-09,
+                -4.1126339803469836976e-09,
+                -2.9070369957882005086e-08,
+                4.2347877827932403518e-07,
+                -1.3654692000834678645e-06,
+                -1.3882523362786468719e-05,
+                0.0001867342080340571352,
+                -0.00074070253416626697512,
+                -0.0060336708714301490533,
+                0.24015818242558961693,
+                1.6536545626831027356,
+            ],
+        )
+    } else if w < 16.0 {
+        w = w.sqrt() - 3.25;
+        horner(
+            w,
+            &[
+                2.2137376921775787049e-09,
+                9.0756561938885390979e-08,
+                -2.7517406297064545428e-07,
+                1.8239629214389227755e-08,
+                1.5027403968909827627e-06,
+                -4.013867526981545969e-06,
+                2.9234449089955446044e-06,
+                1.2475304481671778723e-05,
+                -4.7318229009055733981e-05,
+                6.8284851459573175448e-05,
+                2.4031110387097893999e-05,
+                -0.0003550375203628474796,
+                0.00095328937973738049703,
+                -0.0016882755560235047313,
+                0.0024914420961078508066,
+                -0.0037512085075692412107,
+                0.005370914553590063617,
+                1.0052589676941592334,
+                3.0838856104922207635,
+            ],
+        )
+    } else if w.is_finite() {
+        w = w.sqrt() - 5.0;
+        horner(
+            w,
+            &[
+                -2.7109920616438573243e-11,
+                -2.5556418169965252055e-10,
+                1.5076572693500548083e-09,
+                -3.7894654401267369937e-09,
+                7.6157012080783393804e-09,
+                -1.4960026627149240478e-08,
+                2.9147953450901080826e-08,
+                -6.7711997758452339498e-08,
+                2.2900482228026654717e-07,
+                -9.9298272942317002539e-07,
+                4.5260625972231537039e-06,
+                -1.9681778105531670567e-05,
+                7.5995277030017761139e-05,
+                -0.00021503011930044477347,
+                -0.00013871931833623122026,
+                1.0103004648645343977,
+                4.8499064014085844221,
+            ],
+        )
     } else {
-        let q = (-2.0 * (1.0 - p).ln()).sqrt();
-        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    }
+        f64::INFINITY
+    };
+    p * x
+}
+
+/// The standard normal quantile as Commons Math's `NormalDistribution(0, 1)
+/// .inverseCumulativeProbability(p)` computes it, which Kayenta uses.
+pub fn normal_quantile(p: f64) -> f64 {
+    std::f64::consts::SQRT_2 * erf_inv(2.0 * p - 1.0)
 }
 
 /// The result of the rank test.
@@ -174,98 +282,194 @@ pub struct Shift {
     pub lower: f64,
     /// Upper bound.
     pub upper: f64,
-    /// The Hodges-Lehmann estimate: the median of every pairwise difference.
+    /// Kayenta's location estimate: the root of the corrected statistic at 0.
     pub estimate: f64,
+    /// The Hodges-Lehmann estimate (median of every pairwise difference), when there are
+    /// at most [`MAX_PAIRS`] pairs: a detail, never used to judge.
+    pub hodges_lehmann: Option<f64>,
 }
 
-/// Pairwise differences the judge will sort at most (a million: 8 MB); beyond that a
-/// coarser step is needed.
+/// Pairwise differences sorted at most for the Hodges-Lehmann detail (8 MB).
 pub const MAX_PAIRS: usize = 1_000_000;
 
-/// The confidence interval (at `confidence`, e.g. 0.98) and estimate of the shift
-/// canary − baseline. Both samples must be non-empty and NaN-free.
-pub fn shift(canary: &[f64], baseline: &[f64], confidence: f64) -> Result<Shift, String> {
-    if canary.is_empty() || baseline.is_empty() {
-        return Err("both samples need values".into());
+/// Samples (canary and baseline together) the rank test takes at most: each evaluation of
+/// the statistic sorts them, and the solver evaluates it up to a thousand times.
+pub const MAX_SAMPLES: usize = 200_000;
+
+/// The median of every pairwise difference `x_i − y_j`.
+pub fn hodges_lehmann(x: &[f64], y: &[f64]) -> Option<f64> {
+    let pairs = x.len().checked_mul(y.len())?;
+    if pairs == 0 || pairs > MAX_PAIRS {
+        return None;
     }
-    let pairs = canary.len().saturating_mul(baseline.len());
-    if pairs > MAX_PAIRS {
-        return Err(format!(
-            "{} × {} samples is over {MAX_PAIRS} pairs; use a coarser step or a shorter window",
-            canary.len(),
-            baseline.len()
-        ));
-    }
-    let mut all: Vec<f64> = canary
+    let mut all: Vec<f64> = x
         .iter()
-        .flat_map(|a| baseline.iter().map(move |b| a - b))
+        .flat_map(|a| y.iter().map(move |b| a - b))
         .collect();
-    let mid = all.len() / 2;
     all.sort_by(f64::total_cmp);
-    let estimate = if all.len() % 2 == 1 {
+    let mid = all.len() / 2;
+    Some(if all.len() % 2 == 1 {
         all[mid]
     } else {
         (all[mid - 1] + all[mid]) / 2.0
-    };
-    let diffs = differences(canary, baseline);
-    if diffs.len() == 1 {
-        return Ok(Shift {
-            lower: diffs[0],
-            upper: diffs[0],
-            estimate: diffs[0],
-        });
-    }
-    let alpha = 1.0 - confidence;
-    let z = qnorm(1.0 - alpha / 2.0);
-    Ok(Shift {
-        lower: root(canary, baseline, &diffs, z, true),
-        upper: root(canary, baseline, &diffs, -z, true),
-        estimate,
     })
 }
 
-/// Arithmetic mean (NaN for no values).
-pub fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len() as f64
-}
-
-/// The common-language effect size: P(canary > baseline) + ½ P(canary = baseline) over
-/// every pair.
-pub fn cles(canary: &[f64], baseline: &[f64]) -> f64 {
-    let mut wins = 0.0;
-    for a in canary {
-        for b in baseline {
-            if a > b {
-                wins += 1.0;
-            } else if a == b {
-                wins += 0.5;
-            }
-        }
+/// Kayenta's `MannWhitney.mannWhitneyUTest(x, y, confidence)`: the confidence interval of
+/// the shift canary − baseline and its estimate. Both samples must be non-empty and
+/// NaN-free.
+pub fn shift(canary: &[f64], baseline: &[f64], confidence: f64) -> Result<Shift, String> {
+    let (x, y) = (canary, baseline);
+    if x.is_empty() || y.is_empty() {
+        return Err("both samples need values".into());
     }
-    wins / (canary.len() * baseline.len()) as f64
+    if x.len() + y.len() > MAX_SAMPLES {
+        return Err(format!(
+            "{} + {} samples is over {MAX_SAMPLES}; use a coarser step or a shorter window",
+            x.len(),
+            y.len()
+        ));
+    }
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mu_min = min(x) - max(y);
+    let mu_max = max(x) - min(y);
+    let alpha = 1.0 - confidence;
+    // Negative: the lower tail.
+    let z = normal_quantile(alpha / 2.0);
+    let root = |zq: f64| -> Result<f64, String> {
+        let f_lower = wilcoxon_diff(x, y, mu_min, zq)?;
+        let f_upper = wilcoxon_diff(x, y, mu_max, zq)?;
+        if f_lower <= 0.0 {
+            Ok(mu_min)
+        } else if f_upper >= 0.0 {
+            Ok(mu_max)
+        } else {
+            zeroin(mu_min, mu_max, f_lower, f_upper, |mu| {
+                wilcoxon_diff(x, y, mu, zq)
+            })
+        }
+    };
+    let lower = root(-z)?;
+    let upper = root(z)?;
+    let f_lower = wilcoxon_diff(x, y, mu_min, 0.0)?;
+    let f_upper = wilcoxon_diff(x, y, mu_max, 0.0)?;
+    let estimate = zeroin(mu_min, mu_max, f_lower, f_upper, |mu| {
+        wilcoxon_diff(x, y, mu, 0.0)
+    })?;
+    Ok(Shift {
+        lower,
+        upper,
+        estimate,
+        hodges_lehmann: hodges_lehmann(x, y),
+    })
 }
 
-/// The `p` quantile by linear interpolation between order statistics (R's type 7).
-pub fn quantile(sorted: &[f64], p: f64) -> f64 {
-    let h = (sorted.len() - 1) as f64 * p;
-    let lo = h.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+/// Arithmetic mean as Commons Math's `StatUtils.mean` computes it (the sum over n, then a
+/// second pass adding the mean residual); NaN for no values.
+pub fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let n = values.len() as f64;
+    let xbar = values.iter().sum::<f64>() / n;
+    let correction: f64 = values.iter().map(|v| v - xbar).sum();
+    xbar + correction / n
 }
 
-/// Keep the values within `[Q1 − factor·IQR, Q3 + factor·IQR]` (quartiles of type 7).
-pub fn without_outliers(values: &[f64], factor: f64) -> Vec<f64> {
-    if values.len() < 4 {
-        return values.to_vec();
+/// Kayenta's mean ratio mean(canary) / mean(baseline): NaN when either mean is 0 (or
+/// either side is empty).
+pub fn mean_ratio(canary: &[f64], baseline: &[f64]) -> f64 {
+    let (c, b) = (mean(canary), mean(baseline));
+    if c == 0.0 || b == 0.0 {
+        f64::NAN
+    } else {
+        c / b
+    }
+}
+
+/// The common-language effect size P(canary > baseline) + ½ P(canary = baseline), from the
+/// canary's rank sum in the pooled sample as Kayenta computes it (Vargha and Delaney).
+pub fn cles(canary: &[f64], baseline: &[f64]) -> f64 {
+    let (m, n) = (canary.len() as f64, baseline.len() as f64);
+    let pooled: Vec<f64> = canary.iter().chain(baseline).copied().collect();
+    let r1: f64 = ranks(&pooled)[..canary.len()].iter().sum();
+    (2.0 * r1 - m * (m + 1.0)) / (2.0 * n * m)
+}
+
+/// The `p`-th percentile (0 < p ≤ 100) by Commons Math's R-7 estimate (linear
+/// interpolation between order statistics); NaN for no values.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
-    let (q1, q3) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
+    let n = sorted.len();
+    let q = p / 100.0;
+    let pos = if q == 0.0 {
+        0.0
+    } else if q == 1.0 {
+        n as f64
+    } else {
+        1.0 + (n - 1) as f64 * q
+    };
+    if pos < 1.0 {
+        return sorted[0];
+    }
+    if pos >= n as f64 {
+        return sorted[n - 1];
+    }
+    let floor = pos.floor();
+    let at = floor as usize;
+    let dif = pos - floor;
+    let (lower, upper) = (sorted[at - 1], sorted[at]);
+    lower + dif * (upper - lower)
+}
+
+/// Kayenta's outlier fences (`IQRDetector(factor, reduceSensitivity = true)`):
+/// `[min(P1, Q1 − f·IQR), max(P99, Q3 + f·IQR)]`, percentiles R-7, for any sample size.
+pub fn outlier_fences(values: &[f64], factor: f64) -> (f64, f64) {
+    let (q1, q3) = (percentile(values, 25.0), percentile(values, 75.0));
     let iqr = q3 - q1;
-    let (lo, hi) = (q1 - factor * iqr, q3 + factor * iqr);
+    let (lower, upper) = (q1 - factor * iqr, q3 + factor * iqr);
+    let (p01, p99) = (percentile(values, 1.0), percentile(values, 99.0));
+    (p01.min(lower), p99.max(upper))
+}
+
+/// Keep the values within the [`outlier_fences`] (values on a fence stay).
+pub fn without_outliers(values: &[f64], factor: f64) -> Vec<f64> {
+    if values.is_empty() {
+        return Vec::new();
+    }
+    let (lo, hi) = outlier_fences(values, factor);
     values
         .iter()
         .copied()
-        .filter(|v| *v >= lo && *v <= hi)
+        .filter(|v| !(*v > hi || *v < lo))
         .collect()
+}
+
+/// Commons Math's `Precision.round(x, 2)`: the shortest decimal form of `x` rounded half
+/// up (away from zero) to two decimals, as Kayenta rounds the summary score.
+pub fn round2(x: f64) -> f64 {
+    if !x.is_finite() || x.abs() >= 1e15 {
+        return x;
+    }
+    // Rust prints the shortest decimal that reads back as `x`, without an exponent.
+    let text = format!("{}", x.abs());
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let digit = |i: usize| {
+        frac.as_bytes()
+            .get(i)
+            .map_or(0, |b| u64::from(b.saturating_sub(b'0')))
+    };
+    let whole: u64 = int.parse().unwrap_or(0);
+    let mut cents = whole * 100 + digit(0) * 10 + digit(1);
+    if digit(2) >= 5 {
+        cents += 1;
+    }
+    // An exact integer over 100, correctly rounded: the double nearest the decimal.
+    let r = cents as f64 / 100.0;
+    if x < 0.0 { -r } else { r }
 }
