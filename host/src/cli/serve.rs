@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// (actions through the API are seen at once).
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub action_poll: String,
+    /// A server-side reference that documents applied through the API may use although the
+    /// folder's own documents do not (repeatable): `env:NAME`, `file:PATH` or
+    /// `exec:["program","arg",…]`. Default: none.
+    #[arg(long = "api-allow-ref", value_name = "REF")]
+    pub api_allow_ref: Vec<String>,
 }
 
 /// The store path and durability of a `--db` URL.
@@ -118,6 +123,20 @@ pub async fn run(args: ServeArgs) -> u8 {
             }
         }
     }
+    let mut api_allow = std::collections::BTreeSet::new();
+    for reference in &args.api_allow_ref {
+        match crate::server::refs::parse_allowed(reference) {
+            Ok(r) => {
+                api_allow.insert(r);
+            }
+            Err(e) => {
+                return fail(
+                    exit::INVALID_INPUT,
+                    format!("--api-allow-ref {reference:?}: {e}"),
+                );
+            }
+        }
+    }
     let tokens = match Tokens::load(&args.tokens) {
         Ok(t) => t,
         Err(e) => return fail(exit::INVALID_INPUT, e),
@@ -141,6 +160,7 @@ pub async fn run(args: ServeArgs) -> u8 {
             action_poll,
             global_webhooks,
             event_buffer: 65_536,
+            api_allow,
         },
         store,
         host,

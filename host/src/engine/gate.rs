@@ -109,7 +109,8 @@ async fn ask_once(
     if status.is_success() {
         Ok(tail.text(BODY_BYTES))
     } else {
-        Err((status_message(status, &tail), is_transient(status)))
+        // A gate carries no configured secret (its URL is written in the spec).
+        Err((status_message(status, &tail, &[]), is_transient(status)))
     }
 }
 

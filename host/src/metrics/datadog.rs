@@ -13,10 +13,10 @@
 //! - An instant query asks for the last 5 minutes and keeps each series' newest non-null
 //!   point (Datadog has no instant queries). Nulls are NaN.
 
-use super::secret::{Secret, SecretRef, redact};
+use super::secret::{Secret, SecretRef, excerpt, redact};
 use super::{
-    Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window, error_chain,
-    snippet,
+    Backend, BoxFuture, ERROR_BODY_CHARS, QueryError, QueryErrorKind, QueryResult, Series, Window,
+    error_chain,
 };
 use datadog_api_client::datadog::{self, APIKey, Configuration};
 use datadog_api_client::datadogV1::api_metrics::MetricsAPI as MetricsV1;
@@ -314,7 +314,7 @@ impl Datadog {
         };
         match e {
             datadog::Error::ResponseError(r) => {
-                let message = datadog_errors(&r.content);
+                let message = datadog_errors(&r.content, &self.secrets);
                 let text = format!("HTTP {}: {message}", r.status);
                 let kind = match r.status.as_u16() {
                     400 | 404 | 422 => QueryErrorKind::BadQuery,
@@ -377,6 +377,7 @@ impl Datadog {
                     .await
                     .map_err(|e| self.classify(backend, e))?;
                 if let Some(errors) = response.errors.filter(|e| !e.is_empty()) {
+                    let errors = excerpt(errors.as_bytes(), ERROR_BODY_CHARS, &self.secrets);
                     return Err(QueryError::new(QueryErrorKind::BadQuery, backend, errors));
                 }
                 let attributes = response.data.and_then(|d| d.attributes);
@@ -411,7 +412,10 @@ impl Datadog {
                     .await
                     .map_err(|e| self.classify(backend, e))?;
                 if response.status.as_deref() == Some("error") {
-                    let message = response.error.unwrap_or_else(|| "the query failed".into());
+                    let message = match response.error {
+                        Some(e) => excerpt(e.as_bytes(), ERROR_BODY_CHARS, &self.secrets),
+                        None => "the query failed".into(),
+                    };
                     return Err(QueryError::new(QueryErrorKind::BadQuery, backend, message));
                 }
                 response
@@ -462,13 +466,14 @@ fn tags(tags: &[String]) -> Vec<(String, String)> {
     labels
 }
 
-/// Datadog's error body, `{"errors": ["..."]}`, as one line; anything else verbatim.
-fn datadog_errors(content: &str) -> String {
+/// Datadog's error body, `{"errors": ["..."]}`, as one line; anything else verbatim. Either
+/// way an [`excerpt`]: the keys redacted, then cut.
+fn datadog_errors(content: &str, secrets: &[Secret]) -> String {
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<serde_json::Value>,
     }
-    match serde_json::from_str::<Errors>(content) {
+    let text = match serde_json::from_str::<Errors>(content) {
         Ok(e) => e
             .errors
             .iter()
@@ -479,8 +484,9 @@ fn datadog_errors(content: &str) -> String {
             })
             .collect::<Vec<_>>()
             .join("; "),
-        Err(_) => snippet(content.as_bytes()),
-    }
+        Err(_) => content.to_string(),
+    };
+    excerpt(text.as_bytes(), ERROR_BODY_CHARS, secrets)
 }
 
 impl Backend for Datadog {
@@ -545,9 +551,23 @@ mod tests {
             ]
         );
         assert_eq!(
-            datadog_errors(r#"{"errors": ["Forbidden", "bad key"]}"#),
+            datadog_errors(r#"{"errors": ["Forbidden", "bad key"]}"#, &[]),
             "Forbidden; bad key"
         );
-        assert_eq!(datadog_errors("<html>oops</html>"), "<html>oops</html>");
+        assert_eq!(
+            datadog_errors("<html>oops</html>", &[]),
+            "<html>oops</html>"
+        );
+        // A key echoed across the cut is redacted whole.
+        let secret = crate::metrics::secret::Secret::derived("dd-api-key-0123456789".into());
+        let body = format!(
+            r#"{{"errors": ["{}bad key: dd-api-key-0123456789"]}}"#,
+            "x".repeat(280)
+        );
+        let message = datadog_errors(&body, &[secret]);
+        assert!(
+            message.ends_with("bad key: [redacted]") && !message.contains("dd-api"),
+            "{message}"
+        );
     }
 }

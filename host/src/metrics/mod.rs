@@ -205,16 +205,9 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The start of a response body, for an error message (at most 300 characters).
-pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let t = text.trim();
-    if t.chars().count() > 300 {
-        format!("{}…", t.chars().take(300).collect::<String>())
-    } else {
-        t.to_string()
-    }
-}
+/// How much of an outside body (a backend's error answer) a message quotes, in characters;
+/// cut by [`secret::excerpt`], which redacts the backend's secrets first.
+pub(crate) const ERROR_BODY_CHARS: usize = 300;
 
 /// A boxed, sendable future (the trait is object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

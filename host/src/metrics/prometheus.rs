@@ -14,10 +14,10 @@
 //! rate-limited, 503 with `errorType` timeout or a client timeout → timeout, 5xx and
 //! connection failures → unavailable.
 
-use super::secret::{Secret, SecretRef, literal_or_secret, redact};
+use super::secret::{Secret, SecretRef, basic_credential, excerpt, literal_or_secret, redact};
 use super::{
-    Backend, BoxFuture, QueryError, QueryErrorKind, QueryResult, Series, Window, error_chain,
-    snippet,
+    Backend, BoxFuture, ERROR_BODY_CHARS, QueryError, QueryErrorKind, QueryResult, Series, Window,
+    error_chain,
 };
 use prometheus_http_query::response::{Data, PromqlResult};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -92,27 +92,6 @@ pub struct Prometheus {
     secrets: Vec<Secret>,
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 fn sensitive(value: &str, what: &str) -> Result<HeaderValue, String> {
     let mut v = HeaderValue::from_str(value)
         .map_err(|_| format!("{what} contains characters not allowed in an HTTP header"))?;
@@ -171,12 +150,15 @@ impl Prometheus {
             let password = SecretRef::parse(&basic.password)
                 .and_then(|r| r.resolve())
                 .map_err(|e| format!("basicAuth.password: {e}"))?;
-            let encoded = base64(format!("{user}:{}", password.expose()).as_bytes());
+            // The header's base64 is a secret of its own: a server echoing the header
+            // would otherwise give the password away in a form `redact` does not know.
+            let credential = basic_credential(&user, &password);
             headers.insert(
                 AUTHORIZATION,
-                sensitive(&format!("Basic {encoded}"), "basicAuth")?,
+                sensitive(&format!("Basic {}", credential.expose()), "basicAuth")?,
             );
             secrets.push(password);
+            secrets.push(credential);
         }
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
@@ -277,21 +259,28 @@ impl Prometheus {
                 )
             }
         })?;
-        decode(status.as_u16(), &body).map_err(|(kind, message)| err(kind, message))
+        decode(status.as_u16(), &body, &self.secrets).map_err(|(kind, message)| err(kind, message))
     }
 }
 
 /// Turn an HTTP status and body of the Prometheus API into a result or a classified error.
-fn decode(status: u16, body: &[u8]) -> Result<QueryResult, (QueryErrorKind, String)> {
+/// Every piece of the body that reaches a message or a warning is an [`excerpt`]: the
+/// backend's secrets redacted, then cut.
+fn decode(
+    status: u16,
+    body: &[u8],
+    secrets: &[Secret],
+) -> Result<QueryResult, (QueryErrorKind, String)> {
+    let cut = |text: &str| excerpt(text.as_bytes(), ERROR_BODY_CHARS, secrets);
     let envelope: Option<Envelope> = serde_json::from_slice(body).ok();
     let success = (200..300).contains(&status);
     if !success || envelope.as_ref().is_some_and(|e| e.status != "success") {
         let (error_type, message) = match &envelope {
             Some(e) => (
-                e.error_type.clone().unwrap_or_default(),
-                e.error.clone().unwrap_or_default(),
+                cut(e.error_type.as_deref().unwrap_or_default()),
+                cut(e.error.as_deref().unwrap_or_default()),
             ),
-            None => (String::new(), snippet(body)),
+            None => (String::new(), excerpt(body, ERROR_BODY_CHARS, secrets)),
         };
         let reason = reqwest::StatusCode::from_u16(status)
             .ok()
@@ -324,14 +313,21 @@ fn decode(status: u16, body: &[u8]) -> Result<QueryResult, (QueryErrorKind, Stri
     let Some(envelope) = envelope else {
         return Err((
             QueryErrorKind::Other,
-            format!("the answer is not Prometheus API JSON: {}", snippet(body)),
+            format!(
+                "the answer is not Prometheus API JSON: {}",
+                excerpt(body, ERROR_BODY_CHARS, secrets)
+            ),
         ));
     };
-    let mut warnings = envelope.warnings;
-    warnings.extend(envelope.infos);
+    let warnings = envelope
+        .warnings
+        .iter()
+        .chain(&envelope.infos)
+        .map(|w| cut(w.as_str()))
+        .collect();
     let data = envelope.data.unwrap_or(serde_json::Value::Null);
     let series = if data.get("resultType").and_then(|t| t.as_str()) == Some("string") {
-        string_result(&data).map_err(|m| (QueryErrorKind::BadQuery, m))?
+        string_result(&data, secrets).map_err(|m| (QueryErrorKind::BadQuery, m))?
     } else {
         let result: PromqlResult = serde_json::from_value(data).map_err(|e| {
             (
@@ -400,7 +396,7 @@ fn normalise(data: Data) -> Vec<Series> {
 }
 
 /// `{"resultType": "string", "result": [<time>, "<text>"]}`.
-fn string_result(data: &serde_json::Value) -> Result<Vec<Series>, String> {
+fn string_result(data: &serde_json::Value, secrets: &[Secret]) -> Result<Vec<Series>, String> {
     let pair = data.get("result").and_then(|r| r.as_array());
     let (time, text) = match pair.map(|p| p.as_slice()) {
         Some([t, s]) => (t.as_f64(), s.as_str()),
@@ -415,7 +411,8 @@ fn string_result(data: &serde_json::Value) -> Result<Vec<Series>, String> {
             points: vec![(ms(time), v)],
         }]),
         Err(_) => Err(format!(
-            "the query returned the string {text:?}, not a number; a verification needs a numeric result"
+            "the query returned the string {:?}, not a number; a verification needs a numeric result",
+            excerpt(text.as_bytes(), ERROR_BODY_CHARS, secrets)
         )),
     }
 }
@@ -438,20 +435,6 @@ impl Backend for Prometheus {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648() {
-        for (input, out) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("user:pa55", "dXNlcjpwYTU1"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), out, "{input}");
-        }
-    }
 
     #[test]
     fn configuration_errors_name_the_field() {
@@ -515,7 +498,7 @@ mod tests {
     #[test]
     fn envelopes_are_decoded_with_warnings_and_errors() {
         let ok = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"b":"2","a":"1"},"value":[1700000000.25,"+Inf"]}]},"warnings":["PromQL warning: x"],"infos":["PromQL info: y"]}"#;
-        let r = decode(200, ok).unwrap();
+        let r = decode(200, ok, &[]).unwrap();
         assert_eq!(r.warnings, ["PromQL warning: x", "PromQL info: y"]);
         assert_eq!(
             r.series,
@@ -553,7 +536,7 @@ mod tests {
             ),
         ];
         for (status, body, kind, text) in cases {
-            let (k, m) = decode(status, body).unwrap_err();
+            let (k, m) = decode(status, body, &[]).unwrap_err();
             assert_eq!(k, kind, "{status}: {m}");
             assert!(m.contains(text), "{status}: {m}");
         }
@@ -563,7 +546,7 @@ mod tests {
     fn string_results() {
         let ok = serde_json::json!({"resultType": "string", "result": [1700000000.5, "0.25"]});
         assert_eq!(
-            string_result(&ok).unwrap(),
+            string_result(&ok, &[]).unwrap(),
             vec![Series {
                 labels: vec![],
                 points: vec![(1_700_000_000_500, 0.25)]
@@ -571,7 +554,7 @@ mod tests {
         );
         let text = serde_json::json!({"resultType": "string", "result": [1700000000, "hello"]});
         assert!(
-            string_result(&text)
+            string_result(&text, &[])
                 .unwrap_err()
                 .contains("\"hello\", not a number")
         );

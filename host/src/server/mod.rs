@@ -18,6 +18,7 @@
 //! next run, as with `rollgate run`.
 
 pub mod notify;
+pub mod refs;
 pub mod supervise;
 pub mod views;
 
@@ -59,6 +60,10 @@ pub struct FleetConfig {
     pub global_webhooks: Vec<crate::spec::model::NotificationSpec>,
     /// How many events the stream keeps for a slow subscriber before it skips.
     pub event_buffer: usize,
+    /// Server-side references (`env:NAME`, `file:PATH`, `exec:[…]`, canonical as
+    /// [`refs::parse_allowed`] makes them) that documents applied through the API may use
+    /// besides those of the folder's own documents.
+    pub api_allow: std::collections::BTreeSet<String>,
 }
 
 /// One committed change, as the event stream and webhooks carry it.
@@ -856,6 +861,25 @@ impl Fleet {
         let dir = root.join("api");
         let file = dir.join(format!("{}-{}.yaml", safe(kind), safe(name)));
         let _changing = self.inner.changing.lock().await;
+        // Before anything is written, read or resolved: a reference to the server's files,
+        // environment or programs must be one the folder's own documents use, or allowed.
+        // Nothing is looked up, so the answer is the same whether it exists or not.
+        let found = refs::in_text(text, &file).map_err(|e| Refused(vec![e]))?;
+        if !found.is_empty() {
+            let mut allowed = self.inner.config.api_allow.clone();
+            if let Some(current) = self.current() {
+                allowed.extend(refs::in_bundle(&current.bundle, &dir));
+            }
+            let problems = refs::refused(&found, &allowed, &crate::spec::shown_path(&file));
+            if !problems.is_empty() {
+                tracing::warn!(
+                    file = %file.display(),
+                    refused = problems.len(),
+                    "documents refused: server-side references not allowed through the API"
+                );
+                return Err(Refused(problems));
+            }
+        }
         let before = std::fs::read_to_string(&file).ok();
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&file, text))

@@ -208,6 +208,13 @@ impl Tail {
     pub(crate) fn text(&self, max: usize) -> String {
         tail_text(&self.buf, max, self.dropped)
     }
+
+    /// [`Tail::text`] of an answer from outside: `secrets` redacted *before* the cut (and a
+    /// piece of one at a start the cap already dropped), see
+    /// [`crate::metrics::secret::excerpt_tail`].
+    pub(crate) fn excerpt(&self, max: usize, secrets: &[crate::metrics::secret::Secret]) -> String {
+        crate::metrics::secret::excerpt_tail(&self.buf, max, self.dropped, secrets)
+    }
 }
 
 /// The last `max` bytes of `bytes` as text, starting at a character boundary; `…` in front

@@ -154,9 +154,9 @@ impl WebhookTarget {
             .map(str::to_string);
         let tail = body_tail(&mut response).await;
         if status.is_success() {
-            return Attempt::Done(tail.text(OUTPUT_TAIL_BYTES));
+            return Attempt::Done(tail.excerpt(OUTPUT_TAIL_BYTES, &self.secrets));
         }
-        let mut message = status_message(status, &tail);
+        let mut message = status_message(status, &tail, &self.secrets);
         if let Some(location) = location.filter(|_| status.is_redirection()) {
             message.push_str(&format!(
                 " (redirected to {location}; point target.webhook.url at the final address)"
@@ -227,9 +227,10 @@ pub(crate) async fn body_tail(response: &mut reqwest::Response) -> Tail {
     tail
 }
 
-/// `HTTP 503: <body tail>` (or just `HTTP 503` for an empty body).
-pub(crate) fn status_message(status: StatusCode, body: &Tail) -> String {
-    let text = body.text(ERROR_BODY_BYTES);
+/// `HTTP 503: <body tail>` (or just `HTTP 503` for an empty body), `secrets` redacted
+/// before the body is cut.
+pub(crate) fn status_message(status: StatusCode, body: &Tail, secrets: &[Secret]) -> String {
+    let text = body.excerpt(ERROR_BODY_BYTES, secrets);
     let text = text.trim();
     if text.is_empty() {
         format!("HTTP {}", status.as_u16())
@@ -350,7 +351,7 @@ impl Target for WebhookTarget {
             Ok(if status.is_success() {
                 Readiness::Ready
             } else {
-                Readiness::NotReady(redact(&status_message(status, &tail), &self.secrets))
+                Readiness::NotReady(status_message(status, &tail, &self.secrets))
             })
         })
     }
@@ -612,6 +613,32 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.message, "HTTP 401: bad token [redacted]");
+    }
+
+    #[tokio::test]
+    async fn a_secret_across_the_cut_of_an_error_body_leaves_no_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "tok/en+value-0123456789";
+        std::fs::write(dir.path().join("token"), token).unwrap();
+        // The secret straddles the 1 KiB cut of the message, raw and JSON-escaped.
+        for echoed in [token.to_string(), token.replace('/', "\\/")] {
+            let body = format!(
+                r#"{{"error":"bad {echoed}","pad":"{}"}}"#,
+                "y".repeat(ERROR_BODY_BYTES - 20)
+            );
+            let server = Server::start(vec![reply(403, &body)]).await;
+            let mut s = spec(server.url("/"));
+            s.headers.insert("X-Token".into(), "file:token".into());
+            let err = apply(&WebhookTarget::new(&s, dir.path()).unwrap())
+                .await
+                .unwrap_err();
+            assert!(err.message.starts_with("HTTP 403: …[redacted]"), "{err}");
+            for len in 4..token.len() {
+                for piece in [&token[..len], &token[token.len() - len..]] {
+                    assert!(!err.message.contains(piece), "{piece:?} in {}", err.message);
+                }
+            }
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,595 @@
+//! What a token holder can learn through `rollgate serve` that they should not: secrets a
+//! backend echoes in an error body (issue 14, item 2), and the server's own files and
+//! environment through documents applied with an operator token (item 4). The real binary,
+//! real loopback stand-ins, every wait bounded, every server killed by PID on drop.
+
+mod common;
+
+use common::{DdReply, DdRequest, StandIn};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const OPERATOR: &str = "operator-token-0000000001";
+const READER: &str = "reader-token-00000000001";
+
+/// A running `rollgate serve`, killed by PID on drop.
+struct Server {
+    child: Child,
+    url: String,
+    stderr: Arc<Mutex<String>>,
+    client: reqwest::Client,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tokens file: the operator's token on its first line, so that a problem quoting that
+/// line would show it.
+fn tokens(dir: &Path) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::write(
+        &tokens,
+        format!("{OPERATOR} operator alice\n{READER} read-only bob\n"),
+    )
+    .expect("tokens");
+    tokens
+}
+
+fn serve(
+    rt: &Arc<tokio::runtime::Runtime>,
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollgate"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.join("config"))
+        .arg("--db")
+        .arg(format!("sqlite:{}", dir.join("state.db").display()))
+        .args(["--listen", "127.0.0.1:0", "--reload-interval", "200ms"])
+        .arg("--tokens")
+        .arg(tokens(dir))
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(extra)
+        .env("ROLLGATE_LOG", "rollgate=debug")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("rollgate serve starts");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let pipe = child.stderr.take().expect("stderr");
+        let stderr = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.contains("rollgate serve: ") {
+                    let _ = tx.send(line.clone());
+                }
+                stderr
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&format!("{line}\n"));
+            }
+        });
+    }
+    let mut url = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    url = Some(rest.trim().to_string());
+                }
+                if line.contains("ready:") {
+                    break;
+                }
+                assert!(
+                    !line.contains("not serving"),
+                    "serve refused to start: {}",
+                    stderr.lock().unwrap_or_else(|e| e.into_inner())
+                );
+            }
+            Err(_) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "serve exited {status}: {}",
+                        stderr.lock().unwrap_or_else(|e| e.into_inner())
+                    );
+                }
+            }
+        }
+    }
+    Server {
+        child,
+        url: url.expect("serve said where it listens"),
+        stderr,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client"),
+        rt: rt.clone(),
+    }
+}
+
+impl Server {
+    /// (status, body text)
+    fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        let mut r = match method {
+            "GET" => self.client.get(&url),
+            _ => self.client.post(&url),
+        };
+        r = r.bearer_auth(token);
+        if let Some(b) = body {
+            r = r.body(b.to_string());
+        }
+        self.rt.block_on(async {
+            let resp = r.send().await.expect("the server answers");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
+        })
+    }
+
+    fn apply(&self, text: &str) -> (u16, String) {
+        self.call("POST", "/api/v1/documents", OPERATOR, Some(text))
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn subscribers(&self) -> u64 {
+        let request = self.client.get(format!("{}/metrics", self.url));
+        let text = self.rt.block_on(async {
+            match request.send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            }
+        });
+        text.lines()
+            .find_map(|l| l.strip_prefix("rollgate_event_subscribers "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+}
+
+fn setup() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).expect("mkdir");
+    (dir, config)
+}
+
+/// A rollout verifying one metric against `backend` once; an error ends the metric.
+fn rollout(name: &str, backend: &str, query: &str) -> String {
+    format!(
+        r#"apiVersion: rollgate.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: {name}
+spec:
+  stableVersion: v1
+  canaryVersion: v2
+  target:
+    none: {{}}
+  strategy:
+    canary: {{}}
+  phases:
+    - name: canary-10
+      weight: 10
+      verification:
+        metrics:
+          - name: errors
+            consecutiveErrorLimit: 0
+            provider:
+              plugin: threshold
+              backend: {backend}
+              config:
+                backend: {backend}
+                query: '{query}'
+                window: 1m
+                reduce: avg
+                condition: "< 1"
+    - name: full
+      weight: 100
+"#
+    )
+}
+
+/// Every piece of `secret` that must not appear: the whole, and each start of at least 4
+/// characters (what a cut through it would leave).
+fn pieces(secret: &str) -> Vec<String> {
+    (4..=secret.len())
+        .map(|n| secret[..n].to_string())
+        .collect()
+}
+
+fn assert_clean(place: &str, text: &[u8], secrets: &[String]) {
+    for secret in secrets {
+        for piece in pieces(secret) {
+            assert!(
+                !text.windows(piece.len()).any(|w| w == piece.as_bytes()),
+                "{place} holds {piece:?} (a piece of a secret)"
+            );
+        }
+    }
+}
+
+/// Server-sent events of the whole stream until `done` (bounded).
+fn collect_events(url: String, done: impl Fn(&[Value]) -> bool + Send + 'static) -> Vec<Value> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut resp = reqwest::Client::new()
+            .get(format!("{url}/api/v1/events"))
+            .bearer_auth(READER)
+            .send()
+            .await
+            .expect("event stream");
+        assert_eq!(resp.status().as_u16(), 200);
+        let mut events = Vec::new();
+        let mut buf = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+                .await
+                .expect("events within two minutes")
+                .expect("read the stream");
+            let Some(chunk) = chunk else {
+                panic!("the stream ended early: {events:?}");
+            };
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block = buf[..end].to_string();
+                buf.drain(..end + 2);
+                for line in block.lines() {
+                    if let Some(data) = line.strip_prefix("data: ")
+                        && let Ok(v) = serde_json::from_str::<Value>(data)
+                    {
+                        events.push(v);
+                    }
+                }
+            }
+            if done(&events) {
+                return events;
+            }
+        }
+    })
+}
+
+#[test]
+fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
+    let rt = Arc::new(tokio::runtime::Runtime::new().expect("runtime"));
+    // A Prometheus that echoes the Authorization header so that its base64 straddles the
+    // 300-character cut of the error body.
+    let prom = rt.block_on(StandIn::open(|r: &DdRequest, _| -> DdReply {
+        let auth = r.headers.get("authorization").cloned().unwrap_or_default();
+        (
+            401,
+            vec![],
+            format!("{} Authorization: {auth} was refused", "x".repeat(270)),
+        )
+    }));
+    let (dir, config) = setup();
+    let password = "Pa55-word-0f-the-year!";
+    std::fs::write(dir.path().join("pw"), password).expect("pw");
+    let basic = {
+        use std::fmt::Write as _;
+        // base64("ops:" + password), as the client sends it.
+        let bytes = format!("ops:{password}").into_bytes();
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    let _ = write!(
+                        out,
+                        "{}",
+                        alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char
+                    );
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    };
+    let mut backends = format!(
+        "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: prom\nspec:\n  prometheus:\n    address: {}\n    basicAuth:\n      username: ops\n      password: file:{}\n",
+        prom.url,
+        dir.path().join("pw").display()
+    );
+    let mut secrets = vec![password.to_string(), basic.clone()];
+    let mut rollouts = vec![rollout("leak-prom", "prom", "sum(up)")];
+    // Datadog sends its keys in headers: a proxy echoing them across the cut.
+    let _dd = if cfg!(feature = "datadog") {
+        let dd = rt.block_on(StandIn::open(|r: &DdRequest, _| -> DdReply {
+            let api = r.headers.get("dd-api-key").cloned().unwrap_or_default();
+            let app = r
+                .headers
+                .get("dd-application-key")
+                .cloned()
+                .unwrap_or_default();
+            let text = format!(
+                "{} DD-API-KEY: {api} DD-APPLICATION-KEY: {app}",
+                "x".repeat(280)
+            );
+            (
+                403,
+                vec![],
+                serde_json::json!({ "errors": [text] }).to_string(),
+            )
+        }));
+        let (api, app) = ("ddapikey-0123456789abcdef", "ddappkey-fedcba9876543210");
+        std::fs::write(dir.path().join("dd-api"), api).expect("key");
+        backends.push_str(&format!(
+            "---\napiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: dd\nspec:\n  datadog:\n    url: {}\n    apiKey: file:{}\n    applicationKey: env:ROLLGATE_TEST_DD_APP\n",
+            dd.url,
+            dir.path().join("dd-api").display()
+        ));
+        secrets.push(api.into());
+        secrets.push(app.into());
+        rollouts.push(rollout("leak-dd", "dd", "avg:errors{*}"));
+        Some(dd)
+    } else {
+        None
+    };
+    std::fs::write(config.join("backends.yaml"), backends).expect("backends");
+    let s = serve(
+        &rt,
+        dir.path(),
+        &[],
+        &[("ROLLGATE_TEST_DD_APP", "ddappkey-fedcba9876543210")],
+    );
+
+    // Subscribe first, then start the rollouts through the API.
+    let names: Vec<String> = rollouts
+        .iter()
+        .map(|r| {
+            r.lines()
+                .find_map(|l| l.strip_prefix("  name: "))
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let statuses = ["HTTP 401", "HTTP 403"];
+    let wanted: Vec<(String, &str)> = names.iter().cloned().zip(statuses).collect();
+    let url = s.url.clone();
+    let stream = std::thread::spawn(move || {
+        collect_events(url, move |events| {
+            wanted.iter().all(|(name, status)| {
+                events.iter().any(|e| {
+                    e["rollout"] == name.as_str() && e["reason"].to_string().contains(status)
+                })
+            })
+        })
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.subscribers() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the event stream never subscribed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for text in &rollouts {
+        let (status, body) = s.apply(text);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The read-only view says what went wrong, with the secret redacted.
+    for (name, backend, status) in names
+        .iter()
+        .zip([("prom", statuses[0]), ("dd", statuses[1])])
+        .map(|(n, (b, st))| (n, b, st))
+    {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let view = loop {
+            let (code, view) = s.call("GET", &format!("/api/v1/rollouts/{name}"), READER, None);
+            assert_eq!(code, 200, "{view}");
+            if view.contains(status) {
+                break view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the error never reached the view: {view}\n{}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_clean(&format!("the view of {name}"), view.as_bytes(), &secrets);
+        assert!(
+            view.contains(&format!("backend \\\"{backend}\\\"")) && view.contains("[redacted]"),
+            "{name}: the message says what went wrong, the secret redacted: {view}"
+        );
+        let (code, list) = s.call("GET", "/api/v1/rollouts", READER, None);
+        assert_eq!(code, 200);
+        assert_clean("the rollout list", list.as_bytes(), &secrets);
+        let (code, history) = s.call(
+            "GET",
+            &format!("/api/v1/rollouts/{name}/history"),
+            READER,
+            None,
+        );
+        assert_eq!(code, 200);
+        assert_clean("the history", history.as_bytes(), &secrets);
+        let out = common::rollgate(&["history", name, "--server", &s.url, "--token", READER]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_clean(
+            "rollgate history",
+            format!("{}{}", out.stdout, out.stderr).as_bytes(),
+            &secrets,
+        );
+    }
+    let events = stream.join().expect("the event stream");
+    let text = serde_json::to_string(&events).expect("json");
+    assert_clean("the event stream", text.as_bytes(), &secrets);
+    assert!(text.contains("[redacted]"), "{text}");
+    assert_clean("the log", s.stderr().as_bytes(), &secrets);
+    drop(s);
+    for file in ["state.db", "state.db-wal", "state.db-shm"] {
+        if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
+            assert_clean(file, &bytes, &secrets);
+        }
+    }
+}
+
+fn backend_doc(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
+#[test]
+fn documents_through_the_api_reach_only_what_the_folder_uses() {
+    let (dir, config) = setup();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
+    for f in ["backends.yaml", "error-ratio.om"] {
+        std::fs::copy(examples.join(f), config.join(f)).expect("copy the example");
+    }
+    let rt = Arc::new(tokio::runtime::Runtime::new().expect("runtime"));
+    let catcher = rt.block_on(StandIn::open(|_: &DdRequest, _| -> DdReply {
+        (200, vec![], "{}".into())
+    }));
+    let s = serve(
+        &rt,
+        dir.path(),
+        &["--api-allow-ref", "env:ROLLGATE_TEST_ALLOWED"],
+        &[
+            ("ROLLGATE_TEST_SET_1", "value-of-a-server-variable"),
+            ("ROLLGATE_TEST_ALLOWED", "allowed-token-value"),
+        ],
+    );
+    let tokens = dir.path().join("tokens");
+    let refused = |text: &str, field: &str, line: u64, col: u64, reference: &str| -> String {
+        let (status, body) = s.apply(text);
+        assert_eq!(status, 422, "{body}");
+        let v: Value = serde_json::from_str(&body).expect("json");
+        let problems = v["problems"].as_array().expect("problems").clone();
+        assert_eq!(problems.len(), 1, "{body}");
+        let p = problems[0].as_str().unwrap_or_default();
+        let at = format!(":{line}:{col}: {field}: {reference} is ");
+        assert!(p.contains(&at), "{p} should contain {at}");
+        assert!(
+            p.contains(&format!("--api-allow-ref '{reference}'")),
+            "says how to allow it: {p}"
+        );
+        assert!(!body.contains(OPERATOR), "quotes the tokens file: {body}");
+        body
+    };
+
+    // The tokens file as a recording: refused before it is read.
+    let text = backend_doc(
+        "stolen",
+        &format!("  replay:\n    file: {}\n", tokens.display()),
+    );
+    refused(
+        &text,
+        "spec.replay.file",
+        7,
+        11,
+        &format!("file:{}", tokens.display()),
+    );
+    // The tokens file as a bearer token to an address of the caller's choosing.
+    let text = backend_doc(
+        "exfil",
+        &format!(
+            "  prometheus:\n    address: {}\n    bearerToken: file:{}\n",
+            catcher.url,
+            tokens.display()
+        ),
+    );
+    refused(
+        &text,
+        "spec.prometheus.bearerToken",
+        8,
+        18,
+        &format!("file:{}", tokens.display()),
+    );
+    // An environment variable: the same answer whether it exists or not.
+    let env = |name: &str| {
+        backend_doc(
+            "exfil",
+            &format!(
+                "  prometheus:\n    address: {}\n    bearerToken: env:{name}\n",
+                catcher.url
+            ),
+        )
+    };
+    let set = refused(
+        &env("ROLLGATE_TEST_SET_1"),
+        "spec.prometheus.bearerToken",
+        8,
+        18,
+        "env:ROLLGATE_TEST_SET_1",
+    );
+    let unset = refused(
+        &env("ROLLGATE_TEST_NOT_1"),
+        "spec.prometheus.bearerToken",
+        8,
+        18,
+        "env:ROLLGATE_TEST_NOT_1",
+    );
+    assert_eq!(
+        set.replace("ROLLGATE_TEST_SET_1", "NAME"),
+        unset.replace("ROLLGATE_TEST_NOT_1", "NAME"),
+        "no existence oracle"
+    );
+    // A command on the server.
+    let text = rollout("shell", "recorded", "up").replace(
+        "    none: {}",
+        "    exec:\n      command: [sh, -c, 'cat /etc/passwd']",
+    );
+    refused(
+        &text,
+        "spec.target.exec.command",
+        10,
+        16,
+        r#"exec:["sh","-c","cat /etc/passwd"]"#,
+    );
+    assert!(
+        catcher.seen().is_empty(),
+        "nothing was sent: {:?}",
+        catcher.seen()
+    );
+    let written = std::fs::read_dir(config.join("api")).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "nothing refused is left in the folder");
+
+    // What the operator allowed, and what the folder's own documents use, are applied.
+    let (status, body) = s.apply(&env("ROLLGATE_TEST_ALLOWED"));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s.apply(&backend_doc(
+        "same-recording",
+        "  replay:\n    file: ../error-ratio.om\n",
+    ));
+    assert_eq!(status, 200, "the folder's own recording: {body}");
+    assert!(
+        config
+            .join("api/metricbackend-same-recording.yaml")
+            .exists()
+    );
+}
