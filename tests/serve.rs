@@ -991,6 +991,12 @@ fn a_panic_in_a_background_task_is_caught_logged_counted_and_makes_the_server_no
     );
     let (status, body) = s.call("GET", "/readyz", None, None);
     assert_eq!((status, body), (503, json!({ "ready": false })));
+    assert!(
+        s.metrics()
+            .contains("rollgate_task_panics_total{task=\"reload\"} 1"),
+        "{}",
+        s.metrics()
+    );
     // A document applied through the API while loading panics: refused like a problem,
     // and the folder is put back.
     let doc = "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: applied\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {}\n  strategy:\n    canary: {}\n  phases:\n    - name: full\n      weight: 100\n";
@@ -1001,12 +1007,6 @@ fn a_panic_in_a_background_task_is_caught_logged_counted_and_makes_the_server_no
         "{body}"
     );
     assert!(!config_dir.join("api/rollout-applied.yaml").exists());
-    assert!(
-        s.metrics()
-            .contains("rollgate_task_panics_total{task=\"reload\"} 1"),
-        "{}",
-        s.metrics()
-    );
     assert!(
         s.stderr
             .lock()
