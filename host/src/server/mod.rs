@@ -206,10 +206,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn spec_json(r: &RolloutSpec) -> String {
-    serde_json::to_string(r).unwrap_or_default()
-}
-
 /// What the configuration's spec files look like now (see [`crate::files::stamps`]: the
 /// loader's own walk, so change detection sees exactly the files a load reads).
 fn fingerprint(path: &Path) -> Vec<crate::files::Stamp> {
@@ -428,6 +424,9 @@ impl Fleet {
                 self.spawn(&loaded.engine, row.id);
             }
         }
+        let root_of = |spec: &RolloutSpec| {
+            crate::spec::root_of(std::slice::from_ref(&self.inner.config.config), &spec.file)
+        };
         for spec in &loaded.bundle.rollouts {
             let latest = store.latest(&spec.name).await.map_err(|e| e.to_string())?;
             match latest {
@@ -437,7 +436,10 @@ impl Fleet {
                     }
                     self.spawn(&loaded.engine, row.id);
                 }
-                Some(row) if row.spec == spec_json(spec) => self.remember_row(&row),
+                // The same spec wherever the folder is mounted now.
+                Some(row) if crate::spec::same_spec(&row.spec, spec, &root_of(spec)) => {
+                    self.remember_row(&row);
+                }
                 Some(row) => {
                     let reason = format!(
                         "the configuration changed since run {} ended {}",

@@ -16,6 +16,7 @@
 //! problems found after parsing still point into the file.
 
 pub mod docs;
+mod identity;
 #[cfg(test)]
 mod load_tests;
 pub mod model;
@@ -23,6 +24,7 @@ mod resolve;
 #[cfg(test)]
 mod tests;
 
+pub use identity::{root_of, same_spec};
 pub use model::*;
 
 use std::collections::BTreeMap;
