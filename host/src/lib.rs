@@ -7,11 +7,13 @@
 //! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`target`] applies
 //! steps and [`store`] keeps checkpoints and the audit log; [`cli`] is the command line.
 //! Server mode: [`server`] runs every rollout of a folder at once, [`api`] is its HTTP edge,
-//! [`telemetry`] its `/metrics`.
+//! [`telemetry`] its `/metrics`. [`files`] reads every file an operator hands over, by one
+//! set of rules (regular files only, size caps, dot-entries skipped).
 
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod files;
 pub mod metrics;
 pub mod plugin;
 pub mod server;

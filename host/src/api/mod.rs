@@ -111,8 +111,8 @@ impl Tokens {
 
     /// Read and parse a tokens file.
     pub fn load(file: &FsPath) -> Result<Tokens, String> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("{}: cannot read the tokens file: {e}", file.display()))?;
+        let text = crate::files::read_text(file, &crate::files::SMALL_FILE)
+            .map_err(|e| format!("{}: the tokens file: {e}", file.display()))?;
         Tokens::parse(&text, file)
     }
 

@@ -855,10 +855,10 @@ async fn provider(
 
 async fn policy(args: &TestArgs, plugin: &Plugin, out: &mut Out) -> Result<u8, Failure> {
     let shown = args.fixture.display();
-    let text = std::fs::read_to_string(&args.fixture).map_err(|e| {
+    let text = crate::files::read_text(&args.fixture, &crate::files::SMALL_FILE).map_err(|e| {
         Failure(
             exit::INVALID_INPUT,
-            format!("cannot read --fixture {shown}: {e}"),
+            e.describe_as("--fixture", &args.fixture),
         )
     })?;
     let fixture: PolicyFixture = serde_json::from_str(&text).map_err(|e| {

@@ -78,7 +78,7 @@ pub async fn run(args: LintArgs) -> u8 {
 }
 
 async fn inner(args: &LintArgs, out: &mut Out) -> u8 {
-    let (findings, summary) = match lint(args).await {
+    let (findings, total, summary) = match lint(args).await {
         Ok(r) => r,
         Err(e) => {
             out.err(format!("rollgate lint: {e}"));
@@ -97,7 +97,7 @@ async fn inner(args: &LintArgs, out: &mut Out) -> u8 {
             if findings.is_empty() {
                 out.line(format!("ok: {summary}"));
             } else {
-                out.err(format!("{} problem(s)", findings.len()));
+                out.err(format!("{total} problem(s)"));
             }
         }
     }
@@ -108,23 +108,35 @@ async fn inner(args: &LintArgs, out: &mut Out) -> u8 {
     }
 }
 
-/// The problems of the files, and what was checked (for the all-clear line).
-async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, String), String> {
+/// The problems of the files (the first ones, when there are very many), how many there
+/// are in all, and what was checked (for the all-clear line).
+async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, usize, String), String> {
     let bundle = match crate::spec::load(&args.paths) {
         Ok(b) => b,
         Err(errors) => {
+            let total = crate::spec::problem_count(&errors);
             // References are checked by the loader too; plugins need a loaded bundle.
             let findings = errors
                 .into_iter()
-                .map(|e| Finding {
-                    file: Some(e.file.display().to_string()),
-                    line: e.line,
-                    col: e.col,
-                    path: e.path,
-                    message: e.message,
+                .map(|e| match e.not_shown() {
+                    // "… and N more": not about one file.
+                    Some(_) => Finding {
+                        file: None,
+                        line: 0,
+                        col: 0,
+                        path: String::new(),
+                        message: e.message,
+                    },
+                    None => Finding {
+                        file: Some(e.file.display().to_string()),
+                        line: e.line,
+                        col: e.col,
+                        path: e.path,
+                        message: e.message,
+                    },
                 })
                 .collect();
-            return Ok((findings, String::new()));
+            return Ok((findings, total, String::new()));
         }
     };
     let mut findings = Vec::new();
@@ -144,5 +156,6 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, String), String> {
         bundle.backends.len(),
         bundle.plugins.len()
     );
-    Ok((findings, summary))
+    let total = findings.len();
+    Ok((findings, total, summary))
 }

@@ -235,7 +235,7 @@ async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
     let Some((start, end, step)) = range(&args.from, &args.to, args.step.as_deref(), out) else {
         return exit::INVALID_INPUT;
     };
-    let mut recording = match std::fs::read_to_string(&args.out) {
+    let mut recording = match crate::files::read_text(&args.out, &crate::files::RECORDING) {
         Ok(text) => match serde_json::from_str::<Recording>(&text) {
             Ok(r) => r,
             Err(e) => {
@@ -246,12 +246,14 @@ async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
                 return exit::INVALID_INPUT;
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Recording {
-            version: 1,
-            queries: Vec::new(),
-        },
+        Err(crate::files::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Recording {
+                version: 1,
+                queries: Vec::new(),
+            }
+        }
         Err(e) => {
-            out.err(format!("rollgate: cannot read {}: {e}", args.out.display()));
+            out.err(format!("rollgate: {}", e.describe_as("--out", &args.out)));
             return exit::INVALID_INPUT;
         }
     };

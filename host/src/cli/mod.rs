@@ -135,7 +135,7 @@ pub fn load_or_report(
             }
             out.err(format!(
                 "{who}: {} problem(s); nothing was {done}",
-                errors.len()
+                crate::spec::problem_count(&errors)
             ));
             None
         }

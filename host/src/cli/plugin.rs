@@ -273,14 +273,11 @@ async fn inspect(args: InspectArgs) -> u8 {
 async fn check(args: CheckArgs) -> u8 {
     let config = match (&args.config, &args.config_file) {
         (Some(text), _) => text.clone(),
-        (None, Some(path)) => match std::fs::read_to_string(path) {
+        (None, Some(path)) => match crate::files::read_text(path, &crate::files::SMALL_FILE) {
             Ok(text) => text,
             Err(e) => {
                 let mut out = Out::default();
-                out.err(format!(
-                    "rollgate: cannot read config file {}: {e}",
-                    path.display()
-                ));
+                out.err(format!("rollgate: {}", e.describe_as("config file", path)));
                 out.flush();
                 return exit::INVALID_INPUT;
             }

@@ -340,7 +340,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                     row.finished = false;
                     Some(row)
                 }
-                Ok(_) => (row.spec == spec_json(r)).then_some(row),
+                Ok(_) => same_spec(&row, r, &args.files).then_some(row),
                 Err(e) => {
                     out.err(format!("rollgate: {e}"));
                     return exit::PLUGIN_ERROR;
@@ -423,7 +423,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     for (r, latest) in rollouts.iter().zip(latest) {
         match latest {
             Some(row) if !row.finished => {
-                if row.spec != spec_json(r) {
+                if !same_spec(&row, r, &args.files) {
                     eprintln!(
                         "rollgate: {}: resuming run {} with the spec it started with (the file has changed since; the change applies to the next run)",
                         r.name, row.run
@@ -540,9 +540,10 @@ impl Board {
     }
 }
 
-/// The spec as the store keeps it, to tell whether a finished run ran this very spec.
-fn spec_json(r: &RolloutSpec) -> String {
-    serde_json::to_string(r).unwrap_or_default()
+/// Whether the stored run ran this very spec, wherever the files were loaded from then
+/// (see [`crate::spec::same_spec`]).
+fn same_spec(row: &crate::store::RolloutRow, r: &RolloutSpec, files: &[PathBuf]) -> bool {
+    crate::spec::same_spec(&row.spec, r, &crate::spec::root_of(files, &r.file))
 }
 
 fn state_of(name: &str) -> State {

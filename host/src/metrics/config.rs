@@ -293,12 +293,16 @@ pub fn load(paths: &[PathBuf]) -> Result<Backends, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for path in paths {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::files::read_text(path, &crate::files::SPEC_FILE) {
             Ok(t) => t,
             Err(e) => {
+                let location = match e.position() {
+                    Some((line, col)) => format!("{}:{line}:{col}", path.display()),
+                    None => path.display().to_string(),
+                };
                 errors.push(ConfigError {
-                    location: path.display().to_string(),
-                    message: format!("cannot read: {e}"),
+                    location,
+                    message: e.to_string(),
                 });
                 continue;
             }

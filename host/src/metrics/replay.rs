@@ -317,8 +317,8 @@ impl Replay {
     /// Read a recording: rollgate JSON (`.json`) or OpenMetrics text (anything else).
     /// Errors name the file, and the line and column where the file says where.
     pub fn open(path: &Path) -> Result<Replay, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = crate::files::read_text(path, &crate::files::RECORDING)
+            .map_err(|e| e.describe(path))?;
         let json =
             path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
         let at = |e: RecordingError| match e.line {

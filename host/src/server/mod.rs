@@ -161,8 +161,8 @@ struct Loaded {
     engine: Engine,
     /// Each rollout's own webhooks (only rollouts that have some): looked up per commit.
     webhooks: std::collections::HashMap<String, Vec<crate::spec::model::NotificationSpec>>,
-    /// What the folder's files looked like when loaded (path, length, mtime).
-    fingerprint: Vec<(PathBuf, u64, u128)>,
+    /// What the folder's files looked like when loaded.
+    fingerprint: Vec<crate::files::Stamp>,
 }
 
 /// What the fleet knows of each rollout without asking the store: the last progress.
@@ -212,54 +212,10 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn spec_json(r: &RolloutSpec) -> String {
-    serde_json::to_string(r).unwrap_or_default()
-}
-
-/// The YAML files under `path` with their length and modification time, sorted.
-fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, u128)> {
-    fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64, u128)>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with('.') {
-                continue;
-            }
-            if p.is_dir() {
-                walk(&p, out);
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-                let meta = e.metadata().ok();
-                let len = meta.as_ref().map_or(0, |m| m.len());
-                let mtime = meta
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map_or(0, |d| d.as_nanos());
-                out.push((p, len, mtime));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if path.is_dir() {
-        walk(path, &mut out);
-    } else {
-        walk_file(path, &mut out);
-    }
-    out.sort();
-    out
-}
-
-fn walk_file(path: &Path, out: &mut Vec<(PathBuf, u64, u128)>) {
-    if let Ok(meta) = std::fs::metadata(path) {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        out.push((path.to_path_buf(), meta.len(), mtime));
-    }
+/// What the configuration's spec files look like now (see [`crate::files::stamps`]: the
+/// loader's own walk, so change detection sees exactly the files a load reads).
+fn fingerprint(path: &Path) -> Vec<crate::files::Stamp> {
+    crate::files::stamps(path)
 }
 
 impl Fleet {
@@ -440,7 +396,7 @@ impl Fleet {
     async fn build_bundle(
         &self,
         bundle: Bundle,
-        fingerprint: Vec<(PathBuf, u64, u128)>,
+        fingerprint: Vec<crate::files::Stamp>,
     ) -> Result<Loaded, Refused> {
         let problems = |p: Vec<Problem>| Refused(p.iter().map(ToString::to_string).collect());
         // Live backends: a replay recording is aligned to when the server loaded it.
@@ -516,6 +472,9 @@ impl Fleet {
                 self.spawn(&loaded.engine, row.id);
             }
         }
+        let root_of = |spec: &RolloutSpec| {
+            crate::spec::root_of(std::slice::from_ref(&self.inner.config.config), &spec.file)
+        };
         for spec in &loaded.bundle.rollouts {
             let latest = store.latest(&spec.name).await.map_err(|e| e.to_string())?;
             match latest {
@@ -525,7 +484,10 @@ impl Fleet {
                     }
                     self.spawn(&loaded.engine, row.id);
                 }
-                Some(row) if row.spec == spec_json(spec) => self.remember_row(&row),
+                // The same spec wherever the folder is mounted now.
+                Some(row) if crate::spec::same_spec(&row.spec, spec, &root_of(spec)) => {
+                    self.remember_row(&row);
+                }
                 Some(row) => {
                     let reason = format!(
                         "the configuration changed since run {} ended {}",
@@ -880,7 +842,7 @@ impl Fleet {
                 return Err(Refused(problems));
             }
         }
-        let before = std::fs::read_to_string(&file).ok();
+        let before = crate::files::read_text(&file, &crate::files::SPEC_FILE).ok();
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&file, text))
             .map_err(|e| Refused(vec![format!("cannot write {}: {e}", file.display())]))?;

@@ -16,11 +16,15 @@
 //! problems found after parsing still point into the file.
 
 pub mod docs;
+mod identity;
+#[cfg(test)]
+mod load_tests;
 pub mod model;
 mod resolve;
 #[cfg(test)]
 mod tests;
 
+pub use identity::{root_of, same_spec};
 pub use model::*;
 
 use std::collections::BTreeMap;
@@ -31,7 +35,8 @@ use std::path::{Path, PathBuf};
 /// thrown: a load reports every problem at once so an operator fixes them in one pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct SpecError {
-    /// The file.
+    /// The file (empty only for the "… and N more" of a capped list: see
+    /// [`SpecError::not_shown`]).
     pub file: PathBuf,
     /// 1-based line of the offending value (0 when the file could not be read).
     pub line: usize,
@@ -44,8 +49,19 @@ pub struct SpecError {
     pub message: String,
 }
 
+impl SpecError {
+    /// For the last problem of a capped list: how many problems are not shown. Such a
+    /// problem has no file and keeps the count in `line`.
+    pub fn not_shown(&self) -> Option<usize> {
+        self.file.as_os_str().is_empty().then_some(self.line)
+    }
+}
+
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.not_shown().is_some() {
+            return f.write_str(&self.message);
+        }
         write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.col)?;
         if !self.path.is_empty() {
             write!(f, "{}: ", self.path)?;
@@ -55,32 +71,31 @@ impl fmt::Display for SpecError {
 }
 
 /// Load spec documents from files and folders (a folder: every `*.yaml` / `*.yml` below it,
-/// recursively, in sorted order; symlinked folders are not followed, symlinked files are).
+/// recursively, in sorted order, by the rules of [`crate::files`]: dot-entries skipped,
+/// symlinked folders not followed, symlinked files read, regular files only, size caps).
 /// Relative paths inside a document resolve against its file's folder. Every problem is
-/// reported, not just the first.
+/// reported, up to [`crate::files::MAX_PROBLEMS_SHOWN`] one by one and then how many more.
 ///
 /// Paths are made absolute here, once, against the current directory: every `file` in the
 /// bundle (and so every folder relative paths resolve against) is absolute, and means the
 /// same whatever directory a command is later run in. Errors show them relative to the
 /// current directory again when they are below it.
 pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
+    use crate::files::{MAX_SPEC_TOTAL_BYTES, SPEC_FILE};
     let mut sources = Vec::new();
     let mut errors = Vec::new();
-    for path in paths {
+    let mut total: u64 = 0;
+    'paths: for path in paths {
         let path = &match std::path::absolute(path) {
             Ok(path) => path,
             Err(e) => {
-                errors.push(unreadable(path, &e));
+                errors.push(unreadable(path, &crate::files::ReadError::Io(e)));
                 continue;
             }
         };
         let files = if path.is_dir() {
-            let mut files = Vec::new();
-            if let Err(e) = yaml_files(path, &mut files) {
-                errors.push(unreadable(path, &e));
-                continue;
-            }
-            if files.is_empty() {
+            let walk = crate::files::spec_files(path);
+            if walk.files.is_empty() && walk.problems.is_empty() {
                 errors.push(SpecError {
                     file: path.clone(),
                     line: 0,
@@ -89,13 +104,37 @@ pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
                     message: "the folder holds no *.yaml or *.yml files".into(),
                 });
             }
-            files
+            errors.extend(walk.problems.into_iter().map(|(file, message)| SpecError {
+                file,
+                line: 0,
+                col: 0,
+                path: String::new(),
+                message,
+            }));
+            walk.files
         } else {
             vec![path.clone()]
         };
         for file in files {
-            match std::fs::read_to_string(&file) {
-                Ok(text) => sources.push((file, text)),
+            match crate::files::read_text(&file, &SPEC_FILE) {
+                Ok(text) => {
+                    total = total.saturating_add(u64::try_from(text.len()).unwrap_or(u64::MAX));
+                    if total > MAX_SPEC_TOTAL_BYTES {
+                        errors.push(SpecError {
+                            file,
+                            line: 0,
+                            col: 0,
+                            path: String::new(),
+                            message: format!(
+                                "the spec files add up to more than {} MiB, the most rollgate \
+                                 loads at once; this file and the rest are not read",
+                                MAX_SPEC_TOTAL_BYTES / (1024 * 1024)
+                            ),
+                        });
+                        break 'paths;
+                    }
+                    sources.push((file, text));
+                }
                 Err(e) => errors.push(unreadable(&file, &e)),
             }
         }
@@ -103,10 +142,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
     let result = resolve::load_sources(&sources);
     match result {
         Ok(bundle) if errors.is_empty() => Ok(bundle),
-        Ok(_) => Err(shorten(errors)),
+        Ok(_) => Err(cap_problems(shorten(errors))),
         Err(more) => {
             errors.extend(more);
-            Err(shorten(errors))
+            Err(cap_problems(shorten(errors)))
         }
     }
 }
@@ -118,6 +157,32 @@ fn shorten(mut errors: Vec<SpecError>) -> Vec<SpecError> {
         e.file = shown_path(&e.file);
     }
     errors
+}
+
+/// The first [`crate::files::MAX_PROBLEMS_SHOWN`] problems, then one saying how many more
+/// there are (see [`SpecError::not_shown`]).
+fn cap_problems(mut errors: Vec<SpecError>) -> Vec<SpecError> {
+    let shown = crate::files::MAX_PROBLEMS_SHOWN;
+    if errors.len() > shown {
+        let more = errors.len() - shown;
+        errors.truncate(shown);
+        errors.push(SpecError {
+            file: PathBuf::new(),
+            line: more,
+            col: 0,
+            path: String::new(),
+            message: format!("… and {more} more problem(s) not shown; fix the ones above first"),
+        });
+    }
+    errors
+}
+
+/// How many problems a load found, counting those not shown.
+pub fn problem_count(errors: &[SpecError]) -> usize {
+    errors
+        .iter()
+        .map(|e| e.not_shown().unwrap_or(1))
+        .fold(0, usize::saturating_add)
 }
 
 /// A spec file's path as messages show it: relative to the current directory when it is
@@ -132,7 +197,7 @@ pub fn shown_path(file: &Path) -> PathBuf {
 /// Load the documents of one file's text; `file` names it in errors and relative paths
 /// resolve against its folder.
 pub fn load_str(text: &str, file: &Path) -> Result<Bundle, Vec<SpecError>> {
-    resolve::load_sources(&[(file.to_path_buf(), text.to_string())])
+    resolve::load_sources(&[(file.to_path_buf(), text.to_string())]).map_err(cap_problems)
 }
 
 /// Parse a duration as operators write it (`250ms`, `30s`, `5m`, `1h30m`) into milliseconds.
@@ -199,32 +264,15 @@ fn finish(kind: &str, schema: schemars::Schema, description: &str) -> serde_json
     value
 }
 
-fn unreadable(path: &Path, e: &std::io::Error) -> SpecError {
+/// A file that was not read: at the first invalid byte when it is not UTF-8, else the
+/// whole file (`:0:0`).
+fn unreadable(path: &Path, e: &crate::files::ReadError) -> SpecError {
+    let (line, col) = e.position().unwrap_or((0, 0));
     SpecError {
         file: path.to_path_buf(),
-        line: 0,
-        col: 0,
+        line,
+        col,
         path: String::new(),
-        message: format!("cannot read: {e}"),
+        message: e.to_string(),
     }
-}
-
-/// Every `*.yaml` / `*.yml` file below `dir`, sorted. Symlinks to folders are skipped (a
-/// link to a parent would otherwise recurse forever); symlinks to files are read.
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries = std::fs::read_dir(dir)?
-        .map(|e| e.and_then(|e| Ok((e.path(), e.file_type()?))))
-        .collect::<Result<Vec<_>, _>>()?;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    for (path, kind) in entries {
-        // `file_type` does not follow symlinks: a real folder is a folder, a link is a link.
-        if kind.is_dir() {
-            yaml_files(&path, out)?;
-        } else if kind.is_symlink() && path.is_dir() {
-            tracing::debug!(path = %path.display(), "not following a symlinked folder");
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
-    Ok(())
 }

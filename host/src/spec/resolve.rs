@@ -5,6 +5,7 @@
 use super::docs::{self, Doc, MetricDoc, Node, P, Probe, TemplateRefDoc};
 use super::model::*;
 use super::{SpecError, parse_duration};
+use crate::files::{MAX_DOCUMENTS_PER_FILE, MAX_PROBLEMS_SHOWN};
 use crate::metrics::config::{API_VERSION, MetricBackendDoc, valid_name};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,11 @@ const MAX_REPLICAS: u32 = 10_000;
 /// Most retries a webhook target or a gate may ask for (each one waits longer than the
 /// last).
 const MAX_RETRIES: u32 = 20;
+
+/// Problems collected before the loader stops reading further documents: enough to show
+/// [`MAX_PROBLEMS_SHOWN`] and count a good many more, bounded however many documents the
+/// files hold.
+const MAX_PROBLEMS_COLLECTED: usize = 100 * MAX_PROBLEMS_SHOWN;
 
 /// Where a document sits: its file, the file's folder and the document's first line.
 #[derive(Debug, Clone)]
@@ -172,7 +178,9 @@ struct Document {
 
 /// Split a YAML stream into its documents: `(lines before it, text)`. A document starts at a
 /// `---` line (kept in its text, so the parser sees the marker and positions stay right).
-fn split_documents(text: &str) -> Vec<(usize, String)> {
+/// More than [`MAX_DOCUMENTS_PER_FILE`] documents (empty ones included) is an error: the
+/// 0-based line where the first document too many starts.
+fn split_documents(text: &str) -> Result<Vec<(usize, String)>, usize> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut start = 0;
@@ -180,13 +188,16 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
         let bare = line.trim_end_matches(['\n', '\r']);
         let marker = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
         if marker && index > 0 {
+            if out.len() + 1 >= MAX_DOCUMENTS_PER_FILE {
+                return Err(index);
+            }
             out.push((start, std::mem::take(&mut current)));
             start = index;
         }
         current.push_str(line);
     }
     out.push((start, current));
-    out
+    Ok(out)
 }
 
 /// The 0-based index (within the document) of its first line with content, or `None` when
@@ -211,12 +222,17 @@ fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 /// Read every document of every source, then resolve them together.
 pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<SpecError>> {
     let mut loader = Loader::default();
+    let mut unchecked = None;
     for (file, text) in sources {
+        if loader.errors.len() >= MAX_PROBLEMS_COLLECTED {
+            unchecked = Some(file);
+            break;
+        }
         loader.parse_file(file, text);
     }
     let bundle = loader.resolve();
     let mut errors = loader.errors;
-    if errors.is_empty() {
+    if errors.is_empty() && unchecked.is_none() {
         return Ok(bundle);
     }
     let order: Vec<&PathBuf> = sources.iter().map(|(f, _)| f).collect();
@@ -231,6 +247,18 @@ pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<
         )
     });
     errors.dedup();
+    if let Some(file) = unchecked {
+        errors.push(SpecError {
+            file: file.clone(),
+            line: 0,
+            col: 0,
+            path: String::new(),
+            message: format!(
+                "not checked: loading stops after {MAX_PROBLEMS_COLLECTED} problems; fix those \
+                 first (this file and the ones after it were not read)"
+            ),
+        });
+    }
     Err(errors)
 }
 
@@ -255,7 +283,27 @@ impl Loader {
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        for (offset, doc) in split_documents(text) {
+        let documents = match split_documents(text) {
+            Ok(documents) => documents,
+            Err(line) => {
+                self.errors.push(SpecError {
+                    file: file.to_path_buf(),
+                    line: line + 1,
+                    col: 1,
+                    path: String::new(),
+                    message: format!(
+                        "more than {MAX_DOCUMENTS_PER_FILE} documents in one file (empty ones \
+                         count too); this is document {}: split the file",
+                        MAX_DOCUMENTS_PER_FILE + 1
+                    ),
+                });
+                return;
+            }
+        };
+        for (offset, doc) in documents {
+            if self.errors.len() >= MAX_PROBLEMS_COLLECTED {
+                return;
+            }
             let Some(first) = first_content_line(&doc) else {
                 continue;
             };
