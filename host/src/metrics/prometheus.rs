@@ -165,8 +165,11 @@ impl Prometheus {
             .default_headers(headers);
         if let Some(tls) = &config.tls {
             if let Some(ca) = &tls.ca_file {
-                let pem =
-                    std::fs::read(ca).map_err(|e| format!("tls.caFile: cannot read {ca}: {e}"))?;
+                let pem = crate::files::read_bytes(
+                    std::path::Path::new(ca),
+                    &crate::files::SMALL_FILE,
+                )
+                .map_err(|e| format!("tls.caFile: {}", e.describe(std::path::Path::new(ca))))?;
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                     format!("tls.caFile: {ca} is not a PEM certificate bundle: {e}")
                 })?;

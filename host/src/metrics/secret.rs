@@ -51,8 +51,8 @@ impl SecretRef {
         let value = match self {
             SecretRef::Env(name) => std::env::var(name)
                 .map_err(|_| format!("environment variable {name} is not set (or not UTF-8)"))?,
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            SecretRef::File(path) => crate::files::read_text(path, &crate::files::SMALL_FILE)
+                .map_err(|e| e.describe(path))?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
         };

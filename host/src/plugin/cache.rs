@@ -100,7 +100,13 @@ impl ComponentCache {
     /// The compiled form of the component whose sha256 is `sha256`, if cached and usable.
     pub fn lookup(&self, engine: &Engine, sha256: &str) -> Option<Component> {
         let path = self.path(engine, sha256)?;
-        let artifact = std::fs::read(&path).ok()?;
+        // A regular file of a sane size only: anything else is a cache miss.
+        let cap = crate::files::Cap {
+            bytes: 1 << 30,
+            what: "a compiled component",
+            advice: "remove the cache folder",
+        };
+        let artifact = crate::files::read_bytes(&path, &cap).ok()?;
         // Read into memory rather than mmap (`deserialize_file`): a mapped file that
         // something truncates under us would crash the process with SIGBUS.
         //

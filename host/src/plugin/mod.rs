@@ -570,38 +570,33 @@ fn read_bounded(
     limit: usize,
     plugin: &str,
 ) -> Result<Vec<u8>, PluginError> {
-    use std::io::Read;
-    let read_error = |source: std::io::Error| PluginError::Read {
-        plugin: plugin.to_string(),
-        path: path.to_path_buf(),
-        source,
+    use crate::files::{Cap, ReadError};
+    let cap = Cap {
+        // Limits are capped where they are read, but this read must not trust that.
+        bytes: u64::try_from(limit).unwrap_or(u64::MAX),
+        what: "a plugin component",
+        advice: "raise limits.maxComponentBytes if the plugin is trusted",
     };
-    let meta = std::fs::metadata(path).map_err(read_error)?;
-    if !meta.is_file() {
-        return Err(read_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
-    let too_large = |size: usize| PluginError::ComponentTooLarge {
-        plugin: plugin.to_string(),
-        size,
-        limit,
-    };
-    // Limits are capped where they are read, but this read must not trust that: every sum
-    // saturates.
-    let limit_u64 = u64::try_from(limit).unwrap_or(u64::MAX);
-    if meta.len() > limit_u64 {
-        return Err(too_large(usize::try_from(meta.len()).unwrap_or(usize::MAX)));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    std::fs::File::open(path)
-        .and_then(|f| f.take(limit_u64.saturating_add(1)).read_to_end(&mut bytes))
-        .map_err(read_error)?;
-    if bytes.len() > limit {
-        return Err(too_large(bytes.len()));
-    }
-    Ok(bytes)
+    crate::files::read_bytes(path, &cap).map_err(|e| match e {
+        ReadError::TooLarge(_) => PluginError::ComponentTooLarge {
+            plugin: plugin.to_string(),
+            size: std::fs::metadata(path)
+                .ok()
+                .and_then(|m| usize::try_from(m.len()).ok())
+                .unwrap_or(limit.saturating_add(1)),
+            limit,
+        },
+        ReadError::Io(source) => PluginError::Read {
+            plugin: plugin.to_string(),
+            path: path.to_path_buf(),
+            source,
+        },
+        other => PluginError::Read {
+            plugin: plugin.to_string(),
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
+        },
+    })
 }
 
 /// Refuse what is not a component before handing it to the compiler.
