@@ -1,7 +1,7 @@
 //! The `rollgate` binary, run for real: `plugin inspect`, `plugin check` and `schema`, each exit code
 //! reached for its reason.
 
-mod common;
+use crate::common;
 
 use rollgate::plugin::artifacts::test_only;
 

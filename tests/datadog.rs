@@ -1,7 +1,7 @@
 //! The Datadog backend (feature `datadog`) against a local stand-in that follows Datadog's
 //! documented v1/v2 request and response format: the SaaS cannot be reached from here.
 
-mod common;
+use crate::common;
 
 use common::{DdReply, StandIn, dd_v2_body, free_port, host};
 use rollgate::metrics::datadog::{Api, Datadog, DatadogConfig, RateLimit};

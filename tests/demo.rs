@@ -4,7 +4,7 @@
 //! run` rolling out a healthy canary (shop) and a bad one (pay). Every process is killed by
 //! PID when the test ends, and every wait is bounded.
 
-mod common;
+use crate::common;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

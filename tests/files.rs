@@ -3,7 +3,7 @@
 //! ConfigMap mounts, caps), and a run's identity that does not depend on where the folder
 //! is mounted. Every wait is bounded; every server is killed by PID when its test ends.
 
-mod common;
+use crate::common;
 
 use common::{rollgate, rollgate_in};
 use std::io::{BufRead, BufReader};

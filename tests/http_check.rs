@@ -3,7 +3,7 @@
 //! An allowed host is judged; any other host is denied (an error, never a verdict); a
 //! server that never answers is a timeout error; null and non-JSON bodies fail.
 
-mod common;
+use crate::common;
 
 use common::{Blackhole, StandIn, rollgate};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! binary (`rollgate plugin test`) over tests/judge/vectors.om, must give the reference
 //! values of shared/judge-vectors.md that its native unit tests give (both builds agree).
 
-mod common;
+use crate::common;
 
 use common::rollgate;
 use serde_json::{Value, json};

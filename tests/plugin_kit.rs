@@ -3,7 +3,7 @@
 //! `rollgate plugin test` on those builds and on the shipped plugins, against recordings
 //! and policy inputs, each exit code for its reason.
 
-mod common;
+use crate::common;
 
 use common::{Run, rollgate};
 use std::path::{Path, PathBuf};
@@ -330,7 +330,7 @@ fn plugin_test_says_where_a_fixture_is_wrong() {
     assert_eq!(run.code, 4, "{}", run.stdout);
     assert!(
         run.stderr
-            .contains("../tests/plugin_kit/bad-sample.om: line 4: expected a sample value"),
+            .contains("../tests/plugin_kit/bad-sample.om:4:1: expected a sample value"),
         "{}",
         run.stderr
     );

@@ -2,7 +2,7 @@
 //! plugins that each try one way of hurting the host. Every hostile case must end as its own
 //! named error within its limit, and the host must keep serving other plugins.
 
-mod common;
+use crate::common;
 
 use common::{StaticMetrics, context, host, series};
 use rollgate::plugin::artifacts::test_only;

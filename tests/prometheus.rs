@@ -1,7 +1,7 @@
 //! The Prometheus backend against a real Prometheus (Debian's package) on a loopback port,
 //! loaded with exact data, directly and through the `threshold` plugin.
 
-mod common;
+use crate::common;
 
 use common::{Blackhole, PromServer, context, free_port, host, one_backend};
 use rollgate::metrics::prometheus::{Prometheus, PrometheusConfig};

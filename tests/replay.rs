@@ -2,7 +2,7 @@
 //! clock — the timeline of decisions, pauses that resume by themselves, read-only (no
 //! command, no webhook, no gate), the exit codes of `rollgate run`, and JSON for tools.
 
-mod common;
+use crate::common;
 
 use common::{StandIn, rollgate};
 use std::path::Path;

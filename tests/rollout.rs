@@ -3,7 +3,7 @@
 //! processes, HTTP gates on a loopback stand-in, and the simulated clock so each rollout's
 //! hour takes milliseconds.
 
-mod common;
+use crate::common;
 
 use common::StandIn;
 use proptest::prelude::*;

@@ -2,7 +2,7 @@
 //! store, the shipped plugins, and the API spoken over HTTP. Every server is killed by PID
 //! when its test ends (a drop guard), and every wait is bounded.
 
-mod common;
+use crate::common;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};

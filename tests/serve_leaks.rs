@@ -3,7 +3,7 @@
 //! environment through documents applied with an operator token (item 4). The real binary,
 //! real loopback stand-ins, every wait bounded, every server killed by PID on drop.
 
-mod common;
+use crate::common;
 
 use common::{DdReply, DdRequest, StandIn};
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! of backfilled request counters: the canary (v2) errs at 0.1 % like the stable version
 //! (v1) for an hour, then at 5 %.
 
-mod common;
+use crate::common;
 
 use common::{PromServer, rollgate};
 use serde_json::{Value, json};

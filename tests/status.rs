@@ -2,7 +2,7 @@
 //! runner), `rollgate history` (runs and audit log), and the live tree `rollgate run` draws
 //! on a terminal (through a pseudo-terminal made by `script`).
 
-mod common;
+use crate::common;
 
 use common::{Run, rollgate};
 use std::io::BufRead;

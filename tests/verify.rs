@@ -2,7 +2,7 @@
 //! code reached for its reason, the JUnit report valid against a JUnit schema with the right
 //! counts, JSON for tools, and `--live` against a real Prometheus.
 
-mod common;
+use crate::common;
 
 use common::{PromServer, Run, rollgate};
 use std::path::Path;

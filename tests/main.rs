@@ -1,0 +1,38 @@
+//! rollgate end to end: the real `rollgate` binary, real compiled plugins, a real
+//! Prometheus, real SQLite files, and stand-ins only for what cannot run here (the Datadog
+//! SaaS API). One test binary, one module per area; what several areas need (running the
+//! binary, the servers, the stand-ins) is in [`common`].
+//!
+//! | module | what it covers |
+//! |---|---|
+//! | `cli` | `plugin inspect`/`check`, `schema`, `lint`, exit codes and messages |
+//! | `files` | the one file walker and reader: FIFOs, devices, caps, ConfigMap mounts, moves |
+//! | `rollout` | the engine through `rollgate run`: strategies, targets, gates, actions |
+//! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
+//! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
+//! | `status` | `get`, `history`, the live tree |
+//! | `verify`, `replay` | CI dry-runs over live backends and recordings |
+//! | `prometheus`, `datadog`, `slo` | the backends against a real Prometheus and a Datadog stand-in |
+//! | `plugin_sandbox`, `plugin_kit`, `judge`, `http_check` | plugins: limits, the author kit, the shipped plugins |
+//! | `demo` | the live demo on real parts |
+
+mod common;
+
+mod cli;
+mod crash;
+#[cfg(feature = "datadog")]
+mod datadog;
+mod demo;
+mod files;
+mod http_check;
+mod judge;
+mod plugin_kit;
+mod plugin_sandbox;
+mod prometheus;
+mod replay;
+mod rollout;
+mod serve;
+mod serve_leaks;
+mod slo;
+mod status;
+mod verify;
