@@ -199,6 +199,48 @@ pub struct Fleet {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refused(pub Vec<String>);
 
+/// The file name a `POST /api/v1/documents` body is written under in `<config>/api/`:
+/// `<kind>-<metadata.name>.yaml` of its first document, every character outside
+/// `[a-z0-9_-]` replaced by `-` (so a name can never leave that folder). Refuses a body that
+/// is not YAML documents or whose first document lacks `kind` or `metadata.name`. Pure (no
+/// file is touched): the fuzz target `api_documents` calls it.
+pub fn api_file_name(text: &str) -> Result<String, Refused> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        kind: Option<String>,
+        metadata: Option<Meta>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: Option<String>,
+    }
+    let heads: Vec<Head> = serde_saphyr::from_multiple(text)
+        .map_err(|e| Refused(vec![format!("the request body is not YAML documents: {e}")]))?;
+    let first = heads
+        .first()
+        .ok_or_else(|| Refused(vec!["the request body holds no document".into()]))?;
+    let (Some(kind), Some(name)) = (
+        first.kind.as_deref(),
+        first.metadata.as_ref().and_then(|m| m.name.as_deref()),
+    ) else {
+        return Err(Refused(vec![
+            "the first document needs `kind` and `metadata.name`".into(),
+        ]));
+    };
+    let safe = |s: &str| {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect::<String>()
+    };
+    Ok(format!("{}-{}.yaml", safe(kind), safe(name)))
+}
+
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0.join("\n"))
@@ -780,39 +822,7 @@ impl Fleet {
     /// reloaded; when that is refused, the file is put back as it was and the problems
     /// returned. Returns the file written.
     pub async fn apply(&self, text: &str) -> Result<PathBuf, Refused> {
-        #[derive(serde::Deserialize)]
-        struct Head {
-            kind: Option<String>,
-            metadata: Option<Meta>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Meta {
-            name: Option<String>,
-        }
-        let heads: Vec<Head> = serde_saphyr::from_multiple(text)
-            .map_err(|e| Refused(vec![format!("the request body is not YAML documents: {e}")]))?;
-        let first = heads
-            .first()
-            .ok_or_else(|| Refused(vec!["the request body holds no document".into()]))?;
-        let (Some(kind), Some(name)) = (
-            first.kind.as_deref(),
-            first.metadata.as_ref().and_then(|m| m.name.as_deref()),
-        ) else {
-            return Err(Refused(vec![
-                "the first document needs `kind` and `metadata.name`".into(),
-            ]));
-        };
-        let safe = |s: &str| {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c.to_ascii_lowercase()
-                    } else {
-                        '-'
-                    }
-                })
-                .collect::<String>()
-        };
+        let name = api_file_name(text)?;
         let root = &self.inner.config.config;
         if !root.is_dir() {
             return Err(Refused(vec![format!(
@@ -821,7 +831,7 @@ impl Fleet {
             )]));
         }
         let dir = root.join("api");
-        let file = dir.join(format!("{}-{}.yaml", safe(kind), safe(name)));
+        let file = dir.join(name);
         let _changing = self.inner.changing.lock().await;
         // Before anything is written, read or resolved: a reference to the server's files,
         // environment or programs must be one the folder's own documents use, or allowed.

@@ -1,0 +1,58 @@
+//! The replay backend's OpenMetrics recordings (`name{label="v"} value timestamp` lines),
+//! then queried before and after alignment onto the rollout's clock, as `run` and `serve`
+//! do. Comment lines `# query: SELECTOR` in the input add queries (the parser ignores
+//! comments), so the fuzzer also explores selectors.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rollgate::metrics::replay::Replay;
+
+fuzz_target!(|data: &[u8]| {
+    let Some(text) = rollgate_fuzz::text(data) else {
+        return;
+    };
+    let replay = match Replay::from_openmetrics(text) {
+        Ok(replay) => replay,
+        Err(e) => {
+            check_error(&e, text);
+            return;
+        }
+    };
+    let mut queries: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("# query: "))
+        .map(str::to_string)
+        .collect();
+    // Every metric name the text mentions, as a plain selector.
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
+        if !name.is_empty() && !queries.contains(&name) && queries.len() < 8 {
+            queries.push(name);
+        }
+    }
+    queries.truncate(8);
+    rollgate_fuzz::exercise_replay(replay, &queries);
+});
+
+/// A refusal says which line when it is about one, and that line exists.
+fn check_error(e: &str, text: &str) {
+    assert!(!e.trim().is_empty(), "an empty error");
+    if let Some(rest) = e.strip_prefix("line ") {
+        let n: usize = rest
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("`line` without a number: {e}"));
+        assert!(
+            n >= 1 && n <= text.lines().count(),
+            "line {n} of {} lines: {e}",
+            text.lines().count()
+        );
+    }
+}
