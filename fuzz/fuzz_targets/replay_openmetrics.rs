@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rollgate::metrics::replay::Replay;
+use rollgate::metrics::replay::{RecordingError, Replay};
 
 fuzz_target!(|data: &[u8]| {
     let Some(text) = rollgate_fuzz::text(data) else {
@@ -40,19 +40,19 @@ fuzz_target!(|data: &[u8]| {
     rollgate_fuzz::exercise_replay(replay, &queries);
 });
 
-/// A refusal says which line when it is about one, and that line exists.
-fn check_error(e: &str, text: &str) {
-    assert!(!e.trim().is_empty(), "an empty error");
-    if let Some(rest) = e.strip_prefix("line ") {
-        let n: usize = rest
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("`line` without a number: {e}"));
+/// A refusal says what; when it is about a line, that line exists and the column is on it.
+fn check_error(e: &RecordingError, text: &str) {
+    assert!(!e.message.trim().is_empty(), "an empty error");
+    if e.line > 0 {
+        let line = text
+            .lines()
+            .nth(e.line - 1)
+            .unwrap_or_else(|| panic!("line {} of {} lines: {e}", e.line, text.lines().count()));
         assert!(
-            n >= 1 && n <= text.lines().count(),
-            "line {n} of {} lines: {e}",
-            text.lines().count()
+            e.col >= 1 && e.col <= line.chars().count().max(1),
+            "column {} of a {}-character line: {e}",
+            e.col,
+            line.chars().count()
         );
     }
 }

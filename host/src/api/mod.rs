@@ -80,15 +80,17 @@ impl Tokens {
             let role = match role {
                 "read-only" | "read" | "reader" => Role::Read,
                 "operator" => Role::Operator,
-                other => {
+                // Not quoted: with the columns swapped this would be the token.
+                _ => {
                     return Err(format!(
-                        "{at}: unknown role {other:?}; use read-only or operator"
+                        "{at}: the second column is not a role; write read-only or operator (a line is TOKEN ROLE NAME)"
                     ));
                 }
             };
             if token.len() < 16 {
+                // The name is not quoted: with the columns swapped it would be the token.
                 return Err(format!(
-                    "{at}: the token of {name:?} is {} characters; use at least 16 (e.g. `openssl rand -hex 24`)",
+                    "{at}: the token (the first column) is {} characters; use at least 16 (e.g. `openssl rand -hex 24`)",
                     token.len()
                 ));
             }
@@ -569,11 +571,11 @@ mod tests {
             ),
             (
                 "0123456789abcdef0 admin carol\n",
-                "tokens:1: unknown role \"admin\"",
+                "tokens:1: the second column is not a role",
             ),
             (
                 "short operator dave\n",
-                "tokens:1: the token of \"dave\" is 5 characters",
+                "tokens:1: the token (the first column) is 5 characters",
             ),
             (
                 "0123456789abcdef0 operator a\n0123456789abcdef0 read-only b\n",
@@ -584,6 +586,14 @@ mod tests {
         for (text, want) in cases {
             let e = Tokens::parse(text, f).expect_err(text);
             assert!(e.starts_with(want), "{text:?}: {e}");
+        }
+        // Columns in the wrong order: the error never shows the token.
+        for text in [
+            "operator 0123456789abcdef0123 alice\n",
+            "alice operator 0123456789abcdef0123\n",
+        ] {
+            let e = Tokens::parse(text, f).expect_err(text);
+            assert!(!e.contains("0123456789abcdef0123"), "{text:?}: {e}");
         }
     }
 }

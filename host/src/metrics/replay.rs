@@ -483,23 +483,7 @@ impl Replay {
     }
 
     fn evaluate(&self, series: &[&Series], window: Window) -> Vec<Series> {
-        let times: Vec<i64> = match window {
-            Window::Instant(t) => vec![t],
-            Window::Range {
-                start_ms,
-                end_ms,
-                step_ms,
-            } => {
-                let step = i64::try_from(step_ms.max(1)).unwrap_or(i64::MAX);
-                let mut v = Vec::new();
-                let mut t = start_ms;
-                while t <= end_ms && v.len() < 1_000_000 {
-                    v.push(t);
-                    t = t.saturating_add(step);
-                }
-                v
-            }
-        };
+        let times = evaluation_times(window);
         series
             .iter()
             .filter_map(|s| {
@@ -515,6 +499,33 @@ impl Replay {
                 })
             })
             .collect()
+    }
+}
+
+/// The times a window is evaluated at: its instant, or every step of its range (at most a
+/// million).
+fn evaluation_times(window: Window) -> Vec<i64> {
+    match window {
+        Window::Instant(t) => vec![t],
+        Window::Range {
+            start_ms,
+            end_ms,
+            step_ms,
+        } => {
+            let step = i64::try_from(step_ms.max(1)).unwrap_or(i64::MAX);
+            let mut v = Vec::new();
+            let mut t = start_ms;
+            while t <= end_ms && v.len() < 1_000_000 {
+                v.push(t);
+                // At the end of i64 the range ends: a saturating step would stick there and
+                // repeat one point (found by the fuzzer).
+                let Some(next) = t.checked_add(step) else {
+                    break;
+                };
+                t = next;
+            }
+            v
+        }
     }
 }
 
@@ -958,6 +969,14 @@ up 1 1700000000.5
         )
         .unwrap();
         assert!(got.is_empty());
+        // A range that ends at the end of i64 evaluates each step once, never the last
+        // point again and again.
+        let near_end = evaluation_times(Window::Range {
+            start_ms: i64::MAX - 25,
+            end_ms: i64::MAX,
+            step_ms: 10,
+        });
+        assert_eq!(near_end, vec![i64::MAX - 25, i64::MAX - 15, i64::MAX - 5]);
     }
 
     #[test]

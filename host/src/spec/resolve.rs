@@ -219,6 +219,18 @@ fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
     }
 }
 
+/// `text` with every YAML line break (`\r\n`, a lone `\r`, `\n`) written as `\n`: the YAML
+/// parser counts a lone `\r` as a line break, so the documents are split and positions
+/// counted the same way (a file with lone CRs got line numbers past its end; found by the
+/// fuzzer). Columns do not change: a break ends its line.
+fn yaml_line_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\r') {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Read every document of every source, then resolve them together.
 pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<SpecError>> {
     let mut loader = Loader::default();
@@ -228,7 +240,7 @@ pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<
             unchecked = Some(file);
             break;
         }
-        loader.parse_file(file, text);
+        loader.parse_file(file, &yaml_line_breaks(text));
     }
     let bundle = loader.resolve();
     let mut errors = loader.errors;

@@ -921,3 +921,35 @@ fn errors_name_files_relative_to_the_current_directory_when_below_it() {
     assert_eq!(shortened[0].to_string(), "specs/a.yaml:3:4: spec: m");
     assert_eq!(shortened[1].file, outside);
 }
+
+#[test]
+fn every_yaml_line_break_counts_as_one_line() {
+    // The same broken document with \n, \r\n and lone \r line breaks: the problem is on
+    // line 8 each time (lone CRs once gave line numbers past the end of the file).
+    let lines = [
+        "apiVersion: rollgate.dev/v1alpha1",
+        "kind: MetricBackend",
+        "metadata:",
+        "  name: prom",
+        "---",
+        "apiVersion: rollgate.dev/v1alpha1",
+        "kind: VerificationTemplate",
+        "bogus: 1",
+    ];
+    for newline in ["\n", "\r\n", "\r"] {
+        let text = lines.join(newline) + newline;
+        let errors = errors_of(&text);
+        assert!(
+            errors.iter().any(|e| e.contains(":8:1:")),
+            "{newline:?}: {errors:?}"
+        );
+        for e in &errors {
+            let line: usize = e
+                .strip_prefix("specs/all.yaml:")
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            assert!((1..=8).contains(&line), "{newline:?}: {e}");
+        }
+    }
+}
