@@ -1,7 +1,7 @@
 //! rollgate: a progressive-delivery runner whose verification providers and failure
 //! policies are sandboxed WebAssembly components.
 //!
-//! The modules follow the data flow of `../shared/DESIGN.md`: spec → engine →
+//! The modules follow the data flow of `docs/architecture.md`: spec → engine →
 //! (verify ↔ plugin ↔ metrics) → decision → target + store: [`spec`] loads and checks the
 //! YAML, [`engine`] drives each rollout on a [`engine::clock::Clock`], [`verify`] counts
 //! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`target`] applies
