@@ -10,7 +10,7 @@ use super::host::{
     POOL_MAX_TABLES_PER_COMPONENT, PluginHost,
 };
 use super::logs::LogSink;
-use super::{BUILTIN, CacheOutcome, LoadOptions, PluginError, PluginKind, PluginSource};
+use super::{BUILTIN, CacheOutcome, Limits, LoadOptions, PluginError, PluginKind, PluginSource};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -50,98 +50,12 @@ impl PluginHost {
         source: &PluginSource,
         options: &LoadOptions,
     ) -> Result<(Plugin, CacheOutcome), PluginError> {
-        let (default_name, bytes): (String, Cow<'static, [u8]>) = match source {
-            PluginSource::File(path) => {
-                let name = path
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or("plugin")
-                    .to_string();
-                let plugin = options.name.clone().unwrap_or_else(|| name.clone());
-                let bytes = read_bounded(path, options.limits.max_component_bytes, &plugin)?;
-                (name, Cow::Owned(bytes))
-            }
-            PluginSource::Builtin(name) => {
-                let bytes = BUILTIN
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, b)| *b)
-                    .ok_or_else(|| PluginError::Read {
-                        plugin: name.clone(),
-                        path: PathBuf::from(format!("builtin:{name}")),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            format!(
-                                "no built-in plugin of that name (built-in: {})",
-                                BUILTIN
-                                    .iter()
-                                    .map(|(n, _)| *n)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ),
-                        ),
-                    })?;
-                (name.clone(), Cow::Borrowed(bytes))
-            }
-            PluginSource::Bytes(bytes) => ("plugin".to_string(), bytes.clone()),
-        };
+        let (default_name, bytes) = source_bytes(source, options)?;
         let name: Arc<str> = options.name.clone().unwrap_or(default_name).into();
         let plugin = name.to_string();
         let limits = options.limits.clone();
-
-        if bytes.len() > limits.max_component_bytes {
-            return Err(PluginError::ComponentTooLarge {
-                plugin,
-                size: bytes.len(),
-                limit: limits.max_component_bytes,
-            });
-        }
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if let Some(pinned) = &options.sha256 {
-            let expected = pinned
-                .trim()
-                .strip_prefix("sha256:")
-                .unwrap_or(pinned.trim())
-                .to_ascii_lowercase();
-            if expected != sha256 {
-                return Err(PluginError::DigestMismatch {
-                    plugin,
-                    expected,
-                    actual: sha256,
-                });
-            }
-        }
-        check_header(&plugin, &bytes)?;
-
-        if self.inner.pool_slots.is_some() {
-            let over = [
-                (
-                    "maxInstances",
-                    limits.max_instances,
-                    POOL_MAX_CORE_INSTANCES_PER_COMPONENT,
-                ),
-                (
-                    "maxMemories",
-                    limits.max_memories,
-                    POOL_MAX_MEMORIES_PER_COMPONENT,
-                ),
-                (
-                    "maxTables",
-                    limits.max_tables,
-                    POOL_MAX_TABLES_PER_COMPONENT,
-                ),
-            ]
-            .into_iter()
-            .find(|(_, asked, max)| *asked > *max as usize);
-            if let Some((field, asked, max)) = over {
-                return Err(PluginError::Invalid {
-                    plugin,
-                    message: format!(
-                        "limits.{field} is {asked}, above the host's maximum of {max}"
-                    ),
-                });
-            }
-        }
+        let sha256 = check_bytes(&plugin, &bytes, &limits, options.sha256.as_deref())?;
+        self.check_pool_limits(&plugin, &limits)?;
         let set = self.engines(limits.fuel.is_some())?;
         let (component, outcome) = self.compile(&plugin, &set.engine, &sha256, bytes)?;
         let ty = component.component_type();
@@ -199,6 +113,116 @@ impl PluginHost {
             outcome,
         ))
     }
+
+    /// Refuse limits the pool's slots are not sized for.
+    fn check_pool_limits(&self, plugin: &str, limits: &Limits) -> Result<(), PluginError> {
+        if self.inner.pool_slots.is_some() {
+            let over = [
+                (
+                    "maxInstances",
+                    limits.max_instances,
+                    POOL_MAX_CORE_INSTANCES_PER_COMPONENT,
+                ),
+                (
+                    "maxMemories",
+                    limits.max_memories,
+                    POOL_MAX_MEMORIES_PER_COMPONENT,
+                ),
+                (
+                    "maxTables",
+                    limits.max_tables,
+                    POOL_MAX_TABLES_PER_COMPONENT,
+                ),
+            ]
+            .into_iter()
+            .find(|(_, asked, max)| *asked > *max as usize);
+            if let Some((field, asked, max)) = over {
+                return Err(PluginError::Invalid {
+                    plugin: plugin.to_string(),
+                    message: format!(
+                        "limits.{field} is {asked}, above the host's maximum of {max}"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The component's bytes and the name it goes by unless the operator named it.
+fn source_bytes(
+    source: &PluginSource,
+    options: &LoadOptions,
+) -> Result<(String, Cow<'static, [u8]>), PluginError> {
+    Ok(match source {
+        PluginSource::File(path) => {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("plugin")
+                .to_string();
+            let plugin = options.name.clone().unwrap_or_else(|| name.clone());
+            let bytes = read_bounded(path, options.limits.max_component_bytes, &plugin)?;
+            (name, Cow::Owned(bytes))
+        }
+        PluginSource::Builtin(name) => {
+            let bytes = BUILTIN
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, b)| *b)
+                .ok_or_else(|| PluginError::Read {
+                    plugin: name.clone(),
+                    path: PathBuf::from(format!("builtin:{name}")),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!(
+                            "no built-in plugin of that name (built-in: {})",
+                            BUILTIN
+                                .iter()
+                                .map(|(n, _)| *n)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
+                })?;
+            (name.clone(), Cow::Borrowed(bytes))
+        }
+        PluginSource::Bytes(bytes) => ("plugin".to_string(), bytes.clone()),
+    })
+}
+
+/// The checks on the bytes before compiling: size, the pinned digest, the header. The
+/// component's sha256 (hex).
+fn check_bytes(
+    plugin: &str,
+    bytes: &[u8],
+    limits: &Limits,
+    pinned: Option<&str>,
+) -> Result<String, PluginError> {
+    if bytes.len() > limits.max_component_bytes {
+        return Err(PluginError::ComponentTooLarge {
+            plugin: plugin.to_string(),
+            size: bytes.len(),
+            limit: limits.max_component_bytes,
+        });
+    }
+    let sha256 = hex::encode(Sha256::digest(bytes));
+    if let Some(pinned) = pinned {
+        let expected = pinned
+            .trim()
+            .strip_prefix("sha256:")
+            .unwrap_or(pinned.trim())
+            .to_ascii_lowercase();
+        if expected != sha256 {
+            return Err(PluginError::DigestMismatch {
+                plugin: plugin.to_string(),
+                expected,
+                actual: sha256,
+            });
+        }
+    }
+    check_header(plugin, bytes)?;
+    Ok(sha256)
 }
 
 impl PluginHost {
