@@ -10,21 +10,14 @@ use crate::spec::model::{GateKind, PauseSpec};
 use serde_json::json;
 
 impl Run<'_> {
+    /// Settle the step in doubt, take operator actions, watch the deadline, then move the
+    /// run on by its state; until it ends (or, on a simulated clock, only an operator could
+    /// move it).
     pub(super) async fn drive(&mut self) -> Result<Outcome, EngineError> {
         self.notify();
         loop {
             if self.cp.state.is_final() {
-                // An aborted or failed run can still be rolled back by an operator.
-                let reopen = matches!(self.cp.state, State::Aborted | State::Failed)
-                    && !self.engine.store.pending_actions(self.id).await?.is_empty();
-                if !reopen {
-                    return Ok(self.outcome());
-                }
-                if let Some(w) = &self.wake {
-                    w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-                self.handle_actions().await?;
-                if self.cp.state.is_final() {
+                if !self.reopen().await? {
                     return Ok(self.outcome());
                 }
                 continue;
@@ -43,18 +36,7 @@ impl Run<'_> {
                 continue;
             }
             match self.cp.state {
-                State::Pending => {
-                    let before = self.cp.state;
-                    self.cp.state = State::Progressing;
-                    self.cp.message = format!(
-                        "started: {} → {}",
-                        self.spec.stable_version, self.spec.canary_version
-                    );
-                    self.enter_phase(0);
-                    let msg = self.cp.message.clone();
-                    self.audit(ENGINE_ACTOR, "start", msg, before);
-                    self.commit(&[], &[]).await?;
-                }
+                State::Pending => self.start().await?,
                 State::Progressing => self.progress().await?,
                 State::Paused(reason) => {
                     if let Woke::Stuck = self.paused(reason).await? {
@@ -65,6 +47,36 @@ impl Run<'_> {
                 State::Succeeded | State::RolledBack | State::Aborted | State::Failed => {}
             }
         }
+    }
+
+    /// An ended run: an aborted or failed one can still be rolled back by an operator, so
+    /// take the requests waiting for it. True when that reopened it (it is no longer in a
+    /// final state).
+    async fn reopen(&mut self) -> Result<bool, EngineError> {
+        let reopen = matches!(self.cp.state, State::Aborted | State::Failed)
+            && !self.engine.store.pending_actions(self.id).await?.is_empty();
+        if !reopen {
+            return Ok(false);
+        }
+        if let Some(w) = &self.wake {
+            w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.handle_actions().await?;
+        Ok(!self.cp.state.is_final())
+    }
+
+    /// A pending run starts: into its first phase.
+    async fn start(&mut self) -> Result<(), EngineError> {
+        let before = self.cp.state;
+        self.cp.state = State::Progressing;
+        self.cp.message = format!(
+            "started: {} → {}",
+            self.spec.stable_version, self.spec.canary_version
+        );
+        self.enter_phase(0);
+        let msg = self.cp.message.clone();
+        self.audit(ENGINE_ACTOR, "start", msg, before);
+        self.commit(&[], &[]).await
     }
 
     pub(super) fn enter_phase(&mut self, phase: usize) {
@@ -78,70 +90,77 @@ impl Run<'_> {
         self.cp.wake_ms = None;
     }
 
+    /// One step of a progressing run, by the stage its phase is in.
     pub(super) async fn progress(&mut self) -> Result<(), EngineError> {
         match self.cp.stage {
             Stage::GateBefore => self.gates(GateKind::ConfirmPhase, Stage::Apply).await,
             Stage::Apply => self.apply_phase().await,
             Stage::Ready => self.wait_ready().await,
             Stage::Verify => self.verify().await,
-            Stage::Pause => {
-                let before = self.cp.state;
-                let phase = &self.spec.phases[self.cp.phase.min(self.spec.phases.len() - 1)];
-                match phase.pause {
-                    None => self.cp.stage = Stage::GateAfter,
-                    Some(PauseSpec::Timed(ms)) => {
-                        let until = self.after(ms);
-                        self.hold(
-                            PauseReason::Step,
-                            Some(until),
-                            format!("phase pause of {}", human_ms(ms)),
-                        );
-                        let msg = self.cp.message.clone();
-                        self.audit(ENGINE_ACTOR, "pause", msg, before);
-                    }
-                    Some(PauseSpec::Indefinite) => {
-                        self.hold(
-                            PauseReason::Step,
-                            None,
-                            "phase pause: waiting for an operator to promote".into(),
-                        );
-                        let msg = self.cp.message.clone();
-                        self.audit(ENGINE_ACTOR, "pause", msg, before);
-                    }
-                }
-                self.commit(&[], &[]).await
-            }
+            Stage::Pause => self.phase_pause().await,
             Stage::GateAfter => self.gates(GateKind::ConfirmPromotion, Stage::Done).await,
-            Stage::Done => {
-                let before = self.cp.state;
-                let last = self.cp.phase + 1 >= self.spec.phases.len();
-                if last || self.cp.promote_full {
-                    if !self.cp.finalized {
-                        let step = plan::finalize_step(&self.spec, &self.cp, self.run);
-                        if !self.apply_step(step).await? {
-                            return Ok(());
-                        }
-                    }
-                    self.finish(
-                        State::Succeeded,
-                        format!(
-                            "succeeded: {} is the new stable version",
-                            self.spec.canary_version
-                        ),
-                    );
-                    let msg = self.cp.message.clone();
-                    self.audit(ENGINE_ACTOR, "succeed", msg, before);
-                } else {
-                    let done = self.phase_name();
-                    self.enter_phase(self.cp.phase + 1);
-                    self.cp.message =
-                        format!("phase {done:?} complete; entering {:?}", self.phase_name());
-                    let msg = self.cp.message.clone();
-                    self.audit(ENGINE_ACTOR, "next-phase", msg, before);
-                }
-                self.commit(&[], &[]).await
+            Stage::Done => self.complete_phase().await,
+        }
+    }
+
+    /// The phase's own pause, if it has one: held for a time or until an operator promotes.
+    async fn phase_pause(&mut self) -> Result<(), EngineError> {
+        let before = self.cp.state;
+        let phase = &self.spec.phases[self.cp.phase.min(self.spec.phases.len() - 1)];
+        match phase.pause {
+            None => self.cp.stage = Stage::GateAfter,
+            Some(PauseSpec::Timed(ms)) => {
+                let until = self.after(ms);
+                self.hold(
+                    PauseReason::Step,
+                    Some(until),
+                    format!("phase pause of {}", human_ms(ms)),
+                );
+                let msg = self.cp.message.clone();
+                self.audit(ENGINE_ACTOR, "pause", msg, before);
+            }
+            Some(PauseSpec::Indefinite) => {
+                self.hold(
+                    PauseReason::Step,
+                    None,
+                    "phase pause: waiting for an operator to promote".into(),
+                );
+                let msg = self.cp.message.clone();
+                self.audit(ENGINE_ACTOR, "pause", msg, before);
             }
         }
+        self.commit(&[], &[]).await
+    }
+
+    /// A phase is complete: on to the next one, or — in the last phase or promoted to full —
+    /// the final step and success.
+    async fn complete_phase(&mut self) -> Result<(), EngineError> {
+        let before = self.cp.state;
+        let last = self.cp.phase + 1 >= self.spec.phases.len();
+        if last || self.cp.promote_full {
+            if !self.cp.finalized {
+                let step = plan::finalize_step(&self.spec, &self.cp, self.run);
+                if !self.apply_step(step).await? {
+                    return Ok(());
+                }
+            }
+            self.finish(
+                State::Succeeded,
+                format!(
+                    "succeeded: {} is the new stable version",
+                    self.spec.canary_version
+                ),
+            );
+            let msg = self.cp.message.clone();
+            self.audit(ENGINE_ACTOR, "succeed", msg, before);
+        } else {
+            let done = self.phase_name();
+            self.enter_phase(self.cp.phase + 1);
+            self.cp.message = format!("phase {done:?} complete; entering {:?}", self.phase_name());
+            let msg = self.cp.message.clone();
+            self.audit(ENGINE_ACTOR, "next-phase", msg, before);
+        }
+        self.commit(&[], &[]).await
     }
 
     /// Ask the phase's gates of `kind`; all open → `next` stage, one closed → paused(gate).
