@@ -1,0 +1,148 @@
+//! A run's bookkeeping: its clock, the audit events queued for the next commit, the commit
+//! that ends every unit of work (and tells the sink and observer), how a run ends
+//! ([`Run::finish`]), and how durations are counted and shown.
+
+use super::progress::{Committed, progress_counts, progress_of};
+use super::state::State;
+use super::{EngineError, Outcome, Run, checkpoint_json};
+use crate::store::{AuditEvent, Commit};
+
+impl Run<'_> {
+    pub(super) fn now(&self) -> i64 {
+        self.engine.clock.now_ms()
+    }
+
+    /// The time `ms` from now.
+    pub(super) fn after(&self, ms: u64) -> i64 {
+        self.now().saturating_add(ms_i64(ms))
+    }
+
+    pub(super) fn phase_name(&self) -> String {
+        self.spec
+            .phases
+            .get(self.cp.phase)
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Queue an audit event for the next commit.
+    pub(super) fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        reason: impl Into<String>,
+        before: State,
+    ) {
+        let reason = reason.into();
+        tracing::info!(rollout = %self.spec.name, %actor, %action, before = %before, after = %self.cp.state, "{reason}");
+        self.events.push(AuditEvent {
+            at_ms: self.now(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            reason,
+            state_before: before.name(),
+            state_after: self.cp.state.name(),
+            progress: progress_counts(&self.spec, &self.cp),
+        });
+    }
+
+    /// Commit the checkpoint with the queued events and measurements.
+    pub(super) async fn commit(
+        &mut self,
+        intents: &[(String, String)],
+        consumed: &[i64],
+    ) -> Result<(), EngineError> {
+        let cp_json = checkpoint_json(&self.spec.name, &self.cp)?;
+        let events = std::mem::take(&mut self.events);
+        let measurements = std::mem::take(&mut self.measurements);
+        self.generation = self
+            .engine
+            .store
+            .commit(
+                self.id,
+                self.generation,
+                Commit {
+                    checkpoint: &cp_json,
+                    state: &self.cp.state.name(),
+                    finished: self.cp.state.is_final(),
+                    events: &events,
+                    measurements: &measurements,
+                    step_intents: intents,
+                    consumed_actions: consumed,
+                },
+                self.now(),
+            )
+            .await?;
+        if let Some(sink) = &self.engine.sink {
+            let progress = progress_of(&self.spec, self.run, &self.cp);
+            sink(&Committed {
+                id: self.id,
+                progress: &progress,
+                events: &events,
+                measurements: &measurements,
+            });
+            if let Some(observer) = &self.engine.observer {
+                observer(&progress);
+            }
+        } else {
+            self.notify();
+        }
+        Ok(())
+    }
+
+    pub(super) fn notify(&self) {
+        if let Some(observer) = &self.engine.observer {
+            observer(&progress_of(&self.spec, self.run, &self.cp));
+        }
+    }
+
+    pub(super) fn outcome(&self) -> Outcome {
+        Outcome {
+            id: self.id,
+            rollout: self.spec.name.clone(),
+            state: self.cp.state,
+            message: self.cp.message.clone(),
+        }
+    }
+
+    pub(super) fn finish(&mut self, state: State, message: String) {
+        self.stop_verification(&format!("the rollout ended: {}", state.name()));
+        let now = self.now();
+        let changes = match self.cp.background.as_mut() {
+            Some(b) if state == State::Succeeded => b.finish(now),
+            Some(b) => b.stop(now, &format!("the rollout ended: {}", state.name())),
+            None => Vec::new(),
+        };
+        self.audit_changes(&changes);
+        self.cp.state = state;
+        self.cp.finished_ms = Some(now);
+        self.cp.wake_ms = None;
+        self.cp.message = message;
+    }
+}
+
+/// A spec or plugin duration as clock milliseconds, saturating (a duration of ~u64::MAX
+/// means "never", not a time in the past).
+pub(super) fn ms_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// `90000` → `1m30s`.
+pub fn human_ms(ms: u64) -> String {
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1_000;
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! Verification and measuring: starting a phase's (and the background's) verification
+//! runs, taking the measurement that is due, recording it, and stopping runs that are cut
+//! short. What a measurement means is [`crate::verify`]'s; what to do about it is the
+//! policy's ([`super::decision`]).
+
+use super::state::State;
+use super::{ENGINE_ACTOR, EngineError, Plugins, Run};
+use crate::metrics::MetricsSource;
+use crate::plugin::MetricsBinding;
+use crate::plugin::types::RolloutContext;
+use crate::spec::model::MetricSpec;
+use crate::store::MeasurementRow;
+use crate::verify::{Observation, RunOutcome, StatusChange, VerificationRun};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Take one measurement of `spec` with its plugin, bound to the metric's backends: what a
+/// verification does each time a metric is due (the engine, and `rollgate verify`). A
+/// missing plugin or a failing call is an `error` observation, never a pass.
+pub async fn measure_metric(
+    plugins: &Plugins,
+    metrics: Arc<dyn MetricsSource>,
+    spec: &MetricSpec,
+    context: &RolloutContext,
+) -> Observation {
+    let Some(plugin) = plugins.get(&spec.plugin) else {
+        return Observation::Error(format!("plugin {:?} is not loaded", spec.plugin));
+    };
+    let binding = MetricsBinding::new(metrics, spec.backend.iter().cloned());
+    match plugin
+        .measure(&spec.config.to_string(), context, Some(binding))
+        .await
+    {
+        Ok(m) => Observation::Measured(m),
+        Err(e) => Observation::Error(e.to_string()),
+    }
+}
+
+/// Which verification run a measurement belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Which {
+    Phase,
+    Background,
+}
+
+impl Run<'_> {
+    pub(super) fn stop_verification(&mut self, reason: &str) {
+        let now = self.now();
+        let changes = match self.cp.verification.as_mut() {
+            Some(v) => v.stop(now, reason),
+            None => Vec::new(),
+        };
+        self.audit_changes(&changes);
+    }
+
+    pub(super) fn audit_changes(&mut self, changes: &[StatusChange]) {
+        let state = self.cp.state;
+        for c in changes {
+            self.audit(
+                ENGINE_ACTOR,
+                &format!("metric-{}", c.to.name()),
+                format!("metric {:?}: {}", c.metric, c.reason),
+                state,
+            );
+        }
+    }
+
+    /// One verification step: start the runs, decide on a complete run, or take the next
+    /// measurement that is due.
+    pub(super) async fn verify(&mut self) -> Result<(), EngineError> {
+        let now = self.now();
+        let phase = self.cp.phase.min(self.spec.phases.len() - 1);
+        if self.cp.verification.is_none() {
+            self.cp.verification =
+                Some(VerificationRun::new(&self.spec.phases[phase].metrics, now));
+            if let Some(bg) = &self.spec.background
+                && self.cp.background.is_none()
+                && phase >= bg.starting_phase
+            {
+                self.cp.background = Some(VerificationRun::new(&bg.metrics, now));
+            }
+            self.cp.message = format!("verifying phase {:?}", self.phase_name());
+            return self.commit(&[], &[]).await;
+        }
+        let (outcome, due) = match &self.cp.verification {
+            Some(v) => (v.outcome(), v.next_due()),
+            None => (RunOutcome::Running, None),
+        };
+        if let RunOutcome::Complete(_) = outcome {
+            return self.decide(true).await;
+        }
+        match due {
+            Some((metric, at)) => {
+                if at > now {
+                    return self.wait(Some(at)).await.map(|_| ());
+                }
+                self.measure(Which::Phase, metric).await
+            }
+            // Running with nothing due should not happen; re-check after a wait.
+            None => self.wait(Some(now + 1_000)).await.map(|_| ()),
+        }
+    }
+
+    pub(super) async fn measure(&mut self, which: Which, index: usize) -> Result<(), EngineError> {
+        let now = self.now();
+        let phase = self.cp.phase.min(self.spec.phases.len() - 1);
+        let run = match which {
+            Which::Phase => self.cp.verification.as_ref(),
+            Which::Background => self.cp.background.as_ref(),
+        };
+        let Some(metric) = run.and_then(|r| r.metrics.get(index)) else {
+            return Ok(());
+        };
+        let spec = metric.spec.clone();
+        let context = RolloutContext {
+            rollout: self.spec.name.clone(),
+            phase: self.phase_name(),
+            phase_index: phase as u32,
+            phase_count: self.spec.phases.len() as u32,
+            weight: self.cp.weight,
+            stable_version: self.spec.stable_version.clone(),
+            canary_version: self.spec.canary_version.clone(),
+            now_ms: now,
+            phase_started_ms: self.cp.phase_started_ms,
+            metric: spec.name.clone(),
+            measurement_index: metric.counters.measurements + metric.counters.errors,
+            args: spec
+                .args
+                .iter()
+                .map(|(k, v)| crate::plugin::types::Arg {
+                    name: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        };
+        let span = tracing::info_span!(
+            "metric",
+            phase = %context.phase,
+            metric = %spec.name,
+            plugin = %spec.plugin,
+            background = which == Which::Background
+        );
+        let observation = measure_metric(
+            &self.engine.plugins,
+            self.engine.metrics.clone(),
+            &spec,
+            &context,
+        )
+        .instrument(span)
+        .await;
+        let at = self.now();
+        let run = match which {
+            Which::Phase => self.cp.verification.as_mut(),
+            Which::Background => self.cp.background.as_mut(),
+        };
+        let Some(run) = run else { return Ok(()) };
+        let (recorded, changes) = run.record(index, observation, at);
+        let verdict = recorded.verdict.name().to_string();
+        self.measurements.push(MeasurementRow {
+            phase_index: if which == Which::Phase {
+                phase as i64
+            } else {
+                -1
+            },
+            metric: spec.name.clone(),
+            index: i64::from(recorded.index),
+            at_ms: recorded.at_ms,
+            verdict: verdict.clone(),
+            value: recorded.value.filter(|v| v.is_finite()),
+            message: recorded.message.clone(),
+            details: recorded.details.clone(),
+            retention: i64::from(spec.retention),
+        });
+        self.audit_changes(&changes);
+        self.cp.progress_since_ms = at;
+        self.cp.message = format!(
+            "{}metric {:?}: {} {}",
+            if which == Which::Background {
+                "background "
+            } else {
+                ""
+            },
+            spec.name,
+            verdict,
+            recorded.value.map(|v| format!("{v}")).unwrap_or_default()
+        );
+        // A held rollout keeps measuring in the background, but only a change of a metric's
+        // status is news for the policy; asking it at every measurement would stack pauses.
+        if matches!(self.cp.state, State::Paused(_)) && changes.is_empty() {
+            return self.commit(&[], &[]).await;
+        }
+        self.decide(false).await
+    }
+}

@@ -1,0 +1,205 @@
+//! Waiting and wake-ups: the [`Wakers`] a server uses to tell a waiting run that an
+//! operator acted, and [`Run::wait`], which waits for a time while taking background
+//! measurements, asking rollback gates and looking for operator actions.
+
+use super::state::State;
+use super::verification::Which;
+use super::{EngineError, Run};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Wakes waiting rollouts when an operator acts, so a server with thousands of waiting
+/// rollouts does not poll the store for each of them every `action_poll`: a rollout only
+/// looks for action requests after [`Wakers::wake`] (and, as a fallback for requests
+/// written to the store by another process, every `action_poll`).
+#[derive(Debug, Default)]
+pub struct Wakers {
+    map: std::sync::Mutex<HashMap<i64, Arc<Wake>>>,
+}
+
+/// One rollout's wake-up: a flag that says "look for requests" and a notification.
+#[derive(Debug)]
+pub(super) struct Wake {
+    pub(super) pending: std::sync::atomic::AtomicBool,
+    pub(super) notify: tokio::sync::Notify,
+}
+
+impl Wakers {
+    pub(super) fn register(&self, id: i64) -> Arc<Wake> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id)
+            .or_insert_with(|| {
+                Arc::new(Wake {
+                    // A run (re)started by a server looks once: requests may predate it.
+                    pending: std::sync::atomic::AtomicBool::new(true),
+                    notify: tokio::sync::Notify::new(),
+                })
+            })
+            .clone()
+    }
+
+    fn unregister(&self, id: i64) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Tell the run `id` that an action request waits for it. False when no task drives
+    /// that run (the caller must start one).
+    pub fn wake(&self, id: i64) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&id) {
+            Some(w) => {
+                w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
+                w.notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Claim the run `id` for a new driver task: false when one drives it already. The
+    /// claim is released when that driver's [`Engine::drive`](super::Engine::drive) ends.
+    pub fn claim(&self, id: i64) -> bool {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(&id) {
+            return false;
+        }
+        map.insert(
+            id,
+            Arc::new(Wake {
+                pending: std::sync::atomic::AtomicBool::new(true),
+                notify: tokio::sync::Notify::new(),
+            }),
+        );
+        true
+    }
+
+    /// True while a task drives the run `id`.
+    pub fn is_driving(&self, id: i64) -> bool {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// How many runs are being driven.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when no run is being driven.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Unregisters a run from [`Wakers`] when its driver ends, however it ends.
+pub(super) struct Registered<'a> {
+    pub(super) wakers: &'a Wakers,
+    pub(super) id: i64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.wakers.unregister(self.id);
+    }
+}
+
+/// What a wait ended with.
+pub(super) enum Woke {
+    /// The time came.
+    Time,
+    /// Something else needs attention (an operator action, a decision changed the state).
+    Interrupted,
+    /// Simulated clock, nothing scheduled: only an operator could move this rollout.
+    Stuck,
+}
+
+impl Run<'_> {
+    /// Whether action requests may be waiting: always without wake-ups; with them, only
+    /// after a wake-up (the flag is cleared by looking).
+    pub(super) fn may_have_actions(&self) -> bool {
+        self.wake
+            .as_ref()
+            .is_none_or(|w| w.pending.swap(false, std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Wait until `until` (or, with `None`, until something happens), taking background
+    /// measurements and asking rollback gates meanwhile, and returning early for operator
+    /// actions or when a decision moved the rollout.
+    pub(super) async fn wait(&mut self, until: Option<i64>) -> Result<Woke, EngineError> {
+        let state = self.cp.state;
+        let stage = self.cp.stage;
+        let phase = self.cp.phase;
+        let mut next_poll: Option<i64> = None;
+        loop {
+            let now = self.now();
+            if until.is_some_and(|u| now >= u) {
+                return Ok(Woke::Time);
+            }
+            if self.cp.state != state || self.cp.stage != stage || self.cp.phase != phase {
+                return Ok(Woke::Interrupted);
+            }
+            // Background measurements run while the rollout progresses or holds.
+            let bg_due = match (&self.cp.background, self.cp.state) {
+                (Some(b), State::Progressing | State::Paused(_)) => b.next_due(),
+                _ => None,
+            };
+            if let Some((metric, at)) = bg_due
+                && at <= now
+            {
+                self.measure(Which::Background, metric).await?;
+                continue;
+            }
+            let gate_due = self.rollback_gate_due(now);
+            if let Some((g, at)) = &gate_due
+                && *at <= now
+            {
+                self.ask_rollback_gate(g.clone()).await?;
+                continue;
+            }
+            let next = [until, bg_due.map(|(_, at)| at), gate_due.map(|(_, at)| at)]
+                .into_iter()
+                .flatten()
+                .min();
+            if self.engine.clock.is_simulated() {
+                // Nothing outside the process acts on simulated time: a wait only an
+                // operator can end (background metrics and rollback gates aside) ends here,
+                // instead of measuring a hold forever.
+                match (until, next) {
+                    (Some(_), Some(at)) => self.engine.clock.sleep_until(at).await,
+                    _ => return Ok(Woke::Stuck),
+                }
+                continue;
+            }
+            let poll_ms = i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
+            let poll = next_poll.get_or_insert(now.saturating_add(poll_ms));
+            let at = next.map_or(*poll, |n| n.min(*poll));
+            match &self.wake {
+                Some(wake) => {
+                    let wake = wake.clone();
+                    tokio::select! {
+                        _ = self.engine.clock.sleep_until(at) => {}
+                        _ = wake.notify.notified() => return Ok(Woke::Interrupted),
+                    }
+                }
+                None => self.engine.clock.sleep_until(at).await,
+            }
+            // How late the timer fired: the scheduler's lag, for `/metrics`.
+            let late = self.now().saturating_sub(at);
+            crate::telemetry::global().observe_lag(late.max(0) as f64 / 1000.0);
+            // Operator actions are looked for every poll interval, however busy the timers.
+            if self.now() >= *poll {
+                next_poll = None;
+                if !self.engine.store.pending_actions(self.id).await?.is_empty() {
+                    if let Some(w) = &self.wake {
+                        w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    return Ok(Woke::Interrupted);
+                }
+            }
+        }
+    }
+}
