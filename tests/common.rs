@@ -128,6 +128,17 @@ pub fn fixture(path: &str) -> String {
     std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
+/// [`fixture`] with each `{KEY}` in it replaced by its value (every key must be there).
+pub fn fixture_with(path: &str, values: &[(&str, &str)]) -> String {
+    let mut text = fixture(path);
+    for (key, value) in values {
+        let mark = format!("{{{key}}}");
+        assert!(text.contains(&mark), "{path} has no {mark}");
+        text = text.replace(&mark, value);
+    }
+    text
+}
+
 /// A registry holding one backend under `name`.
 pub fn one_backend(
     name: &str,

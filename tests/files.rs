@@ -13,39 +13,9 @@ use std::path::{Path, PathBuf};
 /// `ROLLOUT OPERATION WEIGHT` to `applied` (outside the configuration folder) for every step
 /// it applies; one measurement of the recorded error ratio in the first phase.
 fn rollout(name: &str, applied: &Path) -> String {
-    format!(
-        r#"apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: {name}
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  target:
-    exec:
-      command: [sh, -c, 'echo "$ROLLGATE_ROLLOUT $ROLLGATE_OPERATION $ROLLGATE_WEIGHT" >> {applied}']
-  strategy:
-    canary: {{}}
-  phases:
-    - name: canary-10
-      weight: 10
-      verification:
-        metrics:
-          - name: errors
-            provider:
-              plugin: threshold
-              backend: recorded
-              config:
-                backend: recorded
-                query: http_error_ratio{{service="checkout",track="canary"}}
-                window: 1m
-                reduce: avg
-                condition: "< 1"
-            noData: pass
-    - name: full
-      weight: 100
-"#,
-        applied = applied.display()
+    common::fixture_with(
+        "files/rollout.yaml",
+        &[("name", name), ("applied", &applied.display().to_string())],
     )
 }
 

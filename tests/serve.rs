@@ -20,14 +20,12 @@ fn config(dir: &Path, held: &[&str], busy: &[&str]) {
     );
     let mut text = String::new();
     for name in held {
-        text.push_str(&format!(
-            "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: {name}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      pause: {{}}\n    - name: full\n      weight: 100\n"
-        ));
+        text.push_str("---\n");
+        text.push_str(&common::fixture_with("serve/held.yaml", &[("name", name)]));
     }
     for name in busy {
-        text.push_str(&format!(
-            "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: {name}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  args:\n    service: checkout\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        templates: [error-ratio]\n    - name: full\n      weight: 100\n"
-        ));
+        text.push_str("---\n");
+        text.push_str(&common::fixture_with("serve/busy.yaml", &[("name", name)]));
     }
     std::fs::write(dir.join("rollouts.yaml"), text).expect("write rollouts");
 }
@@ -493,7 +491,7 @@ fn a_bad_configuration_change_is_refused_and_the_old_one_keeps_running() {
     let (status, _) = s.call("POST", "/api/v1/documents", Some(READER), Some(bad));
     assert_eq!(status, 403);
     // ...and a good one starts a rollout.
-    let good = "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: late\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {}\n  strategy:\n    canary: {}\n  phases:\n    - name: canary-10\n      weight: 10\n      pause: {}\n    - name: full\n      weight: 100\n";
+    let good = &common::fixture_with("serve/held.yaml", &[("name", "late")]);
     let (status, body) = s.call("POST", "/api/v1/documents", Some(OPERATOR), Some(good));
     assert_eq!(status, 200, "{body}");
     assert!(config_dir.join("api/rollout-late.yaml").exists());

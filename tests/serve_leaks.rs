@@ -20,37 +20,9 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 
 /// A rollout verifying one metric against `backend` once; an error ends the metric.
 fn rollout(name: &str, backend: &str, query: &str) -> String {
-    format!(
-        r#"apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: {name}
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  target:
-    none: {{}}
-  strategy:
-    canary: {{}}
-  phases:
-    - name: canary-10
-      weight: 10
-      verification:
-        metrics:
-          - name: errors
-            consecutiveErrorLimit: 0
-            provider:
-              plugin: threshold
-              backend: {backend}
-              config:
-                backend: {backend}
-                query: '{query}'
-                window: 1m
-                reduce: avg
-                condition: "< 1"
-    - name: full
-      weight: 100
-"#
+    common::fixture_with(
+        "serve_leaks/rollout.yaml",
+        &[("name", name), ("backend", backend), ("query", query)],
     )
 }
 
@@ -197,12 +169,7 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
     {
         let deadline = Instant::now() + Duration::from_secs(60);
         let view = loop {
-            let (code, view) = s.call_text(
-                "GET",
-                &format!("/api/v1/rollouts/{name}"),
-                Some(READER),
-                None,
-            );
+            let (code, view) = s.read_text(&format!("/api/v1/rollouts/{name}"));
             assert_eq!(code, 200, "{view}");
             if view.contains(status) {
                 break view;
@@ -219,15 +186,10 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
             view.contains(&format!("backend \\\"{backend}\\\"")) && view.contains("[redacted]"),
             "{name}: the message says what went wrong, the secret redacted: {view}"
         );
-        let (code, list) = s.call_text("GET", "/api/v1/rollouts", Some(READER), None);
+        let (code, list) = s.read_text("/api/v1/rollouts");
         assert_eq!(code, 200);
         assert_clean("the rollout list", list.as_bytes(), &secrets);
-        let (code, history) = s.call_text(
-            "GET",
-            &format!("/api/v1/rollouts/{name}/history"),
-            Some(READER),
-            None,
-        );
+        let (code, history) = s.read_text(&format!("/api/v1/rollouts/{name}/history"));
         assert_eq!(code, 200);
         assert_clean("the history", history.as_bytes(), &secrets);
         let out = common::rollgate(&["history", name, "--server", &s.url, "--token", READER]);

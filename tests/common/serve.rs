@@ -250,19 +250,24 @@ impl Server {
         )
     }
 
+    /// `GET path` with the read-only token: (status, body as JSON).
+    pub fn read(&self, path: &str) -> (u16, Value) {
+        self.call("GET", path, Some(READER), None)
+    }
+
+    /// `GET path` with the read-only token: (status, body text).
+    pub fn read_text(&self, path: &str) -> (u16, String) {
+        self.call_text("GET", path, Some(READER), None)
+    }
+
     /// `GET path` with the read-only token: the body, whatever the status.
     pub fn get(&self, path: &str) -> Value {
-        self.call("GET", path, Some(READER), None).1
+        self.read(path).1
     }
 
     /// The view of rollout `name` (it must exist).
     pub fn rollout(&self, name: &str) -> Value {
-        let (status, v) = self.call(
-            "GET",
-            &format!("/api/v1/rollouts/{name}"),
-            Some(READER),
-            None,
-        );
+        let (status, v) = self.read(&format!("/api/v1/rollouts/{name}"));
         assert_eq!(status, 200, "{v}");
         v
     }
@@ -272,12 +277,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             // A rollout that is not in the store yet is waited for too.
-            let (status, v) = self.call(
-                "GET",
-                &format!("/api/v1/rollouts/{name}"),
-                Some(READER),
-                None,
-            );
+            let (status, v) = self.read(&format!("/api/v1/rollouts/{name}"));
             assert!(status == 200 || status == 404, "{status}: {v}");
             if v["state"] == state && v["run"] == run {
                 return v;
@@ -317,12 +317,7 @@ impl Server {
 
     /// The audit log of run `run` of rollout `name`.
     pub fn audit(&self, name: &str, run: i64) -> Vec<Value> {
-        let (status, v) = self.call(
-            "GET",
-            &format!("/api/v1/rollouts/{name}/history?run={run}"),
-            Some(READER),
-            None,
-        );
+        let (status, v) = self.read(&format!("/api/v1/rollouts/{name}/history?run={run}"));
         assert_eq!(status, 200, "{v}");
         v["audit"].as_array().cloned().unwrap_or_default()
     }
