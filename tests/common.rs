@@ -5,6 +5,8 @@
 //! [`Blackhole`]). `rollgate serve` has its harness in [`serve`].
 #![allow(dead_code)]
 
+// A path relative to this file: the benches include this file with `#[path]` too.
+#[path = "common/serve.rs"]
 pub mod serve;
 
 use rollgate::metrics::{BoxFuture, MetricsSource, Query, QueryError, Series};
