@@ -5,7 +5,7 @@ use crate::common;
 
 use rollgate::plugin::artifacts::test_only;
 
-use common::{rollgate, rollgate_in};
+use common::{canary_copy, rollgate, rollgate_in};
 
 #[test]
 fn inspect_a_builtin_for_people_and_for_tools() {
@@ -216,7 +216,7 @@ fn schema_prints_and_writes_every_kind() {
 /// Every example lints clean.
 #[test]
 fn lint_is_silent_on_every_example() {
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let examples = common::examples();
     let mut seen = 0;
     for entry in std::fs::read_dir(&examples).expect("examples/") {
         let dir = entry.expect("entry").path();
@@ -251,7 +251,6 @@ fn lint_is_silent_on_every_example() {
 /// all of them in one run.
 #[test]
 fn lint_finds_each_broken_document_and_says_where() {
-    let canary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
     // (file, from, to, expected line on stdout)
     let cases: [(&str, &str, &str, &str); 4] = [
         (
@@ -280,15 +279,7 @@ fn lint_finds_each_broken_document_and_says_where() {
         ),
     ];
     for (file, from, to, expected) in cases {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for entry in std::fs::read_dir(&canary).expect("canary") {
-            let path = entry.expect("entry").path();
-            std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
-        }
-        let target = dir.path().join(file);
-        let text = std::fs::read_to_string(&target).expect("read");
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(&target, text.replacen(from, to, 1)).expect("write");
+        let dir = canary_copy(Some((file, from, to)));
         let run = rollgate_in(dir.path(), &["lint", "."]);
         assert_eq!(run.code, 1, "{to}: {}{}", run.stdout, run.stderr);
         assert!(
@@ -310,23 +301,6 @@ fn lint_finds_each_broken_document_and_says_where() {
                 .all(|p| p["message"].as_str().is_some_and(|m| !m.is_empty()))
         );
     }
-}
-
-/// The canary example in a fresh folder, with `edit` applied to one of its files.
-fn canary_copy(edit: Option<(&str, &str, &str)>) -> tempfile::TempDir {
-    let canary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
-    let dir = tempfile::tempdir().expect("tempdir");
-    for entry in std::fs::read_dir(&canary).expect("canary") {
-        let path = entry.expect("entry").path();
-        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
-    }
-    if let Some((file, from, to)) = edit {
-        let target = dir.path().join(file);
-        let text = std::fs::read_to_string(&target).expect("read");
-        assert!(text.contains(from), "{file} has no {from:?}");
-        std::fs::write(&target, text.replacen(from, to, 1)).expect("write");
-    }
-    dir
 }
 
 #[test]
@@ -498,9 +472,8 @@ fn an_action_reason_is_one_bounded_line() {
 
 #[test]
 fn logs_in_a_pipe_carry_no_colour_escapes() {
-    let canary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
     let dir = tempfile::tempdir().expect("tempdir");
-    let canary = canary.display().to_string();
+    let canary = common::example("canary").display().to_string();
     let out = common::rollgate_env(
         dir.path(),
         &[

@@ -1,5 +1,13 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: running the binary ([`rollgate`] and its
+//! variants), the examples and fixtures copied into temp folders ([`example`],
+//! [`canary_copy`], [`fixture`]), a plugin host and metrics from memory for library-level
+//! tests, a real Prometheus ([`PromServer`]), and the stand-in HTTP servers ([`StandIn`],
+//! [`Blackhole`]). `rollgate serve` has its harness in [`serve`].
 #![allow(dead_code)]
+
+// A path relative to this file: the benches include this file with `#[path]` too.
+#[path = "common/serve.rs"]
+pub mod serve;
 
 use rollgate::metrics::{BoxFuture, MetricsSource, Query, QueryError, Series};
 use rollgate::plugin::types::RolloutContext;
@@ -76,6 +84,61 @@ fn rollgate_at(dir: Option<&std::path::Path>, args: &[&str], env: &[(&str, &str)
         stdout: stdout.join().expect("stdout reader"),
         stderr: stderr.join().expect("stderr reader"),
     }
+}
+
+/// The repository's `examples/` folder.
+pub fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// `examples/NAME` in the repository.
+pub fn example(name: &str) -> std::path::PathBuf {
+    examples().join(name)
+}
+
+/// Copy `files` of `examples/NAME` into the folder `into`.
+pub fn copy_example(name: &str, files: &[&str], into: &std::path::Path) {
+    let from = example(name);
+    for f in files {
+        std::fs::copy(from.join(f), into.join(f)).expect("copy the example");
+    }
+}
+
+/// The canary example (every file of it) in a fresh folder, with `edit` (file, from, to)
+/// applied once to one of its files; `from` must be in the file.
+pub fn canary_copy(edit: Option<(&str, &str, &str)>) -> tempfile::TempDir {
+    let canary = example("canary");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(&canary).expect("canary") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, dir.path().join(path.file_name().expect("name"))).expect("copy");
+    }
+    if let Some((file, from, to)) = edit {
+        let target = dir.path().join(file);
+        let text = std::fs::read_to_string(&target).expect("read");
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&target, text.replacen(from, to, 1)).expect("write");
+    }
+    dir
+}
+
+/// The text of `tests/fixtures/PATH`.
+pub fn fixture(path: &str) -> String {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(path);
+    std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+}
+
+/// [`fixture`] with each `{KEY}` in it replaced by its value (every key must be there).
+pub fn fixture_with(path: &str, values: &[(&str, &str)]) -> String {
+    let mut text = fixture(path);
+    for (key, value) in values {
+        let mark = format!("{{{key}}}");
+        assert!(text.contains(&mark), "{path} has no {mark}");
+        text = text.replace(&mark, value);
+    }
+    text
 }
 
 /// A registry holding one backend under `name`.
@@ -411,6 +474,8 @@ pub struct StandIn {
     pub url: String,
     pub requests: std::sync::Arc<std::sync::Mutex<Vec<DdRequest>>>,
     task: tokio::task::JoinHandle<()>,
+    /// The runtime it runs on when it was started by [`StandIn::open_blocking`].
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl StandIn {
@@ -428,6 +493,20 @@ impl StandIn {
         respond: impl Fn(&DdRequest, usize) -> DdReply + Send + Sync + 'static,
     ) -> StandIn {
         Self::start(None, respond).await
+    }
+
+    /// [`StandIn::open`] for a test without a runtime: it runs on a runtime of its own.
+    pub fn open_blocking(
+        respond: impl Fn(&DdRequest, usize) -> DdReply + Send + Sync + 'static,
+    ) -> StandIn {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut stand_in = runtime.block_on(Self::open(respond));
+        stand_in.runtime = Some(runtime);
+        stand_in
     }
 
     async fn start(
@@ -457,6 +536,7 @@ impl StandIn {
             url,
             requests,
             task,
+            runtime: None,
         }
     }
 
@@ -468,6 +548,9 @@ impl StandIn {
 impl Drop for StandIn {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

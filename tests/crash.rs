@@ -8,6 +8,8 @@
 //! (the id is the idempotency key rollgate gives every step), and it logs every delivery
 //! separately, so the test can see re-deliveries as well as applications.
 
+use crate::common;
+
 use rollgate::store::Store;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,67 +31,12 @@ if grep -qx "$n after" "$d/plan"; then kill -9 "$PPID"; exit 0; fi
 "#;
 
 fn spec(logdir: &Path, recording: &str) -> String {
-    let target = format!(
-        "  target:\n    exec:\n      command: [sh, {}]\n      env: {{LOGDIR: {}}}\n",
-        logdir.join("target.sh").display(),
-        logdir.display()
-    );
-    format!(
-        r#"apiVersion: rollgate.dev/v1alpha1
-kind: MetricBackend
-metadata: {{name: recorded}}
-spec:
-  replay: {{file: {recording}}}
----
-apiVersion: rollgate.dev/v1alpha1
-kind: VerificationTemplate
-metadata: {{name: error-ratio}}
-spec:
-  args:
-    - name: service
-  metrics:
-    - name: error-ratio
-      provider:
-        plugin: threshold
-        backend: recorded
-        config:
-          backend: recorded
-          query: 'http_error_ratio{{service="{{{{args.service}}}}",version="v2"}}'
-          window: 1m
-          reduce: avg
-          condition: "< 0.05"
-      interval: 1m
-      count: 3
----
-apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata: {{name: steady}}
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  args: {{service: checkout}}
-{target}  strategy: {{canary: {{}}}}
-  phases:
-    - {{name: p10, weight: 10, verification: {{templates: [error-ratio]}}}}
-    - {{name: p25, weight: 25, verification: {{templates: [error-ratio]}}}}
-    - {{name: p50, weight: 50, pause: {{duration: 2m}}, verification: {{templates: [error-ratio]}}}}
-    - {{name: full, weight: 100}}
----
-apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata: {{name: regress}}
-spec:
-  stableVersion: v7
-  canaryVersion: v8
-  args: {{service: payments}}
-{target}  strategy: {{canary: {{}}}}
-  phases:
-    - {{name: p10, weight: 10, verification: {{templates: [error-ratio]}}}}
-    - {{name: p25, weight: 25, verification: {{templates: [error-ratio]}}}}
-    - {{name: p50, weight: 50, verification: {{templates: [error-ratio]}}}}
-    - {{name: full, weight: 100}}
-  rollback: {{mode: gradual, stepPause: 30s}}
-"#
+    common::fixture_with(
+        "crash/rollouts.yaml",
+        &[
+            ("logdir", logdir.display().to_string().as_str()),
+            ("recording", recording),
+        ],
     )
 }
 

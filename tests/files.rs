@@ -5,60 +5,23 @@
 
 use crate::common;
 
+use common::serve::{Serve, Server};
 use common::{rollgate, rollgate_in};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-const OPERATOR: &str = "operator-token-0000000001";
 
 /// A rollout that finishes on its own: two phases; its exec target appends
 /// `ROLLOUT OPERATION WEIGHT` to `applied` (outside the configuration folder) for every step
 /// it applies; one measurement of the recorded error ratio in the first phase.
 fn rollout(name: &str, applied: &Path) -> String {
-    format!(
-        r#"apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: {name}
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  target:
-    exec:
-      command: [sh, -c, 'echo "$ROLLGATE_ROLLOUT $ROLLGATE_OPERATION $ROLLGATE_WEIGHT" >> {applied}']
-  strategy:
-    canary: {{}}
-  phases:
-    - name: canary-10
-      weight: 10
-      verification:
-        metrics:
-          - name: errors
-            provider:
-              plugin: threshold
-              backend: recorded
-              config:
-                backend: recorded
-                query: http_error_ratio{{service="checkout",track="canary"}}
-                window: 1m
-                reduce: avg
-                condition: "< 1"
-            noData: pass
-    - name: full
-      weight: 100
-"#,
-        applied = applied.display()
+    common::fixture_with(
+        "files/rollout.yaml",
+        &[("name", name), ("applied", &applied.display().to_string())],
     )
 }
 
 /// The recorded backend (relative to the file that declares it) and its recording.
 fn backend(dir: &Path) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
-    std::fs::copy(examples.join("error-ratio.om"), dir.join("error-ratio.om")).expect("copy");
+    common::copy_example("canary", &["error-ratio.om"], dir);
     std::fs::write(
         dir.join("backends.yaml"),
         "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: recorded\nspec:\n  replay:\n    file: error-ratio.om\n",
@@ -73,162 +36,13 @@ fn mkfifo(path: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
-/// A running `rollgate serve`, killed by PID on drop.
-struct Server {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<String>>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Start `rollgate serve` on `config` with the store and plugin cache in `dir`; returns once
 /// it says it is ready, or `Err(its log)` when it exits first.
 fn serve(dir: &Path, config: &Path) -> Result<Server, String> {
-    let tokens = dir.join("tokens");
-    std::fs::write(&tokens, format!("{OPERATOR} operator alice\n")).expect("tokens");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("state.db").display()))
-        .args(["--listen", "127.0.0.1:0", "--reload-interval", "100ms"])
-        .arg("--tokens")
-        .arg(&tokens)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .env("ROLLGATE_LOG", "rollgate=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rollgate serve starts");
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, lines) = mpsc::channel();
-    {
-        let pipe = child.stderr.take().expect("stderr");
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                log.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut server = Server {
-        child,
-        url: String::new(),
-        log,
-        lines,
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        match server.lines.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    server.url = rest.trim().to_string();
-                }
-                if line.contains("rollgate serve: ready:") {
-                    return Ok(server);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = server.child.wait();
-                return Err(server.log());
-            }
-        }
-    }
-    panic!(
-        "serve neither became ready nor exited in 120 s:\n{}",
-        server.log()
-    );
-}
-
-impl Server {
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Wait (bounded) for a log line containing `text`, reading lines as they come.
-    fn wait_line(&self, text: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200))
-                && line.contains(text)
-            {
-                return line;
-            }
-        }
-        panic!("no log line with {text:?} in 60 s:\n{}", self.log());
-    }
-
-    fn get(&self, path: &str) -> serde_json::Value {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let text = reqwest::Client::new()
-                .get(format!("{}{path}", self.url))
-                .bearer_auth(OPERATOR)
-                .timeout(Duration::from_secs(30))
-                .send()
-                .await
-                .expect("the server answers")
-                .text()
-                .await
-                .expect("text");
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
-        })
-    }
-
-    /// Wait (bounded) until every rollout named is `succeeded` in run 1.
-    fn wait_succeeded(&self, names: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for name in names {
-            loop {
-                let v = self.get(&format!("/api/v1/rollouts/{name}"));
-                if v["state"] == "succeeded" && v["run"] == 1 {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "{name} did not succeed: {v}\n{}",
-                    self.log()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-
-    /// Ask the server to stop (SIGTERM) and wait (bounded) for it to exit.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: signalling the child this test started, by its PID.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve ignored SIGTERM for 30 s:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    Serve::new(dir)
+        .config(config)
+        .reload_interval("100ms")
+        .try_start()
 }
 
 #[cfg(unix)]
@@ -440,10 +254,8 @@ fn a_configmap_mount_loads_once_in_lint_run_and_serve_and_reloads_on_a_swap() {
     let applied = dir.path().join("applied");
     let config = dir.path().join("config");
     std::fs::create_dir(&config).expect("mkdir");
-    let recording = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary/error-ratio.om"),
-    )
-    .expect("recording");
+    let recording = std::fs::read_to_string(common::example("canary").join("error-ratio.om"))
+        .expect("recording");
     let backends = "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: recorded\nspec:\n  replay:\n    file: error-ratio.om\n".to_string();
     configmap(
         &config,

@@ -11,40 +11,9 @@ use serde_json::Value;
 /// A spec whose one metric checks `url` with `config` (JSON object text without braces),
 /// the plugin allowed to reach `allowed`.
 fn spec(dir: &std::path::Path, allowed: &str, url: &str, config: &str) -> String {
-    let text = format!(
-        r#"apiVersion: rollgate.dev/v1alpha1
-kind: Plugin
-metadata:
-  name: health
-spec:
-  source: http-check
-  allowedHosts: [{allowed}]
-  limits:
-    timeout: 5s
----
-apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  target:
-    none: {{}}
-  strategy:
-    canary: {{}}
-  phases:
-    - name: canary
-      weight: 10
-      verification:
-        metrics:
-          - name: health
-            provider:
-              plugin: health
-              config: {{url: "{url}", {config}}}
-            count: 1
-            consecutiveErrorLimit: 0
-"#
+    let text = common::fixture_with(
+        "http_check/spec.yaml",
+        &[("allowed", allowed), ("url", url), ("config", config)],
     );
     let file = dir.join("spec.yaml");
     std::fs::write(&file, text).expect("write");

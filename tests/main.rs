@@ -1,7 +1,8 @@
 //! rollgate end to end: the real `rollgate` binary, real compiled plugins, a real
 //! Prometheus, real SQLite files, and stand-ins only for what cannot run here (the Datadog
 //! SaaS API). One test binary, one module per area; what several areas need (running the
-//! binary, the servers, the stand-ins) is in [`common`].
+//! binary, the servers, the stand-ins) is in [`common`], the `rollgate serve` harness in
+//! `common::serve`, and long specs are files under `tests/fixtures/<area>/`.
 //!
 //! | module | what it covers |
 //! |---|---|

@@ -78,50 +78,12 @@ fn guarded(dir: &Path, gate_url: &str) -> String {
     let touched = dir.join("touched");
     std::fs::write(
         dir.join("specs.yaml"),
-        format!(
-            r#"apiVersion: rollgate.dev/v1alpha1
-kind: MetricBackend
-metadata:
-  name: prom
-spec:
-  prometheus:
-    address: http://127.0.0.1:9
----
-apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: guarded
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  target:
-    exec:
-      command: [sh, -c, 'echo "$ROLLGATE_OPERATION" >> {touched}']
-  strategy:
-    canary: {{}}
-  phases:
-    - name: canary-10
-      weight: 10
-      gates: [{{name: qa, kind: confirm-phase, url: '{gate_url}/confirm', retries: 0}}]
-      pause: {{}}
-      verification:
-        metrics:
-          - name: p99
-            provider:
-              plugin: threshold
-              backend: prom
-              config:
-                backend: prom
-                query: 'http_p99_seconds{{service="api",track="canary"}}'
-                window: 1m
-                reduce: max
-                condition: "< 0.5"
-            interval: 1m
-            count: 3
-    - name: full
-      weight: 100
-"#,
-            touched = touched.display()
+        common::fixture_with(
+            "replay/guarded.yaml",
+            &[
+                ("touched", touched.display().to_string().as_str()),
+                ("gate_url", gate_url),
+            ],
         ),
     )
     .expect("write");

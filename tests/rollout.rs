@@ -32,34 +32,8 @@ fn recording(service: &str, values: &[f64]) -> String {
     text
 }
 
-const TEMPLATE: &str = r#"
-apiVersion: rollgate.dev/v1alpha1
-kind: MetricBackend
-metadata: {name: recorded}
-spec:
-  replay: {file: recording.om}
----
-apiVersion: rollgate.dev/v1alpha1
-kind: VerificationTemplate
-metadata: {name: error-ratio}
-spec:
-  args:
-    - name: service
-  metrics:
-    - name: error-ratio
-      provider:
-        plugin: threshold
-        backend: recorded
-        config:
-          backend: recorded
-          query: 'http_error_ratio{service="{{args.service}}",version="v2"}'
-          window: 1m
-          reduce: avg
-          condition: "< 0.05"
-          failCondition: ">= 0.1"
-      interval: 1m
-      count: 2
-"#;
+/// The recorded backend and the error-ratio template every rollout here uses.
+const TEMPLATE: &str = include_str!("fixtures/rollout/common.yaml");
 
 /// One plugin host for every test, with a compile cache, so each test does not compile
 /// the built-in components again.

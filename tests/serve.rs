@@ -4,241 +4,34 @@
 
 use crate::common;
 
+use common::StandIn;
+use common::serve::{OPERATOR, READER, Serve, Server, read_events};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const OPERATOR: &str = "operator-token-0000000001";
-const READER: &str = "reader-token-00000000001";
 
 /// Rollouts that wait: `held-*` hold at an indefinite phase pause (paused(step)); `busy-*`
 /// verify their first phase once a minute for four minutes (progressing).
 fn config(dir: &Path, held: &[&str], busy: &[&str]) {
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
-    for f in ["backends.yaml", "templates.yaml", "error-ratio.om"] {
-        std::fs::copy(examples.join(f), dir.join(f)).expect("copy the example");
-    }
+    common::copy_example(
+        "canary",
+        &["backends.yaml", "templates.yaml", "error-ratio.om"],
+        dir,
+    );
     let mut text = String::new();
     for name in held {
-        text.push_str(&format!(
-            "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: {name}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      pause: {{}}\n    - name: full\n      weight: 100\n"
-        ));
+        text.push_str("---\n");
+        text.push_str(&common::fixture_with("serve/held.yaml", &[("name", name)]));
     }
     for name in busy {
-        text.push_str(&format!(
-            "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: {name}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  args:\n    service: checkout\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        templates: [error-ratio]\n    - name: full\n      weight: 100\n"
-        ));
+        text.push_str("---\n");
+        text.push_str(&common::fixture_with("serve/busy.yaml", &[("name", name)]));
     }
     std::fs::write(dir.join("rollouts.yaml"), text).expect("write rollouts");
 }
 
-/// A running `rollgate serve`, killed by PID on drop.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-    client: reqwest::Client,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(dir: &Path, extra: &[&str]) -> Server {
-    serve_env(dir, extra, &[])
-}
-
-/// [`serve`] with extra environment variables.
-fn serve_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-    let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("# test tokens\n{OPERATOR} operator alice\n{READER} read-only bob\n"),
-    )
-    .expect("tokens");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollgate"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dir.join("config"))
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("state.db").display()))
-        .args(["--listen", "127.0.0.1:0", "--reload-interval", "200ms"])
-        .arg("--tokens")
-        .arg(&tokens)
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .args(extra)
-        .envs(env.iter().copied())
-        .env("ROLLGATE_LOG", "rollgate=info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("rollgate serve starts");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let pipe = child.stderr.take().expect("stderr");
-        let stderr = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.contains("rollgate serve: ") {
-                    let _ = tx.send(line.clone());
-                }
-                stderr
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&format!("{line}\n"));
-            }
-        });
-    }
-    let mut url = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    url = Some(rest.trim().to_string());
-                }
-                if line.contains("ready:") {
-                    break;
-                }
-                if line.contains("not serving") {
-                    panic!(
-                        "serve refused to start: {}",
-                        stderr.lock().unwrap_or_else(|e| e.into_inner())
-                    );
-                }
-            }
-            Err(_) => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "serve exited {status}: {}",
-                        stderr.lock().unwrap_or_else(|e| e.into_inner())
-                    );
-                }
-            }
-        }
-    }
-    let url = url.expect("serve said where it listens");
-    Server {
-        child,
-        url,
-        stderr,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
-        rt: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime"),
-    }
-}
-
-impl Server {
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.url);
-        let mut r = match method {
-            "GET" => self.client.get(&url),
-            _ => self.client.post(&url),
-        };
-        if let Some(t) = token {
-            r = r.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            r = r.body(b.to_string());
-        }
-        let (status, text) = self.rt.block_on(async {
-            let resp = r.send().await.expect("the server answers");
-            let status = resp.status().as_u16();
-            (status, resp.text().await.unwrap_or_default())
-        });
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    fn metrics(&self) -> String {
-        self.rt.block_on(async {
-            self.client
-                .get(format!("{}/metrics", self.url))
-                .send()
-                .await
-                .expect("metrics")
-                .text()
-                .await
-                .expect("metrics text")
-        })
-    }
-
-    fn get(&self, name: &str) -> Value {
-        let (status, v) = self.call(
-            "GET",
-            &format!("/api/v1/rollouts/{name}"),
-            Some(READER),
-            None,
-        );
-        assert_eq!(status, 200, "{v}");
-        v
-    }
-
-    /// Wait (bounded) until rollout `name` is in `state` (run `run`).
-    fn wait_state(&self, name: &str, run: i64, state: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            // A rollout that is not in the store yet is waited for too.
-            let (status, v) = self.call(
-                "GET",
-                &format!("/api/v1/rollouts/{name}"),
-                Some(READER),
-                None,
-            );
-            assert!(status == 200 || status == 404, "{status}: {v}");
-            if v["state"] == state && v["run"] == run {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} never reached {state} (run {run}): {v}\n{}",
-                self.stderr.lock().unwrap_or_else(|e| e.into_inner())
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn audit(&self, name: &str, run: i64) -> Vec<Value> {
-        let (status, v) = self.call(
-            "GET",
-            &format!("/api/v1/rollouts/{name}/history?run={run}"),
-            Some(READER),
-            None,
-        );
-        assert_eq!(status, 200, "{v}");
-        v["audit"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn act(&self, name: &str, action: &str, token: Option<&str>) -> (u16, Value) {
-        self.call(
-            "POST",
-            &format!("/api/v1/rollouts/{name}/{action}"),
-            token,
-            Some(r#"{"reason": "test"}"#),
-        )
-    }
+    Serve::new(dir).args(extra).start()
 }
 
 fn setup(held: &[&str], busy: &[&str]) -> (tempfile::TempDir, PathBuf) {
@@ -324,8 +117,8 @@ fn the_auth_matrix_and_every_action_with_its_audit_record() {
         }),
         "a refused request reached the rollout: {audit:?}"
     );
-    assert_eq!(s.get("busy")["state"], "progressing");
-    let log = s.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(s.rollout("busy")["state"], "progressing");
+    let log = s.log();
     assert!(
         log.contains("API request refused") && log.contains("\"bob\" has a read-only token"),
         "refusals are logged: {log}"
@@ -423,86 +216,35 @@ fn the_auth_matrix_and_every_action_with_its_audit_record() {
     );
 }
 
-/// Read server-sent events from `url` until `done` says so (bounded).
-fn read_events(url: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let client = reqwest::Client::new();
-        let mut resp = client
-            .get(url)
-            .bearer_auth(READER)
-            .send()
-            .await
-            .expect("event stream");
-        assert_eq!(resp.status().as_u16(), 200);
-        let mut events = Vec::new();
-        let mut buf = String::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let chunk = tokio::time::timeout_at(deadline, resp.chunk())
-                .await
-                .expect("events within a minute")
-                .expect("read the stream");
-            let Some(chunk) = chunk else {
-                panic!("the stream ended early: {events:?}");
-            };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block = buf[..end].to_string();
-                buf.drain(..end + 2);
-                for line in block.lines() {
-                    if let Some(data) = line.strip_prefix("data: ")
-                        && let Ok(v) = serde_json::from_str::<Value>(data)
-                    {
-                        events.push(v);
-                    }
-                }
-            }
-            if done(&events) {
-                return events;
-            }
-        }
-    })
-}
-
 #[test]
 fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too() {
-    let hook = Hook::start();
+    let hook = webhook();
     // The rollout's own webhook, for pauses only.
-    let own = Hook::start();
+    let own = webhook();
     let (dir, config_dir) = setup(&[], &["busy"]);
     let rollouts = config_dir.join("rollouts.yaml");
     let text = std::fs::read_to_string(&rollouts).expect("read");
     std::fs::write(
         &rollouts,
         format!(
-            "{text}  notifications:\n    - url: {}\n      events: [pause]\n",
+            "{text}  notifications:\n    - url: {}/hook\n      events: [pause]\n",
             own.url
         ),
     )
     .expect("write");
-    let s = serve(dir.path(), &["--notify", &hook.url]);
+    let hook_url = format!("{}/hook", hook.url);
+    let s = serve(dir.path(), &["--notify", &hook_url]);
     s.wait_state("busy", 1, "progressing");
     let audit_before = s.audit("busy", 1).len();
     let url = format!("{}/api/v1/events?rollout=busy", s.url);
     let reader = std::thread::spawn(move || {
-        read_events(&url, |events| {
+        read_events(&url, Duration::from_secs(60), |events| {
             events.iter().any(|e| e["stateAfter"] == "succeeded")
         })
     });
     // The stream carries what happens after it starts: act once the server counts the
     // subscriber.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !s.metrics().contains("rollgate_event_subscribers 1\n") {
-        assert!(
-            Instant::now() < deadline,
-            "the event stream never subscribed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_subscribers(1);
     for (action, state) in [
         ("pause", "paused(manual)"),
         ("resume", "progressing"),
@@ -559,7 +301,7 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
     // The webhook got the same decisions, in order, although its first delivery failed.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let got = hook.received();
+        let got = received(&hook);
         let actions: Vec<String> = got
             .iter()
             .filter(|e| e["rollout"] == "busy" && e["kind"] == "decision")
@@ -572,7 +314,7 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
             "succeed".into(),
         ]) {
             assert!(
-                hook.attempts() > got.len(),
+                hook.seen().len() > got.len(),
                 "the failed first delivery was retried"
             );
             break;
@@ -584,14 +326,14 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
     // The rollout's own webhook got only what it asked for (its first delivery failed and
     // was retried too).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while own.received().is_empty() {
+    while received(&own).is_empty() {
         assert!(
             Instant::now() < deadline,
             "the rollout's webhook got nothing"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let got = own.received();
+    let got = received(&own);
     assert!(
         got.iter()
             .all(|e| e["action"] == "pause" && e["rollout"] == "busy"),
@@ -749,7 +491,7 @@ fn a_bad_configuration_change_is_refused_and_the_old_one_keeps_running() {
     let (status, _) = s.call("POST", "/api/v1/documents", Some(READER), Some(bad));
     assert_eq!(status, 403);
     // ...and a good one starts a rollout.
-    let good = "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: late\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {}\n  strategy:\n    canary: {}\n  phases:\n    - name: canary-10\n      weight: 10\n      pause: {}\n    - name: full\n      weight: 100\n";
+    let good = &common::fixture_with("serve/held.yaml", &[("name", "late")]);
     let (status, body) = s.call("POST", "/api/v1/documents", Some(OPERATOR), Some(good));
     assert_eq!(status, 200, "{body}");
     assert!(config_dir.join("api/rollout-late.yaml").exists());
@@ -757,118 +499,19 @@ fn a_bad_configuration_change_is_refused_and_the_old_one_keeps_running() {
 }
 
 /// A webhook receiver on a free loopback port: answers 500 to the first delivery, 200 to
-/// the rest, and keeps the JSON bodies it accepted.
-struct Hook {
-    url: String,
-    got: Arc<Mutex<Vec<Value>>>,
-    attempts: Arc<Mutex<usize>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+/// the rest.
+fn webhook() -> StandIn {
+    StandIn::open_blocking(|_, i| (if i == 0 { 500 } else { 200 }, vec![], String::new()))
 }
 
-impl Hook {
-    fn start() -> Hook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let attempts = Arc::new(Mutex::new(0usize));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (g, a, st) = (got.clone(), attempts.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while !st.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
-                let Ok((mut conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                let _ = conn.set_nonblocking(false);
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                let Some(body) = read_request(&mut conn) else {
-                    continue;
-                };
-                let n = {
-                    let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
-                    *a += 1;
-                    *a
-                };
-                let status = if n == 1 {
-                    "500 Internal Server Error"
-                } else {
-                    "200 OK"
-                };
-                if n != 1
-                    && let Ok(v) = serde_json::from_str::<Value>(&body)
-                {
-                    g.lock().unwrap_or_else(|e| e.into_inner()).push(v);
-                }
-                let _ = conn.write_all(
-                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .as_bytes(),
-                );
-            }
-        });
-        Hook {
-            url,
-            got,
-            attempts,
-            stop,
-        }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.got.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn attempts(&self) -> usize {
-        *self.attempts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// One HTTP/1.1 request's body (by content-length).
-fn read_request(conn: &mut std::net::TcpStream) -> Option<String> {
-    let mut reader = BufReader::new(conn.try_clone().ok()?);
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            length = v.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).ok()?;
-    String::from_utf8(body).ok()
-}
-
-/// Wait (bounded) until `done` holds for `GET /api/v1/config`'s answer.
-fn wait_config(s: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, v) = s.call("GET", "/api/v1/config", Some(READER), None);
-        if done(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never happened: {v}\n{}",
-            s.stderr.lock().unwrap_or_else(|e| e.into_inner())
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// The JSON bodies `hook` accepted (every delivery after the first).
+fn received(hook: &StandIn) -> Vec<Value> {
+    hook.seen()
+        .into_iter()
+        .skip(1)
+        .map(|r| r.body)
+        .filter(|b| !b.is_null())
+        .collect()
 }
 
 const BACKEND_ON: &str = "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: hostile\nspec:\n  replay:\n    file: ";
@@ -908,7 +551,7 @@ fn a_recording_with_extreme_timestamps_is_refused_at_its_line_and_the_watch_goes
             format!("{BACKEND_ON}{file}\n"),
         )
         .expect("backend");
-        let v = wait_config(&s, "the refusal", |v| {
+        let v = s.wait_config("the refusal", |v| {
             v["config"]["lastError"].to_string().contains(file)
         });
         let problems = v["config"]["lastError"].to_string();
@@ -920,16 +563,16 @@ fn a_recording_with_extreme_timestamps_is_refused_at_its_line_and_the_watch_goes
         assert_eq!((status, body), (200, json!({ "ready": true })));
         // The watch is alive: removing the backend is a good change, and it is applied.
         std::fs::remove_file(config_dir.join("hostile.yaml")).expect("rm");
-        wait_config(&s, "the good change", |v| {
+        s.wait_config("the good change", |v| {
             v["config"]["lastError"].is_null() && v["config"]["generation"] == json!(generation + 2)
         });
     }
     assert_eq!(
-        s.get("held")["state"],
+        s.rollout("held")["state"],
         "paused(step)",
         "the rollout ran on through every refusal"
     );
-    let log = s.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let log = s.log();
     assert!(!log.contains("panicked"), "{log}");
     assert!(s.metrics().contains("rollgate_config_last_reload_failed 0"));
 
@@ -954,7 +597,7 @@ fn a_recording_with_extreme_timestamps_is_refused_at_its_line_and_the_watch_goes
             "{answer}"
         );
     }
-    assert_eq!(s.get("held")["state"], "paused(step)");
+    assert_eq!(s.rollout("held")["state"], "paused(step)");
 }
 
 #[test]
@@ -962,7 +605,9 @@ fn a_panic_in_a_background_task_is_caught_logged_counted_and_makes_the_server_no
     let (dir, config_dir) = setup(&["held"], &[]);
     let flag = dir.path().join("panic-now");
     let flag_text = flag.display().to_string();
-    let s = serve_env(dir.path(), &[], &[("ROLLGATE_TEST_PANIC_IF", &flag_text)]);
+    let s = Serve::new(dir.path())
+        .env(&[("ROLLGATE_TEST_PANIC_IF", &flag_text)])
+        .start();
     s.wait_state("held", 1, "paused(step)");
     let (status, body) = s.call("GET", "/readyz", None, None);
     assert_eq!((status, body), (200, json!({ "ready": true })));
@@ -973,7 +618,7 @@ fn a_panic_in_a_background_task_is_caught_logged_counted_and_makes_the_server_no
     let mut text = std::fs::read_to_string(&rollouts).expect("read");
     text.push_str("# a change\n");
     std::fs::write(&rollouts, &text).expect("touch");
-    let v = wait_config(&s, "the panic", |v| {
+    let v = s.wait_config("the panic", |v| {
         v["panics"].as_array().is_some_and(|p| !p.is_empty())
     });
     assert_eq!(v["panics"][0]["task"], "reload", "{v}");
@@ -1007,13 +652,7 @@ fn a_panic_in_a_background_task_is_caught_logged_counted_and_makes_the_server_no
         "{body}"
     );
     assert!(!config_dir.join("api/rollout-applied.yaml").exists());
-    assert!(
-        s.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains("a task panicked"),
-        "the panic is logged"
-    );
+    assert!(s.log().contains("a task panicked"), "the panic is logged");
 
     // The watch goes on: without the failpoint, the next change is loaded (a new rollout
     // starts), and the server stays not ready until it is restarted.
@@ -1076,7 +715,7 @@ fn a_run_whose_checkpoint_cannot_be_read_is_listed_and_logged_never_hidden() {
             && message.contains("restore the store"),
         "{message}"
     );
-    let one = s.get("held");
+    let one = s.rollout("held");
     assert_eq!(one["state"], "unreadable", "{one}");
     assert!(
         one["failures"]
@@ -1091,7 +730,7 @@ fn a_run_whose_checkpoint_cannot_be_read_is_listed_and_logged_never_hidden() {
         "{}",
         s.metrics()
     );
-    let log = s.stderr.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let log = s.log();
     assert!(
         log.lines().any(|l| l.contains("ERROR")
             && l.contains("held")

@@ -5,169 +5,11 @@
 
 use crate::common;
 
+use common::serve::{OPERATOR, READER, Serve, read_events};
 use common::{DdReply, DdRequest, StandIn};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-const OPERATOR: &str = "operator-token-0000000001";
-const READER: &str = "reader-token-00000000001";
-
-/// A running `rollgate serve`, killed by PID on drop.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-    client: reqwest::Client,
-    rt: Arc<tokio::runtime::Runtime>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The tokens file: the operator's token on its first line, so that a problem quoting that
-/// line would show it.
-fn tokens(dir: &Path) -> PathBuf {
-    let tokens = dir.join("tokens");
-    std::fs::write(
-        &tokens,
-        format!("{OPERATOR} operator alice\n{READER} read-only bob\n"),
-    )
-    .expect("tokens");
-    tokens
-}
-
-fn serve(
-    rt: &Arc<tokio::runtime::Runtime>,
-    dir: &Path,
-    extra: &[&str],
-    env: &[(&str, &str)],
-) -> Server {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollgate"));
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(dir.join("config"))
-        .arg("--db")
-        .arg(format!("sqlite:{}", dir.join("state.db").display()))
-        .args(["--listen", "127.0.0.1:0", "--reload-interval", "200ms"])
-        .arg("--tokens")
-        .arg(tokens(dir))
-        .arg("--cache-dir")
-        .arg(dir.join("cache"))
-        .args(extra)
-        .env("ROLLGATE_LOG", "rollgate=debug")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("rollgate serve starts");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let pipe = child.stderr.take().expect("stderr");
-        let stderr = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if line.contains("rollgate serve: ") {
-                    let _ = tx.send(line.clone());
-                }
-                stderr
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&format!("{line}\n"));
-            }
-        });
-    }
-    let mut url = None;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) => {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    url = Some(rest.trim().to_string());
-                }
-                if line.contains("ready:") {
-                    break;
-                }
-                assert!(
-                    !line.contains("not serving"),
-                    "serve refused to start: {}",
-                    stderr.lock().unwrap_or_else(|e| e.into_inner())
-                );
-            }
-            Err(_) => {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "serve exited {status}: {}",
-                        stderr.lock().unwrap_or_else(|e| e.into_inner())
-                    );
-                }
-            }
-        }
-    }
-    Server {
-        child,
-        url: url.expect("serve said where it listens"),
-        stderr,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("client"),
-        rt: rt.clone(),
-    }
-}
-
-impl Server {
-    /// (status, body text)
-    fn call(&self, method: &str, path: &str, token: &str, body: Option<&str>) -> (u16, String) {
-        let url = format!("{}{path}", self.url);
-        let mut r = match method {
-            "GET" => self.client.get(&url),
-            _ => self.client.post(&url),
-        };
-        r = r.bearer_auth(token);
-        if let Some(b) = body {
-            r = r.body(b.to_string());
-        }
-        self.rt.block_on(async {
-            let resp = r.send().await.expect("the server answers");
-            let status = resp.status().as_u16();
-            (status, resp.text().await.unwrap_or_default())
-        })
-    }
-
-    fn apply(&self, text: &str) -> (u16, String) {
-        self.call("POST", "/api/v1/documents", OPERATOR, Some(text))
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn subscribers(&self) -> u64 {
-        let request = self.client.get(format!("{}/metrics", self.url));
-        let text = self.rt.block_on(async {
-            match request.send().await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            }
-        });
-        text.lines()
-            .find_map(|l| l.strip_prefix("rollgate_event_subscribers "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map_or(0, |v| v as u64)
-    }
-}
 
 fn setup() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -178,37 +20,9 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
 
 /// A rollout verifying one metric against `backend` once; an error ends the metric.
 fn rollout(name: &str, backend: &str, query: &str) -> String {
-    format!(
-        r#"apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: {name}
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  target:
-    none: {{}}
-  strategy:
-    canary: {{}}
-  phases:
-    - name: canary-10
-      weight: 10
-      verification:
-        metrics:
-          - name: errors
-            consecutiveErrorLimit: 0
-            provider:
-              plugin: threshold
-              backend: {backend}
-              config:
-                backend: {backend}
-                query: '{query}'
-                window: 1m
-                reduce: avg
-                condition: "< 1"
-    - name: full
-      weight: 100
-"#
+    common::fixture_with(
+        "serve_leaks/rollout.yaml",
+        &[("name", name), ("backend", backend), ("query", query)],
     )
 }
 
@@ -231,63 +45,18 @@ fn assert_clean(place: &str, text: &[u8], secrets: &[String]) {
     }
 }
 
-/// Server-sent events of the whole stream until `done` (bounded).
-fn collect_events(url: String, done: impl Fn(&[Value]) -> bool + Send + 'static) -> Vec<Value> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut resp = reqwest::Client::new()
-            .get(format!("{url}/api/v1/events"))
-            .bearer_auth(READER)
-            .send()
-            .await
-            .expect("event stream");
-        assert_eq!(resp.status().as_u16(), 200);
-        let mut events = Vec::new();
-        let mut buf = String::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let chunk = tokio::time::timeout_at(deadline, resp.chunk())
-                .await
-                .expect("events within two minutes")
-                .expect("read the stream");
-            let Some(chunk) = chunk else {
-                panic!("the stream ended early: {events:?}");
-            };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let block = buf[..end].to_string();
-                buf.drain(..end + 2);
-                for line in block.lines() {
-                    if let Some(data) = line.strip_prefix("data: ")
-                        && let Ok(v) = serde_json::from_str::<Value>(data)
-                    {
-                        events.push(v);
-                    }
-                }
-            }
-            if done(&events) {
-                return events;
-            }
-        }
-    })
-}
-
 #[test]
 fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
-    let rt = Arc::new(tokio::runtime::Runtime::new().expect("runtime"));
     // A Prometheus that echoes the Authorization header so that its base64 straddles the
     // 300-character cut of the error body.
-    let prom = rt.block_on(StandIn::open(|r: &DdRequest, _| -> DdReply {
+    let prom = StandIn::open_blocking(|r: &DdRequest, _| -> DdReply {
         let auth = r.headers.get("authorization").cloned().unwrap_or_default();
         (
             401,
             vec![],
             format!("{} Authorization: {auth} was refused", "x".repeat(270)),
         )
-    }));
+    });
     let (dir, config) = setup();
     let password = "Pa55-word-0f-the-year!";
     std::fs::write(dir.path().join("pw"), password).expect("pw");
@@ -327,7 +96,7 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
     let mut rollouts = vec![rollout("leak-prom", "prom", "sum(up)")];
     // Datadog sends its keys in headers: a proxy echoing them across the cut.
     let _dd = if cfg!(feature = "datadog") {
-        let dd = rt.block_on(StandIn::open(|r: &DdRequest, _| -> DdReply {
+        let dd = StandIn::open_blocking(|r: &DdRequest, _| -> DdReply {
             let api = r.headers.get("dd-api-key").cloned().unwrap_or_default();
             let app = r
                 .headers
@@ -343,7 +112,7 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
                 vec![],
                 serde_json::json!({ "errors": [text] }).to_string(),
             )
-        }));
+        });
         let (api, app) = ("ddapikey-0123456789abcdef", "ddappkey-fedcba9876543210");
         std::fs::write(dir.path().join("dd-api"), api).expect("key");
         backends.push_str(&format!(
@@ -359,12 +128,10 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
         None
     };
     std::fs::write(config.join("backends.yaml"), backends).expect("backends");
-    let s = serve(
-        &rt,
-        dir.path(),
-        &[],
-        &[("ROLLGATE_TEST_DD_APP", "ddappkey-fedcba9876543210")],
-    );
+    let s = Serve::new(dir.path())
+        .log("rollgate=debug")
+        .env(&[("ROLLGATE_TEST_DD_APP", "ddappkey-fedcba9876543210")])
+        .start();
 
     // Subscribe first, then start the rollouts through the API.
     let names: Vec<String> = rollouts
@@ -378,9 +145,9 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
         .collect();
     let statuses = ["HTTP 401", "HTTP 403"];
     let wanted: Vec<(String, &str)> = names.iter().cloned().zip(statuses).collect();
-    let url = s.url.clone();
+    let url = format!("{}/api/v1/events", s.url);
     let stream = std::thread::spawn(move || {
-        collect_events(url, move |events| {
+        read_events(&url, Duration::from_secs(120), move |events| {
             wanted.iter().all(|(name, status)| {
                 events.iter().any(|e| {
                     e["rollout"] == name.as_str() && e["reason"].to_string().contains(status)
@@ -388,14 +155,7 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
             })
         })
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s.subscribers() < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the event stream never subscribed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_subscribers(1);
     for text in &rollouts {
         let (status, body) = s.apply(text);
         assert_eq!(status, 200, "{body}");
@@ -409,7 +169,7 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
     {
         let deadline = Instant::now() + Duration::from_secs(60);
         let view = loop {
-            let (code, view) = s.call("GET", &format!("/api/v1/rollouts/{name}"), READER, None);
+            let (code, view) = s.read_text(&format!("/api/v1/rollouts/{name}"));
             assert_eq!(code, 200, "{view}");
             if view.contains(status) {
                 break view;
@@ -417,7 +177,7 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
             assert!(
                 Instant::now() < deadline,
                 "{name}: the error never reached the view: {view}\n{}",
-                s.stderr()
+                s.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -426,15 +186,10 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
             view.contains(&format!("backend \\\"{backend}\\\"")) && view.contains("[redacted]"),
             "{name}: the message says what went wrong, the secret redacted: {view}"
         );
-        let (code, list) = s.call("GET", "/api/v1/rollouts", READER, None);
+        let (code, list) = s.read_text("/api/v1/rollouts");
         assert_eq!(code, 200);
         assert_clean("the rollout list", list.as_bytes(), &secrets);
-        let (code, history) = s.call(
-            "GET",
-            &format!("/api/v1/rollouts/{name}/history"),
-            READER,
-            None,
-        );
+        let (code, history) = s.read_text(&format!("/api/v1/rollouts/{name}/history"));
         assert_eq!(code, 200);
         assert_clean("the history", history.as_bytes(), &secrets);
         let out = common::rollgate(&["history", name, "--server", &s.url, "--token", READER]);
@@ -449,7 +204,7 @@ fn secrets_a_backend_echoes_reach_no_reader_log_or_store() {
     let text = serde_json::to_string(&events).expect("json");
     assert_clean("the event stream", text.as_bytes(), &secrets);
     assert!(text.contains("[redacted]"), "{text}");
-    assert_clean("the log", s.stderr().as_bytes(), &secrets);
+    assert_clean("the log", s.log().as_bytes(), &secrets);
     drop(s);
     for file in ["state.db", "state.db-wal", "state.db-shm"] {
         if let Ok(bytes) = std::fs::read(dir.path().join(file)) {
@@ -467,23 +222,17 @@ fn backend_doc(name: &str, spec: &str) -> String {
 #[test]
 fn documents_through_the_api_reach_only_what_the_folder_uses() {
     let (dir, config) = setup();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
-    for f in ["backends.yaml", "error-ratio.om"] {
-        std::fs::copy(examples.join(f), config.join(f)).expect("copy the example");
-    }
-    let rt = Arc::new(tokio::runtime::Runtime::new().expect("runtime"));
-    let catcher = rt.block_on(StandIn::open(|_: &DdRequest, _| -> DdReply {
-        (200, vec![], "{}".into())
-    }));
-    let s = serve(
-        &rt,
-        dir.path(),
-        &["--api-allow-ref", "env:ROLLGATE_TEST_ALLOWED"],
-        &[
+    common::copy_example("canary", &["backends.yaml", "error-ratio.om"], &config);
+    let catcher =
+        StandIn::open_blocking(|_: &DdRequest, _| -> DdReply { (200, vec![], "{}".into()) });
+    let s = Serve::new(dir.path())
+        .log("rollgate=debug")
+        .args(&["--api-allow-ref", "env:ROLLGATE_TEST_ALLOWED"])
+        .env(&[
             ("ROLLGATE_TEST_SET_1", "value-of-a-server-variable"),
             ("ROLLGATE_TEST_ALLOWED", "allowed-token-value"),
-        ],
-    );
+        ])
+        .start();
     let tokens = dir.path().join("tokens");
     let refused = |text: &str, field: &str, line: u64, col: u64, reference: &str| -> String {
         let (status, body) = s.apply(text);

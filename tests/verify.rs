@@ -298,43 +298,13 @@ async fn live_against_a_real_prometheus() {
     let server = PromServer::start(&std::fs::read_to_string(LATENCY).expect("recording")).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = |value: &str, count: u32| {
-        format!(
-            r#"apiVersion: rollgate.dev/v1alpha1
-kind: MetricBackend
-metadata:
-  name: prom
-spec:
-  prometheus:
-    address: {address}
----
-apiVersion: rollgate.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: live
-spec:
-  stableVersion: v1
-  canaryVersion: v2
-  target:
-    none: {{}}
-  strategy:
-    canary: {{}}
-  phases:
-    - name: canary
-      weight: 10
-      verification:
-        metrics:
-          - name: ratio
-            provider:
-              plugin: threshold
-              backend: prom
-              config:
-                backend: prom
-                query: vector({value})
-                condition: "< 0.05"
-            interval: 1s
-            count: {count}
-"#,
-            address = server.address
+        common::fixture_with(
+            "verify/live.yaml",
+            &[
+                ("address", server.address.as_str()),
+                ("value", value),
+                ("count", &count.to_string()),
+            ],
         )
     };
     let file = dir.path().join("live.yaml");
