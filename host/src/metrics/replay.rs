@@ -388,7 +388,8 @@ impl Replay {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let col = raw.len() - raw.trim_start().len() + 1;
+            // In characters, as editors count: leading white space may be wider than a byte.
+            let col = raw.chars().count() - raw.trim_start().chars().count() + 1;
             let (labels, value, time) = parse_sample(line).map_err(|message| RecordingError {
                 line: n + 1,
                 col,
@@ -847,6 +848,8 @@ up 1 1700000000.5
             ("up{a=\"1\" 1 2", "1:1: unbalanced braces"),
             ("up{a=\"1\"} x 2", "1:1: expected a sample value"),
             ("# c\nup 1 2\n  up{a!=\"1\"} 1 2", "3:3: `!=` is not valid"),
+            // A no-break space is one column, though two bytes (found by the fuzzer).
+            ("\u{a0}2", "1:2: expected a metric name"),
             ("# only comments", "no samples"),
         ];
         for (text, msg) in cases {
