@@ -1,6 +1,7 @@
 //! Store tests against real SQLite files in a temporary folder.
 
 use super::*;
+use sqlx::Row;
 use serde_json::json;
 use tempfile::TempDir;
 
