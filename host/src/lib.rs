@@ -4,19 +4,19 @@
 //! The modules follow the data flow of `../shared/DESIGN.md`: spec → engine →
 //! (verify ↔ plugin ↔ metrics) → decision → target + store: [`spec`] loads and checks the
 //! YAML, [`engine`] drives each rollout on a [`engine::clock::Clock`], [`verify`] counts
-//! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`target`] applies
+//! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`deliver`] applies
 //! steps and [`store`] keeps checkpoints and the audit log; [`cli`] is the command line.
 //! Server mode: [`server`] runs every rollout of a folder at once, [`api`] is its HTTP edge,
 //! [`telemetry`] its `/metrics`.
 
 pub mod api;
 pub mod cli;
+pub mod deliver;
 pub mod engine;
 pub mod metrics;
 pub mod plugin;
 pub mod server;
 pub mod spec;
 pub mod store;
-pub mod target;
 pub mod telemetry;
 pub mod verify;

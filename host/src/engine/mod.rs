@@ -11,7 +11,7 @@
 //!
 //! The engine decides nothing about verdicts itself: [`crate::verify`] counts, the failure
 //! policy plugin decides, the engine applies the decision. It knows nothing of HTTP or the
-//! command line except through [`crate::target`] and the HTTP gates of [`gate`].
+//! command line except through [`crate::deliver`] and the HTTP gates of [`gate`].
 
 pub mod clock;
 pub mod dry;
@@ -27,7 +27,7 @@ use crate::spec::model::{
     DeadlineAction, GateKind, MetricSpec, PauseSpec, RollbackMode, RolloutSpec, Strategy,
 };
 use crate::store::{AuditEvent, Commit, MeasurementRow, StepStatus, Store, StoreError};
-use crate::target::{Operation, Readiness, Step, Target};
+use crate::deliver::{Operation, Readiness, Step, Target};
 use crate::verify::{Observation, RunOutcome, StatusChange, VerificationRun};
 use clock::Clock;
 use serde_json::json;
@@ -441,7 +441,7 @@ impl Engine {
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
         let target =
-            crate::target::build(&spec.target, &base).map_err(|message| EngineError::Setup {
+            crate::deliver::build(&spec.target, &base).map_err(|message| EngineError::Setup {
                 rollout: spec.name.clone(),
                 message,
             })?;

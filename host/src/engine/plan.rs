@@ -3,7 +3,7 @@
 
 use super::state::Checkpoint;
 use crate::spec::model::{RollbackMode, RolloutSpec, Strategy};
-use crate::target::{Operation, Step};
+use crate::deliver::{Operation, Step};
 
 /// The next step of phase `phase` (towards its weight), or `None` when the phase's steps are
 /// all applied. `full` plans towards the end state (promote-full).

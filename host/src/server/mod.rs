@@ -22,6 +22,7 @@ pub mod refs;
 pub mod supervise;
 pub mod views;
 
+use crate::engine::clock::now_ms;
 use crate::engine::setup::{self, Problem};
 use crate::engine::{
     Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, RetryError, Wakers, create_run,
@@ -203,13 +204,6 @@ impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0.join("\n"))
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn spec_json(r: &RolloutSpec) -> String {
