@@ -3,7 +3,7 @@
 
 mod common;
 
-use rollgate::plugin::artifacts::test_only;
+use rollgate_test_plugins as test_only;
 
 use common::{rollgate, rollgate_in};
 

@@ -638,7 +638,8 @@ async fn test_inner(args: &TestArgs, out: &mut Out) -> Result<u8, Failure> {
         .limits
         .limits()
         .map_err(|e| Failure(exit::INVALID_INPUT, e))?;
-    let host = super::plugin_host::host().map_err(|e| Failure(exit::PLUGIN_ERROR, e.to_string()))?;
+    let host =
+        super::plugin_host::host().map_err(|e| Failure(exit::PLUGIN_ERROR, e.to_string()))?;
     let options = LoadOptions {
         limits,
         allowed_hosts: args.limits.allow_hosts.clone(),

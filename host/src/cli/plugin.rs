@@ -10,8 +10,8 @@
 //!   of a verification provider against declared backends. Exit 0 pass, 1 fail,
 //!   2 inconclusive or no data, 3 error, 4 invalid input.
 
-use super::{Format, Out, exit};
 use super::plugin_host::{cli_context, host, measurement_json, verdict_outcome};
+use super::{Format, Out, exit};
 use crate::plugin::{LoadOptions, PluginError, PluginSource};
 use clap::{Args, Subcommand};
 use serde_json::json;

@@ -63,9 +63,7 @@ pub fn host() -> Result<PluginHost, PluginError> {
 }
 
 /// A plugin host compiling into `cache_dir` (default: the user cache folder).
-pub fn host_with_cache(
-    cache_dir: Option<&std::path::Path>,
-) -> Result<PluginHost, PluginError> {
+pub fn host_with_cache(cache_dir: Option<&std::path::Path>) -> Result<PluginHost, PluginError> {
     let mut config = HostConfig::default();
     if let Some(dir) = cache_dir {
         config.cache = crate::plugin::ComponentCache::at(dir.to_path_buf());

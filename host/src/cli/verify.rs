@@ -123,10 +123,11 @@ async fn inner(args: &VerifyArgs, out: &mut Out) -> Result<u8, Failure> {
             (backends, window)
         }
     };
-    let host = super::plugin_host::host_with_cache(args.cache_dir.as_deref()).map_err(|e| Failure {
-        code: exit::PLUGIN_ERROR,
-        lines: vec![e.to_string()],
-    })?;
+    let host =
+        super::plugin_host::host_with_cache(args.cache_dir.as_deref()).map_err(|e| Failure {
+            code: exit::PLUGIN_ERROR,
+            lines: vec![e.to_string()],
+        })?;
     let rollouts: Vec<&RolloutSpec> = plan.iter().map(|(r, _)| *r).collect();
     let deterministic = window.pace == Pace::Simulated;
     let plugins = setup::plugins(&host, &bundle, &rollouts, deterministic)

@@ -8,8 +8,8 @@
 //! Transient failures are retried a few times with a short backoff so that one dropped
 //! connection does not pause a rollout for a whole gate interval.
 
-use crate::spec::model::GateSpec;
 use crate::deliver::webhook::{body_tail, describe_error, is_transient, status_message};
+use crate::spec::model::GateSpec;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use std::time::Duration;
 
@@ -117,8 +117,8 @@ async fn ask_once(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::model::GateKind;
     use crate::deliver::testing::{Reply, Server, refused_url, reply};
+    use crate::spec::model::GateKind;
 
     fn gate(url: String, retries: u32, timeout_ms: u64) -> GateSpec {
         GateSpec {

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod setup;
 pub mod state;
 
+use crate::deliver::{Operation, Readiness, Step, Target};
 use crate::metrics::MetricsSource;
 use crate::plugin::types::{Decision, PauseRecord, PolicyInput, RolloutContext};
 use crate::plugin::{MetricsBinding, Plugin};
@@ -27,7 +28,6 @@ use crate::spec::model::{
     DeadlineAction, GateKind, MetricSpec, PauseSpec, RollbackMode, RolloutSpec, Strategy,
 };
 use crate::store::{AuditEvent, Commit, MeasurementRow, StepStatus, Store, StoreError};
-use crate::deliver::{Operation, Readiness, Step, Target};
 use crate::verify::{Observation, RunOutcome, StatusChange, VerificationRun};
 use clock::Clock;
 use serde_json::json;

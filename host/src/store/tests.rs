@@ -1,8 +1,8 @@
 //! Store tests against real SQLite files in a temporary folder.
 
 use super::*;
-use sqlx::Row;
 use serde_json::json;
+use sqlx::Row;
 use tempfile::TempDir;
 
 async fn fresh() -> (TempDir, Store) {
