@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use rollgate::plugin::artifacts::test_only;
+use rollgate_test_plugins as test_only;
 
 use common::{canary_copy, rollgate, rollgate_in};
 

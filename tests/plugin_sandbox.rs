@@ -5,12 +5,12 @@
 use crate::common;
 
 use common::{StaticMetrics, context, host, series};
-use rollgate::plugin::artifacts::test_only;
 use rollgate::plugin::types::{Decision, MetricStatus, MetricSummary, PolicyInput, Verdict};
 use rollgate::plugin::{
     CacheOutcome, ComponentCache, HostConfig, Limits, LoadOptions, MetricsBinding, Plugin,
     PluginError, PluginHost, PluginKind, PluginSource,
 };
+use rollgate_test_plugins as test_only;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

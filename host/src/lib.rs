@@ -4,7 +4,7 @@
 //! The modules follow the data flow of `docs/architecture.md`: spec → engine →
 //! (verify ↔ plugin ↔ metrics) → decision → target + store: [`spec`] loads and checks the
 //! YAML, [`engine`] drives each rollout on a [`engine::clock::Clock`], [`verify`] counts
-//! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`target`] applies
+//! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`deliver`] applies
 //! steps and [`store`] keeps checkpoints and the audit log; [`cli`] is the command line.
 //! Server mode: [`server`] runs every rollout of a folder at once, [`api`] is its HTTP edge,
 //! [`telemetry`] its `/metrics`. [`files`] reads every file an operator hands over, by one
@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod deliver;
 pub mod engine;
 pub mod files;
 pub mod metrics;
@@ -19,6 +20,5 @@ pub mod plugin;
 pub mod server;
 pub mod spec;
 pub mod store;
-pub mod target;
 pub mod telemetry;
 pub mod verify;

@@ -23,7 +23,6 @@
 //!   `--at`, `--every` or `--bind`, which a policy would ignore).
 
 use super::{Format, Out, exit};
-use crate::engine::clock::Clock as _;
 use crate::metrics::replay::Replay;
 use crate::metrics::{Backends, MetricsSource};
 use crate::plugin::types::{Decision, MetricSummary, PauseRecord, PolicyInput, Verdict};
@@ -82,58 +81,10 @@ pub struct TestArgs {
     pub every: Option<String>,
     /// Sandbox limits for this run.
     #[command(flatten)]
-    pub limits: LimitArgs,
+    pub limits: super::plugin_host::LimitArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-}
-
-/// Sandbox limits an author may raise for a trusted plugin (what a `Plugin` document's
-/// `limits` says for a rollout), e.g. for a JavaScript plugin, whose component carries a
-/// whole JS engine.
-#[derive(Debug, Args, Default)]
-pub struct LimitArgs {
-    /// Largest component file accepted, in MiB (default 8).
-    #[arg(long, value_name = "MIB")]
-    pub max_component_mib: Option<u64>,
-    /// Largest linear memory, in MiB (default 64).
-    #[arg(long, value_name = "MIB")]
-    pub memory_mib: Option<u64>,
-    /// Longest a call may run, e.g. 5s (default 2s).
-    #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
-    /// A host the plugin may call over wasi:http (repeatable), as `allowedHosts` in a
-    /// Plugin document.
-    #[arg(long = "allow-host", value_name = "HOST")]
-    pub allow_hosts: Vec<String>,
-}
-
-impl LimitArgs {
-    /// The default limits with these raised or lowered.
-    pub fn limits(&self) -> Result<crate::plugin::Limits, String> {
-        use crate::plugin::limits::ceiling;
-        let mut limits = crate::plugin::Limits::default();
-        let mib = |n: u64, flag: &str, max: u64| {
-            n.checked_mul(1024 * 1024)
-                .filter(|bytes| *bytes <= max)
-                .ok_or_else(|| format!("{flag} {n}: at most {} MiB", max >> 20))
-        };
-        if let Some(n) = self.max_component_mib {
-            let bytes = mib(n, "--max-component-mib", ceiling::COMPONENT_BYTES)?;
-            limits.max_component_bytes = usize::try_from(bytes)
-                .map_err(|_| format!("--max-component-mib {n}: too large for this machine"))?;
-        }
-        if let Some(n) = self.memory_mib {
-            limits.memory_bytes = mib(n, "--memory-mib", ceiling::MEMORY_BYTES)?;
-        }
-        if let Some(t) = &self.timeout {
-            let ms = rollgate_duration::parse_ms(t)
-                .and_then(|ms| ceiling::check(ms, ceiling::TIMEOUT_MS, "ms"))
-                .map_err(|e| format!("--timeout: {e}"))?;
-            limits.timeout = std::time::Duration::from_millis(ms);
-        }
-        Ok(limits)
-    }
 }
 
 const SDK_FILES: &[(&str, &str)] = &[
@@ -687,7 +638,8 @@ async fn test_inner(args: &TestArgs, out: &mut Out) -> Result<u8, Failure> {
         .limits
         .limits()
         .map_err(|e| Failure(exit::INVALID_INPUT, e))?;
-    let host = super::plugin::host().map_err(|e| Failure(exit::PLUGIN_ERROR, e.to_string()))?;
+    let host =
+        super::plugin_host::host().map_err(|e| Failure(exit::PLUGIN_ERROR, e.to_string()))?;
     let options = LoadOptions {
         limits,
         allowed_hosts: args.limits.allow_hosts.clone(),
@@ -773,7 +725,7 @@ async fn provider(
         backends.insert(name.clone(), replay.clone(), Default::default());
     }
     let source: Arc<dyn MetricsSource> = Arc::new(backends);
-    let now = crate::engine::clock::SystemClock.now_ms();
+    let now = crate::engine::clock::now_ms();
     let times: Vec<i64> = match (&args.at, &args.every) {
         (_, Some(every)) => {
             let step = rollgate_duration::parse_ms(every)
@@ -805,7 +757,7 @@ async fn provider(
     let mut worst = exit::OK;
     for (i, at) in times.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let context = super::plugin::cli_context("plugin-test", *at, first, index);
+        let context = super::plugin_host::cli_context("plugin-test", *at, first, index);
         let binding = MetricsBinding::new(source.clone(), names.iter().cloned());
         let m = plugin
             .measure(&args.config, &context, Some(binding))
@@ -816,7 +768,7 @@ async fn provider(
                     format!("at {}: {e}", super::time::rfc3339_ms(*at)),
                 )
             })?;
-        let (verdict, code) = super::plugin::verdict_outcome(m.verdict);
+        let (verdict, code) = super::plugin_host::verdict_outcome(m.verdict);
         // Fail outranks undecided: one failure is what an author must see.
         worst = match (worst, code) {
             (exit::PROBLEMS, _) | (_, exit::PROBLEMS) => exit::PROBLEMS,
@@ -830,7 +782,7 @@ async fn provider(
             let list: Vec<_> = results
                 .iter()
                 .map(|(at, _, m)| {
-                    let mut one = super::plugin::measurement_json(m);
+                    let mut one = super::plugin_host::measurement_json(m);
                     one["atMs"] = json!(at);
                     one
                 })

@@ -143,8 +143,8 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, usize, String), String> 
     if let Err(problems) = setup::backends(&bundle, None) {
         findings.extend(problems.into_iter().map(finding));
     }
-    let host =
-        super::plugin::host_with_cache(args.cache_dir.as_deref()).map_err(|e| e.to_string())?;
+    let host = super::plugin_host::host_with_cache(args.cache_dir.as_deref())
+        .map_err(|e| e.to_string())?;
     let rollouts: Vec<_> = bundle.rollouts.iter().collect();
     if let Err(problems) = setup::plugins(&host, &bundle, &rollouts, false).await {
         findings.extend(problems.into_iter().map(finding));

@@ -8,6 +8,7 @@
 
 use super::time::parse_time;
 use super::{Format, Out, exit};
+use crate::engine::clock::now_ms;
 use crate::metrics::replay::Recording;
 use crate::metrics::{Backends, DataStatus, Query, Window, config, record};
 use clap::{Args, Subcommand};
@@ -22,8 +23,9 @@ pub enum MetricsCommand {
     Record(RecordArgs),
 }
 
+// Which query to run on which declared backend (the flags `query` and `record` share).
 #[derive(Debug, Args)]
-pub struct Target {
+pub struct BackendQuery {
     /// YAML files with MetricBackend documents.
     #[arg(long = "backends", value_name = "FILE", required = true)]
     files: Vec<PathBuf>,
@@ -38,7 +40,7 @@ pub struct Target {
 #[derive(Debug, Args)]
 pub struct QueryArgs {
     #[command(flatten)]
-    target: Target,
+    on: BackendQuery,
     /// Evaluate at this time (default now).
     #[arg(long, conflicts_with_all = ["from", "to"])]
     at: Option<String>,
@@ -59,7 +61,7 @@ pub struct QueryArgs {
 #[derive(Debug, Args)]
 pub struct RecordArgs {
     #[command(flatten)]
-    target: Target,
+    on: BackendQuery,
     /// Start of the range.
     #[arg(long)]
     from: String,
@@ -84,15 +86,8 @@ pub async fn run(cmd: MetricsCommand) -> u8 {
     code
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-fn load(target: &Target, out: &mut Out) -> Option<Backends> {
-    match config::load(&target.files) {
+fn load(on: &BackendQuery, out: &mut Out) -> Option<Backends> {
+    match config::load(&on.files) {
         Ok(b) => Some(b),
         Err(errors) => {
             for e in errors {
@@ -134,7 +129,7 @@ fn range(from: &str, to: &str, step: Option<&str>, out: &mut Out) -> Option<(i64
 }
 
 async fn query(args: QueryArgs, out: &mut Out) -> u8 {
-    let Some(backends) = load(&args.target, out) else {
+    let Some(backends) = load(&args.on, out) else {
         return exit::INVALID_INPUT;
     };
     let window = match (&args.from, &args.to) {
@@ -155,8 +150,8 @@ async fn query(args: QueryArgs, out: &mut Out) -> u8 {
         },
     };
     let q = Query {
-        backend: args.target.backend.clone(),
-        query: args.target.query.clone(),
+        backend: args.on.backend.clone(),
+        query: args.on.query.clone(),
         window,
     };
     let result = match backends.fetch(&q).await {
@@ -229,7 +224,7 @@ async fn query(args: QueryArgs, out: &mut Out) -> u8 {
 }
 
 async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
-    let Some(backends) = load(&args.target, out) else {
+    let Some(backends) = load(&args.on, out) else {
         return exit::INVALID_INPUT;
     };
     let Some((start, end, step)) = range(&args.from, &args.to, args.step.as_deref(), out) else {
@@ -259,8 +254,8 @@ async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
     };
     let recorded = match record::record(
         &backends,
-        &args.target.backend,
-        &args.target.query,
+        &args.on.backend,
+        &args.on.query,
         start,
         end,
         step,
@@ -299,8 +294,8 @@ async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
     }
     out.line(format!(
         "recorded {series} series, {points} points of {:?} from {} into {}",
-        args.target.query,
-        args.target.backend,
+        args.on.query,
+        args.on.backend,
         args.out.display()
     ));
     exit::OK

@@ -1,11 +1,22 @@
 //! The `rollgate` command line: a thin layer of clap commands over the library modules.
 //! Commands print for humans by default and JSON with `--format json`; exit codes are
 //! documented per command.
+//!
+//! Files, one command (or family) each, plus what several share:
+//! - `run.rs`: `run` and the operator actions; `serve.rs`: `serve`; `remote.rs`: the client
+//!   of a server's API (`--server URL`);
+//! - `status.rs`: `get` and `history`; `style.rs`: tables, glyphs and colour for people;
+//! - `lint.rs`, `verify.rs`, `replay.rs`, `schema.rs`: the read-only checks;
+//! - `plugin.rs`: `plugin inspect|check|measure`; `kit.rs`: `plugin new|test` (the author
+//!   kit); `plugin_host.rs`: what every command calling plugins shares (host, limit flags,
+//!   measurement output) — `plugin.rs` uses `kit.rs`, both use `plugin_host.rs`, never back;
+//! - `metrics.rs`: `metrics query|record`; `time.rs`: time arguments (`now-1h`, RFC 3339).
 
 mod kit;
 mod lint;
 mod metrics;
 mod plugin;
+mod plugin_host;
 mod remote;
 mod replay;
 mod run;

@@ -10,8 +10,9 @@
 //!   of a verification provider against declared backends. Exit 0 pass, 1 fail,
 //!   2 inconclusive or no data, 3 error, 4 invalid input.
 
+use super::plugin_host::{cli_context, host, measurement_json, verdict_outcome};
 use super::{Format, Out, exit};
-use crate::plugin::{HostConfig, LoadOptions, PluginError, PluginHost, PluginSource};
+use crate::plugin::{LoadOptions, PluginError, PluginSource};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use std::path::PathBuf;
@@ -60,7 +61,7 @@ pub struct InspectArgs {
     sha256: Option<String>,
     /// Sandbox limits.
     #[command(flatten)]
-    limits: super::kit::LimitArgs,
+    limits: super::plugin_host::LimitArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -85,7 +86,7 @@ pub struct CheckArgs {
     sha256: Option<String>,
     /// Sandbox limits.
     #[command(flatten)]
-    limits: super::kit::LimitArgs,
+    limits: super::plugin_host::LimitArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -101,74 +102,10 @@ pub async fn run(cmd: PluginCommand) -> u8 {
     }
 }
 
-pub(super) fn host() -> Result<PluginHost, PluginError> {
-    host_with_cache(None)
-}
-
-/// A plugin host compiling into `cache_dir` (default: the user cache folder).
-pub(super) fn host_with_cache(
-    cache_dir: Option<&std::path::Path>,
-) -> Result<PluginHost, PluginError> {
-    let mut config = HostConfig::default();
-    if let Some(dir) = cache_dir {
-        config.cache = crate::plugin::ComponentCache::at(dir.to_path_buf());
-    }
-    PluginHost::new(config)
-}
-
-/// A verdict's name and the exit code it means for the measuring commands: 0 pass, 1 fail,
-/// 2 inconclusive or no data.
-pub(super) fn verdict_outcome(verdict: crate::plugin::types::Verdict) -> (&'static str, u8) {
-    use crate::plugin::types::Verdict;
-    match verdict {
-        Verdict::Pass => ("pass", exit::OK),
-        Verdict::Fail => ("fail", exit::PROBLEMS),
-        Verdict::Inconclusive => ("inconclusive", exit::NO_DATA),
-        Verdict::NoData => ("no-data", exit::NO_DATA),
-    }
-}
-
-/// The rollout context of a measurement the command line takes outside any rollout
-/// (`plugin measure`, `plugin test`): one phase, no versions, no args, the metric named
-/// after the command, so a plugin's messages say where they came from.
-pub(super) fn cli_context(
-    command: &str,
-    now_ms: i64,
-    phase_started_ms: i64,
-    measurement_index: u32,
-) -> crate::plugin::types::RolloutContext {
-    crate::plugin::types::RolloutContext {
-        rollout: command.into(),
-        phase: command.into(),
-        phase_index: 0,
-        phase_count: 1,
-        weight: 0.0,
-        stable_version: String::new(),
-        canary_version: String::new(),
-        now_ms,
-        phase_started_ms,
-        metric: command.into(),
-        measurement_index,
-        args: Vec::new(),
-    }
-}
-
-/// A measurement as the measuring commands print it with `--format json`: the verdict's
-/// name, a finite value or null, the message and the plugin's details as JSON (null when
-/// they are not JSON).
-pub(super) fn measurement_json(m: &crate::plugin::types::Measurement) -> serde_json::Value {
-    json!({
-        "verdict": verdict_outcome(m.verdict).0,
-        "value": m.value.filter(|v| v.is_finite()),
-        "message": m.message,
-        "details": serde_json::from_str::<serde_json::Value>(&m.details).unwrap_or_default(),
-    })
-}
-
 /// Load options from the command line: a pinned digest and the sandbox limits.
 fn load_options(
     sha256: Option<String>,
-    limits_args: &super::kit::LimitArgs,
+    limits_args: &super::plugin_host::LimitArgs,
 ) -> Result<LoadOptions, u8> {
     match limits_args.limits() {
         Ok(limits) => Ok(LoadOptions {
@@ -350,10 +287,7 @@ async fn measure(args: MeasureArgs) -> u8 {
     use crate::metrics::config;
     use crate::plugin::MetricsBinding;
     let mut out = Out::default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = crate::engine::clock::now_ms();
     let at = match super::time::parse_time(&args.at, now) {
         Ok(t) => t,
         Err(e) => {

@@ -115,7 +115,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         }
     };
     let (first, last) = replay.span_ms();
-    let wall = crate::engine::clock::SystemClock.now_ms();
+    let wall = crate::engine::clock::now_ms();
     let start = match super::time::parse_in_span(&args.start, first, last, wall) {
         Ok(t) => t,
         Err(e) => {
@@ -126,7 +126,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
     let specs: Vec<(RolloutSpec, usize)> = selected.iter().map(|r| read_only(r)).collect();
     let rollouts: Vec<&RolloutSpec> = specs.iter().map(|(s, _)| s).collect();
     let backends = setup::replay_everywhere(&bundle, Arc::new(replay));
-    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
+    let host = match super::plugin_host::host_with_cache(args.cache_dir.as_deref()) {
         Ok(h) => h,
         Err(e) => {
             out.err(format!("rollgate replay: {e}"));

@@ -8,7 +8,7 @@
 //! store failed, 4 invalid input. With several rollouts the highest code wins.
 
 use super::{Format, Out, exit};
-use crate::engine::clock::{Clock, SimClock, SystemClock};
+use crate::engine::clock::{Clock, SimClock, SystemClock, now_ms};
 use crate::engine::state::{Control, State};
 use crate::engine::{
     Action, ENGINE_ACTOR, Engine, Outcome, Progress, RetryError, retry_run, setup,
@@ -97,10 +97,6 @@ pub struct ActionArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
-}
-
-fn now_ms() -> i64 {
-    SystemClock.now_ms()
 }
 
 /// `rollgate pause|resume|promote|promote-full|abort|rollback|retry NAME`.
@@ -298,7 +294,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         }
         return exit::INVALID_INPUT;
     }
-    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
+    let host = match super::plugin_host::host_with_cache(args.cache_dir.as_deref()) {
         Ok(h) => h,
         Err(e) => {
             out.err(format!("rollgate: {e}"));

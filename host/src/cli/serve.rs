@@ -149,7 +149,7 @@ pub async fn run(args: ServeArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(exit::INVALID_INPUT, e.to_string()),
     };
-    let host = match super::plugin::host_with_cache(args.cache_dir.as_deref()) {
+    let host = match super::plugin_host::host_with_cache(args.cache_dir.as_deref()) {
         Ok(h) => h,
         Err(e) => return fail(exit::PLUGIN_ERROR, e.to_string()),
     };

@@ -16,7 +16,6 @@
 //! backend failed, or a plugin could not be set up), 4 invalid input.
 
 use super::{Format, Out, exit, style};
-use crate::engine::clock::Clock as _;
 use crate::engine::dry::{DryRun, MetricReport, Pace, Which, Window};
 use crate::engine::setup;
 use crate::metrics::replay::Replay;
@@ -104,7 +103,7 @@ async fn inner(args: &VerifyArgs, out: &mut Out) -> Result<u8, Failure> {
         return Ok(exit::INVALID_INPUT);
     };
     let plan = plan(&bundle, &args.rollouts, &args.phases)?;
-    let now = crate::engine::clock::SystemClock.now_ms();
+    let now = crate::engine::clock::now_ms();
     let (backends, mut window) = match &args.replay {
         Some(file) => replay_backends(&bundle, file, args.from.as_deref(), args.to.as_deref())?,
         None => {
@@ -124,10 +123,11 @@ async fn inner(args: &VerifyArgs, out: &mut Out) -> Result<u8, Failure> {
             (backends, window)
         }
     };
-    let host = super::plugin::host_with_cache(args.cache_dir.as_deref()).map_err(|e| Failure {
-        code: exit::PLUGIN_ERROR,
-        lines: vec![e.to_string()],
-    })?;
+    let host =
+        super::plugin_host::host_with_cache(args.cache_dir.as_deref()).map_err(|e| Failure {
+            code: exit::PLUGIN_ERROR,
+            lines: vec![e.to_string()],
+        })?;
     let rollouts: Vec<&RolloutSpec> = plan.iter().map(|(r, _)| *r).collect();
     let deterministic = window.pace == Pace::Simulated;
     let plugins = setup::plugins(&host, &bundle, &rollouts, deterministic)
@@ -140,7 +140,7 @@ async fn inner(args: &VerifyArgs, out: &mut Out) -> Result<u8, Failure> {
     // eat into --max-duration.
     if window.pace == Pace::Live {
         let length = window.end_ms - window.start_ms;
-        window.start_ms = crate::engine::clock::SystemClock.now_ms();
+        window.start_ms = crate::engine::clock::now_ms();
         window.end_ms = window.start_ms.saturating_add(length);
     }
     let dry = DryRun {
@@ -258,7 +258,7 @@ fn replay_backends(
 ) -> Result<(Backends, Window), Failure> {
     let replay = Replay::open(file).map_err(|e| invalid(format!("--replay: {e}")))?;
     let (first, last) = replay.span_ms();
-    let now = crate::engine::clock::SystemClock.now_ms();
+    let now = crate::engine::clock::now_ms();
     let start = match from {
         Some(t) => super::time::parse_in_span(t, first, last, now)
             .map_err(|e| invalid(format!("--from: {e}")))?,

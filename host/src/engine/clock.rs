@@ -26,16 +26,22 @@ pub trait Clock: Send + Sync {
     fn is_simulated(&self) -> bool;
 }
 
+/// The wall clock in milliseconds since the Unix epoch (0 before 1970): the one reading of
+/// real time that the engine ([`SystemClock`]), the server and the CLI share.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Real time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        now_ms()
     }
 
     fn sleep_until(&self, at_ms: i64) -> BoxFuture<'static, ()> {

@@ -4,8 +4,8 @@
 use super::run::{human_ms, ms_i64};
 use super::state::{Stage, State};
 use super::{ENGINE_ACTOR, EngineError, Run};
+use crate::deliver::Readiness;
 use crate::spec::model::DeadlineAction;
-use crate::target::Readiness;
 
 impl Run<'_> {
     pub(super) async fn deadline_passed(&mut self) -> Result<bool, EngineError> {

@@ -8,8 +8,8 @@
 //! Transient failures are retried a few times with a short backoff so that one dropped
 //! connection does not pause a rollout for a whole gate interval.
 
+use crate::deliver::webhook::{body_tail, describe_error, is_transient, status_message};
 use crate::spec::model::GateSpec;
-use crate::target::webhook::{body_tail, describe_error, is_transient, status_message};
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ pub async fn ask(
                 format!("{why} (after {} attempts)", attempt + 1)
             });
         }
-        let delay = crate::target::webhook::backoff(FIRST_RETRY, attempt, MAX_RETRY);
+        let delay = crate::deliver::webhook::backoff(FIRST_RETRY, attempt, MAX_RETRY);
         tracing::debug!(gate = %gate.name, attempt = attempt + 1, "gate request failed, retrying: {why}");
         tokio::time::sleep(delay).await;
         attempt += 1;
@@ -79,7 +79,7 @@ async fn ask_once(
         .await;
     // Messages end up in the audit log: no password or query (they may hold a token).
     let url = match reqwest::Url::parse(url) {
-        Ok(u) => crate::target::webhook::shown(&u),
+        Ok(u) => crate::deliver::webhook::shown(&u),
         Err(_) => url.to_string(),
     };
     let mut response = match sent {
@@ -117,8 +117,8 @@ async fn ask_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deliver::testing::{Reply, Server, refused_url, reply};
     use crate::spec::model::GateKind;
-    use crate::target::testing::{Reply, Server, refused_url, reply};
 
     fn gate(url: String, retries: u32, timeout_ms: u64) -> GateSpec {
         GateSpec {

@@ -11,7 +11,7 @@
 //!
 //! The engine decides nothing about verdicts itself: [`crate::verify`] counts, the failure
 //! policy plugin decides, the engine applies the decision. It knows nothing of HTTP or the
-//! command line except through [`crate::target`] and the HTTP gates of [`gate`].
+//! command line except through [`crate::deliver`] and the HTTP gates of [`gate`].
 //!
 //! # Where things are
 //!
@@ -65,11 +65,11 @@ pub use run::human_ms;
 pub use verification::measure_metric;
 pub use waiting::Wakers;
 
+use crate::deliver::Target;
 use crate::metrics::MetricsSource;
 use crate::plugin::Plugin;
 use crate::spec::model::RolloutSpec;
 use crate::store::{AuditEvent, MeasurementRow, Store, StoreError};
-use crate::target::Target;
 use clock::Clock;
 use progress::progress_counts;
 use state::{Checkpoint, State};
@@ -216,7 +216,7 @@ impl Engine {
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
         let target =
-            crate::target::build(&spec.target, &base).map_err(|message| EngineError::Setup {
+            crate::deliver::build(&spec.target, &base).map_err(|message| EngineError::Setup {
                 rollout: spec.name.clone(),
                 message,
             })?;

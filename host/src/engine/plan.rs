@@ -2,8 +2,8 @@
 //! needs, given what was already applied. Pure, so the strategies are tested as tables.
 
 use super::state::Checkpoint;
+use crate::deliver::{Operation, Step};
 use crate::spec::model::{RollbackMode, RolloutSpec, Strategy};
-use crate::target::{Operation, Step};
 
 /// The next step of phase `phase` (towards its weight), or `None` when the phase's steps are
 /// all applied. `full` plans towards the end state (promote-full).

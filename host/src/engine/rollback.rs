@@ -6,8 +6,8 @@ use super::run::{human_ms, ms_i64};
 use super::state::State;
 use super::waiting::Woke;
 use super::{ENGINE_ACTOR, EngineError, Run, gate, plan};
+use crate::deliver::Readiness;
 use crate::spec::model::{GateKind, RollbackMode};
-use crate::target::Readiness;
 
 impl Run<'_> {
     pub(super) fn start_rollback(&mut self, message: String) {

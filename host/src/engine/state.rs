@@ -6,7 +6,7 @@
 //! apply (re-delivered with the same id if the runner died mid-step), the verification runs
 //! with their counters, pauses and deadlines.
 
-use crate::target::Step;
+use crate::deliver::Step;
 use crate::verify::VerificationRun;
 use serde::{Deserialize, Serialize};
 use std::fmt;

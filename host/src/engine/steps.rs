@@ -4,9 +4,9 @@
 
 use super::state::{Stage, State};
 use super::{ENGINE_ACTOR, EngineError, Run, plan};
+use crate::deliver::{Operation, Step};
 use crate::spec::model::Strategy;
 use crate::store::StepStatus;
-use crate::target::{Operation, Step};
 
 impl Run<'_> {
     /// Wait out a delay kept in the checkpoint (`wake_ms`), so a restart does not skip it.

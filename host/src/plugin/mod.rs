@@ -56,8 +56,8 @@ pub mod types {
     };
 }
 
-/// The components built from `plugins/`: the shipped ones as bytes, and the paths of all
-/// (including the test-only hostile plugins).
+/// The shipped components built from `plugins/`, as bytes (the test-only plugins are in the
+/// `rollgate-test-plugins` crate, a dev-dependency).
 pub mod artifacts {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 }
@@ -69,15 +69,8 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The plugins compiled into the rollgate binary, by name.
-pub const BUILTIN: &[(&str, &[u8])] = &[
-    ("threshold", artifacts::shipped::THRESHOLD),
-    ("default-policy", artifacts::shipped::DEFAULT_POLICY),
-    ("canary-judge", artifacts::shipped::CANARY_JUDGE),
-    ("burn-rate", artifacts::shipped::BURN_RATE),
-    ("baseline-ratio", artifacts::shipped::BASELINE_RATIO),
-    ("http-check", artifacts::shipped::HTTP_CHECK),
-];
+/// The plugins compiled into the rollgate binary, by name (the list is host/build/plugins.rs).
+pub const BUILTIN: &[(&str, &[u8])] = artifacts::shipped::ALL;
 
 /// Where a plugin comes from.
 #[derive(Debug, Clone)]

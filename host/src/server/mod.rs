@@ -22,6 +22,7 @@ pub mod refs;
 pub mod supervise;
 pub mod views;
 
+use crate::engine::clock::now_ms;
 use crate::engine::setup::{self, Problem};
 use crate::engine::{
     Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, RetryError, Wakers, create_run,
@@ -36,7 +37,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// How long an action request waits for the run to apply or refuse it before the API
@@ -245,13 +246,6 @@ impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0.join("\n"))
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What the configuration's spec files look like now (see [`crate::files::stamps`]: the

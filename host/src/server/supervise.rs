@@ -70,7 +70,7 @@ pub fn record(task: &str, what: &str, message: String) {
             task: task.to_string(),
             what: what.to_string(),
             message,
-            at_ms: super::now_ms(),
+            at_ms: crate::engine::clock::now_ms(),
         });
     }
 }

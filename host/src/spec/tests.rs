@@ -630,7 +630,7 @@ fn a_folder_loads_across_files() {
 fn a_relative_path_loads_as_absolute_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (templates, rollouts) = split_good(dir.path());
-    let relative = crate::target::testing::relative_to_cwd(dir.path());
+    let relative = crate::deliver::testing::relative_to_cwd(dir.path());
     let bundle = load(std::slice::from_ref(&relative)).unwrap_or_else(|e| panic!("{e:#?}"));
     // The same files, named absolutely: what a relative path inside them resolves against
     // no longer depends on the directory the command runs in later.

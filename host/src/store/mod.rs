@@ -16,12 +16,24 @@
 //! float, booleans as 0/1) so that a PostgreSQL backend can share them later; the pool type
 //! stays private to [`Store`]. This module knows nothing about what a checkpoint or a step
 //! *means*: both are JSON text the engine owns.
+//!
+//! Files:
+//! - `mod.rs`: the rows ([`RolloutRow`], [`AuditRow`], … read with `sqlx::FromRow`), the
+//!   [`StoreError`], and [`Store`] — opening (one connection-options builder), the one
+//!   filtered query behind every listing of rollouts, commits and the smaller reads/writes;
+//! - `sql.rs`: the SQL text of every statement, one field per statement in a `Sql` value
+//!   per dialect (SQLite today; the PostgreSQL dialect goes beside it);
+//! - `tests.rs`: tests against real SQLite files.
+//!
+//! The schema lives in `host/migrations` (embedded at build time); a migration, once
+//! released, never changes: existing stores must open.
+
+mod sql;
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sql::{Filter, Sql};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,9 +46,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections per [`Store`]; SQLite serialises writers anyway, a few readers help the CLI.
 const MAX_CONNECTIONS: u32 = 4;
-
-/// Verdicts whose measurements are never pruned.
-const KEPT_VERDICTS: &str = "('fail', 'error')";
 
 /// Why a store operation failed; each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +90,7 @@ fn db(e: sqlx::Error) -> StoreError {
 ///
 /// Retrying a rollout creates a new row with the next `run` number, so every attempt keeps
 /// its own checkpoint and audit log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct RolloutRow {
     /// Store-wide id.
     pub id: i64,
@@ -106,7 +115,7 @@ pub struct RolloutRow {
 }
 
 /// One entry of a rollout's audit log: who did what, why, and what it changed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AuditEvent {
     /// When it happened.
     pub at_ms: i64,
@@ -120,7 +129,9 @@ pub struct AuditEvent {
     pub state_before: String,
     /// State after.
     pub state_after: String,
-    /// Target progress counts at that moment.
+    /// Target progress counts at that moment (stored as JSON text, parsed by
+    /// [`Store::audit`]).
+    #[sqlx(skip)]
     pub progress: serde_json::Value,
 }
 
@@ -134,13 +145,14 @@ pub struct AuditRow {
 }
 
 /// One measurement of one metric, kept so operators can see what a verdict was based on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct MeasurementRow {
     /// The phase it verified; -1 for background verification.
     pub phase_index: i64,
     /// The metric's name.
     pub metric: String,
     /// The measurement's index within its verification run.
+    #[sqlx(rename = "idx")]
     pub index: i64,
     /// When it was taken.
     pub at_ms: i64,
@@ -189,6 +201,14 @@ impl fmt::Display for StepStatus {
     }
 }
 
+impl TryFrom<String> for StepStatus {
+    type Error = StoreError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 impl FromStr for StepStatus {
     type Err = StoreError;
 
@@ -205,13 +225,14 @@ impl FromStr for StepStatus {
 }
 
 /// One target step of a rollout and what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct StepRow {
     /// The engine's id for the step, unique per rollout row.
     pub step_id: String,
     /// The step (JSON).
     pub step: String,
     /// Where it is.
+    #[sqlx(try_from = "String")]
     pub status: StepStatus,
     /// The outcome (output or error), once known.
     pub result: Option<String>,
@@ -220,7 +241,7 @@ pub struct StepRow {
 }
 
 /// An operator's request (promote, pause, abort, …) waiting for the runner of a rollout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ActionRequest {
     /// Store-wide id; a commit consumes it by id.
     pub id: i64,
@@ -265,8 +286,17 @@ pub struct Store {
     path: PathBuf,
 }
 
-const ROLLOUT_COLUMNS: &str =
-    "id, name, run, spec, checkpoint, state, finished, generation, created_ms, updated_ms";
+/// The statements of the store's dialect (see [`sql`]).
+const SQL: &Sql = &sql::SQLITE;
+
+/// How [`Store::connect`] opens the file.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Create the file if missing, with this `synchronous` setting, and migrate.
+    Create(SqliteSynchronous),
+    /// Open an existing file as it is: no creation, no migration.
+    Existing,
+}
 
 impl Store {
     /// Open (creating if missing) the store file and bring its schema up to date.
@@ -278,38 +308,23 @@ impl Store {
     /// or only at WAL checkpoints (`NORMAL`: a crash of the process loses nothing, a power
     /// cut may lose the last commits; many times more commits a second).
     pub async fn open_durable(path: &Path, full_sync: bool) -> Result<Store, StoreError> {
-        let shown = path.display().to_string();
-        let open_err = |message: String| StoreError::Open {
-            path: shown.clone(),
-            message,
-        };
         if path.is_dir() {
-            return Err(open_err("it is a directory, not a file".into()));
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                message: "it is a directory, not a file".into(),
+            });
         }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if full_sync {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            .map_err(|e| open_err(e.to_string()))?;
-        if let Err(e) = sqlx::migrate!("./migrations").run(&pool).await {
-            pool.close().await;
-            return Err(migrate_error(&shown, e));
+        let sync = if full_sync {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
+        let store = Store::connect(path, Mode::Create(sync)).await?;
+        if let Err(e) = sqlx::migrate!("./migrations").run(&store.pool).await {
+            store.pool.close().await;
+            return Err(migrate_error(&path.display().to_string(), e));
         }
-        Ok(Store {
-            pool,
-            path: path.to_path_buf(),
-        })
+        Ok(store)
     }
 
     /// Open an existing store to read it (`rollgate get`, `history`): no file is created
@@ -317,19 +332,26 @@ impl Store {
     /// new store — both would apply the first migration, and the loser (possibly the
     /// runner) would fail; a store a runner has not migrated yet just reads as empty.
     pub async fn open_existing(path: &Path) -> Result<Store, StoreError> {
-        let shown = path.display().to_string();
-        let options = SqliteConnectOptions::new()
+        Store::connect(path, Mode::Existing).await
+    }
+
+    /// The one connection-options builder: WAL, foreign keys and the busy timeout for every
+    /// mode; creation and the `synchronous` setting only when opening to write.
+    async fn connect(path: &Path, mode: Mode) -> Result<Store, StoreError> {
+        let mut options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(false)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .create_if_missing(matches!(mode, Mode::Create(_)))
+            .journal_mode(SqliteJournalMode::Wal);
+        if let Mode::Create(sync) = mode {
+            options = options.synchronous(sync);
+        }
+        let options = options.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Open {
-                path: shown,
+                path: path.display().to_string(),
                 message: e.to_string(),
             })?;
         Ok(Store {
@@ -355,25 +377,17 @@ impl Store {
         now_ms: i64,
     ) -> Result<RolloutRow, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        // A write first, so the transaction takes the write lock (waiting out the busy
-        // timeout) before it reads anything.
-        let row = sqlx::query(&format!(
-            "INSERT INTO rollouts (name, run, spec, checkpoint, state, finished, generation, \
-             created_ms, updated_ms) \
-             SELECT ?, COALESCE(MAX(run), 0) + 1, ?, ?, ?, 0, 1, ?, ? \
-             FROM rollouts WHERE name = ? RETURNING {ROLLOUT_COLUMNS}"
-        ))
-        .bind(name)
-        .bind(spec)
-        .bind(checkpoint)
-        .bind(state)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-        let rollout = rollout_row(&row)?;
+        let rollout: RolloutRow = sqlx::query_as(SQL.create_rollout)
+            .bind(name)
+            .bind(spec)
+            .bind(checkpoint)
+            .bind(state)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
         append_events(&mut tx, rollout.id, std::slice::from_ref(event)).await?;
         tx.commit().await.map_err(db)?;
         Ok(rollout)
@@ -381,66 +395,39 @@ impl Store {
 
     /// The rollout row with this id.
     pub async fn get(&self, id: i64) -> Result<Option<RolloutRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = ?"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rollout_row)
-        .transpose()
+        Ok(self.rollouts(Filter::Id(id)).await?.pop())
     }
 
     /// The latest run (highest `run`) of rollout `name`.
     pub async fn latest(&self, name: &str) -> Result<Option<RolloutRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE name = ? ORDER BY run DESC LIMIT 1"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rollout_row)
-        .transpose()
+        Ok(self.rollouts(Filter::Latest(name)).await?.pop())
     }
 
     /// Rollout rows not in a final state, oldest first: what a restarted runner resumes.
     pub async fn unfinished(&self) -> Result<Vec<RolloutRow>, StoreError> {
-        self.rollouts("WHERE finished = 0").await
+        self.rollouts(Filter::Unfinished).await
     }
 
     /// Every rollout row, oldest first.
     pub async fn list(&self) -> Result<Vec<RolloutRow>, StoreError> {
-        self.rollouts("").await
+        self.rollouts(Filter::All).await
     }
 
     /// Every run of the rollout `name`, by run number.
     pub async fn runs(&self, name: &str) -> Result<Vec<RolloutRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE name = ? ORDER BY run"
-        ))
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(rollout_row)
-        .collect()
+        self.rollouts(Filter::Runs(name)).await
     }
 
-    async fn rollouts(&self, filter: &str) -> Result<Vec<RolloutRow>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {ROLLOUT_COLUMNS} FROM rollouts {filter} ORDER BY id"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(rollout_row)
-        .collect()
+    /// The one filtered query behind [`get`](Store::get), [`latest`](Store::latest),
+    /// [`unfinished`](Store::unfinished), [`list`](Store::list) and [`runs`](Store::runs).
+    async fn rollouts(&self, filter: Filter<'_>) -> Result<Vec<RolloutRow>, StoreError> {
+        let query = sqlx::query_as(SQL.rollouts.query(filter));
+        let query = match filter {
+            Filter::Id(id) => query.bind(id),
+            Filter::Runs(name) | Filter::Latest(name) => query.bind(name),
+            Filter::All | Filter::Unfinished => query,
+        };
+        query.fetch_all(&self.pool).await.map_err(db)
     }
 
     /// Commit one transition in one transaction: check and bump the generation, store the
@@ -457,22 +444,19 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let bumped = sqlx::query(
-            "UPDATE rollouts SET generation = generation + 1, checkpoint = ?, state = ?, \
-             finished = ?, updated_ms = ? WHERE id = ? AND generation = ?",
-        )
-        .bind(commit.checkpoint)
-        .bind(commit.state)
-        .bind(i64::from(commit.finished))
-        .bind(now_ms)
-        .bind(id)
-        .bind(expected_generation)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        let bumped = sqlx::query(SQL.bump_generation)
+            .bind(commit.checkpoint)
+            .bind(commit.state)
+            .bind(i64::from(commit.finished))
+            .bind(now_ms)
+            .bind(id)
+            .bind(expected_generation)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
         if bumped != 1 {
-            let found = sqlx::query("SELECT name, generation FROM rollouts WHERE id = ?")
+            let found: Option<(String, i64)> = sqlx::query_as(SQL.generation_of)
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await
@@ -480,10 +464,10 @@ impl Store {
             // Dropping the transaction rolls it back; nothing was written.
             return Err(match found {
                 None => StoreError::NotFound(format!("rollout id {id}")),
-                Some(row) => StoreError::Conflict {
-                    rollout: row.try_get("name").map_err(db)?,
+                Some((rollout, found)) => StoreError::Conflict {
+                    rollout,
                     expected: expected_generation,
-                    found: row.try_get("generation").map_err(db)?,
+                    found,
                 },
             });
         }
@@ -506,19 +490,16 @@ impl Store {
         result: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE steps SET status = ?, result = ?, updated_ms = ? \
-             WHERE rollout_id = ? AND step_id = ?",
-        )
-        .bind(status.as_str())
-        .bind(result)
-        .bind(now_ms)
-        .bind(id)
-        .bind(step_id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        let updated = sqlx::query(SQL.step_done)
+            .bind(status.as_str())
+            .bind(result)
+            .bind(now_ms)
+            .bind(id)
+            .bind(step_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
         if updated == 0 {
             return Err(StoreError::NotFound(format!(
                 "step {step_id:?} of rollout id {id} (commit its intent first)"
@@ -529,88 +510,48 @@ impl Store {
 
     /// The rollout row's steps, in the order their intents were committed.
     pub async fn steps(&self, id: i64) -> Result<Vec<StepRow>, StoreError> {
-        sqlx::query(
-            "SELECT step_id, step, status, result, updated_ms FROM steps \
-             WHERE rollout_id = ? ORDER BY ordinal",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|row| {
-            let status: String = row.try_get("status").map_err(db)?;
-            Ok(StepRow {
-                step_id: row.try_get("step_id").map_err(db)?,
-                step: row.try_get("step").map_err(db)?,
-                status: status.parse()?,
-                result: row.try_get("result").map_err(db)?,
-                updated_ms: row.try_get("updated_ms").map_err(db)?,
-            })
-        })
-        .collect()
+        sqlx::query_as(SQL.steps)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
 
     /// The rollout row's audit log, by seq.
     pub async fn audit(&self, id: i64) -> Result<Vec<AuditRow>, StoreError> {
-        sqlx::query(
-            "SELECT seq, at_ms, actor, action, reason, state_before, state_after, progress \
-             FROM audit_events WHERE rollout_id = ? ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|row| {
-            let seq: i64 = row.try_get("seq").map_err(db)?;
-            let progress: String = row.try_get("progress").map_err(db)?;
-            let progress = serde_json::from_str(&progress).map_err(|e| {
-                StoreError::Db(format!(
-                    "audit event {seq} of rollout id {id} has unreadable progress: {e}"
-                ))
-            })?;
-            Ok(AuditRow {
-                seq,
-                event: AuditEvent {
-                    at_ms: row.try_get("at_ms").map_err(db)?,
-                    actor: row.try_get("actor").map_err(db)?,
-                    action: row.try_get("action").map_err(db)?,
-                    reason: row.try_get("reason").map_err(db)?,
-                    state_before: row.try_get("state_before").map_err(db)?,
-                    state_after: row.try_get("state_after").map_err(db)?,
+        let records: Vec<AuditRecord> = sqlx::query_as(SQL.audit)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        records
+            .into_iter()
+            .map(|record| {
+                let AuditRecord {
+                    seq,
+                    event,
                     progress,
-                },
+                } = record;
+                let progress = serde_json::from_str(&progress).map_err(|e| {
+                    StoreError::Db(format!(
+                        "audit event {seq} of rollout id {id} has unreadable progress: {e}"
+                    ))
+                })?;
+                Ok(AuditRow {
+                    seq,
+                    event: AuditEvent { progress, ..event },
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 
     /// The rollout row's kept measurements, in the order they were recorded.
     pub async fn measurements(&self, id: i64) -> Result<Vec<MeasurementRow>, StoreError> {
-        sqlx::query(
-            "SELECT phase_index, metric, idx, at_ms, verdict, value, message, details, \
-             retention FROM measurements WHERE rollout_id = ? ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|row| {
-            Ok(MeasurementRow {
-                phase_index: row.try_get("phase_index").map_err(db)?,
-                metric: row.try_get("metric").map_err(db)?,
-                index: row.try_get("idx").map_err(db)?,
-                at_ms: row.try_get("at_ms").map_err(db)?,
-                verdict: row.try_get("verdict").map_err(db)?,
-                value: row.try_get("value").map_err(db)?,
-                message: row.try_get("message").map_err(db)?,
-                details: row.try_get("details").map_err(db)?,
-                retention: row.try_get("retention").map_err(db)?,
-            })
-        })
-        .collect()
+        sqlx::query_as(SQL.measurements)
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
 
     /// Leave an action for the runner of the run `rollout_id`; returns its id. Fails with
@@ -623,48 +564,35 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "INSERT INTO action_requests (rollout_id, rollout, action, actor, reason, at_ms) \
-             SELECT id, name, ?, ?, ?, ? FROM rollouts WHERE id = ? RETURNING id",
-        )
-        .bind(action)
-        .bind(actor)
-        .bind(reason)
-        .bind(now_ms)
-        .bind(rollout_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        match row {
-            Some(row) => row.try_get("id").map_err(db),
-            None => Err(StoreError::NotFound(format!("rollout row {rollout_id}"))),
-        }
+        sqlx::query_scalar(SQL.request_action)
+            .bind(action)
+            .bind(actor)
+            .bind(reason)
+            .bind(now_ms)
+            .bind(rollout_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound(format!("rollout row {rollout_id}")))
     }
 
     /// Actions requested for the run `rollout_id` and not yet consumed, oldest first.
     pub async fn pending_actions(&self, rollout_id: i64) -> Result<Vec<ActionRequest>, StoreError> {
-        sqlx::query(
-            "SELECT id, rollout_id, rollout, action, actor, reason, at_ms FROM action_requests \
-             WHERE rollout_id = ? AND consumed_by IS NULL ORDER BY id",
-        )
-        .bind(rollout_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|row| {
-            Ok(ActionRequest {
-                id: row.try_get("id").map_err(db)?,
-                rollout_id: row.try_get("rollout_id").map_err(db)?,
-                rollout: row.try_get("rollout").map_err(db)?,
-                action: row.try_get("action").map_err(db)?,
-                actor: row.try_get("actor").map_err(db)?,
-                reason: row.try_get("reason").map_err(db)?,
-                at_ms: row.try_get("at_ms").map_err(db)?,
-            })
-        })
-        .collect()
+        sqlx::query_as(SQL.pending_actions)
+            .bind(rollout_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
+}
+
+/// An audit row as stored: the event with its progress still JSON text.
+#[derive(sqlx::FromRow)]
+struct AuditRecord {
+    seq: i64,
+    #[sqlx(flatten)]
+    event: AuditEvent,
+    progress: String,
 }
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
@@ -674,24 +602,19 @@ async fn append_events(tx: &mut Tx<'_>, id: i64, events: &[AuditEvent]) -> Resul
     for event in events {
         let progress = serde_json::to_string(&event.progress)
             .map_err(|e| StoreError::Db(format!("cannot serialise audit progress: {e}")))?;
-        sqlx::query(
-            "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, \
-             state_before, state_after, progress) \
-             SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ? \
-             FROM audit_events WHERE rollout_id = ?",
-        )
-        .bind(id)
-        .bind(event.at_ms)
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.reason)
-        .bind(&event.state_before)
-        .bind(&event.state_after)
-        .bind(progress)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+        sqlx::query(SQL.append_event)
+            .bind(id)
+            .bind(event.at_ms)
+            .bind(&event.actor)
+            .bind(&event.action)
+            .bind(&event.reason)
+            .bind(&event.state_before)
+            .bind(&event.state_after)
+            .bind(progress)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
     }
     Ok(())
 }
@@ -705,44 +628,34 @@ async fn insert_measurements(
 ) -> Result<(), StoreError> {
     let mut touched: BTreeMap<(i64, &str), i64> = BTreeMap::new();
     for m in measurements {
-        sqlx::query(
-            "INSERT INTO measurements (rollout_id, phase_index, metric, idx, at_ms, verdict, \
-             value, message, details, retention) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(m.phase_index)
-        .bind(&m.metric)
-        .bind(m.index)
-        .bind(m.at_ms)
-        .bind(&m.verdict)
-        .bind(m.value)
-        .bind(&m.message)
-        .bind(&m.details)
-        .bind(m.retention)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+        sqlx::query(SQL.insert_measurement)
+            .bind(id)
+            .bind(m.phase_index)
+            .bind(&m.metric)
+            .bind(m.index)
+            .bind(m.at_ms)
+            .bind(&m.verdict)
+            .bind(m.value)
+            .bind(&m.message)
+            .bind(&m.details)
+            .bind(m.retention)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
         touched.insert((m.phase_index, m.metric.as_str()), m.retention.max(0));
     }
     for ((phase_index, metric), retention) in touched {
-        sqlx::query(&format!(
-            "DELETE FROM measurements \
-             WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
-             AND verdict NOT IN {KEPT_VERDICTS} \
-             AND id NOT IN (SELECT id FROM measurements \
-                 WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
-                 AND verdict NOT IN {KEPT_VERDICTS} ORDER BY id DESC LIMIT ?)"
-        ))
-        .bind(id)
-        .bind(phase_index)
-        .bind(metric)
-        .bind(id)
-        .bind(phase_index)
-        .bind(metric)
-        .bind(retention)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+        sqlx::query(SQL.prune_measurements)
+            .bind(id)
+            .bind(phase_index)
+            .bind(metric)
+            .bind(id)
+            .bind(phase_index)
+            .bind(metric)
+            .bind(retention)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
     }
     Ok(())
 }
@@ -757,30 +670,22 @@ async fn insert_intents(
     if intents.is_empty() {
         return Ok(());
     }
-    let last: i64 =
-        sqlx::query("SELECT COALESCE(MAX(ordinal), 0) AS last FROM steps WHERE rollout_id = ?")
+    let mut ordinal: i64 = sqlx::query_scalar(SQL.last_ordinal)
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    for (step_id, step) in intents {
+        let inserted = sqlx::query(SQL.insert_intent)
             .bind(id)
-            .fetch_one(&mut **tx)
+            .bind(step_id)
+            .bind(ordinal + 1)
+            .bind(step)
+            .bind(now_ms)
+            .execute(&mut **tx)
             .await
             .map_err(db)?
-            .try_get("last")
-            .map_err(db)?;
-    let mut ordinal = last;
-    for (step_id, step) in intents {
-        let inserted = sqlx::query(
-            "INSERT INTO steps (rollout_id, step_id, ordinal, step, status, result, updated_ms) \
-             VALUES (?, ?, ?, ?, 'intent', NULL, ?) \
-             ON CONFLICT (rollout_id, step_id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(step_id)
-        .bind(ordinal + 1)
-        .bind(step)
-        .bind(now_ms)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
+            .rows_affected();
         ordinal += i64::try_from(inserted).unwrap_or(1);
     }
     Ok(())
@@ -794,30 +699,24 @@ async fn consume_actions(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     for &action in actions {
-        let updated = sqlx::query(
-            "UPDATE action_requests SET consumed_by = ?, consumed_ms = ? \
-             WHERE id = ? AND rollout_id = ? AND consumed_by IS NULL",
-        )
-        .bind(id)
-        .bind(now_ms)
-        .bind(action)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        let updated = sqlx::query(SQL.consume_action)
+            .bind(id)
+            .bind(now_ms)
+            .bind(action)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
         if updated == 0 {
-            let found =
-                sqlx::query("SELECT rollout_id, consumed_by FROM action_requests WHERE id = ?")
-                    .bind(action)
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(db)?;
-            let Some(found) = found else {
+            let found: Option<(i64, Option<i64>)> = sqlx::query_as(SQL.action_owner)
+                .bind(action)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?;
+            let Some((target, consumed_by)) = found else {
                 return Err(StoreError::NotFound(format!("action request {action}")));
             };
-            let target: i64 = found.try_get("rollout_id").map_err(db)?;
-            let consumed_by: Option<i64> = found.try_get("consumed_by").map_err(db)?;
             // Taking one's own request twice is harmless; another run's request never is.
             if target != id || consumed_by.is_some_and(|c| c != id) {
                 return Err(StoreError::Db(format!(
@@ -827,22 +726,6 @@ async fn consume_actions(
         }
     }
     Ok(())
-}
-
-fn rollout_row(row: &SqliteRow) -> Result<RolloutRow, StoreError> {
-    let finished: i64 = row.try_get("finished").map_err(db)?;
-    Ok(RolloutRow {
-        id: row.try_get("id").map_err(db)?,
-        name: row.try_get("name").map_err(db)?,
-        run: row.try_get("run").map_err(db)?,
-        spec: row.try_get("spec").map_err(db)?,
-        checkpoint: row.try_get("checkpoint").map_err(db)?,
-        state: row.try_get("state").map_err(db)?,
-        finished: finished != 0,
-        generation: row.try_get("generation").map_err(db)?,
-        created_ms: row.try_get("created_ms").map_err(db)?,
-        updated_ms: row.try_get("updated_ms").map_err(db)?,
-    })
 }
 
 /// Turn a migration failure into a message that names the fix.

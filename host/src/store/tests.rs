@@ -2,6 +2,7 @@
 
 use super::*;
 use serde_json::json;
+use sqlx::Row;
 use tempfile::TempDir;
 
 async fn fresh() -> (TempDir, Store) {

@@ -360,7 +360,7 @@ impl Target for WebhookTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testing::{Reply, Server, refused_url, reply, step};
+    use crate::deliver::testing::{Reply, Server, refused_url, reply, step};
     use std::collections::BTreeMap;
 
     fn spec(url: String) -> WebhookTargetSpec {

@@ -34,7 +34,7 @@ impl Target for NoneTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testing::step;
+    use crate::deliver::testing::step;
 
     #[tokio::test]
     async fn applies_nothing_and_is_always_ready() {

@@ -451,7 +451,7 @@ impl Target for ExecTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testing::step;
+    use crate::deliver::testing::step;
     use std::time::Instant;
 
     fn spec(command: &[&str]) -> ExecTargetSpec {
@@ -785,7 +785,7 @@ mod tests {
         .join("\n");
         std::fs::write(dir.path().join("specs/rollout.yaml"), yaml).unwrap();
         let relative =
-            crate::target::testing::relative_to_cwd(dir.path()).join("specs/rollout.yaml");
+            crate::deliver::testing::relative_to_cwd(dir.path()).join("specs/rollout.yaml");
         assert!(relative.is_relative());
         let bundle = crate::spec::load(&[relative]).unwrap_or_else(|e| panic!("{e:#?}"));
         let rollout = &bundle.rollouts[0];
@@ -794,7 +794,7 @@ mod tests {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let target = crate::target::build(&rollout.target, &base).unwrap();
+        let target = crate::deliver::build(&rollout.target, &base).unwrap();
         let out = target.apply(&step()).await.unwrap().output;
         let mut lines = out.lines();
         let pwd = Path::new(lines.next().unwrap()).canonicalize().unwrap();

@@ -1,0 +1,177 @@
+//! The SQL text of every statement the store runs, one field per statement in a [`Sql`]
+//! value per dialect.
+//!
+//! Only SQLite exists today ([`SQLITE`]). The PostgreSQL dialect (a later issue) is a second
+//! `Sql` value beside it — its own placeholders (`$1` for `?`), the same column names and
+//! the same row shapes — plus its own migrations; `mod.rs` names fields of [`Sql`] and binds
+//! parameters in the order the comments give, and never writes SQL itself.
+
+/// The columns of a [`RolloutRow`](super::RolloutRow), in every query that returns one.
+macro_rules! rollout_columns {
+    () => {
+        "id, name, run, spec, checkpoint, state, finished, generation, created_ms, updated_ms"
+    };
+}
+
+/// Verdicts whose measurements are never pruned.
+macro_rules! kept_verdicts {
+    () => {
+        "('fail', 'error')"
+    };
+}
+
+/// Which rollout rows [`Store::rollouts`](super::Store) selects; each filter is one query
+/// of [`SelectRollouts`] and binds at most one parameter.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Filter<'a> {
+    /// The row with this id.
+    Id(i64),
+    /// Every row, oldest first.
+    All,
+    /// Rows not in a final state, oldest first.
+    Unfinished,
+    /// Every run of this name, by run number.
+    Runs(&'a str),
+    /// The latest run of this name.
+    Latest(&'a str),
+}
+
+/// `SELECT` of rollout rows, one per [`Filter`].
+pub(super) struct SelectRollouts {
+    /// Binds: id.
+    pub by_id: &'static str,
+    /// No binds.
+    pub all: &'static str,
+    /// No binds.
+    pub unfinished: &'static str,
+    /// Binds: name.
+    pub runs_of: &'static str,
+    /// Binds: name.
+    pub latest_of: &'static str,
+}
+
+impl SelectRollouts {
+    /// The query of `filter`.
+    pub fn query(&self, filter: Filter<'_>) -> &'static str {
+        match filter {
+            Filter::Id(_) => self.by_id,
+            Filter::All => self.all,
+            Filter::Unfinished => self.unfinished,
+            Filter::Runs(_) => self.runs_of,
+            Filter::Latest(_) => self.latest_of,
+        }
+    }
+}
+
+/// Every statement of the store in one dialect.
+pub(super) struct Sql {
+    /// Rollout rows by filter.
+    pub rollouts: SelectRollouts,
+    /// Binds: name, spec, checkpoint, state, created_ms, updated_ms, name. Returns the row.
+    pub create_rollout: &'static str,
+    /// Binds: checkpoint, state, finished, updated_ms, id, expected generation.
+    pub bump_generation: &'static str,
+    /// Binds: id. Returns (name, generation).
+    pub generation_of: &'static str,
+    /// Binds: rollout id, at_ms, actor, action, reason, state_before, state_after,
+    /// progress, rollout id.
+    pub append_event: &'static str,
+    /// Binds: rollout id, phase_index, metric, idx, at_ms, verdict, value, message,
+    /// details, retention.
+    pub insert_measurement: &'static str,
+    /// Binds: (rollout id, phase_index, metric) twice, then retention.
+    pub prune_measurements: &'static str,
+    /// Binds: rollout id. Returns the last ordinal (0 when none).
+    pub last_ordinal: &'static str,
+    /// Binds: rollout id, step_id, ordinal, step, updated_ms.
+    pub insert_intent: &'static str,
+    /// Binds: status, result, updated_ms, rollout id, step_id.
+    pub step_done: &'static str,
+    /// Binds: rollout id. Returns step rows.
+    pub steps: &'static str,
+    /// Binds: rollout id. Returns audit rows.
+    pub audit: &'static str,
+    /// Binds: rollout id. Returns measurement rows.
+    pub measurements: &'static str,
+    /// Binds: action, actor, reason, at_ms, rollout id. Returns the new id.
+    pub request_action: &'static str,
+    /// Binds: rollout id. Returns action requests.
+    pub pending_actions: &'static str,
+    /// Binds: consumed_by, consumed_ms, action id, rollout id.
+    pub consume_action: &'static str,
+    /// Binds: action id. Returns (rollout_id, consumed_by).
+    pub action_owner: &'static str,
+}
+
+/// SQLite: `?` placeholders, `RETURNING`, `ON CONFLICT … DO NOTHING`.
+pub(super) const SQLITE: Sql = Sql {
+    rollouts: SelectRollouts {
+        by_id: concat!("SELECT ", rollout_columns!(), " FROM rollouts WHERE id = ?"),
+        all: concat!("SELECT ", rollout_columns!(), " FROM rollouts ORDER BY id"),
+        unfinished: concat!(
+            "SELECT ",
+            rollout_columns!(),
+            " FROM rollouts WHERE finished = 0 ORDER BY id"
+        ),
+        runs_of: concat!(
+            "SELECT ",
+            rollout_columns!(),
+            " FROM rollouts WHERE name = ? ORDER BY run"
+        ),
+        latest_of: concat!(
+            "SELECT ",
+            rollout_columns!(),
+            " FROM rollouts WHERE name = ? ORDER BY run DESC LIMIT 1"
+        ),
+    },
+    // A write first, so the transaction takes the write lock (waiting out the busy timeout)
+    // before it reads anything.
+    create_rollout: concat!(
+        "INSERT INTO rollouts (name, run, spec, checkpoint, state, finished, generation, \
+         created_ms, updated_ms) \
+         SELECT ?, COALESCE(MAX(run), 0) + 1, ?, ?, ?, 0, 1, ?, ? \
+         FROM rollouts WHERE name = ? RETURNING ",
+        rollout_columns!()
+    ),
+    bump_generation: "UPDATE rollouts SET generation = generation + 1, checkpoint = ?, \
+                      state = ?, finished = ?, updated_ms = ? WHERE id = ? AND generation = ?",
+    generation_of: "SELECT name, generation FROM rollouts WHERE id = ?",
+    append_event: "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, \
+                   state_before, state_after, progress) \
+                   SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ? \
+                   FROM audit_events WHERE rollout_id = ?",
+    insert_measurement: "INSERT INTO measurements (rollout_id, phase_index, metric, idx, \
+                         at_ms, verdict, value, message, details, retention) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    prune_measurements: concat!(
+        "DELETE FROM measurements \
+         WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
+         AND verdict NOT IN ",
+        kept_verdicts!(),
+        " AND id NOT IN (SELECT id FROM measurements \
+         WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
+         AND verdict NOT IN ",
+        kept_verdicts!(),
+        " ORDER BY id DESC LIMIT ?)"
+    ),
+    last_ordinal: "SELECT COALESCE(MAX(ordinal), 0) AS last FROM steps WHERE rollout_id = ?",
+    insert_intent: "INSERT INTO steps (rollout_id, step_id, ordinal, step, status, result, \
+                    updated_ms) VALUES (?, ?, ?, ?, 'intent', NULL, ?) \
+                    ON CONFLICT (rollout_id, step_id) DO NOTHING",
+    step_done: "UPDATE steps SET status = ?, result = ?, updated_ms = ? \
+                WHERE rollout_id = ? AND step_id = ?",
+    steps: "SELECT step_id, step, status, result, updated_ms FROM steps \
+            WHERE rollout_id = ? ORDER BY ordinal",
+    audit: "SELECT seq, at_ms, actor, action, reason, state_before, state_after, progress \
+            FROM audit_events WHERE rollout_id = ? ORDER BY seq",
+    measurements: "SELECT phase_index, metric, idx, at_ms, verdict, value, message, details, \
+                   retention FROM measurements WHERE rollout_id = ? ORDER BY id",
+    request_action: "INSERT INTO action_requests (rollout_id, rollout, action, actor, reason, \
+                     at_ms) SELECT id, name, ?, ?, ?, ? FROM rollouts WHERE id = ? RETURNING id",
+    pending_actions: "SELECT id, rollout_id, rollout, action, actor, reason, at_ms \
+                      FROM action_requests \
+                      WHERE rollout_id = ? AND consumed_by IS NULL ORDER BY id",
+    consume_action: "UPDATE action_requests SET consumed_by = ?, consumed_ms = ? \
+                     WHERE id = ? AND rollout_id = ? AND consumed_by IS NULL",
+    action_owner: "SELECT rollout_id, consumed_by FROM action_requests WHERE id = ?",
+};
