@@ -359,15 +359,9 @@ impl Fleet {
         match supervise::catching("reload", "a configuration reload", self.reload_locked()).await {
             Ok(result) => result,
             Err(message) => {
-                let refused = Refused(vec![format!(
+                Err(self.refused(Refused(vec![format!(
                     "rollgate panicked while loading this configuration (a bug; please report it): {message}; the running configuration stays"
-                )]);
-                let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
-                status.last_error = Some(refused.0.clone());
-                status.last_error_ms = Some(now_ms());
-                drop(status);
-                self.mark_seen();
-                Err(refused)
+                )])))
             }
         }
     }
@@ -387,19 +381,20 @@ impl Fleet {
                 self.reconcile(false).await.map_err(|e| Refused(vec![e]))?;
                 Ok(())
             }
-            Err(refused) => {
-                // Remember what was refused, so the same broken files are not reported
-                // again every few seconds.
-                let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
-                status.last_error = Some(refused.0.clone());
-                status.last_error_ms = Some(now_ms());
-                drop(status);
-                // The folder as it is now has been seen: it is not looked at again until it
-                // changes.
-                self.mark_seen();
-                Err(refused)
-            }
+            Err(refused) => Err(self.refused(refused)),
         }
+    }
+
+    /// Remember a refused change, so the same broken files are not reported again every
+    /// few seconds: the problems become the status's `lastError`, and the folder as it is
+    /// now counts as seen (it is not looked at again until it changes).
+    fn refused(&self, refused: Refused) -> Refused {
+        let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.last_error = Some(refused.0.clone());
+        status.last_error_ms = Some(now_ms());
+        drop(status);
+        self.mark_seen();
+        refused
     }
 
     /// Record the folder's files as they are now as seen, keeping the running
