@@ -249,7 +249,16 @@ impl Prometheus {
             }
         })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| {
+        let body = read_capped(response, MAX_BODY_BYTES).await.map_err(|e| {
+            let Some(e) = e else {
+                return err(
+                    QueryErrorKind::TooLarge,
+                    format!(
+                        "the answer is larger than {} MiB, the most rollgate reads; narrow the query or its window",
+                        MAX_BODY_BYTES >> 20
+                    ),
+                );
+            };
             if e.is_timeout() {
                 err(
                     QueryErrorKind::Timeout,
@@ -264,6 +273,26 @@ impl Prometheus {
         })?;
         decode(status.as_u16(), &body, &self.secrets).map_err(|(kind, message)| err(kind, message))
     }
+}
+
+/// The largest answer read from a Prometheus API: a backend that sends more (a broken
+/// proxy, a hostile server) is refused, not buffered whole.
+const MAX_BODY_BYTES: usize = 256 << 20;
+
+/// The body of `response`, chunk by chunk, refused (`Err(None)`) as soon as it grows past
+/// `cap` bytes.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, Option<reqwest::Error>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Some)? {
+        if body.len().saturating_add(chunk.len()) > cap {
+            return Err(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Turn an HTTP status and body of the Prometheus API into a result or a classified error.
@@ -438,6 +467,14 @@ impl Backend for Prometheus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn answers_over_the_cap_are_refused_not_buffered() {
+        let answer = |n: usize| reqwest::Response::from(http::Response::new(vec![b'x'; n]));
+        assert!(matches!(read_capped(answer(1001), 1000).await, Err(None)));
+        let body = read_capped(answer(1000), 1000).await.expect("at the cap");
+        assert_eq!(body.len(), 1000);
+    }
 
     #[test]
     fn configuration_errors_name_the_field() {
