@@ -130,6 +130,16 @@ impl Out {
     }
 }
 
+/// The exit code for problems found setting up plugins: invalid input (4) when any is the
+/// operator's to fix, as `lint` reports the same problems, else a plugin failure (3).
+pub fn setup_exit(problems: &[crate::engine::setup::Problem]) -> u8 {
+    if problems.iter().any(crate::engine::setup::Problem::is_input) {
+        exit::INVALID_INPUT
+    } else {
+        exit::PLUGIN_ERROR
+    }
+}
+
 /// Load spec files and folders; on problems, print each (after `who`, e.g. `rollgate
 /// replay`) and how many, saying `nothing was {done}`, and give `None`.
 pub fn load_or_report(

@@ -139,7 +139,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
             for p in &problems {
                 out.err(format!("rollgate replay: {p}"));
             }
-            return setup::Problem::exit_code(&problems);
+            return super::setup_exit(&problems);
         }
     };
     let (_scratch, store_path) = match &args.store {

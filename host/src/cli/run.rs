@@ -308,7 +308,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             for e in &errors {
                 out.err(format!("rollgate: {e}"));
             }
-            return setup::Problem::exit_code(&errors);
+            return super::setup_exit(&errors);
         }
     };
     let store = match Store::open(&args.store).await {

@@ -133,7 +133,7 @@ async fn inner(args: &VerifyArgs, out: &mut Out) -> Result<u8, Failure> {
     let plugins = setup::plugins(&host, &bundle, &rollouts, deterministic)
         .await
         .map_err(|problems| Failure {
-            code: setup::Problem::exit_code(&problems),
+            code: super::setup_exit(&problems),
             lines: problems.iter().map(ToString::to_string).collect(),
         })?;
     // A live window starts once the plugins are ready: loading (compiling) them must not

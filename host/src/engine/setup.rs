@@ -224,16 +224,6 @@ impl Problem {
         self.input
     }
 
-    /// The exit code for these problems: invalid input (4) when any is the operator's to
-    /// fix, else a plugin failure (3), as `lint` would report the same problems.
-    pub fn exit_code(problems: &[Problem]) -> u8 {
-        if problems.iter().any(Problem::is_input) {
-            crate::cli::exit::INVALID_INPUT
-        } else {
-            crate::cli::exit::PLUGIN_ERROR
-        }
-    }
-
     /// A problem inside a configuration written at `at`, at the JSON pointer `pointer_path`.
     fn at(at: Option<&SourcePos>, pointer_path: &str, message: String) -> Problem {
         Problem {
