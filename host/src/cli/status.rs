@@ -1,7 +1,8 @@
 //! Status for people: `rollgate get NAME [--watch]` (the live tree of a rollout, read from
 //! the store a runner writes, or from a server's API with `--server URL`) and `rollgate
 //! history NAME` (its runs and audit log). The same tree is drawn live by `rollgate run`
-//! on a terminal.
+//! on a terminal; `get` adds who drives an unfinished run ([`with_runner`]), saying so
+//! plainly when that runner stopped reporting.
 //!
 //! Exit codes: 0 shown, 3 the store or server cannot be read, 4 no such rollout or run (or
 //! a token the server refused).
