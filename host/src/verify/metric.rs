@@ -318,10 +318,23 @@ impl MetricRun {
             return None;
         }
         Some(match success_limit {
+            // Argo Rollouts' rule: while failureLimit applies (0 or more) and was not
+            // exceeded, a missing success streak is not proof of failure — inconclusive
+            // (the default policy pauses for a person). Only with failureLimit -1, where
+            // the streak is the one way to pass, is it a failure.
+            Some(n) if s.failure_limit >= 0 => (
+                MetricStatus::Inconclusive,
+                format!(
+                    "inconclusive: count {count} reached without {n} passes in a row (consecutiveSuccessLimit {n}) and within failureLimit {}, {}{}",
+                    s.failure_limit,
+                    c.tally(),
+                    self.value_tail()
+                ),
+            ),
             Some(n) => (
                 MetricStatus::Failed,
                 format!(
-                    "failed: count {count} reached without {n} passes in a row (consecutiveSuccessLimit {n}), {}{}",
+                    "failed: count {count} reached without {n} passes in a row (consecutiveSuccessLimit {n}, failureLimit -1), {}{}",
                     c.tally(),
                     self.value_tail()
                 ),
@@ -550,12 +563,33 @@ pub(crate) mod tests {
             ("consecutiveSuccessLimit 2 ends early",
                 MetricSpec { failure_limit: 5, consecutive_success_limit: Some(2), ..every("m", Some(5)) },
                 vec![pass(), fail(), pass(), pass()], vec![Running, Running, Running, Successful]),
-            ("consecutiveSuccessLimit 3: an error does not break the streak",
+            ("consecutiveSuccessLimit 3: an error breaks the streak (pass, pass, error, pass is not successful yet)",
                 MetricSpec { consecutive_success_limit: Some(3), ..every("m", Some(5)) },
-                vec![pass(), error(), pass(), pass()], vec![Running, Running, Running, Successful]),
-            ("count reached without the success streak fails",
-                MetricSpec { failure_limit: 5, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![pass(), pass(), error(), pass(), pass(), pass()],
+                vec![Running, Running, Running, Running, Running, Successful]),
+            ("consecutiveFailureLimit 2: an error does not reset the failure streak either way",
+                MetricSpec { failure_limit: -1, consecutive_failure_limit: Some(2), consecutive_success_limit: Some(5), ..every("m", Some(5)) },
+                vec![fail(), error(), error(), fail()], vec![Running, Running, Running, Failed]),
+            // count reached without the success streak: inconclusive while failureLimit
+            // applies (unset, which loads as 0; 0; 3), failed only with -1.
+            ("count reached without the streak, failureLimit unset (0): inconclusive",
+                MetricSpec { consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![pass(), pass(), error(), pass()], vec![Running, Running, Running, Inconclusive]),
+            ("count reached without the streak, failureLimit 0: inconclusive",
+                MetricSpec { failure_limit: 0, consecutive_success_limit: Some(2), ..every("m", Some(2)) },
+                vec![pass(), error(), pass()], vec![Running, Running, Inconclusive]),
+            ("count reached without the streak, failureLimit 3: inconclusive",
+                MetricSpec { failure_limit: 3, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![pass(), fail(), pass()], vec![Running, Running, Inconclusive]),
+            ("failureLimit 1 exceeded before count: failed, whatever the streak",
+                MetricSpec { failure_limit: 1, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![fail(), pass(), fail()], vec![Running, Running, Failed]),
+            ("count reached without the streak, failureLimit -1: failed",
+                MetricSpec { failure_limit: -1, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
                 vec![pass(), fail(), pass()], vec![Running, Running, Failed]),
+            ("count reached with the streak on its last measurement: successful",
+                MetricSpec { failure_limit: -1, consecutive_success_limit: Some(2), ..every("m", Some(3)) },
+                vec![fail(), pass(), pass()], vec![Running, Running, Successful]),
             ("errors are not counted in count",
                 every("m", Some(2)),
                 vec![pass(), error(), error(), pass()], vec![Running, Running, Running, Successful]),
@@ -670,7 +704,16 @@ pub(crate) mod tests {
                     ..every("m", Some(5))
                 },
                 vec![pass(), pass(), fail(), pass(), pass()],
-                "failed: count 5 reached without 3 passes in a row (consecutiveSuccessLimit 3), 4 passed, 1 failed, last value 0.01",
+                "inconclusive: count 5 reached without 3 passes in a row (consecutiveSuccessLimit 3) and within failureLimit 5, 4 passed, 1 failed, last value 0.01",
+            ),
+            (
+                MetricSpec {
+                    failure_limit: -1,
+                    consecutive_success_limit: Some(3),
+                    ..every("m", Some(3))
+                },
+                vec![pass(), error(), pass(), pass()],
+                "failed: count 3 reached without 3 passes in a row (consecutiveSuccessLimit 3, failureLimit -1), 3 passed, 1 error, last value 0.01",
             ),
             (
                 MetricSpec {
