@@ -505,6 +505,8 @@ mod tests {
                     message: "failed: 2 fails > failureLimit 1".into(),
                 },
             ],
+            failures: Vec::new(),
+            target: None,
         }
     }
 

@@ -87,6 +87,8 @@ pub fn progress(row: &RolloutRow) -> Progress {
             row.run, row.state
         ),
         metrics: Vec::new(),
+        failures: Vec::new(),
+        target: None,
     })
 }
 

@@ -98,16 +98,18 @@ impl MetricRun {
             self.last_measured = Some(recorded.clone());
         }
         self.last = Some(recorded.clone());
-        let (status, reason) = match self.assess() {
+        let (status, reason, limit) = match self.assess() {
             Some(done) => done,
-            None => (MetricStatus::Running, self.running_reason(&recorded)),
+            None => (MetricStatus::Running, self.running_reason(&recorded), None),
         };
         self.next_due_ms = if status.is_complete() {
             None
         } else {
             Some(self.schedule(at_ms, recorded.verdict))
         };
-        let change = self.change_to(status, at_ms, reason);
+        let change = self
+            .change_to(status, at_ms, reason)
+            .map(|change| StatusChange { limit, ..change });
         (recorded, change)
     }
 
@@ -225,9 +227,10 @@ impl MetricRun {
         }
     }
 
-    /// The completing status and its reason, checked in a fixed order so the first match
-    /// is the exact cause; `None` while no rule completes the metric.
-    fn assess(&self) -> Option<(MetricStatus, String)> {
+    /// The completing status, its reason and the limit behind it (`failureLimit 2`), checked
+    /// in a fixed order so the first match is the exact cause; `None` while no rule
+    /// completes the metric.
+    fn assess(&self) -> Option<(MetricStatus, String, Option<String>)> {
         let c = &self.counters;
         let s = &self.spec;
         if c.consecutive_errors > s.consecutive_error_limit {
@@ -243,6 +246,10 @@ impl MetricRun {
                     ),
                     s.consecutive_error_limit
                 ),
+                Some(format!(
+                    "consecutiveErrorLimit {}",
+                    s.consecutive_error_limit
+                )),
             ));
         }
         if s.failure_limit >= 0 && i64::from(c.failures) > s.failure_limit {
@@ -254,6 +261,7 @@ impl MetricRun {
                     s.failure_limit,
                     self.evidence()
                 ),
+                Some(format!("failureLimit {}", s.failure_limit)),
             ));
         }
         if let Some(n) = s.consecutive_failure_limit.filter(|n| *n > 0)
@@ -270,6 +278,7 @@ impl MetricRun {
                     ),
                     self.evidence()
                 ),
+                Some(format!("consecutiveFailureLimit {n}")),
             ));
         }
         if c.inconclusives > s.inconclusive_limit {
@@ -281,6 +290,7 @@ impl MetricRun {
                     s.inconclusive_limit,
                     self.evidence()
                 ),
+                Some(format!("inconclusiveLimit {}", s.inconclusive_limit)),
             ));
         }
         if c.no_data > s.no_data_limit {
@@ -292,6 +302,7 @@ impl MetricRun {
                     s.no_data_limit,
                     self.evidence()
                 ),
+                Some(format!("noDataLimit {}", s.no_data_limit)),
             ));
         }
         let success_limit = s.consecutive_success_limit.filter(|n| *n > 0);
@@ -311,6 +322,7 @@ impl MetricRun {
                     c.tally(),
                     self.value_tail()
                 ),
+                None,
             ));
         }
         let count = self.target_count()?;
@@ -330,6 +342,7 @@ impl MetricRun {
                     c.tally(),
                     self.value_tail()
                 ),
+                Some(format!("consecutiveSuccessLimit {n}")),
             ),
             Some(n) => (
                 MetricStatus::Failed,
@@ -338,6 +351,7 @@ impl MetricRun {
                     c.tally(),
                     self.value_tail()
                 ),
+                Some(format!("consecutiveSuccessLimit {n}")),
             ),
             None => (
                 MetricStatus::Successful,
@@ -348,6 +362,7 @@ impl MetricRun {
                     c.tally(),
                     self.value_tail()
                 ),
+                None,
             ),
         })
     }
@@ -419,6 +434,7 @@ impl MetricRun {
             reason,
             counters: self.counters,
             last_value: self.last_value(),
+            limit: None,
         })
     }
 }
@@ -765,6 +781,53 @@ pub(crate) mod tests {
         for (spec, seq, want) in cases {
             let (run, _) = feed(spec, seq);
             assert_eq!(run.message, want);
+        }
+    }
+
+    #[test]
+    fn completing_changes_name_the_limit_that_decided() {
+        let cases: Vec<(MetricSpec, Vec<Observation>, Option<&str>)> = vec![
+            (spec("m"), vec![fail()], Some("failureLimit 0")),
+            (
+                MetricSpec {
+                    failure_limit: -1,
+                    consecutive_failure_limit: Some(2),
+                    ..every("m", Some(5))
+                },
+                vec![fail(), fail()],
+                Some("consecutiveFailureLimit 2"),
+            ),
+            (spec("m"), vec![inconclusive()], Some("inconclusiveLimit 0")),
+            (spec("m"), vec![no_data()], Some("noDataLimit 0")),
+            (
+                MetricSpec {
+                    consecutive_error_limit: 1,
+                    ..spec("m")
+                },
+                vec![error(), error()],
+                Some("consecutiveErrorLimit 1"),
+            ),
+            (
+                MetricSpec {
+                    consecutive_success_limit: Some(2),
+                    ..every("m", Some(2))
+                },
+                vec![pass(), error(), pass()],
+                Some("consecutiveSuccessLimit 2"),
+            ),
+            (spec("m"), vec![pass()], None),
+            (every("m", Some(3)), vec![pass()], None),
+        ];
+        for (spec, seq, want) in cases {
+            let mut run = MetricRun::new(spec, 0);
+            let mut last = None;
+            for (i, o) in seq.into_iter().enumerate() {
+                if let (_, Some(change)) = run.record(o, i as i64) {
+                    last = Some(change);
+                }
+            }
+            let change = last.expect("a change");
+            assert_eq!(change.limit.as_deref(), want, "{}", change.reason);
         }
     }
 

@@ -396,6 +396,11 @@ pub struct StatusChange {
     pub counters: Counters,
     /// The last value measured, if any.
     pub last_value: Option<f64>,
+    /// The limit that decided a completing change, as the spec names it
+    /// (`failureLimit 2`, `consecutiveErrorLimit 4`, `consecutiveSuccessLimit 3`); `None`
+    /// for a change no limit decided (running, a count reached, terminated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 #[cfg(test)]
