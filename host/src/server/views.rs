@@ -101,7 +101,7 @@ pub async fn snapshot(store: &Store, name: &str) -> Result<Option<Snapshot>, Str
 }
 
 /// One run in a rollout's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunInfo {
     /// Its number.
@@ -117,7 +117,7 @@ pub struct RunInfo {
 }
 
 /// One audit event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditInfo {
     /// 1, 2, … in the run.
@@ -137,7 +137,7 @@ pub struct AuditInfo {
 }
 
 /// A rollout's runs and the audit log of one of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct History {
     /// The rollout.
