@@ -20,6 +20,7 @@
 pub mod notify;
 pub mod refs;
 pub mod supervise;
+pub mod v2;
 pub mod views;
 
 use crate::engine::clock::now_ms;
@@ -70,8 +71,9 @@ pub struct FleetConfig {
     pub heartbeat: Duration,
 }
 
-/// One committed change, as the event stream and webhooks carry it.
-#[derive(Debug, Clone, Serialize)]
+/// One committed change, as the event stream and webhooks carry it (its serde shape is
+/// the v1 event and the webhook payload; [`v2::Event`] adds the progress after it).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Server-wide, increasing: the order events were committed in.
@@ -98,6 +100,10 @@ pub struct Event {
     pub phase: String,
     /// The weight after.
     pub weight: f64,
+    /// The progress after the commit (the v2 stream carries it; v1 and webhooks do not).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub progress: Arc<Progress>,
 }
 
 /// Audit actions that are decisions (what the failure policy, a gate, an operator or the
@@ -663,6 +669,7 @@ impl Fleet {
                     },
                 );
             let webhooks = inner.webhooks_for(&c.progress.rollout);
+            let progress = Arc::new(c.progress.clone());
             let mut seq = inner.seq.lock().unwrap_or_else(|e| e.into_inner());
             for e in c.events {
                 let kind = kind_of(&e.action, &e.state_before, &e.state_after);
@@ -698,6 +705,7 @@ impl Fleet {
                     state_after: e.state_after.clone(),
                     phase: c.progress.phase_name.clone(),
                     weight: c.progress.weight,
+                    progress: progress.clone(),
                 });
                 if kind != "step" && kind != "metric" || e.state_before != e.state_after {
                     for w in &webhooks {

@@ -94,6 +94,8 @@ pub fn progress(row: &RolloutRow) -> Progress {
             row.run, row.state
         ),
         metrics: Vec::new(),
+        failures: Vec::new(),
+        target: None,
     })
 }
 
@@ -118,7 +120,7 @@ pub async fn runner(store: &Store, row: &RolloutRow) -> Result<Option<RunnerView
 }
 
 /// One run in a rollout's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunInfo {
     /// Its number.
@@ -134,7 +136,7 @@ pub struct RunInfo {
 }
 
 /// One audit event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditInfo {
     /// 1, 2, … in the run.
@@ -154,7 +156,7 @@ pub struct AuditInfo {
 }
 
 /// A rollout's runs and the audit log of one of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct History {
     /// The rollout.
