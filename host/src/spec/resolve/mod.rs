@@ -38,11 +38,11 @@ mod verification;
 #[cfg(test)]
 pub(super) use args::substitute_value;
 
-use super::SpecError;
 use super::docs::{self, Doc, P, Probe};
 use super::model::*;
+use super::{API_VERSION, SpecError, valid_name};
 use crate::files::{MAX_DOCUMENTS_PER_FILE, MAX_PROBLEMS_SHOWN};
-use crate::metrics::config::{API_VERSION, MetricBackendDoc, valid_name};
+use crate::metrics::config::MetricBackendDoc;
 use source::{Src, first_content_line, split_documents, yaml_line_breaks};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
