@@ -26,6 +26,7 @@
 use super::prometheus::{Prometheus, PrometheusConfig};
 use super::replay::Replay;
 use super::{Backend, BackendOptions};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,7 +61,9 @@ pub struct Metadata {
 }
 
 /// One backend: exactly one type, and its limits.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+// The `MetricBackend` JSON Schema (`crate::spec::json_schemas`) is derived from this struct
+// and the configs it holds: their doc comments are what editors show.
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackendSpec {
     /// A Prometheus-compatible HTTP API.
@@ -71,6 +74,13 @@ pub struct BackendSpec {
     pub replay: Option<ReplayConfig>,
     /// Datadog (needs a build with the `datadog` feature).
     #[serde(default)]
+    #[cfg_attr(
+        not(feature = "datadog"),
+        schemars(
+            with = "Option<serde_json::Map<String, serde_json::Value>>",
+            extend("default" = null)
+        )
+    )]
     pub datadog: Option<DatadogSpec>,
     /// Queries in flight at once (default 8).
     #[serde(default)]
@@ -95,7 +105,7 @@ pub type DatadogSpec = super::datadog::DatadogConfig;
 pub type DatadogSpec = serde::de::IgnoredAny;
 
 /// A replay backend's settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ReplayConfig {
     /// The recording, relative to the document's file.

@@ -228,7 +228,7 @@ pub fn json_schemas() -> BTreeMap<&'static str, serde_json::Value> {
         "MetricBackend",
         finish(
             "MetricBackend",
-            schemars::schema_for!(Doc<BackendSchema>),
+            schemars::schema_for!(Doc<crate::metrics::config::BackendSpec>),
             "Declares a metric backend (Prometheus, replay, Datadog) that metrics query.",
         ),
     );
