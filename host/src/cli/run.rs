@@ -14,7 +14,7 @@ use crate::engine::{
     Action, ENGINE_ACTOR, Engine, Outcome, Progress, RetryError, retry_run, setup,
 };
 use crate::spec::model::RolloutSpec;
-use crate::store::Store;
+use crate::store::{RolloutRow, Store};
 use clap::{Args, ValueEnum};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -109,58 +109,7 @@ pub async fn action(action: Action, args: ActionArgs) -> u8 {
 
 async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
     if let Some(url) = &args.server {
-        let remote = super::remote::Remote::new(url, args.token.as_deref());
-        let path = format!(
-            "/rollouts/{}/{}",
-            super::remote::segment(&args.rollout),
-            action.name()
-        );
-        let body = serde_json::json!({ "reason": args.reason });
-        return match remote.post::<serde_json::Value>(&path, &body).await {
-            Ok(v) => {
-                out.line(match args.format {
-                    Format::Json => v.to_string(),
-                    Format::Human => {
-                        let field = |k: &str| {
-                            v.get(k)
-                                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                                .unwrap_or_default()
-                        };
-                        if action == Action::Retry {
-                            format!(
-                                "{}: run {} started by the server ({})",
-                                args.rollout,
-                                field("run"),
-                                field("reason")
-                            )
-                        } else if field("outcome") == "applied" {
-                            format!(
-                                "{}: {} applied to run {} ({} → {})",
-                                args.rollout,
-                                action.name(),
-                                field("run"),
-                                field("stateBefore"),
-                                field("state")
-                            )
-                        } else {
-                            format!(
-                                "{}: {} requested (#{}; run {} is {}); the server applies it at the run's next step",
-                                args.rollout,
-                                action.name(),
-                                field("request"),
-                                field("run"),
-                                field("state")
-                            )
-                        }
-                    }
-                });
-                exit::OK
-            }
-            Err(e) => {
-                out.err(format!("rollgate: {}", e.message));
-                e.code
-            }
-        };
+        return remote_action(action, args, url, out).await;
     }
     let actor = args
         .actor
@@ -194,73 +143,152 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
         }
     };
     if action == Action::Retry {
-        match retry_run(&store, &latest, &actor, &args.reason, now_ms()).await {
-            Ok((row, reason)) => {
-                out.line(match args.format {
-                    Format::Human => format!(
-                        "{}: run {} queued ({reason}); `rollgate run` starts it",
-                        row.name, row.run
-                    ),
-                    Format::Json => serde_json::json!({
-                        "rollout": row.name, "action": "retry", "run": row.run,
-                        "state": row.state, "reason": reason,
-                    })
-                    .to_string(),
-                });
-                exit::OK
-            }
-            Err(e @ RetryError::NotEnded { .. }) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PROBLEMS
-            }
-            Err(e) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PLUGIN_ERROR
-            }
-        }
+        retry_local(&store, &latest, &actor, args, out).await
     } else {
-        // Only a rollback reopens an ended run, and only one that did not restore the stable
-        // version or finish the rollout already.
-        let reopens =
-            action == Action::Rollback && matches!(latest.state.as_str(), "aborted" | "failed");
-        if latest.finished && !reopens {
-            out.err(format!(
-                "rollgate: {:?} run {} already ended {}; nothing to {}",
-                args.rollout,
-                latest.run,
-                latest.state,
-                action.name()
-            ));
-            return exit::PROBLEMS;
+        request_local(action, &store, &latest, &actor, args, out).await
+    }
+}
+
+/// An action sent to a `rollgate serve` (`--server`): the server applies it.
+async fn remote_action(action: Action, args: &ActionArgs, url: &str, out: &mut Out) -> u8 {
+    let remote = super::remote::Remote::new(url, args.token.as_deref());
+    let path = format!(
+        "/rollouts/{}/{}",
+        super::remote::segment(&args.rollout),
+        action.name()
+    );
+    let body = serde_json::json!({ "reason": args.reason });
+    match remote.post::<serde_json::Value>(&path, &body).await {
+        Ok(v) => {
+            out.line(match args.format {
+                Format::Json => v.to_string(),
+                Format::Human => {
+                    let field = |k: &str| {
+                        v.get(k)
+                            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+                            .unwrap_or_default()
+                    };
+                    if action == Action::Retry {
+                        format!(
+                            "{}: run {} started by the server ({})",
+                            args.rollout,
+                            field("run"),
+                            field("reason")
+                        )
+                    } else if field("outcome") == "applied" {
+                        format!(
+                            "{}: {} applied to run {} ({} → {})",
+                            args.rollout,
+                            action.name(),
+                            field("run"),
+                            field("stateBefore"),
+                            field("state")
+                        )
+                    } else {
+                        format!(
+                            "{}: {} requested (#{}; run {} is {}); the server applies it at the run's next step",
+                            args.rollout,
+                            action.name(),
+                            field("request"),
+                            field("run"),
+                            field("state")
+                        )
+                    }
+                }
+            });
+            exit::OK
         }
-        match store
-            .request_action(latest.id, action.name(), &actor, &args.reason, now_ms())
-            .await
-        {
-            Ok(id) => {
-                let pending = store.pending_actions(latest.id).await.unwrap_or_default();
-                let control = Control::of(pending.iter().map(|a| a.action.as_str()));
-                out.line(match args.format {
-                    Format::Human => format!(
-                        "{}: {} requested (#{id}; run {} is {}, {}); the runner applies it at its next step",
-                        args.rollout,
-                        action.name(),
-                        latest.run,
-                        latest.state,
-                        control.name()
-                    ),
-                    Format::Json => serde_json::json!({
-                        "rollout": args.rollout, "action": action.name(), "request": id,
-                        "run": latest.run, "state": latest.state, "control": control.name(),
-                    })
-                    .to_string(),
-                });
-                exit::OK
-            }
-            Err(e) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PLUGIN_ERROR
-            }
+        Err(e) => {
+            out.err(format!("rollgate: {}", e.message));
+            e.code
+        }
+    }
+}
+
+/// `retry` on a local store: a new run queued for `rollgate run` to start.
+async fn retry_local(
+    store: &Store,
+    latest: &RolloutRow,
+    actor: &str,
+    args: &ActionArgs,
+    out: &mut Out,
+) -> u8 {
+    match retry_run(store, latest, actor, &args.reason, now_ms()).await {
+        Ok((row, reason)) => {
+            out.line(match args.format {
+                Format::Human => format!(
+                    "{}: run {} queued ({reason}); `rollgate run` starts it",
+                    row.name, row.run
+                ),
+                Format::Json => serde_json::json!({
+                    "rollout": row.name, "action": "retry", "run": row.run,
+                    "state": row.state, "reason": reason,
+                })
+                .to_string(),
+            });
+            exit::OK
+        }
+        Err(e @ RetryError::NotEnded { .. }) => {
+            out.err(format!("rollgate: {e}"));
+            exit::PROBLEMS
+        }
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            exit::PLUGIN_ERROR
+        }
+    }
+}
+
+/// Any other action on a local store: a request the runner applies at its next step.
+async fn request_local(
+    action: Action,
+    store: &Store,
+    latest: &RolloutRow,
+    actor: &str,
+    args: &ActionArgs,
+    out: &mut Out,
+) -> u8 {
+    // Only a rollback reopens an ended run, and only one that did not restore the stable
+    // version or finish the rollout already.
+    let reopens =
+        action == Action::Rollback && matches!(latest.state.as_str(), "aborted" | "failed");
+    if latest.finished && !reopens {
+        out.err(format!(
+            "rollgate: {:?} run {} already ended {}; nothing to {}",
+            args.rollout,
+            latest.run,
+            latest.state,
+            action.name()
+        ));
+        return exit::PROBLEMS;
+    }
+    match store
+        .request_action(latest.id, action.name(), actor, &args.reason, now_ms())
+        .await
+    {
+        Ok(id) => {
+            let pending = store.pending_actions(latest.id).await.unwrap_or_default();
+            let control = Control::of(pending.iter().map(|a| a.action.as_str()));
+            out.line(match args.format {
+                Format::Human => format!(
+                    "{}: {} requested (#{id}; run {} is {}, {}); the runner applies it at its next step",
+                    args.rollout,
+                    action.name(),
+                    latest.run,
+                    latest.state,
+                    control.name()
+                ),
+                Format::Json => serde_json::json!({
+                    "rollout": args.rollout, "action": action.name(), "request": id,
+                    "run": latest.run, "state": latest.state, "control": control.name(),
+                })
+                .to_string(),
+            });
+            exit::OK
+        }
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            exit::PLUGIN_ERROR
         }
     }
 }
@@ -318,50 +346,16 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
-    // What the store already knows of each rollout: an unfinished run is resumed, a finished
-    // run of the same spec is reported, anything else starts a new run.
-    // An ended run with a request waiting (a rollback of an aborted run) is driven again.
-    let mut latest = Vec::new();
-    for r in &rollouts {
-        let row = match store.latest(&r.name).await {
-            Ok(row) => row,
-            Err(e) => {
-                out.err(format!("rollgate: {e}"));
-                return exit::PLUGIN_ERROR;
-            }
-        };
-        let row = match row {
-            Some(mut row) if row.finished => match store.pending_actions(row.id).await {
-                Ok(waiting) if !waiting.is_empty() => {
-                    row.finished = false;
-                    Some(row)
-                }
-                Ok(_) => same_spec(&row, r, &args.files).then_some(row),
-                Err(e) => {
-                    out.err(format!("rollgate: {e}"));
-                    return exit::PLUGIN_ERROR;
-                }
-            },
-            other => other,
-        };
-        latest.push(row);
-    }
+    let latest = match latest_runs(&store, &rollouts, &args.files, out).await {
+        Ok(latest) => latest,
+        Err(code) => return code,
+    };
     let resumed = || latest.iter().flatten().filter(|row| !row.finished);
-    let (clock, sim): (Arc<dyn Clock>, Option<SimClock>) = match args.clock {
-        ClockKind::System => (Arc::new(SystemClock), None),
-        ClockKind::Simulated => {
-            let start = match super::time::parse_time(&args.start, now_ms()) {
-                Ok(t) => t,
-                Err(e) => {
-                    out.err(format!("rollgate: --start: {e}"));
-                    return exit::INVALID_INPUT;
-                }
-            };
-            // A resumed run's time goes on from its last commit: the simulated clock never
-            // goes back, or the run would measure the same minutes twice.
-            let start = resumed().map(|row| row.updated_ms).fold(start, i64::max);
-            let sim = SimClock::new(start);
-            (Arc::new(sim.clone()), Some(sim))
+    let (clock, sim) = match clocks(args, resumed().map(|row| row.updated_ms)) {
+        Ok(c) => c,
+        Err(e) => {
+            out.err(format!("rollgate: --start: {e}"));
+            return exit::INVALID_INPUT;
         }
     };
     // Recordings are aligned to the start of the runs: of the first resumed one, else now.
@@ -383,43 +377,138 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     // (logs, CI, pipes) one line per change, and JSON lines for tools.
     let live = format == Format::Human && super::style::stderr_live();
     let board = Arc::new(std::sync::Mutex::new(Board::default()));
-    let last_lines = std::sync::Mutex::new(HashMap::<String, String>::new());
-    let observer: crate::engine::Observer = {
-        let board = board.clone();
-        Arc::new(move |p: &Progress| {
-            if live {
-                let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
-                board.update(p);
-                return;
-            }
-            // The engine reports progress at every step of its loop; a line that says
-            // nothing new for its rollout is not printed again.
-            let line = progress_line(p, format);
-            let key = format!("{}#{}", p.rollout, p.run);
-            let mut last = last_lines.lock().unwrap_or_else(|e| e.into_inner());
-            if last.get(&key) != Some(&line) {
-                emit(&line, format);
-                last.insert(key, line);
-            }
-        })
-    };
     let engine = Engine {
         store: store.clone(),
         clock: clock.clone(),
         plugins: Arc::new(plugins),
         metrics: Arc::new(backends),
         http: reqwest::Client::new(),
-        observer: Some(observer),
+        observer: Some(observer(format, live, board.clone())),
         action_poll: Duration::from_millis(args.poll_ms.max(10)),
         sink: None,
         wakers: None,
     };
+    let (ids, done) = match start_or_resume(&engine, &rollouts, latest, &args.files, out).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let (mut code, outcomes) = drive_all(&engine, ids, sim.as_ref(), done, out).await;
+    // The final state of every tree, whenever the last throttled drawing was.
+    if live {
+        board.lock().unwrap_or_else(|e| e.into_inner()).draw();
+    }
+    for o in &outcomes {
+        code = code.max(outcome_code(o.state));
+        match format {
+            Format::Human => out.line(format!("{}: {} — {}", o.rollout, o.state, o.message)),
+            Format::Json => out.line(
+                serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message})
+                    .to_string(),
+            ),
+        }
+    }
+    code
+}
+
+/// What the store already knows of each rollout: an unfinished run is resumed, a finished
+/// run of the same spec is reported, anything else starts a new run (`None`). An ended run
+/// with a request waiting (a rollback of an aborted run) is driven again. Err: the exit
+/// code, after saying why.
+async fn latest_runs(
+    store: &Store,
+    rollouts: &[&RolloutSpec],
+    files: &[PathBuf],
+    out: &mut Out,
+) -> Result<Vec<Option<RolloutRow>>, u8> {
+    let mut latest = Vec::new();
+    for r in rollouts {
+        let row = match store.latest(&r.name).await {
+            Ok(row) => row,
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                return Err(exit::PLUGIN_ERROR);
+            }
+        };
+        let row = match row {
+            Some(mut row) if row.finished => match store.pending_actions(row.id).await {
+                Ok(waiting) if !waiting.is_empty() => {
+                    row.finished = false;
+                    Some(row)
+                }
+                Ok(_) => same_spec(&row, r, files).then_some(row),
+                Err(e) => {
+                    out.err(format!("rollgate: {e}"));
+                    return Err(exit::PLUGIN_ERROR);
+                }
+            },
+            other => other,
+        };
+        latest.push(row);
+    }
+    Ok(latest)
+}
+
+/// The clock the runs go by, and the simulated one when it is that (starting at
+/// `--start`, or later at the last commit of a resumed run, `resumed_updated`). Err: what
+/// is wrong with `--start`.
+fn clocks(
+    args: &RunArgs,
+    resumed_updated: impl Iterator<Item = i64>,
+) -> Result<(Arc<dyn Clock>, Option<SimClock>), String> {
+    Ok(match args.clock {
+        ClockKind::System => (Arc::new(SystemClock), None),
+        ClockKind::Simulated => {
+            let start = super::time::parse_time(&args.start, now_ms())?;
+            // A resumed run's time goes on from its last commit: the simulated clock never
+            // goes back, or the run would measure the same minutes twice.
+            let start = resumed_updated.fold(start, i64::max);
+            let sim = SimClock::new(start);
+            (Arc::new(sim.clone()), Some(sim))
+        }
+    })
+}
+
+/// How progress is shown: the `live` board redrawn in place, or one line per change (in
+/// `format`).
+fn observer(
+    format: Format,
+    live: bool,
+    board: Arc<std::sync::Mutex<Board>>,
+) -> crate::engine::Observer {
+    let last_lines = std::sync::Mutex::new(HashMap::<String, String>::new());
+    Arc::new(move |p: &Progress| {
+        if live {
+            let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
+            board.update(p);
+            return;
+        }
+        // The engine reports progress at every step of its loop; a line that says
+        // nothing new for its rollout is not printed again.
+        let line = progress_line(p, format);
+        let key = format!("{}#{}", p.rollout, p.run);
+        let mut last = last_lines.lock().unwrap_or_else(|e| e.into_inner());
+        if last.get(&key) != Some(&line) {
+            emit(&line, format);
+            last.insert(key, line);
+        }
+    })
+}
+
+/// The runs to drive (resumed or created), and the outcomes of runs that already ended.
+/// Err: the exit code, after saying why.
+async fn start_or_resume(
+    engine: &Engine,
+    rollouts: &[&RolloutSpec],
+    latest: Vec<Option<RolloutRow>>,
+    files: &[PathBuf],
+    out: &mut Out,
+) -> Result<(Vec<i64>, Vec<Outcome>), u8> {
     let mut ids = Vec::new();
     let mut done: Vec<Outcome> = Vec::new();
     for (r, latest) in rollouts.iter().zip(latest) {
         match latest {
             Some(row) if !row.finished => {
-                if !same_spec(&row, r, &args.files) {
+                if !same_spec(&row, r, files) {
                     eprintln!(
                         "rollgate: {}: resuming run {} with the spec it started with (the file has changed since; the change applies to the next run)",
                         r.name, row.run
@@ -445,17 +534,26 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                 Ok(id) => ids.push(id),
                 Err(e) => {
                     out.err(format!("rollgate: {e}"));
-                    return exit::PLUGIN_ERROR;
+                    return Err(exit::PLUGIN_ERROR);
                 }
             },
         }
     }
+    Ok((ids, done))
+}
+
+/// Drive the runs `ids` side by side to their ends: the exit code so far (a plugin or
+/// store failure) and every outcome, after those of `done`.
+async fn drive_all(
+    engine: &Engine,
+    ids: Vec<i64>,
+    sim: Option<&SimClock>,
+    done: Vec<Outcome>,
+    out: &mut Out,
+) -> (u8, Vec<Outcome>) {
     // Every rollout is registered with the simulated clock before any starts, so time
     // cannot jump while the first waits and the others do not exist yet.
-    let actors: Vec<_> = ids
-        .iter()
-        .map(|_| sim.as_ref().map(SimClock::actor))
-        .collect();
+    let actors: Vec<_> = ids.iter().map(|_| sim.map(SimClock::actor)).collect();
     let mut tasks = Vec::new();
     for (id, actor) in ids.into_iter().zip(actors) {
         let engine = engine.clone();
@@ -479,21 +577,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             }
         }
     }
-    // The final state of every tree, whenever the last throttled drawing was.
-    if live {
-        board.lock().unwrap_or_else(|e| e.into_inner()).draw();
-    }
-    for o in &outcomes {
-        code = code.max(outcome_code(o.state));
-        match format {
-            Format::Human => out.line(format!("{}: {} — {}", o.rollout, o.state, o.message)),
-            Format::Json => out.line(
-                serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message})
-                    .to_string(),
-            ),
-        }
-    }
-    code
+    (code, outcomes)
 }
 
 /// The live trees of `rollgate run` on a terminal: the latest progress of each rollout,
