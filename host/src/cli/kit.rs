@@ -25,10 +25,9 @@
 use super::{Format, Out, exit};
 use crate::metrics::replay::Replay;
 use crate::metrics::{Backends, MetricsSource};
-use crate::plugin::types::{Decision, MetricSummary, PauseRecord, PolicyInput, Verdict};
+use crate::plugin::types::Decision;
 use crate::plugin::{LoadOptions, MetricsBinding, Plugin, PluginKind, PluginSource};
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -453,136 +452,6 @@ fn new_inner(args: &NewArgs, out: &mut Out) -> u8 {
     exit::OK
 }
 
-/// A metric summary as a policy fixture writes it (the WIT record, camelCase).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct SummaryFixture {
-    name: String,
-    status: crate::verify::MetricStatus,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    measurements: u32,
-    #[serde(default)]
-    passes: u32,
-    #[serde(default)]
-    failures: u32,
-    #[serde(default)]
-    inconclusives: u32,
-    #[serde(default)]
-    no_data: u32,
-    #[serde(default)]
-    errors: u32,
-    #[serde(default)]
-    consecutive_errors: u32,
-    #[serde(default)]
-    last_verdict: Option<VerdictFixture>,
-    #[serde(default)]
-    last_value: Option<f64>,
-    #[serde(default)]
-    message: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum VerdictFixture {
-    Pass,
-    Fail,
-    Inconclusive,
-    NoData,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PauseFixture {
-    phase: String,
-    reason: String,
-    at_ms: i64,
-}
-
-/// A policy input as a fixture writes it; everything but the metrics has a default.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct PolicyFixture {
-    #[serde(default = "fixture_rollout")]
-    rollout: String,
-    #[serde(default = "fixture_phase")]
-    phase: String,
-    #[serde(default)]
-    phase_index: u32,
-    #[serde(default = "one")]
-    phase_count: u32,
-    #[serde(default)]
-    weight: f64,
-    #[serde(default)]
-    now_ms: i64,
-    #[serde(default)]
-    phase_complete: bool,
-    metrics: Vec<SummaryFixture>,
-    #[serde(default)]
-    pauses: Vec<PauseFixture>,
-    #[serde(default = "one")]
-    attempt: u32,
-}
-
-fn fixture_rollout() -> String {
-    "fixture".into()
-}
-fn fixture_phase() -> String {
-    "phase".into()
-}
-fn one() -> u32 {
-    1
-}
-
-impl From<PolicyFixture> for PolicyInput {
-    fn from(f: PolicyFixture) -> PolicyInput {
-        PolicyInput {
-            rollout: f.rollout,
-            phase: f.phase,
-            phase_index: f.phase_index,
-            phase_count: f.phase_count,
-            weight: f.weight,
-            now_ms: f.now_ms,
-            phase_complete: f.phase_complete,
-            metrics: f
-                .metrics
-                .into_iter()
-                .map(|m| MetricSummary {
-                    name: m.name,
-                    status: m.status.into(),
-                    dry_run: m.dry_run,
-                    measurements: m.measurements,
-                    passes: m.passes,
-                    failures: m.failures,
-                    inconclusives: m.inconclusives,
-                    no_data: m.no_data,
-                    errors: m.errors,
-                    consecutive_errors: m.consecutive_errors,
-                    last_verdict: m.last_verdict.map(|v| match v {
-                        VerdictFixture::Pass => Verdict::Pass,
-                        VerdictFixture::Fail => Verdict::Fail,
-                        VerdictFixture::Inconclusive => Verdict::Inconclusive,
-                        VerdictFixture::NoData => Verdict::NoData,
-                    }),
-                    last_value: m.last_value,
-                    message: m.message,
-                })
-                .collect(),
-            pauses: f
-                .pauses
-                .into_iter()
-                .map(|p| PauseRecord {
-                    phase: p.phase,
-                    reason: p.reason,
-                    at_ms: p.at_ms,
-                })
-                .collect(),
-            attempt: f.attempt,
-        }
-    }
-}
-
 /// Every string under a `backend` key of the configuration (the conventional field a
 /// provider queries through).
 fn backend_names(config: &serde_json::Value, names: &mut Vec<String>) {
@@ -806,26 +675,8 @@ async fn provider(
 }
 
 async fn policy(args: &TestArgs, plugin: &Plugin, out: &mut Out) -> Result<u8, Failure> {
-    let shown = args.fixture.display();
-    let text = crate::files::read_text(&args.fixture, &crate::files::SMALL_FILE).map_err(|e| {
-        Failure(
-            exit::INVALID_INPUT,
-            e.describe_as("--fixture", &args.fixture),
-        )
-    })?;
-    let fixture: PolicyFixture = serde_json::from_str(&text).map_err(|e| {
-        Failure(
-            exit::INVALID_INPUT,
-            format!(
-                "{shown}:{}:{}: {} (a policy's fixture is a policy input as JSON; see plugins/README.md)",
-                e.line(),
-                e.column(),
-                e.to_string()
-                    .trim_end_matches(&format!(" at line {} column {}", e.line(), e.column()))
-            ),
-        )
-    })?;
-    let input: PolicyInput = fixture.into();
+    let input = super::policy_fixture::read(&args.fixture)
+        .map_err(|message| Failure(exit::INVALID_INPUT, message))?;
     let decision = plugin
         .decide(&args.config, &input)
         .await

@@ -13,7 +13,7 @@ use crate::metrics::replay::Recording;
 use crate::metrics::{Backends, DataStatus, Query, Window, config, record};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
 pub enum MetricsCommand {
@@ -86,15 +86,70 @@ pub async fn run(cmd: MetricsCommand) -> u8 {
     code
 }
 
-fn load(on: &BackendQuery, out: &mut Out) -> Option<Backends> {
-    match config::load(&on.files) {
+/// The backends of `--backends` files; on problems, print each (`rollgate: …`) and give
+/// `None`.
+pub(super) fn load_backends(files: &[PathBuf], out: &mut Out) -> Option<Backends> {
+    match backends_of(files) {
         Ok(b) => Some(b),
-        Err(errors) => {
-            for e in errors {
-                out.err(format!("rollgate: {e}"));
+        Err(problems) => {
+            for p in problems {
+                out.err(format!("rollgate: {p}"));
             }
             None
         }
+    }
+}
+
+/// Read `--backends` files (or folders) with the spec loader, as `lint` and `run` read
+/// specs, and build every backend they declare, as the engine's setup does. The files
+/// hold MetricBackend documents only. Every problem is given: the loader's at
+/// `file:line:col`, a build's as `file: MetricBackend "NAME": field: what`.
+fn backends_of(files: &[PathBuf]) -> Result<Backends, Vec<String>> {
+    let bundle = crate::spec::load(files)
+        .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let at = |file: &Path, name: &str| {
+        format!(
+            "{}: MetricBackend {name:?}",
+            crate::spec::shown_path(file).display()
+        )
+    };
+    let mut problems = Vec::new();
+    let others = bundle
+        .plugins
+        .values()
+        .map(|p| ("Plugin", &p.name, &p.file))
+        .chain(
+            bundle
+                .templates
+                .values()
+                .map(|t| ("VerificationTemplate", &t.name, &t.file)),
+        )
+        .chain(
+            bundle
+                .rollouts
+                .iter()
+                .map(|r| ("Rollout", &r.name, &r.file)),
+        );
+    for (kind, name, file) in others {
+        problems.push(format!(
+            "{}: kind {kind:?} where a MetricBackend was expected",
+            at(file, name)
+        ));
+    }
+    let mut backends = Backends::new();
+    for (doc, file) in &bundle.backends {
+        // Relative to the current directory when below it, as the files were named: a
+        // build error quotes the paths it tried.
+        let base = crate::spec::shown_path(file.parent().unwrap_or(Path::new(".")));
+        match config::build(doc, &base) {
+            Ok((backend, options)) => backends.insert(doc.metadata.name.clone(), backend, options),
+            Err(message) => problems.push(format!("{}: {message}", at(file, &doc.metadata.name))),
+        }
+    }
+    if problems.is_empty() {
+        Ok(backends)
+    } else {
+        Err(problems)
     }
 }
 
@@ -129,7 +184,7 @@ fn range(from: &str, to: &str, step: Option<&str>, out: &mut Out) -> Option<(i64
 }
 
 async fn query(args: QueryArgs, out: &mut Out) -> u8 {
-    let Some(backends) = load(&args.on, out) else {
+    let Some(backends) = load_backends(&args.on.files, out) else {
         return exit::INVALID_INPUT;
     };
     let window = match (&args.from, &args.to) {
@@ -224,7 +279,7 @@ async fn query(args: QueryArgs, out: &mut Out) -> u8 {
 }
 
 async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
-    let Some(backends) = load(&args.on, out) else {
+    let Some(backends) = load_backends(&args.on.files, out) else {
         return exit::INVALID_INPUT;
     };
     let Some((start, end, step)) = range(&args.from, &args.to, args.step.as_deref(), out) else {
@@ -299,4 +354,161 @@ async fn record_cmd(args: RecordArgs, out: &mut Out) -> u8 {
         args.out.display()
     ));
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: rollgate.dev/v1alpha1
+kind: MetricBackend
+metadata:
+  name: prom
+spec:
+  prometheus:
+    address: http://127.0.0.1:9090
+    timeout: 5s
+  maxConcurrency: 4
+---
+apiVersion: rollgate.dev/v1alpha1
+kind: MetricBackend
+metadata:
+  name: recorded
+spec:
+  replay:
+    file: rec.om
+"#;
+
+    /// The problems of `text` as a `--backends` file of a fresh folder (holding `rec.om`),
+    /// each with the folder's path taken out.
+    fn problems(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rec.om"), "up 1 1700000000\n").unwrap();
+        let file = dir.path().join("b.yaml");
+        std::fs::write(&file, text).unwrap();
+        let folder = format!("{}/", dir.path().display());
+        backends_of(&[file])
+            .err()
+            .expect("problems")
+            .into_iter()
+            .map(|p| p.replace(&folder, ""))
+            .collect()
+    }
+
+    #[test]
+    fn documents_load_and_build() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rec.om"), "up 1 1700000000\n").unwrap();
+        let file = dir.path().join("backends.yaml");
+        std::fs::write(&file, GOOD).unwrap();
+        let backends = backends_of(std::slice::from_ref(&file)).expect("valid");
+        assert_eq!(backends.names(), ["prom", "recorded"]);
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let cases = [
+            (
+                GOOD.replace("timeout: 5s", "timout: 5s"),
+                "b.yaml:9:5: ",
+                "unknown field `timout`",
+            ),
+            (
+                GOOD.replace("maxConcurrency: 4", "maxConcurrency: four"),
+                "b.yaml:10:19: ",
+                "",
+            ),
+            (
+                GOOD.replace(
+                    "v1alpha1\nkind: MetricBackend\nmetadata:\n  name: prom",
+                    "v9\nkind: MetricBackend\nmetadata:\n  name: prom",
+                ),
+                "b.yaml:2:13: ",
+                "apiVersion \"rollgate.dev/v9\" is not supported",
+            ),
+            (
+                GOOD.replace("name: prom", "name: Prom_1"),
+                "b.yaml:5:9: ",
+                "invalid name \"Prom_1\"",
+            ),
+        ];
+        for (text, location, message) in cases {
+            let problems = problems(&text);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].starts_with(location), "{problems:?}");
+            assert!(problems[0].contains(message), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn only_backends() {
+        let text = GOOD.to_string()
+            + "---\napiVersion: rollgate.dev/v1alpha1\nkind: Plugin\nmetadata:\n  name: mine\nspec:\n  source: builtin:threshold\n";
+        assert_eq!(
+            problems(&text),
+            ["b.yaml: MetricBackend \"mine\": kind \"Plugin\" where a MetricBackend was expected"]
+        );
+    }
+
+    #[test]
+    fn datadog_backends_need_the_feature_or_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "k-1234").unwrap();
+        let file = dir.path().join("dd.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: dd\nspec:\n  datadog:\n    site: datadoghq.eu\n    apiKey: file:{k}\n    applicationKey: file:{k}\n",
+                k = key.display()
+            ),
+        )
+        .unwrap();
+        let result = backends_of(&[file]);
+        #[cfg(feature = "datadog")]
+        assert_eq!(result.expect("builds").names(), ["dd"]);
+        #[cfg(not(feature = "datadog"))]
+        {
+            let errors = result.err().expect("refused");
+            assert!(
+                errors[0].contains(
+                    "dd.yaml: MetricBackend \"dd\": spec.datadog: this rollgate was built without Datadog support; build it with `--features datadog`"
+                ),
+                "{errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn build_errors_name_backend_and_field() {
+        let text = GOOD
+            .replace("timeout: 5s", "timeout: 5s\n    bearerToken: hunter2")
+            .replace("file: rec.om", "file: x.om");
+        let problems = problems(&text);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("b.yaml: MetricBackend \"prom\": spec.prometheus.bearerToken: credentials are given by reference only"), "{problems:?}");
+        assert!(
+            problems[1]
+                .starts_with("b.yaml: MetricBackend \"recorded\": spec.replay.file: cannot read"),
+            "{problems:?}"
+        );
+        assert!(
+            !problems.iter().any(|t| t.contains("hunter2")),
+            "the inline secret is never echoed: {problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_backend_is_declared_once() {
+        let text = GOOD.to_string()
+            + "---\napiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata:\n  name: prom\nspec:\n  replay:\n    file: rec.om\n";
+        let problems = problems(&text);
+        assert_eq!(
+            problems,
+            [
+                "b.yaml:23:9: metadata.name: duplicate MetricBackend name \"prom\": already declared at b.yaml:5:9"
+            ]
+        );
+    }
 }

@@ -17,6 +17,7 @@ mod lint;
 mod metrics;
 mod plugin;
 mod plugin_host;
+mod policy_fixture;
 mod remote;
 mod replay;
 mod run;

@@ -284,7 +284,6 @@ async fn check(args: CheckArgs) -> u8 {
 
 /// Exit codes: 0 pass, 1 fail, 2 inconclusive or no data, 3 error, 4 invalid input.
 async fn measure(args: MeasureArgs) -> u8 {
-    use crate::metrics::config;
     use crate::plugin::MetricsBinding;
     let mut out = Out::default();
     let now = crate::engine::clock::now_ms();
@@ -296,15 +295,9 @@ async fn measure(args: MeasureArgs) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
-    let backends = match config::load(&args.files) {
-        Ok(b) => b,
-        Err(errors) => {
-            for e in errors {
-                out.err(format!("rollgate: {e}"));
-            }
-            out.flush();
-            return exit::INVALID_INPUT;
-        }
+    let Some(backends) = super::metrics::load_backends(&args.files, &mut out) else {
+        out.flush();
+        return exit::INVALID_INPUT;
     };
     let bind: Vec<String> = if args.bind.is_empty() {
         backends.names().into_iter().map(str::to_string).collect()

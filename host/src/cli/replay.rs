@@ -18,7 +18,7 @@ use crate::engine::state::{PauseReason, State};
 use crate::engine::{Action, Engine, Outcome, setup};
 use crate::metrics::replay::Replay;
 use crate::spec::model::{RolloutSpec, TargetSpec};
-use crate::store::Store;
+use crate::store::{AuditRow, Store};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -142,27 +142,9 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
             return super::setup_exit(&problems);
         }
     };
-    let (_scratch, store_path) = match &args.store {
-        Some(path) => (None, path.clone()),
-        None => match scratch() {
-            Ok(s) => {
-                let path = s.0.join("replay.db");
-                (Some(s), path)
-            }
-            Err(e) => {
-                out.err(format!(
-                    "rollgate replay: cannot make a scratch folder for the store: {e}"
-                ));
-                return exit::PLUGIN_ERROR;
-            }
-        },
-    };
-    let store = match Store::open(&store_path).await {
+    let (_scratch, store) = match open_store(args, out).await {
         Ok(s) => s,
-        Err(e) => {
-            out.err(format!("rollgate replay: {e}"));
-            return exit::INVALID_INPUT;
-        }
+        Err(code) => return code,
     };
     let sim = SimClock::new(start);
     let engine = Engine {
@@ -188,12 +170,82 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
             }
         }
     }
+    let max_rounds = rollouts.iter().map(|r| r.phases.len()).sum::<usize>() + 1;
+    let outcomes = match drive(&engine, &sim, &ids, max_rounds, args.promote_pauses, out).await {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let took = measured.elapsed();
+    let mut code = exit::OK;
+    let mut reports = Vec::new();
+    for ((id, outcome), (spec, gates)) in ids.iter().zip(&outcomes).zip(&specs) {
+        let Some(outcome) = outcome else { continue };
+        code = code.max(super::run::outcome_code(outcome.state));
+        let audit = match store.audit(*id).await {
+            Ok(a) => a,
+            Err(e) => {
+                out.err(format!("rollgate replay: {e}"));
+                return exit::PLUGIN_ERROR;
+            }
+        };
+        let end = audit.last().map_or(start, |a| a.event.at_ms);
+        reports.push(Report {
+            spec,
+            gates: *gates,
+            outcome,
+            audit,
+            end,
+        });
+    }
+    match args.format {
+        Format::Json => print_json(&reports, start, code, out),
+        Format::Human => print_human(&reports, start, took, out),
+    }
+    code
+}
+
+/// The store the runs go to: `--store`, or one in a scratch folder removed when the
+/// returned guard drops. Err: the exit code, after saying why.
+async fn open_store(args: &ReplayArgs, out: &mut Out) -> Result<(Option<Scratch>, Store), u8> {
+    let (scratch, store_path) = match &args.store {
+        Some(path) => (None, path.clone()),
+        None => match scratch() {
+            Ok(s) => {
+                let path = s.0.join("replay.db");
+                (Some(s), path)
+            }
+            Err(e) => {
+                out.err(format!(
+                    "rollgate replay: cannot make a scratch folder for the store: {e}"
+                ));
+                return Err(exit::PLUGIN_ERROR);
+            }
+        },
+    };
+    match Store::open(&store_path).await {
+        Ok(s) => Ok((scratch, s)),
+        Err(e) => {
+            out.err(format!("rollgate replay: {e}"));
+            Err(exit::INVALID_INPUT)
+        }
+    }
+}
+
+/// Drive the created runs `ids` to their ends on the simulated clock: the outcome of each
+/// (by index). Err: the exit code, after saying why.
+async fn drive(
+    engine: &Engine,
+    sim: &SimClock,
+    ids: &[i64],
+    max_rounds: usize,
+    promote_pauses: bool,
+    out: &mut Out,
+) -> Result<Vec<Option<Outcome>>, u8> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; ids.len()];
     let mut pending: Vec<usize> = (0..ids.len()).collect();
     // Each round drives every unfinished rollout side by side until it ends or waits for an
     // operator; with --promote-pauses, an indefinite phase pause is promoted and the
     // rollout driven again.
-    let max_rounds = rollouts.iter().map(|r| r.phases.len()).sum::<usize>() + 1;
     for _ in 0..max_rounds {
         if pending.is_empty() {
             break;
@@ -213,8 +265,9 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
             match task.await {
                 Ok((i, Ok(o))) => {
                     let step_pause = o.state == State::Paused(PauseReason::Step);
-                    if args.promote_pauses && step_pause {
-                        if let Err(e) = store
+                    if promote_pauses && step_pause {
+                        if let Err(e) = engine
+                            .store
                             .request_action(
                                 o.id,
                                 Action::Promote.name(),
@@ -225,7 +278,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
                             .await
                         {
                             out.err(format!("rollgate replay: {e}"));
-                            return exit::PLUGIN_ERROR;
+                            return Err(exit::PLUGIN_ERROR);
                         }
                         again.push(i);
                     }
@@ -233,127 +286,126 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
                 }
                 Ok((_, Err(e))) => {
                     out.err(format!("rollgate replay: {e}"));
-                    return exit::PLUGIN_ERROR;
+                    return Err(exit::PLUGIN_ERROR);
                 }
                 Err(e) => {
                     out.err(format!("rollgate replay: a rollout task failed: {e}"));
-                    return exit::PLUGIN_ERROR;
+                    return Err(exit::PLUGIN_ERROR);
                 }
             }
         }
         pending = again;
     }
-    let took = measured.elapsed();
-    let mut code = exit::OK;
-    let mut reports = Vec::new();
-    for ((id, outcome), (spec, gates)) in ids.iter().zip(&outcomes).zip(&specs) {
-        let Some(outcome) = outcome else { continue };
-        code = code.max(super::run::outcome_code(outcome.state));
-        let audit = match store.audit(*id).await {
-            Ok(a) => a,
-            Err(e) => {
-                out.err(format!("rollgate replay: {e}"));
-                return exit::PLUGIN_ERROR;
-            }
-        };
-        let end = audit.last().map_or(start, |a| a.event.at_ms);
-        reports.push((spec, *gates, outcome, audit, end));
-    }
-    match args.format {
-        Format::Json => {
-            let rollouts: Vec<_> = reports
+    Ok(outcomes)
+}
+
+/// One replayed rollout, as the timeline shows it.
+struct Report<'a> {
+    /// The rollout as replayed (read-only).
+    spec: &'a RolloutSpec,
+    /// HTTP gates not asked.
+    gates: usize,
+    /// How it ended.
+    outcome: &'a Outcome,
+    /// Its audit events, in order.
+    audit: Vec<AuditRow>,
+    /// The time of its last event.
+    end: i64,
+}
+
+fn print_json(reports: &[Report], start: i64, code: u8, out: &mut Out) {
+    let rollouts: Vec<_> = reports
+        .iter()
+        .map(|r| {
+            let timeline: Vec<_> = r
+                .audit
                 .iter()
-                .map(|(spec, gates, outcome, audit, end)| {
-                    let timeline: Vec<_> = audit
-                        .iter()
-                        .map(|a| {
-                            serde_json::json!({
-                                "atMs": a.event.at_ms,
-                                "offsetMs": a.event.at_ms - start,
-                                "actor": a.event.actor,
-                                "action": a.event.action,
-                                "stateBefore": a.event.state_before,
-                                "stateAfter": a.event.state_after,
-                                "reason": a.event.reason,
-                            })
-                        })
-                        .collect();
+                .map(|a| {
                     serde_json::json!({
-                        "rollout": spec.name,
-                        "outcome": outcome.state.name(),
-                        "message": outcome.message,
-                        "durationMs": end - start,
-                        "gatesSkipped": gates,
-                        "timeline": timeline,
+                        "atMs": a.event.at_ms,
+                        "offsetMs": a.event.at_ms - start,
+                        "actor": a.event.actor,
+                        "action": a.event.action,
+                        "stateBefore": a.event.state_before,
+                        "stateAfter": a.event.state_after,
+                        "reason": a.event.reason,
                     })
                 })
                 .collect();
-            out.line(
-                serde_json::json!({
-                    "startMs": start,
-                    "exitCode": code,
-                    "rollouts": rollouts,
-                })
-                .to_string(),
-            );
-        }
-        Format::Human => {
-            let colour = style::stdout_colour();
-            for (spec, gates, outcome, audit, end) in &reports {
-                out.line(format!(
-                    "{} — replayed from {} (target not touched{})",
-                    spec.name,
-                    super::time::rfc3339_ms(start),
-                    if *gates > 0 {
-                        format!(", {gates} HTTP gate(s) not asked: counted as open")
-                    } else {
-                        String::new()
-                    }
-                ));
-                let mut rows = Vec::new();
-                for a in audit {
-                    let e = &a.event;
-                    // Noise for a timeline of decisions: the create event, and steps to a
-                    // target that is not there.
-                    if e.action == "create" {
-                        continue;
-                    }
-                    let state = if e.state_before == e.state_after || e.state_before.is_empty() {
-                        e.state_after.clone()
-                    } else {
-                        format!("{} → {}", e.state_before, e.state_after)
-                    };
-                    rows.push(vec![
-                        super::status::offset(e.at_ms - start),
-                        e.actor.clone(),
-                        e.action.clone(),
-                        state,
-                        e.reason.clone(),
-                    ]);
-                }
-                for line in style::table(&rows) {
-                    out.line(format!("  {line}"));
-                }
-                let name = outcome.state.name();
-                out.line(style::paint(
-                    colour,
-                    style::status_colour(&name),
-                    &format!(
-                        "{}: {} after {} — {}",
-                        spec.name,
-                        name,
-                        super::status::offset(end - start).trim_start_matches('+'),
-                        outcome.message
-                    ),
-                ));
-                out.line("");
+            serde_json::json!({
+                "rollout": r.spec.name,
+                "outcome": r.outcome.state.name(),
+                "message": r.outcome.message,
+                "durationMs": r.end - start,
+                "gatesSkipped": r.gates,
+                "timeline": timeline,
+            })
+        })
+        .collect();
+    out.line(
+        serde_json::json!({
+            "startMs": start,
+            "exitCode": code,
+            "rollouts": rollouts,
+        })
+        .to_string(),
+    );
+}
+
+fn print_human(reports: &[Report], start: i64, took: Duration, out: &mut Out) {
+    let colour = style::stdout_colour();
+    for r in reports {
+        out.line(format!(
+            "{} — replayed from {} (target not touched{})",
+            r.spec.name,
+            super::time::rfc3339_ms(start),
+            if r.gates > 0 {
+                format!(", {} HTTP gate(s) not asked: counted as open", r.gates)
+            } else {
+                String::new()
             }
-            out.err(format!(
-                "replayed {} rollout(s) in {:.0?} of real time",
-                reports.len(),
-                took
-            ));
+        ));
+        let mut rows = Vec::new();
+        for a in &r.audit {
+            let e = &a.event;
+            // Noise for a timeline of decisions: the create event, and steps to a
+            // target that is not there.
+            if e.action == "create" {
+                continue;
+            }
+            let state = if e.state_before == e.state_after || e.state_before.is_empty() {
+                e.state_after.clone()
+            } else {
+                format!("{} → {}", e.state_before, e.state_after)
+            };
+            rows.push(vec![
+                super::status::offset(e.at_ms - start),
+                e.actor.clone(),
+                e.action.clone(),
+                state,
+                e.reason.clone(),
+            ]);
         }
+        for line in style::table(&rows) {
+            out.line(format!("  {line}"));
+        }
+        let name = r.outcome.state.name();
+        out.line(style::paint(
+            colour,
+            style::status_colour(&name),
+            &format!(
+                "{}: {} after {} — {}",
+                r.spec.name,
+                name,
+                super::status::offset(r.end - start).trim_start_matches('+'),
+                r.outcome.message
+            ),
+        ));
+        out.line("");
     }
-    code
+    out.err(format!(
+        "replayed {} rollout(s) in {:.0?} of real time",
+        reports.len(),
+        took
+    ));
 }

@@ -26,6 +26,7 @@ use datadog_api_client::datadogV2::model::{
     TimeseriesFormulaRequest, TimeseriesFormulaRequestAttributes, TimeseriesFormulaRequestType,
     TimeseriesQuery,
 };
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 const INSTANT_LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 /// Which query API to use.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Api {
     /// `POST /api/v2/query/timeseries`.
@@ -45,7 +46,7 @@ pub enum Api {
 }
 
 /// The operator's configuration of a Datadog backend (`MetricBackend.spec.datadog`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DatadogConfig {
     /// The Datadog site (`datadoghq.com`, `datadoghq.eu`, `us5.datadoghq.com`, ...).
@@ -70,7 +71,7 @@ pub struct DatadogConfig {
 }
 
 /// Retrying 429 answers.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimit {
     /// Retries after a 429 (default 3; 0 turns retries off).

@@ -21,12 +21,13 @@ use super::{
 };
 use prometheus_http_query::response::{Data, PromqlResult};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The operator's configuration of a Prometheus backend (`MetricBackend.spec.prometheus`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PrometheusConfig {
     /// Base URL of the HTTP API, with any path prefix (`http://mimir:8080/prometheus`).
@@ -64,7 +65,7 @@ impl PrometheusConfig {
 }
 
 /// Basic authentication credentials.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BasicAuth {
     /// The user name (literal, or a reference).
@@ -74,7 +75,7 @@ pub struct BasicAuth {
 }
 
 /// TLS settings.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Default, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TlsConfig {
     /// A PEM file of CA certificates to trust in addition to the system's.

@@ -4,8 +4,9 @@
 //! These structs only describe *shape* (field names, types, unknown fields refused). What
 //! the values mean — durations, references, defaults, cross-field rules — is decided in
 //! [`super::resolve`], which turns them into the [`super::model`]. The JSON Schemas that
-//! editors use are generated from these same structs, so the schema and the parser cannot
-//! drift apart.
+//! editors use are generated from these same structs (a `MetricBackend`'s spec from
+//! [`crate::metrics::config::BackendSpec`] and the configs it holds, which the loader
+//! parses backends into), so the schema and the parser cannot drift apart.
 
 use super::model::{DeadlineAction, GateKind, NoDataAction};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
@@ -755,86 +756,4 @@ pub struct ReadinessDoc {
     /// Ask this often (default `2s`).
     #[serde(default)]
     pub interval: Option<P<String>>,
-}
-
-/// The schema of `MetricBackend.spec` (mirrors `metrics::config::BackendSpec`, whose
-/// Prometheus part lives in a module the schema cannot annotate).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BackendSchema {
-    /// A Prometheus-compatible HTTP API.
-    #[serde(default)]
-    pub prometheus: Option<PrometheusSchema>,
-    /// Recorded series (rollgate JSON or OpenMetrics text).
-    #[serde(default)]
-    pub replay: Option<ReplaySchema>,
-    /// Datadog (needs a build with the `datadog` feature).
-    #[serde(default)]
-    pub datadog: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Queries in flight at once (default 8).
-    #[serde(default)]
-    pub max_concurrency: Option<usize>,
-    /// Largest result accepted, in points over all series (default 500,000).
-    #[serde(default)]
-    pub max_points: Option<usize>,
-    /// Most queries a second to this backend, shared by every rollout (default: no limit).
-    #[serde(default)]
-    pub rate_limit: Option<f64>,
-    /// Identical queries (same text and window, times rounded down to this) within this
-    /// span are sent once and their result shared (default `1s`; `0s` turns it off).
-    #[serde(default)]
-    pub share_window: Option<String>,
-}
-
-/// The schema of a Prometheus backend.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PrometheusSchema {
-    /// Base URL of the HTTP API, with any path prefix.
-    pub address: String,
-    /// Request timeout (default `10s`).
-    #[serde(default)]
-    pub timeout: Option<String>,
-    /// Extra headers; `env:NAME` / `file:PATH` values are secrets read from there.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Bearer token, by reference (`env:NAME` or `file:PATH`).
-    #[serde(default)]
-    pub bearer_token: Option<String>,
-    /// Basic authentication.
-    #[serde(default)]
-    pub basic_auth: Option<BasicAuthSchema>,
-    /// TLS settings for `https` addresses.
-    #[serde(default)]
-    pub tls: Option<TlsSchema>,
-}
-
-/// The schema of basic authentication.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BasicAuthSchema {
-    /// The user name (literal, or a reference).
-    pub username: String,
-    /// The password, by reference only.
-    pub password: String,
-}
-
-/// The schema of TLS settings.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TlsSchema {
-    /// A PEM file of CA certificates to trust in addition to the system's.
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    /// Accept any certificate (tests only).
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-/// The schema of a replay backend.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ReplaySchema {
-    /// The recording, relative to the document's file.
-    pub file: String,
 }

@@ -31,6 +31,21 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The API version of rollgate's documents.
+pub const API_VERSION: &str = "rollgate.dev/v1alpha1";
+
+/// Whether `name` is a valid document name: 1-63 of `a-z`, `0-9`, `-`, starting with a letter and
+/// not ending with `-`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-')
+}
+
 /// One problem in the spec documents, where it is and what to do about it. Collected, not
 /// thrown: a load reports every problem at once so an operator fixes them in one pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -213,7 +228,7 @@ pub fn json_schemas() -> BTreeMap<&'static str, serde_json::Value> {
         "MetricBackend",
         finish(
             "MetricBackend",
-            schemars::schema_for!(Doc<BackendSchema>),
+            schemars::schema_for!(Doc<crate::metrics::config::BackendSpec>),
             "Declares a metric backend (Prometheus, replay, Datadog) that metrics query.",
         ),
     );
@@ -256,7 +271,7 @@ fn finish(kind: &str, schema: schemars::Schema, description: &str) -> serde_json
         {
             props.insert(
                 "apiVersion".into(),
-                serde_json::json!({"const": crate::metrics::config::API_VERSION}),
+                serde_json::json!({"const": API_VERSION}),
             );
             props.insert("kind".into(), serde_json::json!({"const": kind}));
         }

@@ -812,6 +812,39 @@ fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The MetricBackend schema is derived from the structs the loader parses backends into:
+/// what one refuses, the other does too.
+#[test]
+fn the_backend_schema_is_the_parsers() {
+    let backend = |spec: serde_json::Value| {
+        json!({
+            "apiVersion": "rollgate.dev/v1alpha1",
+            "kind": "MetricBackend",
+            "metadata": {"name": "b"},
+            "spec": spec,
+        })
+    };
+    let ok = backend(json!({"prometheus": {"address": "http://x", "tls": {"caFile": "ca.pem"}}}));
+    assert_eq!(schema_errors(&ok), Vec::<String>::new());
+    for bad in [
+        json!({"prometheus": {"address": "http://x", "timout": "5s"}}),
+        json!({"prometheus": {"timeout": "5s"}}),
+        json!({"prometheus": {"address": "http://x", "basicAuth": {"username": "u"}}}),
+        json!({"replay": {"file": "r.om", "extra": 1}}),
+        json!({"replay": {"file": "r.om"}, "maxConcurrency": "eight"}),
+    ] {
+        assert!(!schema_errors(&backend(bad.clone())).is_empty(), "{bad}");
+    }
+    // Datadog's settings are known to a build with the feature; to others the section is
+    // free-form (the loader refuses it with the fix).
+    let datadog =
+        backend(json!({"datadog": {"apiKey": "env:K", "applicationKey": "env:A", "sight": "eu"}}));
+    assert_eq!(
+        schema_errors(&datadog).is_empty(),
+        cfg!(not(feature = "datadog"))
+    );
+}
+
 /// What the loader accepts, the published schemas accept: the test file and every example.
 #[test]
 fn the_schemas_accept_what_the_loader_accepts() {
