@@ -141,8 +141,8 @@ impl Run<'_> {
             background = which == Which::Background
         );
         let observation = measure_metric(
-            &self.engine.plugins,
-            self.engine.metrics.clone(),
+            &self.plugins,
+            self.metrics.clone(),
             &spec,
             &context,
         )

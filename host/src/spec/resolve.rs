@@ -180,7 +180,7 @@ struct Document {
 /// `---` line (kept in its text, so the parser sees the marker and positions stay right).
 /// More than [`MAX_DOCUMENTS_PER_FILE`] documents (empty ones included) is an error: the
 /// 0-based line where the first document too many starts.
-fn split_documents(text: &str) -> Result<Vec<(usize, String)>, usize> {
+pub(super) fn split_documents(text: &str) -> Result<Vec<(usize, String)>, usize> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut start = 0;
@@ -202,7 +202,7 @@ fn split_documents(text: &str) -> Result<Vec<(usize, String)>, usize> {
 
 /// The 0-based index (within the document) of its first line with content, or `None` when
 /// the document holds nothing but markers, directives, comments and blank lines.
-fn first_content_line(text: &str) -> Option<usize> {
+pub(super) fn first_content_line(text: &str) -> Option<usize> {
     text.lines().position(|line| {
         let t = line.trim();
         let t = t.strip_prefix("---").map(str::trim).unwrap_or(t);
@@ -223,7 +223,7 @@ fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 /// parser counts a lone `\r` as a line break, so the documents are split and positions
 /// counted the same way (a file with lone CRs got line numbers past its end; found by the
 /// fuzzer). Columns do not change: a break ends its line.
-fn yaml_line_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn yaml_line_breaks(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\r') {
         std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
     } else {
@@ -233,6 +233,18 @@ fn yaml_line_breaks(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// Read every document of every source, then resolve them together.
 pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<SpecError>> {
+    let (bundle, errors) = load_sources_partial(sources);
+    if errors.is_empty() {
+        Ok(bundle)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Read every document of every source and resolve them together: what resolved (a
+/// rollout, a template or a plugin with a problem is left out; a backend with a problem is
+/// kept, for [`super::each`] to judge) and every problem, in file order.
+pub(super) fn load_sources_partial(sources: &[(PathBuf, String)]) -> (Bundle, Vec<SpecError>) {
     let mut loader = Loader::default();
     let mut unchecked = None;
     for (file, text) in sources {
@@ -245,7 +257,7 @@ pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<
     let bundle = loader.resolve();
     let mut errors = loader.errors;
     if errors.is_empty() && unchecked.is_none() {
-        return Ok(bundle);
+        return (bundle, errors);
     }
     let order: Vec<&PathBuf> = sources.iter().map(|(f, _)| f).collect();
     errors.sort_by_key(|e| {
@@ -271,7 +283,7 @@ pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<
             ),
         });
     }
-    Err(errors)
+    (bundle, errors)
 }
 
 #[derive(Default)]

@@ -28,7 +28,10 @@
 //! The schema lives in `host/migrations` (embedded at build time); a migration, once
 //! released, never changes: existing stores must open.
 
+mod invalid;
 mod sql;
+
+pub use invalid::InvalidSpec;
 
 use serde::{Deserialize, Serialize};
 use sql::{Filter, Sql};
@@ -276,6 +279,8 @@ pub struct Commit<'a> {
     pub step_intents: &'a [(String, String)],
     /// Action requests this transition acted on.
     pub consumed_actions: &'a [i64],
+    /// A new resolved spec for the run (JSON), when it adopted a newer configuration.
+    pub spec: Option<&'a str>,
 }
 
 /// A handle on one store file; cheap to clone, safe to share between tasks, and other
@@ -472,6 +477,14 @@ impl Store {
             });
         }
 
+        if let Some(spec) = commit.spec {
+            sqlx::query(SQL.replace_spec)
+                .bind(spec)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         append_events(&mut tx, id, commit.events).await?;
         insert_measurements(&mut tx, id, commit.measurements).await?;
         insert_intents(&mut tx, id, commit.step_intents, now_ms).await?;
