@@ -312,9 +312,23 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         .into_iter()
         .filter(|r| selection.valid.contains(&r.name))
         .collect();
-    // Everything that can be refused is reported before the store is created.
+    // Everything that can be refused is reported before the store is created (the first
+    // problems one by one, then how many more).
+    let problem_count = each.other.len()
+        + selection
+            .invalid
+            .values()
+            .map(Vec::len)
+            .fold(0, usize::saturating_add);
+    let mut shown = 0usize;
+    let mut show = |out: &mut Out, line: String| {
+        if shown < crate::files::MAX_PROBLEMS_SHOWN {
+            out.err(line);
+        }
+        shown += 1;
+    };
     for p in &each.other {
-        out.err(format!("rollgate: {p}"));
+        show(out, format!("rollgate: {p}"));
     }
     for (name, problems) in &selection.invalid {
         out.err(format!(
@@ -322,15 +336,15 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             problems.len()
         ));
         for p in problems {
-            out.err(format!("rollgate:   {p}"));
+            show(out, format!("rollgate:   {p}"));
         }
     }
-    let problem_count = each.other.len()
-        + selection
-            .invalid
-            .values()
-            .map(Vec::len)
-            .fold(0, usize::saturating_add);
+    if shown > crate::files::MAX_PROBLEMS_SHOWN {
+        out.err(format!(
+            "rollgate: … and {} more problem(s) not shown; fix the ones above first",
+            shown - crate::files::MAX_PROBLEMS_SHOWN
+        ));
+    }
     let input = |ps: &[setup::Problem]| ps.iter().any(setup::Problem::is_input);
     let invalid_code = if each.other.is_empty()
         && !selection.invalid.values().any(|ps| input(ps))
