@@ -10,6 +10,7 @@
 //! | `files` | the one file walker and reader: FIFOs, devices, caps, ConfigMap mounts, moves |
 //! | `rollout` | the engine through `rollgate run`: strategies, targets, gates, actions |
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
+//! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
 //! | `status` | `get`, `history`, the live tree |
 //! | `verify`, `replay` | CI dry-runs over live backends and recordings |
@@ -32,6 +33,7 @@ mod plugin_sandbox;
 mod prometheus;
 mod replay;
 mod rollout;
+mod runner;
 mod serve;
 mod serve_leaks;
 mod slo;

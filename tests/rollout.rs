@@ -97,6 +97,7 @@ impl Harness {
             wakers: None,
             config_generation: 0,
             reconfigure: None,
+            runner: None,
         };
         let harness = Harness { dir, engine, clock };
         for r in &bundle.rollouts {

@@ -177,6 +177,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         wakers: None,
         config_generation: 0,
         reconfigure: None,
+        runner: None,
     };
     let measured = std::time::Instant::now();
     let mut ids = Vec::new();

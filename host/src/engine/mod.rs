@@ -45,6 +45,7 @@ pub mod dry;
 pub mod gate;
 pub mod plan;
 pub mod prepare;
+pub mod runner;
 pub mod setup;
 pub mod state;
 
@@ -160,6 +161,10 @@ pub struct Engine {
     /// Where a resumed run re-reads its rollout's documents ([`adopt`]); `None`: a resume
     /// keeps the run's configuration.
     pub reconfigure: Option<Arc<dyn Reconfigure>>,
+    /// The runner ([`runner::Runner::id`]) whose runs these are: [`Engine::drive`] records
+    /// it on the run (and takes it off when the drive gives up with an error). `None`:
+    /// nothing is recorded (replays, tests).
+    pub runner: Option<i64>,
 }
 
 /// The outcome of driving a rollout.
@@ -248,7 +253,20 @@ impl Engine {
             next_rollback_gate: HashMap::new(),
         };
         let span = tracing::info_span!("rollout", rollout = %run.spec.name, run = run.run);
-        run.drive().instrument(span).await
+        if let Some(runner) = self.runner {
+            self.store.claim_run(id, runner).await?;
+        }
+        let outcome = run.drive().instrument(span).await;
+        if outcome.is_err()
+            && let Some(runner) = self.runner
+            && let Err(e) = self.store.release_run(id, runner).await
+        {
+            tracing::warn!(
+                run = id,
+                "cannot record that this runner gave up the run: {e}"
+            );
+        }
+        outcome
     }
 }
 

@@ -32,6 +32,7 @@ pub mod supervise;
 pub mod views;
 
 use crate::engine::clock::now_ms;
+use crate::engine::runner::Runner;
 use crate::engine::{
     Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, RetryError, Wakers, create_run,
     retry_run,
@@ -73,6 +74,8 @@ pub struct FleetConfig {
     /// [`refs::parse_allowed`] makes them) that documents applied through the API may use
     /// besides those of the folder's own documents.
     pub api_allow: std::collections::BTreeSet<String>,
+    /// How often the server, as the runner of its runs, records its heartbeat.
+    pub heartbeat: Duration,
 }
 
 /// One committed change, as the event stream and webhooks carry it.
@@ -213,6 +216,11 @@ struct Inner {
     invalid: Mutex<BTreeMap<String, InvalidSpec>>,
     notifier: Notifier,
     ready: AtomicBool,
+    /// This server as the store's runner ([`Fleet::register_runner`]), with its heartbeat
+    /// task.
+    runner: Mutex<Option<(Runner, tokio::task::JoinHandle<()>)>>,
+    /// The runner's id, for the engines built from each configuration.
+    runner_id: std::sync::OnceLock<i64>,
 }
 
 /// The server's rollouts. Cheap to clone.
@@ -370,6 +378,8 @@ impl Fleet {
                 invalid: Mutex::new(BTreeMap::new()),
                 notifier: Notifier::new(),
                 ready: AtomicBool::new(false),
+                runner: Mutex::new(None),
+                runner_id: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -382,6 +392,39 @@ impl Fleet {
     /// The notifier (its queue and counters).
     pub fn notifier(&self) -> &Notifier {
         &self.inner.notifier
+    }
+
+    /// Register this server as the runner of the store's runs and start its heartbeat (a
+    /// supervised task); call before [`Fleet::start`], once. Every run the server drives
+    /// then records it, and `rollgate get` and the API tell whether it still beats.
+    pub async fn register_runner(&self) -> Result<(), crate::store::StoreError> {
+        if self.inner.runner_id.get().is_some() {
+            return Ok(());
+        }
+        let runner =
+            Runner::register(&self.inner.store, "serve", self.inner.config.heartbeat).await?;
+        let _ = self.inner.runner_id.set(runner.id());
+        let beat = supervise::spawn("heartbeat", "the runner's heartbeat".into(), runner.beat());
+        *self.inner.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some((runner, beat));
+        Ok(())
+    }
+
+    /// A clean stop: the heartbeat ends and the runner is marked stopped, so the runs left
+    /// unfinished read as waiting for a runner, not as driven by a dead one.
+    pub async fn stop_runner(&self) -> Result<(), crate::store::StoreError> {
+        let taken = self
+            .inner
+            .runner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match taken {
+            Some((runner, beat)) => {
+                beat.abort();
+                runner.stop().await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Load the configuration, resume every unfinished run in the store and start what the
@@ -594,6 +637,7 @@ impl Fleet {
             wakers: Some(self.inner.wakers.clone()),
             config_generation,
             reconfigure: Some(Arc::new(Reread(Arc::downgrade(&self.inner)))),
+            runner: self.inner.runner_id.get().copied(),
         };
         let webhooks = bundle
             .rollouts

@@ -2,6 +2,8 @@
 //! command line (reading a store file) and the HTTP API (which the command line reads with
 //! `--server`), so both give the same JSON.
 
+use crate::engine::clock::now_ms;
+use crate::engine::runner::RunnerView;
 use crate::engine::state::Checkpoint;
 use crate::engine::{Progress, progress_of};
 use crate::spec::model::RolloutSpec;
@@ -31,6 +33,10 @@ pub struct Snapshot {
     /// `invalid-spec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid_spec: Option<InvalidSpec>,
+    /// Who drives the run, when it is unfinished and a runner claimed it: the runner, its
+    /// heartbeat and whether it stopped reporting ([`crate::engine::runner`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerView>,
 }
 
 impl Snapshot {
@@ -57,6 +63,7 @@ impl Snapshot {
             updated_ms: row.updated_ms,
             failures,
             invalid_spec: None,
+            runner: None,
         })
     }
 
@@ -72,6 +79,7 @@ impl Snapshot {
                 updated_ms: invalid.since_ms,
                 failures: Vec::new(),
                 invalid_spec: None,
+                runner: None,
             },
         };
         if let Some(row) = latest
@@ -172,11 +180,25 @@ pub fn progress(row: &RolloutRow) -> Progress {
 pub async fn snapshot(store: &Store, name: &str) -> Result<Option<Snapshot>, String> {
     let latest = store.latest(name).await.map_err(|e| e.to_string())?;
     let invalid = store.invalid_spec(name).await.map_err(|e| e.to_string())?;
-    match (latest, invalid) {
-        (None, None) => Ok(None),
-        (latest, Some(invalid)) => Snapshot::invalid(invalid, latest.as_ref()).map(Some),
-        (Some(row), None) => Snapshot::of(&row).map(Some),
+    let mut snapshot = match (&latest, invalid) {
+        (None, None) => return Ok(None),
+        (latest, Some(invalid)) => Snapshot::invalid(invalid, latest.as_ref())?,
+        (Some(row), None) => Snapshot::of(row)?,
+    };
+    if let Some(row) = &latest {
+        snapshot.runner = runner(store, row).await?;
     }
+    Ok(Some(snapshot))
+}
+
+/// Who drives the stored run `row`, seen now: `None` for a finished run, a run no runner
+/// claimed, and a store that does not record runners.
+pub async fn runner(store: &Store, row: &RolloutRow) -> Result<Option<RunnerView>, String> {
+    if row.finished {
+        return Ok(None);
+    }
+    let found = store.runner_of(row.id).await.map_err(|e| e.to_string())?;
+    Ok(found.map(|r| RunnerView::of(&r, now_ms())))
 }
 
 /// One run in a rollout's history.

@@ -72,8 +72,21 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Whether this store records invalid-spec rollouts (a store written before they were,
+    /// opened by a reader that does not migrate, does not: it has none).
+    async fn tracks_invalid(&self) -> Result<bool, StoreError> {
+        let tables: i64 = sqlx::query_scalar(SQL.tracks_invalid)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(tables > 0)
+    }
+
     /// Every rollout in the state `invalid-spec`, by name.
     pub async fn invalid_specs(&self) -> Result<Vec<InvalidSpec>, StoreError> {
+        if !self.tracks_invalid().await? {
+            return Ok(Vec::new());
+        }
         let rows: Vec<InvalidRecord> = sqlx::query_as(SQL.invalid_specs)
             .fetch_all(&self.pool)
             .await
@@ -83,6 +96,9 @@ impl Store {
 
     /// Rollout `name`'s problems, when it is in the state `invalid-spec`.
     pub async fn invalid_spec(&self, name: &str) -> Result<Option<InvalidSpec>, StoreError> {
+        if !self.tracks_invalid().await? {
+            return Ok(None);
+        }
         let row: Option<InvalidRecord> = sqlx::query_as(SQL.invalid_spec)
             .bind(name)
             .fetch_optional(&self.pool)
