@@ -441,7 +441,9 @@ fn a_broken_rollout_is_invalid_spec_and_the_others_keep_running() {
         "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: broken\nspec:\n  stableVersion: v1\n",
     )
     .expect("write");
-    let seen = s.wait_config("the broken rollout", |v| v["config"]["invalid"]["broken"].is_array());
+    let seen = s.wait_config("the broken rollout", |v| {
+        v["config"]["invalid"]["broken"].is_array()
+    });
     let problems = seen["config"]["invalid"]["broken"].to_string();
     assert!(problems.contains("broken.yaml:"), "{problems}");
     assert!(seen["config"]["lastError"].is_null(), "{seen}");
@@ -449,7 +451,9 @@ fn a_broken_rollout_is_invalid_spec_and_the_others_keep_running() {
     let broken = s.rollout("broken");
     assert_eq!(broken["state"], "invalid-spec", "{broken}");
     assert!(
-        broken["invalidSpec"]["problems"].to_string().contains("broken.yaml:"),
+        broken["invalidSpec"]["problems"]
+            .to_string()
+            .contains("broken.yaml:"),
         "{broken}"
     );
     let (status, body) = s.call("GET", "/readyz", None, None);
@@ -464,7 +468,10 @@ fn a_broken_rollout_is_invalid_spec_and_the_others_keep_running() {
         v["config"]["invalid"] == json!({}) && v["config"]["lastError"].is_null()
     });
     let (status, _) = s.call("GET", "/api/v1/rollouts/broken", Some(READER), None);
-    assert_eq!(status, 404, "a rollout that never ran and left the folder is gone");
+    assert_eq!(
+        status, 404,
+        "a rollout that never ran and left the folder is gone"
+    );
 
     // Through the API: a bad document is refused with its problems and leaves no file...
     let bad = "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: late\nspec:\n  stableVersion: v1\n";

@@ -373,7 +373,9 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     };
     // Nothing to run and nothing to record: no store file is created.
     if rollouts.is_empty() && !args.store.exists() {
-        out.err(format!("rollgate: {problem_count} problem(s); nothing was run"));
+        out.err(format!(
+            "rollgate: {problem_count} problem(s); nothing was run"
+        ));
         return invalid_code;
     }
     let plugins = prepared.plugins;
@@ -396,7 +398,9 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         return exit::PLUGIN_ERROR;
     }
     if rollouts.is_empty() {
-        out.err(format!("rollgate: {problem_count} problem(s); nothing was run"));
+        out.err(format!(
+            "rollgate: {problem_count} problem(s); nothing was run"
+        ));
         return invalid_code;
     }
     // What the store already knows of each rollout: an unfinished run is resumed, a finished
@@ -717,7 +721,12 @@ struct Selection {
 
 /// The rollouts named (each must exist, loading or not), or every rollout of the files.
 fn select(each: &crate::spec::Each, names: &[String]) -> Result<Selection, String> {
-    let valid: Vec<&str> = each.bundle.rollouts.iter().map(|r| r.name.as_str()).collect();
+    let valid: Vec<&str> = each
+        .bundle
+        .rollouts
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
     for wanted in names {
         if !valid.contains(&wanted.as_str()) && !each.invalid.contains_key(wanted) {
             let mut known: Vec<&str> = valid.clone();
@@ -744,7 +753,12 @@ fn select(each: &crate::spec::Each, names: &[String]) -> Result<Selection, Strin
             .invalid
             .iter()
             .filter(|(n, _)| chosen(n))
-            .map(|(n, ps)| (n.clone(), ps.iter().map(setup::Problem::from_spec).collect()))
+            .map(|(n, ps)| {
+                (
+                    n.clone(),
+                    ps.iter().map(setup::Problem::from_spec).collect(),
+                )
+            })
             .collect(),
     };
     if selection.valid.is_empty() && selection.invalid.is_empty() {
@@ -755,10 +769,17 @@ fn select(each: &crate::spec::Each, names: &[String]) -> Result<Selection, Strin
 
 /// Record in the store which selected rollouts are invalid-spec (holding an unfinished run
 /// of theirs) and which load again.
-async fn record_invalid(store: &Store, selection: &Selection) -> Result<(), crate::store::StoreError> {
+async fn record_invalid(
+    store: &Store,
+    selection: &Selection,
+) -> Result<(), crate::store::StoreError> {
     let now = now_ms();
     for (name, problems) in &selection.invalid {
-        let held = store.latest(name).await?.filter(|r| !r.finished).map(|r| r.id);
+        let held = store
+            .latest(name)
+            .await?
+            .filter(|r| !r.finished)
+            .map(|r| r.id);
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         store.set_invalid(name, &problems, held, now).await?;
     }

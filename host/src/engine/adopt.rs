@@ -17,7 +17,7 @@
 //!   changed, a run held as `invalid-spec` and released): the run keeps its spec and uses
 //!   that configuration's plugins and backends by the same names.
 
-use super::state::{PauseReason, State};
+use super::state::State;
 use super::{ENGINE_ACTOR, Plugins, Run};
 use crate::metrics::MetricsSource;
 use crate::spec::model::RolloutSpec;
@@ -105,18 +105,30 @@ impl Run<'_> {
             }
             Reread::Adopt(current) => {
                 let old = self.cp.config_generation;
-                let not_adopted = adopt(&mut self.spec, &current.spec);
+                let mut spec = self.spec.clone();
+                let not_adopted = adopt(&mut spec, &current.spec);
+                let same_spec =
+                    serde_json::to_value(&spec).ok() == serde_json::to_value(&self.spec).ok();
                 self.plugins = current.plugins;
                 self.metrics = current.metrics;
-                self.cp.config_generation = current.generation;
-                self.spec_changed = true;
-                // The background's metrics restart with the adopted ones.
-                let now = self.now();
-                if let Some(b) = self.cp.background.as_mut() {
-                    let changes = b.stop(now, "the run adopted a new configuration");
-                    self.audit_changes(&changes);
+                if same_spec && old == current.generation {
+                    // Nothing new to adopt.
+                    return Ok(());
                 }
-                self.cp.background = None;
+                self.cp.config_generation = current.generation;
+                if !same_spec {
+                    // The background's metrics restart with the adopted ones.
+                    if spec.background != self.spec.background {
+                        let now = self.now();
+                        if let Some(b) = self.cp.background.as_mut() {
+                            let changes = b.stop(now, "the run adopted a new configuration");
+                            self.audit_changes(&changes);
+                        }
+                        self.cp.background = None;
+                    }
+                    self.spec = spec;
+                    self.spec_changed = true;
+                }
                 let generations = if old == current.generation {
                     format!("configuration generation {old} (unchanged)")
                 } else {
@@ -140,10 +152,7 @@ impl Run<'_> {
 
     /// Whether a resume request for a run in this state re-reads the documents.
     pub(super) fn resume_rereads(&self) -> bool {
-        matches!(
-            self.cp.state,
-            State::Paused(PauseReason::Policy | PauseReason::Manual | PauseReason::Gate)
-        ) && !self.cp.paused_rollback
+        matches!(self.cp.state, State::Paused(_)) && !self.cp.paused_rollback
     }
 }
 

@@ -63,10 +63,10 @@ mod verification;
 mod waiting;
 
 pub use actions::{Action, MAX_ACTOR_CHARS, MAX_REASON_CHARS, check_request};
+pub use adopt::{Current, Reconfigure, Reread};
 pub use progress::{
     Committed, MetricProgress, Observer, PhaseProgress, Progress, Sink, progress_of,
 };
-pub use adopt::{Current, Reconfigure, Reread};
 pub use run::human_ms;
 pub use verification::measure_metric;
 pub use waiting::Wakers;

@@ -184,7 +184,10 @@ async fn check(
 }
 
 /// Each plugin's own check of the configurations `r` gives it.
-async fn validate(r: &RolloutSpec, loaded: &BTreeMap<String, Result<Plugin, Problem>>) -> Vec<Problem> {
+async fn validate(
+    r: &RolloutSpec,
+    loaded: &BTreeMap<String, Result<Plugin, Problem>>,
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Some(Ok(p)) = loaded.get(&r.failure_policy.plugin) {
         match p.validate(&r.failure_policy.config.to_string()).await {

@@ -140,14 +140,9 @@ impl Run<'_> {
             plugin = %spec.plugin,
             background = which == Which::Background
         );
-        let observation = measure_metric(
-            &self.plugins,
-            self.metrics.clone(),
-            &spec,
-            &context,
-        )
-        .instrument(span)
-        .await;
+        let observation = measure_metric(&self.plugins, self.metrics.clone(), &spec, &context)
+            .instrument(span)
+            .await;
         let at = self.now();
         let run = match which {
             Which::Phase => self.cp.verification.as_mut(),

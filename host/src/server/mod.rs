@@ -601,7 +601,12 @@ impl Fleet {
         let mut invalid: BTreeMap<String, Vec<String>> = each
             .invalid
             .iter()
-            .map(|(name, problems)| (name.clone(), problems.iter().map(ToString::to_string).collect()))
+            .map(|(name, problems)| {
+                (
+                    name.clone(),
+                    problems.iter().map(ToString::to_string).collect(),
+                )
+            })
             .collect();
         for (name, problems) in &prepared.invalid {
             invalid
@@ -616,7 +621,10 @@ impl Fleet {
                 let (_, spec) = stored_specs.iter().find(|(i, _)| i == id)?;
                 Some((
                     *id,
-                    (spec.name.clone(), problems.iter().map(ToString::to_string).collect()),
+                    (
+                        spec.name.clone(),
+                        problems.iter().map(ToString::to_string).collect(),
+                    ),
                 ))
             })
             .collect();
@@ -658,21 +666,17 @@ impl Fleet {
 
     fn install(&self, loaded: Loaded) {
         let rollouts = loaded.bundle.rollouts.len();
-        let invalid = loaded.invalid.clone();
-        let problems = loaded.problems.clone();
         let config_generation = loaded.engine.config_generation;
-        for problem in &problems {
+        for problem in &loaded.problems {
             tracing::warn!("configuration problem (no rollout depends on it): {problem}");
         }
-        for (name, problems) in &invalid {
+        for (name, problems) in &loaded.invalid {
             tracing::warn!(rollout = %name, "invalid-spec: {}", problems.join("; "));
         }
         *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(loaded));
         let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
         status.generation += 1;
         status.config_generation = config_generation;
-        status.invalid = invalid;
-        status.problems = problems;
         status.loaded_ms = now_ms();
         status.rollouts = rollouts;
         status.last_error = None;
@@ -782,6 +786,15 @@ impl Fleet {
             .map(|i| (i.name.clone(), i))
             .collect();
         *self.inner.invalid.lock().unwrap_or_else(|e| e.into_inner()) = after.clone();
+        // The status says what the store says, once it says it.
+        {
+            let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
+            status.invalid = after
+                .iter()
+                .map(|(name, i)| (name.clone(), i.problems.clone()))
+                .collect();
+            status.problems = loaded.problems.clone();
+        }
         let known = |name: &str| {
             self.inner
                 .known
@@ -960,16 +973,16 @@ impl Fleet {
                     Event {
                         seq: 0,
                         rollout: c.progress.rollout.clone(),
-                    run: c.progress.run,
-                    at_ms: e.at_ms,
-                    actor: e.actor.clone(),
-                    action: e.action.clone(),
-                    kind,
-                    reason: e.reason.clone(),
-                    state_before: e.state_before.clone(),
-                    state_after: e.state_after.clone(),
-                    phase: c.progress.phase_name.clone(),
-                    weight: c.progress.weight,
+                        run: c.progress.run,
+                        at_ms: e.at_ms,
+                        actor: e.actor.clone(),
+                        action: e.action.clone(),
+                        kind,
+                        reason: e.reason.clone(),
+                        state_before: e.state_before.clone(),
+                        state_after: e.state_after.clone(),
+                        phase: c.progress.phase_name.clone(),
+                        weight: c.progress.weight,
                     },
                     &webhooks,
                 );
@@ -1225,7 +1238,10 @@ impl Fleet {
                 }
                 // The folder is as it was: load it again (a refused reload already kept
                 // the running configuration).
-                if self.current().is_some_and(|l| l.fingerprint != fingerprint(root)) {
+                if self
+                    .current()
+                    .is_some_and(|l| l.fingerprint != fingerprint(root))
+                {
                     let _ = self.reload_caught().await;
                 }
                 self.mark_seen();

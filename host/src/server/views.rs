@@ -88,10 +88,8 @@ impl Snapshot {
             snap.progress = invalid_progress(&invalid, Some(snap.progress));
             snap.finished = false;
         }
-        snap.failures.push(format!(
-            "invalid-spec: {}",
-            invalid.problems.join("; ")
-        ));
+        snap.failures
+            .push(format!("invalid-spec: {}", invalid.problems.join("; ")));
         snap.invalid_spec = Some(invalid);
         Ok(snap)
     }

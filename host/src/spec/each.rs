@@ -127,7 +127,9 @@ pub(super) fn attribute(
         }
     }
     for r in &bundle.rollouts {
-        uses.entry(r.name.clone()).or_default().extend(resolved_uses(r));
+        uses.entry(r.name.clone())
+            .or_default()
+            .extend(resolved_uses(r));
     }
     let mut used: BTreeSet<(Shared, String)> = BTreeSet::new();
     let mut invalid = own;
@@ -185,10 +187,7 @@ fn fingerprint(sources: &[(PathBuf, String)]) -> String {
             hash.update(part);
         }
     }
-    hash.finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn shared_kind(kind: &str) -> Option<Shared> {
