@@ -208,7 +208,7 @@ pub(super) fn adopt(run: &mut RolloutSpec, now: &RolloutSpec) -> Vec<String> {
     run.failure_policy = now.failure_policy.clone();
     run.readiness = now.readiness;
     run.progress_deadline_ms = now.progress_deadline_ms;
-    run.on_deadline = now.on_deadline.clone();
+    run.on_deadline = now.on_deadline;
     run.notifications = now.notifications.clone();
     run.args = now.args.clone();
     kept
