@@ -299,10 +299,16 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     let mut selection = match select(&each, &args.rollouts) {
         Ok(s) => s,
         Err(e) => {
-            for p in &each.other {
-                out.err(format!("rollgate: {p}"));
+            let other: Vec<String> = each.other.iter().map(ToString::to_string).collect();
+            report(out, &other, &std::collections::BTreeMap::new());
+            if other.is_empty() {
+                out.err(format!("rollgate: {e}; nothing to run"));
+            } else {
+                out.err(format!(
+                    "rollgate: {} problem(s); nothing was run",
+                    other.len()
+                ));
             }
-            out.err(format!("rollgate: {e}; nothing to run"));
             return exit::INVALID_INPUT;
         }
     };
@@ -329,41 +335,22 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         .into_iter()
         .filter(|r| selection.valid.contains(&r.name))
         .collect();
-    // Everything that can be refused is reported before the store is created (the first
-    // problems one by one, then how many more).
-    let problem_count = each.other.len()
+    // Everything that can be refused is reported before the store is created.
+    let other: Vec<String> = each
+        .other
+        .iter()
+        .map(ToString::to_string)
+        .chain(prepared.other.iter().map(ToString::to_string))
+        .collect();
+    report(out, &other, &selection.invalid);
+    let problem_count = other.len()
         + selection
             .invalid
             .values()
             .map(Vec::len)
             .fold(0, usize::saturating_add);
-    let mut shown = 0usize;
-    let mut show = |out: &mut Out, line: String| {
-        if shown < crate::files::MAX_PROBLEMS_SHOWN {
-            out.err(line);
-        }
-        shown += 1;
-    };
-    for p in &each.other {
-        show(out, format!("rollgate: {p}"));
-    }
-    for (name, problems) in &selection.invalid {
-        out.err(format!(
-            "rollgate: rollout {name:?} is invalid-spec ({} problem(s)); it does not run:",
-            problems.len()
-        ));
-        for p in problems {
-            show(out, format!("rollgate:   {p}"));
-        }
-    }
-    if shown > crate::files::MAX_PROBLEMS_SHOWN {
-        out.err(format!(
-            "rollgate: … and {} more problem(s) not shown; fix the ones above first",
-            shown - crate::files::MAX_PROBLEMS_SHOWN
-        ));
-    }
     let input = |ps: &[setup::Problem]| ps.iter().any(setup::Problem::is_input);
-    let invalid_code = if each.other.is_empty()
+    let invalid_code = if other.is_empty()
         && !selection.invalid.values().any(|ps| input(ps))
         && !selection.invalid.is_empty()
     {
@@ -610,16 +597,20 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         board.lock().unwrap_or_else(|e| e.into_inner()).draw();
     }
     if problem_count > 0 {
-        out.err(format!(
-            "rollgate: {} rollout(s) not run: {}; {problem_count} problem(s) above",
-            selection.invalid.len(),
-            selection
-                .invalid
-                .keys()
-                .map(|n| format!("{n:?} (invalid-spec)"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        out.err(if selection.invalid.is_empty() {
+            format!("rollgate: {problem_count} problem(s) above; no rollout depends on them")
+        } else {
+            format!(
+                "rollgate: {} rollout(s) not run: {}; {problem_count} problem(s) above",
+                selection.invalid.len(),
+                selection
+                    .invalid
+                    .keys()
+                    .map(|n| format!("{n:?} (invalid-spec)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
         code = code.max(invalid_code);
     }
     for o in &outcomes {
@@ -712,6 +703,40 @@ impl Board {
 
 /// Whether the stored run ran this very spec, wherever the files were loaded from then
 /// (see [`crate::spec::same_spec`]).
+/// Print the problems that cost no rollout, then each invalid rollout with its own: the
+/// first [`crate::files::MAX_PROBLEMS_SHOWN`] problems one by one, then how many more.
+fn report(
+    out: &mut Out,
+    other: &[String],
+    invalid: &std::collections::BTreeMap<String, Vec<setup::Problem>>,
+) {
+    let mut shown = 0usize;
+    let mut show = |out: &mut Out, line: String| {
+        if shown < crate::files::MAX_PROBLEMS_SHOWN {
+            out.err(line);
+        }
+        shown += 1;
+    };
+    for p in other {
+        show(out, format!("rollgate: {p}"));
+    }
+    for (name, problems) in invalid {
+        out.err(format!(
+            "rollgate: rollout {name:?} is invalid-spec ({} problem(s)); it does not run:",
+            problems.len()
+        ));
+        for p in problems {
+            show(out, format!("rollgate:   {p}"));
+        }
+    }
+    if shown > crate::files::MAX_PROBLEMS_SHOWN {
+        out.err(format!(
+            "rollgate: … and {} more problem(s) not shown; fix the ones above first",
+            shown - crate::files::MAX_PROBLEMS_SHOWN
+        ));
+    }
+}
+
 /// The rollouts a `rollgate run` was asked for, split into those that load and those
 /// that do not (with their problems).
 struct Selection {

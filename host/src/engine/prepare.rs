@@ -26,6 +26,8 @@ pub struct Prepared {
     /// Each stored run (by store id) whose spec cannot be set up with these documents: it
     /// is held, not driven, until they are fixed.
     pub held: BTreeMap<i64, Vec<Problem>>,
+    /// Problems that cost no rollout: a backend that does not build and that nothing uses.
+    pub other: Vec<Problem>,
 }
 
 impl Problem {
@@ -114,11 +116,22 @@ pub async fn prepare(
             loaded.insert(name, result);
         }
     }
+    let used: BTreeSet<String> = rollouts
+        .iter()
+        .copied()
+        .chain(runs.iter().map(|(_, r)| *r))
+        .flat_map(|r| uses(r).1)
+        .collect();
     let mut prepared = Prepared {
         backends,
         plugins: Plugins::new(),
         invalid: BTreeMap::new(),
         held: BTreeMap::new(),
+        other: broken_backends
+            .iter()
+            .filter(|(name, _)| !used.contains(*name))
+            .map(|(_, p)| p.clone())
+            .collect(),
     };
     for r in rollouts {
         let problems = check(r, &loaded, &broken_backends, &mut prepared.plugins).await;

@@ -630,7 +630,12 @@ impl Fleet {
             .collect();
         let mut bundle = each.bundle;
         bundle.rollouts.retain(|r| !invalid.contains_key(&r.name));
-        let problems = each.other.iter().map(ToString::to_string).collect();
+        let problems = each
+            .other
+            .iter()
+            .map(ToString::to_string)
+            .chain(prepared.other.iter().map(ToString::to_string))
+            .collect();
         let plugins = prepared.plugins;
         let backends = prepared.backends;
         let engine = Engine {
