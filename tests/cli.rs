@@ -202,6 +202,29 @@ fn schema_prints_and_writes_every_kind() {
         assert_eq!(schema, map[kind], "{kind}");
     }
 
+    // The API v2 shapes: all with --api, one by its name (case-insensitively).
+    let api = rollgate(&["schema", "--api"]);
+    assert_eq!(api.code, 0, "{}", api.stderr);
+    let shapes: serde_json::Value = serde_json::from_str(&api.stdout).expect("JSON");
+    let names: Vec<&String> = shapes.as_object().expect("an object").keys().collect();
+    assert_eq!(
+        names,
+        [
+            "RolloutEvent",
+            "RolloutHistory",
+            "RolloutList",
+            "RolloutStatus"
+        ]
+    );
+    let one = rollgate(&["schema", "rolloutstatus"]);
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    let status: serde_json::Value = serde_json::from_str(&one.stdout).expect("JSON");
+    assert_eq!(status, shapes["RolloutStatus"]);
+    assert_eq!(
+        status["properties"]["apiVersion"]["const"],
+        "rollgate.dev/v2"
+    );
+
     let unknown = rollgate(&["schema", "Deployment"]);
     assert_eq!(unknown.code, 4);
     assert!(

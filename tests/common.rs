@@ -30,6 +30,24 @@ pub fn rollgate(args: &[&str]) -> Run {
     rollgate_at(None, args, &[])
 }
 
+/// The JSON Schema of an API v2 document (`RolloutStatus`, `RolloutHistory`,
+/// `RolloutList`, `RolloutEvent`) as `rollgate schema NAME` publishes it, compiled.
+pub fn api_schema(name: &str) -> jsonschema::Validator {
+    let run = rollgate(&["schema", name]);
+    assert_eq!(run.code, 0, "rollgate schema {name}: {}", run.stderr);
+    let schema: serde_json::Value = serde_json::from_str(&run.stdout).expect("a JSON schema");
+    jsonschema::validator_for(&schema).expect("a valid JSON schema")
+}
+
+/// `doc` is valid against `schema` (every error listed otherwise).
+pub fn assert_valid(schema: &jsonschema::Validator, doc: &serde_json::Value) {
+    let errors: Vec<String> = schema
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\nin {doc:#}");
+}
+
 /// [`rollgate`] in the folder `dir`.
 pub fn rollgate_in(dir: &std::path::Path, args: &[&str]) -> Run {
     rollgate_at(Some(dir), args, &[])

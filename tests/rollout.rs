@@ -8,7 +8,7 @@ use crate::common;
 use common::StandIn;
 use proptest::prelude::*;
 use rollgate::engine::clock::SimClock;
-use rollgate::engine::state::State;
+use rollgate::engine::state::{Checkpoint, State};
 use rollgate::engine::{Engine, Outcome, setup};
 use rollgate::store::{AuditRow, Store};
 use std::path::Path;
@@ -147,6 +147,28 @@ impl Harness {
             .expect("request");
     }
 
+    /// The latest run's checkpoint.
+    async fn checkpoint(&self, name: &str) -> Checkpoint {
+        let row = self
+            .engine
+            .store
+            .latest(name)
+            .await
+            .expect("latest")
+            .expect("a run");
+        serde_json::from_str(&row.checkpoint).expect("a readable checkpoint")
+    }
+
+    /// The failures the latest run recorded, as JSON (what v2 shows).
+    async fn failures(&self, name: &str) -> Vec<serde_json::Value> {
+        self.checkpoint(name)
+            .await
+            .failures
+            .iter()
+            .map(|f| serde_json::to_value(f).expect("json"))
+            .collect()
+    }
+
     fn clock_now(&self) -> i64 {
         use rollgate::engine::clock::Clock;
         self.clock.now_ms()
@@ -276,6 +298,29 @@ async fn manual_pause_resume_abort_and_refusals() {
     assert_eq!(
         (abort.event.actor.as_str(), abort.event.state_after.as_str()),
         ("carol", "aborted")
+    );
+    // The pause and the abort, each an operator's, with who and why.
+    let failures = h.failures("web").await;
+    let got: Vec<(&str, &str, &str)> = failures
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap_or(""),
+                f["actor"].as_str().unwrap_or(""),
+                f["message"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("operator", "bob", "paused by bob"),
+            (
+                "operator",
+                "carol",
+                "aborted; what was applied stays by carol: release window closed"
+            )
+        ]
     );
 }
 
@@ -435,6 +480,35 @@ async fn a_failing_metric_rolls_back_by_policy() {
         "{}",
         failed.event.reason
     );
+    // One structured failure: the metric, its value, the limit it crossed, its plugin and
+    // backend, in the phase it failed in.
+    let failures = h.failures("web").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let f = &failures[0];
+    assert_eq!(
+        (
+            &f["kind"],
+            &f["phase"],
+            &f["metric"],
+            &f["limit"],
+            &f["plugin"],
+            &f["backend"]
+        ),
+        (
+            &"metric-failed".into(),
+            &"p50".into(),
+            &"error-ratio".into(),
+            &"failureLimit 0".into(),
+            &"threshold".into(),
+            &"recorded".into()
+        ),
+        "{f}"
+    );
+    assert!(f["value"].as_f64().is_some_and(|v| v > 0.5), "{f}");
+    assert_eq!(
+        f["message"], failed.event.reason,
+        "the audit log's sentence"
+    );
     // Measurements were stored with the failure kept.
     let row = h.engine.store.latest("web").await.unwrap().unwrap();
     let ms = h.engine.store.measurements(row.id).await.unwrap();
@@ -455,6 +529,15 @@ async fn rolling_and_blue_green_apply_their_own_steps() {
     );
     let h = Harness::new(&rolling, &[0.01; 30]).await;
     assert_eq!(h.drive("roll").await.state, State::Succeeded);
+    let spec: rollgate::spec::model::RolloutSpec =
+        serde_json::from_str(&h.engine.store.latest("roll").await.unwrap().unwrap().spec)
+            .expect("spec");
+    let target = rollgate::engine::target_progress(&spec, &h.checkpoint("roll").await);
+    assert_eq!(
+        serde_json::to_value(target).unwrap(),
+        serde_json::json!({"unit": "instances", "completed": 5, "failed": 0, "remaining": 0, "total": 5})
+    );
+    assert!(h.failures("roll").await.is_empty());
     assert_eq!(
         h.log(),
         [
@@ -473,6 +556,14 @@ async fn rolling_and_blue_green_apply_their_own_steps() {
     );
     let h = Harness::new(&bg, &[0.01; 30]).await;
     assert_eq!(h.drive("bg").await.state, State::Succeeded);
+    let spec: rollgate::spec::model::RolloutSpec =
+        serde_json::from_str(&h.engine.store.latest("bg").await.unwrap().unwrap().spec)
+            .expect("spec");
+    let target = rollgate::engine::target_progress(&spec, &h.checkpoint("bg").await);
+    assert_eq!(
+        serde_json::to_value(target).unwrap(),
+        serde_json::json!({"unit": "steps", "completed": 2, "failed": 0, "remaining": 0, "total": 2, "previewDeployed": true, "cutOver": true})
+    );
     assert_eq!(
         h.log(),
         ["deploy-preview 0 0 ", "cut-over 100 0 ", "finalize 100 0 "]
@@ -507,6 +598,18 @@ async fn gates_hold_the_rollout_until_they_confirm_and_may_roll_back() {
         1,
         "{acts:?}"
     );
+    // Closed twice: one failure, updated by the second check, naming the gate.
+    let failures = h.failures("web").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["kind"], "gate-closed");
+    assert_eq!(failures[0]["gate"], "qa");
+    assert_eq!(failures[0]["phase"], "p10");
+    assert!(
+        failures[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not yet")),
+        "{failures:?}"
+    );
     let seen = gate.seen();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].body["gate"], "qa");
@@ -533,6 +636,13 @@ async fn gates_hold_the_rollout_until_they_confirm_and_may_roll_back() {
         "{}",
         rb.event.reason
     );
+    let failures = h.failures("web").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (&failures[0]["kind"], &failures[0]["gate"]),
+        (&"gate-rollback".into(), &"incidents".into())
+    );
+    assert_eq!(failures[0]["message"], rb.event.reason);
 }
 
 #[tokio::test]
@@ -556,6 +666,19 @@ async fn a_target_that_refuses_or_never_gets_ready_does_not_hang() {
         "{}",
         failed.event.reason
     );
+    let failures = h.failures("web").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (&failures[0]["kind"], &failures[0]["phase"]),
+        (&"step-failed".into(), &"p50".into())
+    );
+    assert_eq!(failures[0]["message"], failed.event.reason);
+    let refused = h
+        .checkpoint("web")
+        .await
+        .refused_step
+        .expect("the refused step");
+    assert_eq!(refused.weight, 50.0);
 
     // Never ready: the readiness timeout fails the rollout (onDeadline: fail).
     let never_ready = rollout(
@@ -576,6 +699,137 @@ async fn a_target_that_refuses_or_never_gets_ready_does_not_hang() {
         "{}",
         o.message
     );
+    let failures = h.failures("web").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (&failures[0]["kind"], &failures[0]["limit"]),
+        (&"readiness-timeout".into(), &"readiness.timeout 1m".into())
+    );
+}
+
+/// A rolling target that refuses a batch: the batch's instances are the failed ones, as
+/// the target progress counts them (and the rollback brings the completed ones back).
+#[tokio::test]
+async fn a_refused_batch_is_the_failed_part_of_the_target_progress() {
+    let rolling = rollout(
+        "roll",
+        "{rolling: {instances: [a, b, c, d, e], parallelism: 2}}",
+        "    - {name: most, weight: 80}\n    - {name: all, weight: 100}\n",
+        "",
+    )
+    .replace(
+        "command: [sh, -c, 'echo",
+        "command: [sh, -c, 'if [ \"$ROLLGATE_INSTANCES\" = c,d ]; then echo c is down >&2; exit 3; fi; echo",
+    );
+    let h = Harness::new(&rolling, &[0.01; 30]).await;
+    assert_eq!(h.drive("roll").await.state, State::RolledBack);
+    assert_eq!(h.log(), ["update-batch 40 2 a,b", "rollback 0 0 a,b"]);
+    let cp = h.checkpoint("roll").await;
+    let refused = cp.refused_step.clone().expect("the refused batch");
+    assert_eq!(refused.instances, ["c", "d"]);
+    let spec: rollgate::spec::model::RolloutSpec =
+        serde_json::from_str(&h.engine.store.latest("roll").await.unwrap().unwrap().spec)
+            .expect("spec");
+    assert_eq!(
+        serde_json::to_value(rollgate::engine::target_progress(&spec, &cp)).unwrap(),
+        serde_json::json!({"unit": "instances", "completed": 0, "failed": 2, "remaining": 3, "total": 5})
+    );
+    let failures = h.failures("roll").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["kind"], "step-failed");
+    assert!(
+        failures[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("c is down")),
+        "{failures:?}"
+    );
+}
+
+/// A failure policy that cannot be asked holds the run: a policy error, naming the policy.
+#[tokio::test]
+async fn a_policy_that_fails_is_a_policy_error() {
+    let phases = "    - {name: p10, weight: 10, verification: {templates: [error-ratio]}}\n    - {name: full, weight: 100}\n";
+    let mut h = Harness::new(&rollout("web", "{canary: {}}", phases, ""), &[0.01; 30]).await;
+    // The providers stay; the policy is gone.
+    let mut only = rollgate::engine::Plugins::new();
+    only.insert(
+        "threshold",
+        h.engine
+            .plugins
+            .get("threshold")
+            .expect("threshold")
+            .clone(),
+    );
+    h.engine.plugins = Arc::new(only);
+    let o = h.drive("web").await;
+    assert_eq!(o.state.name(), "paused(policy)", "{o:?}");
+    let failures = h.failures("web").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (
+            &failures[0]["kind"],
+            &failures[0]["plugin"],
+            &failures[0]["phase"]
+        ),
+        (
+            &"policy-error".into(),
+            &"default-policy".into(),
+            &"p10".into()
+        )
+    );
+    assert!(
+        failures[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not loaded")),
+        "{failures:?}"
+    );
+}
+
+/// A metric that ends `error` says whose error it was: the plugin's own (metric-error),
+/// the plugin breaking (plugin-error), or a backend whose query failed (backend-error,
+/// naming the backend).
+#[tokio::test]
+async fn an_erroring_metric_names_the_plugin_or_the_backend() {
+    use sha2::Digest;
+    let hostile = rollgate_test_plugins::HOSTILE;
+    let sha = hex::encode(sha2::Sha256::digest(
+        std::fs::read(hostile).expect("hostile plugin"),
+    ));
+    let mut text = format!(
+        "apiVersion: rollgate.dev/v1alpha1\nkind: Plugin\nmetadata: {{name: hostile}}\nspec: {{source: '{hostile}', sha256: '{sha}'}}\n---\napiVersion: rollgate.dev/v1alpha1\nkind: MetricBackend\nmetadata: {{name: down}}\nspec:\n  prometheus: {{address: 'http://127.0.0.1:9'}}\n"
+    );
+    for (name, mode) in [("own", "env"), ("broken", "panic"), ("backend", "query")] {
+        let phases = format!(
+            "    - name: p1\n      weight: 10\n      verification:\n        metrics:\n          - name: m\n            provider: {{plugin: hostile, backend: down, config: {{mode: {mode}, backend: down}}}}\n            consecutiveErrorLimit: 0\n"
+        );
+        text.push_str("---\n");
+        text.push_str(&rollout(name, "{canary: {}}", &phases, ""));
+    }
+    let h = Harness::new(&text, &[0.01; 30]).await;
+    // (rollout, kind, backend)
+    for (name, kind, backend) in [
+        ("own", "metric-error", "down"),
+        ("broken", "plugin-error", "down"),
+        ("backend", "backend-error", "down"),
+    ] {
+        let o = h.drive(name).await;
+        assert_eq!(o.state.name(), "paused(policy)", "{name}: {o:?}");
+        let failures = h.failures(name).await;
+        assert_eq!(failures.len(), 1, "{name}: {failures:?}");
+        let f = &failures[0];
+        assert_eq!(f["kind"], kind, "{name}: {f}");
+        assert_eq!(
+            (&f["metric"], &f["plugin"], &f["backend"], &f["limit"]),
+            (
+                &"m".into(),
+                &"hostile".into(),
+                &backend.into(),
+                &"consecutiveErrorLimit 0".into()
+            ),
+            "{name}: {f}"
+        );
+        assert!(f.get("value").is_none(), "an error has no value: {f}");
+    }
 }
 
 #[tokio::test]
@@ -602,6 +856,12 @@ async fn the_progress_deadline_rolls_back_when_asked_to() {
         deadline.event.reason
     );
     assert_eq!(deadline.event.state_after, "rolling-back");
+    let failures = h.failures("web").await;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(
+        (&failures[0]["kind"], &failures[0]["limit"]),
+        (&"deadline".into(), &"progressDeadline 30s".into())
+    );
 }
 
 #[test]

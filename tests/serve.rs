@@ -737,3 +737,156 @@ fn a_run_whose_checkpoint_cannot_be_read_is_listed_and_logged_never_hidden() {
     // Logs in a pipe are plain text.
     assert!(!log.contains('\u{1b}'), "{log:?}");
 }
+
+/// `/api/v2` answers the v2 documents, valid against the schemas `rollgate schema`
+/// publishes (named counts, structured failures, the `apiVersion` marker), and its event
+/// stream carries the progress after each event; `/api/v1` and the webhooks keep their
+/// shapes, and `rollgate get --server` prints v2 JSON and the same tree as from the store.
+#[test]
+fn api_v2_answers_the_new_shapes_and_v1_stays_as_it_was() {
+    let hook = webhook();
+    let (dir, _) = setup(&["held"], &["busy"]);
+    let hook_url = format!("{}/hook", hook.url);
+    let s = serve(dir.path(), &["--notify", &hook_url]);
+    s.wait_state("busy", 1, "progressing");
+    s.wait_state("held", 1, "paused(step)");
+    let status = common::api_schema("RolloutStatus");
+    let list = common::api_schema("RolloutList");
+    let history = common::api_schema("RolloutHistory");
+    let event = common::api_schema("RolloutEvent");
+
+    let v1_url = format!("{}/api/v1/events?rollout=busy", s.url);
+    let v2_url = format!("{}/api/v2/events?rollout=busy", s.url);
+    let until_succeeded = |events: &[Value]| events.iter().any(|e| e["stateAfter"] == "succeeded");
+    let v1_reader =
+        std::thread::spawn(move || read_events(&v1_url, Duration::from_secs(60), until_succeeded));
+    let v2_reader =
+        std::thread::spawn(move || read_events(&v2_url, Duration::from_secs(60), until_succeeded));
+    s.wait_subscribers(2);
+    // An operator's pause is a failure of kind `operator`; then the run goes on to its end.
+    for (action, state) in [
+        ("pause", "paused(manual)"),
+        ("resume", "progressing"),
+        ("promote-full", "succeeded"),
+    ] {
+        let (code, body) = s.act("busy", action, Some(OPERATOR));
+        assert_eq!(code, 200, "{body}");
+        s.wait_state("busy", 1, state);
+    }
+    let v1_events = v1_reader.join().expect("v1 reader");
+    let v2_events = v2_reader.join().expect("v2 reader");
+    assert!(!v2_events.is_empty());
+    for e in &v2_events {
+        common::assert_valid(&event, e);
+        assert_eq!(e["apiVersion"], "rollgate.dev/v2");
+        assert_eq!(e["progress"]["rollout"], "busy");
+    }
+    // The same events; v1 without the marker and the progress.
+    let stripped: Vec<Value> = v2_events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            let o = e.as_object_mut().expect("an object");
+            o.remove("apiVersion");
+            o.remove("progress");
+            e
+        })
+        .collect();
+    assert_eq!(stripped, v1_events);
+    let paused = v2_events
+        .iter()
+        .find(|e| e["action"] == "pause")
+        .expect("the pause");
+    assert_eq!(paused["progress"]["state"], "paused(manual)");
+    let failure = &paused["progress"]["failures"][0];
+    assert_eq!(
+        (&failure["kind"], &failure["actor"]),
+        (&json!("operator"), &json!("alice")),
+        "{paused}"
+    );
+    // Webhooks get the v1 event.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !received(&hook)
+        .iter()
+        .any(|e| e["rollout"] == "busy" && e["action"] == "succeed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook got {:?}",
+            received(&hook)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        received(&hook)
+            .iter()
+            .all(|e| e.get("apiVersion").is_none() && e.get("progress").is_none()),
+        "{:?}",
+        received(&hook)
+    );
+
+    // One rollout, the list, a history: v2 by schema; v1 as it was.
+    let (code, busy) = s.read("/api/v2/rollouts/busy");
+    assert_eq!(code, 200, "{busy}");
+    common::assert_valid(&status, &busy);
+    assert_eq!(busy["apiVersion"], "rollgate.dev/v2");
+    assert!(busy["metrics"][0]["counts"]["pass"].is_u64(), "{busy}");
+    assert_eq!(busy["failures"][0]["kind"], "operator", "{busy}");
+    let old = s.rollout("busy");
+    assert!(old.get("apiVersion").is_none(), "{old}");
+    assert!(old["metrics"][0]["counts"].is_array(), "{old}");
+    assert!(
+        old["failures"]
+            .as_array()
+            .is_some_and(|f| f.iter().all(Value::is_string)),
+        "{old}"
+    );
+    let (code, all) = s.read("/api/v2/rollouts?prefix=b");
+    assert_eq!(code, 200, "{all}");
+    common::assert_valid(&list, &all);
+    assert_eq!(all["rollouts"].as_array().map(Vec::len), Some(1), "{all}");
+    assert_eq!(
+        all["rollouts"][0]["lastFailure"]["kind"], "operator",
+        "{all}"
+    );
+    let (code, h) = s.read("/api/v2/rollouts/busy/history");
+    assert_eq!(code, 200, "{h}");
+    common::assert_valid(&history, &h);
+    assert_eq!(h["failures"][0]["actor"], "alice", "{h}");
+    let (code, _) = s.read("/api/v2/rollouts/nope");
+    assert_eq!(code, 404);
+    let (code, _) = s.call("GET", "/api/v2/rollouts/busy", None, None);
+    assert_eq!(code, 401, "v2 needs a token as v1 does");
+
+    // The command line reads v2 from the server: the same JSON, and the same tree as from
+    // the store.
+    let read = format!("--token={READER}");
+    let out = common::rollgate(&["get", "held", "--server", &s.url, &read, "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    common::assert_valid(&status, &v);
+    assert_eq!(v, s.read("/api/v2/rollouts/held").1);
+    let store = dir.path().join("state.db").to_string_lossy().into_owned();
+    let from_server = common::rollgate(&["get", "held", "--server", &s.url, &read]);
+    let from_store = common::rollgate(&["get", "held", "--store", &store]);
+    assert_eq!(from_server.code, 0, "{}", from_server.stderr);
+    assert_eq!(from_store.code, 0, "{}", from_store.stderr);
+    assert_eq!(from_server.stdout, from_store.stdout);
+    let out = common::rollgate(&[
+        "history", "busy", "--server", &s.url, &read, "--format", "json",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    common::assert_valid(&history, &v);
+
+    // Actions answer under v2 as under v1.
+    let (code, body) = s.call(
+        "POST",
+        "/api/v2/rollouts/held/promote",
+        Some(OPERATOR),
+        Some(r#"{"reason": "v2"}"#),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"], "applied", "{body}");
+    s.wait_state("held", 1, "succeeded");
+}

@@ -133,6 +133,70 @@ fn history_lists_runs_and_the_audit_log() {
     );
 }
 
+/// `get` and `history --format json` print the API v2 documents: valid against the schemas
+/// `rollgate schema` publishes, with named counts and structured failures.
+#[test]
+fn get_and_history_json_are_the_v2_documents_by_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = quickstart_store(dir.path());
+    let status = common::api_schema("RolloutStatus");
+    let history = common::api_schema("RolloutHistory");
+
+    let run = rollgate(&["get", "payments", "--store", &store, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    common::assert_valid(&status, &v);
+    assert_eq!(v["apiVersion"], "rollgate.dev/v2");
+    assert_eq!(v["state"], "rolled-back");
+    let metric = &v["metrics"][0];
+    assert_eq!(metric["name"], "error-ratio");
+    assert_eq!(
+        metric["counts"],
+        serde_json::json!({"pass": 2, "fail": 1, "inconclusive": 0, "noData": 0, "error": 0})
+    );
+    // The one failure: the metric, its value and the limit it crossed.
+    let failures = v["failures"].as_array().expect("failures");
+    assert_eq!(failures.len(), 1, "{v}");
+    let f = &failures[0];
+    for (field, want) in [
+        ("kind", serde_json::json!("metric-failed")),
+        ("phase", "canary-50".into()),
+        ("metric", "error-ratio".into()),
+        ("limit", "failureLimit 0".into()),
+        ("plugin", "threshold".into()),
+        ("backend", "recorded".into()),
+    ] {
+        assert_eq!(f[field], want, "{field}: {f}");
+    }
+    assert_eq!(
+        f["value"].as_f64().map(|x| (x * 1e4).round()),
+        Some(845.0),
+        "{f}"
+    );
+    assert!(f.get("gate").is_none() && f.get("actor").is_none(), "{f}");
+    // Canary: no target progress.
+    assert!(v.get("target").is_none(), "{v}");
+
+    let run = rollgate(&["get", "checkout", "--store", &store, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    common::assert_valid(&status, &v);
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
+
+    let run = rollgate(&["history", "payments", "--store", &store, "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let h: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    common::assert_valid(&history, &h);
+    assert_eq!(h["apiVersion"], "rollgate.dev/v2");
+    assert_eq!(h["auditRun"], 1);
+    assert_eq!(h["failures"][0]["kind"], "metric-failed", "{h}");
+
+    // A document of the other version is not taken for this one.
+    let mut other = v.clone();
+    other["apiVersion"] = "rollgate.dev/v1".into();
+    assert!(!status.is_valid(&other));
+}
+
 /// A `rollgate` process killed (by PID) when the test ends, however it ends.
 struct Guard(Child);
 

@@ -1,5 +1,10 @@
-//! The HTTP edge of server mode: the JSON API under `/api/v1`, the event stream,
-//! `/metrics`, `/healthz` and `/readyz`.
+//! The HTTP edge of server mode: the JSON API under `/api/v1` and `/api/v2`, the event
+//! streams, `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Two versions answer side by side, on the same routes: v1 is frozen (its shapes stay
+//! byte for byte what tools were written against), v2 ([`v2`], shapes in
+//! [`crate::server::v2`]) names metric counts, structures failures and carries target
+//! progress. Actions, documents and the configuration answer the same under both.
 //!
 //! It only translates: requests become calls on [`Fleet`] (the rollouts) and
 //! [`crate::server::views`] (what the store holds), answers become JSON. Every request to
@@ -8,6 +13,8 @@
 //! answered 401 (no or unknown token) or 403 (read-only token), logged with what was asked
 //! and counted in `rollgate_api_refused_total`; the actor of an action is the token's
 //! identity, never something the request says about itself.
+
+mod v2;
 
 use crate::engine::Action;
 use crate::engine::clock::now_ms;
@@ -163,6 +170,13 @@ pub fn router(fleet: Fleet, tokens: Tokens) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/documents", post(apply))
         .route("/api/v1/config", get(config))
+        .route("/api/v2/rollouts", get(v2::list))
+        .route("/api/v2/rollouts/{name}", get(v2::one))
+        .route("/api/v2/rollouts/{name}/history", get(v2::history))
+        .route("/api/v2/rollouts/{name}/{action}", post(act))
+        .route("/api/v2/events", get(v2::events))
+        .route("/api/v2/documents", post(apply))
+        .route("/api/v2/config", get(config))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(catch_panics))
         .with_state(state)
@@ -189,7 +203,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; the API lives under /api/v1 (rollouts, rollouts/NAME, rollouts/NAME/history, rollouts/NAME/ACTION, events, documents, config)",
+        "no such endpoint; the API lives under /api/v2 (and /api/v1, frozen): rollouts, rollouts/NAME, rollouts/NAME/history, rollouts/NAME/ACTION, events, documents, config",
     )
 }
 
@@ -334,18 +348,8 @@ async fn list(
         Ok(d) => d,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    let items: Vec<_> = s
-        .fleet
-        .rollouts()
+    let items: Vec<_> = listed(&s, &q)
         .into_iter()
-        .filter(|(_, p)| {
-            q.state.as_deref().is_none_or(|want| {
-                p.state == want || (want == "paused" && p.state.starts_with("paused("))
-            }) && q
-                .prefix
-                .as_deref()
-                .is_none_or(|pre| p.rollout.starts_with(pre))
-        })
         .map(|(id, p)| {
             let mut item = json!({
                 "rollout": p.rollout, "run": p.run, "state": p.state, "phase": p.phase_name,
@@ -359,6 +363,22 @@ async fn list(
         })
         .collect();
     Json(json!({ "rollouts": items })).into_response()
+}
+
+/// The rollouts a list request asks for, with their last progress.
+fn listed(s: &AppState, q: &ListQuery) -> Vec<(i64, crate::engine::Progress)> {
+    s.fleet
+        .rollouts()
+        .into_iter()
+        .filter(|(_, p)| {
+            q.state.as_deref().is_none_or(|want| {
+                p.state == want || (want == "paused" && p.state.starts_with("paused("))
+            }) && q
+                .prefix
+                .as_deref()
+                .is_none_or(|pre| p.rollout.starts_with(pre))
+        })
+        .collect()
 }
 
 async fn one(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {
@@ -388,21 +408,28 @@ async fn history(
     }
     match views::history(s.fleet.store(), &name, q.run).await {
         Ok(h) => Json(h).into_response(),
-        Err(HistoryError::NoRollout) => {
+        Err(e) => history_error(&name, q.run, e),
+    }
+}
+
+/// Why a history cannot be shown, as an answer.
+fn history_error(name: &str, run: Option<i64>, e: HistoryError) -> Response {
+    match e {
+        HistoryError::NoRollout => {
             error(StatusCode::NOT_FOUND, format!("no rollout named {name:?}"))
         }
-        Err(HistoryError::NoRun(runs)) => {
+        HistoryError::NoRun(runs) => {
             let known: Vec<String> = runs.iter().map(ToString::to_string).collect();
             error(
                 StatusCode::NOT_FOUND,
                 format!(
                     "{name:?} has no run {} (runs: {})",
-                    q.run.unwrap_or_default(),
+                    run.unwrap_or_default(),
                     known.join(", ")
                 ),
             )
         }
-        Err(HistoryError::Store(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        HistoryError::Store(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
@@ -476,16 +503,22 @@ async fn events(
     if let Err(r) = authorize(&s, &headers, Role::Read, "streaming events") {
         return *r;
     }
+    event_stream(&s, q, sse_event)
+}
+
+/// The server-sent events of every commit from now on (of one rollout, if asked), each
+/// rendered by `render`; a subscriber that falls behind is told how many it missed.
+fn event_stream(s: &AppState, q: EventsQuery, render: fn(&Event) -> sse::Event) -> Response {
     let rx = s.fleet.subscribe();
     let filter = q.rollout;
-    let stream = futures::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+    let stream = futures::stream::unfold((rx, filter), move |(mut rx, filter)| async move {
         loop {
             match rx.recv().await {
                 Ok(e) => {
                     if filter.as_ref().is_some_and(|f| *f != e.rollout) {
                         continue;
                     }
-                    let item = sse_event(&e);
+                    let item = render(&e);
                     return Some((Ok::<_, Infallible>(item), (rx, filter)));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

@@ -1,5 +1,7 @@
 //! The command line's client of a `rollgate serve` API (`--server URL`): `get`, `history`
-//! and the actions ask the server instead of opening a store file.
+//! and the actions ask the server instead of opening a store file. `get` and `history` read
+//! `/api/v2` (the shapes they print with `--format json`); actions post to `/api/v1` (the
+//! same answers under both).
 //!
 //! Exit codes follow the local commands: a refused token, an unknown rollout or a bad
 //! request is 4, an action the rollout's state does not allow is 1, a server that cannot be
@@ -42,19 +44,20 @@ impl Remote {
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request(&self, method: reqwest::Method, api: &str, path: &str) -> reqwest::RequestBuilder {
         let r = self
             .client
-            .request(method, format!("{}/api/v1{path}", self.base));
+            .request(method, format!("{}{api}{path}", self.base));
         match &self.token {
             Some(t) => r.bearer_auth(t),
             None => r,
         }
     }
 
-    /// GET `path` (under `/api/v1`) as JSON.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
-        self.send(self.request(reqwest::Method::GET, path)).await
+    /// GET `path` under `/api/v2` (the shapes `get` and `history` print) as JSON.
+    pub async fn get_v2<T: DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
+        self.send(self.request(reqwest::Method::GET, "/api/v2", path))
+            .await
     }
 
     /// POST a JSON body to `path` (under `/api/v1`).
@@ -63,8 +66,11 @@ impl Remote {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<T, RemoteError> {
-        self.send(self.request(reqwest::Method::POST, path).json(body))
-            .await
+        self.send(
+            self.request(reqwest::Method::POST, "/api/v1", path)
+                .json(body),
+        )
+        .await
     }
 
     async fn send<T: DeserializeOwned>(

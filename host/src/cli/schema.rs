@@ -1,5 +1,8 @@
-//! `rollgate schema [KIND] [--out DIR]`: the JSON Schema of every document kind, for
-//! editors (yaml-language-server) and CI linters that check specs before rollgate sees them.
+//! `rollgate schema [KIND] [--api] [--out DIR]`: the JSON Schema of every document kind, for
+//! editors (yaml-language-server) and CI linters that check specs before rollgate sees them;
+//! with `--api` (or a shape's name as KIND), the schemas of the API v2 documents that
+//! `rollgate get`/`history --format json` print and `/api/v2` answers, for tools that read
+//! them.
 
 use super::{Out, exit};
 use clap::Args;
@@ -8,8 +11,12 @@ use std::path::PathBuf;
 /// Arguments of `rollgate schema`.
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// One kind (MetricBackend, Plugin, VerificationTemplate, Rollout); all when omitted.
+    /// One kind (MetricBackend, Plugin, VerificationTemplate, Rollout), or one API v2 shape
+    /// (RolloutStatus, RolloutHistory, RolloutList, RolloutEvent); all when omitted.
     pub kind: Option<String>,
+    /// The API v2 shapes instead of the document kinds (when no KIND is named).
+    #[arg(long)]
+    pub api: bool,
     /// Write `<Kind>.schema.json` files into this folder instead of printing.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -24,16 +31,25 @@ pub fn run(args: SchemaArgs) -> u8 {
 }
 
 fn inner(args: &SchemaArgs, out: &mut Out) -> u8 {
-    let all = crate::spec::json_schemas();
+    let documents = crate::spec::json_schemas();
+    let api = crate::server::v2::json_schemas();
     let chosen: Vec<(&str, &serde_json::Value)> = match &args.kind {
-        None => all.iter().map(|(k, v)| (*k, v)).collect(),
-        Some(kind) => match all.iter().find(|(k, _)| k.eq_ignore_ascii_case(kind)) {
+        None if args.api => api.iter().map(|(k, v)| (*k, v)).collect(),
+        None => documents.iter().map(|(k, v)| (*k, v)).collect(),
+        Some(kind) => match documents
+            .iter()
+            .chain(&api)
+            .find(|(k, _)| k.eq_ignore_ascii_case(kind))
+        {
             Some((k, v)) => vec![(*k, v)],
             None => {
-                let kinds: Vec<&str> = all.keys().copied().collect();
+                let names = |m: &std::collections::BTreeMap<&str, _>| {
+                    m.keys().copied().collect::<Vec<&str>>().join(", ")
+                };
                 out.err(format!(
-                    "rollgate schema: no document kind {kind:?}; the kinds are {}",
-                    kinds.join(", ")
+                    "rollgate schema: no document kind {kind:?}; the kinds are {}, and the API v2 shapes (--api) are {}",
+                    names(&documents),
+                    names(&api)
                 ));
                 return exit::INVALID_INPUT;
             }

@@ -12,7 +12,8 @@ use super::style::{self, Colour, glyph, paint, status_colour};
 use super::{Format, Out, exit};
 use crate::engine::Progress;
 use crate::engine::runner::RunnerView;
-use crate::server::views::{self, History, HistoryError, Snapshot};
+use crate::server::v2::{self, History, Snapshot};
+use crate::server::views::HistoryError;
 use crate::store::Store;
 use clap::Args;
 use std::path::PathBuf;
@@ -252,13 +253,14 @@ impl Source {
         }
     }
 
+    /// The rollout's latest run, in the v2 shape `--format json` prints.
     async fn snapshot(&self, name: &str) -> Result<Option<Snapshot>, (u8, String)> {
         match self {
-            Source::Local(store) => views::snapshot(store, name)
+            Source::Local(store) => v2::snapshot(store, name)
                 .await
                 .map_err(|e| (exit::PLUGIN_ERROR, e)),
             Source::Remote(remote) => {
-                match remote.get(&format!("/rollouts/{}", segment(name))).await {
+                match remote.get_v2(&format!("/rollouts/{}", segment(name))).await {
                     Ok(s) => Ok(Some(s)),
                     Err(e)
                         if e.code == exit::INVALID_INPUT
@@ -313,7 +315,7 @@ async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
         let text = match args.format {
             Format::Json => json_of(&snap),
             Format::Human => {
-                let mut lines = tree(&snap.progress, colour);
+                let mut lines = tree(&snap.progress.to_engine(), colour);
                 if let Some(invalid) = &snap.invalid_spec {
                     lines.extend(invalid_lines(invalid));
                 }
@@ -370,7 +372,7 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
         return exit::INVALID_INPUT;
     };
     let found = match &source {
-        Source::Local(store) => views::history(store, &args.rollout, args.run)
+        Source::Local(store) => v2::history(store, &args.rollout, args.run)
             .await
             .map_err(|e| match e {
                 HistoryError::NoRollout => (
@@ -401,18 +403,19 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
                 path.push_str(&format!("?run={run}"));
             }
             remote
-                .get::<History>(&path)
+                .get_v2::<History>(&path)
                 .await
                 .map_err(|e| (e.code, e.message))
         }
     };
-    let history = match found {
+    let document = match found {
         Ok(h) => h,
         Err((code, e)) => {
             out.err(format!("rollgate: {e}"));
             return code;
         }
     };
+    let history = &document.history;
     let runs = &history.runs;
     if let (Some(invalid), Format::Human) = (&history.invalid_spec, args.format) {
         out.line(invalid_lines(invalid).join("\n"));
@@ -434,7 +437,7 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
     };
     let time = super::time::rfc3339_ms;
     match args.format {
-        Format::Json => out.line(serde_json::to_string(&history).unwrap_or_default()),
+        Format::Json => out.line(serde_json::to_string(&document).unwrap_or_default()),
         Format::Human => {
             let colour = style::stdout_colour();
             let mut rows = vec![
@@ -552,6 +555,8 @@ mod tests {
                     message: "failed: 2 fails > failureLimit 1".into(),
                 },
             ],
+            failures: Vec::new(),
+            target: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! a run takes the requests waiting for it — each applied to the checkpoint, or refused
 //! with the reason, audited and committed one by one.
 
+use super::failure::{Failure, FailureKind};
 use super::state::{PauseReason, Stage, State};
 use super::{EngineError, Run};
 
@@ -147,6 +148,7 @@ impl Run<'_> {
                         None,
                         reason_or(reason, actor, "paused"),
                     );
+                    self.operator_failure(actor);
                     Ok(())
                 }
                 State::RollingBack => {
@@ -156,6 +158,7 @@ impl Run<'_> {
                         None,
                         reason_or(reason, actor, "rollback paused"),
                     );
+                    self.operator_failure(actor);
                     Ok(())
                 }
                 _ => refuse("pause"),
@@ -203,12 +206,14 @@ impl Run<'_> {
                     State::Aborted,
                     reason_or(reason, actor, "aborted; what was applied stays"),
                 );
+                self.operator_failure(actor);
                 Ok(())
             }
             Action::Rollback => match state {
                 State::RolledBack | State::Succeeded | State::RollingBack => refuse("rollback"),
                 _ => {
                     self.start_rollback(reason_or(reason, actor, "rollback requested"));
+                    self.operator_failure(actor);
                     Ok(())
                 }
             },
@@ -216,6 +221,13 @@ impl Run<'_> {
                 Err("retry starts a new run: use `rollgate retry NAME`, then `rollgate run`".into())
             }
         }
+    }
+
+    /// An operator stopped the run (pause, abort, rollback): recorded with the message the
+    /// action left.
+    fn operator_failure(&mut self, actor: &str) {
+        let message = self.cp.message.clone();
+        self.record_failure(Failure::new(FailureKind::Operator, message, self.now()).actor(actor));
     }
 
     pub(super) fn promote_full(&mut self, message: String) {

@@ -1,6 +1,7 @@
 //! Deadlines and readiness: the progress deadline, and waiting for an applied step to take
 //! effect within the readiness timeout.
 
+use super::failure::{Failure, FailureKind};
 use super::run::{human_ms, ms_i64};
 use super::state::{Stage, State};
 use super::{ENGINE_ACTOR, EngineError, Run};
@@ -32,6 +33,11 @@ impl Run<'_> {
 
     pub(super) async fn on_deadline(&mut self, why: String) -> Result<(), EngineError> {
         let before = self.cp.state;
+        let limit = self
+            .spec
+            .progress_deadline_ms
+            .map(|d| format!("progressDeadline {}", human_ms(d)));
+        self.record_failure(Failure::new(FailureKind::Deadline, &why, self.now()).limit(limit));
         match self.spec.on_deadline {
             DeadlineAction::Fail => self.finish(State::Failed, why.clone()),
             DeadlineAction::Rollback => self.start_rollback(why.clone()),
@@ -67,6 +73,11 @@ impl Run<'_> {
                         step.id,
                         human_ms(self.spec.readiness.timeout_ms)
                     );
+                    self.record_failure(readiness_timeout(
+                        &msg,
+                        self.now(),
+                        self.spec.readiness.timeout_ms,
+                    ));
                     match self.spec.on_deadline {
                         DeadlineAction::Fail => self.finish(State::Failed, msg.clone()),
                         DeadlineAction::Rollback => self.start_rollback(msg.clone()),
@@ -80,6 +91,12 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// A step that did not take effect within `readiness.timeout` (`timeout_ms`).
+pub(super) fn readiness_timeout(message: &str, at_ms: i64, timeout_ms: u64) -> Failure {
+    Failure::new(FailureKind::ReadinessTimeout, message, at_ms)
+        .limit(Some(format!("readiness.timeout {}", human_ms(timeout_ms))))
 }
 
 fn stage_name(stage: Stage) -> &'static str {

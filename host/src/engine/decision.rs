@@ -1,6 +1,7 @@
 //! The failure policy's decision: what the policy is asked (metric summaries, pauses so
 //! far) and how each [`Decision`] is applied to the run.
 
+use super::failure::{Failure, FailureKind};
 use super::run::human_ms;
 use super::state::{PauseReason, Stage, State};
 use super::{EngineError, Run};
@@ -23,10 +24,17 @@ impl Run<'_> {
         let decision = match decision {
             Ok(d) => d,
             // A failing policy must never let a rollout through: hold it for a person.
-            Err(e) => Decision::Pause(crate::plugin::types::Pause {
-                reason: format!("the failure policy failed, holding the rollout: {e}"),
-                duration_ms: None,
-            }),
+            Err(e) => {
+                let reason = format!("the failure policy failed, holding the rollout: {e}");
+                self.record_failure(
+                    Failure::new(FailureKind::PolicyError, &reason, self.now())
+                        .plugin(&policy_name),
+                );
+                Decision::Pause(crate::plugin::types::Pause {
+                    reason,
+                    duration_ms: None,
+                })
+            }
         };
         // While the rollout is held (by an operator, a gate, a step or the policy itself),
         // only a decision to end it is taken; going on or pausing again is the holder's call.

@@ -35,13 +35,15 @@
 //! | `run.rs` | a run's bookkeeping: audit queue, commit, finishing; [`human_ms`] |
 //!
 //! And the public submodules: [`clock`] (real and simulated time), [`dry`] (dry runs and
-//! `rollgate verify`), [`gate`] (asking HTTP gates), [`plan`] (which steps a phase or a
-//! rollback takes), [`setup`] (checking a spec's plugins and backends before a run),
+//! `rollgate verify`), [`failure`] (structured failures, recorded in the checkpoint where
+//! the engine meets them), [`gate`] (asking HTTP gates), [`plan`] (which steps a phase or
+//! a rollback takes), [`setup`] (checking a spec's plugins and backends before a run),
 //! [`prepare`] (the same, rollout by rollout: what cannot be set up costs only its rollouts),
 //! [`state`] (the checkpoint and its states).
 
 pub mod clock;
 pub mod dry;
+pub mod failure;
 pub mod gate;
 pub mod plan;
 pub mod prepare;
@@ -65,7 +67,8 @@ mod waiting;
 pub use actions::{Action, MAX_ACTOR_CHARS, MAX_REASON_CHARS, check_request};
 pub use adopt::{Current, Reconfigure, Reread};
 pub use progress::{
-    Committed, MetricProgress, Observer, PhaseProgress, Progress, Sink, progress_of,
+    Committed, MetricProgress, Observer, PhaseProgress, Progress, Sink, TargetProgress, TargetUnit,
+    progress_of, target_progress,
 };
 pub use run::human_ms;
 pub use verification::measure_metric;

@@ -2,6 +2,7 @@
 //! phase goes stage by stage — confirm-phase gates, apply, readiness, verify, the phase's
 //! pause, confirm-promotion gates, on to the next phase or success.
 
+use super::failure::{Failure, FailureKind};
 use super::run::human_ms;
 use super::state::{PauseReason, Stage, State};
 use super::waiting::Woke;
@@ -203,6 +204,9 @@ impl Run<'_> {
                         format!("gate {:?} has not confirmed: {why}", g.name),
                     );
                     let msg = self.cp.message.clone();
+                    self.record_failure(
+                        Failure::new(FailureKind::GateClosed, &msg, self.now()).gate(&g.name),
+                    );
                     self.audit(&format!("gate:{}", g.name), "gate-closed", msg, before);
                     return self.commit(&[], &[]).await;
                 }

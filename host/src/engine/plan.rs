@@ -168,11 +168,16 @@ fn base_step(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::spec::model::*;
 
-    fn spec(strategy: Strategy, weights: &[f64], rollback: RollbackMode) -> RolloutSpec {
+    /// A rollout of `strategy` with a phase per weight (`p0`, `p1`, …), no metrics.
+    pub(in crate::engine) fn spec(
+        strategy: Strategy,
+        weights: &[f64],
+        rollback: RollbackMode,
+    ) -> RolloutSpec {
         RolloutSpec {
             name: "web".into(),
             file: "r.yaml".into(),

@@ -1,7 +1,13 @@
 //! Progress views: what a run looks like to a display ([`progress_of`]), what a [`Sink`]
 //! is told of each commit, and the counts every audit event carries.
+//!
+//! [`Progress`] is computed once and shown in two shapes: its own serde shape is API v1's
+//! (frozen: counts as an array, no failures or target), and `crate::server::v2` renders
+//! the v2 shape from the same value (named counts, [`Failure`]s, [`TargetProgress`]).
 
+use super::failure::Failure;
 use super::state::{Checkpoint, State};
+use crate::deliver::Operation;
 use crate::spec::model::{RolloutSpec, Strategy};
 use crate::store::{AuditEvent, MeasurementRow};
 use serde_json::json;
@@ -26,7 +32,7 @@ pub struct MetricProgress {
 }
 
 /// One phase's line in a progress report.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseProgress {
     /// The phase.
@@ -68,6 +74,94 @@ pub struct Progress {
     pub message: String,
     /// Every metric of the phase and the background.
     pub metrics: Vec<MetricProgress>,
+    /// What went wrong in the run, oldest first (not in the v1 shape).
+    #[serde(skip)]
+    pub failures: Vec<Failure>,
+    /// Rolling and blue-green: how far the target is (not in the v1 shape).
+    #[serde(skip)]
+    pub target: Option<TargetProgress>,
+}
+
+/// What a rolling or blue-green target reported, counted: what the target applied
+/// (completed), what it refused (failed), what is left (remaining) of the total.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetProgress {
+    /// What is counted: `instances` (rolling) or `steps` (blue-green: deploy the preview,
+    /// then cut traffic over).
+    pub unit: TargetUnit,
+    /// Rolling: instances on the new version, as the last step the target applied left
+    /// them (a rollback brings it down again). Blue-green: the preview is deployed (1),
+    /// and traffic is cut over (2).
+    pub completed: u32,
+    /// Rolling: the instances of the batch the target refused. Blue-green: 1 when the
+    /// target refused deploying the preview or the cut-over.
+    pub failed: u32,
+    /// Neither completed nor failed: `total - completed - failed`.
+    pub remaining: u32,
+    /// Rolling: every instance. Blue-green: 2.
+    pub total: u32,
+    /// Blue-green: the preview is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_deployed: Option<bool>,
+    /// Blue-green: all traffic is on the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_over: Option<bool>,
+}
+
+/// What [`TargetProgress`] counts.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetUnit {
+    /// Rolling: instances.
+    Instances,
+    /// Blue-green: its two steps.
+    Steps,
+}
+
+/// The target progress of a rolling or blue-green run; `None` for canary (its weight is
+/// its progress).
+pub fn target_progress(spec: &RolloutSpec, cp: &Checkpoint) -> Option<TargetProgress> {
+    let refused = cp.refused_step.as_ref();
+    match &spec.strategy {
+        Strategy::Canary => None,
+        Strategy::Rolling { instances, .. } => {
+            let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+            let completed = cp.updated.min(total);
+            let failed = refused
+                .filter(|s| s.operation == Operation::UpdateBatch)
+                .map_or(0, |s| u32::try_from(s.instances.len()).unwrap_or(u32::MAX))
+                .min(total - completed);
+            Some(TargetProgress {
+                unit: TargetUnit::Instances,
+                completed,
+                failed,
+                remaining: total - completed - failed,
+                total,
+                preview_deployed: None,
+                cut_over: None,
+            })
+        }
+        Strategy::BlueGreen => {
+            let cut_over = cp.weight >= 100.0;
+            let completed = u32::from(cp.preview) + u32::from(cut_over);
+            let failed = u32::from(refused.is_some_and(|s| {
+                matches!(s.operation, Operation::DeployPreview | Operation::CutOver)
+            }))
+            .min(2 - completed);
+            Some(TargetProgress {
+                unit: TargetUnit::Steps,
+                completed,
+                failed,
+                remaining: 2 - completed - failed,
+                total: 2,
+                preview_deployed: Some(cp.preview),
+                cut_over: Some(cut_over),
+            })
+        }
+    }
 }
 
 /// Receives progress after every committed transition.
@@ -149,6 +243,8 @@ pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {
         weight: cp.weight,
         message: cp.message.clone(),
         metrics,
+        failures: cp.failures.clone(),
+        target: target_progress(spec, cp),
     }
 }
 
@@ -169,6 +265,135 @@ pub(super) fn progress_counts(spec: &RolloutSpec, cp: &Checkpoint) -> serde_json
         }
         _ => {
             json!({"phase": phase, "phaseIndex": cp.phase, "weight": cp.weight, "preview": cp.preview})
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::Step;
+    use crate::engine::plan::tests::spec;
+    use crate::spec::model::RollbackMode;
+
+    fn refused(operation: Operation, instances: &[&str]) -> Option<Step> {
+        let s = spec(Strategy::Canary, &[10.0], RollbackMode::Immediate);
+        let mut step = crate::engine::plan::next_step(&s, &Checkpoint::new(0), 1, false)?;
+        step.operation = operation;
+        step.instances = instances.iter().map(|i| i.to_string()).collect();
+        Some(step)
+    }
+
+    #[test]
+    fn target_progress_counts_what_the_target_applied_and_refused() {
+        let rolling = Strategy::Rolling {
+            instances: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+            parallelism: 2,
+            delay_between_batches_ms: 0,
+        };
+        // (strategy, instances updated, weight, preview, refused step,
+        //  (unit, completed, failed, remaining, total, preview deployed, cut over))
+        type Want = (TargetUnit, u32, u32, u32, u32, Option<bool>, Option<bool>);
+        type Case = (Strategy, u32, f64, bool, Option<Step>, Option<Want>);
+        let cases: Vec<Case> = vec![
+            (Strategy::Canary, 0, 10.0, false, None, None),
+            (
+                rolling.clone(),
+                0,
+                0.0,
+                false,
+                None,
+                Some((TargetUnit::Instances, 0, 0, 5, 5, None, None)),
+            ),
+            (
+                rolling.clone(),
+                2,
+                40.0,
+                false,
+                None,
+                Some((TargetUnit::Instances, 2, 0, 3, 5, None, None)),
+            ),
+            (
+                rolling.clone(),
+                2,
+                40.0,
+                false,
+                refused(Operation::UpdateBatch, &["c", "d"]),
+                Some((TargetUnit::Instances, 2, 2, 1, 5, None, None)),
+            ),
+            // A refused finalize is not a batch: no instance failed.
+            (
+                rolling.clone(),
+                5,
+                100.0,
+                false,
+                refused(Operation::Finalize, &[]),
+                Some((TargetUnit::Instances, 5, 0, 0, 5, None, None)),
+            ),
+            (
+                Strategy::BlueGreen,
+                0,
+                0.0,
+                false,
+                None,
+                Some((TargetUnit::Steps, 0, 0, 2, 2, Some(false), Some(false))),
+            ),
+            (
+                Strategy::BlueGreen,
+                0,
+                0.0,
+                false,
+                refused(Operation::DeployPreview, &[]),
+                Some((TargetUnit::Steps, 0, 1, 1, 2, Some(false), Some(false))),
+            ),
+            (
+                Strategy::BlueGreen,
+                0,
+                0.0,
+                true,
+                None,
+                Some((TargetUnit::Steps, 1, 0, 1, 2, Some(true), Some(false))),
+            ),
+            (
+                Strategy::BlueGreen,
+                0,
+                0.0,
+                true,
+                refused(Operation::CutOver, &[]),
+                Some((TargetUnit::Steps, 1, 1, 0, 2, Some(true), Some(false))),
+            ),
+            (
+                Strategy::BlueGreen,
+                0,
+                100.0,
+                true,
+                None,
+                Some((TargetUnit::Steps, 2, 0, 0, 2, Some(true), Some(true))),
+            ),
+        ];
+        for (strategy, updated, weight, preview, refused_step, want) in cases {
+            let s = spec(strategy, &[50.0, 100.0], RollbackMode::Immediate);
+            let mut cp = Checkpoint::new(0);
+            cp.updated = updated;
+            cp.weight = weight;
+            cp.preview = preview;
+            cp.refused_step = refused_step;
+            let got = target_progress(&s, &cp).map(|t| {
+                (
+                    t.unit,
+                    t.completed,
+                    t.failed,
+                    t.remaining,
+                    t.total,
+                    t.preview_deployed,
+                    t.cut_over,
+                )
+            });
+            assert_eq!(
+                got, want,
+                "{:?} updated {updated} weight {weight}",
+                s.strategy
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 //! steps — a gradual one waits for each to take effect and hold — and the rollback gates
 //! that can ask for it.
 
+use super::failure::{Failure, FailureKind};
 use super::run::{human_ms, ms_i64};
 use super::state::State;
 use super::waiting::Woke;
@@ -68,6 +69,7 @@ impl Run<'_> {
                 g.name,
                 body.trim()
             );
+            self.record_failure(Failure::new(FailureKind::GateRollback, &why, now).gate(&g.name));
             self.start_rollback(why.clone());
             self.audit(&format!("gate:{}", g.name), "rollback", why, before);
             self.commit(&[], &[]).await?;
@@ -113,6 +115,11 @@ impl Run<'_> {
                         human_ms(self.spec.readiness.timeout_ms)
                     );
                     self.cp.message = why.clone();
+                    self.record_failure(super::deadlines::readiness_timeout(
+                        &why,
+                        self.now(),
+                        self.spec.readiness.timeout_ms,
+                    ));
                     self.audit(ENGINE_ACTOR, "readiness-timeout", why, before);
                     self.commit(&[], &[]).await?;
                     break;

@@ -2,6 +2,7 @@
 //! that ends every unit of work (and tells the sink and observer), how a run ends
 //! ([`Run::finish`]), and how durations are counted and shown.
 
+use super::failure::Failure;
 use super::progress::{Committed, progress_counts, progress_of};
 use super::state::State;
 use super::{EngineError, Outcome, Run, checkpoint_json};
@@ -23,6 +24,17 @@ impl Run<'_> {
             .get(self.cp.phase)
             .map(|p| p.name.clone())
             .unwrap_or_default()
+    }
+
+    /// Record a failure in the checkpoint (committed with the next commit), in the current
+    /// phase unless it names one.
+    pub(super) fn record_failure(&mut self, failure: Failure) {
+        let failure = if failure.phase.is_none() {
+            failure.phase(self.phase_name())
+        } else {
+            failure
+        };
+        super::failure::record(&mut self.cp.failures, failure);
     }
 
     /// Queue an audit event for the next commit.

@@ -139,7 +139,7 @@ pub fn host_name() -> String {
 }
 
 /// Who drives an unfinished run, as `rollgate get` and the API show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunnerView {
     /// The store's id of the runner.

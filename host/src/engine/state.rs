@@ -6,6 +6,7 @@
 //! apply (re-delivered with the same id if the runner died mid-step), the verification runs
 //! with their counters, pauses and deadlines.
 
+use super::failure::Failure;
 use crate::deliver::Step;
 use crate::verify::VerificationRun;
 use serde::{Deserialize, Serialize};
@@ -241,6 +242,15 @@ pub struct Checkpoint {
     /// [`crate::store::Store::configuration`]).
     #[serde(default)]
     pub config_generation: i64,
+    /// What went wrong so far, oldest first, at most [`super::failure::MAX_FAILURES`]
+    /// (absent from checkpoints written before failures were recorded).
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    /// The last forward step the target refused (rolling: its batch's instances failed;
+    /// blue-green: its step failed), for the target progress; a rollback step that fails
+    /// is not one.
+    #[serde(default)]
+    pub refused_step: Option<Step>,
 }
 
 impl Checkpoint {
@@ -272,6 +282,8 @@ impl Checkpoint {
             started_ms: now_ms,
             finished_ms: None,
             config_generation: 0,
+            failures: Vec::new(),
+            refused_step: None,
         }
     }
 }
@@ -294,5 +306,15 @@ mod tests {
             assert_eq!(Control::of(actions.iter().copied()), want, "{actions:?}");
         }
         assert_eq!(Control::CancelRequested.name(), "cancel-requested");
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_failures_were_recorded_still_loads() {
+        let mut json = serde_json::to_value(Checkpoint::new(5)).unwrap();
+        let object = json.as_object_mut().unwrap();
+        assert!(object.remove("failures").is_some());
+        assert!(object.remove("refusedStep").is_some());
+        let back: Checkpoint = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Checkpoint::new(5));
     }
 }

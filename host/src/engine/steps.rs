@@ -2,6 +2,7 @@
 //! and recorded after; re-delivering the step in doubt after a crash; what a failed step
 //! does; and the delays a restart must not skip.
 
+use super::failure::{Failure, FailureKind};
 use super::state::{Stage, State};
 use super::{ENGINE_ACTOR, EngineError, Run, plan};
 use crate::deliver::{Operation, Step};
@@ -167,12 +168,14 @@ impl Run<'_> {
             step.id,
             step.operation.name()
         );
+        self.record_failure(Failure::new(FailureKind::StepFailed, &why, self.now()));
         if self.cp.state == State::RollingBack || step.operation == Operation::Rollback {
             self.finish(
                 State::Failed,
                 format!("{why}; the rollback could not complete"),
             );
         } else {
+            self.cp.refused_step = Some(step.clone());
             self.start_rollback(why.clone());
         }
         self.audit(ENGINE_ACTOR, "step-failed", why, before);

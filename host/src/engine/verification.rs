@@ -3,14 +3,15 @@
 //! short. What a measurement means is [`crate::verify`]'s; what to do about it is the
 //! policy's ([`super::decision`]).
 
+use super::failure::{ErrorCause, Failure, FailureKind};
 use super::state::State;
 use super::{ENGINE_ACTOR, EngineError, Plugins, Run};
 use crate::metrics::MetricsSource;
-use crate::plugin::MetricsBinding;
 use crate::plugin::types::RolloutContext;
+use crate::plugin::{MetricsBinding, PluginError};
 use crate::spec::model::MetricSpec;
 use crate::store::MeasurementRow;
-use crate::verify::{Observation, RunOutcome, StatusChange, VerificationRun};
+use crate::verify::{MetricStatus, Observation, RunOutcome, StatusChange, VerificationRun};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -23,16 +24,43 @@ pub async fn measure_metric(
     spec: &MetricSpec,
     context: &RolloutContext,
 ) -> Observation {
+    measure_explained(plugins, metrics, spec, context).await.0
+}
+
+/// [`measure_metric`], and for an error, whose it was ([`ErrorCause`]): a backend's when a
+/// query failed during the call (or the call's time ran out waiting on queries), the
+/// plugin's own error (`err` from `measure`) otherwise a metric error, anything else
+/// (not loaded, a trap, a limit, a broken result) the plugin's.
+pub(super) async fn measure_explained(
+    plugins: &Plugins,
+    metrics: Arc<dyn MetricsSource>,
+    spec: &MetricSpec,
+    context: &RolloutContext,
+) -> (Observation, Option<ErrorCause>) {
     let Some(plugin) = plugins.get(&spec.plugin) else {
-        return Observation::Error(format!("plugin {:?} is not loaded", spec.plugin));
+        return (
+            Observation::Error(format!("plugin {:?} is not loaded", spec.plugin)),
+            Some(ErrorCause::Plugin),
+        );
     };
     let binding = MetricsBinding::new(metrics, spec.backend.iter().cloned());
+    let watch = binding.clone();
     match plugin
         .measure(&spec.config.to_string(), context, Some(binding))
         .await
     {
-        Ok(m) => Observation::Measured(m),
-        Err(e) => Observation::Error(e.to_string()),
+        Ok(m) => (Observation::Measured(m), None),
+        Err(e) => {
+            let cause = match (watch.failed_backend(), &e) {
+                (Some(backend), _) => ErrorCause::Backend(Some(backend)),
+                (None, PluginError::Timeout { field, .. }) if *field == "queryTimeout" => {
+                    ErrorCause::Backend(spec.backend.clone())
+                }
+                (None, PluginError::Guest { .. }) => ErrorCause::Metric,
+                (None, _) => ErrorCause::Plugin,
+            };
+            (Observation::Error(e.to_string()), Some(cause))
+        }
     }
 }
 
@@ -61,6 +89,49 @@ impl Run<'_> {
                 &format!("metric-{}", c.to.name()),
                 format!("metric {:?}: {}", c.metric, c.reason),
                 state,
+            );
+        }
+    }
+
+    /// Record a failure for each deciding metric among `changes` that went bad: its kind
+    /// (an error is the plugin's, a backend's or the metric's, by `cause`), the value, and
+    /// the limit that decided it. Dry-run metrics never decide, so they never fail a run.
+    fn metric_failures(
+        &mut self,
+        spec: &MetricSpec,
+        changes: &[StatusChange],
+        cause: Option<&ErrorCause>,
+    ) {
+        if spec.dry_run {
+            return;
+        }
+        let now = self.now();
+        for c in changes.iter().filter(|c| c.metric == spec.name) {
+            let kind = match c.to {
+                MetricStatus::Failed => FailureKind::MetricFailed,
+                MetricStatus::Inconclusive => FailureKind::MetricInconclusive,
+                MetricStatus::NoData => FailureKind::MetricNoData,
+                MetricStatus::Error => cause.map_or(FailureKind::MetricError, ErrorCause::kind),
+                _ => continue,
+            };
+            let backend = match cause {
+                Some(ErrorCause::Backend(Some(b))) if c.to == MetricStatus::Error => {
+                    Some(b.clone())
+                }
+                _ => spec.backend.clone(),
+            };
+            let value = if c.to == MetricStatus::Error {
+                None
+            } else {
+                c.last_value
+            };
+            self.record_failure(
+                Failure::new(kind, format!("metric {:?}: {}", c.metric, c.reason), now)
+                    .metric(&c.metric)
+                    .value(value)
+                    .limit(c.limit.clone())
+                    .plugin(&spec.plugin)
+                    .backend(backend),
             );
         }
     }
@@ -140,9 +211,10 @@ impl Run<'_> {
             plugin = %spec.plugin,
             background = which == Which::Background
         );
-        let observation = measure_metric(&self.plugins, self.metrics.clone(), &spec, &context)
-            .instrument(span)
-            .await;
+        let (observation, cause) =
+            measure_explained(&self.plugins, self.metrics.clone(), &spec, &context)
+                .instrument(span)
+                .await;
         let at = self.now();
         let run = match which {
             Which::Phase => self.cp.verification.as_mut(),
@@ -167,6 +239,7 @@ impl Run<'_> {
             retention: i64::from(spec.retention),
         });
         self.audit_changes(&changes);
+        self.metric_failures(&spec, &changes, cause.as_ref());
         self.cp.progress_since_ms = at;
         self.cp.message = format!(
             "{}metric {:?}: {} {}",

@@ -17,6 +17,9 @@ pub struct MetricsBinding {
     pub source: Arc<dyn MetricsSource>,
     /// The backend names this metric may use; any other name is `denied`.
     pub backends: Arc<[String]>,
+    /// The backend of the last query the source failed during the call (shared with the
+    /// call's store), so the caller can tell a backend's failure from the plugin's own.
+    failed_query: Arc<Mutex<Option<String>>>,
 }
 
 impl MetricsBinding {
@@ -25,7 +28,16 @@ impl MetricsBinding {
         MetricsBinding {
             source,
             backends: backends.into_iter().collect(),
+            failed_query: Arc::default(),
         }
+    }
+
+    /// The backend whose query failed last during a call made with this binding (or a
+    /// clone of it); `None` when every query was answered. Queries the host refused
+    /// before sending (a backend not bound, an invalid range) are the plugin's doing and
+    /// do not count.
+    pub fn failed_backend(&self) -> Option<String> {
+        self.failed_query.lock().ok().and_then(|g| g.clone())
     }
 }
 
@@ -324,6 +336,9 @@ impl wit::Host for StoreData {
                     error = %e,
                     "metrics query failed"
                 );
+                if let Ok(mut failed) = binding.failed_query.lock() {
+                    *failed = Some(e.backend.clone());
+                }
                 Err(wit::QueryError {
                     kind: wit_kind(e.kind),
                     backend: e.backend,

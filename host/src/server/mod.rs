@@ -29,6 +29,7 @@
 pub mod notify;
 pub mod refs;
 pub mod supervise;
+pub mod v2;
 pub mod views;
 
 use crate::engine::clock::now_ms;
@@ -78,8 +79,9 @@ pub struct FleetConfig {
     pub heartbeat: Duration,
 }
 
-/// One committed change, as the event stream and webhooks carry it.
-#[derive(Debug, Clone, Serialize)]
+/// One committed change, as the event stream and webhooks carry it (its serde shape is
+/// the v1 event and the webhook payload; [`v2::Event`] adds the progress after it).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Server-wide, increasing: the order events were committed in.
@@ -106,6 +108,10 @@ pub struct Event {
     pub phase: String,
     /// The weight after.
     pub weight: f64,
+    /// The progress after the commit (the v2 stream carries it; v1 and webhooks do not).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub progress: Arc<Progress>,
 }
 
 /// Audit actions that are decisions (what the failure policy, a gate, an operator or the
@@ -833,9 +839,10 @@ impl Fleet {
                     kind: "state",
                     reason: invalid.problems.join("; "),
                     state_before,
-                    state_after: shown.state,
-                    phase: shown.phase_name,
+                    state_after: shown.state.clone(),
+                    phase: shown.phase_name.clone(),
                     weight: shown.weight,
+                    progress: Arc::new(shown),
                 },
                 &webhooks,
             );
@@ -864,6 +871,7 @@ impl Fleet {
                         .map(|p| p.phase_name.clone())
                         .unwrap_or_default(),
                     weight: progress.as_ref().map_or(0.0, |p| p.weight),
+                    progress: Arc::new(overlay(progress.clone(), None)),
                 },
                 &webhooks,
             );
@@ -954,6 +962,7 @@ impl Fleet {
                     },
                 );
             let webhooks = inner.webhooks_for(&c.progress.rollout);
+            let progress = Arc::new(c.progress.clone());
             for e in c.events {
                 let kind = kind_of(&e.action, &e.state_before, &e.state_after);
                 if kind == "decision" {
@@ -988,6 +997,7 @@ impl Fleet {
                         state_after: e.state_after.clone(),
                         phase: c.progress.phase_name.clone(),
                         weight: c.progress.weight,
+                        progress: progress.clone(),
                     },
                     &webhooks,
                 );

@@ -134,6 +134,8 @@ pub fn invalid_progress(invalid: &InvalidSpec, run: Option<Progress>) -> Progres
             weight: 0.0,
             message,
             metrics: Vec::new(),
+            failures: Vec::new(),
+            target: None,
         },
     }
 }
@@ -171,6 +173,8 @@ pub fn progress(row: &RolloutRow) -> Progress {
             row.run, row.state
         ),
         metrics: Vec::new(),
+        failures: Vec::new(),
+        target: None,
     })
 }
 
@@ -200,7 +204,7 @@ pub async fn runner(store: &Store, row: &RolloutRow) -> Result<Option<RunnerView
 }
 
 /// One run in a rollout's history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunInfo {
     /// Its number.
@@ -216,7 +220,7 @@ pub struct RunInfo {
 }
 
 /// One audit event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditInfo {
     /// 1, 2, … in the run.
@@ -236,7 +240,7 @@ pub struct AuditInfo {
 }
 
 /// A rollout's runs and the audit log of one of them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct History {
     /// The rollout.

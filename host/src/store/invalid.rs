@@ -6,7 +6,7 @@ use super::{SQL, Store, StoreError, db};
 use serde::{Deserialize, Serialize};
 
 /// A rollout in the state `invalid-spec`: why, since when, and the run it holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvalidSpec {
     /// The rollout.

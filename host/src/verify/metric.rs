@@ -98,16 +98,18 @@ impl MetricRun {
             self.last_measured = Some(recorded.clone());
         }
         self.last = Some(recorded.clone());
-        let (status, reason) = match self.assess() {
+        let (status, reason, limit) = match self.assess() {
             Some(done) => done,
-            None => (MetricStatus::Running, self.running_reason(&recorded)),
+            None => (MetricStatus::Running, self.running_reason(&recorded), None),
         };
         self.next_due_ms = if status.is_complete() {
             None
         } else {
             Some(self.schedule(at_ms, recorded.verdict))
         };
-        let change = self.change_to(status, at_ms, reason);
+        let change = self
+            .change_to(status, at_ms, reason)
+            .map(|change| StatusChange { limit, ..change });
         (recorded, change)
     }
 
@@ -225,9 +227,10 @@ impl MetricRun {
         }
     }
 
-    /// The completing status and its reason, checked in a fixed order so the first match
-    /// is the exact cause; `None` while no rule completes the metric.
-    fn assess(&self) -> Option<(MetricStatus, String)> {
+    /// The completing status, its reason and the limit behind it (`failureLimit 2`), checked
+    /// in a fixed order so the first match is the exact cause; `None` while no rule
+    /// completes the metric.
+    fn assess(&self) -> Option<(MetricStatus, String, Option<String>)> {
         let c = &self.counters;
         let s = &self.spec;
         if c.consecutive_errors > s.consecutive_error_limit {
@@ -243,6 +246,10 @@ impl MetricRun {
                     ),
                     s.consecutive_error_limit
                 ),
+                Some(format!(
+                    "consecutiveErrorLimit {}",
+                    s.consecutive_error_limit
+                )),
             ));
         }
         if s.failure_limit >= 0 && i64::from(c.failures) > s.failure_limit {
@@ -254,6 +261,7 @@ impl MetricRun {
                     s.failure_limit,
                     self.evidence()
                 ),
+                Some(format!("failureLimit {}", s.failure_limit)),
             ));
         }
         if let Some(n) = s.consecutive_failure_limit.filter(|n| *n > 0)
@@ -270,6 +278,7 @@ impl MetricRun {
                     ),
                     self.evidence()
                 ),
+                Some(format!("consecutiveFailureLimit {n}")),
             ));
         }
         if c.inconclusives > s.inconclusive_limit {
@@ -281,6 +290,7 @@ impl MetricRun {
                     s.inconclusive_limit,
                     self.evidence()
                 ),
+                Some(format!("inconclusiveLimit {}", s.inconclusive_limit)),
             ));
         }
         if c.no_data > s.no_data_limit {
@@ -292,6 +302,7 @@ impl MetricRun {
                     s.no_data_limit,
                     self.evidence()
                 ),
+                Some(format!("noDataLimit {}", s.no_data_limit)),
             ));
         }
         let success_limit = s.consecutive_success_limit.filter(|n| *n > 0);
@@ -311,6 +322,7 @@ impl MetricRun {
                     c.tally(),
                     self.value_tail()
                 ),
+                None,
             ));
         }
         let count = self.target_count()?;
@@ -318,13 +330,28 @@ impl MetricRun {
             return None;
         }
         Some(match success_limit {
-            Some(n) => (
-                MetricStatus::Failed,
+            // Argo Rollouts' rule: while failureLimit applies (0 or more) and was not
+            // exceeded, a missing success streak is not proof of failure — inconclusive
+            // (the default policy pauses for a person). Only with failureLimit -1, where
+            // the streak is the one way to pass, is it a failure.
+            Some(n) if s.failure_limit >= 0 => (
+                MetricStatus::Inconclusive,
                 format!(
-                    "failed: count {count} reached without {n} passes in a row (consecutiveSuccessLimit {n}), {}{}",
+                    "inconclusive: count {count} reached without {n} passes in a row (consecutiveSuccessLimit {n}) and within failureLimit {}, {}{}",
+                    s.failure_limit,
                     c.tally(),
                     self.value_tail()
                 ),
+                Some(format!("consecutiveSuccessLimit {n}")),
+            ),
+            Some(n) => (
+                MetricStatus::Failed,
+                format!(
+                    "failed: count {count} reached without {n} passes in a row (consecutiveSuccessLimit {n}, failureLimit -1), {}{}",
+                    c.tally(),
+                    self.value_tail()
+                ),
+                Some(format!("consecutiveSuccessLimit {n}")),
             ),
             None => (
                 MetricStatus::Successful,
@@ -335,6 +362,7 @@ impl MetricRun {
                     c.tally(),
                     self.value_tail()
                 ),
+                None,
             ),
         })
     }
@@ -406,6 +434,7 @@ impl MetricRun {
             reason,
             counters: self.counters,
             last_value: self.last_value(),
+            limit: None,
         })
     }
 }
@@ -550,12 +579,33 @@ pub(crate) mod tests {
             ("consecutiveSuccessLimit 2 ends early",
                 MetricSpec { failure_limit: 5, consecutive_success_limit: Some(2), ..every("m", Some(5)) },
                 vec![pass(), fail(), pass(), pass()], vec![Running, Running, Running, Successful]),
-            ("consecutiveSuccessLimit 3: an error does not break the streak",
+            ("consecutiveSuccessLimit 3: an error breaks the streak (pass, pass, error, pass is not successful yet)",
                 MetricSpec { consecutive_success_limit: Some(3), ..every("m", Some(5)) },
-                vec![pass(), error(), pass(), pass()], vec![Running, Running, Running, Successful]),
-            ("count reached without the success streak fails",
-                MetricSpec { failure_limit: 5, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![pass(), pass(), error(), pass(), pass(), pass()],
+                vec![Running, Running, Running, Running, Running, Successful]),
+            ("consecutiveFailureLimit 2: an error does not reset the failure streak either way",
+                MetricSpec { failure_limit: -1, consecutive_failure_limit: Some(2), consecutive_success_limit: Some(5), ..every("m", Some(5)) },
+                vec![fail(), error(), error(), fail()], vec![Running, Running, Running, Failed]),
+            // count reached without the success streak: inconclusive while failureLimit
+            // applies (unset, which loads as 0; 0; 3), failed only with -1.
+            ("count reached without the streak, failureLimit unset (0): inconclusive",
+                MetricSpec { consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![pass(), pass(), error(), pass()], vec![Running, Running, Running, Inconclusive]),
+            ("count reached without the streak, failureLimit 0: inconclusive",
+                MetricSpec { failure_limit: 0, consecutive_success_limit: Some(2), ..every("m", Some(2)) },
+                vec![pass(), error(), pass()], vec![Running, Running, Inconclusive]),
+            ("count reached without the streak, failureLimit 3: inconclusive",
+                MetricSpec { failure_limit: 3, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![pass(), fail(), pass()], vec![Running, Running, Inconclusive]),
+            ("failureLimit 1 exceeded before count: failed, whatever the streak",
+                MetricSpec { failure_limit: 1, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
+                vec![fail(), pass(), fail()], vec![Running, Running, Failed]),
+            ("count reached without the streak, failureLimit -1: failed",
+                MetricSpec { failure_limit: -1, consecutive_success_limit: Some(3), ..every("m", Some(3)) },
                 vec![pass(), fail(), pass()], vec![Running, Running, Failed]),
+            ("count reached with the streak on its last measurement: successful",
+                MetricSpec { failure_limit: -1, consecutive_success_limit: Some(2), ..every("m", Some(3)) },
+                vec![fail(), pass(), pass()], vec![Running, Running, Successful]),
             ("errors are not counted in count",
                 every("m", Some(2)),
                 vec![pass(), error(), error(), pass()], vec![Running, Running, Running, Successful]),
@@ -670,7 +720,16 @@ pub(crate) mod tests {
                     ..every("m", Some(5))
                 },
                 vec![pass(), pass(), fail(), pass(), pass()],
-                "failed: count 5 reached without 3 passes in a row (consecutiveSuccessLimit 3), 4 passed, 1 failed, last value 0.01",
+                "inconclusive: count 5 reached without 3 passes in a row (consecutiveSuccessLimit 3) and within failureLimit 5, 4 passed, 1 failed, last value 0.01",
+            ),
+            (
+                MetricSpec {
+                    failure_limit: -1,
+                    consecutive_success_limit: Some(3),
+                    ..every("m", Some(3))
+                },
+                vec![pass(), error(), pass(), pass()],
+                "failed: count 3 reached without 3 passes in a row (consecutiveSuccessLimit 3, failureLimit -1), 3 passed, 1 error, last value 0.01",
             ),
             (
                 MetricSpec {
@@ -722,6 +781,53 @@ pub(crate) mod tests {
         for (spec, seq, want) in cases {
             let (run, _) = feed(spec, seq);
             assert_eq!(run.message, want);
+        }
+    }
+
+    #[test]
+    fn completing_changes_name_the_limit_that_decided() {
+        let cases: Vec<(MetricSpec, Vec<Observation>, Option<&str>)> = vec![
+            (spec("m"), vec![fail()], Some("failureLimit 0")),
+            (
+                MetricSpec {
+                    failure_limit: -1,
+                    consecutive_failure_limit: Some(2),
+                    ..every("m", Some(5))
+                },
+                vec![fail(), fail()],
+                Some("consecutiveFailureLimit 2"),
+            ),
+            (spec("m"), vec![inconclusive()], Some("inconclusiveLimit 0")),
+            (spec("m"), vec![no_data()], Some("noDataLimit 0")),
+            (
+                MetricSpec {
+                    consecutive_error_limit: 1,
+                    ..spec("m")
+                },
+                vec![error(), error()],
+                Some("consecutiveErrorLimit 1"),
+            ),
+            (
+                MetricSpec {
+                    consecutive_success_limit: Some(2),
+                    ..every("m", Some(2))
+                },
+                vec![pass(), error(), pass()],
+                Some("consecutiveSuccessLimit 2"),
+            ),
+            (spec("m"), vec![pass()], None),
+            (every("m", Some(3)), vec![pass()], None),
+        ];
+        for (spec, seq, want) in cases {
+            let mut run = MetricRun::new(spec, 0);
+            let mut last = None;
+            for (i, o) in seq.into_iter().enumerate() {
+                if let (_, Some(change)) = run.record(o, i as i64) {
+                    last = Some(change);
+                }
+            }
+            let change = last.expect("a change");
+            assert_eq!(change.limit.as_deref(), want, "{}", change.reason);
         }
     }
 

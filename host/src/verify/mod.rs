@@ -9,10 +9,18 @@
 //! that names the numbers behind it. Every type here serialises, because the engine
 //! checkpoints a run between any two measurements.
 //!
-//! The rules follow Argo Rollouts' knobs and defaults (rollout-anchors.md §1.4) but fix its
-//! surprises: the cause of a status is checked in one fixed order so it is exact, errors
-//! never count as measurements, `consecutiveFailureLimit` exists, a `consecutiveSuccessLimit`
-//! that was never reached fails the metric, and a metric cut short by a failing sibling is
+//! The rules follow Argo Rollouts' knobs and defaults (rollout-anchors.md §1.4), and its
+//! counting wherever someone migrating from it would otherwise be surprised:
+//! - a `count` reached without `consecutiveSuccessLimit` passes in a row is
+//!   **inconclusive** while `failureLimit` applies (0 or more, the default 0) and was not
+//!   exceeded, and **failed** only with `failureLimit: -1` (where the streak is the only
+//!   way to pass);
+//! - an error ends the pass streak (passes interrupted by an error are not passes in a
+//!   row) and leaves the fail streak as it was.
+//!
+//! It fixes Argo's surprises elsewhere: the cause of a status is checked in one fixed order
+//! so it is exact, errors never count as measurements (`count` counts measurements),
+//! `consecutiveFailureLimit` exists, and a metric cut short by a failing sibling is
 //! [`MetricStatus::Terminated`], never "successful" (Argo #2158).
 //!
 //! What this module deliberately does not do: decide what a status means for the rollout
@@ -285,8 +293,8 @@ pub struct Counters {
     /// Fails since the last measurement that was not a fail (errors neither extend nor
     /// break this streak).
     pub consecutive_failures: u32,
-    /// Passes since the last measurement that was not a pass (errors neither extend nor
-    /// break this streak).
+    /// Passes since the last observation that was not a pass: an error breaks this streak
+    /// (it does not break the fail streak).
     pub consecutive_successes: u32,
 }
 
@@ -296,10 +304,13 @@ impl Counters {
         let bump = |n: &mut u32| *n = n.saturating_add(1);
         match verdict {
             // An error is not a measurement: it has its own streak
-            // (`consecutiveErrorLimit`) and leaves the pass and fail streaks as they were.
+            // (`consecutiveErrorLimit`) and leaves the fail streak as it was; but passes
+            // interrupted by an error are not passes in a row, so it ends the pass streak
+            // (as in Argo Rollouts).
             RecordedVerdict::Error => {
                 bump(&mut self.errors);
                 bump(&mut self.consecutive_errors);
+                self.consecutive_successes = 0;
                 return;
             }
             RecordedVerdict::Pass => bump(&mut self.passes),
@@ -385,6 +396,11 @@ pub struct StatusChange {
     pub counters: Counters,
     /// The last value measured, if any.
     pub last_value: Option<f64>,
+    /// The limit that decided a completing change, as the spec names it
+    /// (`failureLimit 2`, `consecutiveErrorLimit 4`, `consecutiveSuccessLimit 3`); `None`
+    /// for a change no limit decided (running, a count reached, terminated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 #[cfg(test)]
@@ -428,13 +444,16 @@ mod tests {
         use RecordedVerdict::*;
         /// Verdicts, then the (errors, failures, passes) streaks after them.
         type Case = (&'static [RecordedVerdict], (u32, u32, u32));
-        let cases: [Case; 10] = [
+        let cases: [Case; 12] = [
             (&[Error, Error, Pass], (0, 0, 1)),
             (&[Fail, Fail, Inconclusive], (0, 0, 0)),
-            // Errors are not measurements: they leave the pass and fail streaks alone.
+            // Errors are not measurements: they leave the fail streak alone...
             (&[Fail, Fail, Error], (1, 2, 0)),
             (&[Fail, Error, Fail], (0, 2, 0)),
-            (&[Pass, Error, Error, Pass], (0, 0, 2)),
+            // ...but end the pass streak (Argo Rollouts' rule).
+            (&[Pass, Pass, Error], (1, 0, 0)),
+            (&[Pass, Error, Error, Pass], (0, 0, 1)),
+            (&[Pass, Pass, Error, Pass, Pass], (0, 0, 2)),
             (&[Pass, Error, Fail], (0, 1, 0)),
             (&[Fail, Error, Pass], (0, 0, 1)),
             (&[Pass, Pass, NoData], (0, 0, 0)),

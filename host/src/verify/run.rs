@@ -459,11 +459,22 @@ mod tests {
                 if run.status == MetricStatus::Successful && spec.failure_limit >= 0 {
                     prop_assert!(i64::from(c.failures) <= spec.failure_limit);
                 }
-                // (5) an error is not a measurement: it leaves the pass and fail streaks
-                // as they were.
+                // (6) with failureLimit 0 or more, failed means a failure limit was
+                // crossed (a missing success streak alone is inconclusive).
+                if change.as_ref().is_some_and(|ch| ch.to == MetricStatus::Failed)
+                    && spec.failure_limit >= 0
+                {
+                    let by_total = i64::from(c.failures) > spec.failure_limit;
+                    let in_a_row = spec
+                        .consecutive_failure_limit
+                        .is_some_and(|n| n > 0 && c.consecutive_failures >= n);
+                    prop_assert!(by_total || in_a_row, "{:?}", change);
+                }
+                // (5) an error is not a measurement: it leaves the fail streak as it was
+                // and ends the pass streak.
                 if !was_complete && recorded.verdict == RecordedVerdict::Error {
                     prop_assert_eq!(c.consecutive_failures, before.consecutive_failures);
-                    prop_assert_eq!(c.consecutive_successes, before.consecutive_successes);
+                    prop_assert_eq!(c.consecutive_successes, 0);
                     prop_assert_eq!(c.consecutive_errors, before.consecutive_errors + 1);
                 }
             }

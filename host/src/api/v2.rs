@@ -1,0 +1,94 @@
+//! `/api/v2`: the routes whose answers changed shape in version 2 — the rollout list, one
+//! rollout, its history and the event stream — answered with [`crate::server::v2`]'s
+//! documents. Authorization, filters, errors and status codes are v1's.
+
+use super::{
+    AppState, EventsQuery, HistoryQuery, ListQuery, Role, authorize, error, event_stream,
+    history_error, listed,
+};
+use crate::server::Event;
+use crate::server::v2::{self, ApiVersion, ListItem};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse;
+use axum::response::{IntoResponse, Response};
+
+pub(super) async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Read, "listing rollouts") {
+        return *r;
+    }
+    // Who drives each unfinished run, and whether its runner still beats.
+    let drivers = match s.fleet.store().drivers().await {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let now = crate::engine::clock::now_ms();
+    let rollouts = listed(&s, &q)
+        .iter()
+        .map(|(id, p)| {
+            let mut item = ListItem::from(p);
+            item.runner = drivers
+                .get(id)
+                .map(|r| crate::engine::runner::RunnerView::of(r, now));
+            item
+        })
+        .collect();
+    Json(v2::List {
+        api_version: ApiVersion,
+        rollouts,
+    })
+    .into_response()
+}
+
+pub(super) async fn one(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Read, "reading a rollout") {
+        return *r;
+    }
+    match v2::snapshot(s.fleet.store(), &name).await {
+        Ok(Some(snap)) => Json(snap).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no rollout named {name:?}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+pub(super) async fn history(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Read, "reading a rollout's history") {
+        return *r;
+    }
+    match v2::history(s.fleet.store(), &name, q.run).await {
+        Ok(h) => Json(h).into_response(),
+        Err(e) => history_error(&name, q.run, e),
+    }
+}
+
+pub(super) async fn events(
+    State(s): State<AppState>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Read, "streaming events") {
+        return *r;
+    }
+    event_stream(&s, q, sse_event)
+}
+
+fn sse_event(e: &Event) -> sse::Event {
+    sse::Event::default()
+        .id(e.seq.to_string())
+        .event(e.kind)
+        .data(serde_json::to_string(&v2::Event::of(e)).unwrap_or_default())
+}
