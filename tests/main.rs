@@ -10,6 +10,7 @@
 //! | `files` | the one file walker and reader: FIFOs, devices, caps, ConfigMap mounts, moves |
 //! | `rollout` | the engine through `rollgate run`: strategies, targets, gates, actions |
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
+//! | `invalid_spec` | rollout by rollout: invalid-spec rollouts, fixes that start or resume them, resume with fixed documents |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
 //! | `status` | `get`, `history`, the live tree |
@@ -27,6 +28,7 @@ mod datadog;
 mod demo;
 mod files;
 mod http_check;
+mod invalid_spec;
 mod judge;
 mod plugin_kit;
 mod plugin_sandbox;

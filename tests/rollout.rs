@@ -95,6 +95,8 @@ impl Harness {
             action_poll: Duration::from_millis(50),
             sink: None,
             wakers: None,
+            config_generation: 0,
+            reconfigure: None,
             runner: None,
         };
         let harness = Harness { dir, engine, clock };

@@ -357,13 +357,11 @@ fn the_event_stream_delivers_every_transition_in_order_and_webhooks_get_them_too
 }
 
 #[test]
-fn serve_refuses_to_start_on_a_broken_folder_or_tokens_file() {
+fn serve_refuses_to_start_where_nothing_loads_or_on_a_broken_tokens_file() {
     let (dir, config_dir) = setup(&["held"], &[]);
-    std::fs::write(
-        config_dir.join("broken.yaml"),
-        "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: broken\nspec:\n  stableVersion: v1\n",
-    )
-    .expect("write");
+    // A folder with nothing in it loads nothing: a wrong path, not a team's typo.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("{OPERATOR} operator alice\n")).expect("tokens");
     let db = format!("sqlite:{}", dir.path().join("state.db").display());
@@ -380,15 +378,16 @@ fn serve_refuses_to_start_on_a_broken_folder_or_tokens_file() {
             tokens.display().to_string(),
         ]
     };
-    let a = args(&tokens);
+    let mut a = args(&tokens);
+    a[2] = empty.display().to_string();
     let out = common::rollgate(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(
-        out.stderr.contains("broken.yaml:") && out.stderr.contains("not serving"),
+        out.stderr.contains("holds no *.yaml") && out.stderr.contains("not serving"),
         "{}",
         out.stderr
     );
-    std::fs::remove_file(config_dir.join("broken.yaml")).expect("rm");
+    let a = args(&tokens);
     std::fs::write(
         &tokens,
         format!("{OPERATOR} operator alice\nshort admin eve\n"),
@@ -429,55 +428,50 @@ fn a_restarted_server_resumes_unfinished_runs_where_they_were() {
 }
 
 #[test]
-fn a_bad_configuration_change_is_refused_and_the_old_one_keeps_running() {
+fn a_broken_rollout_is_invalid_spec_and_the_others_keep_running() {
     let (dir, config_dir) = setup(&["held"], &[]);
     let s = serve(dir.path(), &[]);
     s.wait_state("held", 1, "paused(step)");
     let status_of = |s: &Server| s.call("GET", "/api/v1/config", Some(READER), None).1;
     assert_eq!(status_of(&s)["config"]["generation"], 1);
 
-    // A broken file in the folder: refused, with where and what; the rollout runs on.
+    // A broken rollout in the folder: invalid-spec with where and what; the other runs on.
     std::fs::write(
         config_dir.join("broken.yaml"),
         "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: broken\nspec:\n  stableVersion: v1\n",
     )
     .expect("write");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let refused = loop {
-        let v = status_of(&s);
-        if v["config"]["lastError"].is_array() {
-            break v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the broken change was never reported: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let problems = refused["config"]["lastError"].to_string();
+    let seen = s.wait_config("the broken rollout", |v| {
+        v["config"]["invalid"]["broken"].is_array()
+    });
+    let problems = seen["config"]["invalid"]["broken"].to_string();
     assert!(problems.contains("broken.yaml:"), "{problems}");
-    assert_eq!(
-        refused["config"]["generation"], 1,
-        "the old configuration stays"
+    assert!(seen["config"]["lastError"].is_null(), "{seen}");
+    assert_eq!(seen["rollouts"], json!(["held"]));
+    let broken = s.rollout("broken");
+    assert_eq!(broken["state"], "invalid-spec", "{broken}");
+    assert!(
+        broken["invalidSpec"]["problems"]
+            .to_string()
+            .contains("broken.yaml:"),
+        "{broken}"
     );
-    assert_eq!(refused["rollouts"], json!(["held"]));
     let (status, body) = s.call("GET", "/readyz", None, None);
-    assert_eq!(status, 200, "still ready on the old configuration");
+    assert_eq!(status, 200, "still ready");
     // Unauthenticated: ready or not, nothing more (problems can quote files and paths).
     assert_eq!(body, json!({ "ready": true }));
     s.wait_state("held", 1, "paused(step)");
 
-    // Fixed: applied, the error cleared.
+    // Fixed: the invalid-spec state is gone.
     std::fs::remove_file(config_dir.join("broken.yaml")).expect("rm");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let v = status_of(&s);
-        if v["config"]["lastError"].is_null() && v["config"]["generation"] == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the fix was never applied: {v}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_config("the fix", |v| {
+        v["config"]["invalid"] == json!({}) && v["config"]["lastError"].is_null()
+    });
+    let (status, _) = s.call("GET", "/api/v1/rollouts/broken", Some(READER), None);
+    assert_eq!(
+        status, 404,
+        "a rollout that never ran and left the folder is gone"
+    );
 
     // Through the API: a bad document is refused with its problems and leaves no file...
     let bad = "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: late\nspec:\n  stableVersion: v1\n";
@@ -551,10 +545,11 @@ fn a_recording_with_extreme_timestamps_is_refused_at_its_line_and_the_watch_goes
             format!("{BACKEND_ON}{file}\n"),
         )
         .expect("backend");
+        // No rollout uses the backend: a problem of the folder, costing no rollout.
         let v = s.wait_config("the refusal", |v| {
-            v["config"]["lastError"].to_string().contains(file)
+            v["config"]["problems"].to_string().contains(file)
         });
-        let problems = v["config"]["lastError"].to_string();
+        let problems = v["config"]["problems"].to_string();
         assert!(
             problems.contains(at) && problems.contains(what),
             "{problems}"
@@ -564,7 +559,9 @@ fn a_recording_with_extreme_timestamps_is_refused_at_its_line_and_the_watch_goes
         // The watch is alive: removing the backend is a good change, and it is applied.
         std::fs::remove_file(config_dir.join("hostile.yaml")).expect("rm");
         s.wait_config("the good change", |v| {
-            v["config"]["lastError"].is_null() && v["config"]["generation"] == json!(generation + 2)
+            v["config"]["lastError"].is_null()
+                && v["config"]["problems"] == json!([])
+                && v["config"]["generation"].as_u64() > Some(generation as u64 + 1)
         });
     }
     assert_eq!(

@@ -281,7 +281,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
     let states = s.fleet.states();
     let by_state = crate::engine::state::State::NAMES
         .iter()
-        .chain(&[views::UNREADABLE])
+        .chain(&[views::UNREADABLE, views::INVALID_SPEC])
         .map(|name| {
             (
                 crate::telemetry::labels(&[("state", name)]),

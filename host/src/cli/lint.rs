@@ -85,10 +85,20 @@ async fn inner(args: &LintArgs, out: &mut Out) -> u8 {
             return exit::PLUGIN_ERROR;
         }
     };
+    let verdicts = match per_rollout(args).await {
+        Ok(v) => v,
+        Err(e) => {
+            out.err(format!("rollgate lint: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
     match args.format {
         Format::Json => out.line(
-            serde_json::json!({"ok": findings.is_empty(), "problems": findings, "checked": summary})
-                .to_string(),
+            serde_json::json!({
+                "ok": findings.is_empty(), "problems": findings, "checked": summary,
+                "rollouts": verdicts,
+            })
+            .to_string(),
         ),
         Format::Human => {
             for f in &findings {
@@ -97,6 +107,17 @@ async fn inner(args: &LintArgs, out: &mut Out) -> u8 {
             if findings.is_empty() {
                 out.line(format!("ok: {summary}"));
             } else {
+                // What `rollgate run` and `serve` make of it: which rollouts run.
+                for v in &verdicts {
+                    out.err(match v.state {
+                        "invalid-spec" => format!(
+                            "rollout {:?}: invalid-spec ({} problem(s)); it does not run until they are fixed",
+                            v.name,
+                            v.problems.len()
+                        ),
+                        _ => format!("rollout {:?}: loads; it runs", v.name),
+                    });
+                }
                 out.err(format!("{total} problem(s)"));
             }
         }
@@ -106,6 +127,54 @@ async fn inner(args: &LintArgs, out: &mut Out) -> u8 {
     } else {
         exit::PROBLEMS
     }
+}
+
+/// One rollout as `rollgate run` and `serve` would take it.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    /// The rollout.
+    pub name: String,
+    /// `ok` or `invalid-spec`.
+    pub state: &'static str,
+    /// Its problems (its own and those of what it uses), as `file:line:col: field: what
+    /// to do`.
+    pub problems: Vec<String>,
+}
+
+/// Every rollout of the files with its verdict, rollout by rollout (see
+/// [`crate::spec::load_each`] and [`crate::engine::prepare`]).
+async fn per_rollout(args: &LintArgs) -> Result<Vec<Verdict>, String> {
+    let each = crate::spec::load_each(&args.paths);
+    let host = super::plugin_host::host_with_cache(args.cache_dir.as_deref())
+        .map_err(|e| e.to_string())?;
+    let rollouts: Vec<_> = each.bundle.rollouts.iter().collect();
+    let prepared =
+        crate::engine::prepare::prepare(&host, &each.bundle, &rollouts, &[], false, None).await;
+    let mut out: Vec<Verdict> = each
+        .invalid
+        .iter()
+        .map(|(name, problems)| Verdict {
+            name: name.clone(),
+            state: "invalid-spec",
+            problems: problems.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    for r in &rollouts {
+        out.push(match prepared.invalid.get(&r.name) {
+            Some(problems) => Verdict {
+                name: r.name.clone(),
+                state: "invalid-spec",
+                problems: problems.iter().map(ToString::to_string).collect(),
+            },
+            None => Verdict {
+                name: r.name.clone(),
+                state: "ok",
+                problems: Vec::new(),
+            },
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// The problems of the files (the first ones, when there are very many), how many there

@@ -157,6 +157,8 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         action_poll: Duration::from_millis(10),
         sink: None,
         wakers: None,
+        config_generation: 0,
+        reconfigure: None,
         runner: None,
     };
     let measured = std::time::Instant::now();

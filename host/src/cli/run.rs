@@ -14,6 +14,7 @@
 
 use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock, now_ms};
+use crate::engine::prepare;
 use crate::engine::runner::Runner;
 use crate::engine::state::{Control, State};
 use crate::engine::{
@@ -291,26 +292,27 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
-    let Some(bundle) = super::load_or_report(&args.files, "rollgate", "run", out) else {
-        return exit::INVALID_INPUT;
-    };
-    let rollouts = match super::select_rollouts(&bundle, &args.rollouts) {
-        Ok(r) => r,
+    // Rollout by rollout: one that does not load (or whose template, plugin or backend does
+    // not) is reported as invalid-spec and not run; the others run, and the exit code says
+    // invalid input at the end.
+    let each = crate::spec::load_each(&args.files);
+    let mut selection = match select(&each, &args.rollouts) {
+        Ok(s) => s,
         Err(e) => {
-            out.err(format!("rollgate: {e}; nothing to run"));
+            let other: Vec<String> = each.other.iter().map(ToString::to_string).collect();
+            report(out, &other, &std::collections::BTreeMap::new());
+            if other.is_empty() {
+                out.err(format!("rollgate: {e}; nothing to run"));
+            } else {
+                out.err(format!(
+                    "rollgate: {} problem(s); nothing was run",
+                    other.len()
+                ));
+            }
             return exit::INVALID_INPUT;
         }
     };
-    // Everything that can be refused is checked before the store is created: a run that
-    // cannot start leaves no store file behind. Backends are built here once to check them
-    // (a recording is aligned below, once the store says when the runs started); plugins
-    // do not depend on the store.
-    if let Err(errors) = setup::backends(&bundle, None) {
-        for e in errors {
-            out.err(format!("rollgate: {e}"));
-        }
-        return exit::INVALID_INPUT;
-    }
+    let bundle = &each.bundle;
     let host = match super::plugin_host::host_with_cache(args.cache_dir.as_deref()) {
         Ok(h) => h,
         Err(e) => {
@@ -319,15 +321,51 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         }
     };
     let deterministic = args.clock == ClockKind::Simulated;
-    let plugins = match setup::plugins(&host, &bundle, &rollouts, deterministic).await {
-        Ok(p) => p,
-        Err(errors) => {
-            for e in &errors {
-                out.err(format!("rollgate: {e}"));
-            }
-            return super::setup_exit(&errors);
-        }
+    let valid: Vec<&RolloutSpec> = bundle
+        .rollouts
+        .iter()
+        .filter(|r| selection.valid.contains(&r.name))
+        .collect();
+    let prepared = prepare::prepare(&host, bundle, &valid, &[], deterministic, None).await;
+    for (name, problems) in prepared.invalid {
+        selection.valid.retain(|n| *n != name);
+        selection.invalid.insert(name, problems);
+    }
+    let rollouts: Vec<&RolloutSpec> = valid
+        .into_iter()
+        .filter(|r| selection.valid.contains(&r.name))
+        .collect();
+    // Everything that can be refused is reported before the store is created.
+    let other: Vec<String> = each
+        .other
+        .iter()
+        .map(ToString::to_string)
+        .chain(prepared.other.iter().map(ToString::to_string))
+        .collect();
+    report(out, &other, &selection.invalid);
+    let problem_count = other.len()
+        + selection
+            .invalid
+            .values()
+            .map(Vec::len)
+            .fold(0, usize::saturating_add);
+    let input = |ps: &[setup::Problem]| ps.iter().any(setup::Problem::is_input);
+    let invalid_code = if other.is_empty()
+        && !selection.invalid.values().any(|ps| input(ps))
+        && !selection.invalid.is_empty()
+    {
+        exit::PLUGIN_ERROR
+    } else {
+        exit::INVALID_INPUT
     };
+    // Nothing to run and nothing to record: no store file is created.
+    if rollouts.is_empty() && !args.store.exists() {
+        out.err(format!(
+            "rollgate: {problem_count} problem(s); nothing was run"
+        ));
+        return invalid_code;
+    }
+    let plugins = prepared.plugins;
     let store = match Store::open(&args.store).await {
         Ok(s) => s,
         Err(e) => {
@@ -335,6 +373,23 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             return exit::INVALID_INPUT;
         }
     };
+    let config_generation = match store.configuration(&each.fingerprint, now_ms()).await {
+        Ok(g) => g,
+        Err(e) => {
+            out.err(format!("rollgate: {e}"));
+            return exit::PLUGIN_ERROR;
+        }
+    };
+    if let Err(e) = record_invalid(&store, &selection).await {
+        out.err(format!("rollgate: {e}"));
+        return exit::PLUGIN_ERROR;
+    }
+    if rollouts.is_empty() {
+        out.err(format!(
+            "rollgate: {problem_count} problem(s); nothing was run"
+        ));
+        return invalid_code;
+    }
     // What the store already knows of each rollout: an unfinished run is resumed, a finished
     // run of the same spec is reported, anything else starts a new run.
     // An ended run with a request waiting (a rollback of an aborted run) is driven again.
@@ -386,15 +441,9 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         .map(|row| row.created_ms)
         .min()
         .unwrap_or_else(|| clock.now_ms());
-    let backends = match setup::backends(&bundle, Some(origin)) {
-        Ok(b) => b,
-        Err(errors) => {
-            for e in errors {
-                out.err(format!("rollgate: {e}"));
-            }
-            return exit::INVALID_INPUT;
-        }
-    };
+    // Every backend that builds (one that does not costs only the rollouts using it, which
+    // are not run).
+    let backends = prepare::backends(bundle, Some(origin));
     let format = args.format;
     // On a terminal, people get the live tree of every rollout redrawn in place; elsewhere
     // (logs, CI, pipes) one line per change, and JSON lines for tools.
@@ -430,6 +479,14 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         action_poll: Duration::from_millis(args.poll_ms.max(10)),
         sink: None,
         wakers: None,
+        config_generation,
+        reconfigure: Some(Arc::new(FilesReread {
+            files: args.files.clone(),
+            host: host.clone(),
+            store: store.clone(),
+            deterministic,
+            origin,
+        })),
         runner: None,
     };
     let mut ids = Vec::new();
@@ -539,6 +596,23 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     if live {
         board.lock().unwrap_or_else(|e| e.into_inner()).draw();
     }
+    if problem_count > 0 {
+        out.err(if selection.invalid.is_empty() {
+            format!("rollgate: {problem_count} problem(s) above; no rollout depends on them")
+        } else {
+            format!(
+                "rollgate: {} rollout(s) not run: {}; {problem_count} problem(s) above",
+                selection.invalid.len(),
+                selection
+                    .invalid
+                    .keys()
+                    .map(|n| format!("{n:?} (invalid-spec)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+        code = code.max(invalid_code);
+    }
     for o in &outcomes {
         code = code.max(outcome_code(o.state));
         match format {
@@ -629,6 +703,168 @@ impl Board {
 
 /// Whether the stored run ran this very spec, wherever the files were loaded from then
 /// (see [`crate::spec::same_spec`]).
+/// Print the problems that cost no rollout, then each invalid rollout with its own: the
+/// first [`crate::files::MAX_PROBLEMS_SHOWN`] problems one by one, then how many more.
+fn report(
+    out: &mut Out,
+    other: &[String],
+    invalid: &std::collections::BTreeMap<String, Vec<setup::Problem>>,
+) {
+    let mut shown = 0usize;
+    let mut show = |out: &mut Out, line: String| {
+        if shown < crate::files::MAX_PROBLEMS_SHOWN {
+            out.err(line);
+        }
+        shown += 1;
+    };
+    for p in other {
+        show(out, format!("rollgate: {p}"));
+    }
+    for (name, problems) in invalid {
+        out.err(format!(
+            "rollgate: rollout {name:?} is invalid-spec ({} problem(s)); it does not run:",
+            problems.len()
+        ));
+        for p in problems {
+            show(out, format!("rollgate:   {p}"));
+        }
+    }
+    if shown > crate::files::MAX_PROBLEMS_SHOWN {
+        out.err(format!(
+            "rollgate: … and {} more problem(s) not shown; fix the ones above first",
+            shown - crate::files::MAX_PROBLEMS_SHOWN
+        ));
+    }
+}
+
+/// The rollouts a `rollgate run` was asked for, split into those that load and those
+/// that do not (with their problems).
+struct Selection {
+    valid: Vec<String>,
+    invalid: std::collections::BTreeMap<String, Vec<setup::Problem>>,
+}
+
+/// The rollouts named (each must exist, loading or not), or every rollout of the files.
+fn select(each: &crate::spec::Each, names: &[String]) -> Result<Selection, String> {
+    let valid: Vec<&str> = each
+        .bundle
+        .rollouts
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    for wanted in names {
+        if !valid.contains(&wanted.as_str()) && !each.invalid.contains_key(wanted) {
+            let mut known: Vec<&str> = valid.clone();
+            known.extend(each.invalid.keys().map(String::as_str));
+            known.sort_unstable();
+            return Err(format!(
+                "no rollout named {wanted:?} in the files (they hold: {})",
+                if known.is_empty() {
+                    "no rollout".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    let chosen = |n: &str| names.is_empty() || names.iter().any(|w| w == n);
+    let selection = Selection {
+        valid: valid
+            .iter()
+            .filter(|n| chosen(n))
+            .map(|n| (*n).to_string())
+            .collect(),
+        invalid: each
+            .invalid
+            .iter()
+            .filter(|(n, _)| chosen(n))
+            .map(|(n, ps)| {
+                (
+                    n.clone(),
+                    ps.iter().map(setup::Problem::from_spec).collect(),
+                )
+            })
+            .collect(),
+    };
+    if selection.valid.is_empty() && selection.invalid.is_empty() {
+        return Err("the files hold no Rollout document".into());
+    }
+    Ok(selection)
+}
+
+/// Record in the store which selected rollouts are invalid-spec (holding an unfinished run
+/// of theirs) and which load again.
+async fn record_invalid(
+    store: &Store,
+    selection: &Selection,
+) -> Result<(), crate::store::StoreError> {
+    let now = now_ms();
+    for (name, problems) in &selection.invalid {
+        let held = store
+            .latest(name)
+            .await?
+            .filter(|r| !r.finished)
+            .map(|r| r.id);
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        store.set_invalid(name, &problems, held, now).await?;
+    }
+    for name in &selection.valid {
+        store.clear_invalid(name).await?;
+    }
+    Ok(())
+}
+
+/// Where a run of `rollgate run` re-reads its rollout's documents on a resume: the same
+/// files, loaded and set up again.
+struct FilesReread {
+    files: Vec<PathBuf>,
+    host: crate::plugin::PluginHost,
+    store: Store,
+    deterministic: bool,
+    origin: i64,
+}
+
+impl crate::engine::Reconfigure for FilesReread {
+    fn reread<'a>(
+        &'a self,
+        rollout: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::engine::Reread> + Send + 'a>>
+    {
+        Box::pin(async move {
+            use crate::engine::{Current, Reread};
+            let each = crate::spec::load_each(&self.files);
+            if let Some(problems) = each.invalid.get(rollout) {
+                return Reread::Refuse(problems.iter().map(ToString::to_string).collect());
+            }
+            let Some(spec) = each.bundle.rollouts.iter().find(|r| r.name == rollout) else {
+                return Reread::Keep(format!("rollout {rollout:?} is no longer in the files"));
+            };
+            let prepared = prepare::prepare(
+                &self.host,
+                &each.bundle,
+                &[spec],
+                &[],
+                self.deterministic,
+                None,
+            )
+            .await;
+            if let Some(problems) = prepared.invalid.get(rollout) {
+                return Reread::Refuse(problems.iter().map(ToString::to_string).collect());
+            }
+            let generation = match self.store.configuration(&each.fingerprint, now_ms()).await {
+                Ok(g) => g,
+                Err(e) => return Reread::Refuse(vec![e.to_string()]),
+            };
+            Reread::Adopt(Box::new(Current {
+                spec: spec.clone(),
+                plugins: Arc::new(prepared.plugins),
+                metrics: Arc::new(prepare::backends(&each.bundle, Some(self.origin))),
+                generation,
+            }))
+        })
+    }
+}
+
 fn same_spec(row: &crate::store::RolloutRow, r: &RolloutSpec, files: &[PathBuf]) -> bool {
     crate::spec::same_spec(&row.spec, r, &crate::spec::root_of(files, &r.file))
 }

@@ -69,6 +69,18 @@ pub struct HistoryArgs {
 /// The tree of one rollout, like `kubectl argo rollouts get`: a header, then the phases
 /// with their state glyphs and, under the active phase and the background, each metric's
 /// counts and last value.
+/// What the status tree and the history say of a rollout whose documents do not load.
+fn invalid_lines(invalid: &crate::store::InvalidSpec) -> Vec<String> {
+    let mut lines = vec![format!(
+        "invalid-spec since {}: the documents of {:?} do not load ({} problem(s)):",
+        super::time::rfc3339_ms(invalid.since_ms),
+        invalid.name,
+        invalid.problems.len()
+    )];
+    lines.extend(invalid.problems.iter().map(|p| format!("  {p}")));
+    lines
+}
+
 pub fn tree(p: &Progress, colour: bool) -> Vec<String> {
     let state = paint(
         colour,
@@ -304,6 +316,9 @@ async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
             Format::Json => json_of(&snap),
             Format::Human => {
                 let mut lines = tree(&snap.progress.to_engine(), colour);
+                if let Some(invalid) = &snap.invalid_spec {
+                    lines.extend(invalid_lines(invalid));
+                }
                 if let Some(runner) = &snap.runner {
                     with_runner(&mut lines, runner, colour);
                 }
@@ -402,6 +417,17 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
     };
     let history = &document.history;
     let runs = &history.runs;
+    if let (Some(invalid), Format::Human) = (&history.invalid_spec, args.format) {
+        out.line(invalid_lines(invalid).join("\n"));
+        if runs.is_empty() {
+            return exit::OK;
+        }
+        out.line("");
+    }
+    if runs.is_empty() && args.format == Format::Json {
+        out.line(serde_json::to_string(&history).unwrap_or_default());
+        return exit::OK;
+    }
     let Some(chosen) = runs.iter().find(|r| r.run == history.audit_run) else {
         out.err(format!(
             "rollgate: the history of {:?} names no run {}",

@@ -64,7 +64,7 @@ pub fn glyph(name: &str) -> &'static str {
     match name {
         "successful" | "succeeded" | "done" => "✔",
         "failed" | "aborted" => "✖",
-        "error" => "⚠",
+        "error" | "invalid-spec" | "unreadable" => "⚠",
         "inconclusive" | "no-data" => "?",
         "rolled-back" | "rolling-back" => "↩",
         "terminated" => "◼",

@@ -99,6 +99,13 @@ impl Run<'_> {
         for req in requests {
             let before = self.cp.state;
             let result = match Action::parse(&req.action) {
+                // A resume re-reads the rollout's documents first (fix, then resume).
+                Ok(Action::Resume) if self.resume_rereads() => {
+                    match self.adopt_current(&req.actor).await {
+                        Ok(()) => self.apply_action(Action::Resume, &req.actor, &req.reason),
+                        Err(why) => Err(why),
+                    }
+                }
                 Ok(action) => self.apply_action(action, &req.actor, &req.reason),
                 Err(e) => Err(e),
             };

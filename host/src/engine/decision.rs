@@ -14,7 +14,7 @@ impl Run<'_> {
         let input = self.policy_input(phase_complete);
         let policy_name = self.spec.failure_policy.plugin.clone();
         let actor = format!("policy:{policy_name}");
-        let decision = match self.engine.plugins.get(&policy_name) {
+        let decision = match self.plugins.get(&policy_name) {
             None => Err(format!("failure policy {policy_name:?} is not loaded")),
             Some(p) => p
                 .decide(&self.spec.failure_policy.config.to_string(), &input)

@@ -28,6 +28,7 @@
 //! | `decision.rs` | asking the failure policy and applying its decision |
 //! | `actions.rs` | operator actions ([`Action`], [`check_request`]) and how a run applies them |
 //! | `pause.rs` | pausing, resuming, waiting a pause out |
+//! | `adopt.rs` | a resumed run adopting the rollout's current documents ([`Reconfigure`]); the configuration generation a run is driven with |
 //! | `rollback.rs` | starting a rollback, its steps (immediate and gradual), rollback gates |
 //! | `waiting.rs` | waiting for a time or an event; [`Wakers`] |
 //! | `progress.rs` | progress views ([`Progress`], [`progress_of`]) and commit notifications ([`Sink`]) |
@@ -37,6 +38,7 @@
 //! `rollgate verify`), [`failure`] (structured failures, recorded in the checkpoint where
 //! the engine meets them), [`gate`] (asking HTTP gates), [`plan`] (which steps a phase or
 //! a rollback takes), [`setup`] (checking a spec's plugins and backends before a run),
+//! [`prepare`] (the same, rollout by rollout: what cannot be set up costs only its rollouts),
 //! [`state`] (the checkpoint and its states).
 
 pub mod clock;
@@ -44,11 +46,13 @@ pub mod dry;
 pub mod failure;
 pub mod gate;
 pub mod plan;
+pub mod prepare;
 pub mod runner;
 pub mod setup;
 pub mod state;
 
 mod actions;
+mod adopt;
 mod deadlines;
 mod decision;
 mod pause;
@@ -61,6 +65,7 @@ mod verification;
 mod waiting;
 
 pub use actions::{Action, MAX_ACTOR_CHARS, MAX_REASON_CHARS, check_request};
+pub use adopt::{Current, Reconfigure, Reread};
 pub use progress::{
     Committed, MetricProgress, Observer, PhaseProgress, Progress, Sink, TargetProgress, TargetUnit,
     progress_of, target_progress,
@@ -153,6 +158,12 @@ pub struct Engine {
     pub sink: Option<Sink>,
     /// Wake-ups for operator actions (server mode); `None`: poll every `action_poll`.
     pub wakers: Option<Arc<Wakers>>,
+    /// The configuration generation these plugins and backends come from (see
+    /// [`crate::store::Store::configuration`]; 0: not numbered).
+    pub config_generation: i64,
+    /// Where a resumed run re-reads its rollout's documents ([`adopt`]); `None`: a resume
+    /// keeps the run's configuration.
+    pub reconfigure: Option<Arc<dyn Reconfigure>>,
     /// The runner ([`runner::Runner::id`]) whose runs these are: [`Engine::drive`] records
     /// it on the run (and takes it off when the drive gives up with an error). `None`:
     /// nothing is recorded (replays, tests).
@@ -229,6 +240,9 @@ impl Engine {
                 message,
             })?;
         let mut run = Run {
+            plugins: self.plugins.clone(),
+            metrics: self.metrics.clone(),
+            spec_changed: false,
             engine: self,
             wake,
             id,
@@ -269,6 +283,13 @@ fn checkpoint_json(rollout: &str, cp: &Checkpoint) -> Result<String, EngineError
 /// One rollout being driven.
 struct Run<'e> {
     engine: &'e Engine,
+    /// The plugins this run measures and decides with: the engine's, or those of a newer
+    /// configuration the run adopted on a resume.
+    plugins: Arc<Plugins>,
+    /// The backends, likewise.
+    metrics: Arc<dyn MetricsSource>,
+    /// The spec changed (adopted on a resume): the next commit stores it.
+    spec_changed: bool,
     /// This run's wake-up, in server mode.
     wake: Option<Arc<Wake>>,
     id: i64,

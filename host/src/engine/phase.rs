@@ -16,6 +16,13 @@ impl Run<'_> {
     /// move it).
     pub(super) async fn drive(&mut self) -> Result<Outcome, EngineError> {
         self.notify();
+        if !self.cp.state.is_final() {
+            let before = self.cp.config_generation;
+            self.note_generation();
+            if before != self.cp.config_generation {
+                self.commit(&[], &[]).await?;
+            }
+        }
         loop {
             if self.cp.state.is_final() {
                 if !self.reopen().await? {

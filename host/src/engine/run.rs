@@ -65,6 +65,16 @@ impl Run<'_> {
         consumed: &[i64],
     ) -> Result<(), EngineError> {
         let cp_json = checkpoint_json(&self.spec.name, &self.cp)?;
+        let spec_json = if self.spec_changed {
+            Some(
+                serde_json::to_string(&self.spec).map_err(|e| EngineError::Corrupt {
+                    rollout: self.spec.name.clone(),
+                    message: format!("cannot serialise the spec: {e}"),
+                })?,
+            )
+        } else {
+            None
+        };
         let events = std::mem::take(&mut self.events);
         let measurements = std::mem::take(&mut self.measurements);
         self.generation = self
@@ -81,10 +91,12 @@ impl Run<'_> {
                     measurements: &measurements,
                     step_intents: intents,
                     consumed_actions: consumed,
+                    spec: spec_json.as_deref(),
                 },
                 self.now(),
             )
             .await?;
+        self.spec_changed = false;
         if let Some(sink) = &self.engine.sink {
             let progress = progress_of(&self.spec, self.run, &self.cp);
             sink(&Committed {

@@ -23,28 +23,9 @@ pub fn backends(bundle: &Bundle, replay_origin_ms: Option<i64>) -> Result<Backen
     let mut backends = Backends::new();
     let mut errors = Vec::new();
     for (doc, file) in &bundle.backends {
-        let base = file.parent().unwrap_or(Path::new("."));
-        match config::build_aligned(doc, base, replay_origin_ms) {
+        match build_backend(bundle, doc, file, replay_origin_ms) {
             Ok((backend, options)) => backends.insert(doc.metadata.name.clone(), backend, options),
-            Err(message) => {
-                // Build errors start with their field path (`spec.replay.file: …`).
-                let (path, message) = match message.split_once(": ") {
-                    Some((path, rest)) if path.starts_with("spec") && !path.contains(' ') => {
-                        (path.to_string(), rest.to_string())
-                    }
-                    _ => ("spec".to_string(), message),
-                };
-                let message = format!("MetricBackend {:?}: {message}", doc.metadata.name);
-                let at = bundle
-                    .backend_at
-                    .get(&doc.metadata.name)
-                    .map(|at| SourcePos { path, ..at.clone() });
-                errors.push(Problem {
-                    at,
-                    message,
-                    input: true,
-                });
-            }
+            Err(problem) => errors.push(problem),
         }
     }
     if errors.is_empty() {
@@ -52,6 +33,35 @@ pub fn backends(bundle: &Bundle, replay_origin_ms: Option<i64>) -> Result<Backen
     } else {
         Err(errors)
     }
+}
+
+/// Build one backend of the bundle; the problem says where its document is.
+pub(super) fn build_backend(
+    bundle: &Bundle,
+    doc: &config::MetricBackendDoc,
+    file: &Path,
+    replay_origin_ms: Option<i64>,
+) -> Result<(Arc<dyn Backend>, BackendOptions), Problem> {
+    let base = file.parent().unwrap_or(Path::new("."));
+    config::build_aligned(doc, base, replay_origin_ms).map_err(|message| {
+        // Build errors start with their field path (`spec.replay.file: …`).
+        let (path, message) = match message.split_once(": ") {
+            Some((path, rest)) if path.starts_with("spec") && !path.contains(' ') => {
+                (path.to_string(), rest.to_string())
+            }
+            _ => ("spec".to_string(), message),
+        };
+        let message = format!("MetricBackend {:?}: {message}", doc.metadata.name);
+        let at = bundle
+            .backend_at
+            .get(&doc.metadata.name)
+            .map(|at| SourcePos { path, ..at.clone() });
+        Problem {
+            at,
+            message,
+            input: true,
+        }
+    })
 }
 
 /// One recording served under every backend name of the bundle, at its own times: what
@@ -211,7 +221,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(message: String) -> Problem {
+    pub(super) fn new(message: String) -> Problem {
         Problem {
             at: None,
             message,
@@ -225,7 +235,7 @@ impl Problem {
     }
 
     /// A problem inside a configuration written at `at`, at the JSON pointer `pointer_path`.
-    fn at(at: Option<&SourcePos>, pointer_path: &str, message: String) -> Problem {
+    pub(super) fn at(at: Option<&SourcePos>, pointer_path: &str, message: String) -> Problem {
         Problem {
             at: at.map(|a| SourcePos {
                 path: format!("{}{}", a.path, pointer(pointer_path)),
@@ -240,6 +250,14 @@ impl Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.at {
+            Some(a) if a.path.is_empty() => write!(
+                f,
+                "{}:{}:{}: {}",
+                crate::spec::shown_path(&a.file).display(),
+                a.line,
+                a.col,
+                self.message
+            ),
             Some(a) => write!(
                 f,
                 "{}:{}:{}: {}: {}",
@@ -262,14 +280,14 @@ fn pointer(path: &str) -> String {
         .collect()
 }
 
-fn source_of(spec: &PluginSpec) -> PluginSource {
+pub(super) fn source_of(spec: &PluginSpec) -> PluginSource {
     match &spec.source {
         PluginSourceSpec::Builtin(name) => PluginSource::Builtin(name.clone()),
         PluginSourceSpec::File(path) => PluginSource::File(path.clone()),
     }
 }
 
-fn options_of(spec: &PluginSpec, deterministic: bool) -> LoadOptions {
+pub(super) fn options_of(spec: &PluginSpec, deterministic: bool) -> LoadOptions {
     let mut limits = Limits::default();
     let l = &spec.limits;
     if let Some(v) = l.memory_bytes {

@@ -238,6 +238,10 @@ pub struct Checkpoint {
     pub started_ms: i64,
     /// When it reached a final state.
     pub finished_ms: Option<i64>,
+    /// The configuration generation the run is driven with (0: not numbered; see
+    /// [`crate::store::Store::configuration`]).
+    #[serde(default)]
+    pub config_generation: i64,
     /// What went wrong so far, oldest first, at most [`super::failure::MAX_FAILURES`]
     /// (absent from checkpoints written before failures were recorded).
     #[serde(default)]
@@ -277,6 +281,7 @@ impl Checkpoint {
             message: "created".into(),
             started_ms: now_ms,
             finished_ms: None,
+            config_generation: 0,
             failures: Vec::new(),
             refused_step: None,
         }

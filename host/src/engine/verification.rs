@@ -211,14 +211,10 @@ impl Run<'_> {
             plugin = %spec.plugin,
             background = which == Which::Background
         );
-        let (observation, cause) = measure_explained(
-            &self.engine.plugins,
-            self.engine.metrics.clone(),
-            &spec,
-            &context,
-        )
-        .instrument(span)
-        .await;
+        let (observation, cause) =
+            measure_explained(&self.plugins, self.metrics.clone(), &spec, &context)
+                .instrument(span)
+                .await;
         let at = self.now();
         let run = match which {
             Which::Phase => self.cp.verification.as_mut(),

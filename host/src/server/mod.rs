@@ -1,10 +1,19 @@
 //! Server mode: one process runs every rollout of a configuration folder at once.
 //!
 //! [`Fleet`] owns what `rollgate serve` keeps between requests: the configuration loaded
-//! from the folder (reloaded when its files change; a change that does not load, or whose
-//! plugins or backends do not build, is refused and reported, and the running configuration
-//! stays), the store, a driver task per unfinished run, the stream of committed events, and
-//! the notifier. The HTTP edge is [`crate::api`]; this module knows nothing of HTTP.
+//! from the folder (reloaded when its files change, rollout by rollout: a rollout whose
+//! documents — or a template, plugin or backend it uses — do not load or set up is
+//! `invalid-spec` with every problem, and the others apply), the store, a driver task per
+//! unfinished run, the stream of committed events, and the notifier. The HTTP edge is
+//! [`crate::api`]; this module knows nothing of HTTP.
+//!
+//! A rollout that turns `invalid-spec` while a run of it is in progress: the run goes on
+//! with the configuration it started with (its task keeps the plugins and backends it was
+//! started with) until it ends or is resumed (a resume re-reads the documents, and is
+//! refused while they do not load). A stored run whose own spec cannot be set up with the
+//! current documents (after a restart, say) is *held*: not driven, shown `invalid-spec`,
+//! and driven again from its checkpoint — no completed step applied again — as soon as the
+//! documents load, audited with both configuration generations.
 //!
 //! Why a task per run is not a busy loop: a run's task sleeps on the runtime's timer wheel
 //! until its next measurement, pause end or gate check is due, and on a [`Wakers`]
@@ -25,14 +34,13 @@ pub mod views;
 
 use crate::engine::clock::now_ms;
 use crate::engine::runner::Runner;
-use crate::engine::setup::{self, Problem};
 use crate::engine::{
     Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, RetryError, Wakers, create_run,
     retry_run,
 };
 use crate::plugin::PluginHost;
 use crate::spec::model::{Bundle, RolloutSpec};
-use crate::store::{RolloutRow, Store};
+use crate::store::{InvalidSpec, RolloutRow, Store};
 use notify::Notifier;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -159,6 +167,14 @@ pub struct ConfigStatus {
     pub loaded_ms: i64,
     /// Rollouts in the running configuration.
     pub rollouts: usize,
+    /// The configuration's number in the store: the one runs are audited with (a folder
+    /// whose files are the same as last time keeps its number across restarts).
+    pub config_generation: i64,
+    /// Each rollout in the state `invalid-spec`, with every problem.
+    pub invalid: BTreeMap<String, Vec<String>>,
+    /// Problems that cost no rollout: an unreadable file, a document whose kind or name
+    /// cannot be read, a shared document no rollout uses.
+    pub problems: Vec<String>,
     /// The last change that was refused, with every problem; cleared by a good change.
     pub last_error: Option<Vec<String>>,
     /// When it was refused.
@@ -169,6 +185,13 @@ pub struct ConfigStatus {
 struct Loaded {
     bundle: Bundle,
     engine: Engine,
+    /// Each invalid rollout's problems.
+    invalid: BTreeMap<String, Vec<String>>,
+    /// Stored runs held (not driven) because their spec cannot be set up: id → (rollout,
+    /// problems).
+    held: BTreeMap<i64, (String, Vec<String>)>,
+    /// Problems that cost no rollout.
+    problems: Vec<String>,
     /// Each rollout's own webhooks (only rollouts that have some): looked up per commit.
     webhooks: std::collections::HashMap<String, Vec<crate::spec::model::NotificationSpec>>,
     /// What the folder's files looked like when loaded.
@@ -195,6 +218,8 @@ struct Inner {
     /// Orders events: the sequence number and the send happen under it.
     seq: Mutex<u64>,
     known: Mutex<BTreeMap<String, Known>>,
+    /// Rollouts in the state `invalid-spec`, as the store holds them.
+    invalid: Mutex<BTreeMap<String, InvalidSpec>>,
     notifier: Notifier,
     ready: AtomicBool,
     /// This server as the store's runner ([`Fleet::register_runner`]), with its heartbeat
@@ -268,6 +293,78 @@ fn fingerprint(path: &Path) -> Vec<crate::files::Stamp> {
     crate::files::stamps(path)
 }
 
+/// What a rollout looks like given its latest run's progress and its `invalid-spec` record
+/// (see [`views::Snapshot::invalid`]): a run in progress that is not held keeps its state.
+fn overlay(progress: Option<Progress>, invalid: Option<&InvalidSpec>) -> Progress {
+    match (progress, invalid) {
+        (Some(p), None) => p,
+        (None, Some(i)) => views::invalid_progress(i, None),
+        (Some(p), Some(i)) => {
+            let finished = matches!(
+                p.state.as_str(),
+                "succeeded" | "rolled-back" | "aborted" | "failed"
+            );
+            if finished || i.held_run.is_some() {
+                views::invalid_progress(i, Some(p))
+            } else {
+                p
+            }
+        }
+        (None, None) => views::invalid_progress(
+            &InvalidSpec {
+                name: String::new(),
+                problems: Vec::new(),
+                since_ms: 0,
+                held_run: None,
+            },
+            None,
+        ),
+    }
+}
+
+/// Where a run of `rollgate serve` re-reads its rollout's documents on a resume: the folder
+/// is loaded again if it changed, and the running configuration answers.
+struct Reread(std::sync::Weak<Inner>);
+
+impl crate::engine::Reconfigure for Reread {
+    fn reread<'a>(
+        &'a self,
+        rollout: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::engine::Reread> + Send + 'a>>
+    {
+        Box::pin(async move {
+            use crate::engine::{Current, Reread as R};
+            let Some(inner) = self.0.upgrade() else {
+                return R::Keep("the server is stopping".into());
+            };
+            let fleet = Fleet { inner };
+            let changed = fleet
+                .current()
+                .is_none_or(|l| l.fingerprint != fingerprint(&fleet.inner.config.config));
+            if changed && let Err(refused) = fleet.reload().await {
+                return R::Refuse(refused.0);
+            }
+            let Some(loaded) = fleet.current() else {
+                return R::Keep("the server has no configuration yet".into());
+            };
+            if let Some(problems) = loaded.invalid.get(rollout) {
+                return R::Refuse(problems.clone());
+            }
+            match loaded.bundle.rollouts.iter().find(|r| r.name == rollout) {
+                Some(spec) => R::Adopt(Box::new(Current {
+                    spec: spec.clone(),
+                    plugins: loaded.engine.plugins.clone(),
+                    metrics: loaded.engine.metrics.clone(),
+                    generation: loaded.engine.config_generation,
+                })),
+                None => R::Keep(format!(
+                    "rollout {rollout:?} is no longer in the configuration folder"
+                )),
+            }
+        })
+    }
+}
+
 impl Fleet {
     /// A fleet over `store`; nothing runs until [`Fleet::start`].
     pub fn new(config: FleetConfig, store: Store, host: PluginHost) -> Fleet {
@@ -284,6 +381,7 @@ impl Fleet {
                 events,
                 seq: Mutex::new(0),
                 known: Mutex::new(BTreeMap::new()),
+                invalid: Mutex::new(BTreeMap::new()),
                 notifier: Notifier::new(),
                 ready: AtomicBool::new(false),
                 runner: Mutex::new(None),
@@ -336,11 +434,21 @@ impl Fleet {
     }
 
     /// Load the configuration, resume every unfinished run in the store and start what the
-    /// configuration asks for. A configuration that does not load is an error here: a
-    /// server does not start on a broken folder.
+    /// configuration asks for. Rollouts that do not load are `invalid-spec` and the others
+    /// start; only a folder where nothing at all loads (a wrong path, no documents) keeps
+    /// the server from starting.
     pub async fn start(&self) -> Result<(), Refused> {
         let _changing = self.inner.changing.lock().await;
         let loaded = self.build().await?;
+        if loaded.bundle.rollouts.is_empty()
+            && loaded.bundle.backends.is_empty()
+            && loaded.bundle.plugins.is_empty()
+            && loaded.bundle.templates.is_empty()
+            && loaded.invalid.is_empty()
+            && !loaded.problems.is_empty()
+        {
+            return Err(Refused(loaded.problems.clone()));
+        }
         self.install(loaded);
         self.reconcile(true).await.map_err(|e| Refused(vec![e]))?;
         self.inner.ready.store(true, Ordering::SeqCst);
@@ -464,40 +572,78 @@ impl Fleet {
             .clone()
     }
 
-    /// Load and build the configuration without installing it.
+    /// Load and build the configuration, rollout by rollout, without installing it.
+    /// Fails only when the store does.
     async fn build(&self) -> Result<Loaded, Refused> {
         let path = &self.inner.config.config;
-        let print = fingerprint(path);
-        let bundle = crate::spec::load(std::slice::from_ref(path))
-            .map_err(|errors| Refused(errors.iter().map(ToString::to_string).collect()))?;
-        self.build_bundle(bundle, print).await
-    }
-
-    async fn build_bundle(
-        &self,
-        bundle: Bundle,
-        fingerprint: Vec<crate::files::Stamp>,
-    ) -> Result<Loaded, Refused> {
-        let problems = |p: Vec<Problem>| Refused(p.iter().map(ToString::to_string).collect());
+        let fingerprint = fingerprint(path);
+        let each = crate::spec::load_each(std::slice::from_ref(path));
+        let store_failed = |e: crate::store::StoreError| Refused(vec![e.to_string()]);
+        // The runs in progress (which may come from an older configuration) are set up
+        // too: their plugins are loaded, and one that cannot be set up is held.
+        let stored = self.inner.store.unfinished().await.map_err(store_failed)?;
+        let stored_specs: Vec<(i64, RolloutSpec)> = stored
+            .iter()
+            .filter_map(|row| Some((row.id, serde_json::from_str(&row.spec).ok()?)))
+            .collect();
+        let runs: Vec<(i64, &RolloutSpec)> = stored_specs.iter().map(|(id, r)| (*id, r)).collect();
+        let rollouts: Vec<&RolloutSpec> = each.bundle.rollouts.iter().collect();
         // Live backends: a replay recording is aligned to when the server loaded it.
-        let backends = setup::backends(&bundle, Some(now_ms())).map_err(problems)?;
-        // The plugins of the configuration's rollouts and of every unfinished run (which
-        // may come from an older configuration).
-        let stored = self
+        let prepared = crate::engine::prepare::prepare(
+            &self.inner.host,
+            &each.bundle,
+            &rollouts,
+            &runs,
+            false,
+            Some(now_ms()),
+        )
+        .await;
+        let config_generation = self
             .inner
             .store
-            .unfinished()
+            .configuration(&each.fingerprint, now_ms())
             .await
-            .map_err(|e| Refused(vec![e.to_string()]))?;
-        let stored_specs: Vec<RolloutSpec> = stored
+            .map_err(store_failed)?;
+        let mut invalid: BTreeMap<String, Vec<String>> = each
+            .invalid
             .iter()
-            .filter_map(|row| serde_json::from_str(&row.spec).ok())
+            .map(|(name, problems)| {
+                (
+                    name.clone(),
+                    problems.iter().map(ToString::to_string).collect(),
+                )
+            })
             .collect();
-        let mut uses: Vec<&RolloutSpec> = bundle.rollouts.iter().collect();
-        uses.extend(stored_specs.iter());
-        let plugins = setup::plugins(&self.inner.host, &bundle, &uses, false)
-            .await
-            .map_err(problems)?;
+        for (name, problems) in &prepared.invalid {
+            invalid
+                .entry(name.clone())
+                .or_default()
+                .extend(problems.iter().map(ToString::to_string));
+        }
+        let held: BTreeMap<i64, (String, Vec<String>)> = prepared
+            .held
+            .iter()
+            .filter_map(|(id, problems)| {
+                let (_, spec) = stored_specs.iter().find(|(i, _)| i == id)?;
+                Some((
+                    *id,
+                    (
+                        spec.name.clone(),
+                        problems.iter().map(ToString::to_string).collect(),
+                    ),
+                ))
+            })
+            .collect();
+        let mut bundle = each.bundle;
+        bundle.rollouts.retain(|r| !invalid.contains_key(&r.name));
+        let problems = each
+            .other
+            .iter()
+            .map(ToString::to_string)
+            .chain(prepared.other.iter().map(ToString::to_string))
+            .collect();
+        let plugins = prepared.plugins;
+        let backends = prepared.backends;
         let engine = Engine {
             store: self.inner.store.clone(),
             clock: Arc::new(crate::engine::clock::SystemClock),
@@ -508,6 +654,8 @@ impl Fleet {
             action_poll: self.inner.config.action_poll,
             sink: Some(self.sink()),
             wakers: Some(self.inner.wakers.clone()),
+            config_generation,
+            reconfigure: Some(Arc::new(Reread(Arc::downgrade(&self.inner)))),
             runner: self.inner.runner_id.get().copied(),
         };
         let webhooks = bundle
@@ -519,6 +667,9 @@ impl Fleet {
         Ok(Loaded {
             bundle,
             engine,
+            invalid,
+            held,
+            problems,
             webhooks,
             fingerprint,
         })
@@ -526,9 +677,17 @@ impl Fleet {
 
     fn install(&self, loaded: Loaded) {
         let rollouts = loaded.bundle.rollouts.len();
+        let config_generation = loaded.engine.config_generation;
+        for problem in &loaded.problems {
+            tracing::warn!("configuration problem (no rollout depends on it): {problem}");
+        }
+        for (name, problems) in &loaded.invalid {
+            tracing::warn!(rollout = %name, "invalid-spec: {}", problems.join("; "));
+        }
         *self.inner.loaded.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(loaded));
         let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
         status.generation += 1;
+        status.config_generation = config_generation;
         status.loaded_ms = now_ms();
         status.rollouts = rollouts;
         status.last_error = None;
@@ -546,9 +705,20 @@ impl Fleet {
             return Ok(());
         };
         let store = &self.inner.store;
-        if recover {
-            for row in store.unfinished().await.map_err(|e| e.to_string())? {
-                tracing::info!(rollout = %row.name, run = row.run, state = %row.state, "resuming from the store");
+        self.record_invalid(&loaded).await?;
+        // Every unfinished run not held: resumed on start, and on a reload a run that was
+        // held and now sets up (one already driven is only woken).
+        for row in store.unfinished().await.map_err(|e| e.to_string())? {
+            if loaded.held.contains_key(&row.id) {
+                if recover {
+                    self.remember_row(&row);
+                }
+                continue;
+            }
+            if recover || !self.inner.wakers.is_driving(row.id) {
+                if recover {
+                    tracing::info!(rollout = %row.name, run = row.run, state = %row.state, "resuming from the store");
+                }
                 self.remember_row(&row);
                 self.spawn(&loaded.engine, row.id);
             }
@@ -559,12 +729,8 @@ impl Fleet {
         for spec in &loaded.bundle.rollouts {
             let latest = store.latest(&spec.name).await.map_err(|e| e.to_string())?;
             match latest {
-                Some(row) if !row.finished => {
-                    if !self.inner.wakers.is_driving(row.id) {
-                        self.remember_row(&row);
-                    }
-                    self.spawn(&loaded.engine, row.id);
-                }
+                // Driven (or held) above.
+                Some(row) if !row.finished => {}
                 // The same spec wherever the folder is mounted now.
                 Some(row) if crate::spec::same_spec(&row.spec, spec, &root_of(spec)) => {
                     self.remember_row(&row);
@@ -582,6 +748,133 @@ impl Fleet {
                         .await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Make the store's `invalid-spec` records what this configuration found (invalid
+    /// rollouts, held runs), and tell the event stream and webhooks of each rollout that
+    /// turned `invalid-spec` (or whose problems changed) and of each that loads again.
+    async fn record_invalid(&self, loaded: &Loaded) -> Result<(), String> {
+        let store = &self.inner.store;
+        let err = |e: crate::store::StoreError| e.to_string();
+        let now = now_ms();
+        let mut wanted: BTreeMap<String, (Vec<String>, Option<i64>)> = loaded
+            .invalid
+            .iter()
+            .map(|(name, problems)| (name.clone(), (problems.clone(), None)))
+            .collect();
+        for (id, (name, problems)) in &loaded.held {
+            let entry = wanted.entry(name.clone()).or_default();
+            for p in problems {
+                if !entry.0.contains(p) {
+                    entry.0.push(p.clone());
+                }
+            }
+            entry.1 = Some(*id);
+        }
+        let before: BTreeMap<String, InvalidSpec> = store
+            .invalid_specs()
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|i| (i.name.clone(), i))
+            .collect();
+        for (name, (problems, held)) in &wanted {
+            store
+                .set_invalid(name, problems, *held, now)
+                .await
+                .map_err(err)?;
+        }
+        for name in before.keys().filter(|n| !wanted.contains_key(*n)) {
+            store.clear_invalid(name).await.map_err(err)?;
+        }
+        let after: BTreeMap<String, InvalidSpec> = store
+            .invalid_specs()
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(|i| (i.name.clone(), i))
+            .collect();
+        *self.inner.invalid.lock().unwrap_or_else(|e| e.into_inner()) = after.clone();
+        // The status says what the store says, once it says it.
+        {
+            let mut status = self.inner.status.lock().unwrap_or_else(|e| e.into_inner());
+            status.invalid = after
+                .iter()
+                .map(|(name, i)| (name.clone(), i.problems.clone()))
+                .collect();
+            status.problems = loaded.problems.clone();
+        }
+        let known = |name: &str| {
+            self.inner
+                .known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .map(|k| k.progress.clone())
+        };
+        let webhooks = self.inner.config.global_webhooks.clone();
+        for (name, invalid) in &after {
+            let old = before.get(name);
+            if old.is_some_and(|o| o.problems == invalid.problems && o.held_run == invalid.held_run)
+            {
+                continue;
+            }
+            let progress = known(name);
+            let state_before = match (old, &progress) {
+                (Some(_), _) => views::INVALID_SPEC.to_string(),
+                (None, Some(p)) => p.state.clone(),
+                (None, None) => String::new(),
+            };
+            let shown = overlay(progress.clone(), Some(invalid));
+            self.inner.emit(
+                Event {
+                    seq: 0,
+                    rollout: name.clone(),
+                    run: shown.run,
+                    at_ms: now,
+                    actor: SERVE_ACTOR.to_string(),
+                    action: views::INVALID_SPEC.to_string(),
+                    kind: "state",
+                    reason: invalid.problems.join("; "),
+                    state_before,
+                    state_after: shown.state.clone(),
+                    phase: shown.phase_name.clone(),
+                    weight: shown.weight,
+                    progress: Arc::new(shown),
+                },
+                &webhooks,
+            );
+        }
+        for name in before.keys().filter(|n| !after.contains_key(*n)) {
+            let progress = known(name);
+            self.inner.emit(
+                Event {
+                    seq: 0,
+                    rollout: name.clone(),
+                    run: progress.as_ref().map_or(0, |p| p.run),
+                    at_ms: now,
+                    actor: SERVE_ACTOR.to_string(),
+                    action: "spec-valid".to_string(),
+                    kind: "state",
+                    reason: format!(
+                        "the documents of rollout {name:?} load again (configuration generation {})",
+                        loaded.engine.config_generation
+                    ),
+                    state_before: views::INVALID_SPEC.to_string(),
+                    state_after: progress
+                        .as_ref()
+                        .map_or_else(|| "pending".to_string(), |p| p.state.clone()),
+                    phase: progress
+                        .as_ref()
+                        .map(|p| p.phase_name.clone())
+                        .unwrap_or_default(),
+                    weight: progress.as_ref().map_or(0.0, |p| p.weight),
+                    progress: Arc::new(overlay(progress.clone(), None)),
+                },
+                &webhooks,
+            );
         }
         Ok(())
     }
@@ -670,7 +963,6 @@ impl Fleet {
                 );
             let webhooks = inner.webhooks_for(&c.progress.rollout);
             let progress = Arc::new(c.progress.clone());
-            let mut seq = inner.seq.lock().unwrap_or_else(|e| e.into_inner());
             for e in c.events {
                 let kind = kind_of(&e.action, &e.state_before, &e.state_after);
                 if kind == "decision" {
@@ -691,31 +983,24 @@ impl Fleet {
                         telemetry.count("rollgate_rollbacks_total", &[("cause", cause)], 1);
                     }
                 }
-                *seq += 1;
-                let event = Arc::new(Event {
-                    seq: *seq,
-                    rollout: c.progress.rollout.clone(),
-                    run: c.progress.run,
-                    at_ms: e.at_ms,
-                    actor: e.actor.clone(),
-                    action: e.action.clone(),
-                    kind,
-                    reason: e.reason.clone(),
-                    state_before: e.state_before.clone(),
-                    state_after: e.state_after.clone(),
-                    phase: c.progress.phase_name.clone(),
-                    weight: c.progress.weight,
-                    progress: progress.clone(),
-                });
-                if kind != "step" && kind != "metric" || e.state_before != e.state_after {
-                    for w in &webhooks {
-                        if w.events.is_empty() || w.events.contains(&e.action) {
-                            inner.notifier.send(&w.url, event.clone());
-                        }
-                    }
-                }
-                // No subscriber is not an error.
-                let _ = inner.events.send(event);
+                inner.emit(
+                    Event {
+                        seq: 0,
+                        rollout: c.progress.rollout.clone(),
+                        run: c.progress.run,
+                        at_ms: e.at_ms,
+                        actor: e.actor.clone(),
+                        action: e.action.clone(),
+                        kind,
+                        reason: e.reason.clone(),
+                        state_before: e.state_before.clone(),
+                        state_after: e.state_after.clone(),
+                        phase: c.progress.phase_name.clone(),
+                        weight: c.progress.weight,
+                        progress: progress.clone(),
+                    },
+                    &webhooks,
+                );
             }
         })
     }
@@ -733,26 +1018,37 @@ impl Fleet {
 
     /// The rollouts the server knows, by name, with their last progress.
     pub fn rollouts(&self) -> Vec<(i64, Progress)> {
-        self.inner
+        let known = self
+            .inner
             .known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .map(|k| (k.id, k.progress.clone()))
+            .clone();
+        let invalid = self
+            .inner
+            .invalid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let names: std::collections::BTreeSet<&String> =
+            known.keys().chain(invalid.keys()).collect();
+        names
+            .into_iter()
+            .map(|name| {
+                let k = known.get(name);
+                (
+                    k.map_or(0, |k| k.id),
+                    overlay(k.map(|k| k.progress.clone()), invalid.get(name)),
+                )
+            })
             .collect()
     }
 
     /// How many rollouts are in each state (for `/metrics`).
     pub fn states(&self) -> BTreeMap<String, usize> {
         let mut out = BTreeMap::new();
-        for k in self
-            .inner
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
-            *out.entry(k.progress.state.clone()).or_default() += 1;
+        for (_, progress) in self.rollouts() {
+            *out.entry(progress.state).or_default() += 1;
         }
         out
     }
@@ -778,11 +1074,47 @@ impl Fleet {
         crate::engine::check_request(actor, reason).map_err(|e| (400, e))?;
         let store = &self.inner.store;
         let internal = |e: crate::store::StoreError| (500, e.to_string());
-        let latest = store
-            .latest(name)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| (404, format!("no rollout named {name:?}")))?;
+        let invalid = self
+            .inner
+            .invalid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned();
+        let latest = store.latest(name).await.map_err(internal)?;
+        let latest = match (latest, &invalid) {
+            (Some(row), _) => row,
+            (None, Some(i)) => {
+                return Err((
+                    409,
+                    format!(
+                        "rollout {name:?} is invalid-spec and has no run to {}: {}; fix the documents and it starts",
+                        action.name(),
+                        i.problems.join("; ")
+                    ),
+                ));
+            }
+            (None, None) => return Err((404, format!("no rollout named {name:?}"))),
+        };
+        if let Some(i) = &invalid
+            && (i.held_run == Some(latest.id) || action == Action::Retry)
+        {
+            let what = if action == Action::Retry {
+                "a retry would start a run of documents that do not load".to_string()
+            } else {
+                format!(
+                    "run {} is held until its documents load (it then resumes where it was by itself)",
+                    latest.run
+                )
+            };
+            return Err((
+                409,
+                format!(
+                    "rollout {name:?} is invalid-spec: {what}; fix: {}",
+                    i.problems.join("; ")
+                ),
+            ));
+        }
         let engine = self
             .current()
             .map(|l| l.engine.clone())
@@ -897,7 +1229,16 @@ impl Fleet {
         std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&file, text))
             .map_err(|e| Refused(vec![format!("cannot write {}: {e}", file.display())]))?;
-        match self.reload_caught().await {
+        let result = match self.reload_caught().await {
+            // Applied documents that do not load are refused, not installed as
+            // `invalid-spec`: the caller is there to be told.
+            Ok(()) => match self.problems_of(&file, text) {
+                problems if problems.is_empty() => Ok(()),
+                problems => Err(Refused(problems)),
+            },
+            Err(refused) => Err(refused),
+        };
+        match result {
             Ok(()) => Ok(file),
             Err(refused) => {
                 let restored = match &before {
@@ -910,11 +1251,56 @@ impl Fleet {
                         file.display()
                     );
                 }
-                // The folder is as it was: the running configuration matches it again.
+                // The folder is as it was: load it again (a refused reload already kept
+                // the running configuration).
+                if self
+                    .current()
+                    .is_some_and(|l| l.fingerprint != fingerprint(root))
+                {
+                    let _ = self.reload_caught().await;
+                }
                 self.mark_seen();
                 Err(refused)
             }
         }
+    }
+
+    /// The problems of the running configuration that concern documents applied as `text`
+    /// in `file`: those written in the file, and those of the rollouts it declares.
+    fn problems_of(&self, file: &Path, text: &str) -> Vec<String> {
+        let Some(loaded) = self.current() else {
+            return Vec::new();
+        };
+        let shown = format!("{}:", crate::spec::shown_path(file).display());
+        #[derive(serde::Deserialize)]
+        struct Head {
+            kind: Option<String>,
+            metadata: Option<Meta>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            name: Option<String>,
+        }
+        let declared: Vec<String> = serde_saphyr::from_multiple::<Head>(text)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|h| h.kind.as_deref() == Some("Rollout"))
+            .filter_map(|h| h.metadata?.name)
+            .collect();
+        let mut out: Vec<String> = Vec::new();
+        for (name, problems) in &loaded.invalid {
+            for p in problems {
+                if (declared.contains(name) || p.starts_with(&shown)) && !out.contains(p) {
+                    out.push(p.clone());
+                }
+            }
+        }
+        for p in &loaded.problems {
+            if p.starts_with(&shown) && !out.contains(p) {
+                out.push(p.clone());
+            }
+        }
+        out
     }
 
     /// Every rollout name the configuration holds.
@@ -926,6 +1312,24 @@ impl Fleet {
 }
 
 impl Inner {
+    /// Number an event, send it to the webhooks that want it and to the event stream.
+    fn emit(&self, mut event: Event, webhooks: &[crate::spec::model::NotificationSpec]) {
+        let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+        *seq += 1;
+        event.seq = *seq;
+        let event = Arc::new(event);
+        if event.kind != "step" && event.kind != "metric" || event.state_before != event.state_after
+        {
+            for w in webhooks {
+                if w.events.is_empty() || w.events.contains(&event.action) {
+                    self.notifier.send(&w.url, event.clone());
+                }
+            }
+        }
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
     /// The webhooks for one rollout: the server's and the rollout's own (from the running
     /// configuration).
     fn webhooks_for(&self, rollout: &str) -> Vec<crate::spec::model::NotificationSpec> {
@@ -948,6 +1352,9 @@ impl Loaded {
         Loaded {
             bundle: self.bundle.clone(),
             engine: self.engine.clone(),
+            invalid: self.invalid.clone(),
+            held: self.held.clone(),
+            problems: self.problems.clone(),
             webhooks: self.webhooks.clone(),
             fingerprint: self.fingerprint.clone(),
         }

@@ -243,17 +243,33 @@ pub struct Snapshot {
     /// and whether it is stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<crate::engine::runner::RunnerView>,
+    /// When the rollout's documents do not load: every problem, since when, and the run
+    /// held because of them (the state is then `invalid-spec`, unless a run in progress
+    /// goes on with the configuration it started with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_spec: Option<crate::store::InvalidSpec>,
 }
 
 impl From<&views::Snapshot> for Snapshot {
     fn from(s: &views::Snapshot) -> Self {
+        let mut progress = Progress::from(&s.progress);
+        // A rollout whose documents do not load: each problem is a failure of its own.
+        if let Some(invalid) = &s.invalid_spec {
+            progress.failures.extend(
+                invalid
+                    .problems
+                    .iter()
+                    .map(|p| Failure::invalid_spec(p.clone(), invalid.since_ms)),
+            );
+        }
         Snapshot {
             api_version: ApiVersion,
-            progress: Progress::from(&s.progress),
+            progress,
             finished: s.finished,
             created_ms: s.created_ms,
             updated_ms: s.updated_ms,
             runner: s.runner.clone(),
+            invalid_spec: s.invalid_spec.clone(),
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::engine::runner::RunnerView;
 use crate::engine::state::Checkpoint;
 use crate::engine::{Progress, progress_of};
 use crate::spec::model::RolloutSpec;
-use crate::store::{RolloutRow, Store};
+use crate::store::{InvalidSpec, RolloutRow, Store};
 use serde::{Deserialize, Serialize};
 
 /// A run as the store holds it, read back into what a display needs.
@@ -27,6 +27,12 @@ pub struct Snapshot {
     /// reason, and the last message when the run ended other than succeeded.
     #[serde(default)]
     pub failures: Vec<String>,
+    /// When the rollout's documents do not load: every problem, since when, and the run
+    /// held because of them. With a run in progress that is not held, the run goes on with
+    /// the configuration it started with and its state stays; otherwise the state is
+    /// `invalid-spec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_spec: Option<InvalidSpec>,
     /// Who drives the run, when it is unfinished and a runner claimed it: the runner, its
     /// heartbeat and whether it stopped reporting ([`crate::engine::runner`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,8 +62,81 @@ impl Snapshot {
             created_ms: row.created_ms,
             updated_ms: row.updated_ms,
             failures,
+            invalid_spec: None,
             runner: None,
         })
+    }
+
+    /// A rollout whose documents do not load, with its latest run (if any): see
+    /// [`Snapshot::invalid_spec`] and [`invalid_progress`].
+    pub fn invalid(invalid: InvalidSpec, latest: Option<&RolloutRow>) -> Result<Snapshot, String> {
+        let mut snap = match latest {
+            Some(row) => Snapshot::of(row)?,
+            None => Snapshot {
+                progress: invalid_progress(&invalid, None),
+                finished: false,
+                created_ms: invalid.since_ms,
+                updated_ms: invalid.since_ms,
+                failures: Vec::new(),
+                invalid_spec: None,
+                runner: None,
+            },
+        };
+        if let Some(row) = latest
+            && (row.finished || invalid.held_run == Some(row.id))
+        {
+            snap.progress = invalid_progress(&invalid, Some(snap.progress));
+            snap.finished = false;
+        }
+        snap.failures
+            .push(format!("invalid-spec: {}", invalid.problems.join("; ")));
+        snap.invalid_spec = Some(invalid);
+        Ok(snap)
+    }
+}
+
+/// The state shown for a rollout whose documents do not load and that has no run going on
+/// with an older configuration.
+pub const INVALID_SPEC: &str = "invalid-spec";
+
+/// The progress of a rollout in the state `invalid-spec`: its latest run's (phases,
+/// versions, weight) when it has one, with the state and a message that says what to do.
+pub fn invalid_progress(invalid: &InvalidSpec, run: Option<Progress>) -> Progress {
+    let count = invalid.problems.len();
+    let after_fix = match (&run, invalid.held_run) {
+        (Some(p), Some(_)) => format!(
+            "run {} resumes where it was (no step applied again) once they load",
+            p.run
+        ),
+        _ => "the rollout starts once they load".to_string(),
+    };
+    let message = format!(
+        "the documents of rollout {:?} do not load ({count} problem(s)): fix them; {after_fix}",
+        invalid.name
+    );
+    match run {
+        Some(p) => Progress {
+            state: INVALID_SPEC.to_string(),
+            message,
+            ..p
+        },
+        None => Progress {
+            rollout: invalid.name.clone(),
+            run: 0,
+            state: INVALID_SPEC.to_string(),
+            strategy: String::new(),
+            stable_version: String::new(),
+            canary_version: String::new(),
+            phases: Vec::new(),
+            phase: 0,
+            phase_count: 0,
+            phase_name: String::new(),
+            weight: 0.0,
+            message,
+            metrics: Vec::new(),
+            failures: Vec::new(),
+            target: None,
+        },
     }
 }
 
@@ -101,11 +180,16 @@ pub fn progress(row: &RolloutRow) -> Progress {
 
 /// Read the latest run of `name`; `Ok(None)` when the store has none.
 pub async fn snapshot(store: &Store, name: &str) -> Result<Option<Snapshot>, String> {
-    let Some(row) = store.latest(name).await.map_err(|e| e.to_string())? else {
-        return Ok(None);
+    let latest = store.latest(name).await.map_err(|e| e.to_string())?;
+    let invalid = store.invalid_spec(name).await.map_err(|e| e.to_string())?;
+    let mut snapshot = match (&latest, invalid) {
+        (None, None) => return Ok(None),
+        (latest, Some(invalid)) => Snapshot::invalid(invalid, latest.as_ref())?,
+        (Some(row), None) => Snapshot::of(row)?,
     };
-    let mut snapshot = Snapshot::of(&row)?;
-    snapshot.runner = runner(store, &row).await?;
+    if let Some(row) = &latest {
+        snapshot.runner = runner(store, row).await?;
+    }
     Ok(Some(snapshot))
 }
 
@@ -167,6 +251,10 @@ pub struct History {
     pub audit_run: i64,
     /// Its audit log, in order.
     pub audit: Vec<AuditInfo>,
+    /// When the rollout's documents do not load: every problem (see
+    /// [`Snapshot::invalid_spec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_spec: Option<InvalidSpec>,
 }
 
 /// Why a history cannot be shown.
@@ -186,8 +274,22 @@ pub async fn history(store: &Store, name: &str, run: Option<i64>) -> Result<Hist
         .runs(name)
         .await
         .map_err(|e| HistoryError::Store(e.to_string()))?;
+    let invalid = store
+        .invalid_spec(name)
+        .await
+        .map_err(|e| HistoryError::Store(e.to_string()))?;
     let Some(latest) = runs.last() else {
-        return Err(HistoryError::NoRollout);
+        return match invalid {
+            Some(invalid) if run.is_none() => Ok(History {
+                rollout: name.to_string(),
+                runs: Vec::new(),
+                audit_run: 0,
+                audit: Vec::new(),
+                invalid_spec: Some(invalid),
+            }),
+            Some(_) => Err(HistoryError::NoRun(Vec::new())),
+            None => Err(HistoryError::NoRollout),
+        };
     };
     let chosen = match run {
         None => latest,
@@ -225,5 +327,6 @@ pub async fn history(store: &Store, name: &str, run: Option<i64>) -> Result<Hist
                 state_after: a.event.state_after,
             })
             .collect(),
+        invalid_spec: invalid,
     })
 }

@@ -16,6 +16,7 @@
 //! problems found after parsing still point into the file.
 
 pub mod docs;
+mod each;
 mod identity;
 #[cfg(test)]
 mod load_tests;
@@ -24,6 +25,7 @@ mod resolve;
 #[cfg(test)]
 mod tests;
 
+pub use each::Each;
 pub use identity::{root_of, same_spec};
 pub use model::*;
 
@@ -96,6 +98,33 @@ impl fmt::Display for SpecError {
 /// same whatever directory a command is later run in. Errors show them relative to the
 /// current directory again when they are below it.
 pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
+    let (sources, mut errors) = read_sources(paths);
+    let result = resolve::load_sources(&sources);
+    match result {
+        Ok(bundle) if errors.is_empty() => Ok(bundle),
+        Ok(_) => Err(cap_problems(shorten(errors))),
+        Err(more) => {
+            errors.extend(more);
+            Err(cap_problems(shorten(errors)))
+        }
+    }
+}
+
+/// Load spec documents rollout by rollout ([`each`]): what loads is kept, and every
+/// problem is given to the rollouts it concerns. Never fails as a whole: a broken file
+/// costs only the rollouts it holds or that use what it declares.
+pub fn load_each(paths: &[PathBuf]) -> Each {
+    let (sources, errors) = read_sources(paths);
+    let (bundle, problems) = resolve::load_sources_partial(&sources);
+    let mut each = each::attribute(&sources, bundle, problems);
+    each.other.splice(0..0, errors);
+    each.shorten();
+    each
+}
+
+/// Read the spec files of `paths` (made absolute), with a problem for each that cannot be
+/// read.
+fn read_sources(paths: &[PathBuf]) -> (Vec<(PathBuf, String)>, Vec<SpecError>) {
     use crate::files::{MAX_SPEC_TOTAL_BYTES, SPEC_FILE};
     let mut sources = Vec::new();
     let mut errors = Vec::new();
@@ -154,15 +183,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Bundle, Vec<SpecError>> {
             }
         }
     }
-    let result = resolve::load_sources(&sources);
-    match result {
-        Ok(bundle) if errors.is_empty() => Ok(bundle),
-        Ok(_) => Err(cap_problems(shorten(errors))),
-        Err(more) => {
-            errors.extend(more);
-            Err(cap_problems(shorten(errors)))
-        }
-    }
+    (sources, errors)
 }
 
 /// Errors name files as an operator would type them: relative to the current directory

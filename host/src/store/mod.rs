@@ -35,7 +35,10 @@
 //! itself stopped when it stops cleanly; readers ask who drives a run ([`Store::runner_of`],
 //! [`Store::drivers`]).
 
+mod invalid;
 mod sql;
+
+pub use invalid::InvalidSpec;
 
 use serde::{Deserialize, Serialize};
 use sql::{Filter, Sql};
@@ -323,6 +326,8 @@ pub struct Commit<'a> {
     pub step_intents: &'a [(String, String)],
     /// Action requests this transition acted on.
     pub consumed_actions: &'a [i64],
+    /// A new resolved spec for the run (JSON), when it adopted a newer configuration.
+    pub spec: Option<&'a str>,
 }
 
 /// A handle on one store file; cheap to clone, safe to share between tasks, and other
@@ -519,6 +524,14 @@ impl Store {
             });
         }
 
+        if let Some(spec) = commit.spec {
+            sqlx::query(SQL.replace_spec)
+                .bind(spec)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         append_events(&mut tx, id, commit.events).await?;
         insert_measurements(&mut tx, id, commit.measurements).await?;
         insert_intents(&mut tx, id, commit.step_intents, now_ms).await?;

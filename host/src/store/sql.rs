@@ -89,6 +89,8 @@ pub(super) struct Sql {
     pub bump_generation: &'static str,
     /// Binds: id. Returns (name, generation).
     pub generation_of: &'static str,
+    /// Binds: spec, id.
+    pub replace_spec: &'static str,
     /// Binds: rollout id, at_ms, actor, action, reason, state_before, state_after,
     /// progress, rollout id.
     pub append_event: &'static str,
@@ -117,6 +119,22 @@ pub(super) struct Sql {
     pub consume_action: &'static str,
     /// Binds: action id. Returns (rollout_id, consumed_by).
     pub action_owner: &'static str,
+    /// Binds: name, problems, since_ms, held_run. Keeps `since_ms` when the problems are
+    /// the same.
+    pub set_invalid: &'static str,
+    /// Binds: name.
+    pub clear_invalid: &'static str,
+    /// No binds. Returns invalid-spec rows by name.
+    pub invalid_specs: &'static str,
+    /// Binds: name. Returns the invalid-spec row.
+    pub invalid_spec: &'static str,
+    /// No binds. Returns 1 when the store has the `invalid_specs` table (migration 3).
+    pub tracks_invalid: &'static str,
+    /// No binds. Returns (generation, fingerprint) of the newest configuration.
+    pub latest_configuration: &'static str,
+    /// Binds: fingerprint, loaded_ms, fingerprint. Adds a configuration unless the newest
+    /// has this fingerprint.
+    pub insert_configuration: &'static str,
     /// No binds. Returns 1 when the schema has the `runners` table (migration 2), else 0:
     /// a reader that does not migrate may open an older store.
     pub tracks_runners: &'static str,
@@ -171,6 +189,7 @@ pub(super) const SQLITE: Sql = Sql {
     bump_generation: "UPDATE rollouts SET generation = generation + 1, checkpoint = ?, \
                       state = ?, finished = ?, updated_ms = ? WHERE id = ? AND generation = ?",
     generation_of: "SELECT name, generation FROM rollouts WHERE id = ?",
+    replace_spec: "UPDATE rollouts SET spec = ? WHERE id = ?",
     append_event: "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, \
                    state_before, state_after, progress) \
                    SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ? \
@@ -209,6 +228,21 @@ pub(super) const SQLITE: Sql = Sql {
     consume_action: "UPDATE action_requests SET consumed_by = ?, consumed_ms = ? \
                      WHERE id = ? AND rollout_id = ? AND consumed_by IS NULL",
     action_owner: "SELECT rollout_id, consumed_by FROM action_requests WHERE id = ?",
+    set_invalid: "INSERT INTO invalid_specs (name, problems, since_ms, held_run) \
+                  VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+                  since_ms = CASE WHEN invalid_specs.problems = excluded.problems \
+                  THEN invalid_specs.since_ms ELSE excluded.since_ms END, \
+                  problems = excluded.problems, held_run = excluded.held_run",
+    clear_invalid: "DELETE FROM invalid_specs WHERE name = ?",
+    invalid_specs: "SELECT name, problems, since_ms, held_run FROM invalid_specs ORDER BY name",
+    invalid_spec: "SELECT name, problems, since_ms, held_run FROM invalid_specs WHERE name = ?",
+    tracks_invalid: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                     AND name = 'invalid_specs'",
+    latest_configuration: "SELECT generation, fingerprint FROM configurations \
+                           ORDER BY generation DESC LIMIT 1",
+    insert_configuration: "INSERT INTO configurations (fingerprint, loaded_ms) SELECT ?, ? \
+                           WHERE NOT EXISTS (SELECT 1 FROM configurations WHERE fingerprint = ? \
+                           AND generation = (SELECT MAX(generation) FROM configurations))",
     tracks_runners: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'runners'",
     register_runner: concat!(
         "INSERT INTO runners (host, pid, command, version, started_ms, heartbeat_ms, \

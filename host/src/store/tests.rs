@@ -34,6 +34,7 @@ fn commit<'a>(checkpoint: &'a str, state: &'a str, events: &'a [AuditEvent]) -> 
         measurements: &[],
         step_intents: &[],
         consumed_actions: &[],
+        spec: None,
     }
 }
 
@@ -135,6 +136,7 @@ async fn generation_conflict_writes_nothing() {
         measurements: &measurements,
         step_intents: &intents,
         consumed_actions: &[action],
+        spec: None,
     };
     let before = store.get(row.id).await.unwrap();
     match store.commit(row.id, 1, stale, 900).await {

@@ -43,7 +43,8 @@ use super::model::*;
 use super::{API_VERSION, SpecError, valid_name};
 use crate::files::{MAX_DOCUMENTS_PER_FILE, MAX_PROBLEMS_SHOWN};
 use crate::metrics::config::MetricBackendDoc;
-use source::{Src, first_content_line, split_documents, yaml_line_breaks};
+use source::Src;
+pub(in crate::spec) use source::{first_content_line, split_documents, yaml_line_breaks};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -85,6 +86,18 @@ fn list(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
 
 /// Read every document of every source, then resolve them together.
 pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<SpecError>> {
+    let (bundle, errors) = load_sources_partial(sources);
+    if errors.is_empty() {
+        Ok(bundle)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Read every document of every source and resolve them together: what resolved (a
+/// rollout, a template or a plugin with a problem is left out; a backend with a problem is
+/// kept, for [`super::each`] to judge) and every problem, in file order.
+pub(super) fn load_sources_partial(sources: &[(PathBuf, String)]) -> (Bundle, Vec<SpecError>) {
     let mut loader = Loader::default();
     let mut unchecked = None;
     for (file, text) in sources {
@@ -97,7 +110,7 @@ pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<
     let bundle = loader.resolve();
     let mut errors = loader.errors;
     if errors.is_empty() && unchecked.is_none() {
-        return Ok(bundle);
+        return (bundle, errors);
     }
     let order: Vec<&PathBuf> = sources.iter().map(|(f, _)| f).collect();
     errors.sort_by_key(|e| {
@@ -123,7 +136,7 @@ pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<
             ),
         });
     }
-    Err(errors)
+    (bundle, errors)
 }
 
 #[derive(Default)]

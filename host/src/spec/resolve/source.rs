@@ -151,7 +151,7 @@ fn yaml_limit_message(e: &serde_saphyr::Error) -> Option<String> {
 /// `---` line (kept in its text, so the parser sees the marker and positions stay right).
 /// More than [`MAX_DOCUMENTS_PER_FILE`] documents (empty ones included) is an error: the
 /// 0-based line where the first document too many starts.
-pub(super) fn split_documents(text: &str) -> Result<Vec<(usize, String)>, usize> {
+pub(in crate::spec) fn split_documents(text: &str) -> Result<Vec<(usize, String)>, usize> {
     let mut out = Vec::new();
     let mut current = String::new();
     let mut start = 0;
@@ -173,7 +173,7 @@ pub(super) fn split_documents(text: &str) -> Result<Vec<(usize, String)>, usize>
 
 /// The 0-based index (within the document) of its first line with content, or `None` when
 /// the document holds nothing but markers, directives, comments and blank lines.
-pub(super) fn first_content_line(text: &str) -> Option<usize> {
+pub(in crate::spec) fn first_content_line(text: &str) -> Option<usize> {
     text.lines().position(|line| {
         let t = line.trim();
         let t = t.strip_prefix("---").map(str::trim).unwrap_or(t);
@@ -185,7 +185,7 @@ pub(super) fn first_content_line(text: &str) -> Option<usize> {
 /// parser counts a lone `\r` as a line break, so the documents are split and positions
 /// counted the same way (a file with lone CRs got line numbers past its end; found by the
 /// fuzzer). Columns do not change: a break ends its line.
-pub(super) fn yaml_line_breaks(text: &str) -> std::borrow::Cow<'_, str> {
+pub(in crate::spec) fn yaml_line_breaks(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\r') {
         std::borrow::Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
     } else {
