@@ -201,7 +201,7 @@ impl Run<'_> {
             Action::Rollback => match state {
                 State::RolledBack | State::Succeeded | State::RollingBack => refuse("rollback"),
                 _ => {
-                    self.start_rollback(reason_or(reason, actor, "rollback requested"));
+                    self.roll_back(actor, reason_or(reason, actor, "rollback requested"), true);
                     Ok(())
                 }
             },

@@ -32,10 +32,13 @@ impl Run<'_> {
 
     pub(super) async fn on_deadline(&mut self, why: String) -> Result<(), EngineError> {
         let before = self.cp.state;
-        match self.spec.on_deadline {
-            DeadlineAction::Fail => self.finish(State::Failed, why.clone()),
-            DeadlineAction::Rollback => self.start_rollback(why.clone()),
-        }
+        let why = match self.spec.on_deadline {
+            DeadlineAction::Fail => {
+                self.finish(State::Failed, why.clone());
+                why
+            }
+            DeadlineAction::Rollback => self.roll_back_or_hold(why),
+        };
         self.audit(ENGINE_ACTOR, "deadline", why, before);
         self.commit(&[], &[]).await
     }
@@ -67,10 +70,13 @@ impl Run<'_> {
                         step.id,
                         human_ms(self.spec.readiness.timeout_ms)
                     );
-                    match self.spec.on_deadline {
-                        DeadlineAction::Fail => self.finish(State::Failed, msg.clone()),
-                        DeadlineAction::Rollback => self.start_rollback(msg.clone()),
-                    }
+                    let msg = match self.spec.on_deadline {
+                        DeadlineAction::Fail => {
+                            self.finish(State::Failed, msg.clone());
+                            msg
+                        }
+                        DeadlineAction::Rollback => self.roll_back_or_hold(msg),
+                    };
                     self.audit(ENGINE_ACTOR, "readiness-timeout", msg, before);
                     return self.commit(&[], &[]).await;
                 }

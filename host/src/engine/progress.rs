@@ -68,6 +68,9 @@ pub struct Progress {
     pub message: String,
     /// Every metric of the phase and the background.
     pub metrics: Vec<MetricProgress>,
+    /// The run this run reverses: it takes back what that run rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<i64>,
 }
 
 /// Receives progress after every committed transition.
@@ -149,6 +152,7 @@ pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {
         weight: cp.weight,
         message: cp.message.clone(),
         metrics,
+        reverses: cp.reverses,
     }
 }
 

@@ -153,8 +153,8 @@ impl Run<'_> {
         }
     }
 
-    /// A step that could not be applied: a forward step starts the rollback, a rollback
-    /// step fails the rollout.
+    /// A step that could not be applied: a forward step starts the rollback (a reversal
+    /// holds for an operator instead), a rollback step fails the rollout.
     pub(super) async fn step_failed(
         &mut self,
         step: &Step,
@@ -167,14 +167,15 @@ impl Run<'_> {
             step.id,
             step.operation.name()
         );
-        if self.cp.state == State::RollingBack || step.operation == Operation::Rollback {
+        let why = if self.cp.state == State::RollingBack || step.operation == Operation::Rollback {
             self.finish(
                 State::Failed,
                 format!("{why}; the rollback could not complete"),
             );
+            why
         } else {
-            self.start_rollback(why.clone());
-        }
+            self.roll_back_or_hold(why)
+        };
         self.audit(ENGINE_ACTOR, "step-failed", why, before);
         self.commit(&[], &[]).await
     }

@@ -87,6 +87,7 @@ pub fn progress(row: &RolloutRow) -> Progress {
             row.run, row.state
         ),
         metrics: Vec::new(),
+        reverses: None,
     })
 }
 
@@ -112,6 +113,9 @@ pub struct RunInfo {
     pub created_ms: i64,
     /// When it last changed.
     pub updated_ms: i64,
+    /// The run it reverses, if it is a reversal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<i64>,
 }
 
 /// One audit event.
@@ -189,6 +193,7 @@ pub async fn history(store: &Store, name: &str, run: Option<i64>) -> Result<Hist
                 finished: r.finished,
                 created_ms: r.created_ms,
                 updated_ms: r.updated_ms,
+                reverses: crate::engine::reversal::reverses(r),
             })
             .collect(),
         audit_run: chosen.run,
