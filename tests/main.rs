@@ -9,6 +9,7 @@
 //! | `cli` | `plugin inspect`/`check`, `schema`, `lint`, exit codes and messages |
 //! | `files` | the one file walker and reader: FIFOs, devices, caps, ConfigMap mounts, moves |
 //! | `rollout` | the engine through `rollgate run`: strategies, targets, gates, actions |
+//! | `reversal` | rollback after success, mode `new-rollout`, retry rolling forward |
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
 //! | `status` | `get`, `history`, the live tree |
@@ -31,6 +32,7 @@ mod plugin_kit;
 mod plugin_sandbox;
 mod prometheus;
 mod replay;
+mod reversal;
 mod rollout;
 mod serve;
 mod serve_leaks;
