@@ -3,7 +3,8 @@
 //! actions (`pause`, `resume`, `promote`, `promote-full`, `abort`, `rollback`, `retry`)
 //! that a running `rollgate run` picks up from the same store.
 //!
-//! Exit codes of `run`: 0 every rollout succeeded, 5 one rolled back, 6 one was aborted,
+//! Exit codes of `run`: 0 every rollout succeeded, 5 one rolled back (a release taken back
+//! by a reversal that succeeded included), 6 one was aborted,
 //! 7 one failed, 8 one waits for an operator (simulated clock only), 3 a plugin or the
 //! store failed, 4 invalid input. With several rollouts the highest code wins.
 
@@ -537,10 +538,13 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         code = code.max(outcome_code(o));
         match format {
             Format::Human => out.line(format!("{}: {} — {}", o.rollout, o.state, o.message)),
-            Format::Json => out.line(
-                serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message, "reverses": o.reverses})
-                    .to_string(),
-            ),
+            Format::Json => {
+                let mut line = serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message});
+                if let Some(n) = o.reverses {
+                    line["reverses"] = n.into();
+                }
+                out.line(line.to_string())
+            }
         }
     }
     code

@@ -46,9 +46,11 @@ pub enum Action {
     PromoteFull,
     /// Stop; what was applied stays.
     Abort,
-    /// Restore the stable version.
+    /// Restore the stable version (after a success: a new run that reverses the succeeded
+    /// one, [`super::reversal`]).
     Rollback,
-    /// Re-run a rolled-back, aborted or failed rollout as a new run.
+    /// Re-run a rolled-back, aborted or failed rollout as a new run; after a reversal, roll
+    /// forward again.
     Retry,
 }
 
