@@ -11,6 +11,7 @@
 //! | `rollout` | the engine through `rollgate run`: strategies, targets, gates, actions |
 //! | `reversal` | rollback after success, mode `new-rollout`, retry rolling forward |
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
+//! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
 //! | `status` | `get`, `history`, the live tree |
 //! | `verify`, `replay` | CI dry-runs over live backends and recordings |
@@ -34,6 +35,7 @@ mod prometheus;
 mod replay;
 mod reversal;
 mod rollout;
+mod runner;
 mod serve;
 mod serve_leaks;
 mod slo;

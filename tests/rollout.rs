@@ -95,6 +95,7 @@ impl Harness {
             action_poll: Duration::from_millis(50),
             sink: None,
             wakers: None,
+            runner: None,
         };
         let harness = Harness { dir, engine, clock };
         for r in &bundle.rollouts {

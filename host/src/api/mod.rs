@@ -10,6 +10,8 @@
 //! identity, never something the request says about itself.
 
 use crate::engine::Action;
+use crate::engine::clock::now_ms;
+use crate::engine::runner::RunnerView;
 use crate::server::views::{self, HistoryError};
 use crate::server::{Event, Fleet};
 use axum::extract::{Path, Query, State};
@@ -327,6 +329,11 @@ async fn list(
     if let Err(r) = authorize(&s, &headers, Role::Read, "listing rollouts") {
         return *r;
     }
+    // Who drives each unfinished run, and whether its runner still beats.
+    let drivers = match s.fleet.store().drivers().await {
+        Ok(d) => d,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let items: Vec<_> = s
         .fleet
         .rollouts()
@@ -339,12 +346,16 @@ async fn list(
                 .as_deref()
                 .is_none_or(|pre| p.rollout.starts_with(pre))
         })
-        .map(|(_, p)| {
-            json!({
+        .map(|(id, p)| {
+            let mut item = json!({
                 "rollout": p.rollout, "run": p.run, "state": p.state, "phase": p.phase_name,
                 "phaseIndex": p.phase, "phaseCount": p.phase_count, "weight": p.weight,
                 "message": p.message,
-            })
+            });
+            if let Some(runner) = drivers.get(&id) {
+                item["runner"] = json!(RunnerView::of(runner, now_ms()));
+            }
+            item
         })
         .collect();
     Json(json!({ "rollouts": items })).into_response()

@@ -175,6 +175,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         action_poll: Duration::from_millis(10),
         sink: None,
         wakers: None,
+        runner: None,
     };
     let measured = std::time::Instant::now();
     let mut ids = Vec::new();

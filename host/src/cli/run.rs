@@ -6,11 +6,17 @@
 //! Exit codes of `run`: 0 every rollout succeeded, 5 one rolled back (a release taken back
 //! by a reversal that succeeded included), 6 one was aborted,
 //! 7 one failed, 8 one waits for an operator (simulated clock only), 3 a plugin or the
-//! store failed, 4 invalid input. With several rollouts the highest code wins.
+//! store failed, 4 invalid input. With several rollouts the highest code wins. Stopped by
+//! SIGINT or SIGTERM: 130 or 143, once the runner is marked stopped in the store.
+//!
+//! While it drives runs, `run` is the store's runner ([`crate::engine::runner`]): it
+//! registers, beats every `--heartbeat` and marks itself stopped when it ends, so `rollgate
+//! get` can tell a run being driven from one whose runner died.
 
 use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock, now_ms};
 use crate::engine::reversal::{self, ReverseError};
+use crate::engine::runner::Runner;
 use crate::engine::state::{Control, State};
 use crate::engine::{
     Action, ENGINE_ACTOR, Engine, Outcome, Progress, RetryError, retry_run, setup,
@@ -74,6 +80,10 @@ pub struct RunArgs {
     /// How often a waiting rollout looks for operator actions, in milliseconds.
     #[arg(long, default_value_t = 250)]
     pub poll_ms: u64,
+    /// How often this runner records its heartbeat in the store (100ms to 1h); `rollgate
+    /// get` reports a runner silent for three periods as stopped reporting.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub heartbeat: String,
 }
 
 /// An action on a rollout.
@@ -311,6 +321,13 @@ pub async fn run(args: RunArgs) -> u8 {
 }
 
 async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
+    let heartbeat = match crate::engine::runner::parse_period(&args.heartbeat) {
+        Ok(p) => p,
+        Err(e) => {
+            out.err(format!("rollgate: --heartbeat: {e}"));
+            return exit::INVALID_INPUT;
+        }
+    };
     let Some(bundle) = super::load_or_report(&args.files, "rollgate", "run", out) else {
         return exit::INVALID_INPUT;
     };
@@ -440,7 +457,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             }
         })
     };
-    let engine = Engine {
+    let mut engine = Engine {
         store: store.clone(),
         clock: clock.clone(),
         plugins: Arc::new(plugins),
@@ -450,6 +467,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         action_poll: Duration::from_millis(args.poll_ms.max(10)),
         sink: None,
         wakers: None,
+        runner: None,
     };
     let mut ids = Vec::new();
     let mut done: Vec<Outcome> = Vec::new();
@@ -501,6 +519,20 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             },
         }
     }
+    // This process drives runs from here on: it is their runner, and beats while it is.
+    let runner = if ids.is_empty() {
+        None
+    } else {
+        match Runner::register(&store, "run", heartbeat).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                return exit::PLUGIN_ERROR;
+            }
+        }
+    };
+    engine.runner = runner.as_ref().map(Runner::id);
+    let beat = runner.as_ref().map(|r| tokio::spawn(r.beat()));
     // Every rollout is registered with the simulated clock before any starts, so time
     // cannot jump while the first waits and the others do not exist yet.
     let actors: Vec<_> = ids
@@ -515,10 +547,34 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             engine.drive(id).await
         }));
     }
+    let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+    let mut joined = std::pin::pin!(futures::future::join_all(tasks));
+    let results = tokio::select! {
+        results = &mut joined => results,
+        signal = interrupted() => {
+            // The runs stop where they are (each resumes from its last commit), then the
+            // runner is marked stopped: a clean stop, not a runner that died.
+            for a in &aborts {
+                a.abort();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut joined).await;
+            stop_runner(beat, runner, out).await;
+            if live {
+                board.lock().unwrap_or_else(|e| e.into_inner()).draw();
+            }
+            let (name, code) = signal;
+            out.err(format!(
+                "rollgate: stopped by {name}; unfinished runs resume from their checkpoints at the next `rollgate run` on {}",
+                args.store.display()
+            ));
+            return code;
+        }
+    };
+    stop_runner(beat, runner, out).await;
     let mut code = exit::OK;
     let mut outcomes = done;
-    for task in tasks {
-        match task.await {
+    for result in results {
+        match result {
             Ok(Ok(o)) => outcomes.push(o),
             Ok(Err(e)) => {
                 out.err(format!("rollgate: {e}"));
@@ -548,6 +604,41 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         }
     }
     code
+}
+
+/// Stop the heartbeat and mark the runner stopped (a failure to is reported, not fatal: the
+/// runner then reads as stopped reporting, which is true enough).
+async fn stop_runner(
+    beat: Option<tokio::task::JoinHandle<()>>,
+    runner: Option<Runner>,
+    out: &mut Out,
+) {
+    if let Some(beat) = beat {
+        beat.abort();
+    }
+    if let Some(runner) = runner
+        && let Err(e) = runner.stop().await
+    {
+        out.err(format!(
+            "rollgate: cannot mark this runner stopped in the store: {e}"
+        ));
+    }
+}
+
+/// SIGINT or SIGTERM: its name and the exit code a shell gives it (128 + its number).
+async fn interrupted() -> (&'static str, u8) {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => ("SIGINT", 130),
+        _ = term => ("SIGTERM", 143),
+    }
 }
 
 /// The live trees of `rollgate run` on a terminal: the latest progress of each rollout,

@@ -6,6 +6,9 @@
 //! then loads the folder and resumes every unfinished run. Exit codes: 0 stopped by
 //! SIGINT/SIGTERM, 3 the store or the plugin host failed, 4 invalid input (a configuration
 //! that does not load, a bad tokens file, an address that cannot be bound).
+//!
+//! The server is the runner of the runs it drives ([`crate::engine::runner`]): registered
+//! before the folder loads, beating every `--heartbeat`, marked stopped on SIGINT/SIGTERM.
 
 use super::exit;
 use crate::api::{self, Tokens};
@@ -51,6 +54,10 @@ pub struct ServeArgs {
     /// `exec:["program","arg",…]`. Default: none.
     #[arg(long = "api-allow-ref", value_name = "REF")]
     pub api_allow_ref: Vec<String>,
+    /// How often the server records its heartbeat in the store (100ms to 1h); `rollgate
+    /// get` and the API report a runner silent for three periods as stopped reporting.
+    #[arg(long, default_value = "5s", value_name = "DURATION")]
+    pub heartbeat: String,
 }
 
 /// The store path and durability of a `--db` URL.
@@ -105,6 +112,10 @@ pub async fn run(args: ServeArgs) -> u8 {
     ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return fail(exit::INVALID_INPUT, e),
+    };
+    let heartbeat = match crate::engine::runner::parse_period(&args.heartbeat) {
+        Ok(p) => p,
+        Err(e) => return fail(exit::INVALID_INPUT, format!("--heartbeat: {e}")),
     };
     let mut global_webhooks = Vec::new();
     for url in &args.notify {
@@ -161,6 +172,7 @@ pub async fn run(args: ServeArgs) -> u8 {
             global_webhooks,
             event_buffer: 65_536,
             api_allow,
+            heartbeat,
         },
         store,
         host,
@@ -184,7 +196,11 @@ pub async fn run(args: ServeArgs) -> u8 {
             .await
     });
     eprintln!("rollgate serve: listening on http://{address}");
+    if let Err(e) = fleet.register_runner().await {
+        return fail(exit::PLUGIN_ERROR, e.to_string());
+    }
     if let Err(refused) = fleet.start().await {
+        let _ = fleet.stop_runner().await;
         for line in &refused.0 {
             eprintln!("rollgate serve: {line}");
         }
@@ -204,7 +220,11 @@ pub async fn run(args: ServeArgs) -> u8 {
         fleet.driving()
     );
     fleet.spawn_watch();
-    match server.await {
+    let served = server.await;
+    if let Err(e) = fleet.stop_runner().await {
+        eprintln!("rollgate serve: cannot mark this runner stopped in the store: {e}");
+    }
+    match served {
         Ok(Ok(())) => {
             eprintln!("rollgate serve: stopped");
             exit::OK

@@ -1,7 +1,8 @@
 //! Status for people: `rollgate get NAME [--watch]` (the live tree of a rollout, read from
 //! the store a runner writes, or from a server's API with `--server URL`) and `rollgate
 //! history NAME` (its runs and audit log). The same tree is drawn live by `rollgate run`
-//! on a terminal.
+//! on a terminal; `get` adds who drives an unfinished run ([`with_runner`]), saying so
+//! plainly when that runner stopped reporting.
 //!
 //! Exit codes: 0 shown, 3 the store or server cannot be read, 4 no such rollout or run (or
 //! a token the server refused).
@@ -10,6 +11,7 @@ use super::remote::{Remote, segment};
 use super::style::{self, Colour, glyph, paint, status_colour};
 use super::{Format, Out, exit};
 use crate::engine::Progress;
+use crate::engine::runner::RunnerView;
 use crate::server::views::{self, History, HistoryError, Snapshot};
 use crate::store::Store;
 use clap::Args;
@@ -165,6 +167,22 @@ pub fn tree(p: &Progress, colour: bool) -> Vec<String> {
     lines
 }
 
+/// Add who drives the run to a [`tree`]'s header (its block up to the first blank line): a
+/// runner that stopped reporting or was stopped in red, with what to do.
+pub fn with_runner(lines: &mut Vec<String>, runner: &RunnerView, colour: bool) {
+    let text = if runner.is_gone() {
+        paint(colour, Colour::Red, &format!("⚠ {}", runner.message))
+    } else {
+        runner.message.clone()
+    };
+    let line = format!("{} {text}", paint(colour, Colour::Dim, "Runner:  "));
+    let at = lines
+        .iter()
+        .position(String::is_empty)
+        .unwrap_or(lines.len());
+    lines.insert(at, line);
+}
+
 /// 10, 12.5, 0.0123: no trailing zeros.
 fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -293,6 +311,9 @@ async fn get_inner(args: &GetArgs, out: &mut Out) -> u8 {
             Format::Json => json_of(&snap),
             Format::Human => {
                 let mut lines = tree(&snap.progress, colour);
+                if let Some(runner) = &snap.runner {
+                    with_runner(&mut lines, runner, colour);
+                }
                 lines.push(paint(
                     colour,
                     Colour::Dim,
@@ -546,6 +567,34 @@ mod tests {
             ..progress()
         };
         assert!(tree(&reversal, false)[0].ends_with("checkout (run 2, reverses run 1)"));
+    }
+
+    #[test]
+    fn the_runner_joins_the_header() {
+        let view = |stopped_ms, stale| {
+            RunnerView {
+            id: 3,
+            host: "build-3".into(),
+            pid: 99,
+            command: "run".into(),
+            started_ms: 0,
+            heartbeat_ms: 0,
+            period_ms: 5_000,
+            stopped_ms,
+            stale,
+            message: "runner on build-3 stopped reporting at 1970-01-01 00:00:00 UTC; the run is not progressing — restart `rollgate run` on this store".into(),
+        }
+        };
+        let mut lines = tree(&progress(), false);
+        with_runner(&mut lines, &view(None, true), false);
+        let at = lines.iter().position(String::is_empty).expect("blank line");
+        assert_eq!(
+            lines[at - 1],
+            "Runner:   ⚠ runner on build-3 stopped reporting at 1970-01-01 00:00:00 UTC; the run is not progressing — restart `rollgate run` on this store"
+        );
+        let mut lines = tree(&progress(), true);
+        with_runner(&mut lines, &view(Some(1), false), true);
+        assert!(lines.iter().any(|l| l.contains("\x1b[31m⚠ runner")));
     }
 
     #[test]

@@ -69,30 +69,9 @@ pub fn parse_in_span(text: &str, first_ms: i64, last_ms: i64, now_ms: i64) -> Re
         .map_err(|e| format!("{e}; or start, end, start+10m, end-5m within the recording"))
 }
 
-/// Milliseconds since the Unix epoch as RFC 3339 in UTC (`2026-01-01T00:05:00Z`, with
-/// milliseconds only when there are some).
-pub fn rfc3339_ms(ms: i64) -> String {
-    let seconds = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = seconds.div_euclid(86_400);
-    let secs = seconds.rem_euclid(86_400);
-    // The civil date from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    if millis == 0 {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
-    } else {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{millis:03}Z")
-    }
-}
+/// Milliseconds since the Unix epoch as RFC 3339 in UTC (it lives with the engine's clock,
+/// which the server's views share).
+pub use crate::engine::clock::rfc3339_ms;
 
 /// `YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`.
 fn rfc3339(s: &str) -> Option<i64> {

@@ -44,6 +44,7 @@ pub mod dry;
 pub mod gate;
 pub mod plan;
 pub mod reversal;
+pub mod runner;
 pub mod setup;
 pub mod state;
 
@@ -151,6 +152,10 @@ pub struct Engine {
     pub sink: Option<Sink>,
     /// Wake-ups for operator actions (server mode); `None`: poll every `action_poll`.
     pub wakers: Option<Arc<Wakers>>,
+    /// The runner ([`runner::Runner::id`]) whose runs these are: [`Engine::drive`] records
+    /// it on the run (and takes it off when the drive gives up with an error). `None`:
+    /// nothing is recorded (replays, tests).
+    pub runner: Option<i64>,
 }
 
 /// The outcome of driving a rollout.
@@ -255,8 +260,21 @@ impl Engine {
             next: None,
         };
         let span = tracing::info_span!("rollout", rollout = %run.spec.name, run = run.run);
-        let outcome = run.drive().instrument(span).await?;
-        Ok((outcome, run.next))
+        // Each run is claimed when driven: the reversal a run goes on into too.
+        if let Some(runner) = self.runner {
+            self.store.claim_run(id, runner).await?;
+        }
+        let outcome = run.drive().instrument(span).await;
+        if outcome.is_err()
+            && let Some(runner) = self.runner
+            && let Err(e) = self.store.release_run(id, runner).await
+        {
+            tracing::warn!(
+                run = id,
+                "cannot record that this runner gave up the run: {e}"
+            );
+        }
+        Ok((outcome?, run.next))
     }
 }
 

@@ -24,6 +24,7 @@ pub mod views;
 
 use crate::engine::clock::now_ms;
 use crate::engine::reversal::{self, ReverseError};
+use crate::engine::runner::Runner;
 use crate::engine::setup::{self, Problem};
 use crate::engine::state::State;
 use crate::engine::{
@@ -67,6 +68,8 @@ pub struct FleetConfig {
     /// [`refs::parse_allowed`] makes them) that documents applied through the API may use
     /// besides those of the folder's own documents.
     pub api_allow: std::collections::BTreeSet<String>,
+    /// How often the server, as the runner of its runs, records its heartbeat.
+    pub heartbeat: Duration,
 }
 
 /// One committed change, as the event stream and webhooks carry it.
@@ -190,6 +193,11 @@ struct Inner {
     known: Mutex<BTreeMap<String, Known>>,
     notifier: Notifier,
     ready: AtomicBool,
+    /// This server as the store's runner ([`Fleet::register_runner`]), with its heartbeat
+    /// task.
+    runner: Mutex<Option<(Runner, tokio::task::JoinHandle<()>)>>,
+    /// The runner's id, for the engines built from each configuration.
+    runner_id: std::sync::OnceLock<i64>,
 }
 
 /// The server's rollouts. Cheap to clone.
@@ -274,6 +282,8 @@ impl Fleet {
                 known: Mutex::new(BTreeMap::new()),
                 notifier: Notifier::new(),
                 ready: AtomicBool::new(false),
+                runner: Mutex::new(None),
+                runner_id: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -286,6 +296,39 @@ impl Fleet {
     /// The notifier (its queue and counters).
     pub fn notifier(&self) -> &Notifier {
         &self.inner.notifier
+    }
+
+    /// Register this server as the runner of the store's runs and start its heartbeat (a
+    /// supervised task); call before [`Fleet::start`], once. Every run the server drives
+    /// then records it, and `rollgate get` and the API tell whether it still beats.
+    pub async fn register_runner(&self) -> Result<(), crate::store::StoreError> {
+        if self.inner.runner_id.get().is_some() {
+            return Ok(());
+        }
+        let runner =
+            Runner::register(&self.inner.store, "serve", self.inner.config.heartbeat).await?;
+        let _ = self.inner.runner_id.set(runner.id());
+        let beat = supervise::spawn("heartbeat", "the runner's heartbeat".into(), runner.beat());
+        *self.inner.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some((runner, beat));
+        Ok(())
+    }
+
+    /// A clean stop: the heartbeat ends and the runner is marked stopped, so the runs left
+    /// unfinished read as waiting for a runner, not as driven by a dead one.
+    pub async fn stop_runner(&self) -> Result<(), crate::store::StoreError> {
+        let taken = self
+            .inner
+            .runner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match taken {
+            Some((runner, beat)) => {
+                beat.abort();
+                runner.stop().await
+            }
+            None => Ok(()),
+        }
     }
 
     /// Load the configuration, resume every unfinished run in the store and start what the
@@ -461,6 +504,7 @@ impl Fleet {
             action_poll: self.inner.config.action_poll,
             sink: Some(self.sink()),
             wakers: Some(self.inner.wakers.clone()),
+            runner: self.inner.runner_id.get().copied(),
         };
         let webhooks = bundle
             .rollouts

@@ -2,6 +2,8 @@
 //! command line (reading a store file) and the HTTP API (which the command line reads with
 //! `--server`), so both give the same JSON.
 
+use crate::engine::clock::now_ms;
+use crate::engine::runner::RunnerView;
 use crate::engine::state::Checkpoint;
 use crate::engine::{Progress, progress_of};
 use crate::spec::model::RolloutSpec;
@@ -25,6 +27,10 @@ pub struct Snapshot {
     /// reason, and the last message when the run ended other than succeeded.
     #[serde(default)]
     pub failures: Vec<String>,
+    /// Who drives the run, when it is unfinished and a runner claimed it: the runner, its
+    /// heartbeat and whether it stopped reporting ([`crate::engine::runner`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerView>,
 }
 
 impl Snapshot {
@@ -50,6 +56,7 @@ impl Snapshot {
             created_ms: row.created_ms,
             updated_ms: row.updated_ms,
             failures,
+            runner: None,
         })
     }
 }
@@ -96,7 +103,19 @@ pub async fn snapshot(store: &Store, name: &str) -> Result<Option<Snapshot>, Str
     let Some(row) = store.latest(name).await.map_err(|e| e.to_string())? else {
         return Ok(None);
     };
-    Snapshot::of(&row).map(Some)
+    let mut snapshot = Snapshot::of(&row)?;
+    snapshot.runner = runner(store, &row).await?;
+    Ok(Some(snapshot))
+}
+
+/// Who drives the stored run `row`, seen now: `None` for a finished run, a run no runner
+/// claimed, and a store that does not record runners.
+pub async fn runner(store: &Store, row: &RolloutRow) -> Result<Option<RunnerView>, String> {
+    if row.finished {
+        return Ok(None);
+    }
+    let found = store.runner_of(row.id).await.map_err(|e| e.to_string())?;
+    Ok(found.map(|r| RunnerView::of(&r, now_ms())))
 }
 
 /// One run in a rollout's history.

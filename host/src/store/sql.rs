@@ -13,6 +13,22 @@ macro_rules! rollout_columns {
     };
 }
 
+/// The columns of a [`RunnerRow`](super::RunnerRow), qualified (they are read joined with
+/// `rollouts`).
+macro_rules! runner_columns {
+    () => {
+        "runners.id, runners.host, runners.pid, runners.command, runners.version, \
+         runners.started_ms, runners.heartbeat_ms, runners.period_ms, runners.stopped_ms"
+    };
+}
+
+/// The same columns unqualified, for `RETURNING` (which names only the table written).
+macro_rules! runner_returning {
+    () => {
+        "id, host, pid, command, version, started_ms, heartbeat_ms, period_ms, stopped_ms"
+    };
+}
+
 /// Verdicts whose measurements are never pruned.
 macro_rules! kept_verdicts {
     () => {
@@ -101,6 +117,25 @@ pub(super) struct Sql {
     pub consume_action: &'static str,
     /// Binds: action id. Returns (rollout_id, consumed_by).
     pub action_owner: &'static str,
+    /// No binds. Returns 1 when the schema has the `runners` table (migration 2), else 0:
+    /// a reader that does not migrate may open an older store.
+    pub tracks_runners: &'static str,
+    /// Binds: host, pid, command, version, started_ms, heartbeat_ms, period_ms. Returns
+    /// the runner row.
+    pub register_runner: &'static str,
+    /// Binds: heartbeat_ms, runner id. Touches only a runner that has not stopped.
+    pub heartbeat: &'static str,
+    /// Binds: heartbeat_ms, stopped_ms, runner id.
+    pub runner_stopped: &'static str,
+    /// Binds: runner id, rollout id.
+    pub claim_run: &'static str,
+    /// Binds: rollout id, runner id. Only the runner's own claim is released.
+    pub release_run: &'static str,
+    /// Binds: rollout id. Returns the runner row of the run's runner, if any.
+    pub runner_of: &'static str,
+    /// No binds. Returns (rollout id, the runner row) for every unfinished run with a
+    /// runner.
+    pub drivers: &'static str,
 }
 
 /// SQLite: `?` placeholders, `RETURNING`, `ON CONFLICT … DO NOTHING`.
@@ -174,4 +209,25 @@ pub(super) const SQLITE: Sql = Sql {
     consume_action: "UPDATE action_requests SET consumed_by = ?, consumed_ms = ? \
                      WHERE id = ? AND rollout_id = ? AND consumed_by IS NULL",
     action_owner: "SELECT rollout_id, consumed_by FROM action_requests WHERE id = ?",
+    tracks_runners: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'runners'",
+    register_runner: concat!(
+        "INSERT INTO runners (host, pid, command, version, started_ms, heartbeat_ms, \
+         period_ms) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ",
+        runner_returning!()
+    ),
+    heartbeat: "UPDATE runners SET heartbeat_ms = ? WHERE id = ? AND stopped_ms IS NULL",
+    runner_stopped: "UPDATE runners SET heartbeat_ms = ?, stopped_ms = ? WHERE id = ?",
+    claim_run: "UPDATE rollouts SET runner_id = ? WHERE id = ?",
+    release_run: "UPDATE rollouts SET runner_id = NULL WHERE id = ? AND runner_id = ?",
+    runner_of: concat!(
+        "SELECT ",
+        runner_columns!(),
+        " FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = ?"
+    ),
+    drivers: concat!(
+        "SELECT rollouts.id AS rollout_id, ",
+        runner_columns!(),
+        " FROM rollouts JOIN runners ON runners.id = rollouts.runner_id \
+         WHERE rollouts.finished = 0 ORDER BY rollouts.id"
+    ),
 };

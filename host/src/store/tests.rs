@@ -678,3 +678,152 @@ async fn a_successor_is_created_with_the_last_commit_or_not_at_all() {
     assert_eq!(third.run, 3);
     assert_eq!(store.runs("web").await.unwrap().len(), 3);
 }
+
+fn new_runner(command: &str) -> NewRunner<'_> {
+    NewRunner {
+        host: "build-3",
+        pid: 4242,
+        command,
+        version: "0.1.0",
+        period_ms: 5_000,
+    }
+}
+
+#[tokio::test]
+async fn runners_register_beat_claim_and_stop() {
+    let (_dir, store) = fresh().await;
+    assert!(store.tracks_runners().await.unwrap());
+    let web = create(&store, "web").await;
+    let api = create(&store, "api").await;
+    assert_eq!(store.runner_of(web.id).await.unwrap(), None, "no claim yet");
+
+    let first = store
+        .register_runner(new_runner("run"), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.host.as_str(), first.pid, first.command.as_str()),
+        ("build-3", 4242, "run")
+    );
+    assert_eq!((first.started_ms, first.heartbeat_ms), (1_000, 1_000));
+    assert_eq!((first.period_ms, first.stopped_ms), (5_000, None));
+
+    store.claim_run(web.id, first.id).await.unwrap();
+    store.claim_run(api.id, first.id).await.unwrap();
+    store.heartbeat(first.id, 6_000).await.unwrap();
+    let seen = store.runner_of(web.id).await.unwrap().expect("claimed");
+    assert_eq!(seen.heartbeat_ms, 6_000);
+    assert_eq!(seen.id, first.id);
+    // A claim is not a transition: the checkpoint's generation and time stay.
+    assert_eq!(store.get(web.id).await.unwrap(), Some(web.clone()));
+
+    // A second runner takes over one run; a release by the first leaves that claim alone.
+    let second = store
+        .register_runner(new_runner("serve"), 7_000)
+        .await
+        .unwrap();
+    assert_ne!(second.id, first.id);
+    store.claim_run(api.id, second.id).await.unwrap();
+    store.release_run(api.id, first.id).await.unwrap();
+    assert_eq!(
+        store.runner_of(api.id).await.unwrap().map(|r| r.id),
+        Some(second.id)
+    );
+    store.release_run(web.id, first.id).await.unwrap();
+    assert_eq!(store.runner_of(web.id).await.unwrap(), None);
+
+    // Only unfinished runs are listed with their runner.
+    store.claim_run(web.id, first.id).await.unwrap();
+    let drivers = store.drivers().await.unwrap();
+    assert_eq!(
+        drivers
+            .iter()
+            .map(|(id, r)| (*id, r.id))
+            .collect::<Vec<_>>(),
+        vec![(web.id, first.id), (api.id, second.id)]
+    );
+    let events = [event("succeed", "progressing", "succeeded")];
+    let done = Commit {
+        finished: true,
+        ..commit("{}", "succeeded", &events)
+    };
+    store.commit(web.id, 1, done, 8_000).await.unwrap();
+    assert_eq!(
+        store
+            .drivers()
+            .await
+            .unwrap()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![api.id]
+    );
+
+    // A clean stop: recorded, and a stopped runner beats no more.
+    store.runner_stopped(second.id, 9_000).await.unwrap();
+    let stopped = store
+        .runner_of(api.id)
+        .await
+        .unwrap()
+        .expect("still claimed");
+    assert_eq!(
+        (stopped.heartbeat_ms, stopped.stopped_ms),
+        (9_000, Some(9_000))
+    );
+    assert!(matches!(
+        store.heartbeat(second.id, 10_000).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.heartbeat(second.id + 100, 10_000).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.claim_run(api.id + 100, first.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// A store as the rollgate before runners made it: only the first migration applied.
+async fn store_before_runners(path: &Path) {
+    let migrations = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/0001_store.sql"),
+        migrations.path().join("0001_store.sql"),
+    )
+    .unwrap();
+    let old = Store::connect(path, Mode::Create(SqliteSynchronous::Full))
+        .await
+        .unwrap();
+    sqlx::migrate::Migrator::new(migrations.path())
+        .await
+        .unwrap()
+        .run(&old.pool)
+        .await
+        .unwrap();
+    create(&old, "web").await;
+    old.pool.close().await;
+}
+
+#[tokio::test]
+async fn a_store_from_before_runners_reads_and_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollgate.db");
+    store_before_runners(&path).await;
+
+    // A reader does not migrate: the store reads as it is, without runners.
+    let reader = Store::open_existing(&path).await.unwrap();
+    assert!(!reader.tracks_runners().await.unwrap());
+    let row = reader.latest("web").await.unwrap().expect("the old row");
+    assert_eq!(reader.runner_of(row.id).await.unwrap(), None);
+    assert!(reader.drivers().await.unwrap().is_empty());
+
+    // A runner migrates it: the old run is there, claimed by no one until a runner drives it.
+    let store = Store::open(&path).await.unwrap();
+    assert!(store.tracks_runners().await.unwrap());
+    assert_eq!(store.latest("web").await.unwrap(), Some(row.clone()));
+    assert_eq!(store.runner_of(row.id).await.unwrap(), None);
+    let runner = store.register_runner(new_runner("run"), 5).await.unwrap();
+    store.claim_run(row.id, runner.id).await.unwrap();
+    assert_eq!(reader.runner_of(row.id).await.unwrap(), Some(runner));
+}
