@@ -9,6 +9,7 @@
 //! | `cli` | `plugin inspect`/`check`, `schema`, `lint`, exit codes and messages |
 //! | `files` | the one file walker and reader: FIFOs, devices, caps, ConfigMap mounts, moves |
 //! | `rollout` | the engine through `rollgate run`: strategies, targets, gates, actions |
+//! | `reversal` | rollback after success, mode `new-rollout`, retry rolling forward |
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
 //! | `invalid_spec` | rollout by rollout: invalid-spec rollouts, fixes that start or resume them, resume with fixed documents |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
@@ -34,6 +35,7 @@ mod plugin_kit;
 mod plugin_sandbox;
 mod prometheus;
 mod replay;
+mod reversal;
 mod rollout;
 mod runner;
 mod serve;

@@ -15,10 +15,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-const T0: i64 = 1_767_225_600_000;
+pub(crate) const T0: i64 = 1_767_225_600_000;
 
 /// Recorded error ratios: `values[i]` holds for minute i.
-fn recording(service: &str, values: &[f64]) -> String {
+pub(crate) fn recording(service: &str, values: &[f64]) -> String {
     let mut text = String::from("# TYPE http_error_ratio gauge\n");
     for (minute, v) in values.iter().enumerate() {
         for q in 0..4 {
@@ -33,7 +33,7 @@ fn recording(service: &str, values: &[f64]) -> String {
 }
 
 /// The recorded backend and the error-ratio template every rollout here uses.
-const TEMPLATE: &str = include_str!("fixtures/rollout/common.yaml");
+pub(crate) const TEMPLATE: &str = include_str!("fixtures/rollout/common.yaml");
 
 /// One plugin host for every test, with a compile cache, so each test does not compile
 /// the built-in components again.
@@ -51,14 +51,14 @@ fn shared_host() -> rollgate::plugin::PluginHost {
 }
 
 /// A loaded test setup: files in a temp folder, the engine on a simulated clock.
-struct Harness {
-    dir: tempfile::TempDir,
-    engine: Engine,
-    clock: SimClock,
+pub(crate) struct Harness {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) engine: Engine,
+    pub(crate) clock: SimClock,
 }
 
 impl Harness {
-    async fn new(rollouts: &str, values: &[f64]) -> Harness {
+    pub(crate) async fn new(rollouts: &str, values: &[f64]) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::write(d.join("recording.om"), recording("web", values)).expect("write");
@@ -110,7 +110,7 @@ impl Harness {
         harness
     }
 
-    async fn drive(&self, name: &str) -> Outcome {
+    pub(crate) async fn drive(&self, name: &str) -> Outcome {
         let row = self
             .engine
             .store
@@ -121,7 +121,7 @@ impl Harness {
         self.engine.drive(row.id).await.expect("drive")
     }
 
-    async fn audit(&self, name: &str) -> Vec<AuditRow> {
+    pub(crate) async fn audit(&self, name: &str) -> Vec<AuditRow> {
         let row = self
             .engine
             .store
@@ -132,7 +132,7 @@ impl Harness {
         self.engine.store.audit(row.id).await.expect("audit")
     }
 
-    async fn act(&self, name: &str, action: &str, actor: &str, reason: &str) {
+    pub(crate) async fn act(&self, name: &str, action: &str, actor: &str, reason: &str) {
         let row = self
             .engine
             .store
@@ -169,12 +169,12 @@ impl Harness {
             .collect()
     }
 
-    fn clock_now(&self) -> i64 {
+    pub(crate) fn clock_now(&self) -> i64 {
         use rollgate::engine::clock::Clock;
         self.clock.now_ms()
     }
 
-    fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         std::fs::read_to_string(self.dir.path().join("steps.log"))
             .unwrap_or_default()
             .lines()
@@ -189,13 +189,13 @@ const LOGGING_TARGET: &str = r#"  target:
       command: [sh, -c, 'echo "$ROLLGATE_OPERATION $ROLLGATE_WEIGHT $ROLLGATE_UPDATED $ROLLGATE_INSTANCES" >> $DIR/steps.log']
 "#;
 
-fn rollout(name: &str, strategy: &str, phases: &str, extra: &str) -> String {
+pub(crate) fn rollout(name: &str, strategy: &str, phases: &str, extra: &str) -> String {
     format!(
         "apiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: {name}}}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  args: {{service: web}}\n{LOGGING_TARGET}  strategy: {strategy}\n  phases:\n{phases}{extra}"
     )
 }
 
-fn actions(audit: &[AuditRow]) -> Vec<String> {
+pub(crate) fn actions(audit: &[AuditRow]) -> Vec<String> {
     audit.iter().map(|a| a.event.action.clone()).collect()
 }
 
@@ -987,7 +987,7 @@ proptest! {
 }
 
 /// `rollgate` itself, run with a shared compile cache and a bounded time.
-fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rollgate"))
         .args(args)
         .current_dir(dir)

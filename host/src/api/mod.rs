@@ -474,7 +474,8 @@ async fn act(
     {
         Ok(v) => {
             tracing::info!(rollout = %name, action = action.name(), actor = %identity.name, "action requested");
-            let status = if action == Action::Retry {
+            // Retry, and a rollback after success, create a run.
+            let status = if action == Action::Retry || v.get("reverses").is_some() {
                 StatusCode::CREATED
             } else if v["outcome"] == "applied" {
                 StatusCode::OK

@@ -74,9 +74,11 @@ enum Command {
     PromoteFull(run::ActionArgs),
     /// Stop a rollout; what was applied stays.
     Abort(run::ActionArgs),
-    /// Restore the stable version.
+    /// Restore the stable version; after a success, queue the run that takes the previous
+    /// version back (as `spec.rollback.mode` says).
     Rollback(run::ActionArgs),
-    /// Queue a new run of a rolled-back, aborted or failed rollout.
+    /// Queue a new run of a rolled-back, aborted or failed rollout; after a rollback, roll
+    /// forward again.
     Retry(run::ActionArgs),
 }
 

@@ -182,14 +182,18 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
     let mut reports = Vec::new();
     for ((id, outcome), (spec, gates)) in ids.iter().zip(&outcomes).zip(&specs) {
         let Some(outcome) = outcome else { continue };
-        code = code.max(super::run::outcome_code(outcome.state));
-        let audit = match store.audit(*id).await {
-            Ok(a) => a,
-            Err(e) => {
-                out.err(format!("rollgate replay: {e}"));
-                return exit::PLUGIN_ERROR;
+        code = code.max(super::run::outcome_code(outcome));
+        // The timeline goes on into the run that reversed this one, if any.
+        let mut audit = Vec::new();
+        for run in std::iter::once(*id).chain((outcome.id != *id).then_some(outcome.id)) {
+            match store.audit(run).await {
+                Ok(a) => audit.extend(a),
+                Err(e) => {
+                    out.err(format!("rollgate replay: {e}"));
+                    return exit::PLUGIN_ERROR;
+                }
             }
-        };
+        }
         let end = audit.last().map_or(start, |a| a.event.at_ms);
         reports.push(Report {
             spec,
@@ -244,6 +248,8 @@ async fn drive(
     out: &mut Out,
 ) -> Result<Vec<Option<Outcome>>, u8> {
     let mut outcomes: Vec<Option<Outcome>> = vec![None; ids.len()];
+    // The run each rollout is at: a rollback in mode `new-rollout` goes on in a new run.
+    let mut current = ids.to_vec();
     let mut pending: Vec<usize> = (0..ids.len()).collect();
     // Each round drives every unfinished rollout side by side until it ends or waits for an
     // operator; with --promote-pauses, an indefinite phase pause is promoted and the
@@ -256,7 +262,7 @@ async fn drive(
         let mut tasks = Vec::new();
         for (&i, actor) in pending.iter().zip(actors) {
             let engine = engine.clone();
-            let id = ids[i];
+            let id = current[i];
             tasks.push(tokio::spawn(async move {
                 let _actor = actor;
                 (i, engine.drive(id).await)
@@ -284,6 +290,7 @@ async fn drive(
                         }
                         again.push(i);
                     }
+                    current[i] = o.id;
                     outcomes[i] = Some(o);
                 }
                 Ok((_, Err(e))) => {

@@ -3,7 +3,8 @@
 //! actions (`pause`, `resume`, `promote`, `promote-full`, `abort`, `rollback`, `retry`)
 //! that a running `rollgate run` picks up from the same store.
 //!
-//! Exit codes of `run`: 0 every rollout succeeded, 5 one rolled back, 6 one was aborted,
+//! Exit codes of `run`: 0 every rollout succeeded, 5 one rolled back (a release taken back
+//! by a reversal that succeeded included), 6 one was aborted,
 //! 7 one failed, 8 one waits for an operator (simulated clock only), 3 a plugin or the
 //! store failed, 4 invalid input. With several rollouts the highest code wins. Stopped by
 //! SIGINT or SIGTERM: 130 or 143, once the runner is marked stopped in the store.
@@ -15,6 +16,7 @@
 use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock, now_ms};
 use crate::engine::prepare;
+use crate::engine::reversal::{self, ReverseError};
 use crate::engine::runner::Runner;
 use crate::engine::state::{Control, State};
 use crate::engine::{
@@ -137,7 +139,7 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
                                 .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
                                 .unwrap_or_default()
                         };
-                        if action == Action::Retry {
+                        if action == Action::Retry || v.get("reverses").is_some() {
                             format!(
                                 "{}: run {} started by the server ({})",
                                 args.rollout,
@@ -204,6 +206,41 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
             return exit::PLUGIN_ERROR;
         }
     };
+    if action == Action::Rollback && latest.state == State::Succeeded.name() {
+        // After a success: a new run that takes the previous version back.
+        return match reversal::rollback_after_success(
+            &store,
+            &latest,
+            &actor,
+            &args.reason,
+            now_ms(),
+        )
+        .await
+        {
+            Ok((row, reason)) => {
+                out.line(match args.format {
+                    Format::Human => format!(
+                        "{}: run {} queued ({reason}); `rollgate run` starts it",
+                        row.name, row.run
+                    ),
+                    Format::Json => serde_json::json!({
+                        "rollout": row.name, "action": "rollback", "run": row.run,
+                        "state": row.state, "reason": reason, "reverses": latest.run,
+                    })
+                    .to_string(),
+                });
+                exit::OK
+            }
+            Err(e @ ReverseError::Refused(_)) => {
+                out.err(format!("rollgate: {e}"));
+                exit::PROBLEMS
+            }
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                exit::PLUGIN_ERROR
+            }
+        };
+    }
     if action == Action::Retry {
         match retry_run(&store, &latest, &actor, &args.reason, now_ms()).await {
             Ok((row, reason)) => {
@@ -494,28 +531,42 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     for (r, latest) in rollouts.iter().zip(latest) {
         match latest {
             Some(row) if !row.finished => {
+                let reverses = reversal::reverses(&row)
+                    .map(|n| format!(", which reverses run {n},"))
+                    .unwrap_or_default();
                 if !same_spec(&row, r, &args.files) {
                     eprintln!(
-                        "rollgate: {}: resuming run {} with the spec it started with (the file has changed since; the change applies to the next run)",
+                        "rollgate: {}: resuming run {}{reverses} with the spec it started with (the file has changed since; the change applies to the next run)",
                         r.name, row.run
                     );
                 } else {
                     eprintln!(
-                        "rollgate: {}: resuming run {} from its checkpoint ({})",
+                        "rollgate: {}: resuming run {}{reverses} from its checkpoint ({})",
                         r.name, row.run, row.state
                     );
                 }
                 ids.push(row.id);
             }
-            Some(row) => done.push(Outcome {
-                id: row.id,
-                rollout: row.name.clone(),
-                state: state_of(&row.state),
-                message: format!(
-                    "run {} already ended {} (use `rollgate retry {}` to run it again)",
-                    row.run, row.state, row.name
-                ),
-            }),
+            Some(row) => {
+                let reverses = reversal::reverses(&row);
+                let message = match reverses {
+                    None => format!(
+                        "run {} already ended {} (use `rollgate retry {}` to run it again)",
+                        row.run, row.state, row.name
+                    ),
+                    Some(n) => format!(
+                        "run {} already ended {}; it reverses run {n} (use `rollgate retry {}` to roll forward again)",
+                        row.run, row.state, row.name
+                    ),
+                };
+                done.push(Outcome {
+                    id: row.id,
+                    rollout: row.name.clone(),
+                    state: state_of(&row.state),
+                    message,
+                    reverses,
+                });
+            }
             None => match engine.create(r, ENGINE_ACTOR, "rollgate run").await {
                 Ok(id) => ids.push(id),
                 Err(e) => {
@@ -614,13 +665,16 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         code = code.max(invalid_code);
     }
     for o in &outcomes {
-        code = code.max(outcome_code(o.state));
+        code = code.max(outcome_code(o));
         match format {
             Format::Human => out.line(format!("{}: {} — {}", o.rollout, o.state, o.message)),
-            Format::Json => out.line(
-                serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message})
-                    .to_string(),
-            ),
+            Format::Json => {
+                let mut line = serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message});
+                if let Some(n) = o.reverses {
+                    line["reverses"] = n.into();
+                }
+                out.line(line.to_string())
+            }
         }
     }
     code
@@ -701,8 +755,6 @@ impl Board {
     }
 }
 
-/// Whether the stored run ran this very spec, wherever the files were loaded from then
-/// (see [`crate::spec::same_spec`]).
 /// Print the problems that cost no rollout, then each invalid rollout with its own: the
 /// first [`crate::files::MAX_PROBLEMS_SHOWN`] problems one by one, then how many more.
 fn report(
@@ -865,8 +917,11 @@ impl crate::engine::Reconfigure for FilesReread {
     }
 }
 
+/// Whether the stored run ran this very spec, wherever the files were loaded from then
+/// (see [`crate::spec::same_spec`]); a reversal in mode `new-rollout` counts as the spec
+/// it reversed ([`reversal::ran_spec`]).
 fn same_spec(row: &crate::store::RolloutRow, r: &RolloutSpec, files: &[PathBuf]) -> bool {
-    crate::spec::same_spec(&row.spec, r, &crate::spec::root_of(files, &r.file))
+    reversal::ran_spec(row, r, &crate::spec::root_of(files, &r.file))
 }
 
 fn state_of(name: &str) -> State {
@@ -878,8 +933,11 @@ fn state_of(name: &str) -> State {
     }
 }
 
-pub(super) fn outcome_code(state: State) -> u8 {
-    match state {
+/// The exit code of an outcome. A reversal that succeeded took the release back: for
+/// whoever asked for the release, it rolled back.
+pub(super) fn outcome_code(o: &Outcome) -> u8 {
+    match o.state {
+        State::Succeeded if o.reverses.is_some() => code::ROLLED_BACK,
         State::Succeeded => exit::OK,
         State::RolledBack => code::ROLLED_BACK,
         State::Aborted => code::ABORTED,

@@ -88,8 +88,17 @@ pub fn tree(p: &Progress, colour: bool) -> Vec<String> {
         &format!("{} {}", glyph(&p.state), p.state),
     );
     let dim = |t: &str| paint(colour, Colour::Dim, t);
+    let reverses = p
+        .reverses
+        .map(|n| format!(", reverses run {n}"))
+        .unwrap_or_default();
     let mut lines = vec![
-        format!("{} {} (run {})", dim("Name:    "), p.rollout, p.run),
+        format!(
+            "{} {} (run {}{reverses})",
+            dim("Name:    "),
+            p.rollout,
+            p.run
+        ),
         format!("{} {state}", dim("Status:  ")),
         format!("{} {}", dim("Message: "), p.message),
         format!("{} {}", dim("Strategy:"), p.strategy),
@@ -441,7 +450,7 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
         Format::Human => {
             let colour = style::stdout_colour();
             let mut rows = vec![
-                ["RUN", "STATE", "STARTED", "LAST CHANGE"]
+                ["RUN", "STATE", "STARTED", "LAST CHANGE", "REVERSES"]
                     .map(String::from)
                     .to_vec(),
             ];
@@ -451,6 +460,7 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
                     format!("{} {}", glyph(&r.state), r.state),
                     time(r.created_ms),
                     time(r.updated_ms),
+                    r.reverses.map(|n| format!("run {n}")).unwrap_or_default(),
                 ]);
             }
             for (line, r) in style::table(&rows)
@@ -557,6 +567,7 @@ mod tests {
             ],
             failures: Vec::new(),
             target: None,
+            reverses: None,
         }
     }
 
@@ -581,6 +592,12 @@ mod tests {
         }
         assert!(!text.contains('\x1b'), "no colour off a terminal");
         assert!(tree(&progress(), true).join("\n").contains("\x1b[31m"));
+        // A run that takes back what another rolled out says which.
+        let reversal = Progress {
+            reverses: Some(1),
+            ..progress()
+        };
+        assert!(tree(&reversal, false)[0].ends_with("checkout (run 2, reverses run 1)"));
     }
 
     #[test]

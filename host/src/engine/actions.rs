@@ -47,9 +47,11 @@ pub enum Action {
     PromoteFull,
     /// Stop; what was applied stays.
     Abort,
-    /// Restore the stable version.
+    /// Restore the stable version (after a success: a new run that reverses the succeeded
+    /// one, [`super::reversal`]).
     Rollback,
-    /// Re-run a rolled-back, aborted or failed rollout as a new run.
+    /// Re-run a rolled-back, aborted or failed rollout as a new run; after a reversal, roll
+    /// forward again.
     Retry,
 }
 
@@ -212,7 +214,7 @@ impl Run<'_> {
             Action::Rollback => match state {
                 State::RolledBack | State::Succeeded | State::RollingBack => refuse("rollback"),
                 _ => {
-                    self.start_rollback(reason_or(reason, actor, "rollback requested"));
+                    self.roll_back(actor, reason_or(reason, actor, "rollback requested"), true);
                     self.operator_failure(actor);
                     Ok(())
                 }

@@ -38,10 +38,13 @@ impl Run<'_> {
             .progress_deadline_ms
             .map(|d| format!("progressDeadline {}", human_ms(d)));
         self.record_failure(Failure::new(FailureKind::Deadline, &why, self.now()).limit(limit));
-        match self.spec.on_deadline {
-            DeadlineAction::Fail => self.finish(State::Failed, why.clone()),
-            DeadlineAction::Rollback => self.start_rollback(why.clone()),
-        }
+        let why = match self.spec.on_deadline {
+            DeadlineAction::Fail => {
+                self.finish(State::Failed, why.clone());
+                why
+            }
+            DeadlineAction::Rollback => self.roll_back_or_hold(why),
+        };
         self.audit(ENGINE_ACTOR, "deadline", why, before);
         self.commit(&[], &[]).await
     }
@@ -78,10 +81,13 @@ impl Run<'_> {
                         self.now(),
                         self.spec.readiness.timeout_ms,
                     ));
-                    match self.spec.on_deadline {
-                        DeadlineAction::Fail => self.finish(State::Failed, msg.clone()),
-                        DeadlineAction::Rollback => self.start_rollback(msg.clone()),
-                    }
+                    let msg = match self.spec.on_deadline {
+                        DeadlineAction::Fail => {
+                            self.finish(State::Failed, msg.clone());
+                            msg
+                        }
+                        DeadlineAction::Rollback => self.roll_back_or_hold(msg),
+                    };
                     self.audit(ENGINE_ACTOR, "readiness-timeout", msg, before);
                     return self.commit(&[], &[]).await;
                 }

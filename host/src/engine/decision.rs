@@ -76,8 +76,15 @@ impl Run<'_> {
                 self.audit(&actor, "pause", msg, before);
             }
             Decision::Rollback(reason) => {
-                self.start_rollback(reason.clone());
-                self.audit(&actor, "rollback", reason, before);
+                let taken = self.roll_back(&actor, reason.clone(), false);
+                match taken.action() {
+                    Some("rollback") => self.audit(&actor, "rollback", reason, before),
+                    Some(action) => {
+                        let msg = self.cp.message.clone();
+                        self.audit(&actor, action, msg, before);
+                    }
+                    None => {}
+                }
             }
             Decision::Abort(reason) => {
                 self.finish(State::Aborted, reason.clone());

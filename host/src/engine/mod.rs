@@ -29,7 +29,7 @@
 //! | `actions.rs` | operator actions ([`Action`], [`check_request`]) and how a run applies them |
 //! | `pause.rs` | pausing, resuming, waiting a pause out |
 //! | `adopt.rs` | a resumed run adopting the rollout's current documents ([`Reconfigure`]); the configuration generation a run is driven with |
-//! | `rollback.rs` | starting a rollback, its steps (immediate and gradual), rollback gates |
+//! | `rollback.rs` | starting a rollback, its steps (immediate and gradual), the reversal a `new-rollout` rollback starts, rollback gates |
 //! | `waiting.rs` | waiting for a time or an event; [`Wakers`] |
 //! | `progress.rs` | progress views ([`Progress`], [`progress_of`]) and commit notifications ([`Sink`]) |
 //! | `run.rs` | a run's bookkeeping: audit queue, commit, finishing; [`human_ms`] |
@@ -37,7 +37,8 @@
 //! And the public submodules: [`clock`] (real and simulated time), [`dry`] (dry runs and
 //! `rollgate verify`), [`failure`] (structured failures, recorded in the checkpoint where
 //! the engine meets them), [`gate`] (asking HTTP gates), [`plan`] (which steps a phase or
-//! a rollback takes), [`setup`] (checking a spec's plugins and backends before a run),
+//! a rollback takes), [`reversal`] (runs that take back what another run rolled out: a
+//! rollback after success, mode `new-rollout`), [`setup`] (checking a spec's plugins and backends before a run),
 //! [`prepare`] (the same, rollout by rollout: what cannot be set up costs only its rollouts),
 //! [`state`] (the checkpoint and its states).
 
@@ -47,6 +48,7 @@ pub mod failure;
 pub mod gate;
 pub mod plan;
 pub mod prepare;
+pub mod reversal;
 pub mod runner;
 pub mod setup;
 pub mod state;
@@ -181,6 +183,8 @@ pub struct Outcome {
     pub state: State,
     /// The last message.
     pub message: String,
+    /// The run this run reverses ([`reversal`]), if it is a reversal.
+    pub reverses: Option<i64>,
 }
 
 impl Engine {
@@ -203,8 +207,23 @@ impl Engine {
     }
 
     /// Drive the run `id` until it reaches a final state (or, on a simulated clock, until
-    /// it waits for an operator with nothing else scheduled).
+    /// it waits for an operator with nothing else scheduled). A run that ends by starting
+    /// its reversal (a rollback in mode `new-rollout`) goes on into that run: the outcome
+    /// is the last run's. With wake-ups (server mode), the reversal is only driven here if
+    /// no other task claimed it first.
     pub async fn drive(&self, id: i64) -> Result<Outcome, EngineError> {
+        let mut id = id;
+        loop {
+            let (outcome, next) = self.drive_one(id).await?;
+            match next {
+                Some(next) if self.wakers.as_ref().is_none_or(|w| w.claim(next)) => id = next,
+                _ => return Ok(outcome),
+            }
+        }
+    }
+
+    /// Drive one run; its outcome, and the run it created to reverse itself, if any.
+    async fn drive_one(&self, id: i64) -> Result<(Outcome, Option<i64>), EngineError> {
         // Registered first, so the claim is released however this ends.
         let wake = self.wakers.as_ref().map(|w| w.register(id));
         let _registered = self
@@ -254,8 +273,11 @@ impl Engine {
             events: Vec::new(),
             measurements: Vec::new(),
             next_rollback_gate: HashMap::new(),
+            successor: None,
+            next: None,
         };
         let span = tracing::info_span!("rollout", rollout = %run.spec.name, run = run.run);
+        // Each run is claimed when driven: the reversal a run goes on into too.
         if let Some(runner) = self.runner {
             self.store.claim_run(id, runner).await?;
         }
@@ -269,7 +291,7 @@ impl Engine {
                 "cannot record that this runner gave up the run: {e}"
             );
         }
-        outcome
+        Ok((outcome?, run.next))
     }
 }
 
@@ -304,14 +326,18 @@ struct Run<'e> {
     measurements: Vec<MeasurementRow>,
     /// When each rollback gate (phase index, gate name) is next asked.
     next_rollback_gate: HashMap<(usize, String), i64>,
+    /// The reversal this run's next commit creates (a rollback in mode `new-rollout`).
+    successor: Option<rollback::Successor>,
+    /// The id of the reversal this run created.
+    next: Option<i64>,
 }
 
 /// Why a retry was not started.
 #[derive(Debug, thiserror::Error)]
 pub enum RetryError {
-    /// The latest run did not roll back, abort or fail.
+    /// The latest run did not roll back, abort or fail (nor was it a reversal that ended).
     #[error(
-        "retry re-runs a rolled-back, aborted or failed rollout; {rollout:?} run {run} is {state}"
+        "retry re-runs a rolled-back, aborted or failed rollout, or rolls forward again after a rollback; {rollout:?} run {run} is {state}"
     )]
     NotEnded {
         /// The rollout.
@@ -329,6 +355,9 @@ pub enum RetryError {
 /// Start the next run of rollout `latest.name` with the spec of its latest run (`retry`),
 /// audited as `retry` by `actor`; the new row and the audited reason. Only a run that rolled
 /// back, aborted or failed is retried: the command line and the server share this rule.
+///
+/// A reversal ([`reversal`]) that ended — succeeded included — is retried by rolling
+/// forward again: the new run has the spec of the run it reversed.
 pub async fn retry_run(
     store: &Store,
     latest: &crate::store::RolloutRow,
@@ -336,20 +365,40 @@ pub async fn retry_run(
     reason: &str,
     now: i64,
 ) -> Result<(crate::store::RolloutRow, String), RetryError> {
-    if !matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed") {
+    let reversed = reversal::reverses(latest);
+    let ended = matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed")
+        || reversed.is_some() && latest.finished;
+    if !ended {
         return Err(RetryError::NotEnded {
             rollout: latest.name.clone(),
             run: latest.run,
             state: latest.state.clone(),
         });
     }
-    let spec: RolloutSpec =
-        serde_json::from_str(&latest.spec).map_err(|e| EngineError::Corrupt {
-            rollout: latest.name.clone(),
-            message: format!("the stored spec cannot be read: {e}"),
-        })?;
+    // Rolling forward again: the release the reversal took back, as that run had it.
+    let (spec_json, forward) = match reversed {
+        None => (latest.spec.clone(), String::new()),
+        Some(n) => {
+            let runs = store.runs(&latest.name).await.map_err(EngineError::from)?;
+            let row =
+                runs.into_iter()
+                    .find(|r| r.run == n)
+                    .ok_or_else(|| EngineError::Corrupt {
+                        rollout: latest.name.clone(),
+                        message: format!(
+                            "run {} reverses run {n}, which is not in the store",
+                            latest.run
+                        ),
+                    })?;
+            (row.spec, format!("; rolls run {n}'s release forward again"))
+        }
+    };
+    let spec: RolloutSpec = serde_json::from_str(&spec_json).map_err(|e| EngineError::Corrupt {
+        rollout: latest.name.clone(),
+        message: format!("the stored spec cannot be read: {e}"),
+    })?;
     let reason = format!(
-        "retry of run {} by {actor}{}",
+        "retry of run {} by {actor}{}{forward}",
         latest.run,
         if reason.is_empty() {
             String::new()

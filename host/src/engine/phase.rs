@@ -73,15 +73,21 @@ impl Run<'_> {
         Ok(!self.cp.state.is_final())
     }
 
-    /// A pending run starts: into its first phase.
+    /// A pending run starts: into its first phase (a reversal: into the phase its
+    /// checkpoint was created at, [`plan::reversal_start`]).
     async fn start(&mut self) -> Result<(), EngineError> {
         let before = self.cp.state;
         self.cp.state = State::Progressing;
         self.cp.message = format!(
-            "started: {} → {}",
-            self.spec.stable_version, self.spec.canary_version
+            "started: {} → {}{}",
+            self.spec.stable_version,
+            self.spec.canary_version,
+            self.cp
+                .reverses
+                .map(|n| format!(" (run {} reverses run {n})", self.run))
+                .unwrap_or_default()
         );
-        self.enter_phase(0);
+        self.enter_phase(self.cp.phase.min(self.spec.phases.len().saturating_sub(1)));
         let msg = self.cp.message.clone();
         self.audit(ENGINE_ACTOR, "start", msg, before);
         self.commit(&[], &[]).await
@@ -152,13 +158,17 @@ impl Run<'_> {
                     return Ok(());
                 }
             }
-            self.finish(
-                State::Succeeded,
-                format!(
+            let message = match self.cp.reverses {
+                None => format!(
                     "succeeded: {} is the new stable version",
                     self.spec.canary_version
                 ),
-            );
+                Some(n) => format!(
+                    "succeeded: {} is the stable version again (run {} reverses run {n})",
+                    self.spec.canary_version, self.run
+                ),
+            };
+            self.finish(State::Succeeded, message);
             let msg = self.cp.message.clone();
             self.audit(ENGINE_ACTOR, "succeed", msg, before);
         } else {

@@ -119,6 +119,31 @@ pub fn rollback_steps(spec: &RolloutSpec, cp: &Checkpoint, run: i64) -> Vec<Step
     }
 }
 
+/// Where a run that reverses another in mode `new-rollout` starts: the phase, and the
+/// weight of the version going back that is already live. `spec` is the reversed run's
+/// spec with stable and canary swapped, `reversed` the reversed run's last checkpoint.
+///
+/// Canary: the version going back serves `100 − weight` of the traffic; the reversal
+/// starts at the first phase whose weight is at least that, so it never raises the
+/// traffic of the version it takes away (after a success that is the first phase).
+/// Rolling and blue-green start from the first phase: rolling re-updates the instances
+/// from the first, which are exactly those the reversed run updated; blue-green deploys
+/// the version going back as the preview and cuts over to it.
+pub fn reversal_start(spec: &RolloutSpec, reversed: &Checkpoint) -> (usize, f64) {
+    match spec.strategy {
+        Strategy::Canary => {
+            let back = (100.0 - reversed.weight).clamp(0.0, 100.0);
+            let phase = spec
+                .phases
+                .iter()
+                .position(|p| p.weight >= back)
+                .unwrap_or(spec.phases.len().saturating_sub(1));
+            (phase, back)
+        }
+        Strategy::Rolling { .. } | Strategy::BlueGreen => (0, 0.0),
+    }
+}
+
 /// The closing step of a successful rollout.
 pub fn finalize_step(spec: &RolloutSpec, cp: &Checkpoint, run: i64) -> Step {
     let phase = spec.phases.len().saturating_sub(1);
@@ -333,6 +358,51 @@ pub(super) mod tests {
                 (vec!["i1".to_string()], 0)
             ]
         );
+    }
+
+    #[test]
+    fn a_reversal_never_raises_the_traffic_of_the_version_it_takes_away() {
+        let canary = spec(
+            Strategy::Canary,
+            &[10.0, 25.0, 50.0, 100.0],
+            RollbackMode::NewRollout,
+        );
+        let mut cp = Checkpoint::new(0);
+        // (weight of the reversed run's canary, where the reversal starts, live share of
+        // the version going back).
+        for (weight, phase, back) in [
+            (0.0, 3, 100.0),
+            (10.0, 3, 90.0),
+            (50.0, 2, 50.0),
+            (60.0, 2, 40.0),
+            (75.0, 1, 25.0),
+            (80.0, 1, 20.0),
+            (95.0, 0, 5.0),
+            // After a success: from the first phase.
+            (100.0, 0, 0.0),
+        ] {
+            cp.weight = weight;
+            assert_eq!(reversal_start(&canary, &cp), (phase, back), "from {weight}");
+            // The first step of the reversal goes to the phase's weight, never below the
+            // share the version going back already has.
+            assert!(canary.phases[phase].weight >= back);
+        }
+        // A spec whose last phase is below the live share: the last phase.
+        let short = spec(Strategy::Canary, &[10.0, 20.0], RollbackMode::NewRollout);
+        cp.weight = 10.0;
+        assert_eq!(reversal_start(&short, &cp), (1, 90.0));
+        for other in [
+            Strategy::BlueGreen,
+            Strategy::Rolling {
+                instances: vec!["a".into(), "b".into()],
+                parallelism: 1,
+                delay_between_batches_ms: 0,
+            },
+        ] {
+            let s = spec(other, &[50.0, 100.0], RollbackMode::NewRollout);
+            cp.weight = 50.0;
+            assert_eq!(reversal_start(&s, &cp), (0, 0.0));
+        }
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct Progress {
     /// Rolling and blue-green: how far the target is (not in the v1 shape).
     #[serde(skip)]
     pub target: Option<TargetProgress>,
+    /// The run this run reverses: it takes back what that run rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<i64>,
 }
 
 /// What a rolling or blue-green target reported, counted: what the target applied
@@ -245,6 +248,7 @@ pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {
         metrics,
         failures: cp.failures.clone(),
         target: target_progress(spec, cp),
+        reverses: cp.reverses,
     }
 }
 

@@ -6,7 +6,7 @@ use super::failure::Failure;
 use super::progress::{Committed, progress_counts, progress_of};
 use super::state::State;
 use super::{EngineError, Outcome, Run, checkpoint_json};
-use crate::store::{AuditEvent, Commit};
+use crate::store::{AuditEvent, Commit, NewRow};
 
 impl Run<'_> {
     pub(super) fn now(&self) -> i64 {
@@ -58,7 +58,8 @@ impl Run<'_> {
         });
     }
 
-    /// Commit the checkpoint with the queued events and measurements.
+    /// Commit the checkpoint with the queued events and measurements — and, when this run
+    /// ended by starting its reversal, that run, in the same transaction.
     pub(super) async fn commit(
         &mut self,
         intents: &[(String, String)],
@@ -77,25 +78,46 @@ impl Run<'_> {
         };
         let events = std::mem::take(&mut self.events);
         let measurements = std::mem::take(&mut self.measurements);
-        self.generation = self
-            .engine
-            .store
-            .commit(
-                self.id,
-                self.generation,
-                Commit {
-                    checkpoint: &cp_json,
-                    state: &self.cp.state.name(),
-                    finished: self.cp.state.is_final(),
-                    events: &events,
-                    measurements: &measurements,
-                    step_intents: intents,
-                    consumed_actions: consumed,
-                    spec: spec_json.as_deref(),
-                },
-                self.now(),
-            )
-            .await?;
+        let state = self.cp.state.name();
+        let commit = Commit {
+            checkpoint: &cp_json,
+            state: &state,
+            finished: self.cp.state.is_final(),
+            events: &events,
+            measurements: &measurements,
+            step_intents: intents,
+            consumed_actions: consumed,
+            spec: spec_json.as_deref(),
+        };
+        let store = &self.engine.store;
+        self.generation = match self.successor.take() {
+            None => {
+                store
+                    .commit(self.id, self.generation, commit, self.now())
+                    .await?
+            }
+            Some(next) => {
+                let spec = serde_json::to_string(&next.spec).map_err(|e| EngineError::Corrupt {
+                    rollout: self.spec.name.clone(),
+                    message: format!("cannot serialise the reversal's spec: {e}"),
+                })?;
+                let checkpoint = checkpoint_json(&self.spec.name, &next.checkpoint)?;
+                let row = NewRow {
+                    name: &self.spec.name,
+                    spec: &spec,
+                    checkpoint: &checkpoint,
+                    state: &next.checkpoint.state.name(),
+                    event: &next.event,
+                    after: self.run,
+                };
+                let (generation, created) = store
+                    .commit_with_successor(self.id, self.generation, commit, row, self.now())
+                    .await?;
+                tracing::info!(rollout = %self.spec.name, run = created.run, reverses = self.run, "reversal created");
+                self.next = Some(created.id);
+                generation
+            }
+        };
         self.spec_changed = false;
         if let Some(sink) = &self.engine.sink {
             let progress = progress_of(&self.spec, self.run, &self.cp);
@@ -126,6 +148,7 @@ impl Run<'_> {
             rollout: self.spec.name.clone(),
             state: self.cp.state,
             message: self.cp.message.clone(),
+            reverses: self.cp.reverses,
         }
     }
 

@@ -232,6 +232,11 @@ pub struct Checkpoint {
     pub rollback_steps: Vec<Step>,
     /// The state to return to when a paused rollback resumes.
     pub paused_rollback: bool,
+    /// The run this run reverses (a rollback after success, or mode `new-rollout`): it
+    /// takes the version that run replaced back, and never rolls back by itself to the
+    /// version it is taking away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<i64>,
     /// The latest human-readable status.
     pub message: String,
     /// When the run started.
@@ -278,6 +283,7 @@ impl Checkpoint {
             finalized: false,
             rollback_steps: Vec::new(),
             paused_rollback: false,
+            reverses: None,
             message: "created".into(),
             started_ms: now_ms,
             finished_ms: None,

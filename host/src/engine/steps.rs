@@ -154,8 +154,8 @@ impl Run<'_> {
         }
     }
 
-    /// A step that could not be applied: a forward step starts the rollback, a rollback
-    /// step fails the rollout.
+    /// A step that could not be applied: a forward step starts the rollback (a reversal
+    /// holds for an operator instead), a rollback step fails the rollout.
     pub(super) async fn step_failed(
         &mut self,
         step: &Step,
@@ -169,15 +169,16 @@ impl Run<'_> {
             step.operation.name()
         );
         self.record_failure(Failure::new(FailureKind::StepFailed, &why, self.now()));
-        if self.cp.state == State::RollingBack || step.operation == Operation::Rollback {
+        let why = if self.cp.state == State::RollingBack || step.operation == Operation::Rollback {
             self.finish(
                 State::Failed,
                 format!("{why}; the rollback could not complete"),
             );
+            why
         } else {
             self.cp.refused_step = Some(step.clone());
-            self.start_rollback(why.clone());
-        }
+            self.roll_back_or_hold(why)
+        };
         self.audit(ENGINE_ACTOR, "step-failed", why, before);
         self.commit(&[], &[]).await
     }

@@ -33,7 +33,9 @@ pub mod v2;
 pub mod views;
 
 use crate::engine::clock::now_ms;
+use crate::engine::reversal::{self, ReverseError};
 use crate::engine::runner::Runner;
+use crate::engine::state::State;
 use crate::engine::{
     Action, Committed, ENGINE_ACTOR, Engine, NewRun, Progress, RetryError, Wakers, create_run,
     retry_run,
@@ -731,8 +733,9 @@ impl Fleet {
             match latest {
                 // Driven (or held) above.
                 Some(row) if !row.finished => {}
-                // The same spec wherever the folder is mounted now.
-                Some(row) if crate::spec::same_spec(&row.spec, spec, &root_of(spec)) => {
+                // The same spec wherever the folder is mounted now (a reversal counts as the
+                // spec it reversed: starting that again would undo the rollback).
+                Some(row) if crate::engine::reversal::ran_spec(&row, spec, &root_of(spec)) => {
                     self.remember_row(&row);
                 }
                 Some(row) => {
@@ -1063,7 +1066,8 @@ impl Fleet {
     /// failed run), then the answer waits (a few seconds at most) for the run to apply the
     /// action (`outcome: applied`, with the state after) or refuse it (409, with why); a
     /// run too busy to answer in time gets `outcome: queued`. Retry creates and starts the
-    /// next run. `Err((status, message))`.
+    /// next run; so does a rollback of a succeeded run (the run that reverses it, with
+    /// `reverses`). `Err((status, message))`.
     pub async fn act(
         &self,
         name: &str,
@@ -1131,6 +1135,22 @@ impl Fleet {
             return Ok(serde_json::json!({
                 "rollout": name, "action": "retry", "run": row.run, "state": row.state,
                 "reason": reason,
+            }));
+        }
+        if action == Action::Rollback && latest.state == State::Succeeded.name() {
+            // After a success: a new run takes the previous version back, started at once.
+            let (row, reason) =
+                reversal::rollback_after_success(store, &latest, actor, reason, now_ms())
+                    .await
+                    .map_err(|e| match e {
+                        ReverseError::Refused(_) => (409, e.to_string()),
+                        ReverseError::Engine(e) => (500, e.to_string()),
+                    })?;
+            self.remember_row(&row);
+            self.spawn(&engine, row.id);
+            return Ok(serde_json::json!({
+                "rollout": name, "action": "rollback", "run": row.run, "state": row.state,
+                "reason": reason, "reverses": latest.run,
             }));
         }
         let reopens =

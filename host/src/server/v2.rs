@@ -139,6 +139,9 @@ pub struct Progress {
     pub target: Option<TargetProgress>,
     /// What went wrong in the run, oldest first (at most 32; the audit log has all).
     pub failures: Vec<Failure>,
+    /// The run this run reverses: it takes back what that run rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<i64>,
 }
 
 impl From<&crate::engine::Progress> for Progress {
@@ -179,6 +182,7 @@ impl From<&crate::engine::Progress> for Progress {
                 .collect(),
             target: p.target.clone(),
             failures: p.failures.clone(),
+            reverses: p.reverses,
         }
     }
 }
@@ -220,6 +224,7 @@ impl Progress {
                 .collect(),
             failures: self.failures.clone(),
             target: self.target.clone(),
+            reverses: self.reverses,
         }
     }
 }

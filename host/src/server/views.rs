@@ -136,6 +136,7 @@ pub fn invalid_progress(invalid: &InvalidSpec, run: Option<Progress>) -> Progres
             metrics: Vec::new(),
             failures: Vec::new(),
             target: None,
+            reverses: None,
         },
     }
 }
@@ -175,6 +176,7 @@ pub fn progress(row: &RolloutRow) -> Progress {
         metrics: Vec::new(),
         failures: Vec::new(),
         target: None,
+        reverses: None,
     })
 }
 
@@ -217,6 +219,9 @@ pub struct RunInfo {
     pub created_ms: i64,
     /// When it last changed.
     pub updated_ms: i64,
+    /// The run it reverses, if it is a reversal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverses: Option<i64>,
 }
 
 /// One audit event.
@@ -312,6 +317,7 @@ pub async fn history(store: &Store, name: &str, run: Option<i64>) -> Result<Hist
                 finished: r.finished,
                 created_ms: r.created_ms,
                 updated_ms: r.updated_ms,
+                reverses: crate::engine::reversal::reverses(r),
             })
             .collect(),
         audit_run: chosen.run,

@@ -728,7 +728,7 @@ pub struct PolicyDoc {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RollbackDoc {
-    /// `immediate` (default) or `gradual`.
+    /// `immediate` (default), `gradual` or `new-rollout`.
     #[serde(default)]
     pub mode: Option<RollbackModeName>,
     /// With `gradual`: pause between steps (default `0s`).
@@ -744,6 +744,8 @@ pub enum RollbackModeName {
     Immediate,
     /// Walk the weights back down phase by phase.
     Gradual,
+    /// A new run takes the previous version back through every phase, with verification.
+    NewRollout,
 }
 
 /// Readiness waiting.

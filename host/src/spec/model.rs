@@ -256,6 +256,10 @@ pub enum RollbackMode {
         /// Pause between rollback steps.
         step_pause_ms: Millis,
     },
+    /// Ocean CD's "New Rollout": a new run takes the stable version back through every
+    /// phase, with its verification, as a rollout of its own (stable and canary swapped).
+    /// A rollback of that run, which only an operator can ask for, is immediate.
+    NewRollout,
 }
 
 /// Readiness waiting after each applied step.

@@ -553,6 +553,24 @@ fn variants_resolve_to_the_model() {
         }
     );
     assert_eq!(r.on_deadline, DeadlineAction::Rollback);
+    let reversal = webhook.replace(
+        "rollback: {mode: gradual, stepPause: 30s}",
+        "rollback: {mode: new-rollout}",
+    );
+    assert_eq!(
+        load_str(&reversal, &file()).expect("new-rollout")[..].rollback,
+        RollbackMode::NewRollout
+    );
+    // stepPause belongs to gradual alone, and the schema knows the mode too.
+    let paced = webhook.replace("mode: gradual", "mode: new-rollout");
+    let errors = errors_of(&paced);
+    assert!(
+        errors.len() == 1 && errors[0].contains("stepPause applies to `mode: gradual` only"),
+        "{errors:?}"
+    );
+    for doc in as_json_documents(&reversal) {
+        assert_eq!(schema_errors(&doc), Vec::<String>::new());
+    }
     assert_eq!(
         r.readiness,
         Readiness {

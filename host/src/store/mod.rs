@@ -90,6 +90,19 @@ pub enum StoreError {
     /// A rollout, step or action the caller named does not exist.
     #[error("not found in the store: {0}")]
     NotFound(String),
+    /// A run that must follow a given run was not created: a later run exists already.
+    #[error(
+        "run {run} of {rollout} was not created: its latest run is {latest} now (another run \
+         was started meanwhile); see `rollgate history {rollout}`"
+    )]
+    RunTaken {
+        /// The rollout's name.
+        rollout: String,
+        /// The run that was to be created.
+        run: i64,
+        /// The latest run in the store.
+        latest: i64,
+    },
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -330,6 +343,24 @@ pub struct Commit<'a> {
     pub spec: Option<&'a str>,
 }
 
+/// A run created right after a given run ([`Store::create_after`],
+/// [`Store::commit_with_successor`]): if another run was created since, nothing is written.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRow<'a> {
+    /// The rollout's name.
+    pub name: &'a str,
+    /// The resolved spec (JSON).
+    pub spec: &'a str,
+    /// The first checkpoint (JSON).
+    pub checkpoint: &'a str,
+    /// Its state name.
+    pub state: &'a str,
+    /// The audit event of its creation.
+    pub event: &'a AuditEvent,
+    /// The latest run of `name` now: the new row is run `after + 1`.
+    pub after: i64,
+}
+
 /// A handle on one store file; cheap to clone, safe to share between tasks, and other
 /// processes may open the same file at the same time.
 #[derive(Debug, Clone)]
@@ -496,49 +527,42 @@ impl Store {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let bumped = sqlx::query(SQL.bump_generation)
-            .bind(commit.checkpoint)
-            .bind(commit.state)
-            .bind(i64::from(commit.finished))
-            .bind(now_ms)
-            .bind(id)
-            .bind(expected_generation)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if bumped != 1 {
-            let found: Option<(String, i64)> = sqlx::query_as(SQL.generation_of)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-            // Dropping the transaction rolls it back; nothing was written.
-            return Err(match found {
-                None => StoreError::NotFound(format!("rollout id {id}")),
-                Some((rollout, found)) => StoreError::Conflict {
-                    rollout,
-                    expected: expected_generation,
-                    found,
-                },
-            });
-        }
-
-        if let Some(spec) = commit.spec {
-            sqlx::query(SQL.replace_spec)
-                .bind(spec)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        append_events(&mut tx, id, commit.events).await?;
-        insert_measurements(&mut tx, id, commit.measurements).await?;
-        insert_intents(&mut tx, id, commit.step_intents, now_ms).await?;
-        consume_actions(&mut tx, id, commit.consumed_actions, now_ms).await?;
-
+        let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
         tx.commit().await.map_err(db)?;
-        Ok(expected_generation + 1)
+        Ok(generation)
+    }
+
+    /// Create run `row.after + 1` of `row.name`, with its first audit event, in one
+    /// transaction — unless the latest run is no longer `row.after`
+    /// ([`StoreError::RunTaken`], nothing written): a run that follows a given one (a
+    /// rollback after success) is never created twice, nor after another run.
+    pub async fn create_after(
+        &self,
+        row: NewRow<'_>,
+        now_ms: i64,
+    ) -> Result<RolloutRow, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let created = insert_after(&mut tx, row, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(created)
+    }
+
+    /// [`Store::commit`] a run's transition and create the run that follows it
+    /// ([`Store::create_after`]) in the same transaction: a crash leaves both or neither,
+    /// so the successor is created exactly once. Returns the new generation and the row.
+    pub async fn commit_with_successor(
+        &self,
+        id: i64,
+        expected_generation: i64,
+        commit: Commit<'_>,
+        successor: NewRow<'_>,
+        now_ms: i64,
+    ) -> Result<(i64, RolloutRow), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
+        let created = insert_after(&mut tx, successor, now_ms).await?;
+        tx.commit().await.map_err(db)?;
+        Ok((generation, created))
     }
 
     /// Record a step's outcome (after its intent was committed).
@@ -764,6 +788,88 @@ struct Driver {
     rollout_id: i64,
     #[sqlx(flatten)]
     runner: RunnerRow,
+}
+
+/// [`Store::commit`]'s writes, inside the caller's transaction (the generation check is
+/// its first statement, a write, so the transaction holds the write lock from there on).
+async fn commit_in(
+    tx: &mut Tx<'_>,
+    id: i64,
+    expected_generation: i64,
+    commit: Commit<'_>,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    let bumped = sqlx::query(SQL.bump_generation)
+        .bind(commit.checkpoint)
+        .bind(commit.state)
+        .bind(i64::from(commit.finished))
+        .bind(now_ms)
+        .bind(id)
+        .bind(expected_generation)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    if bumped != 1 {
+        let found: Option<(String, i64)> = sqlx::query_as(SQL.generation_of)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?;
+        // Dropping the transaction rolls it back; nothing was written.
+        return Err(match found {
+            None => StoreError::NotFound(format!("rollout id {id}")),
+            Some((rollout, found)) => StoreError::Conflict {
+                rollout,
+                expected: expected_generation,
+                found,
+            },
+        });
+    }
+
+    if let Some(spec) = commit.spec {
+        sqlx::query(SQL.replace_spec)
+            .bind(spec)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    append_events(tx, id, commit.events).await?;
+    insert_measurements(tx, id, commit.measurements).await?;
+    insert_intents(tx, id, commit.step_intents, now_ms).await?;
+    consume_actions(tx, id, commit.consumed_actions, now_ms).await?;
+
+    Ok(expected_generation + 1)
+}
+
+/// Insert run `row.after + 1` with its first audit event, or fail with
+/// [`StoreError::RunTaken`] (the caller's transaction is then dropped: nothing written).
+async fn insert_after(
+    tx: &mut Tx<'_>,
+    row: NewRow<'_>,
+    now_ms: i64,
+) -> Result<RolloutRow, StoreError> {
+    let created: RolloutRow = sqlx::query_as(SQL.create_rollout)
+        .bind(row.name)
+        .bind(row.spec)
+        .bind(row.checkpoint)
+        .bind(row.state)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(row.name)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    if Some(created.run) != row.after.checked_add(1) {
+        return Err(StoreError::RunTaken {
+            rollout: row.name.to_string(),
+            run: row.after.saturating_add(1),
+            latest: created.run.saturating_sub(1),
+        });
+    }
+    append_events(tx, created.id, std::slice::from_ref(row.event)).await?;
+    Ok(created)
 }
 
 /// An audit row as stored: the event with its progress still JSON text.

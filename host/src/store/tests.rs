@@ -604,6 +604,83 @@ async fn connections_are_durable_and_patient() {
     }
 }
 
+/// A run that follows another (a reversal) is created with that run's last commit, in one
+/// transaction: both or neither; and never after a run someone else created meanwhile.
+#[tokio::test]
+async fn a_successor_is_created_with_the_last_commit_or_not_at_all() {
+    let (_dir, store) = fresh().await;
+    let row = create(&store, "web").await;
+    let created = event("rollback", "rolled-back", "pending");
+    let successor = NewRow {
+        name: "web",
+        spec: r#"{"spec":2}"#,
+        checkpoint: r#"{"cp":"reversal"}"#,
+        state: "pending",
+        event: &created,
+        after: 1,
+    };
+    let last = [event("rollback", "progressing", "rolled-back")];
+    let done = Commit {
+        finished: true,
+        ..commit(r#"{"cp":"done"}"#, "rolled-back", &last)
+    };
+    // A stale generation: neither the commit nor the successor lands.
+    assert!(matches!(
+        store
+            .commit_with_successor(row.id, 7, done, successor, 900)
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(store.runs("web").await.unwrap().len(), 1);
+    // The latest run is not the one named: nothing lands either, the commit included.
+    let wrong = NewRow {
+        after: 5,
+        ..successor
+    };
+    match store
+        .commit_with_successor(row.id, 1, done, wrong, 900)
+        .await
+    {
+        Err(StoreError::RunTaken {
+            rollout,
+            run,
+            latest,
+        }) => assert_eq!((rollout.as_str(), run, latest), ("web", 6, 1)),
+        other => panic!("expected run-taken, got {other:?}"),
+    }
+    assert_eq!(store.get(row.id).await.unwrap(), Some(row.clone()));
+    assert_eq!(store.runs("web").await.unwrap().len(), 1);
+
+    let (generation, next) = store
+        .commit_with_successor(row.id, 1, done, successor, 900)
+        .await
+        .unwrap();
+    assert_eq!(
+        (generation, next.run, next.state.as_str()),
+        (2, 2, "pending")
+    );
+    let first = store.get(row.id).await.unwrap().unwrap();
+    assert!(first.finished);
+    assert_eq!(store.audit(next.id).await.unwrap()[0].event, created);
+    // The same successor again (a second runner, a retried request): refused.
+    assert!(matches!(
+        store.create_after(successor, 950).await,
+        Err(StoreError::RunTaken { latest: 2, .. })
+    ));
+    let third = store
+        .create_after(
+            NewRow {
+                after: 2,
+                ..successor
+            },
+            950,
+        )
+        .await
+        .unwrap();
+    assert_eq!(third.run, 3);
+    assert_eq!(store.runs("web").await.unwrap().len(), 3);
+}
+
 fn new_runner(command: &str) -> NewRunner<'_> {
     NewRunner {
         host: "build-3",

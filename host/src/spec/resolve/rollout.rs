@@ -136,7 +136,12 @@ impl Loader {
         };
         match (r.value.mode, &r.value.step_pause) {
             (None | Some(docs::RollbackModeName::Immediate), None) => RollbackMode::Immediate,
-            (None | Some(docs::RollbackModeName::Immediate), Some(s)) => {
+            (Some(docs::RollbackModeName::NewRollout), None) => RollbackMode::NewRollout,
+            // An error: the value returned does not matter.
+            (
+                None | Some(docs::RollbackModeName::Immediate | docs::RollbackModeName::NewRollout),
+                Some(s),
+            ) => {
                 self.errors.push(src.err(
                     s,
                     "spec.rollback.stepPause",
