@@ -581,6 +581,7 @@ mod tests {
                 preview_deployed: None,
                 cut_over: None,
             }),
+            reverses: None,
         }
     }
 
@@ -613,6 +614,8 @@ mod tests {
             finished: false,
             created_ms: 1,
             updated_ms: 2,
+            runner: None,
+            invalid_spec: None,
         };
         let mut json = serde_json::to_value(&snap).unwrap();
         assert_eq!(json["apiVersion"], API_VERSION);
@@ -643,6 +646,8 @@ mod tests {
             finished: false,
             created_ms: 1,
             updated_ms: 2,
+            runner: None,
+            invalid_spec: None,
         };
         let mut json = serde_json::to_value(&snap).unwrap();
         let errors: Vec<String> = status.iter_errors(&json).map(|e| e.to_string()).collect();
