@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use common::serve::{OPERATOR, READER, Serve, Server};
+use common::serve::{OPERATOR, READER, Serve, Server, read_events};
 use common::{PromServer, rollgate_in};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -136,9 +136,36 @@ fn a_broken_rollout_and_a_broken_template_cost_only_their_rollouts_until_fixed()
         get.stdout
     );
 
-    // Each fix starts its rollout.
+    // `history` says it too, before any run.
+    let history = rollgate_in(
+        dir.path(),
+        &["history", "typo", "--server", &s.url, "--token", READER],
+    );
+    assert_eq!(history.code, 0, "{}", history.stderr);
+    assert!(
+        history.stdout.contains("invalid-spec since") && history.stdout.contains("weight"),
+        "{}",
+        history.stdout
+    );
+
+    // Each fix starts its rollout, and the event stream says so.
+    let url = format!("{}/api/v1/events", s.url);
+    let events = std::thread::spawn(move || {
+        read_events(&url, Duration::from_secs(60), |events| {
+            events
+                .iter()
+                .any(|e| e["rollout"] == "typo" && e["action"] == "spec-valid")
+        })
+    });
+    s.wait_subscribers(1);
     std::fs::write(config.join("typo.yaml"), held("typo")).expect("write");
     s.wait_state("typo", 1, "paused(step)");
+    let events = events.join().expect("the event reader");
+    let fixed = events
+        .iter()
+        .find(|e| e["rollout"] == "typo" && e["action"] == "spec-valid")
+        .expect("spec-valid");
+    assert_eq!(fixed["stateBefore"], "invalid-spec", "{fixed}");
     assert_eq!(s.rollout("uses")["state"], "invalid-spec");
     std::fs::write(
         config.join("tmpl.yaml"),

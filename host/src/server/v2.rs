@@ -315,6 +315,15 @@ pub async fn history(store: &Store, name: &str, run: Option<i64>) -> Result<Hist
         .and_then(|r| serde_json::from_str::<Checkpoint>(&r.checkpoint).ok())
         .map(|cp| cp.failures)
         .unwrap_or_default();
+    let mut failures = failures;
+    if let Some(invalid) = &history.invalid_spec {
+        failures.extend(
+            invalid
+                .problems
+                .iter()
+                .map(|p| Failure::invalid_spec(p.clone(), invalid.since_ms)),
+        );
+    }
     Ok(History {
         api_version: ApiVersion,
         history,
