@@ -24,9 +24,40 @@ pub fn text(data: &[u8]) -> Option<&str> {
 ///   could not read, and this one was read);
 /// - a loaded rollout survives the store: `run` and `serve` save it as JSON and a restart
 ///   reads it back, so it must serialise, deserialise and serialise again to the same JSON.
+///
+/// And the same text loaded rollout by rollout (`rollgate serve`, `run`, `lint`) keeps:
+/// - every problem of the whole load, given to a rollout or to no rollout, none lost, each
+///   well placed; nothing when the whole load is clean;
+/// - a rollout either loads or is invalid, never both; a clean load loads the same
+///   rollouts.
 pub fn check_spec(text: &str, file: &Path) -> Option<Bundle> {
-    match rollgate::spec::load_str(text, file) {
+    let whole = rollgate::spec::load_str(text, file);
+    let each = rollgate::spec::load_each_str(text, file);
+    let lines = yaml_lines(text);
+    for r in &each.bundle.rollouts {
+        assert!(
+            !each.invalid.contains_key(&r.name),
+            "rollout {:?} both loads and is invalid",
+            r.name
+        );
+    }
+    let given = each.all_problems();
+    for e in &given {
+        check_spec_error(e, file, lines);
+    }
+    match whole {
         Ok(bundle) => {
+            assert!(
+                each.is_clean(),
+                "a clean load has problems rollout by rollout: {given:?}"
+            );
+            let names = |b: &Bundle| {
+                b.rollouts
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(names(&bundle), names(&each.bundle));
             for rollout in &bundle.rollouts {
                 check_stored(rollout);
             }
@@ -34,9 +65,15 @@ pub fn check_spec(text: &str, file: &Path) -> Option<Bundle> {
         }
         Err(errors) => {
             assert!(!errors.is_empty(), "a refused load reports no problem");
-            let lines = yaml_lines(text);
             for e in &errors {
+                if e.not_shown().is_some() {
+                    continue;
+                }
                 check_spec_error(e, file, lines);
+                assert!(
+                    given.contains(e),
+                    "a problem is lost rollout by rollout: {e}"
+                );
             }
             None
         }

@@ -236,6 +236,14 @@ pub fn load_str(text: &str, file: &Path) -> Result<Bundle, Vec<SpecError>> {
     resolve::load_sources(&[(file.to_path_buf(), text.to_string())]).map_err(cap_problems)
 }
 
+/// [`load_each`] over one file's text (`file` names it in problems, which are not
+/// shortened): what the fuzz target `spec_load` checks against [`load_str`].
+pub fn load_each_str(text: &str, file: &Path) -> Each {
+    let sources = [(file.to_path_buf(), text.to_string())];
+    let (bundle, problems) = resolve::load_sources_partial(&sources);
+    each::attribute(&sources, bundle, problems)
+}
+
 /// Parse a duration as operators write it (`250ms`, `30s`, `5m`, `1h30m`) into milliseconds.
 pub fn parse_duration(text: &str) -> Result<Millis, String> {
     rollgate_duration::parse_ms(text)
