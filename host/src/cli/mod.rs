@@ -3,12 +3,15 @@
 //! documented per command.
 //!
 //! Files, one command (or family) each, plus what several share:
-//! - `run.rs`: `run`; `actions.rs`: the operator actions (`pause` … `retry`); `serve.rs`:
-//!   `serve`; `remote.rs`: the client of a server's API (`--server URL`);
+//! - `run.rs`: `run`, step by step; `run_output.rs`: what it shows while it runs (the live
+//!   trees, progress lines, the problems report); `actions.rs`: the operator actions
+//!   (`pause` … `retry`); `serve.rs`: `serve`; `remote.rs`: the client of a server's API
+//!   (`--server URL`);
 //! - `status.rs`: `get` and `history`; `style.rs`: tables, glyphs and colour for people;
 //! - `lint.rs`, `verify.rs`, `replay.rs`, `schema.rs`: the read-only checks;
 //! - `plugin.rs`: `plugin inspect|check|measure`; `kit.rs`: `plugin new|test` (the author
-//!   kit); `plugin_host.rs`: what every command calling plugins shares (host, limit flags,
+//!   kit; `policy_fixture.rs`: the policy input a `plugin test` fixture writes);
+//!   `plugin_host.rs`: what every command calling plugins shares (host, limit flags,
 //!   measurement output) — `plugin.rs` uses `kit.rs`, both use `plugin_host.rs`, never back;
 //! - `metrics.rs`: `metrics query|record`; `time.rs`: time arguments (`now-1h`, RFC 3339).
 
@@ -22,6 +25,7 @@ mod policy_fixture;
 mod remote;
 mod replay;
 mod run;
+mod run_output;
 mod schema;
 mod serve;
 mod status;
