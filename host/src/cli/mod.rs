@@ -10,7 +10,7 @@
 //! - `status.rs`: `get` and `history`; `style.rs`: tables, glyphs and colour for people;
 //! - `lint.rs`, `verify.rs`, `replay.rs`, `schema.rs`: the read-only checks;
 //! - `plugin.rs`: `plugin inspect|check|measure`; `kit.rs`: `plugin new|test` (the author
-//!   kit; `policy_fixture.rs`: the policy input a `plugin test` fixture writes);
+//!   kit, tested in `kit_tests.rs`; `policy_fixture.rs`: the policy input a `plugin test` fixture writes);
 //!   `plugin_host.rs`: what every command calling plugins shares (host, limit flags,
 //!   measurement output) — `plugin.rs` uses `kit.rs`, both use `plugin_host.rs`, never back;
 //! - `metrics.rs`: `metrics query|record`; `time.rs`: time arguments (`now-1h`, RFC 3339).
