@@ -13,6 +13,9 @@
 //! answered 401 (no or unknown token) or 403 (read-only token), logged with what was asked
 //! and counted in `rollgate_api_refused_total`; the actor of an action is the token's
 //! identity, never something the request says about itself.
+//!
+//! Files: `mod.rs` the router, authentication, the v1 routes and the event streams; `v2.rs`
+//! the `/api/v2` routes whose answers changed.
 
 mod v2;
 

@@ -3,15 +3,19 @@
 //! documented per command.
 //!
 //! Files, one command (or family) each, plus what several share:
-//! - `run.rs`: `run` and the operator actions; `serve.rs`: `serve`; `remote.rs`: the client
-//!   of a server's API (`--server URL`);
+//! - `run.rs`: `run`, step by step; `run_output.rs`: what it shows while it runs (the live
+//!   trees, progress lines, the problems report); `actions.rs`: the operator actions
+//!   (`pause` … `retry`); `serve.rs`: `serve`; `remote.rs`: the client of a server's API
+//!   (`--server URL`);
 //! - `status.rs`: `get` and `history`; `style.rs`: tables, glyphs and colour for people;
 //! - `lint.rs`, `verify.rs`, `replay.rs`, `schema.rs`: the read-only checks;
 //! - `plugin.rs`: `plugin inspect|check|measure`; `kit.rs`: `plugin new|test` (the author
-//!   kit); `plugin_host.rs`: what every command calling plugins shares (host, limit flags,
+//!   kit, tested in `kit_tests.rs`; `policy_fixture.rs`: the policy input a `plugin test` fixture writes);
+//!   `plugin_host.rs`: what every command calling plugins shares (host, limit flags,
 //!   measurement output) — `plugin.rs` uses `kit.rs`, both use `plugin_host.rs`, never back;
 //! - `metrics.rs`: `metrics query|record`; `time.rs`: time arguments (`now-1h`, RFC 3339).
 
+mod actions;
 mod kit;
 mod lint;
 mod metrics;
@@ -21,6 +25,7 @@ mod policy_fixture;
 mod remote;
 mod replay;
 mod run;
+mod run_output;
 mod schema;
 mod serve;
 mod status;
@@ -65,21 +70,21 @@ enum Command {
     /// Print (or write) the JSON Schema of each document kind, for editors and CI.
     Schema(schema::SchemaArgs),
     /// Hold a running rollout at its current weight.
-    Pause(run::ActionArgs),
+    Pause(actions::ActionArgs),
     /// Continue a paused rollout: re-enter the current phase and re-evaluate.
-    Resume(run::ActionArgs),
+    Resume(actions::ActionArgs),
     /// Move a rollout to its next phase now.
-    Promote(run::ActionArgs),
+    Promote(actions::ActionArgs),
     /// Apply the final weight and finish a rollout now.
-    PromoteFull(run::ActionArgs),
+    PromoteFull(actions::ActionArgs),
     /// Stop a rollout; what was applied stays.
-    Abort(run::ActionArgs),
+    Abort(actions::ActionArgs),
     /// Restore the stable version; after a success, queue the run that takes the previous
     /// version back (as `spec.rollback.mode` says).
-    Rollback(run::ActionArgs),
+    Rollback(actions::ActionArgs),
     /// Queue a new run of a rolled-back, aborted or failed rollout; after a rollback, roll
     /// forward again.
-    Retry(run::ActionArgs),
+    Retry(actions::ActionArgs),
 }
 
 /// Output format.
@@ -245,13 +250,13 @@ pub fn main() -> ExitCode {
             Command::Replay(args) => replay::run(args).await,
             Command::Get(args) => status::get(args).await,
             Command::History(args) => status::history(args).await,
-            Command::Pause(args) => run::action(Action::Pause, args).await,
-            Command::Resume(args) => run::action(Action::Resume, args).await,
-            Command::Promote(args) => run::action(Action::Promote, args).await,
-            Command::PromoteFull(args) => run::action(Action::PromoteFull, args).await,
-            Command::Abort(args) => run::action(Action::Abort, args).await,
-            Command::Rollback(args) => run::action(Action::Rollback, args).await,
-            Command::Retry(args) => run::action(Action::Retry, args).await,
+            Command::Pause(args) => actions::action(Action::Pause, args).await,
+            Command::Resume(args) => actions::action(Action::Resume, args).await,
+            Command::Promote(args) => actions::action(Action::Promote, args).await,
+            Command::PromoteFull(args) => actions::action(Action::PromoteFull, args).await,
+            Command::Abort(args) => actions::action(Action::Abort, args).await,
+            Command::Rollback(args) => actions::action(Action::Rollback, args).await,
+            Command::Retry(args) => actions::action(Action::Retry, args).await,
         }
     });
     ExitCode::from(code)

@@ -1,7 +1,6 @@
 //! `rollgate run FILE…`: run the rollouts of some files in the foreground to a final state,
-//! resuming any unfinished run of the same rollouts from the store; and the operator
-//! actions (`pause`, `resume`, `promote`, `promote-full`, `abort`, `rollback`, `retry`)
-//! that a running `rollgate run` picks up from the same store.
+//! resuming any unfinished run of the same rollouts from the store. The operator actions
+//! a running `rollgate run` picks up from the same store are in `actions.rs`.
 //!
 //! Exit codes of `run`: 0 every rollout succeeded, 5 one rolled back (a release taken back
 //! by a reversal that succeeded included), 6 one was aborted,
@@ -13,19 +12,17 @@
 //! registers, beats every `--heartbeat` and marks itself stopped when it ends, so `rollgate
 //! get` can tell a run being driven from one whose runner died.
 
+use super::run_output::{Shown, report};
 use super::{Format, Out, exit};
 use crate::engine::clock::{Clock, SimClock, SystemClock, now_ms};
 use crate::engine::prepare;
-use crate::engine::reversal::{self, ReverseError};
+use crate::engine::reversal;
 use crate::engine::runner::Runner;
-use crate::engine::state::{Control, State};
-use crate::engine::{
-    Action, ENGINE_ACTOR, Engine, Outcome, Progress, RetryError, retry_run, setup,
-};
+use crate::engine::state::State;
+use crate::engine::{ENGINE_ACTOR, Engine, Outcome, setup};
 use crate::spec::model::RolloutSpec;
-use crate::store::Store;
+use crate::store::{RolloutRow, Store};
 use clap::{Args, ValueEnum};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,232 +84,6 @@ pub struct RunArgs {
     pub heartbeat: String,
 }
 
-/// An action on a rollout.
-#[derive(Debug, Args)]
-pub struct ActionArgs {
-    /// The rollout's name.
-    pub rollout: String,
-    /// The state store the runner uses.
-    #[arg(long, default_value = "rollgate.db")]
-    pub store: PathBuf,
-    /// Why (audited).
-    #[arg(long, default_value = "")]
-    pub reason: String,
-    /// Who (audited; default $USER). With --server the identity of the token is audited.
-    #[arg(long)]
-    pub actor: Option<String>,
-    /// Ask a `rollgate serve` API instead of writing to a store file (http://HOST:PORT).
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The API token, with --server (default: $ROLLGATE_TOKEN); actions need an operator's.
-    #[arg(long)]
-    pub token: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
-}
-
-/// `rollgate pause|resume|promote|promote-full|abort|rollback|retry NAME`.
-pub async fn action(action: Action, args: ActionArgs) -> u8 {
-    let mut out = Out::default();
-    let code = action_inner(action, &args, &mut out).await;
-    out.flush();
-    code
-}
-
-async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
-    if let Some(url) = &args.server {
-        let remote = super::remote::Remote::new(url, args.token.as_deref());
-        let path = format!(
-            "/rollouts/{}/{}",
-            super::remote::segment(&args.rollout),
-            action.name()
-        );
-        let body = serde_json::json!({ "reason": args.reason });
-        return match remote.post::<serde_json::Value>(&path, &body).await {
-            Ok(v) => {
-                out.line(match args.format {
-                    Format::Json => v.to_string(),
-                    Format::Human => {
-                        let field = |k: &str| {
-                            v.get(k)
-                                .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
-                                .unwrap_or_default()
-                        };
-                        if action == Action::Retry || v.get("reverses").is_some() {
-                            format!(
-                                "{}: run {} started by the server ({})",
-                                args.rollout,
-                                field("run"),
-                                field("reason")
-                            )
-                        } else if field("outcome") == "applied" {
-                            format!(
-                                "{}: {} applied to run {} ({} → {})",
-                                args.rollout,
-                                action.name(),
-                                field("run"),
-                                field("stateBefore"),
-                                field("state")
-                            )
-                        } else {
-                            format!(
-                                "{}: {} requested (#{}; run {} is {}); the server applies it at the run's next step",
-                                args.rollout,
-                                action.name(),
-                                field("request"),
-                                field("run"),
-                                field("state")
-                            )
-                        }
-                    }
-                });
-                exit::OK
-            }
-            Err(e) => {
-                out.err(format!("rollgate: {}", e.message));
-                e.code
-            }
-        };
-    }
-    let actor = args
-        .actor
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "operator".into());
-    if let Err(e) = crate::engine::check_request(&actor, &args.reason) {
-        out.err(format!("rollgate: {}: {e}", action.name()));
-        return exit::INVALID_INPUT;
-    }
-    let store = match Store::open(&args.store).await {
-        Ok(s) => s,
-        Err(e) => {
-            out.err(format!("rollgate: {e}"));
-            return exit::INVALID_INPUT;
-        }
-    };
-    let latest = match store.latest(&args.rollout).await {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            out.err(format!(
-                "rollgate: no rollout named {:?} in {}; start it with `rollgate run FILE`",
-                args.rollout,
-                args.store.display()
-            ));
-            return exit::INVALID_INPUT;
-        }
-        Err(e) => {
-            out.err(format!("rollgate: {e}"));
-            return exit::PLUGIN_ERROR;
-        }
-    };
-    if action == Action::Rollback && latest.state == State::Succeeded.name() {
-        // After a success: a new run that takes the previous version back.
-        return match reversal::rollback_after_success(
-            &store,
-            &latest,
-            &actor,
-            &args.reason,
-            now_ms(),
-        )
-        .await
-        {
-            Ok((row, reason)) => {
-                out.line(match args.format {
-                    Format::Human => format!(
-                        "{}: run {} queued ({reason}); `rollgate run` starts it",
-                        row.name, row.run
-                    ),
-                    Format::Json => serde_json::json!({
-                        "rollout": row.name, "action": "rollback", "run": row.run,
-                        "state": row.state, "reason": reason, "reverses": latest.run,
-                    })
-                    .to_string(),
-                });
-                exit::OK
-            }
-            Err(e @ ReverseError::Refused(_)) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PROBLEMS
-            }
-            Err(e) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PLUGIN_ERROR
-            }
-        };
-    }
-    if action == Action::Retry {
-        match retry_run(&store, &latest, &actor, &args.reason, now_ms()).await {
-            Ok((row, reason)) => {
-                out.line(match args.format {
-                    Format::Human => format!(
-                        "{}: run {} queued ({reason}); `rollgate run` starts it",
-                        row.name, row.run
-                    ),
-                    Format::Json => serde_json::json!({
-                        "rollout": row.name, "action": "retry", "run": row.run,
-                        "state": row.state, "reason": reason,
-                    })
-                    .to_string(),
-                });
-                exit::OK
-            }
-            Err(e @ RetryError::NotEnded { .. }) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PROBLEMS
-            }
-            Err(e) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PLUGIN_ERROR
-            }
-        }
-    } else {
-        // Only a rollback reopens an ended run, and only one that did not restore the stable
-        // version or finish the rollout already.
-        let reopens =
-            action == Action::Rollback && matches!(latest.state.as_str(), "aborted" | "failed");
-        if latest.finished && !reopens {
-            out.err(format!(
-                "rollgate: {:?} run {} already ended {}; nothing to {}",
-                args.rollout,
-                latest.run,
-                latest.state,
-                action.name()
-            ));
-            return exit::PROBLEMS;
-        }
-        match store
-            .request_action(latest.id, action.name(), &actor, &args.reason, now_ms())
-            .await
-        {
-            Ok(id) => {
-                let pending = store.pending_actions(latest.id).await.unwrap_or_default();
-                let control = Control::of(pending.iter().map(|a| a.action.as_str()));
-                out.line(match args.format {
-                    Format::Human => format!(
-                        "{}: {} requested (#{id}; run {} is {}, {}); the runner applies it at its next step",
-                        args.rollout,
-                        action.name(),
-                        latest.run,
-                        latest.state,
-                        control.name()
-                    ),
-                    Format::Json => serde_json::json!({
-                        "rollout": args.rollout, "action": action.name(), "request": id,
-                        "run": latest.run, "state": latest.state, "control": control.name(),
-                    })
-                    .to_string(),
-                });
-                exit::OK
-            }
-            Err(e) => {
-                out.err(format!("rollgate: {e}"));
-                exit::PLUGIN_ERROR
-            }
-        }
-    }
-}
-
 /// `rollgate run`.
 pub async fn run(args: RunArgs) -> u8 {
     let mut out = Out::default();
@@ -322,18 +93,85 @@ pub async fn run(args: RunArgs) -> u8 {
 }
 
 async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
+    match run_steps(args, out).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+/// `rollgate run`, step by step; `Err` is an exit code whose reason is already in `out`.
+async fn run_steps(args: &RunArgs, out: &mut Out) -> Result<u8, u8> {
     let heartbeat = match crate::engine::runner::parse_period(&args.heartbeat) {
         Ok(p) => p,
         Err(e) => {
             out.err(format!("rollgate: --heartbeat: {e}"));
-            return exit::INVALID_INPUT;
+            return Err(exit::INVALID_INPUT);
         }
     };
     // Rollout by rollout: one that does not load (or whose template, plugin or backend does
     // not) is reported as invalid-spec and not run; the others run, and the exit code says
     // invalid input at the end.
     let each = crate::spec::load_each(&args.files);
-    let mut selection = match select(&each, &args.rollouts) {
+    let (checked, plugins) = check(&each, args, out).await?;
+    let (store, config_generation) = open_store(args, &each, &checked, out).await?;
+    let latest = latest_runs(&store, &checked.rollouts, &args.files, out).await?;
+    let (clock, sim) = clock(args, &latest, out)?;
+    // Recordings are aligned to the start of the runs: of the first resumed one, else now.
+    let origin = resumed(&latest)
+        .map(|row| row.created_ms)
+        .min()
+        .unwrap_or_else(|| clock.now_ms());
+    // Every backend that builds (one that does not costs only the rollouts using it, which
+    // are not run).
+    let backends = prepare::backends(&each.bundle, Some(origin));
+    let shown = Shown::new(args.format);
+    let engine = Engine {
+        store: store.clone(),
+        clock: clock.clone(),
+        plugins: Arc::new(plugins),
+        metrics: Arc::new(backends),
+        http: reqwest::Client::new(),
+        observer: Some(shown.observer()),
+        action_poll: Duration::from_millis(args.poll_ms.max(10)),
+        sink: None,
+        wakers: None,
+        config_generation,
+        reconfigure: Some(Arc::new(FilesReread {
+            files: args.files.clone(),
+            host: checked.host.clone(),
+            store: store.clone(),
+            deterministic: args.clock == ClockKind::Simulated,
+            origin,
+        })),
+        runner: None,
+    };
+    let (ids, done) = start_runs(&engine, &checked.rollouts, latest, &args.files, out).await?;
+    let results = drive(engine, ids, sim.as_ref(), heartbeat, &shown, args, out).await?;
+    Ok(finish(results, done, &checked, &shown, out))
+}
+
+/// What loading and setting up the files left to run, and what they refused.
+struct Checked<'a> {
+    /// The rollouts asked for, those that run and those that are invalid-spec.
+    selection: Selection,
+    /// The plugin host the rollouts' plugins were loaded with.
+    host: crate::plugin::PluginHost,
+    /// The rollouts that run.
+    rollouts: Vec<&'a RolloutSpec>,
+    /// How many problems were reported.
+    problem_count: usize,
+    /// The exit code the problems give: a plugin error when every one is about the
+    /// environment (a plugin or backend that cannot be reached), else invalid input.
+    invalid_code: u8,
+}
+
+/// Select the rollouts asked for, set them up (plugins, backends) and report every problem,
+/// all before the store is created; also returns the plugins that loaded.
+async fn check<'a>(
+    each: &'a crate::spec::Each,
+    args: &RunArgs,
+    out: &mut Out,
+) -> Result<(Checked<'a>, crate::engine::Plugins), u8> {
+    let mut selection = match select(each, &args.rollouts) {
         Ok(s) => s,
         Err(e) => {
             let other: Vec<String> = each.other.iter().map(ToString::to_string).collect();
@@ -346,7 +184,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                     other.len()
                 ));
             }
-            return exit::INVALID_INPUT;
+            return Err(exit::INVALID_INPUT);
         }
     };
     let bundle = &each.bundle;
@@ -354,7 +192,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         Ok(h) => h,
         Err(e) => {
             out.err(format!("rollgate: {e}"));
-            return exit::PLUGIN_ERROR;
+            return Err(exit::PLUGIN_ERROR);
         }
     };
     let deterministic = args.clock == ClockKind::Simulated;
@@ -395,48 +233,75 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     } else {
         exit::INVALID_INPUT
     };
+    let checked = Checked {
+        selection,
+        host,
+        rollouts,
+        problem_count,
+        invalid_code,
+    };
+    Ok((checked, prepared.plugins))
+}
+
+/// Open the store (unless there is nothing to run or record), number the configuration
+/// and record which rollouts are invalid-spec; `Err` when nothing runs.
+async fn open_store(
+    args: &RunArgs,
+    each: &crate::spec::Each,
+    checked: &Checked<'_>,
+    out: &mut Out,
+) -> Result<(Store, i64), u8> {
+    let problem_count = checked.problem_count;
     // Nothing to run and nothing to record: no store file is created.
-    if rollouts.is_empty() && !args.store.exists() {
+    if checked.rollouts.is_empty() && !args.store.exists() {
         out.err(format!(
             "rollgate: {problem_count} problem(s); nothing was run"
         ));
-        return invalid_code;
+        return Err(checked.invalid_code);
     }
-    let plugins = prepared.plugins;
     let store = match Store::open(&args.store).await {
         Ok(s) => s,
         Err(e) => {
             out.err(format!("rollgate: {e}"));
-            return exit::INVALID_INPUT;
+            return Err(exit::INVALID_INPUT);
         }
     };
     let config_generation = match store.configuration(&each.fingerprint, now_ms()).await {
         Ok(g) => g,
         Err(e) => {
             out.err(format!("rollgate: {e}"));
-            return exit::PLUGIN_ERROR;
+            return Err(exit::PLUGIN_ERROR);
         }
     };
-    if let Err(e) = record_invalid(&store, &selection).await {
+    if let Err(e) = record_invalid(&store, &checked.selection).await {
         out.err(format!("rollgate: {e}"));
-        return exit::PLUGIN_ERROR;
+        return Err(exit::PLUGIN_ERROR);
     }
-    if rollouts.is_empty() {
+    if checked.rollouts.is_empty() {
         out.err(format!(
             "rollgate: {problem_count} problem(s); nothing was run"
         ));
-        return invalid_code;
+        return Err(checked.invalid_code);
     }
-    // What the store already knows of each rollout: an unfinished run is resumed, a finished
-    // run of the same spec is reported, anything else starts a new run.
-    // An ended run with a request waiting (a rollback of an aborted run) is driven again.
+    Ok((store, config_generation))
+}
+
+/// What the store already knows of each rollout: an unfinished run is resumed, a finished
+/// run of the same spec is reported, anything else (`None`) starts a new run.
+/// An ended run with a request waiting (a rollback of an aborted run) is driven again.
+async fn latest_runs(
+    store: &Store,
+    rollouts: &[&RolloutSpec],
+    files: &[PathBuf],
+    out: &mut Out,
+) -> Result<Vec<Option<RolloutRow>>, u8> {
     let mut latest = Vec::new();
-    for r in &rollouts {
+    for r in rollouts {
         let row = match store.latest(&r.name).await {
             Ok(row) => row,
             Err(e) => {
                 out.err(format!("rollgate: {e}"));
-                return exit::PLUGIN_ERROR;
+                return Err(exit::PLUGIN_ERROR);
             }
         };
         let row = match row {
@@ -445,87 +310,60 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                     row.finished = false;
                     Some(row)
                 }
-                Ok(_) => same_spec(&row, r, &args.files).then_some(row),
+                Ok(_) => same_spec(&row, r, files).then_some(row),
                 Err(e) => {
                     out.err(format!("rollgate: {e}"));
-                    return exit::PLUGIN_ERROR;
+                    return Err(exit::PLUGIN_ERROR);
                 }
             },
             other => other,
         };
         latest.push(row);
     }
-    let resumed = || latest.iter().flatten().filter(|row| !row.finished);
-    let (clock, sim): (Arc<dyn Clock>, Option<SimClock>) = match args.clock {
+    Ok(latest)
+}
+
+/// The runs that are resumed.
+fn resumed(latest: &[Option<RolloutRow>]) -> impl Iterator<Item = &RolloutRow> {
+    latest.iter().flatten().filter(|row| !row.finished)
+}
+
+/// The clock that drives the runs, and the simulated clock when it is one.
+fn clock(
+    args: &RunArgs,
+    latest: &[Option<RolloutRow>],
+    out: &mut Out,
+) -> Result<(Arc<dyn Clock>, Option<SimClock>), u8> {
+    Ok(match args.clock {
         ClockKind::System => (Arc::new(SystemClock), None),
         ClockKind::Simulated => {
             let start = match super::time::parse_time(&args.start, now_ms()) {
                 Ok(t) => t,
                 Err(e) => {
                     out.err(format!("rollgate: --start: {e}"));
-                    return exit::INVALID_INPUT;
+                    return Err(exit::INVALID_INPUT);
                 }
             };
             // A resumed run's time goes on from its last commit: the simulated clock never
             // goes back, or the run would measure the same minutes twice.
-            let start = resumed().map(|row| row.updated_ms).fold(start, i64::max);
+            let start = resumed(latest)
+                .map(|row| row.updated_ms)
+                .fold(start, i64::max);
             let sim = SimClock::new(start);
             (Arc::new(sim.clone()), Some(sim))
         }
-    };
-    // Recordings are aligned to the start of the runs: of the first resumed one, else now.
-    let origin = resumed()
-        .map(|row| row.created_ms)
-        .min()
-        .unwrap_or_else(|| clock.now_ms());
-    // Every backend that builds (one that does not costs only the rollouts using it, which
-    // are not run).
-    let backends = prepare::backends(bundle, Some(origin));
-    let format = args.format;
-    // On a terminal, people get the live tree of every rollout redrawn in place; elsewhere
-    // (logs, CI, pipes) one line per change, and JSON lines for tools.
-    let live = format == Format::Human && super::style::stderr_live();
-    let board = Arc::new(std::sync::Mutex::new(Board::default()));
-    let last_lines = std::sync::Mutex::new(HashMap::<String, String>::new());
-    let observer: crate::engine::Observer = {
-        let board = board.clone();
-        Arc::new(move |p: &Progress| {
-            if live {
-                let mut board = board.lock().unwrap_or_else(|e| e.into_inner());
-                board.update(p);
-                return;
-            }
-            // The engine reports progress at every step of its loop; a line that says
-            // nothing new for its rollout is not printed again.
-            let line = progress_line(p, format);
-            let key = format!("{}#{}", p.rollout, p.run);
-            let mut last = last_lines.lock().unwrap_or_else(|e| e.into_inner());
-            if last.get(&key) != Some(&line) {
-                emit(&line, format);
-                last.insert(key, line);
-            }
-        })
-    };
-    let mut engine = Engine {
-        store: store.clone(),
-        clock: clock.clone(),
-        plugins: Arc::new(plugins),
-        metrics: Arc::new(backends),
-        http: reqwest::Client::new(),
-        observer: Some(observer),
-        action_poll: Duration::from_millis(args.poll_ms.max(10)),
-        sink: None,
-        wakers: None,
-        config_generation,
-        reconfigure: Some(Arc::new(FilesReread {
-            files: args.files.clone(),
-            host: host.clone(),
-            store: store.clone(),
-            deterministic,
-            origin,
-        })),
-        runner: None,
-    };
+    })
+}
+
+/// Each rollout's run: an unfinished one resumed, a new one created, or an ended one
+/// reported. Returns the ids of the runs to drive and the outcomes of those that ended.
+async fn start_runs(
+    engine: &Engine,
+    rollouts: &[&RolloutSpec],
+    latest: Vec<Option<RolloutRow>>,
+    files: &[PathBuf],
+    out: &mut Out,
+) -> Result<(Vec<i64>, Vec<Outcome>), u8> {
     let mut ids = Vec::new();
     let mut done: Vec<Outcome> = Vec::new();
     for (r, latest) in rollouts.iter().zip(latest) {
@@ -534,7 +372,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                 let reverses = reversal::reverses(&row)
                     .map(|n| format!(", which reverses run {n},"))
                     .unwrap_or_default();
-                if !same_spec(&row, r, &args.files) {
+                if !same_spec(&row, r, files) {
                     eprintln!(
                         "rollgate: {}: resuming run {}{reverses} with the spec it started with (the file has changed since; the change applies to the next run)",
                         r.name, row.run
@@ -571,20 +409,37 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
                 Ok(id) => ids.push(id),
                 Err(e) => {
                     out.err(format!("rollgate: {e}"));
-                    return exit::PLUGIN_ERROR;
+                    return Err(exit::PLUGIN_ERROR);
                 }
             },
         }
     }
+    Ok((ids, done))
+}
+
+/// What each run's task ended with.
+type Driven = Vec<Result<Result<Outcome, crate::engine::EngineError>, tokio::task::JoinError>>;
+
+/// Drive the runs to their end as the store's runner (registered, beating), or until
+/// SIGINT or SIGTERM (`Err` with its exit code, the runner marked stopped).
+async fn drive(
+    mut engine: Engine,
+    ids: Vec<i64>,
+    sim: Option<&SimClock>,
+    heartbeat: Duration,
+    shown: &Shown,
+    args: &RunArgs,
+    out: &mut Out,
+) -> Result<Driven, u8> {
     // This process drives runs from here on: it is their runner, and beats while it is.
     let runner = if ids.is_empty() {
         None
     } else {
-        match Runner::register(&store, "run", heartbeat).await {
+        match Runner::register(&engine.store, "run", heartbeat).await {
             Ok(r) => Some(r),
             Err(e) => {
                 out.err(format!("rollgate: {e}"));
-                return exit::PLUGIN_ERROR;
+                return Err(exit::PLUGIN_ERROR);
             }
         }
     };
@@ -592,10 +447,7 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
     let beat = runner.as_ref().map(|r| tokio::spawn(r.beat()));
     // Every rollout is registered with the simulated clock before any starts, so time
     // cannot jump while the first waits and the others do not exist yet.
-    let actors: Vec<_> = ids
-        .iter()
-        .map(|_| sim.as_ref().map(SimClock::actor))
-        .collect();
+    let actors: Vec<_> = ids.iter().map(|_| sim.map(SimClock::actor)).collect();
     let mut tasks = Vec::new();
     for (id, actor) in ids.into_iter().zip(actors) {
         let engine = engine.clone();
@@ -616,18 +468,28 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), &mut joined).await;
             stop_runner(beat, runner, out).await;
-            if live {
-                board.lock().unwrap_or_else(|e| e.into_inner()).draw();
-            }
+            shown.draw_last();
             let (name, code) = signal;
             out.err(format!(
                 "rollgate: stopped by {name}; unfinished runs resume from their checkpoints at the next `rollgate run` on {}",
                 args.store.display()
             ));
-            return code;
+            return Err(code);
         }
     };
     stop_runner(beat, runner, out).await;
+    Ok(results)
+}
+
+/// Report what the runs ended with, the problems that kept rollouts from running, and
+/// return the exit code: the highest of all.
+fn finish(
+    results: Driven,
+    done: Vec<Outcome>,
+    checked: &Checked<'_>,
+    shown: &Shown,
+    out: &mut Out,
+) -> u8 {
     let mut code = exit::OK;
     let mut outcomes = done;
     for result in results {
@@ -644,29 +506,28 @@ async fn run_inner(args: &RunArgs, out: &mut Out) -> u8 {
         }
     }
     // The final state of every tree, whenever the last throttled drawing was.
-    if live {
-        board.lock().unwrap_or_else(|e| e.into_inner()).draw();
-    }
+    shown.draw_last();
+    let problem_count = checked.problem_count;
+    let invalid = &checked.selection.invalid;
     if problem_count > 0 {
-        out.err(if selection.invalid.is_empty() {
+        out.err(if invalid.is_empty() {
             format!("rollgate: {problem_count} problem(s) above; no rollout depends on them")
         } else {
             format!(
                 "rollgate: {} rollout(s) not run: {}; {problem_count} problem(s) above",
-                selection.invalid.len(),
-                selection
-                    .invalid
+                invalid.len(),
+                invalid
                     .keys()
                     .map(|n| format!("{n:?} (invalid-spec)"))
                     .collect::<Vec<_>>()
                     .join(", ")
             )
         });
-        code = code.max(invalid_code);
+        code = code.max(checked.invalid_code);
     }
     for o in &outcomes {
         code = code.max(outcome_code(o));
-        match format {
+        match shown.format {
             Format::Human => out.line(format!("{}: {} — {}", o.rollout, o.state, o.message)),
             Format::Json => {
                 let mut line = serde_json::json!({"rollout": o.rollout, "outcome": o.state.name(), "message": o.message});
@@ -712,80 +573,6 @@ async fn interrupted() -> (&'static str, u8) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => ("SIGINT", 130),
         _ = term => ("SIGTERM", 143),
-    }
-}
-
-/// The live trees of `rollgate run` on a terminal: the latest progress of each rollout,
-/// redrawn in place at most ten times a second (a simulated clock reports thousands of
-/// steps a second; drawing each would only flicker).
-#[derive(Default)]
-struct Board {
-    latest: std::collections::BTreeMap<String, Progress>,
-    drawn_lines: usize,
-    drawn_at: Option<std::time::Instant>,
-}
-
-impl Board {
-    fn update(&mut self, p: &Progress) {
-        self.latest
-            .insert(format!("{}#{}", p.rollout, p.run), p.clone());
-        if self
-            .drawn_at
-            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
-        {
-            self.draw();
-        }
-    }
-
-    fn draw(&mut self) {
-        use std::io::Write;
-        let text = self
-            .latest
-            .values()
-            .map(|p| super::status::tree(p, true).join("\n"))
-            .collect::<Vec<_>>()
-            .join("\n\n");
-        let mut err = std::io::stderr().lock();
-        if self.drawn_lines > 0 {
-            let _ = write!(err, "\x1b[{}A\x1b[J", self.drawn_lines);
-        }
-        let _ = writeln!(err, "{text}");
-        self.drawn_lines = text.lines().count();
-        self.drawn_at = Some(std::time::Instant::now());
-    }
-}
-
-/// Print the problems that cost no rollout, then each invalid rollout with its own: the
-/// first [`crate::files::MAX_PROBLEMS_SHOWN`] problems one by one, then how many more.
-fn report(
-    out: &mut Out,
-    other: &[String],
-    invalid: &std::collections::BTreeMap<String, Vec<setup::Problem>>,
-) {
-    let mut shown = 0usize;
-    let mut show = |out: &mut Out, line: String| {
-        if shown < crate::files::MAX_PROBLEMS_SHOWN {
-            out.err(line);
-        }
-        shown += 1;
-    };
-    for p in other {
-        show(out, format!("rollgate: {p}"));
-    }
-    for (name, problems) in invalid {
-        out.err(format!(
-            "rollgate: rollout {name:?} is invalid-spec ({} problem(s)); it does not run:",
-            problems.len()
-        ));
-        for p in problems {
-            show(out, format!("rollgate:   {p}"));
-        }
-    }
-    if shown > crate::files::MAX_PROBLEMS_SHOWN {
-        out.err(format!(
-            "rollgate: … and {} more problem(s) not shown; fix the ones above first",
-            shown - crate::files::MAX_PROBLEMS_SHOWN
-        ));
     }
 }
 
@@ -944,58 +731,4 @@ pub(super) fn outcome_code(o: &Outcome) -> u8 {
         State::Failed => code::FAILED,
         _ => code::WAITING,
     }
-}
-
-/// One live progress line (stderr for people, stdout JSON lines for tools).
-/// One progress report as a line: JSON for machines, a one-line summary for people.
-fn progress_line(p: &Progress, format: Format) -> String {
-    match format {
-        Format::Json => serde_json::to_string(p).unwrap_or_default(),
-        Format::Human => {
-            let metrics: Vec<String> = p
-                .metrics
-                .iter()
-                .map(|m| {
-                    let [ok, fail, inc, nodata, err] = m.counts;
-                    format!(
-                        "{}{} {} ✔{ok} ✖{fail} ?{inc} ∅{nodata} ⚠{err}{}",
-                        if m.background { "bg:" } else { "" },
-                        m.name,
-                        m.status,
-                        m.last_value
-                            .map(|v| format!(" last {v:.4}"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            format!(
-                "[{}#{}] {} phase {}/{} {} weight {} | {}{}",
-                p.rollout,
-                p.run,
-                p.state,
-                (p.phase + 1).min(p.phase_count),
-                p.phase_count,
-                p.phase_name,
-                p.weight,
-                p.message,
-                if metrics.is_empty() {
-                    String::new()
-                } else {
-                    format!(" | {}", metrics.join("; "))
-                }
-            )
-        }
-    }
-}
-
-/// Progress goes to stdout as JSON lines, or to stderr for people (stdout keeps the outcome).
-fn emit(line: &str, format: Format) {
-    use std::io::Write;
-    if line.is_empty() {
-        return;
-    }
-    let _ = match format {
-        Format::Json => writeln!(std::io::stdout(), "{line}"),
-        Format::Human => writeln!(std::io::stderr(), "{line}"),
-    };
 }

@@ -2,9 +2,9 @@
 //! `exec` (the operator's command), `webhook` (an HTTP POST), `none` (verification only).
 //! (Named `deliver`, not `target`, so that it cannot be taken for cargo's `target/` folder.)
 //!
-//! Files: `mod.rs` the [`Target`] trait, [`Step`], readiness and [`build`]; `exec.rs`,
-//! `webhook.rs` and `none.rs` the three kinds; `testing.rs` test helpers (a stand-in HTTP
-//! server, steps).
+//! Files: `mod.rs` the [`Target`] trait, [`Step`], readiness and [`build`]; `exec.rs`
+//! (tested in `exec_tests.rs`), `webhook.rs` and `none.rs` the three kinds; `testing.rs`
+//! test helpers (a stand-in HTTP server, steps).
 //!
 //! A step is a *desired state* ("canary weight 20", "instances web-1..web-4 on v2"), never a
 //! delta, so applying it twice is harmless; each step also carries a stable `id` the target

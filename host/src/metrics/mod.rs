@@ -8,6 +8,13 @@
 //! trait behind the plugins' `metrics` import: it enforces concurrency limits and result
 //! size caps, fetches identical in-flight queries once, and traces every query. A plugin
 //! never sees an address or a credential.
+//!
+//! Files: `mod.rs` the trait and the normalised result ([`Backend`], [`Series`],
+//! [`QueryError`], [`Window`]); `registry.rs` [`Backends`] (limits, caps, shared in-flight
+//! queries); `prometheus.rs`, `datadog.rs` (feature `datadog`) and `replay.rs` (recorded
+//! series; tests in `replay_tests.rs`) the backends; `record.rs` recording query answers
+//! for replay; `config.rs` a `MetricBackend`'s spec and building a backend from it;
+//! `secret.rs` secrets and their redaction.
 
 pub mod config;
 #[cfg(feature = "datadog")]

@@ -14,6 +14,13 @@
 //! line), each document is read once as a probe (`kind`, `apiVersion`, `metadata.name`) and
 //! once as the struct of its kind, whose values carry their positions ([`docs::P`]), so
 //! problems found after parsing still point into the file.
+//!
+//! Files: `mod.rs` the entry points ([`load`], [`load_each`], paths as shown); `docs.rs`
+//! the documents as written (the JSON Schemas derive from them); `model.rs` the resolved
+//! model; `resolve/` the loader, one file per kind or concern (its `mod.rs` maps them);
+//! `each.rs` which problems belong to which rollout (loading rollout by rollout);
+//! `identity.rs` whether a finished run ran the spec the files hold now; `tests.rs` and
+//! `load_tests.rs` the loader against good, broken and hostile documents and folders.
 
 pub mod docs;
 mod each;

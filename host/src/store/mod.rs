@@ -20,7 +20,12 @@
 //! Files:
 //! - `mod.rs`: the rows ([`RolloutRow`], [`AuditRow`], … read with `sqlx::FromRow`), the
 //!   [`StoreError`], and [`Store`] — opening (one connection-options builder), the one
-//!   filtered query behind every listing of rollouts, commits and the smaller reads/writes;
+//!   filtered query behind every listing of rollouts, and the smaller reads/writes;
+//! - `commit.rs`: the commit path ([`Store::commit`], [`Commit`], a run created after
+//!   another with [`NewRow`]): one transaction for a transition's every write;
+//! - `runners.rs`: runners, their heartbeat and the runs they claim ([`RunnerRow`]);
+//! - `invalid.rs`: rollouts in the state `invalid-spec` ([`InvalidSpec`]) and the
+//!   numbered configurations runners loaded;
 //! - `sql.rs`: the SQL text of every statement, one field per statement in a `Sql` value
 //!   per dialect (SQLite today; the PostgreSQL dialect goes beside it);
 //! - `tests.rs`: tests against real SQLite files.
@@ -35,17 +40,22 @@
 //! itself stopped when it stops cleanly; readers ask who drives a run ([`Store::runner_of`],
 //! [`Store::drivers`]).
 
+mod commit;
 mod invalid;
+mod runners;
 mod sql;
 
+pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
+pub use runners::{NewRunner, RunnerRow};
+
+use commit::append_events;
 
 use serde::{Deserialize, Serialize};
 use sql::{Filter, Sql};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -282,85 +292,6 @@ pub struct ActionRequest {
     pub at_ms: i64,
 }
 
-/// A runner: a process (`rollgate run` or `rollgate serve`) that drives runs on this store,
-/// with its heartbeat. What a heartbeat *means* (when a runner counts as gone) is
-/// [`crate::engine::runner`]'s business.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
-pub struct RunnerRow {
-    /// Store-wide id; each start of a runner gets a new one.
-    pub id: i64,
-    /// The machine it runs on.
-    pub host: String,
-    /// Its process id there.
-    pub pid: i64,
-    /// `run` or `serve`.
-    pub command: String,
-    /// The rollgate version.
-    pub version: String,
-    /// When it registered.
-    pub started_ms: i64,
-    /// Its last heartbeat.
-    pub heartbeat_ms: i64,
-    /// How often it means to beat.
-    pub period_ms: i64,
-    /// When it stopped cleanly; `None` while it runs (or after it died).
-    pub stopped_ms: Option<i64>,
-}
-
-/// What a runner says about itself when it registers ([`Store::register_runner`]).
-#[derive(Debug, Clone, Copy)]
-pub struct NewRunner<'a> {
-    /// The machine.
-    pub host: &'a str,
-    /// The process id.
-    pub pid: i64,
-    /// `run` or `serve`.
-    pub command: &'a str,
-    /// The rollgate version.
-    pub version: &'a str,
-    /// The heartbeat period.
-    pub period_ms: i64,
-}
-
-/// Everything one transition writes, committed atomically by [`Store::commit`].
-#[derive(Debug, Clone, Copy)]
-pub struct Commit<'a> {
-    /// The new checkpoint (JSON).
-    pub checkpoint: &'a str,
-    /// The new state name.
-    pub state: &'a str,
-    /// Whether the state is final.
-    pub finished: bool,
-    /// Audit events to append, in order.
-    pub events: &'a [AuditEvent],
-    /// Measurements to record (older non-failures beyond retention are pruned).
-    pub measurements: &'a [MeasurementRow],
-    /// (step_id, step JSON) recorded as intents; an existing step keeps its status.
-    pub step_intents: &'a [(String, String)],
-    /// Action requests this transition acted on.
-    pub consumed_actions: &'a [i64],
-    /// A new resolved spec for the run (JSON), when it adopted a newer configuration.
-    pub spec: Option<&'a str>,
-}
-
-/// A run created right after a given run ([`Store::create_after`],
-/// [`Store::commit_with_successor`]): if another run was created since, nothing is written.
-#[derive(Debug, Clone, Copy)]
-pub struct NewRow<'a> {
-    /// The rollout's name.
-    pub name: &'a str,
-    /// The resolved spec (JSON).
-    pub spec: &'a str,
-    /// The first checkpoint (JSON).
-    pub checkpoint: &'a str,
-    /// Its state name.
-    pub state: &'a str,
-    /// The audit event of its creation.
-    pub event: &'a AuditEvent,
-    /// The latest run of `name` now: the new row is run `after + 1`.
-    pub after: i64,
-}
-
 /// A handle on one store file; cheap to clone, safe to share between tasks, and other
 /// processes may open the same file at the same time.
 #[derive(Debug, Clone)]
@@ -513,58 +444,6 @@ impl Store {
         query.fetch_all(&self.pool).await.map_err(db)
     }
 
-    /// Commit one transition in one transaction: check and bump the generation, store the
-    /// checkpoint, append the audit events, record (and prune) measurements, record step
-    /// intents and consume actions. Returns the new generation.
-    ///
-    /// Fails with [`StoreError::Conflict`] (writing nothing) when the rollout's generation
-    /// is not `expected_generation`.
-    pub async fn commit(
-        &self,
-        id: i64,
-        expected_generation: i64,
-        commit: Commit<'_>,
-        now_ms: i64,
-    ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(generation)
-    }
-
-    /// Create run `row.after + 1` of `row.name`, with its first audit event, in one
-    /// transaction — unless the latest run is no longer `row.after`
-    /// ([`StoreError::RunTaken`], nothing written): a run that follows a given one (a
-    /// rollback after success) is never created twice, nor after another run.
-    pub async fn create_after(
-        &self,
-        row: NewRow<'_>,
-        now_ms: i64,
-    ) -> Result<RolloutRow, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let created = insert_after(&mut tx, row, now_ms).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(created)
-    }
-
-    /// [`Store::commit`] a run's transition and create the run that follows it
-    /// ([`Store::create_after`]) in the same transaction: a crash leaves both or neither,
-    /// so the successor is created exactly once. Returns the new generation and the row.
-    pub async fn commit_with_successor(
-        &self,
-        id: i64,
-        expected_generation: i64,
-        commit: Commit<'_>,
-        successor: NewRow<'_>,
-        now_ms: i64,
-    ) -> Result<(i64, RolloutRow), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
-        let created = insert_after(&mut tx, successor, now_ms).await?;
-        tx.commit().await.map_err(db)?;
-        Ok((generation, created))
-    }
-
     /// Record a step's outcome (after its intent was committed).
     pub async fn step_done(
         &self,
@@ -668,208 +547,6 @@ impl Store {
             .await
             .map_err(db)
     }
-
-    /// Record a runner that starts driving runs on this store, its first heartbeat at
-    /// `now_ms`; its row.
-    pub async fn register_runner(
-        &self,
-        runner: NewRunner<'_>,
-        now_ms: i64,
-    ) -> Result<RunnerRow, StoreError> {
-        sqlx::query_as(SQL.register_runner)
-            .bind(runner.host)
-            .bind(runner.pid)
-            .bind(runner.command)
-            .bind(runner.version)
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(runner.period_ms)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)
-    }
-
-    /// The runner `id` is alive at `now_ms`. Fails with [`StoreError::NotFound`] when there
-    /// is no such runner or it was marked stopped.
-    pub async fn heartbeat(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        let updated = sqlx::query(SQL.heartbeat)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound(format!("running runner {id}")));
-        }
-        Ok(())
-    }
-
-    /// The runner `id` stopped cleanly at `now_ms` (its last heartbeat too).
-    pub async fn runner_stopped(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(SQL.runner_stopped)
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    /// The runner `runner` drives the run `rollout_id` from now on (whoever drove it
-    /// before). Not a transition: neither the generation nor `updated_ms` changes.
-    pub async fn claim_run(&self, rollout_id: i64, runner: i64) -> Result<(), StoreError> {
-        let updated = sqlx::query(SQL.claim_run)
-            .bind(runner)
-            .bind(rollout_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound(format!("rollout row {rollout_id}")));
-        }
-        Ok(())
-    }
-
-    /// The runner `runner` no longer drives the run `rollout_id` (its driver gave up on
-    /// it); a claim another runner made since is left alone.
-    pub async fn release_run(&self, rollout_id: i64, runner: i64) -> Result<(), StoreError> {
-        sqlx::query(SQL.release_run)
-            .bind(rollout_id)
-            .bind(runner)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    /// Whether this store records runners. A store written before runners were recorded
-    /// and opened with [`Store::open_existing`] (which does not migrate) does not.
-    pub async fn tracks_runners(&self) -> Result<bool, StoreError> {
-        let tables: i64 = sqlx::query_scalar(SQL.tracks_runners)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(tables > 0)
-    }
-
-    /// The runner that drives (or last drove) the run `rollout_id`; `None` when no runner
-    /// claimed it, or the store does not record runners.
-    pub async fn runner_of(&self, rollout_id: i64) -> Result<Option<RunnerRow>, StoreError> {
-        if !self.tracks_runners().await? {
-            return Ok(None);
-        }
-        sqlx::query_as(SQL.runner_of)
-            .bind(rollout_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)
-    }
-
-    /// The runner of every unfinished run that has one, by rollout row id (empty when the
-    /// store does not record runners).
-    pub async fn drivers(&self) -> Result<BTreeMap<i64, RunnerRow>, StoreError> {
-        if !self.tracks_runners().await? {
-            return Ok(BTreeMap::new());
-        }
-        let rows: Vec<Driver> = sqlx::query_as(SQL.drivers)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(rows.into_iter().map(|d| (d.rollout_id, d.runner)).collect())
-    }
-}
-
-/// A row of the `drivers` query: a run's id and its runner.
-#[derive(sqlx::FromRow)]
-struct Driver {
-    rollout_id: i64,
-    #[sqlx(flatten)]
-    runner: RunnerRow,
-}
-
-/// [`Store::commit`]'s writes, inside the caller's transaction (the generation check is
-/// its first statement, a write, so the transaction holds the write lock from there on).
-async fn commit_in(
-    tx: &mut Tx<'_>,
-    id: i64,
-    expected_generation: i64,
-    commit: Commit<'_>,
-    now_ms: i64,
-) -> Result<i64, StoreError> {
-    let bumped = sqlx::query(SQL.bump_generation)
-        .bind(commit.checkpoint)
-        .bind(commit.state)
-        .bind(i64::from(commit.finished))
-        .bind(now_ms)
-        .bind(id)
-        .bind(expected_generation)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-    if bumped != 1 {
-        let found: Option<(String, i64)> = sqlx::query_as(SQL.generation_of)
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db)?;
-        // Dropping the transaction rolls it back; nothing was written.
-        return Err(match found {
-            None => StoreError::NotFound(format!("rollout id {id}")),
-            Some((rollout, found)) => StoreError::Conflict {
-                rollout,
-                expected: expected_generation,
-                found,
-            },
-        });
-    }
-
-    if let Some(spec) = commit.spec {
-        sqlx::query(SQL.replace_spec)
-            .bind(spec)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-    }
-    append_events(tx, id, commit.events).await?;
-    insert_measurements(tx, id, commit.measurements).await?;
-    insert_intents(tx, id, commit.step_intents, now_ms).await?;
-    consume_actions(tx, id, commit.consumed_actions, now_ms).await?;
-
-    Ok(expected_generation + 1)
-}
-
-/// Insert run `row.after + 1` with its first audit event, or fail with
-/// [`StoreError::RunTaken`] (the caller's transaction is then dropped: nothing written).
-async fn insert_after(
-    tx: &mut Tx<'_>,
-    row: NewRow<'_>,
-    now_ms: i64,
-) -> Result<RolloutRow, StoreError> {
-    let created: RolloutRow = sqlx::query_as(SQL.create_rollout)
-        .bind(row.name)
-        .bind(row.spec)
-        .bind(row.checkpoint)
-        .bind(row.state)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(row.name)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
-    if Some(created.run) != row.after.checked_add(1) {
-        return Err(StoreError::RunTaken {
-            rollout: row.name.to_string(),
-            run: row.after.saturating_add(1),
-            latest: created.run.saturating_sub(1),
-        });
-    }
-    append_events(tx, created.id, std::slice::from_ref(row.event)).await?;
-    Ok(created)
 }
 
 /// An audit row as stored: the event with its progress still JSON text.
@@ -879,139 +556,6 @@ struct AuditRecord {
     #[sqlx(flatten)]
     event: AuditEvent,
     progress: String,
-}
-
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
-
-/// Append events with the next gapless seqs (the caller holds the write lock).
-async fn append_events(tx: &mut Tx<'_>, id: i64, events: &[AuditEvent]) -> Result<(), StoreError> {
-    for event in events {
-        let progress = serde_json::to_string(&event.progress)
-            .map_err(|e| StoreError::Db(format!("cannot serialise audit progress: {e}")))?;
-        sqlx::query(SQL.append_event)
-            .bind(id)
-            .bind(event.at_ms)
-            .bind(&event.actor)
-            .bind(&event.action)
-            .bind(&event.reason)
-            .bind(&event.state_before)
-            .bind(&event.state_after)
-            .bind(progress)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-    }
-    Ok(())
-}
-
-/// Insert measurements, then prune each touched (phase, metric) to its failures plus the
-/// last `retention` others (the retention of the batch's last row for that key wins).
-async fn insert_measurements(
-    tx: &mut Tx<'_>,
-    id: i64,
-    measurements: &[MeasurementRow],
-) -> Result<(), StoreError> {
-    let mut touched: BTreeMap<(i64, &str), i64> = BTreeMap::new();
-    for m in measurements {
-        sqlx::query(SQL.insert_measurement)
-            .bind(id)
-            .bind(m.phase_index)
-            .bind(&m.metric)
-            .bind(m.index)
-            .bind(m.at_ms)
-            .bind(&m.verdict)
-            .bind(m.value)
-            .bind(&m.message)
-            .bind(&m.details)
-            .bind(m.retention)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-        touched.insert((m.phase_index, m.metric.as_str()), m.retention.max(0));
-    }
-    for ((phase_index, metric), retention) in touched {
-        sqlx::query(SQL.prune_measurements)
-            .bind(id)
-            .bind(phase_index)
-            .bind(metric)
-            .bind(id)
-            .bind(phase_index)
-            .bind(metric)
-            .bind(retention)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-    }
-    Ok(())
-}
-
-/// Record step intents; a step already known (intent, applied or failed) is left alone.
-async fn insert_intents(
-    tx: &mut Tx<'_>,
-    id: i64,
-    intents: &[(String, String)],
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    if intents.is_empty() {
-        return Ok(());
-    }
-    let mut ordinal: i64 = sqlx::query_scalar(SQL.last_ordinal)
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
-    for (step_id, step) in intents {
-        let inserted = sqlx::query(SQL.insert_intent)
-            .bind(id)
-            .bind(step_id)
-            .bind(ordinal + 1)
-            .bind(step)
-            .bind(now_ms)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        ordinal += i64::try_from(inserted).unwrap_or(1);
-    }
-    Ok(())
-}
-
-/// Mark actions consumed by rollout row `id`; an action consumed already stays as it was.
-async fn consume_actions(
-    tx: &mut Tx<'_>,
-    id: i64,
-    actions: &[i64],
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    for &action in actions {
-        let updated = sqlx::query(SQL.consume_action)
-            .bind(id)
-            .bind(now_ms)
-            .bind(action)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if updated == 0 {
-            let found: Option<(i64, Option<i64>)> = sqlx::query_as(SQL.action_owner)
-                .bind(action)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db)?;
-            let Some((target, consumed_by)) = found else {
-                return Err(StoreError::NotFound(format!("action request {action}")));
-            };
-            // Taking one's own request twice is harmless; another run's request never is.
-            if target != id || consumed_by.is_some_and(|c| c != id) {
-                return Err(StoreError::Db(format!(
-                    "action request {action} is for rollout row {target}, not {id}"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Turn a migration failure into a message that names the fix.

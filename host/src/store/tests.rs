@@ -3,6 +3,7 @@
 use super::*;
 use serde_json::json;
 use sqlx::Row;
+use std::collections::BTreeMap;
 use tempfile::TempDir;
 
 async fn fresh() -> (TempDir, Store) {

@@ -25,6 +25,11 @@
 //!
 //! What this module deliberately does not do: decide what a status means for the rollout
 //! (the failure-policy plugin does that from [`MetricRun::summary`]), or persist anything.
+//!
+//! Files: `mod.rs` what goes in and comes out ([`Observation`], [`Recorded`],
+//! [`StatusChange`], [`MetricStatus`], [`Counters`]); `metric.rs` one metric's run and its
+//! counting rules ([`MetricRun`]), tested in `metric_tests.rs`; `run.rs` a phase's metrics
+//! together and their one outcome ([`VerificationRun`], [`RunOutcome`]).
 
 mod metric;
 mod run;

@@ -1,0 +1,206 @@
+//! The event stream: what every commit does in server mode (remember the progress, count,
+//! stream, notify), the [`Event`] the stream and webhooks carry, and numbering and sending
+//! events.
+
+use super::{Fleet, Inner, Known, SERVE_ACTOR};
+use crate::engine::{Committed, ENGINE_ACTOR, Progress};
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// One committed change, as the event stream and webhooks carry it (its serde shape is
+/// the v1 event and the webhook payload; [`super::v2::Event`] adds the progress after it).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Server-wide, increasing: the order events were committed in.
+    pub seq: u64,
+    /// The rollout.
+    pub rollout: String,
+    /// Its run.
+    pub run: i64,
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// Who (`rollgate`, `policy:NAME`, `gate:NAME`, an operator's identity).
+    pub actor: String,
+    /// What (`start`, `pause`, `rollback`, `metric-failed`, …).
+    pub action: String,
+    /// `decision`, `state` (a state change that is not a decision) or `metric`.
+    pub kind: &'static str,
+    /// Why: the explanation, with the numbers.
+    pub reason: String,
+    /// State before.
+    pub state_before: String,
+    /// State after.
+    pub state_after: String,
+    /// The phase and weight after.
+    pub phase: String,
+    /// The weight after.
+    pub weight: f64,
+    /// The progress after the commit (the v2 stream carries it; v1 and webhooks do not).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub progress: Arc<Progress>,
+}
+
+/// Audit actions that are decisions (what the failure policy, a gate, an operator or the
+/// engine decided), as opposed to bookkeeping (`apply`, `metric-*`).
+const DECISIONS: &[&str] = &[
+    "start",
+    "verified",
+    "next-phase",
+    "promote",
+    "promote-full",
+    "pause",
+    "resume",
+    "rollback",
+    "abort",
+    "succeed",
+    "rolled-back",
+    "deadline",
+    "retry",
+];
+
+fn kind_of(action: &str, before: &str, after: &str) -> &'static str {
+    if DECISIONS.contains(&action) {
+        "decision"
+    } else if action.starts_with("metric-") {
+        "metric"
+    } else if before != after {
+        "state"
+    } else {
+        "step"
+    }
+}
+
+/// Who took a decision, from the audit actor.
+fn cause_of(actor: &str) -> &'static str {
+    if actor.starts_with("policy:") {
+        "verification"
+    } else if actor.starts_with("gate:") {
+        "gate"
+    } else if actor == ENGINE_ACTOR || actor == SERVE_ACTOR {
+        "engine"
+    } else {
+        "operator"
+    }
+}
+
+impl Fleet {
+    /// What every commit does in server mode: remember the progress, count, stream, notify.
+    pub(super) fn sink(&self) -> crate::engine::Sink {
+        let weak = Arc::downgrade(&self.inner);
+        Arc::new(move |c: &Committed<'_>| {
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            let telemetry = crate::telemetry::global();
+            for m in c.measurements {
+                telemetry.count(
+                    "rollgate_measurements_total",
+                    &[("verdict", m.verdict.as_str())],
+                    1,
+                );
+            }
+            inner
+                .known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(
+                    c.progress.rollout.clone(),
+                    Known {
+                        id: c.id,
+                        progress: c.progress.clone(),
+                    },
+                );
+            let webhooks = inner.webhooks_for(&c.progress.rollout);
+            let progress = Arc::new(c.progress.clone());
+            for e in c.events {
+                let kind = kind_of(&e.action, &e.state_before, &e.state_after);
+                if kind == "decision" {
+                    let cause = cause_of(&e.actor);
+                    telemetry.count(
+                        "rollgate_decisions_total",
+                        &[("decision", e.action.as_str()), ("by", cause)],
+                        1,
+                    );
+                    if e.action == "rollback"
+                        || e.action == "deadline" && e.state_after == "rolling-back"
+                    {
+                        let cause = if e.action == "deadline" {
+                            "deadline"
+                        } else {
+                            cause
+                        };
+                        telemetry.count("rollgate_rollbacks_total", &[("cause", cause)], 1);
+                    }
+                }
+                inner.emit(
+                    Event {
+                        seq: 0,
+                        rollout: c.progress.rollout.clone(),
+                        run: c.progress.run,
+                        at_ms: e.at_ms,
+                        actor: e.actor.clone(),
+                        action: e.action.clone(),
+                        kind,
+                        reason: e.reason.clone(),
+                        state_before: e.state_before.clone(),
+                        state_after: e.state_after.clone(),
+                        phase: c.progress.phase_name.clone(),
+                        weight: c.progress.weight,
+                        progress: progress.clone(),
+                    },
+                    &webhooks,
+                );
+            }
+        })
+    }
+
+    /// How many subscribers the event stream has now (API streams and actions waiting for
+    /// their outcome).
+    pub fn subscribers(&self) -> usize {
+        self.inner.events.receiver_count()
+    }
+
+    /// Subscribe to the events committed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.events.subscribe()
+    }
+}
+
+impl Inner {
+    /// Number an event, send it to the webhooks that want it and to the event stream.
+    pub(super) fn emit(&self, mut event: Event, webhooks: &[crate::spec::model::NotificationSpec]) {
+        let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
+        *seq += 1;
+        event.seq = *seq;
+        let event = Arc::new(event);
+        if event.kind != "step" && event.kind != "metric" || event.state_before != event.state_after
+        {
+            for w in webhooks {
+                if w.events.is_empty() || w.events.contains(&event.action) {
+                    self.notifier.send(&w.url, event.clone());
+                }
+            }
+        }
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    /// The webhooks for one rollout: the server's and the rollout's own (from the running
+    /// configuration).
+    pub(super) fn webhooks_for(&self, rollout: &str) -> Vec<crate::spec::model::NotificationSpec> {
+        let mut out = self.config.global_webhooks.clone();
+        if let Some(loaded) = self
+            .loaded
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && let Some(own) = loaded.webhooks.get(rollout)
+        {
+            out.extend(own.iter().cloned());
+        }
+        out
+    }
+}

@@ -1,0 +1,168 @@
+//! Runners: the processes that drive runs, registered with their heartbeat, and which run
+//! each of them claims; readers ask who drives a run.
+
+use super::{SQL, Store, StoreError, db};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A runner: a process (`rollgate run` or `rollgate serve`) that drives runs on this store,
+/// with its heartbeat. What a heartbeat *means* (when a runner counts as gone) is
+/// [`crate::engine::runner`]'s business.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct RunnerRow {
+    /// Store-wide id; each start of a runner gets a new one.
+    pub id: i64,
+    /// The machine it runs on.
+    pub host: String,
+    /// Its process id there.
+    pub pid: i64,
+    /// `run` or `serve`.
+    pub command: String,
+    /// The rollgate version.
+    pub version: String,
+    /// When it registered.
+    pub started_ms: i64,
+    /// Its last heartbeat.
+    pub heartbeat_ms: i64,
+    /// How often it means to beat.
+    pub period_ms: i64,
+    /// When it stopped cleanly; `None` while it runs (or after it died).
+    pub stopped_ms: Option<i64>,
+}
+
+/// What a runner says about itself when it registers ([`Store::register_runner`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewRunner<'a> {
+    /// The machine.
+    pub host: &'a str,
+    /// The process id.
+    pub pid: i64,
+    /// `run` or `serve`.
+    pub command: &'a str,
+    /// The rollgate version.
+    pub version: &'a str,
+    /// The heartbeat period.
+    pub period_ms: i64,
+}
+
+impl Store {
+    /// Record a runner that starts driving runs on this store, its first heartbeat at
+    /// `now_ms`; its row.
+    pub async fn register_runner(
+        &self,
+        runner: NewRunner<'_>,
+        now_ms: i64,
+    ) -> Result<RunnerRow, StoreError> {
+        sqlx::query_as(SQL.register_runner)
+            .bind(runner.host)
+            .bind(runner.pid)
+            .bind(runner.command)
+            .bind(runner.version)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(runner.period_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// The runner `id` is alive at `now_ms`. Fails with [`StoreError::NotFound`] when there
+    /// is no such runner or it was marked stopped.
+    pub async fn heartbeat(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        let updated = sqlx::query(SQL.heartbeat)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("running runner {id}")));
+        }
+        Ok(())
+    }
+
+    /// The runner `id` stopped cleanly at `now_ms` (its last heartbeat too).
+    pub async fn runner_stopped(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(SQL.runner_stopped)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// The runner `runner` drives the run `rollout_id` from now on (whoever drove it
+    /// before). Not a transition: neither the generation nor `updated_ms` changes.
+    pub async fn claim_run(&self, rollout_id: i64, runner: i64) -> Result<(), StoreError> {
+        let updated = sqlx::query(SQL.claim_run)
+            .bind(runner)
+            .bind(rollout_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("rollout row {rollout_id}")));
+        }
+        Ok(())
+    }
+
+    /// The runner `runner` no longer drives the run `rollout_id` (its driver gave up on
+    /// it); a claim another runner made since is left alone.
+    pub async fn release_run(&self, rollout_id: i64, runner: i64) -> Result<(), StoreError> {
+        sqlx::query(SQL.release_run)
+            .bind(rollout_id)
+            .bind(runner)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    /// Whether this store records runners. A store written before runners were recorded
+    /// and opened with [`Store::open_existing`] (which does not migrate) does not.
+    pub async fn tracks_runners(&self) -> Result<bool, StoreError> {
+        let tables: i64 = sqlx::query_scalar(SQL.tracks_runners)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(tables > 0)
+    }
+
+    /// The runner that drives (or last drove) the run `rollout_id`; `None` when no runner
+    /// claimed it, or the store does not record runners.
+    pub async fn runner_of(&self, rollout_id: i64) -> Result<Option<RunnerRow>, StoreError> {
+        if !self.tracks_runners().await? {
+            return Ok(None);
+        }
+        sqlx::query_as(SQL.runner_of)
+            .bind(rollout_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// The runner of every unfinished run that has one, by rollout row id (empty when the
+    /// store does not record runners).
+    pub async fn drivers(&self) -> Result<BTreeMap<i64, RunnerRow>, StoreError> {
+        if !self.tracks_runners().await? {
+            return Ok(BTreeMap::new());
+        }
+        let rows: Vec<Driver> = sqlx::query_as(SQL.drivers)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|d| (d.rollout_id, d.runner)).collect())
+    }
+}
+
+/// A row of the `drivers` query: a run's id and its runner.
+#[derive(sqlx::FromRow)]
+struct Driver {
+    rollout_id: i64,
+    #[sqlx(flatten)]
+    runner: RunnerRow,
+}
