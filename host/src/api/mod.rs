@@ -346,21 +346,20 @@ async fn list(
     if let Err(r) = authorize(&s, &headers, Role::Read, "listing rollouts") {
         return *r;
     }
-    // Who drives each unfinished run, and whether its runner still beats.
-    let drivers = match s.fleet.store().drivers().await {
-        Ok(d) => d,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let listed = match listed(&s, &q).await {
+        Ok(l) => l,
+        Err(r) => return r,
     };
-    let items: Vec<_> = listed(&s, &q)
+    let items: Vec<_> = listed
         .into_iter()
-        .map(|(id, p)| {
+        .map(|(p, runner)| {
             let mut item = json!({
                 "rollout": p.rollout, "run": p.run, "state": p.state, "phase": p.phase_name,
                 "phaseIndex": p.phase, "phaseCount": p.phase_count, "weight": p.weight,
                 "message": p.message,
             });
-            if let Some(runner) = drivers.get(&id) {
-                item["runner"] = json!(RunnerView::of(runner, now_ms()));
+            if let Some(runner) = runner {
+                item["runner"] = json!(runner);
             }
             item
         })
@@ -368,9 +367,21 @@ async fn list(
     Json(json!({ "rollouts": items })).into_response()
 }
 
-/// The rollouts a list request asks for, with their last progress.
-fn listed(s: &AppState, q: &ListQuery) -> Vec<(i64, crate::engine::Progress)> {
-    s.fleet
+/// The rollouts a list request asks for, with their last progress and, for an unfinished
+/// run a runner claimed, who drives it and whether its runner still beats (v1 and v2 list
+/// the same rollouts; only their shape differs).
+async fn listed(
+    s: &AppState,
+    q: &ListQuery,
+) -> Result<Vec<(crate::engine::Progress, Option<RunnerView>)>, Response> {
+    let drivers = s
+        .fleet
+        .store()
+        .drivers()
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let now = now_ms();
+    Ok(s.fleet
         .rollouts()
         .into_iter()
         .filter(|(_, p)| {
@@ -381,7 +392,11 @@ fn listed(s: &AppState, q: &ListQuery) -> Vec<(i64, crate::engine::Progress)> {
                 .as_deref()
                 .is_none_or(|pre| p.rollout.starts_with(pre))
         })
-        .collect()
+        .map(|(id, p)| {
+            let runner = drivers.get(&id).map(|r| RunnerView::of(r, now));
+            (p, runner)
+        })
+        .collect())
 }
 
 async fn one(State(s): State<AppState>, Path(name): Path<String>, headers: HeaderMap) -> Response {

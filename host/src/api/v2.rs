@@ -22,20 +22,15 @@ pub(super) async fn list(
     if let Err(r) = authorize(&s, &headers, Role::Read, "listing rollouts") {
         return *r;
     }
-    // Who drives each unfinished run, and whether its runner still beats.
-    let drivers = match s.fleet.store().drivers().await {
-        Ok(d) => d,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let listed = match listed(&s, &q).await {
+        Ok(l) => l,
+        Err(r) => return r,
     };
-    let now = crate::engine::clock::now_ms();
-    let rollouts = listed(&s, &q)
-        .iter()
-        .map(|(id, p)| {
-            let mut item = ListItem::from(p);
-            item.runner = drivers
-                .get(id)
-                .map(|r| crate::engine::runner::RunnerView::of(r, now));
-            item
+    let rollouts = listed
+        .into_iter()
+        .map(|(p, runner)| ListItem {
+            runner,
+            ..ListItem::from(&p)
         })
         .collect();
     Json(v2::List {

@@ -150,6 +150,34 @@ fn remote_line(action: Action, args: &ActionArgs, v: &serde_json::Value) -> Stri
     }
 }
 
+/// Say that `action` created run `row`, which the next `rollgate run` starts (with the run
+/// it reverses, for a rollback after success).
+fn queued(
+    out: &mut Out,
+    format: Format,
+    row: &RolloutRow,
+    action: Action,
+    reason: &str,
+    reverses: Option<i64>,
+) {
+    out.line(match format {
+        Format::Human => format!(
+            "{}: run {} queued ({reason}); `rollgate run` starts it",
+            row.name, row.run
+        ),
+        Format::Json => {
+            let mut v = serde_json::json!({
+                "rollout": row.name, "action": action.name(), "run": row.run,
+                "state": row.state, "reason": reason,
+            });
+            if let Some(run) = reverses {
+                v["reverses"] = run.into();
+            }
+            v.to_string()
+        }
+    });
+}
+
 /// After a success: a new run that takes the previous version back.
 async fn rollback_after_success(
     store: &Store,
@@ -160,17 +188,14 @@ async fn rollback_after_success(
 ) -> u8 {
     match reversal::rollback_after_success(store, latest, actor, &args.reason, now_ms()).await {
         Ok((row, reason)) => {
-            out.line(match args.format {
-                Format::Human => format!(
-                    "{}: run {} queued ({reason}); `rollgate run` starts it",
-                    row.name, row.run
-                ),
-                Format::Json => serde_json::json!({
-                    "rollout": row.name, "action": "rollback", "run": row.run,
-                    "state": row.state, "reason": reason, "reverses": latest.run,
-                })
-                .to_string(),
-            });
+            queued(
+                out,
+                args.format,
+                &row,
+                Action::Rollback,
+                &reason,
+                Some(latest.run),
+            );
             exit::OK
         }
         Err(e @ ReverseError::Refused(_)) => {
@@ -194,17 +219,7 @@ async fn retry(
 ) -> u8 {
     match retry_run(store, latest, actor, &args.reason, now_ms()).await {
         Ok((row, reason)) => {
-            out.line(match args.format {
-                Format::Human => format!(
-                    "{}: run {} queued ({reason}); `rollgate run` starts it",
-                    row.name, row.run
-                ),
-                Format::Json => serde_json::json!({
-                    "rollout": row.name, "action": "retry", "run": row.run,
-                    "state": row.state, "reason": reason,
-                })
-                .to_string(),
-            });
+            queued(out, args.format, &row, Action::Retry, &reason, None);
             exit::OK
         }
         Err(e @ RetryError::NotEnded { .. }) => {

@@ -7,7 +7,7 @@
 //! runs. Used by `rollgate serve` (a change to the folder), `rollgate run` and `lint`.
 
 use super::Plugins;
-use super::setup::{Problem, build_backend, metrics_of, options_of, source_of};
+use super::setup::{Problem, build_backend, metrics_of, options_of, source_of, validate};
 use crate::metrics::Backends;
 use crate::plugin::{LoadOptions, Plugin, PluginHost, PluginKind, PluginSource};
 use crate::spec::SpecError;
@@ -184,66 +184,15 @@ async fn check(
         }
     }
     if problems.is_empty() {
-        problems.extend(validate(r, loaded).await);
+        let loaded_plugin = |name: &str| loaded.get(name).and_then(|l| l.as_ref().ok());
+        let mut checked = std::collections::HashSet::new();
+        problems.extend(validate(r, &loaded_plugin, &mut checked).await);
     }
     if problems.is_empty() {
         for (name, _) in &wanted {
             if let Some(Ok(p)) = loaded.get(name) {
                 plugins.insert(name.clone(), p.clone());
             }
-        }
-    }
-    problems
-}
-
-/// Each plugin's own check of the configurations `r` gives it.
-async fn validate(
-    r: &RolloutSpec,
-    loaded: &BTreeMap<String, Result<Plugin, Problem>>,
-) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    if let Some(Ok(p)) = loaded.get(&r.failure_policy.plugin) {
-        match p.validate(&r.failure_policy.config.to_string()).await {
-            Ok(found) => problems.extend(found.into_iter().map(|c| {
-                Problem::at(
-                    r.failure_policy.config_at.as_ref(),
-                    &c.path,
-                    format!(
-                        "{} (rollout {:?}, policy plugin {:?})",
-                        c.message, r.name, r.failure_policy.plugin
-                    ),
-                )
-            })),
-            Err(e) => problems.push(Problem::new(format!(
-                "rollout {:?}: failure policy: {e}",
-                r.name
-            ))),
-        }
-    }
-    let mut checked = std::collections::HashSet::new();
-    for (place, m) in metrics_of(r) {
-        let Some(Ok(p)) = loaded.get(&m.plugin) else {
-            continue;
-        };
-        let key = (m.plugin.clone(), m.config.to_string(), m.config_at.clone());
-        if !checked.insert(key) {
-            continue;
-        }
-        match p.validate(&m.config.to_string()).await {
-            Ok(found) => problems.extend(found.into_iter().map(|c| {
-                Problem::at(
-                    m.config_at.as_ref(),
-                    &c.path,
-                    format!(
-                        "{} (rollout {:?}, {place}, metric {:?}, plugin {:?})",
-                        c.message, r.name, m.name, m.plugin
-                    ),
-                )
-            })),
-            Err(e) => problems.push(Problem::new(format!(
-                "rollout {:?}, metric {:?}: {e}",
-                r.name, m.name
-            ))),
         }
     }
     problems

@@ -154,43 +154,14 @@ pub async fn plugins(
             Err(e) => errors.push(format!("plugin {name:?}: {e}")),
         }
     }
+    let loaded = |name: &str| plugins.get(name);
     for r in rollouts {
-        if let Some(p) = plugins.get(&r.failure_policy.plugin) {
-            match p.validate(&r.failure_policy.config.to_string()).await {
-                Ok(problems) => found.extend(problems.into_iter().map(|c| {
-                    Problem::at(
-                        r.failure_policy.config_at.as_ref(),
-                        &c.path,
-                        format!(
-                            "{} (rollout {:?}, policy plugin {:?})",
-                            c.message, r.name, r.failure_policy.plugin
-                        ),
-                    )
-                })),
-                Err(e) => errors.push(format!("rollout {:?}: failure policy: {e}", r.name)),
-            }
-        }
-        for (place, m) in metrics_of(r) {
-            let Some(p) = plugins.get(&m.plugin) else {
-                continue;
-            };
-            // A template used by several phases: one check of the same config in one place.
-            let key = (m.plugin.clone(), m.config.to_string(), m.config_at.clone());
-            if !checked.insert(key) {
-                continue;
-            }
-            match p.validate(&m.config.to_string()).await {
-                Ok(problems) => found.extend(problems.into_iter().map(|c| {
-                    Problem::at(
-                        m.config_at.as_ref(),
-                        &c.path,
-                        format!(
-                            "{} (rollout {:?}, {place}, metric {:?}, plugin {:?})",
-                            c.message, r.name, m.name, m.plugin
-                        ),
-                    )
-                })),
-                Err(e) => errors.push(format!("rollout {:?}, metric {:?}: {e}", r.name, m.name)),
+        // What the operator wrote wrong is reported after the plugins that failed.
+        for problem in validate(r, &loaded, &mut checked).await {
+            if problem.input {
+                found.push(problem);
+            } else {
+                errors.push(problem.message);
             }
         }
     }
@@ -206,6 +177,63 @@ pub async fn plugins(
     } else {
         Err(all)
     }
+}
+
+/// Each plugin's own check of the configurations `r` gives it (its failure policy's, then
+/// its metrics'): the problems it finds, at the `file:line:col` of the configuration
+/// (input), and the calls that failed (not input). A configuration already in `checked`
+/// (the same plugin, text and place: a template used twice) is not checked again.
+pub(super) async fn validate<'p>(
+    r: &RolloutSpec,
+    loaded: &(dyn Fn(&str) -> Option<&'p crate::plugin::Plugin> + Sync),
+    checked: &mut std::collections::HashSet<(String, String, Option<SourcePos>)>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Some(p) = loaded(&r.failure_policy.plugin) {
+        match p.validate(&r.failure_policy.config.to_string()).await {
+            Ok(found) => problems.extend(found.into_iter().map(|c| {
+                Problem::at(
+                    r.failure_policy.config_at.as_ref(),
+                    &c.path,
+                    format!(
+                        "{} (rollout {:?}, policy plugin {:?})",
+                        c.message, r.name, r.failure_policy.plugin
+                    ),
+                )
+            })),
+            Err(e) => problems.push(Problem::new(format!(
+                "rollout {:?}: failure policy: {e}",
+                r.name
+            ))),
+        }
+    }
+    for (place, m) in metrics_of(r) {
+        let Some(p) = loaded(&m.plugin) else {
+            continue;
+        };
+        // A template used by several phases: one check of the same config in one place.
+        let key = (m.plugin.clone(), m.config.to_string(), m.config_at.clone());
+        if !checked.insert(key) {
+            continue;
+        }
+        match p.validate(&m.config.to_string()).await {
+            Ok(found) => problems.extend(found.into_iter().map(|c| {
+                Problem::at(
+                    m.config_at.as_ref(),
+                    &c.path,
+                    format!(
+                        "{} (rollout {:?}, {place}, metric {:?}, plugin {:?})",
+                        c.message, r.name, m.name, m.plugin
+                    ),
+                )
+            })),
+            Err(e) => problems.push(Problem::new(format!(
+                "rollout {:?}, metric {:?}: {e}",
+                r.name, m.name
+            ))),
+        }
+    }
+    problems
 }
 
 /// A problem found while setting up a rollout's plugins, where it is written when known.
