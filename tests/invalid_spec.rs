@@ -135,6 +135,12 @@ fn a_broken_rollout_and_a_broken_template_cost_only_their_rollouts_until_fixed()
         "{}",
         get.stdout
     );
+    // No run yet: no empty strategy, phase or versions lines.
+    assert!(
+        get.stdout.contains("typo (no run yet)") && !get.stdout.contains("Versions:"),
+        "{}",
+        get.stdout
+    );
 
     // `history` says it too, before any run.
     let history = rollgate_in(

@@ -92,6 +92,14 @@ pub fn tree(p: &Progress, colour: bool) -> Vec<String> {
         .reverses
         .map(|n| format!(", reverses run {n}"))
         .unwrap_or_default();
+    // A rollout that never ran (its documents do not load): nothing but its state yet.
+    if p.run == 0 {
+        return vec![
+            format!("{} {} (no run yet)", dim("Name:    "), p.rollout),
+            format!("{} {state}", dim("Status:  ")),
+            format!("{} {}", dim("Message: "), p.message),
+        ];
+    }
     let mut lines = vec![
         format!(
             "{} {} (run {}{reverses})",
