@@ -19,9 +19,11 @@
 //! | `prometheus`, `datadog`, `slo` | the backends against a real Prometheus and a Datadog stand-in |
 //! | `plugin_sandbox`, `plugin_kit`, `judge`, `http_check` | plugins: limits, the author kit, the shipped plugins |
 //! | `demo` | the live demo on real parts |
+//! | `browser` | the web view in a real headless Chromium (WebDriver) |
 
 mod common;
 
+mod browser;
 mod cli;
 mod crash;
 #[cfg(feature = "datadog")]
