@@ -35,6 +35,8 @@ pub const MAX_PAGE_SIZE: usize = 500;
 struct Entry {
     id: i64,
     run: i64,
+    /// The run's generation when read: a row read again unchanged is not parsed again.
+    generation: i64,
     strategy: String,
     state: String,
     phase_name: String,
@@ -58,6 +60,7 @@ impl Entry {
         Entry {
             id: row.id,
             run: row.run,
+            generation: row.generation,
             cause: cause(p.failures.last().map(|f| f.kind)),
             strategy: p.strategy,
             state: p.state,
@@ -105,6 +108,8 @@ struct Index {
     /// Run id → its runner.
     drivers: BTreeMap<i64, RunnerRow>,
     drivers_read: Option<Instant>,
+    /// How many runs the last refresh parsed (what changed since the one before).
+    last_read: usize,
 }
 
 /// The list index (see the module's doc).
@@ -118,17 +123,23 @@ impl Index {
         let changed = store
             .latest_changed(self.seen_ms.unwrap_or(i64::MIN))
             .await?;
+        self.last_read = 0;
         for listed in &changed {
             let row = &listed.row;
             self.seen_ms = Some(
                 self.seen_ms
                     .map_or(row.updated_ms, |s| s.max(row.updated_ms)),
             );
+            // Rows changed at the newest millisecond seen come again (a commit in the same
+            // millisecond after the read must not be missed): parse only what changed.
             let current = self.entries.get(&row.name);
-            if current.is_some_and(|e| e.run > row.run) {
+            if current.is_some_and(|e| {
+                e.run > row.run || (e.id == row.id && e.generation == row.generation)
+            }) {
                 continue;
             }
             self.entries.insert(row.name.clone(), Entry::of(listed));
+            self.last_read += 1;
         }
         self.invalid = store
             .invalid_specs()
