@@ -15,6 +15,7 @@
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
 //! | `status` | `get`, `history`, the live tree |
+//! | `ui` | the web view's server: sign-in, sessions, CSRF, headers, the list, store views |
 //! | `verify`, `replay` | CI dry-runs over live backends and recordings |
 //! | `prometheus`, `datadog`, `slo` | the backends against a real Prometheus and a Datadog stand-in |
 //! | `plugin_sandbox`, `plugin_kit`, `judge`, `http_check` | plugins: limits, the author kit, the shipped plugins |
@@ -44,4 +45,5 @@ mod serve;
 mod serve_leaks;
 mod slo;
 mod status;
+mod ui;
 mod verify;

@@ -26,6 +26,8 @@
 //! - `runners.rs`: runners, their heartbeat and the runs they claim ([`RunnerRow`]);
 //! - `invalid.rs`: rollouts in the state `invalid-spec` ([`InvalidSpec`]) and the
 //!   numbered configurations runners loaded;
+//! - `listing.rs`: what changed since a time, for the web view's list and events
+//!   ([`ListedRow`], [`Changed`]);
 //! - `sql.rs`: the SQL text of every statement, one field per statement in a `Sql` value
 //!   per dialect (SQLite today; the PostgreSQL dialect goes beside it);
 //! - `tests.rs`: tests against real SQLite files.
@@ -42,11 +44,13 @@
 
 mod commit;
 mod invalid;
+mod listing;
 mod runners;
 mod sql;
 
 pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
+pub use listing::{Changed, ListedRow};
 pub use runners::{NewRunner, RunnerRow};
 
 use commit::append_events;
