@@ -204,10 +204,21 @@ pub(super) fn reader(state: &UiState, headers: &HeaderMap) -> Result<Viewer, Box
 }
 
 /// Whether the request's `Origin` (when it has one) is this web view's own.
+///
+/// The pages answer with `Referrer-Policy: no-referrer`, under which a browser sends
+/// `Origin: null` with a form's POST even to the page's own origin (the Fetch standard's
+/// rule for requests that are not CORS: the sign-in and sign-out forms). Such a request is
+/// ours only when the browser also says `Sec-Fetch-Site: same-origin` (a header no page
+/// can set); another site can make its Origin `null` as well, but not that.
 fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
+    if origin.as_bytes() == b"null" {
+        return headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site.as_bytes() == b"same-origin");
+    }
     let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
         return false;
     };
@@ -485,6 +496,39 @@ mod tests {
             assert_eq!(local_next(next), want, "{next:?}");
         }
         assert_eq!(encode("/rollouts/a b?run=1"), "/rollouts/a%20b%3Frun%3D1");
+    }
+
+    #[test]
+    fn an_origin_is_ours_when_it_names_this_host_or_is_null_from_this_origin() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        for (pairs, ours) in [
+            (&[][..], true),
+            (&[("origin", "http://127.0.0.1:8080")][..], true),
+            (&[("origin", "http://127.0.0.1:9090")][..], false),
+            // A form posted under Referrer-Policy: no-referrer (Chromium, Firefox).
+            (
+                &[("origin", "null"), ("sec-fetch-site", "same-origin")][..],
+                true,
+            ),
+            (
+                &[("origin", "null"), ("sec-fetch-site", "same-site")][..],
+                false,
+            ),
+            (
+                &[("origin", "null"), ("sec-fetch-site", "cross-site")][..],
+                false,
+            ),
+            (&[("origin", "null")][..], false),
+        ] {
+            assert_eq!(same_origin(&headers(pairs)), ours, "{pairs:?}");
+        }
     }
 
     #[test]
