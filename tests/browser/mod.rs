@@ -5,11 +5,16 @@
 //! | module | what it covers |
 //! |---|---|
 //! | `harness` | the client itself on a static page: find, type, click, wait, scripts, screenshots, alert and `img` detection |
+//! | `list` | the list page: a row per rollout, the tiles against the API, filters in the URL |
+//! | `cross_site` | a form on another origin cannot act with the operator's cookie |
 //!
 //! Without chromedriver on the PATH the tests say so loudly and pass, unless
 //! `ROLLGATE_REQUIRE_BROWSER` is set (CI sets it: there they never skip).
 
 pub mod driver;
 pub mod site;
+pub mod web;
 
+mod cross_site;
 mod harness;
+mod list;
