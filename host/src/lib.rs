@@ -21,4 +21,5 @@ pub mod server;
 pub mod spec;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod verify;
