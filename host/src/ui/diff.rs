@@ -109,7 +109,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn render(d: &Diff) -> Vec<String> {
-        d.lines.iter().map(|l| format!("{}{}", l.op, l.text)).collect()
+        d.lines
+            .iter()
+            .map(|l| format!("{}{}", l.op, l.text))
+            .collect()
     }
 
     #[test]

@@ -116,8 +116,8 @@ fn number(n: &serde_json::Number) -> String {
 /// Words a YAML reader may take for something other than a string (YAML 1.1 and 1.2,
 /// compared without case).
 const RESERVED: [&str; 16] = [
-    "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "infinity",
-    "none", "nil", "~", "<<",
+    "true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf", "infinity", "none",
+    "nil", "~", "<<",
 ];
 
 /// A string (or key), plain when that is safe, double-quoted otherwise.
@@ -216,10 +216,44 @@ mod tests {
     #[test]
     fn strings_that_would_read_as_something_else_are_quoted() {
         for s in [
-            "true", "No", "null", "~", "1", "1.5", "0x10", "-1", ".inf", "NaN", "", " lead",
-            "trail ", "a: b", "a #b", "#c", "- x", "'q'", "\"q\"", "[x]", "{x}", "&a", "*a",
-            "!t", "|", ">", "%x", "@x", "`x", "a\nb", "tab\there", "nel\u{85}", "ls\u{2028}",
-            "bom\u{feff}", "bell\u{7}", "del\u{7f}", "<<", "2026-01-01",
+            "true",
+            "No",
+            "null",
+            "~",
+            "1",
+            "1.5",
+            "0x10",
+            "-1",
+            ".inf",
+            "NaN",
+            "",
+            " lead",
+            "trail ",
+            "a: b",
+            "a #b",
+            "#c",
+            "- x",
+            "'q'",
+            "\"q\"",
+            "[x]",
+            "{x}",
+            "&a",
+            "*a",
+            "!t",
+            "|",
+            ">",
+            "%x",
+            "@x",
+            "`x",
+            "a\nb",
+            "tab\there",
+            "nel\u{85}",
+            "ls\u{2028}",
+            "bom\u{feff}",
+            "bell\u{7}",
+            "del\u{7f}",
+            "<<",
+            "2026-01-01",
         ] {
             let v = json!({ s: s, "list": [s] });
             assert_eq!(parse(&to_yaml(&v)), v, "{s:?}");
@@ -228,7 +262,18 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_kind() {
-        let v = json!([0, -1, u64::MAX, i64::MIN, 10.0, -0.0, 0.5, 1e300, 1.5e-7, f64::MAX]);
+        let v = json!([
+            0,
+            -1,
+            u64::MAX,
+            i64::MIN,
+            10.0,
+            -0.0,
+            0.5,
+            1e300,
+            1.5e-7,
+            f64::MAX
+        ]);
         assert_eq!(parse(&to_yaml(&v)), v);
     }
 
