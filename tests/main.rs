@@ -42,4 +42,5 @@ mod serve;
 mod serve_leaks;
 mod slo;
 mod status;
+mod ui_detail;
 mod verify;
