@@ -290,12 +290,15 @@ fn invalid_banner(invalid: &InvalidSpec) -> Value {
 }
 
 /// The decision that rolled the run back, with its numbers: the audit event that entered
-/// `rolling-back` (the policy's, a gate's or an operator's reason).
+/// `rolling-back` or `rolled-back` (the policy's, a gate's or an operator's reason).
 fn decision(audit: &[AuditInfo], fallback: &str) -> String {
     audit
         .iter()
         .rev()
-        .find(|a| a.state_after == "rolling-back" && a.state_before != "rolling-back")
+        .find(|a| {
+            let back = |s: &str| matches!(s, "rolling-back" | "rolled-back");
+            back(&a.state_after) && !back(&a.state_before)
+        })
         .map_or_else(
             || fallback.to_string(),
             |a| format!("{} by {}: {}", a.action, a.actor, a.reason),
