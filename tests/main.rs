@@ -44,4 +44,5 @@ mod serve_leaks;
 mod slo;
 mod status;
 mod ui;
+mod ui_detail;
 mod verify;
