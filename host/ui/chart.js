@@ -5,8 +5,10 @@
 'use strict';
 (function () {
   const W = 640;
+  // Axis labels: three significant digits, so a label fits the left margin.
+  const tickLabel = (v) => (Number.isFinite(v) ? String(Number(v.toPrecision(3))) : '');
   const H = 200;
-  const PAD = { left: 56, right: 12, top: 12, bottom: 28 };
+  const PAD = { left: 64, right: 12, top: 12, bottom: 28 };
   const VERDICTS = ['pass', 'fail', 'inconclusive', 'no-data', 'error'];
   const COUNT_KEY = { pass: 'pass', fail: 'fail', inconclusive: 'inconclusive', 'no-data': 'noData', error: 'error' };
 
@@ -59,7 +61,7 @@
     svg.append(RG.svg('line', { x1: PAD.left, y1: bottom, x2: W - PAD.right, y2: bottom, class: 'axis' }));
     svg.append(RG.svg('line', { x1: PAD.left, y1: PAD.top, x2: PAD.left, y2: bottom, class: 'axis' }));
     for (const v of [lo, (lo + hi) / 2, hi]) {
-      svg.append(RG.svg('text', { x: PAD.left - 6, y: y(v) + 4, class: 'tick', 'text-anchor': 'end' }, RG.fmtNumber(v)));
+      svg.append(RG.svg('text', { x: PAD.left - 6, y: y(v) + 4, class: 'tick', 'text-anchor': 'end' }, tickLabel(v)));
     }
     if (points.length) {
       svg.append(RG.svg('text', { x: PAD.left, y: H - 8, class: 'tick' }, timeOfDay(t0)));

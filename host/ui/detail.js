@@ -168,7 +168,9 @@
 
   function render(doc) {
     const app = document.getElementById('app');
-    app.replaceChildren(
+    // replaceChildren is the DOM's own: it would write a null (a read-only viewer's absent
+    // action bar) as the text "null", so only nodes go in.
+    const parts = [
       title(doc),
       ...banners(doc),
       summary(doc),
@@ -176,7 +178,8 @@
       phases(doc),
       el('section', { class: 'metrics' }, el('h2', null, 'Verification'), (doc.metrics || []).map((m) => metric(doc, m))),
       timeline(doc),
-      spec(doc));
+      spec(doc)];
+    app.replaceChildren(...parts.filter((p) => p instanceof Node));
   }
 
   async function load() {
