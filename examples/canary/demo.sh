@@ -5,8 +5,9 @@
 # cluster. ROLLGATE names the binary (default: rollgate on the PATH).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
+# The store stays (in a fresh temporary folder) so that the web view can show the runs.
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+trap 'rm -f "$dir/outcome"' EXIT
 rollgate=${ROLLGATE:-rollgate}
 "$rollgate" run "$here" --store "$dir/rollgate.db" --clock simulated \
     --start 2026-01-01T00:00:00Z >"$dir/outcome"
@@ -19,3 +20,5 @@ if [ "$status" -ne 5 ] || ! grep -q '^checkout: succeeded' "$dir/outcome" \
     exit 1
 fi
 echo "demo: checkout succeeded; payments rolled back automatically when its error ratio rose"
+echo "demo: to see what happened: rollgate ui --store $dir/rollgate.db --listen 127.0.0.1:8080"
+echo "demo: then open http://127.0.0.1:8080 to see what happened (Ctrl-C stops it)"

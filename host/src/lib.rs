@@ -7,7 +7,7 @@
 //! verdicts, [`plugin`] runs the sandboxed components over [`metrics`], [`deliver`] applies
 //! steps and [`store`] keeps checkpoints and the audit log; [`cli`] is the command line.
 //! Server mode: [`server`] runs every rollout of a folder at once, [`api`] is its HTTP edge,
-//! [`telemetry`] its `/metrics`. [`files`] reads every file an operator hands over, by one
+//! [`telemetry`] its `/metrics`, [`ui`] the web view (of a server, or of a store). [`files`] reads every file an operator hands over, by one
 //! set of rules (regular files only, size caps, dot-entries skipped).
 
 pub mod api;
@@ -21,4 +21,5 @@ pub mod server;
 pub mod spec;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod verify;

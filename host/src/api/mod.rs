@@ -48,7 +48,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    /// `read-only` or `operator`, as the tokens file and answers spell it.
+    pub fn name(self) -> &'static str {
         match self {
             Role::Read => "read-only",
             Role::Operator => "operator",
@@ -130,7 +131,8 @@ impl Tokens {
         Tokens::parse(&text, file)
     }
 
-    fn identify(&self, token: &str) -> Option<&Identity> {
+    /// Who holds `token`, if it is listed (compared in constant time).
+    pub fn identify(&self, token: &str) -> Option<&Identity> {
         // Compare every listed token in constant time, so timing does not tell how much of
         // a guess was right.
         let mut found = None;
@@ -143,7 +145,8 @@ impl Tokens {
     }
 }
 
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two secrets are equal, in time that does not depend on where they differ.
+pub(crate) fn constant_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -469,14 +472,29 @@ async fn act(
         Ok(i) => i,
         Err(r) => return *r,
     };
-    let action = match Action::parse(&action) {
+    perform_action(&s.fleet, &name, &action, &identity.name, &body).await
+}
+
+/// Run operator action `action` (its name, from the path) on rollout `name` as `actor`
+/// with the request body `body` (`{"reason": "..."}` or empty) and answer as
+/// `POST /api/v2/rollouts/NAME/ACTION` does: 200 applied, 201 a new run, 202 queued, the
+/// engine's refusal with its status. The caller has checked who asks; the web view's
+/// action route answers with exactly this.
+pub async fn perform_action(
+    fleet: &Fleet,
+    name: &str,
+    action: &str,
+    actor: &str,
+    body: &[u8],
+) -> Response {
+    let action = match Action::parse(action) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
     let body: ActBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActBody::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match serde_json::from_slice(body) {
             Ok(b) => b,
             Err(e) => {
                 return error(
@@ -486,13 +504,9 @@ async fn act(
             }
         }
     };
-    match s
-        .fleet
-        .act(&name, action, &identity.name, &body.reason)
-        .await
-    {
+    match fleet.act(name, action, actor, &body.reason).await {
         Ok(v) => {
-            tracing::info!(rollout = %name, action = action.name(), actor = %identity.name, "action requested");
+            tracing::info!(rollout = %name, action = action.name(), actor = %actor, "action requested");
             // Retry, and a rollback after success, create a run.
             let status = if action == Action::Retry || v.get("reverses").is_some() {
                 StatusCode::CREATED

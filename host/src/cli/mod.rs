@@ -13,7 +13,8 @@
 //!   kit, tested in `kit_tests.rs`; `policy_fixture.rs`: the policy input a `plugin test` fixture writes);
 //!   `plugin_host.rs`: what every command calling plugins shares (host, limit flags,
 //!   measurement output) — `plugin.rs` uses `kit.rs`, both use `plugin_host.rs`, never back;
-//! - `metrics.rs`: `metrics query|record`; `time.rs`: time arguments (`now-1h`, RFC 3339).
+//! - `metrics.rs`: `metrics query|record`; `time.rs`: time arguments (`now-1h`, RFC 3339);
+//! - `ui.rs`: `ui`, the web view of a store (read-only).
 
 mod actions;
 mod kit;
@@ -31,6 +32,7 @@ mod serve;
 mod status;
 mod style;
 mod time;
+mod ui;
 mod verify;
 
 use crate::engine::Action;
@@ -57,6 +59,8 @@ enum Command {
     Run(run::RunArgs),
     /// Run every rollout of a configuration folder at once, with an HTTP API.
     Serve(serve::ServeArgs),
+    /// Serve the web view of a store `rollgate run` wrote (read-only).
+    Ui(ui::UiArgs),
     /// Show a rollout as a tree (state, phases, metrics); --watch follows it live.
     Get(status::GetArgs),
     /// List a rollout's runs and the audit log of one.
@@ -244,6 +248,7 @@ pub fn main() -> ExitCode {
             Command::Metrics(cmd) => metrics::run(cmd).await,
             Command::Run(args) => run::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Ui(args) => ui::run(args).await,
             Command::Schema(args) => schema::run(args),
             Command::Lint(args) => lint::run(args).await,
             Command::Verify(args) => verify::run(args).await,

@@ -3,6 +3,8 @@
 //!
 //! It prints `rollgate serve: listening on http://ADDR` on stderr once the port is bound
 //! (with `--listen 127.0.0.1:0` the system picks a free port, and that line says which),
+//! and with `--ui-listen ADDR` `rollgate serve: web view on http://ADDR` once the web
+//! view's port is bound ([`crate::ui`]),
 //! then loads the folder and resumes every unfinished run. Exit codes: 0 stopped by
 //! SIGINT/SIGTERM, 3 the store or the plugin host failed, 4 invalid input (a configuration
 //! that does not load, a bad tokens file, an address that cannot be bound).
@@ -58,6 +60,10 @@ pub struct ServeArgs {
     /// get` and the API report a runner silent for three periods as stopped reporting.
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     pub heartbeat: String,
+    /// Also serve the web view (pages for people, sign-in with the tokens) on this
+    /// address; off when absent.
+    #[arg(long, value_name = "ADDR")]
+    pub ui_listen: Option<String>,
 }
 
 /// The store path and durability of a `--db` URL.
@@ -189,6 +195,19 @@ pub async fn run(args: ServeArgs) -> u8 {
     let address = listener
         .local_addr()
         .map_or_else(|_| args.listen.clone(), |a| a.to_string());
+    let ui = match &args.ui_listen {
+        Some(at) => match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return fail(
+                    exit::INVALID_INPUT,
+                    format!("--ui-listen {at}: cannot listen there: {e}"),
+                );
+            }
+        },
+        None => None,
+    };
+    let ui = ui.map(|listener| spawn_ui(listener, &fleet, tokens.clone()));
     let app = api::router(fleet.clone(), tokens);
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -196,6 +215,9 @@ pub async fn run(args: ServeArgs) -> u8 {
             .await
     });
     eprintln!("rollgate serve: listening on http://{address}");
+    if let Some((_, _, at)) = &ui {
+        eprintln!("rollgate serve: web view on http://{at}");
+    }
     if let Err(e) = fleet.register_runner().await {
         return fail(exit::PLUGIN_ERROR, e.to_string());
     }
@@ -221,6 +243,17 @@ pub async fn run(args: ServeArgs) -> u8 {
     );
     fleet.spawn_watch();
     let served = server.await;
+    if let Some((state, mut task, _)) = ui {
+        // The same signal stopped it; event streams end now, and a page still loading
+        // gets a few seconds.
+        state.close();
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
     if let Err(e) = fleet.stop_runner().await {
         eprintln!("rollgate serve: cannot mark this runner stopped in the store: {e}");
     }
@@ -237,8 +270,36 @@ pub async fn run(args: ServeArgs) -> u8 {
     }
 }
 
+/// Serve the web view on `listener` until SIGINT/SIGTERM: its state (to close its event
+/// streams), its task and where it listens.
+fn spawn_ui(
+    listener: tokio::net::TcpListener,
+    fleet: &Fleet,
+    tokens: Tokens,
+) -> (
+    crate::ui::UiState,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    String,
+) {
+    let at = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let state = crate::ui::UiState::serve(fleet.clone(), tokens);
+    let app = crate::ui::router(state.clone());
+    let closing = state.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown().await;
+                closing.close();
+            })
+            .await
+    });
+    (state, task, at)
+}
+
 /// SIGINT or SIGTERM.
-async fn shutdown() {
+pub(super) async fn shutdown() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

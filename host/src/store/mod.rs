@@ -29,6 +29,8 @@
 //!   numbered configurations runners loaded;
 //! - `series.rs`: the series of every metric of a run ([`SeriesPoint`], [`Store::series`]):
 //!   a point per measurement, appended by the commit, at most 1,000 per metric;
+//! - `listing.rs`: what changed since a time, for the web view's list and events
+//!   ([`ListedRow`], [`Changed`]);
 //! - `sql.rs`: the SQL text of every statement, one field per statement in a `Sql` value
 //!   per dialect (SQLite today; the PostgreSQL dialect goes beside it);
 //! - `tests.rs`: tests against real SQLite files.
@@ -45,12 +47,14 @@
 
 mod commit;
 mod invalid;
+mod listing;
 mod runners;
 mod series;
 mod sql;
 
 pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
+pub use listing::{Changed, ListedRow};
 pub use runners::{NewRunner, RunnerRow};
 pub use series::{CAP as SERIES_CAP, SeriesPoint};
 

@@ -83,6 +83,12 @@ impl SelectRollouts {
 pub(super) struct Sql {
     /// Rollout rows by filter.
     pub rollouts: SelectRollouts,
+    /// Binds: updated_ms. Returns the latest run of every rollout whose latest run changed
+    /// at or after it, with its last audit event's actor and action (the web view's list).
+    pub latest_changed: &'static str,
+    /// Binds: updated_ms. Returns (id, name, run, generation, updated_ms) of every run
+    /// changed at or after it, by updated_ms (the web view's event polling).
+    pub changed_since: &'static str,
     /// Binds: name, spec, checkpoint, state, created_ms, updated_ms, name. Returns the row.
     pub create_rollout: &'static str,
     /// Binds: checkpoint, state, finished, updated_ms, id, expected generation.
@@ -204,6 +210,16 @@ pub(super) const SQLITE: Sql = Sql {
             " FROM rollouts WHERE name = ? ORDER BY run DESC LIMIT 1"
         ),
     },
+    // `rollouts_by_updated` (migration 5) finds the changed rows; `UNIQUE (name, run)` the
+    // latest run and `UNIQUE (rollout_id, seq)` the last audit event.
+    latest_changed: "SELECT r.id, r.name, r.run, r.spec, r.checkpoint, r.state, r.finished, \
+         r.generation, r.created_ms, r.updated_ms, a.actor AS last_actor, a.action AS last_action \
+         FROM rollouts r LEFT JOIN audit_events a ON a.rollout_id = r.id \
+         AND a.seq = (SELECT MAX(seq) FROM audit_events WHERE rollout_id = r.id) \
+         WHERE r.updated_ms >= ? AND r.run = (SELECT MAX(l.run) FROM rollouts l WHERE l.name = r.name) \
+         ORDER BY r.id",
+    changed_since: "SELECT id, name, run, generation, updated_ms FROM rollouts \
+         WHERE updated_ms >= ? ORDER BY updated_ms, id",
     // A write first, so the transaction takes the write lock (waiting out the busy timeout)
     // before it reads anything.
     create_rollout: concat!(
