@@ -27,12 +27,28 @@ use crate::spec::model::{GateKind, PauseSpec, RolloutSpec};
 use crate::store::{InvalidSpec, RolloutRow, Store};
 use serde_json::{Value, json};
 
-/// Where the page's points come from: one function, so the series store (every
-/// measurement's point, downsampled past a cap) replaces the retained measurements in one
-/// line.
+/// Where the page's points come from: the run's series (every measurement's point,
+/// downsampled past the cap; [`Store::series`]), or for a run recorded before the series
+/// existed, its retained measurements.
 async fn points(store: &Store, id: i64) -> Result<Vec<Point>, String> {
-    let rows = store.measurements(id).await.map_err(|e| e.to_string())?;
-    Ok(rows.iter().map(Point::from).collect())
+    let series = store.series(id).await.map_err(|e| e.to_string())?;
+    if series.is_empty() {
+        // A run recorded before the series existed (migration 4): its retained
+        // measurements are what there is.
+        let rows = store.measurements(id).await.map_err(|e| e.to_string())?;
+        return Ok(rows.iter().map(Point::from).collect());
+    }
+    Ok(series
+        .into_iter()
+        .map(|p| Point {
+            phase_index: p.phase_index,
+            metric: p.metric,
+            at_ms: p.at_ms,
+            value: p.value,
+            verdict: p.verdict,
+            count: p.count,
+        })
+        .collect())
 }
 
 /// The detail document of run `run` of rollout `name` (default: its latest run), or
