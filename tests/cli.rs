@@ -213,6 +213,7 @@ fn schema_prints_and_writes_every_kind() {
             "RolloutEvent",
             "RolloutHistory",
             "RolloutList",
+            "RolloutSeries",
             "RolloutStatus"
         ]
     );

@@ -14,6 +14,7 @@
 //! | `invalid_spec` | rollout by rollout: invalid-spec rollouts, fixes that start or resume them, resume with fixed documents |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
+//! | `series` | the metric series of a run: `GET /api/v2/rollouts/NAME/series` |
 //! | `status` | `get`, `history`, the live tree |
 //! | `ui` | the web view's server: sign-in, sessions, CSRF, headers, the list, store views |
 //! | `verify`, `replay` | CI dry-runs over live backends and recordings |
@@ -41,9 +42,11 @@ mod replay;
 mod reversal;
 mod rollout;
 mod runner;
+mod series;
 mod serve;
 mod serve_leaks;
 mod slo;
 mod status;
 mod ui;
+mod ui_detail;
 mod verify;

@@ -119,7 +119,7 @@
       tile('median-duration', 'Median duration ' + span, t.medianDurationMs, RG.fmtDuration(t.medianDurationMs),
         'of runs ended ' + span));
     periods.replaceChildren(el('span', { class: 'label' }, 'Period:'),
-      PERIODS.map((p) => link({ ...w, period: p }, p, p === w.period ? { class: 'on', 'aria-current': 'true' } : {})));
+      ...PERIODS.map((p) => link({ ...w, period: p }, p, p === w.period ? { class: 'on', 'aria-current': 'true' } : {})));
   }
 
   function trafficBar(row) {

@@ -179,6 +179,7 @@ pub fn router(fleet: Fleet, tokens: Tokens) -> Router {
         .route("/api/v2/rollouts", get(v2::list))
         .route("/api/v2/rollouts/{name}", get(v2::one))
         .route("/api/v2/rollouts/{name}/history", get(v2::history))
+        .route("/api/v2/rollouts/{name}/series", get(v2::series))
         .route("/api/v2/rollouts/{name}/{action}", post(act))
         .route("/api/v2/events", get(v2::events))
         .route("/api/v2/documents", post(apply))
@@ -209,7 +210,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
-        "no such endpoint; the API lives under /api/v2 (and /api/v1, frozen): rollouts, rollouts/NAME, rollouts/NAME/history, rollouts/NAME/ACTION, events, documents, config",
+        "no such endpoint; the API lives under /api/v2 (and /api/v1, frozen): rollouts, rollouts/NAME, rollouts/NAME/history, rollouts/NAME/series (v2), rollouts/NAME/ACTION, events, documents, config",
     )
 }
 

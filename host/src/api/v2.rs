@@ -1,6 +1,7 @@
 //! `/api/v2`: the routes whose answers changed shape in version 2 — the rollout list, one
-//! rollout, its history and the event stream — answered with [`crate::server::v2`]'s
-//! documents. Authorization, filters, errors and status codes are v1's.
+//! rollout, its history and the event stream — and those only v2 has (a run's metric
+//! series), answered with [`crate::server::v2`]'s documents. Authorization, filters,
+//! errors and status codes are v1's.
 
 use super::{
     AppState, EventsQuery, HistoryQuery, ListQuery, Role, authorize, error, event_stream,
@@ -8,6 +9,7 @@ use super::{
 };
 use crate::server::Event;
 use crate::server::v2::{self, ApiVersion, ListItem};
+use crate::server::views::HistoryError;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -66,6 +68,28 @@ pub(super) async fn history(
     }
     match v2::history(s.fleet.store(), &name, q.run).await {
         Ok(h) => Json(h).into_response(),
+        Err(e) => history_error(&name, q.run, e),
+    }
+}
+
+/// The series of every metric of a run (default: the latest); errors as history's.
+pub(super) async fn series(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorize(&s, &headers, Role::Read, "reading a rollout's series") {
+        return *r;
+    }
+    match v2::series(s.fleet.store(), &name, q.run).await {
+        Ok(series) => Json(series).into_response(),
+        Err(HistoryError::NoRun(runs)) if runs.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{name:?} has not run: its documents do not load (see GET /api/v2/rollouts/{name})"
+            ),
+        ),
         Err(e) => history_error(&name, q.run, e),
     }
 }

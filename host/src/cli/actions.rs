@@ -242,18 +242,13 @@ async fn request(
     args: &ActionArgs,
     out: &mut Out,
 ) -> u8 {
-    // Only a rollback reopens an ended run, and only one that did not restore the stable
-    // version or finish the rollout already.
-    let reopens =
-        action == Action::Rollback && matches!(latest.state.as_str(), "aborted" | "failed");
-    if latest.finished && !reopens {
-        out.err(format!(
-            "rollgate: {:?} run {} already ended {}; nothing to {}",
-            args.rollout,
-            latest.run,
-            latest.state,
-            action.name()
-        ));
+    // An ended run has no runner to refuse the request: the rule is asked here (only a
+    // rollback reopens an ended run, and only one that did not restore the stable version
+    // or finish the rollout already).
+    if latest.finished
+        && let Err(why) = crate::engine::permit_row(action, latest)
+    {
+        out.err(format!("rollgate: {why}"));
         return exit::PROBLEMS;
     }
     match store

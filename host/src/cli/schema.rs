@@ -12,7 +12,8 @@ use std::path::PathBuf;
 #[derive(Debug, Args)]
 pub struct SchemaArgs {
     /// One kind (MetricBackend, Plugin, VerificationTemplate, Rollout), or one API v2 shape
-    /// (RolloutStatus, RolloutHistory, RolloutList, RolloutEvent); all when omitted.
+    /// (RolloutStatus, RolloutHistory, RolloutList, RolloutEvent, RolloutSeries); all when
+    /// omitted.
     pub kind: Option<String>,
     /// The API v2 shapes instead of the document kinds (when no KIND is named).
     #[arg(long)]

@@ -5,6 +5,7 @@
 use super::failure::{Failure, FailureKind};
 use super::state::{PauseReason, Stage, State};
 use super::{EngineError, Run};
+use crate::store::RolloutRow;
 
 /// The longest reason an operator may give with an action, in characters.
 pub const MAX_REASON_CHARS: usize = 1_000;
@@ -92,6 +93,137 @@ impl Action {
     }
 }
 
+/// What taking an action does, when [`permit`] allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permit {
+    /// A request the run's engine applies to its checkpoint at its next step.
+    Apply,
+    /// A new run: a retry, or the rollback of a succeeded run (its reversal).
+    NewRun,
+}
+
+/// What [`permit`] decides from: the run's number, state, whether it is a paused rollback
+/// and the run it reverses.
+#[derive(Debug, Clone, Copy)]
+pub struct RunFacts<'a> {
+    /// The rollout's name.
+    pub name: &'a str,
+    /// The run's number.
+    pub run: i64,
+    /// Its state.
+    pub state: State,
+    /// Paused while rolling back ([`super::state::Checkpoint::paused_rollback`]).
+    pub paused_rollback: bool,
+    /// The run it reverses ([`super::state::Checkpoint::reverses`]).
+    pub reverses: Option<i64>,
+}
+
+/// The one rule of which operator action a run takes: `Ok` with what taking it does, or
+/// `Err` with why not, in the words the command line, the API and the engine answer with.
+/// The engine applies what it permits ([`Run::apply_action`]), the command line and the
+/// server check it before writing a request, retry and the rollback after success before
+/// creating a run, and the web view shows it on each action's button.
+pub fn permit(action: Action, run: &RunFacts<'_>) -> Result<Permit, String> {
+    let RunFacts {
+        name,
+        run: number,
+        state,
+        paused_rollback,
+        reverses,
+    } = *run;
+    match action {
+        // Retry re-runs an ended run; after a reversal it rolls forward again.
+        Action::Retry => {
+            let ended = matches!(state, State::RolledBack | State::Aborted | State::Failed)
+                || reverses.is_some() && state.is_final();
+            return if ended {
+                Ok(Permit::NewRun)
+            } else {
+                Err(format!(
+                    "retry re-runs a rolled-back, aborted or failed rollout, or rolls forward again after a rollback; {name:?} run {number} is {state}"
+                ))
+            };
+        }
+        // After a success a rollback is a new run that reverses it, unless it is one.
+        Action::Rollback if state == State::Succeeded => {
+            return match reverses {
+                Some(reversed) => Err(format!(
+                    "{name:?} run {number} already took back what run {reversed} rolled out; roll that forward again with `rollgate retry {name}`"
+                )),
+                None => Ok(Permit::NewRun),
+            };
+        }
+        _ => {}
+    }
+    // Only a rollback reopens an ended run, and only one that did not restore the stable
+    // version or finish the rollout already.
+    let reopens = action == Action::Rollback && matches!(state, State::Aborted | State::Failed);
+    if state.is_final() && !reopens {
+        return Err(format!(
+            "{name:?} run {number} already ended {state}; nothing to {}",
+            action.name()
+        ));
+    }
+    let allowed = match action {
+        Action::Pause => matches!(
+            state,
+            State::Pending | State::Progressing | State::RollingBack
+        ),
+        Action::Resume => matches!(state, State::Paused(_)),
+        Action::Promote => {
+            matches!(state, State::Progressing | State::Paused(_)) && !paused_rollback
+        }
+        Action::PromoteFull => {
+            matches!(
+                state,
+                State::Pending | State::Progressing | State::Paused(_)
+            ) && !paused_rollback
+        }
+        Action::Abort => true,
+        Action::Rollback => !matches!(state, State::RollingBack),
+        Action::Retry => false,
+    };
+    if allowed {
+        Ok(Permit::Apply)
+    } else {
+        Err(format!(
+            "{} is not possible while the rollout is {state}",
+            action.name()
+        ))
+    }
+}
+
+/// [`permit`] for a stored run: its state column, and from its checkpoint whether it is a
+/// paused rollback and the run it reverses. A state no engine writes (a damaged row)
+/// permits nothing.
+pub fn permit_row(action: Action, row: &RolloutRow) -> Result<Permit, String> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Link {
+        #[serde(default)]
+        paused_rollback: bool,
+        #[serde(default)]
+        reverses: Option<i64>,
+    }
+    let link: Link = serde_json::from_str(&row.checkpoint).unwrap_or_default();
+    let state = State::from_name(&row.state).ok_or_else(|| {
+        format!(
+            "{:?} run {} is {}, which no action applies to",
+            row.name, row.run, row.state
+        )
+    })?;
+    permit(
+        action,
+        &RunFacts {
+            name: &row.name,
+            run: row.run,
+            state,
+            paused_rollback: link.paused_rollback,
+            reverses: link.reverses,
+        },
+    )
+}
+
 impl Run<'_> {
     pub(super) async fn handle_actions(&mut self) -> Result<(), EngineError> {
         if !self.may_have_actions() {
@@ -137,92 +269,80 @@ impl Run<'_> {
         reason: &str,
     ) -> Result<(), String> {
         let state = self.cp.state;
-        let refuse = |what: &str| {
-            Err(format!(
-                "{what} is not possible while the rollout is {state}"
-            ))
+        if action == Action::Retry {
+            return Err(
+                "retry starts a new run: use `rollgate retry NAME`, then `rollgate run`".into(),
+            );
+        }
+        let facts = RunFacts {
+            name: &self.spec.name,
+            run: 0,
+            state,
+            paused_rollback: self.cp.paused_rollback,
+            reverses: self.cp.reverses,
         };
+        match permit(action, &facts) {
+            Ok(Permit::Apply) => {}
+            // A new run is made by the command line or the server, never inside a run.
+            Ok(Permit::NewRun) | Err(_) => {
+                return Err(format!(
+                    "{} is not possible while the rollout is {state}",
+                    action.name()
+                ));
+            }
+        }
         match action {
-            Action::Pause => match state {
-                State::Pending | State::Progressing => {
-                    self.pause(
-                        PauseReason::Manual,
-                        None,
-                        reason_or(reason, actor, "paused"),
-                    );
-                    self.operator_failure(actor);
-                    Ok(())
-                }
-                State::RollingBack => {
-                    self.cp.paused_rollback = true;
-                    self.pause(
-                        PauseReason::Manual,
-                        None,
-                        reason_or(reason, actor, "rollback paused"),
-                    );
-                    self.operator_failure(actor);
-                    Ok(())
-                }
-                _ => refuse("pause"),
-            },
-            Action::Resume => match state {
-                State::Paused(why) => {
+            Action::Pause if state == State::RollingBack => {
+                self.cp.paused_rollback = true;
+                self.pause(
+                    PauseReason::Manual,
+                    None,
+                    reason_or(reason, actor, "rollback paused"),
+                );
+                self.operator_failure(actor);
+            }
+            Action::Pause => {
+                self.pause(
+                    PauseReason::Manual,
+                    None,
+                    reason_or(reason, actor, "paused"),
+                );
+                self.operator_failure(actor);
+            }
+            Action::Resume => {
+                if let State::Paused(why) = state {
                     self.resume(why);
-                    self.cp.message = reason_or(reason, actor, "resumed");
-                    Ok(())
                 }
-                _ => refuse("resume"),
-            },
-            Action::Promote => match state {
-                // In the last phase "next" is the end: the final weight must still be applied.
-                State::Progressing | State::Paused(_)
-                    if !self.cp.paused_rollback && self.cp.phase + 1 >= self.spec.phases.len() =>
-                {
-                    self.promote_full(reason_or(reason, actor, "promoted to full (last phase)"));
-                    Ok(())
-                }
-                State::Progressing | State::Paused(_) if !self.cp.paused_rollback => {
-                    self.stop_verification("promoted by an operator");
-                    self.cp.state = State::Progressing;
-                    self.cp.stage = Stage::Done;
-                    self.cp.wake_ms = None;
-                    self.cp.message = reason_or(reason, actor, "promoted to the next phase");
-                    Ok(())
-                }
-                _ => refuse("promote"),
-            },
-            Action::PromoteFull => match state {
-                State::Pending | State::Progressing | State::Paused(_)
-                    if !self.cp.paused_rollback =>
-                {
-                    self.promote_full(reason_or(reason, actor, "promoted to full"));
-                    Ok(())
-                }
-                _ => refuse("promote-full"),
-            },
+                self.cp.message = reason_or(reason, actor, "resumed");
+            }
+            // In the last phase "next" is the end: the final weight must still be applied.
+            Action::Promote if self.cp.phase + 1 >= self.spec.phases.len() => {
+                self.promote_full(reason_or(reason, actor, "promoted to full (last phase)"));
+            }
+            Action::Promote => {
+                self.stop_verification("promoted by an operator");
+                self.cp.state = State::Progressing;
+                self.cp.stage = Stage::Done;
+                self.cp.wake_ms = None;
+                self.cp.message = reason_or(reason, actor, "promoted to the next phase");
+            }
+            Action::PromoteFull => {
+                self.promote_full(reason_or(reason, actor, "promoted to full"));
+            }
             Action::Abort => {
-                if state.is_final() {
-                    return refuse("abort");
-                }
                 self.finish(
                     State::Aborted,
                     reason_or(reason, actor, "aborted; what was applied stays"),
                 );
                 self.operator_failure(actor);
-                Ok(())
             }
-            Action::Rollback => match state {
-                State::RolledBack | State::Succeeded | State::RollingBack => refuse("rollback"),
-                _ => {
-                    self.roll_back(actor, reason_or(reason, actor, "rollback requested"), true);
-                    self.operator_failure(actor);
-                    Ok(())
-                }
-            },
-            Action::Retry => {
-                Err("retry starts a new run: use `rollgate retry NAME`, then `rollgate run`".into())
+            Action::Rollback => {
+                self.roll_back(actor, reason_or(reason, actor, "rollback requested"), true);
+                self.operator_failure(actor);
             }
+            Action::Retry => {}
         }
+        Ok(())
     }
 
     /// An operator stopped the run (pause, abort, rollback): recorded with the message the
@@ -248,5 +368,135 @@ fn reason_or(reason: &str, actor: &str, default: &str) -> String {
         format!("{default} by {actor}")
     } else {
         format!("{default} by {actor}: {reason}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(state: State, paused_rollback: bool, reverses: Option<i64>) -> RunFacts<'static> {
+        RunFacts {
+            name: "web",
+            run: 2,
+            state,
+            paused_rollback,
+            reverses,
+        }
+    }
+
+    /// Which actions each state permits: the table the engine, the command line, the
+    /// server and the web view share.
+    #[test]
+    fn each_state_permits_its_actions() {
+        use Action::*;
+        use Permit::{Apply as A, NewRun as N};
+        let paused = State::Paused(PauseReason::Policy);
+        // (state, paused rollback, reverses, [pause, resume, promote, promote-full, abort,
+        //  rollback, retry]) — None: refused.
+        type Row = (State, bool, Option<i64>, [Option<Permit>; 7]);
+        let table: [Row; 11] = [
+            (
+                State::Pending,
+                false,
+                None,
+                [Some(A), None, None, Some(A), Some(A), Some(A), None],
+            ),
+            (
+                State::Progressing,
+                false,
+                None,
+                [Some(A), None, Some(A), Some(A), Some(A), Some(A), None],
+            ),
+            (
+                paused,
+                false,
+                None,
+                [None, Some(A), Some(A), Some(A), Some(A), Some(A), None],
+            ),
+            (
+                paused,
+                true,
+                None,
+                [None, Some(A), None, None, Some(A), Some(A), None],
+            ),
+            (
+                State::RollingBack,
+                false,
+                None,
+                [Some(A), None, None, None, Some(A), None, None],
+            ),
+            (
+                State::Succeeded,
+                false,
+                None,
+                [None, None, None, None, None, Some(N), None],
+            ),
+            (
+                State::Succeeded,
+                false,
+                Some(1),
+                [None, None, None, None, None, None, Some(N)],
+            ),
+            (
+                State::RolledBack,
+                false,
+                None,
+                [None, None, None, None, None, None, Some(N)],
+            ),
+            (
+                State::Aborted,
+                false,
+                None,
+                [None, None, None, None, None, Some(A), Some(N)],
+            ),
+            (
+                State::Failed,
+                false,
+                None,
+                [None, None, None, None, None, Some(A), Some(N)],
+            ),
+            (
+                State::RolledBack,
+                false,
+                Some(1),
+                [None, None, None, None, None, None, Some(N)],
+            ),
+        ];
+        for (state, paused_rollback, reverses, want) in table {
+            let f = facts(state, paused_rollback, reverses);
+            for (action, want) in [Pause, Resume, Promote, PromoteFull, Abort, Rollback, Retry]
+                .into_iter()
+                .zip(want)
+            {
+                assert_eq!(
+                    permit(action, &f).ok(),
+                    want,
+                    "{} in {state} (paused rollback {paused_rollback}, reverses {reverses:?})",
+                    action.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_refusal_says_why_in_the_words_the_cli_and_api_use() {
+        let ended = permit(Action::Pause, &facts(State::Aborted, false, None)).unwrap_err();
+        assert_eq!(
+            ended,
+            "\"web\" run 2 already ended aborted; nothing to pause"
+        );
+        let busy = permit(Action::Resume, &facts(State::Progressing, false, None)).unwrap_err();
+        assert_eq!(
+            busy,
+            "resume is not possible while the rollout is progressing"
+        );
+        let twice = permit(Action::Rollback, &facts(State::Succeeded, false, Some(1))).unwrap_err();
+        assert!(
+            twice.contains("already took back what run 1 rolled out"),
+            "{twice}"
+        );
+        let retry = permit(Action::Retry, &facts(State::Progressing, false, None)).unwrap_err();
+        assert!(retry.starts_with("retry re-runs a rolled-back"), "{retry}");
     }
 }

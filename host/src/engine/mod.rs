@@ -66,7 +66,9 @@ mod steps;
 mod verification;
 mod waiting;
 
-pub use actions::{Action, MAX_ACTOR_CHARS, MAX_REASON_CHARS, check_request};
+pub use actions::{
+    Action, MAX_ACTOR_CHARS, MAX_REASON_CHARS, Permit, RunFacts, check_request, permit, permit_row,
+};
 pub use adopt::{Current, Reconfigure, Reread};
 pub use progress::{
     Committed, MetricProgress, Observer, PhaseProgress, Progress, Sink, TargetProgress, TargetUnit,
@@ -366,9 +368,7 @@ pub async fn retry_run(
     now: i64,
 ) -> Result<(crate::store::RolloutRow, String), RetryError> {
     let reversed = reversal::reverses(latest);
-    let ended = matches!(latest.state.as_str(), "rolled-back" | "aborted" | "failed")
-        || reversed.is_some() && latest.finished;
-    if !ended {
+    if permit_row(Action::Retry, latest).is_err() {
         return Err(RetryError::NotEnded {
             rollout: latest.name.clone(),
             run: latest.run,

@@ -130,12 +130,8 @@ pub async fn rollback_after_success(
             latest.run, latest.state
         )));
     }
-    if let Some(reversed) = reverses(latest) {
-        return Err(ReverseError::Refused(format!(
-            "{name:?} run {} already took back what run {reversed} rolled out; roll that forward again with `rollgate retry {name}`",
-            latest.run
-        )));
-    }
+    // A reversal is not reversed again: it is rolled forward (`permit` says how).
+    super::permit_row(super::Action::Rollback, latest).map_err(ReverseError::Refused)?;
     let corrupt = |what: &str, e: serde_json::Error| EngineError::Corrupt {
         rollout: name.clone(),
         message: format!(

@@ -72,6 +72,25 @@ impl State {
         )
     }
 
+    /// The state named `name` (as [`State::name`] writes it, and the store's `state`
+    /// column holds it); `None` for any other text.
+    pub fn from_name(name: &str) -> Option<State> {
+        const ALL: [State; 11] = [
+            State::Pending,
+            State::Progressing,
+            State::Paused(PauseReason::Step),
+            State::Paused(PauseReason::Manual),
+            State::Paused(PauseReason::Policy),
+            State::Paused(PauseReason::Gate),
+            State::Succeeded,
+            State::RollingBack,
+            State::RolledBack,
+            State::Aborted,
+            State::Failed,
+        ];
+        ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The name shown to operators: `paused(gate)`, `rolling-back`, …
     pub fn name(self) -> String {
         match self {
@@ -312,6 +331,17 @@ mod tests {
             assert_eq!(Control::of(actions.iter().copied()), want, "{actions:?}");
         }
         assert_eq!(Control::CancelRequested.name(), "cancel-requested");
+    }
+
+    #[test]
+    fn every_state_name_reads_back() {
+        for name in State::NAMES {
+            assert_eq!(
+                State::from_name(name).map(State::name).as_deref(),
+                Some(name)
+            );
+        }
+        assert_eq!(State::from_name("invalid-spec"), None);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! disagree on a number.
 //!
 //! Every type here derives a JSON Schema; `rollgate schema RolloutStatus` (and
-//! `RolloutHistory`, `RolloutList`, `RolloutEvent`) prints them ([`json_schemas`]).
+//! `RolloutHistory`, `RolloutList`, `RolloutEvent`, `RolloutSeries`) prints them
+//! ([`json_schemas`]).
 
 use super::views::{self, HistoryError};
 use crate::engine::failure::Failure;
@@ -415,8 +416,120 @@ impl<'a> Event<'a> {
     }
 }
 
+/// The series of every metric of a run: `GET /api/v2/rollouts/NAME/series[?run=N]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSeries {
+    /// `rollgate.dev/v2`.
+    pub api_version: ApiVersion,
+    /// The rollout.
+    pub rollout: String,
+    /// The run whose series these are.
+    pub run: i64,
+    /// One series per metric of each phase it verified and of the background, ordered by
+    /// phase (the background, -1, first) and metric.
+    pub metrics: Vec<MetricSeries>,
+}
+
+/// The measurements of one metric in one phase (or the background), oldest first: every
+/// measurement, with the oldest ones merged two by two past 1,000 points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSeries {
+    /// The phase (0-based); -1 for background verification.
+    pub phase_index: i64,
+    /// The metric.
+    pub metric: String,
+    /// Background verification rather than a phase's.
+    pub background: bool,
+    /// Whether some points stand for several measurements (`count` > 1).
+    pub downsampled: bool,
+    /// The points, oldest first.
+    pub points: Vec<SeriesPoint>,
+}
+
+/// One point of a series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesPoint {
+    /// When it was measured (ms since the Unix epoch; of the later measurement when
+    /// merged).
+    pub at: i64,
+    /// The value measured; `null` when there was none (an error, no data).
+    pub value: Option<f64>,
+    /// `pass`, `fail`, `inconclusive`, `no-data` or `error`; of a merged point the worst
+    /// of its measurements' (fail, error, inconclusive, no-data, pass), with that one's
+    /// value.
+    pub verdict: String,
+    /// How many measurements the point stands for (1 unless merged).
+    pub count: i64,
+}
+
+/// A run's stored points (ordered by phase, metric and time, as [`Store::series`] reads
+/// them) grouped into one series per (phase, metric).
+pub fn metric_series(points: Vec<crate::store::SeriesPoint>) -> Vec<MetricSeries> {
+    let mut out: Vec<MetricSeries> = Vec::new();
+    for p in points {
+        let point = SeriesPoint {
+            at: p.at_ms,
+            value: p.value,
+            verdict: p.verdict,
+            count: p.count,
+        };
+        match out.last_mut() {
+            Some(m) if m.phase_index == p.phase_index && m.metric == p.metric => {
+                m.downsampled |= point.count > 1;
+                m.points.push(point);
+            }
+            _ => out.push(MetricSeries {
+                phase_index: p.phase_index,
+                metric: p.metric,
+                background: p.phase_index < 0,
+                downsampled: point.count > 1,
+                points: vec![point],
+            }),
+        }
+    }
+    out
+}
+
+/// The series of run `run` of `name` (default: the latest run). A rollout that never ran
+/// (its documents do not load) has no run: [`HistoryError::NoRun`] with no runs.
+pub async fn series(
+    store: &Store,
+    name: &str,
+    run: Option<i64>,
+) -> Result<RolloutSeries, HistoryError> {
+    let store_error = |e: crate::store::StoreError| HistoryError::Store(e.to_string());
+    let runs = store.runs(name).await.map_err(store_error)?;
+    let chosen = match run {
+        None => runs.last(),
+        Some(n) => runs.iter().find(|r| r.run == n),
+    };
+    let Some(chosen) = chosen else {
+        if runs.is_empty()
+            && store
+                .invalid_spec(name)
+                .await
+                .map_err(store_error)?
+                .is_none()
+        {
+            return Err(HistoryError::NoRollout);
+        }
+        return Err(HistoryError::NoRun(runs.iter().map(|r| r.run).collect()));
+    };
+    let points = store.series(chosen.id).await.map_err(store_error)?;
+    Ok(RolloutSeries {
+        api_version: ApiVersion,
+        rollout: name.to_string(),
+        run: chosen.run,
+        metrics: metric_series(points),
+    })
+}
+
 /// The JSON Schema (draft 2020-12) of each v2 document, by name: `RolloutStatus`
-/// ([`Snapshot`]), `RolloutHistory`, `RolloutList` and `RolloutEvent`. They describe the
+/// ([`Snapshot`]), `RolloutHistory`, `RolloutList`, `RolloutEvent` and `RolloutSeries`.
+/// They describe the
 /// documents as written: a field that may be left out is never `null`.
 pub fn json_schemas() -> BTreeMap<&'static str, serde_json::Value> {
     fn schema_for<T: JsonSchema>() -> schemars::Schema {
@@ -465,6 +578,14 @@ pub fn json_schemas() -> BTreeMap<&'static str, serde_json::Value> {
             "RolloutEvent",
             schema_for::<Event<'static>>(),
             "The data of one event of GET /api/v2/events.",
+        ),
+    );
+    out.insert(
+        "RolloutSeries",
+        finish(
+            "RolloutSeries",
+            schema_for::<RolloutSeries>(),
+            "The series of every metric of a run (API v2): GET /api/v2/rollouts/NAME/series.",
         ),
     );
     out
@@ -645,6 +766,7 @@ mod tests {
                 "RolloutEvent",
                 "RolloutHistory",
                 "RolloutList",
+                "RolloutSeries",
                 "RolloutStatus"
             ]
         );
@@ -680,5 +802,66 @@ mod tests {
         })
         .unwrap();
         assert!(list.is_valid(&doc), "{doc}");
+    }
+
+    #[test]
+    fn series_are_grouped_by_phase_and_metric_and_match_their_schema() {
+        let p = |phase_index: i64, metric: &str, at_ms: i64, verdict: &str, count: i64| {
+            crate::store::SeriesPoint {
+                phase_index,
+                metric: metric.into(),
+                at_ms,
+                value: (verdict != "error").then_some(at_ms as f64),
+                verdict: verdict.into(),
+                count,
+            }
+        };
+        let metrics = metric_series(vec![
+            p(-1, "errors", 5, "pass", 1),
+            p(0, "errors", 1, "fail", 2),
+            p(0, "errors", 3, "error", 1),
+            p(0, "latency", 2, "pass", 1),
+        ]);
+        let keys: Vec<(i64, &str, bool, bool, usize)> = metrics
+            .iter()
+            .map(|m| {
+                let key = (m.phase_index, m.metric.as_str(), m.background);
+                (key.0, key.1, key.2, m.downsampled, m.points.len())
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (-1, "errors", true, false, 1),
+                (0, "errors", false, true, 2),
+                (0, "latency", false, false, 1)
+            ]
+        );
+        let doc = RolloutSeries {
+            api_version: ApiVersion,
+            rollout: "web".into(),
+            run: 2,
+            metrics,
+        };
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            json["metrics"][1]["points"][1],
+            serde_json::json!({"at": 3, "value": null, "verdict": "error", "count": 1})
+        );
+        assert_eq!(json["metrics"][0]["phaseIndex"], -1);
+        let schema = jsonschema::validator_for(&json_schemas()["RolloutSeries"]).unwrap();
+        let errors: Vec<String> = schema.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}\n{json}");
+        let mut bad = json.clone();
+        bad["metrics"][0]["points"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("value");
+        assert!(
+            !schema.is_valid(&bad),
+            "a point always has its value, null or not"
+        );
+        let back: RolloutSeries = serde_json::from_value(json).unwrap();
+        assert_eq!(back, doc);
     }
 }

@@ -16,7 +16,8 @@ pub struct Commit<'a> {
     pub finished: bool,
     /// Audit events to append, in order.
     pub events: &'a [AuditEvent],
-    /// Measurements to record (older non-failures beyond retention are pruned).
+    /// Measurements to record (older non-failures beyond retention are pruned); each is
+    /// also a point of its metric's series, which retention does not prune.
     pub measurements: &'a [MeasurementRow],
     /// (step_id, step JSON) recorded as intents; an existing step keeps its status.
     pub step_intents: &'a [(String, String)],
@@ -145,6 +146,7 @@ async fn commit_in(
     }
     append_events(tx, id, commit.events).await?;
     insert_measurements(tx, id, commit.measurements).await?;
+    super::series::append(tx, id, commit.measurements).await?;
     insert_intents(tx, id, commit.step_intents, now_ms).await?;
     consume_actions(tx, id, commit.consumed_actions, now_ms).await?;
 

@@ -5,8 +5,9 @@
 //! runner resumes every unfinished rollout from its last checkpoint, applies no step twice
 //! and loses no audit event. This module is what makes that promise hold:
 //!
-//! - one transaction per [`Store::commit`]: the checkpoint, its audit events, measurements,
-//!   step intents and consumed actions land together or not at all;
+//! - one transaction per [`Store::commit`]: the checkpoint, its audit events, measurements
+//!   (and their series' points), step intents and consumed actions land together or not at
+//!   all;
 //! - an optimistic `generation` per rollout: a commit names the generation it started from,
 //!   so two runners can never both advance one rollout ([`StoreError::Conflict`]);
 //! - durable writes (WAL, `synchronous=FULL`) and a busy timeout, so a second process (the
@@ -26,6 +27,8 @@
 //! - `runners.rs`: runners, their heartbeat and the runs they claim ([`RunnerRow`]);
 //! - `invalid.rs`: rollouts in the state `invalid-spec` ([`InvalidSpec`]) and the
 //!   numbered configurations runners loaded;
+//! - `series.rs`: the series of every metric of a run ([`SeriesPoint`], [`Store::series`]):
+//!   a point per measurement, appended by the commit, at most 1,000 per metric;
 //! - `listing.rs`: what changed since a time, for the web view's list and events
 //!   ([`ListedRow`], [`Changed`]);
 //! - `sql.rs`: the SQL text of every statement, one field per statement in a `Sql` value
@@ -46,12 +49,14 @@ mod commit;
 mod invalid;
 mod listing;
 mod runners;
+mod series;
 mod sql;
 
 pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
 pub use listing::{Changed, ListedRow};
 pub use runners::{NewRunner, RunnerRow};
+pub use series::{CAP as SERIES_CAP, SeriesPoint};
 
 use commit::append_events;
 

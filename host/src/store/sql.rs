@@ -160,6 +160,33 @@ pub(super) struct Sql {
     /// No binds. Returns (rollout id, the runner row) for every unfinished run with a
     /// runner.
     pub drivers: &'static str,
+    /// The series of metrics (migration 4).
+    pub series: SeriesSql,
+}
+
+/// The statements of the metric series ([`super::series`]).
+pub(super) struct SeriesSql {
+    /// Binds: rollout id, phase_index, metric, at_ms, value, verdict.
+    pub append: &'static str,
+    /// Binds: rollout id, phase_index, metric, points appended. Returns the points the
+    /// series holds now.
+    pub count: &'static str,
+    /// Binds: points, rollout id, phase_index, metric.
+    pub set_count: &'static str,
+    /// Binds: rollout id, phase_index, metric, how many. Returns the oldest points (id,
+    /// at_ms, value, verdict, count), oldest first.
+    pub oldest: &'static str,
+    /// Binds: rollout id, phase_index, metric, then the at_ms and id of the newest point
+    /// to delete: deletes it and every older point of the series.
+    pub delete_oldest: &'static str,
+    /// Binds: rollout id, phase_index, metric, a JSON array of points `{"id", "at_ms",
+    /// "value", "verdict", "count"}` to insert (merged points keep the id of the later
+    /// point they stand for, so the series' order stays).
+    pub insert_merged: &'static str,
+    /// Binds: rollout id. Returns the run's points by phase, metric and time.
+    pub of_run: &'static str,
+    /// No binds. Returns 1 when the store has the series (migration 4).
+    pub tracked: &'static str,
 }
 
 /// SQLite: `?` placeholders, `RETURNING`, `ON CONFLICT … DO NOTHING`.
@@ -280,4 +307,29 @@ pub(super) const SQLITE: Sql = Sql {
         " FROM rollouts JOIN runners ON runners.id = rollouts.runner_id \
          WHERE rollouts.finished = 0 ORDER BY rollouts.id"
     ),
+    series: SeriesSql {
+        append: "INSERT INTO series_points (rollout_id, phase_index, metric, at_ms, value, \
+                 verdict, count) VALUES (?, ?, ?, ?, ?, ?, 1)",
+        count: "INSERT INTO series (rollout_id, phase_index, metric, points) VALUES (?, ?, ?, ?) \
+                ON CONFLICT (rollout_id, phase_index, metric) \
+                DO UPDATE SET points = series.points + excluded.points RETURNING points",
+        set_count: "UPDATE series SET points = ? \
+                    WHERE rollout_id = ? AND phase_index = ? AND metric = ?",
+        oldest: "SELECT id, at_ms, value, verdict, count FROM series_points \
+                 WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
+                 ORDER BY at_ms, id LIMIT ?",
+        delete_oldest: "DELETE FROM series_points \
+                        WHERE rollout_id = ? AND phase_index = ? AND metric = ? \
+                        AND (at_ms, id) <= (?, ?)",
+        insert_merged: "INSERT INTO series_points (id, rollout_id, phase_index, metric, at_ms, \
+                        value, verdict, count) \
+                        SELECT json_extract(p.value, '$.id'), ?1, ?2, ?3, \
+                        json_extract(p.value, '$.at_ms'), json_extract(p.value, '$.value'), \
+                        json_extract(p.value, '$.verdict'), json_extract(p.value, '$.count') \
+                        FROM json_each(?4) AS p",
+        of_run: "SELECT phase_index, metric, at_ms, value, verdict, count FROM series_points \
+                 WHERE rollout_id = ? ORDER BY phase_index, metric, at_ms, id",
+        tracked: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                  AND name = 'series_points'",
+    },
 };

@@ -22,10 +22,12 @@
 //! and `/ui/api/overview`; `detail.rs` `/ui/api/rollouts/NAME`; `events.rs` the change
 //! stream `/ui/api/events`.
 
-mod detail;
+pub mod detail;
+pub mod diff;
 mod events;
 mod list;
 mod session;
+pub mod yaml;
 
 use crate::api::{Role, Tokens};
 use crate::server::Fleet;
@@ -213,6 +215,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("list.js", JS, include_str!("../../ui/list.js")),
     ("login.js", JS, include_str!("../../ui/login.js")),
     ("app.css", CSS, include_str!("../../ui/app.css")),
+    ("chart.js", JS, include_str!("../../ui/chart.js")),
+    ("detail.js", JS, include_str!("../../ui/detail.js")),
+    ("detail.css", CSS, include_str!("../../ui/detail.css")),
 ];
 
 const INDEX_HTML: &str = include_str!("../../ui/index.html");

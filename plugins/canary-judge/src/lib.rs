@@ -22,7 +22,8 @@
 //!
 //! Deterministic: no random noise is added when both samples are constant; they give the
 //! interval `[d, d]` of their one difference. The measurement's details carry every
-//! metric's label, interval, estimate, Hodges-Lehmann median, effect size and counts.
+//! metric's label, interval, estimate, Hodges-Lehmann median, effect size and counts, and
+//! the pass and marginal thresholds as the score's `limits` (the lines a chart draws).
 
 pub mod judge;
 pub mod stats;
@@ -454,12 +455,18 @@ impl Verifier for CanaryJudge {
             "metrics": results,
             "lastInterval": last,
         });
+        // The score's thresholds: the lines a chart of the score draws.
+        let limits = [
+            Limit::new(format!("pass ≥ {}", judge::fmt(s.pass)), s.pass),
+            Limit::new(format!("marginal ≥ {}", judge::fmt(s.marginal)), s.marginal),
+        ];
         Ok(Measurement::new(
             verdict,
             Some(scores.summary),
             format!("{message} ({})", labels.join(", ")),
         )
-        .with_details(details))
+        .with_details(details)
+        .with_limits(&limits))
     }
 }
 

@@ -445,6 +445,37 @@ fn a_whole_measurement_explains_itself() {
     assert!((bound(0) - 17.999940614203155).abs() < 1e-9, "{metric}");
     assert!((bound(1) - 22.000059385796845).abs() < 1e-9, "{metric}");
     assert_eq!(metric["canaryCount"], 10);
+    // The score's thresholds are the lines a chart of it draws.
+    assert_eq!(
+        details["limits"],
+        json!([{"label": "pass ≥ 95", "value": 95.0}, {"label": "marginal ≥ 75", "value": 75.0}])
+    );
+}
+
+#[test]
+fn the_limits_are_the_configured_thresholds() {
+    let fixture = Fixture(vec![(
+        "latency",
+        vec![
+            series(&[("version", "v2")], &B),
+            series(&[("version", "v1")], &B),
+        ],
+    )]);
+    let config: Config = serde_json::from_value(json!({
+        "backend": "prom",
+        "passThreshold": 90.5,
+        "marginalThreshold": 60,
+        "metrics": [{"name": "latency", "query": "latency", "splitBy": "version", "canary": "v2", "baseline": "v1"}]
+    }))
+    .expect("parses");
+    let m = CanaryJudge::measure(config, &Context::new(context(), &fixture)).expect("judges");
+    assert_eq!(m.verdict, Verdict::Pass, "{}", m.message);
+    let details: serde_json::Value = serde_json::from_str(&m.details).expect("json");
+    assert_eq!(
+        details["limits"],
+        json!([{"label": "pass ≥ 90.5", "value": 90.5}, {"label": "marginal ≥ 60", "value": 60.0}])
+    );
+    assert_eq!(details["metrics"][0]["label"], "Pass", "{details}");
 }
 
 #[test]

@@ -72,7 +72,7 @@ mod sides;
 
 pub use config::{ConfigError, config_schema, parse_config};
 pub use context::{Context, Metrics, QueryError, QueryErrorKind, Window, log};
-pub use measurement::MeasurementExt;
+pub use measurement::{Limit, MeasurementExt};
 pub use sides::Sides;
 
 pub use bindings::policy::exports::rollgate::plugin::policy::{
@@ -94,8 +94,8 @@ pub mod prelude {
     pub use crate::schemars::JsonSchema;
     pub use crate::serde::Deserialize;
     pub use crate::{
-        ConfigError, Context, Decision, Measurement, MeasurementExt, MetricStatus, MetricSummary,
-        Pause, Policy, PolicyInput, Series, SeriesExt, Verdict, Verifier, Window,
+        ConfigError, Context, Decision, Limit, Measurement, MeasurementExt, MetricStatus,
+        MetricSummary, Pause, Policy, PolicyInput, Series, SeriesExt, Verdict, Verifier, Window,
     };
 }
 

@@ -159,6 +159,44 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// The lines a chart draws for this condition: one per finite bound, labelled with the
+    /// side that meets it (`< 0.05`; a range `[a, b]` gives `>= a` and `<= b`, `outside [a,
+    /// b]` gives `< a` and `> b`), each label after `prefix` (`fail: ` for a fail
+    /// condition). Constants at full precision, as [`Display`](fmt::Display) writes them.
+    pub fn limits(&self, prefix: &str) -> Vec<(String, f64)> {
+        let line = |op: &str, x: f64| (format!("{prefix}{op} {x}"), x);
+        let lines = match *self {
+            Condition::Lt(x) => vec![line("<", x)],
+            Condition::Le(x) => vec![line("<=", x)],
+            Condition::Gt(x) => vec![line(">", x)],
+            Condition::Ge(x) => vec![line(">=", x)],
+            Condition::Eq(x) => vec![line("==", x)],
+            Condition::Ne(x) => vec![line("!=", x)],
+            Condition::Within {
+                lo,
+                lo_inclusive,
+                hi,
+                hi_inclusive,
+                negated,
+            } => {
+                let (lo_op, hi_op) = match (negated, lo_inclusive, hi_inclusive) {
+                    (false, lo_in, hi_in) => (
+                        if lo_in { ">=" } else { ">" },
+                        if hi_in { "<=" } else { "<" },
+                    ),
+                    (true, lo_in, hi_in) => (
+                        if lo_in { "<" } else { "<=" },
+                        if hi_in { ">" } else { ">=" },
+                    ),
+                };
+                vec![line(lo_op, lo), line(hi_op, hi)]
+            }
+        };
+        lines.into_iter().filter(|(_, x)| x.is_finite()).collect()
+    }
+}
+
 impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Constants at full precision: a rounded bound next to a value reads as a contradiction.

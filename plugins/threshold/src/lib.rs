@@ -219,8 +219,27 @@ fn verdict_name(v: Verdict) -> &'static str {
     }
 }
 
-/// Judge a query result. Pure: the same series give the same measurement.
+impl Compiled {
+    /// The lines a chart of the metric draws (the details' `limits`): each finite bound of
+    /// the pass condition, then of the fail condition (labelled `fail: …`).
+    pub fn limits(&self) -> Vec<Limit> {
+        let fail = self.fail.iter().flat_map(|f| f.limits("fail: "));
+        self.pass
+            .limits("")
+            .into_iter()
+            .chain(fail)
+            .map(|(label, value)| Limit::new(label, value))
+            .collect()
+    }
+}
+
+/// Judge a query result. Pure: the same series give the same measurement. Every
+/// measurement's details carry the conditions' `limits`, whatever the verdict.
 pub fn judge(c: &Compiled, series: &[Series]) -> Measurement {
+    judge_series(c, series).with_limits(&c.limits())
+}
+
+fn judge_series(c: &Compiled, series: &[Series]) -> Measurement {
     let what = match c.window_ms {
         Some(w) => format!("{} over {}", c.reduce, fmt_window(w)),
         None => c.reduce.to_string(),

@@ -428,3 +428,73 @@ fn numbers_read_well() {
         assert_eq!(fmt_num(v), s, "{v}");
     }
 }
+
+#[test]
+fn limits_are_the_finite_bounds_of_each_condition() {
+    // (condition, lines: (label, value))
+    let cases: &[(&str, &[(&str, f64)])] = &[
+        ("< 0.05", &[("< 0.05", 0.05)]),
+        ("<= 0.05", &[("<= 0.05", 0.05)]),
+        ("> 0.99", &[("> 0.99", 0.99)]),
+        (">= 0.99", &[(">= 0.99", 0.99)]),
+        ("== 0", &[("== 0", 0.0)]),
+        ("!= 2", &[("!= 2", 2.0)]),
+        ("[0.1, 0.2]", &[(">= 0.1", 0.1), ("<= 0.2", 0.2)]),
+        ("(0.1, 0.2)", &[("> 0.1", 0.1), ("< 0.2", 0.2)]),
+        ("between 1 and 2", &[(">= 1", 1.0), ("<= 2", 2.0)]),
+        ("outside [1, 2]", &[("< 1", 1.0), ("> 2", 2.0)]),
+        ("outside (1, 2)", &[("<= 1", 1.0), (">= 2", 2.0)]),
+        ("[-inf, 3]", &[("<= 3", 3.0)]),
+        ("< inf", &[]),
+        ("<1e-3", &[("< 0.001", 0.001)]),
+    ];
+    for (text, want) in cases {
+        let c = Condition::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let got = c.limits("");
+        let want: Vec<(String, f64)> = want.iter().map(|(l, v)| (l.to_string(), *v)).collect();
+        assert_eq!(got, want, "{text}");
+    }
+    let fail = Condition::parse("> 0.1").unwrap().limits("fail: ");
+    assert_eq!(fail, [("fail: > 0.1".to_string(), 0.1)]);
+}
+
+#[test]
+fn every_measurement_carries_the_limits_in_its_details() {
+    let both = compiled(base(json!({"failCondition": ">= 0.1"})));
+    let pass_only = compiled(base(json!({})));
+    let lines = |m: &Measurement| -> serde_json::Value {
+        let details: serde_json::Value = serde_json::from_str(&m.details).expect("JSON details");
+        details["limits"].clone()
+    };
+    let with_fail = json!([
+        {"label": "< 0.05", "value": 0.05},
+        {"label": "fail: >= 0.1", "value": 0.1}
+    ]);
+    // A pass, an inconclusive value, a failure, several series, no data at all.
+    for (c, series_list, want) in [
+        (&both, vec![series(&[], &[0.01])], &with_fail),
+        (&both, vec![series(&[], &[0.07])], &with_fail),
+        (
+            &both,
+            vec![
+                series(&[("pod", "a")], &[0.2]),
+                series(&[("pod", "b")], &[0.01]),
+            ],
+            &with_fail,
+        ),
+        (&both, vec![], &with_fail),
+        (&both, vec![series(&[], &[f64::NAN])], &with_fail),
+        (
+            &pass_only,
+            vec![series(&[], &[0.2])],
+            &json!([{"label": "< 0.05", "value": 0.05}]),
+        ),
+    ] {
+        let m = judge(c, &series_list);
+        assert_eq!(&lines(&m), want, "{}: {}", m.message, m.details);
+    }
+    // The rest of the details stay.
+    let m = judge(&both, &[series(&[], &[0.01])]);
+    let details: serde_json::Value = serde_json::from_str(&m.details).unwrap();
+    assert_eq!(details["condition"], "< 0.05");
+}
