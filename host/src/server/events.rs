@@ -113,6 +113,12 @@ impl Fleet {
                         progress: c.progress.clone(),
                     },
                 );
+            if c.events.is_empty() && !c.measurements.is_empty() {
+                // No subscriber is not an error.
+                let _ = inner
+                    .measured
+                    .send((c.progress.rollout.clone(), c.progress.run));
+            }
             let webhooks = inner.webhooks_for(&c.progress.rollout);
             let progress = Arc::new(c.progress.clone());
             for e in c.events {
@@ -166,6 +172,12 @@ impl Fleet {
     /// Subscribe to the events committed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.events.subscribe()
+    }
+
+    /// Subscribe to the commits from now on that carry measurements but no event: (rollout,
+    /// run). The web view redraws a chart on them; they are not events of the API's stream.
+    pub fn subscribe_measured(&self) -> broadcast::Receiver<(String, i64)> {
+        self.inner.measured.subscribe()
     }
 }
 

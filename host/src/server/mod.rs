@@ -154,6 +154,10 @@ struct Inner {
     /// Held while the configuration changes (a reload, an apply).
     changing: tokio::sync::Mutex<()>,
     events: broadcast::Sender<Arc<Event>>,
+    /// Commits that carry measurements but no event (a metric measured again, still
+    /// running): (rollout, run), for the web view's live charts; the event stream stays as
+    /// it is.
+    measured: broadcast::Sender<(String, i64)>,
     /// Orders events: the sequence number and the send happen under it.
     seq: Mutex<u64>,
     known: Mutex<BTreeMap<String, Known>>,
@@ -194,6 +198,7 @@ impl Fleet {
     /// A fleet over `store`; nothing runs until [`Fleet::start`].
     pub fn new(config: FleetConfig, store: Store, host: PluginHost) -> Fleet {
         let (events, _) = broadcast::channel(config.event_buffer.max(16));
+        let (measured, _) = broadcast::channel(config.event_buffer.max(16));
         Fleet {
             inner: Arc::new(Inner {
                 config,
@@ -204,6 +209,7 @@ impl Fleet {
                 status: Mutex::new(ConfigStatus::default()),
                 changing: tokio::sync::Mutex::new(()),
                 events,
+                measured,
                 seq: Mutex::new(0),
                 known: Mutex::new(BTreeMap::new()),
                 invalid: Mutex::new(BTreeMap::new()),

@@ -1,7 +1,8 @@
 //! `/ui/api/events?rollout=NAME`: server-sent `change` events, `{"rollout", "run",
 //! "kind"}`, one per committed change (of one rollout, if asked), so a page refetches
 //! what it shows. A server forwards its fleet's event stream (`kind` is the event's:
-//! `decision`, `state`, `metric`, `step`; `lagged` when this subscriber fell behind); a
+//! `decision`, `state`, `metric`, `step`; `lagged` when this subscriber fell behind), and
+//! its commits that only measured (`measurement`: a chart gains a point); a
 //! store view polls the store every [`POLL`] for runs whose generation changed (`kind`
 //! `commit`). A keep-alive comment every 15 s; every stream ends when the process stops
 //! ([`super::UiState::close`]).
@@ -49,7 +50,11 @@ pub(super) async fn stream(
     };
     let filter = q.rollout.filter(|r| !r.is_empty());
     let events = match s.backing() {
-        Backing::Serve(fleet) => fleet_changes(fleet.subscribe(), filter).boxed(),
+        Backing::Serve(fleet) => futures::stream::select(
+            fleet_changes(fleet.subscribe(), filter.clone()),
+            measured_changes(fleet.subscribe_measured(), filter),
+        )
+        .boxed(),
         Backing::Store(store) => store_changes(store.clone(), filter).boxed(),
     };
     Sse::new(events.take_until(Box::pin(ended)))
@@ -72,6 +77,31 @@ fn fleet_changes(
                     }
                     let item = change(&e.rollout, e.run, e.kind);
                     return Some((Ok(item), (rx, filter)));
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let rollout = filter.clone().unwrap_or_default();
+                    return Some((Ok(change(&rollout, 0, "lagged")), (rx, filter)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
+/// The fleet's commits that only measured as `change` events of kind `measurement`.
+fn measured_changes(
+    rx: tokio::sync::broadcast::Receiver<(String, i64)>,
+    filter: Option<String>,
+) -> impl futures::Stream<Item = Result<Event, Infallible>> {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+        loop {
+            match rx.recv().await {
+                Ok((rollout, run)) => {
+                    if filter.as_ref().is_some_and(|f| *f != rollout) {
+                        continue;
+                    }
+                    return Some((Ok(change(&rollout, run, "measurement")), (rx, filter)));
                 }
                 Err(RecvError::Lagged(_)) => {
                     let rollout = filter.clone().unwrap_or_default();
