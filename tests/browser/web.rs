@@ -2,7 +2,6 @@
 //! rollouts made from `tests/fixtures/browser/` (and `serve/`), the UI's address read from
 //! its log, signing in through the real `/login` form, and the API answers the pages are
 //! compared with.
-#![allow(dead_code)]
 
 use super::driver::Browser;
 use crate::common;
