@@ -11,14 +11,14 @@ use std::time::Duration;
 /// Click action `action`'s button, give `reason`, confirm; returns the dialog's outcome
 /// (`data-outcome`) and text.
 fn act(b: &Browser, action: &str, reason: &str) -> (String, String) {
-    let button = b.find(&format!("button[data-action=\"{action}\"]"));
+    let css = format!("button[data-action=\"{action}\"]");
     b.wait(&format!("{action} enabled"), Duration::from_secs(20), |b| {
-        b.attr(&button, "disabled").is_none().then_some(())
+        (b.attrs(&css, "disabled") == [None]).then_some(())
     });
-    b.click(&button);
+    b.click_css(&css);
     let field = b.find("#confirm textarea[name=reason]");
     b.send_keys(&field, reason);
-    b.click(&b.find("#confirm button[data-confirm]"));
+    b.click_css("#confirm button[data-confirm]");
     let outcome = b.find("#confirm [data-outcome]");
     let kind = b.wait("the outcome", Duration::from_secs(20), |b| {
         b.attr(&outcome, "data-outcome").filter(|o| !o.is_empty())
@@ -60,17 +60,17 @@ fn an_operator_pauses_from_the_page_and_a_refusal_shows_the_engines_reason() {
     // Someone else pauses busy-2 while the operator's dialog is open: the engine refuses
     // the second pause, and the dialog says why in the engine's words.
     b.goto(&format!("{}/rollouts/busy-2", web.ui));
-    let button = b.find("button[data-action=\"pause\"]");
+    let css = "button[data-action=\"pause\"]";
     b.wait("pause enabled", Duration::from_secs(20), |b| {
-        b.attr(&button, "disabled").is_none().then_some(())
+        (b.attrs(css, "disabled") == [None]).then_some(())
     });
-    b.click(&button);
+    b.click_css(css);
     let field = b.find("#confirm textarea[name=reason]");
     let (status, v) = web.server.act("busy-2", "pause", Some(OPERATOR));
     assert_eq!(status, 200, "{v}");
     web.server.wait_state("busy-2", 1, "paused(manual)");
     b.send_keys(&field, "me too");
-    b.click(&b.find("#confirm button[data-confirm]"));
+    b.click_css("#confirm button[data-confirm]");
     let outcome = b.find("#confirm [data-outcome]");
     let kind = b.wait("the outcome", Duration::from_secs(20), |b| {
         b.attr(&outcome, "data-outcome").filter(|o| !o.is_empty())

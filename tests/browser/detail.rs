@@ -20,8 +20,8 @@ const VERDICTS: [(&str, &str); 5] = [
 /// Circles per verdict in the chart of metric `key` (`p0/NAME`…).
 fn circles(b: &Browser, key: &str) -> BTreeMap<String, u64> {
     let mut by = BTreeMap::new();
-    for el in b.find_all(&format!("svg[data-metric=\"{key}\"] circle[data-verdict]")) {
-        let verdict = b.attr(&el, "data-verdict").expect("data-verdict");
+    let css = format!("svg[data-metric=\"{key}\"] circle[data-verdict]");
+    for verdict in b.attrs(&css, "data-verdict").into_iter().flatten() {
         *by.entry(verdict).or_insert(0) += 1;
     }
     by
@@ -68,17 +68,20 @@ fn open(b: &Browser, web: &Web, name: &str) -> Value {
     let snapshot = web.snapshot(name);
     let phases = snapshot["phases"].as_array().map_or(0, Vec::len);
     assert!(phases > 0, "{snapshot:#}");
-    let title = b.find("h1[data-title]");
     b.wait("the title", Duration::from_secs(20), |b| {
-        b.text(&title).contains(name).then_some(())
+        b.texts("h1[data-title]")
+            .iter()
+            .any(|t| t.contains(name))
+            .then_some(())
     });
-    b.wait(&format!("{phases} phases"), Duration::from_secs(20), |b| {
-        (b.count("[data-phase]") == phases).then_some(())
+    let shown = b.wait(&format!("{phases} phases"), Duration::from_secs(20), |b| {
+        let indexes = b.attrs("[data-phase]", "data-phase");
+        (indexes.len() == phases).then(|| (indexes, b.texts("[data-phase]")))
     });
-    for i in 0..phases {
-        let phase = b.find(&format!("[data-phase=\"{i}\"]"));
+    for (i, (index, text)) in shown.0.iter().zip(&shown.1).enumerate() {
         let want = snapshot["phases"][i]["name"].as_str().unwrap_or_default();
-        assert!(b.text(&phase).contains(want), "phase {i} is {want}");
+        assert_eq!(index.as_deref(), Some(i.to_string().as_str()));
+        assert!(text.contains(want), "phase {i} is {want}: {text:?}");
     }
     snapshot
 }

@@ -338,6 +338,48 @@ impl Browser {
         v.as_str().map(str::to_string)
     }
 
+    /// The attribute `name` of every element matching `css`, read at one instant (in one
+    /// script: a page that redraws cannot make a reference stale in between).
+    pub fn attrs(&self, css: &str, name: &str) -> Vec<Option<String>> {
+        let v = self.script(
+            "return [...document.querySelectorAll(arguments[0])]\
+             .map(e => e.getAttribute(arguments[1]));",
+            vec![css.into(), name.into()],
+        );
+        v.as_array()
+            .map(|a| a.iter().map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The rendered text of every element matching `css`, read at one instant.
+    pub fn texts(&self, css: &str) -> Vec<String> {
+        let v = self.script(
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.innerText);",
+            vec![css.into()],
+        );
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Click the first element matching `css`, finding it again when the page redrew it
+    /// between the finding and the click (bounded).
+    pub fn click_css(&self, css: &str) {
+        self.wait(&format!("a click on {css}"), Duration::from_secs(20), |b| {
+            let el = b.find_all(css).into_iter().next()?;
+            let path = format!("/session/{}/element/{}/click", b.session, el.0);
+            match b.raw("POST", &path, Some(json!({}))) {
+                Ok(_) => Some(()),
+                Err(e) if e.error == "stale element reference" => None,
+                Err(e) => panic!("WebDriver click on {css}: {e}"),
+            }
+        });
+    }
+
     /// Click the element.
     pub fn click(&self, el: &Element) {
         self.cmd("POST", &format!("/element/{}/click", el.0), Some(json!({})));

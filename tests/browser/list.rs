@@ -13,18 +13,23 @@ const TERMINAL: [&str; 4] = ["succeeded", "rolled-back", "aborted", "failed"];
 /// The names of the rows on the page, once it has as many as `n`.
 fn rows(b: &Browser, n: usize) -> BTreeSet<String> {
     b.wait(&format!("{n} rows"), Duration::from_secs(20), |b| {
-        let found = b.find_all("tr[data-rollout]");
+        let found = b.attrs("tr[data-rollout]", "data-rollout");
         (found.len() == n).then_some(found)
     })
-    .iter()
-    .map(|row| b.attr(row, "data-rollout").expect("data-rollout"))
+    .into_iter()
+    .flatten()
     .collect()
 }
 
 /// The `data-value` of tile `name`, as a number (`None` when the tile shows none).
 fn tile(b: &Browser, name: &str) -> Option<f64> {
-    let el = b.find(&format!("[data-tile=\"{name}\"]"));
-    b.attr(&el, "data-value").and_then(|v| v.parse().ok())
+    let css = format!("[data-tile=\"{name}\"]");
+    b.find(&css);
+    b.attrs(&css, "data-value")
+        .into_iter()
+        .next()
+        .flatten()
+        .and_then(|v| v.parse().ok())
 }
 
 /// What the tiles must show, from the v2 list and snapshots: (progressing, attention,
