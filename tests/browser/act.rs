@@ -12,7 +12,7 @@ use std::time::Duration;
 /// (`data-outcome`) and text.
 fn act(b: &Browser, action: &str, reason: &str) -> (String, String) {
     let css = format!("button[data-action=\"{action}\"]");
-    b.wait(&format!("{action} enabled"), Duration::from_secs(20), |b| {
+    b.wait(&format!("{action} enabled"), Duration::from_secs(30), |b| {
         (b.attrs(&css, "disabled") == [None]).then_some(())
     });
     b.click_css(&css);
@@ -20,7 +20,7 @@ fn act(b: &Browser, action: &str, reason: &str) -> (String, String) {
     b.send_keys(&field, reason);
     b.click_css("#confirm button[data-confirm]");
     let outcome = b.find("#confirm [data-outcome]");
-    let kind = b.wait("the outcome", Duration::from_secs(20), |b| {
+    let kind = b.wait("the outcome", Duration::from_secs(30), |b| {
         b.attr(&outcome, "data-outcome").filter(|o| !o.is_empty())
     });
     (kind, b.text(&outcome))
@@ -61,7 +61,7 @@ fn an_operator_pauses_from_the_page_and_a_refusal_shows_the_engines_reason() {
     // the second pause, and the dialog says why in the engine's words.
     b.goto(&format!("{}/rollouts/busy-2", web.ui));
     let css = "button[data-action=\"pause\"]";
-    b.wait("pause enabled", Duration::from_secs(20), |b| {
+    b.wait("pause enabled", Duration::from_secs(30), |b| {
         (b.attrs(css, "disabled") == [None]).then_some(())
     });
     b.click_css(css);
@@ -72,7 +72,7 @@ fn an_operator_pauses_from_the_page_and_a_refusal_shows_the_engines_reason() {
     b.send_keys(&field, "me too");
     b.click_css("#confirm button[data-confirm]");
     let outcome = b.find("#confirm [data-outcome]");
-    let kind = b.wait("the outcome", Duration::from_secs(20), |b| {
+    let kind = b.wait("the outcome", Duration::from_secs(30), |b| {
         b.attr(&outcome, "data-outcome").filter(|o| !o.is_empty())
     });
     let text = b.text(&outcome);

@@ -33,7 +33,7 @@ fn form_page(action: &str, fields: &[(&str, &str)], quiet: bool) -> String {
 /// returns the answer's HTTP status.
 fn post_from(b: &Browser, site: &Site, page: &str, target: &str) -> u64 {
     b.goto(&format!("{}{page}", site.url));
-    b.wait(&format!("{page}'s answer"), Duration::from_secs(20), |b| {
+    b.wait(&format!("{page}'s answer"), Duration::from_secs(30), |b| {
         b.url().starts_with(target).then_some(())
     });
     b.wait("the answer's status", Duration::from_secs(10), |b| {

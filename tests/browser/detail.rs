@@ -68,13 +68,13 @@ fn open(b: &Browser, web: &Web, name: &str) -> Value {
     let snapshot = web.snapshot(name);
     let phases = snapshot["phases"].as_array().map_or(0, Vec::len);
     assert!(phases > 0, "{snapshot:#}");
-    b.wait("the title", Duration::from_secs(20), |b| {
+    b.wait("the title", Duration::from_secs(30), |b| {
         b.texts("h1[data-title]")
             .iter()
             .any(|t| t.contains(name))
             .then_some(())
     });
-    let shown = b.wait(&format!("{phases} phases"), Duration::from_secs(20), |b| {
+    let shown = b.wait(&format!("{phases} phases"), Duration::from_secs(30), |b| {
         let indexes = b.attrs("[data-phase]", "data-phase");
         (indexes.len() == phases).then(|| (indexes, b.texts("[data-phase]")))
     });
@@ -111,7 +111,7 @@ fn a_detail_page_charts_every_measurement_by_verdict_and_a_new_one_appears_live(
             BTreeMap::from([(want.0.to_string(), want.1)]),
             "{name}"
         );
-        let shown = b.wait(&format!("{name}'s chart"), Duration::from_secs(20), |b| {
+        let shown = b.wait(&format!("{name}'s chart"), Duration::from_secs(30), |b| {
             let c = circles(b, key);
             (c.values().sum::<u64>() == want.1).then_some(c)
         });
@@ -124,12 +124,12 @@ fn a_detail_page_charts_every_measurement_by_verdict_and_a_new_one_appears_live(
     web.server.wait_state("live", 1, "progressing");
     open(&b, &web, "live");
     let key = "p0/error-ratio";
-    let first = b.wait("live's first points", Duration::from_secs(20), |b| {
+    let first = b.wait("live's first points", Duration::from_secs(30), |b| {
         let n: u64 = circles(b, key).values().sum();
         (n > 0).then_some(n)
     });
     b.script("window.__rgNotReloaded = true;", vec![]);
-    let later = b.wait("a new point, live", Duration::from_secs(20), |b| {
+    let later = b.wait("a new point, live", Duration::from_secs(30), |b| {
         let n: u64 = circles(b, key).values().sum();
         (n > first).then_some(n)
     });

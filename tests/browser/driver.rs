@@ -314,7 +314,7 @@ impl Browser {
 
     /// The first element matching `css`, waiting (bounded) for it to appear.
     pub fn find(&self, css: &str) -> Element {
-        self.wait(&format!("an element {css}"), Duration::from_secs(20), |b| {
+        self.wait(&format!("an element {css}"), Duration::from_secs(30), |b| {
             b.find_all(css).into_iter().next()
         })
     }
@@ -369,7 +369,7 @@ impl Browser {
     /// Click the first element matching `css`, finding it again when the page redrew it
     /// between the finding and the click (bounded).
     pub fn click_css(&self, css: &str) {
-        self.wait(&format!("a click on {css}"), Duration::from_secs(20), |b| {
+        self.wait(&format!("a click on {css}"), Duration::from_secs(30), |b| {
             let el = b.find_all(css).into_iter().next()?;
             let path = format!("/session/{}/element/{}/click", b.session, el.0);
             match b.raw("POST", &path, Some(json!({}))) {

@@ -17,7 +17,7 @@ fn assert_inert(b: &Browser, page: &str) {
     // As text, or as a tooltip (the list keeps a row's message in its state's title).
     b.wait(
         &format!("the payload as text on {page}"),
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         |b| {
             let titled = b.script(
                 "return [...document.querySelectorAll('[title]')]\

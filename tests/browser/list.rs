@@ -12,7 +12,7 @@ const TERMINAL: [&str; 4] = ["succeeded", "rolled-back", "aborted", "failed"];
 
 /// The names of the rows on the page, once it has as many as `n`.
 fn rows(b: &Browser, n: usize) -> BTreeSet<String> {
-    b.wait(&format!("{n} rows"), Duration::from_secs(20), |b| {
+    b.wait(&format!("{n} rows"), Duration::from_secs(30), |b| {
         let found = b.attrs("tr[data-rollout]", "data-rollout");
         (found.len() == n).then_some(found)
     })

@@ -36,7 +36,7 @@ fn the_store_view_of_the_quickstart_is_read_only_and_is_screenshotted() {
 
     // Every period: the quickstart ran on the simulated clock, on 2026-01-01.
     b.goto(&format!("{}/?period=all", view.url));
-    b.wait("both rollouts", Duration::from_secs(20), |b| {
+    b.wait("both rollouts", Duration::from_secs(30), |b| {
         (b.count("tr[data-rollout]") == 2).then_some(())
     });
     b.find("tr[data-rollout=\"payments\"]");
@@ -66,7 +66,7 @@ fn the_store_view_of_the_quickstart_is_read_only_and_is_screenshotted() {
 
     b.goto(&format!("{}/rollouts/payments", view.url));
     b.find("[data-banner=\"rolled-back\"]");
-    b.wait("payments' chart", Duration::from_secs(20), |b| {
+    b.wait("payments' chart", Duration::from_secs(30), |b| {
         (b.count("svg[data-metric] circle[data-verdict=\"fail\"]") > 0).then_some(())
     });
     assert_eq!(

@@ -154,7 +154,7 @@ pub fn sign_in(b: &Browser, ui: &str, token: &str) {
     let field = b.find("input[name=token]");
     b.send_keys(&field, token);
     b.click_css("form button[type=submit], form input[type=submit]");
-    b.wait("the sign-in to land", Duration::from_secs(20), |b| {
+    b.wait("the sign-in to land", Duration::from_secs(30), |b| {
         let url = b.url();
         (!url.contains("/login")).then_some(())
     });
