@@ -4,10 +4,10 @@
 // plugin reports; text only through RG.svg children (Text nodes), never markup.
 'use strict';
 (function () {
-  const W = 640;
+  const W = 960;
   // Axis labels: three significant digits, so a label fits the left margin.
   const tickLabel = (v) => (Number.isFinite(v) ? String(Number(v.toPrecision(3))) : '');
-  const H = 200;
+  const H = 220;
   const PAD = { left: 64, right: 12, top: 12, bottom: 28 };
   const VERDICTS = ['pass', 'fail', 'inconclusive', 'no-data', 'error'];
   const COUNT_KEY = { pass: 'pass', fail: 'fail', inconclusive: 'inconclusive', 'no-data': 'noData', error: 'error' };
