@@ -168,16 +168,26 @@
     return { glyph, word: s, cls };
   };
 
-  /** Follow changes (of one rollout, or all with null): onChange(data), debounced 250 ms. */
+  /**
+   * Follow changes (of one rollout, or all with null): onChange(data) at most once per
+   * 250 ms for one rollout, once per 2 s for all of them. A throttle, not a debounce: a
+   * server whose rollouts change without pause (thousands measuring) still refreshes.
+   */
   RG.live = function (rollout, onChange) {
     const url = '/ui/api/events' + (rollout ? '?rollout=' + encodeURIComponent(rollout) : '');
+    const gap = rollout ? 250 : 2000;
     let source = null;
     let timer = null;
     let closed = false;
     let lost = false;
+    let last = null;
     const fire = (data) => {
-      clearTimeout(timer);
-      timer = setTimeout(() => onChange(data), 250);
+      last = data;
+      if (timer !== null) return;
+      timer = setTimeout(() => {
+        timer = null;
+        onChange(last);
+      }, gap);
     };
     const open = () => {
       source = new EventSource(url, { withCredentials: true });

@@ -2,7 +2,8 @@
 //! "kind"}`, one per committed change (of one rollout, if asked), so a page refetches
 //! what it shows. A server forwards its fleet's event stream (`kind` is the event's:
 //! `decision`, `state`, `metric`, `step`; `lagged` when this subscriber fell behind), and
-//! its commits that only measured (`measurement`: a chart gains a point); a
+//! its commits that only measured (`measurement`: a chart gains a point; only to a stream
+//! of one rollout, so a list page is not flooded by thousands of rollouts measuring); a
 //! store view polls the store every [`POLL`] for runs whose generation changed (`kind`
 //! `commit`). A keep-alive comment every 15 s; every stream ends when the process stops
 //! ([`super::UiState::close`]).
@@ -50,11 +51,14 @@ pub(super) async fn stream(
     };
     let filter = q.rollout.filter(|r| !r.is_empty());
     let events = match s.backing() {
-        Backing::Serve(fleet) => futures::stream::select(
+        // Commits that only measured matter to one rollout's charts; the list (no filter)
+        // is not told of them: thousands of rollouts measuring would flood every list page.
+        Backing::Serve(fleet) if filter.is_some() => futures::stream::select(
             fleet_changes(fleet.subscribe(), filter.clone()),
             measured_changes(fleet.subscribe_measured(), filter),
         )
         .boxed(),
+        Backing::Serve(fleet) => fleet_changes(fleet.subscribe(), filter).boxed(),
         Backing::Store(store) => store_changes(store.clone(), filter).boxed(),
     };
     Sse::new(events.take_until(Box::pin(ended)))
