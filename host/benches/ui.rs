@@ -84,21 +84,25 @@ fn config(dir: &Path, n: usize) {
         ),
     )
     .expect("write");
-    let mut text = String::with_capacity(n * 400 + 2_000);
-    for i in 0..n {
-        text.push_str(&format!(
-            "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: svc-{i:05}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        templates: [error-ratio]\n    - name: full\n      weight: 100\n"
-        ));
+    // A thousand rollouts a file: a spec file is read up to 4 MiB.
+    for (file, chunk) in (0..n).collect::<Vec<_>>().chunks(1_000).enumerate() {
+        let mut text = String::with_capacity(chunk.len() * 400);
+        for i in chunk {
+            text.push_str(&format!(
+                "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: svc-{i:05}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        templates: [error-ratio]\n    - name: full\n      weight: 100\n"
+            ));
+        }
+        std::fs::write(dir.join(format!("rollouts-{file:03}.yaml")), text).expect("write");
     }
-    text.push_str(&format!(
+    let text = format!(
         "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: capped\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        metrics:\n{}{}    - name: full\n      weight: 100\n",
         metric("error-ratio", "10ms", 1_750, "          "),
         metric("error-ratio-p", "10ms", 1_750, "          "),
-    ));
-    std::fs::write(dir.join("rollouts.yaml"), text).expect("write");
+    );
+    std::fs::write(dir.join("capped.yaml"), text).expect("write");
 }
 
-fn serve(dir: &Path) -> (Server, Duration) {
+fn serve(dir: &Path, n: usize) -> (Server, Duration) {
     std::fs::write(dir.join("tokens"), format!("{TOKEN} read-only bench\n")).expect("tokens");
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
@@ -116,7 +120,7 @@ fn serve(dir: &Path) -> (Server, Duration) {
         .arg(dir.join("tokens"))
         .arg("--cache-dir")
         .arg(dir.join("cache"))
-        .env("ROLLGATE_LOG", "error")
+        .env("ROLLGATE_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -143,7 +147,12 @@ fn serve(dir: &Path) -> (Server, Duration) {
             ui = Some(rest.trim().to_string());
         }
         if line.contains("ready:") {
+            let want = format!("ready: {} rollout(s)", n + 1);
+            assert!(line.contains(&want), "not every rollout loaded: {line}");
             break;
+        }
+        if line.contains("WARN") || line.contains("ERROR") {
+            eprintln!("{line}");
         }
         if line.contains("not serving") || line.contains("cannot listen") {
             panic!("serve refused to start: {line}");
@@ -323,7 +332,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("config")).expect("mkdir");
     config(&dir.path().join("config"), n);
-    let (server, startup) = serve(dir.path());
+    let (server, startup) = serve(dir.path(), n);
     let mut client = Client::new();
     client.sign_in(&server.ui);
     let capped = wait_capped(&client, &server.api);

@@ -59,7 +59,7 @@ impl Store {
         commit: Commit<'_>,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(generation)
@@ -74,7 +74,7 @@ impl Store {
         row: NewRow<'_>,
         now_ms: i64,
     ) -> Result<RolloutRow, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let created = insert_after(&mut tx, row, now_ms).await?;
         tx.commit().await.map_err(db)?;
         Ok(created)
@@ -91,7 +91,7 @@ impl Store {
         successor: NewRow<'_>,
         now_ms: i64,
     ) -> Result<(i64, RolloutRow), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
         let created = insert_after(&mut tx, successor, now_ms).await?;
         tx.commit().await.map_err(db)?;

@@ -56,7 +56,7 @@ impl Store {
             .bind(problems)
             .bind(now_ms)
             .bind(held_run)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         Ok(())
@@ -66,7 +66,7 @@ impl Store {
     pub async fn clear_invalid(&self, name: &str) -> Result<bool, StoreError> {
         let done = sqlx::query(SQL.clear_invalid)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         Ok(done.rows_affected() > 0)
@@ -114,11 +114,11 @@ impl Store {
             .bind(fingerprint)
             .bind(now_ms)
             .bind(fingerprint)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         let (generation, _): (i64, String) = sqlx::query_as(SQL.latest_configuration)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await
             .map_err(db)?;
         Ok(generation)

@@ -11,7 +11,9 @@
 //! - an optimistic `generation` per rollout: a commit names the generation it started from,
 //!   so two runners can never both advance one rollout ([`StoreError::Conflict`]);
 //! - durable writes (WAL, `synchronous=FULL`) and a busy timeout, so a second process (the
-//!   CLI requesting an action) can write while a runner commits.
+//!   CLI requesting an action) can write while a runner commits;
+//! - two connection pools: writes (and every transaction) on one, reads on the other, so a
+//!   reader (the API, the web view) never queues behind the commits of a busy fleet.
 //!
 //! The queries are plain SQL with portable types (64-bit integers, TEXT, one nullable
 //! float, booleans as 0/1) so that a PostgreSQL backend can share them later; the pool type
@@ -73,8 +75,12 @@ use std::time::Duration;
 /// How long a writer waits for another connection or process holding the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections per [`Store`]; SQLite serialises writers anyway, a few readers help the CLI.
+/// Connections per [`Store`] for writes; SQLite serialises writers anyway.
 const MAX_CONNECTIONS: u32 = 4;
+
+/// Connections per [`Store`] for reads: their own pool, so that a read never waits in line
+/// behind the commits of a busy fleet (in WAL mode SQLite readers do not wait for writers).
+const MAX_READERS: u32 = 4;
 
 /// Why a store operation failed; each message says what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -305,7 +311,10 @@ pub struct ActionRequest {
 /// processes may open the same file at the same time.
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Reads (every query outside a transaction that writes nothing).
     pool: SqlitePool,
+    /// Writes and transactions: commits, creations, actions, runners, migrations.
+    writer: SqlitePool,
     path: PathBuf,
 }
 
@@ -343,8 +352,9 @@ impl Store {
             SqliteSynchronous::Normal
         };
         let store = Store::connect(path, Mode::Create(sync)).await?;
-        if let Err(e) = sqlx::migrate!("./migrations").run(&store.pool).await {
+        if let Err(e) = sqlx::migrate!("./migrations").run(&store.writer).await {
             store.pool.close().await;
+            store.writer.close().await;
             return Err(migrate_error(&path.display().to_string(), e));
         }
         Ok(store)
@@ -369,16 +379,28 @@ impl Store {
             options = options.synchronous(sync);
         }
         let options = options.foreign_keys(true).busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Open {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let open = |max: u32, options: SqliteConnectOptions| async move {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Open {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })
+        };
+        // The writer first: it creates the file.
+        let writer = open(MAX_CONNECTIONS, options.clone()).await?;
+        let pool = match open(MAX_READERS, options.create_if_missing(false)).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                writer.close().await;
+                return Err(e);
+            }
+        };
         Ok(Store {
             pool,
+            writer,
             path: path.to_path_buf(),
         })
     }
@@ -399,7 +421,7 @@ impl Store {
         event: &AuditEvent,
         now_ms: i64,
     ) -> Result<RolloutRow, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await.map_err(db)?;
         let rollout: RolloutRow = sqlx::query_as(SQL.create_rollout)
             .bind(name)
             .bind(spec)
@@ -468,7 +490,7 @@ impl Store {
             .bind(now_ms)
             .bind(id)
             .bind(step_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?
             .rows_affected();
@@ -542,7 +564,7 @@ impl Store {
             .bind(reason)
             .bind(now_ms)
             .bind(rollout_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.writer)
             .await
             .map_err(db)?
             .ok_or_else(|| StoreError::NotFound(format!("rollout row {rollout_id}")))

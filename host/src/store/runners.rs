@@ -61,7 +61,7 @@ impl Store {
             .bind(now_ms)
             .bind(now_ms)
             .bind(runner.period_ms)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.writer)
             .await
             .map_err(db)
     }
@@ -72,7 +72,7 @@ impl Store {
         let updated = sqlx::query(SQL.heartbeat)
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?
             .rows_affected();
@@ -88,7 +88,7 @@ impl Store {
             .bind(now_ms)
             .bind(now_ms)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         Ok(())
@@ -100,7 +100,7 @@ impl Store {
         let updated = sqlx::query(SQL.claim_run)
             .bind(runner)
             .bind(rollout_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?
             .rows_affected();
@@ -116,7 +116,7 @@ impl Store {
         sqlx::query(SQL.release_run)
             .bind(rollout_id)
             .bind(runner)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?;
         Ok(())
