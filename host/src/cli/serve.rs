@@ -285,6 +285,7 @@ fn spawn_ui(
         .local_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let state = crate::ui::UiState::serve(fleet.clone(), tokens);
+    state.warm();
     let app = crate::ui::router(state.clone());
     let closing = state.clone();
     let task = tokio::spawn(async move {

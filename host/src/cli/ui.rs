@@ -87,6 +87,7 @@ pub async fn run(args: UiArgs) -> u8 {
         .local_addr()
         .map_or_else(|_| args.listen.clone(), |a| a.to_string());
     let state = crate::ui::UiState::store(store, tokens);
+    state.warm();
     let app = crate::ui::router(state.clone());
     eprintln!("rollgate ui: listening on http://{address}");
     let served = axum::serve(listener, app)

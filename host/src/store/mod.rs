@@ -57,7 +57,7 @@ mod sql;
 pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
 pub use listing::{Changed, ListedRow};
-pub use runners::{NewRunner, RunnerRow};
+pub use runners::{Claims, NewRunner, RunnerRow};
 pub use series::{CAP as SERIES_CAP, SeriesPoint};
 
 use commit::append_events;

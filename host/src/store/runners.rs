@@ -146,23 +146,46 @@ impl Store {
     }
 
     /// The runner of every unfinished run that has one, by rollout row id (empty when the
-    /// store does not record runners).
+    /// store does not record runners); built from [`Store::claims`].
     pub async fn drivers(&self) -> Result<BTreeMap<i64, RunnerRow>, StoreError> {
-        if !self.tracks_runners().await? {
-            return Ok(BTreeMap::new());
-        }
-        let rows: Vec<Driver> = sqlx::query_as(SQL.drivers)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(rows.into_iter().map(|d| (d.rollout_id, d.runner)).collect())
+        let claims = self.claims().await?;
+        Ok(claims
+            .runs
+            .iter()
+            .filter_map(|(run, runner)| Some((*run, claims.runners.get(runner)?.clone())))
+            .collect())
     }
 }
 
-/// A row of the `drivers` query: a run's id and its runner.
-#[derive(sqlx::FromRow)]
-struct Driver {
-    rollout_id: i64,
-    #[sqlx(flatten)]
-    runner: RunnerRow,
+/// Who drives the unfinished runs, cheaply for many runs ([`Store::claims`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claims {
+    /// Each unfinished run that a runner claimed (rollout row id) → that runner's id.
+    pub runs: BTreeMap<i64, i64>,
+    /// Every runner, by id (a handful: one row per process that ever drove runs).
+    pub runners: BTreeMap<i64, RunnerRow>,
+}
+
+impl Store {
+    /// [`Store::drivers`] in two parts, for a reader of thousands of runs (the web view's
+    /// list): the runs' claims as two integers a row, and the few runner rows once —
+    /// rather than a runner row decoded again for each of 20,000 runs. Empty when the
+    /// store does not record runners.
+    pub async fn claims(&self) -> Result<Claims, StoreError> {
+        if !self.tracks_runners().await? {
+            return Ok(Claims::default());
+        }
+        let runs: Vec<(i64, i64)> = sqlx::query_as(SQL.claims)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let runners: Vec<RunnerRow> = sqlx::query_as(SQL.runners)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(Claims {
+            runs: runs.into_iter().collect(),
+            runners: runners.into_iter().map(|r| (r.id, r)).collect(),
+        })
+    }
 }

@@ -157,9 +157,11 @@ pub(super) struct Sql {
     pub release_run: &'static str,
     /// Binds: rollout id. Returns the runner row of the run's runner, if any.
     pub runner_of: &'static str,
-    /// No binds. Returns (rollout id, the runner row) for every unfinished run with a
-    /// runner.
-    pub drivers: &'static str,
+    /// No binds. Returns (rollout id, runner id) for every unfinished run with a runner:
+    /// two integers a row, for a reader of many runs ([`super::Store::claims`]).
+    pub claims: &'static str,
+    /// No binds. Returns every runner row.
+    pub runners: &'static str,
     /// The series of metrics (migration 4).
     pub series: SeriesSql,
 }
@@ -301,12 +303,8 @@ pub(super) const SQLITE: Sql = Sql {
         runner_columns!(),
         " FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = ?"
     ),
-    drivers: concat!(
-        "SELECT rollouts.id AS rollout_id, ",
-        runner_columns!(),
-        " FROM rollouts JOIN runners ON runners.id = rollouts.runner_id \
-         WHERE rollouts.finished = 0 ORDER BY rollouts.id"
-    ),
+    claims: "SELECT id, runner_id FROM rollouts WHERE finished = 0 AND runner_id IS NOT NULL",
+    runners: concat!("SELECT ", runner_columns!(), " FROM runners"),
     series: SeriesSql {
         append: "INSERT INTO series_points (rollout_id, phase_index, metric, at_ms, value, \
                  verdict, count) VALUES (?, ?, ?, ?, ?, ?, 1)",

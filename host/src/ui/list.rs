@@ -15,7 +15,7 @@ use crate::engine::clock::now_ms;
 use crate::engine::failure::FailureKind;
 use crate::engine::runner::RunnerView;
 use crate::server::views;
-use crate::store::{InvalidSpec, ListedRow, RunnerRow, Store, StoreError};
+use crate::store::{Claims, InvalidSpec, ListedRow, Store, StoreError};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -105,8 +105,10 @@ struct Index {
     /// The newest `updated_ms` read; the next refresh reads from it (inclusive).
     seen_ms: Option<i64>,
     invalid: BTreeMap<String, InvalidSpec>,
-    /// Run id → its runner.
-    drivers: BTreeMap<i64, RunnerRow>,
+    /// Run id → its runner's id, and each runner (read every [`DRIVERS_EVERY`]).
+    claims: Claims,
+    /// The runners whose heartbeat is stale, as of the last read of the claims.
+    stale_runners: std::collections::BTreeSet<i64>,
     drivers_read: Option<Instant>,
     /// How many runs the last refresh parsed (what changed since the one before).
     last_read: usize,
@@ -151,13 +153,20 @@ impl Index {
             .drivers_read
             .is_none_or(|at| at.elapsed() >= DRIVERS_EVERY)
         {
-            self.drivers = if store.tracks_runners().await? {
-                store.drivers().await?
-            } else {
-                BTreeMap::new()
-            };
+            // Two integers per unfinished run and the few runner rows: decoding a runner
+            // row per run cost 180–360 ms a read at 20,000 runs on a busy server.
+            self.claims = store.claims().await?;
             self.drivers_read = Some(Instant::now());
         }
+        // Staleness moves with the clock: judged at every refresh (a handful of runners).
+        let now = now_ms();
+        self.stale_runners = self
+            .claims
+            .runners
+            .values()
+            .filter(|r| RunnerView::of(r, now).stale)
+            .map(|r| r.id)
+            .collect();
         Ok(())
     }
 }
@@ -173,7 +182,7 @@ struct Shown<'a> {
     invalid: Option<&'a InvalidSpec>,
 }
 
-fn shown<'a>(name: &'a str, entry: Option<&'a Entry>, index: &'a Index, now: i64) -> Shown<'a> {
+fn shown<'a>(name: &'a str, entry: Option<&'a Entry>, index: &'a Index) -> Shown<'a> {
     let invalid = index.invalid.get(name);
     let overlaid =
         invalid.is_some_and(|i| entry.is_none_or(|e| e.finished || i.held_run == Some(e.id)));
@@ -185,9 +194,10 @@ fn shown<'a>(name: &'a str, entry: Option<&'a Entry>, index: &'a Index, now: i64
     let stale = entry.is_some_and(|e| {
         !e.finished
             && index
-                .drivers
+                .claims
+                .runs
                 .get(&e.id)
-                .is_some_and(|r| RunnerView::of(r, now).stale)
+                .is_some_and(|r| index.stale_runners.contains(r))
     });
     let attention = if overlaid {
         Some("invalid-spec")
@@ -339,7 +349,7 @@ fn answer(index: &Index, ask: &Ask, now: i64) -> Value {
     let mut all: Vec<Shown<'_>> = index
         .entries
         .iter()
-        .map(|(name, e)| shown(name, Some(e), index, now))
+        .map(|(name, e)| shown(name, Some(e), index))
         .collect();
     let never_ran: Vec<&String> = index
         .invalid
@@ -347,7 +357,7 @@ fn answer(index: &Index, ask: &Ask, now: i64) -> Value {
         .filter(|n| !index.entries.contains_key(*n))
         .collect();
     if !never_ran.is_empty() {
-        all.extend(never_ran.into_iter().map(|n| shown(n, None, index, now)));
+        all.extend(never_ran.into_iter().map(|n| shown(n, None, index)));
         all.sort_by(|a, b| a.name.cmp(b.name));
     }
     let mut progressing = 0u64;
@@ -428,6 +438,11 @@ fn answer(index: &Index, ask: &Ask, now: i64) -> Value {
 }
 
 impl ListIndex {
+    /// Read what changed (at start: everything) without answering anything.
+    pub(super) async fn warm(&self, store: &Store) -> Result<(), StoreError> {
+        self.index.lock().await.refresh(store).await
+    }
+
     /// Refresh from `store`, then answer `ask` at `now`.
     pub(super) async fn overview(
         &self,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::engine::{NewRun, create_run};
+use crate::store::RunnerRow;
 
 const HOUR: i64 = 3_600_000;
 const NOW: i64 = 1_800_000_000_000;
@@ -78,8 +79,11 @@ fn index() -> Index {
             },
         );
     }
-    index.drivers.insert(
-        7,
+    // Run 7's runner stopped beating an hour ago (the refresh judges it stale).
+    index.claims.runs.insert(7, 1);
+    index.stale_runners.insert(1);
+    index.claims.runners.insert(
+        1,
         RunnerRow {
             id: 1,
             host: "h".into(),

@@ -107,6 +107,18 @@ impl UiState {
         }
     }
 
+    /// Build the list index in the background now (one read of every rollout's latest
+    /// run: about a second at 20,000 rollouts), so the first person to open the list does
+    /// not wait for it. A failure is only logged: the first request reads again.
+    pub fn warm(&self) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = state.inner.list.warm(state.store_ref()).await {
+                tracing::warn!("web view: reading the rollouts for the list failed: {e}");
+            }
+        });
+    }
+
     /// End every event stream now and refuse new ones: call it when the process stops.
     pub fn close(&self) {
         self.inner.closing.send_replace(true);
