@@ -44,13 +44,17 @@ fn config(dir: &Path, n: usize) {
         "apiVersion: rollgate.dev/v1alpha1\nkind: VerificationTemplate\nmetadata:\n  name: error-ratio\nspec:\n  metrics:\n    - name: error-ratio\n      provider:\n        plugin: threshold\n        backend: recorded\n        config:\n          backend: recorded\n          query: http_error_ratio{service=\"checkout\",track=\"canary\"}\n          window: 1m\n          reduce: avg\n          condition: \"< 0.05\"\n      interval: 10s\n      count: 100000\n",
     )
     .expect("write");
-    let mut text = String::with_capacity(n * 400);
-    for i in 0..n {
-        text.push_str(&format!(
-            "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: svc-{i:05}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        templates: [error-ratio]\n    - name: full\n      weight: 100\n"
-        ));
+    // A thousand rollouts a file: a spec file is read up to 4 MiB (one file of 20,000
+    // rollouts, 6.6 MB, would load nothing).
+    for (file, chunk) in (0..n).collect::<Vec<_>>().chunks(1_000).enumerate() {
+        let mut text = String::with_capacity(chunk.len() * 400);
+        for i in chunk {
+            text.push_str(&format!(
+                "---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: svc-{i:05}\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {{}}\n  strategy:\n    canary: {{}}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        templates: [error-ratio]\n    - name: full\n      weight: 100\n"
+            ));
+        }
+        std::fs::write(dir.join(format!("rollouts-{file:03}.yaml")), text).expect("write");
     }
-    std::fs::write(dir.join("rollouts.yaml"), text).expect("write");
 }
 
 fn serve(dir: &Path) -> (Server, Duration) {
