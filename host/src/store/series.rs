@@ -36,6 +36,21 @@ pub struct SeriesPoint {
     pub count: i64,
 }
 
+impl From<&MeasurementRow> for SeriesPoint {
+    /// A retained measurement as a point (a run recorded before the series existed has
+    /// only those).
+    fn from(m: &MeasurementRow) -> SeriesPoint {
+        SeriesPoint {
+            phase_index: m.phase_index,
+            metric: m.metric.clone(),
+            at_ms: m.at_ms,
+            value: m.value,
+            verdict: m.verdict.clone(),
+            count: 1,
+        }
+    }
+}
+
 /// A stored point as a merge reads (and writes back) it.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub(super) struct Stored {

@@ -66,17 +66,6 @@ fn transition(measurements: &[MeasurementRow]) -> Commit<'_> {
     }
 }
 
-fn point(m: &MeasurementRow) -> SeriesPoint {
-    SeriesPoint {
-        phase_index: m.phase_index,
-        metric: m.metric.clone(),
-        at_ms: m.at_ms,
-        value: m.value,
-        verdict: m.verdict.clone(),
-        count: 1,
-    }
-}
-
 #[tokio::test]
 async fn every_committed_measurement_is_a_point_of_its_series() {
     let (_dir, store) = fresh().await;
@@ -90,7 +79,7 @@ async fn every_committed_measurement_is_a_point_of_its_series() {
     ];
     commit(&store, &row, g, &next).await;
     let series = store.series(row.id).await.unwrap();
-    let want: Vec<SeriesPoint> = first.iter().chain(&next).map(point).collect();
+    let want: Vec<SeriesPoint> = first.iter().chain(&next).map(SeriesPoint::from).collect();
     assert_eq!(series, want);
     assert_eq!(series[2].value, None);
     // Another run has its own series.
@@ -116,7 +105,10 @@ async fn measurement_retention_does_not_prune_the_series() {
     );
     // …while the series has every one.
     let series = store.series(row.id).await.unwrap();
-    assert_eq!(series, all.iter().map(point).collect::<Vec<_>>());
+    assert_eq!(
+        series,
+        all.iter().map(SeriesPoint::from).collect::<Vec<_>>()
+    );
 }
 
 /// The worst verdict of a stretch of measurements and the value of the latest measurement
@@ -182,7 +174,10 @@ async fn a_long_metric_is_downsampled_to_the_cap_keeping_failures_and_recent_poi
     let recent = &series[series.len() - 500..];
     assert_eq!(
         recent,
-        &all[2_000..].iter().map(point).collect::<Vec<_>>()[..]
+        &all[2_000..]
+            .iter()
+            .map(SeriesPoint::from)
+            .collect::<Vec<_>>()[..]
     );
     // The counter row agrees with the points.
     let counted: i64 = sqlx::query_scalar("SELECT points FROM series")
@@ -203,7 +198,7 @@ async fn a_commit_of_many_measurements_at_once_stays_under_the_cap() {
     let series = store.series(row.id).await.unwrap();
     assert!(series.len() as i64 <= CAP, "{} points", series.len());
     assert_eq!(series.iter().map(|p| p.count).sum::<i64>(), 3_000);
-    assert_eq!(series.last(), all.last().map(point).as_ref());
+    assert_eq!(series.last(), all.last().map(SeriesPoint::from).as_ref());
 }
 
 #[tokio::test]
@@ -231,11 +226,14 @@ async fn metrics_phases_and_the_background_have_series_of_their_own() {
     let background: Vec<&SeriesPoint> = series.iter().filter(|p| p.phase_index == -1).collect();
     assert_eq!(
         background,
-        [&point(&others[0]), &point(&others[2])],
+        [
+            &SeriesPoint::from(&others[0]),
+            &SeriesPoint::from(&others[2])
+        ],
         "the background is apart from phase 0's metric of the same name"
     );
     let latency: Vec<&SeriesPoint> = series.iter().filter(|p| p.phase_index == 1).collect();
-    assert_eq!(latency, [&point(&others[1])]);
+    assert_eq!(latency, [&SeriesPoint::from(&others[1])]);
     let phase0: Vec<&SeriesPoint> = series.iter().filter(|p| p.phase_index == 0).collect();
     assert!(phase0.len() as i64 <= CAP);
     assert_eq!(phase0.iter().map(|p| p.count).sum::<i64>(), 1_200);

@@ -16,7 +16,7 @@
 #[path = "detail_metrics.rs"]
 mod metrics;
 
-pub use metrics::{Check, Point, checklist};
+pub use metrics::{Check, checklist};
 
 use crate::engine::clock::now_ms;
 use crate::engine::state::{Checkpoint, PauseReason, State};
@@ -24,31 +24,24 @@ use crate::engine::{Action, Permit, permit_row};
 use crate::server::v2;
 use crate::server::views::{self, AuditInfo, HistoryError};
 use crate::spec::model::{GateKind, PauseSpec, RolloutSpec};
-use crate::store::{InvalidSpec, RolloutRow, Store};
+use crate::store::{InvalidSpec, MeasurementRow, RolloutRow, SeriesPoint, Store};
 use serde_json::{Value, json};
 
 /// Where the page's points come from: the run's series (every measurement's point,
 /// downsampled past the cap; [`Store::series`]), or for a run recorded before the series
 /// existed, its retained measurements.
-async fn points(store: &Store, id: i64) -> Result<Vec<Point>, String> {
+async fn points(
+    store: &Store,
+    id: i64,
+    kept: &[MeasurementRow],
+) -> Result<Vec<SeriesPoint>, String> {
     let series = store.series(id).await.map_err(|e| e.to_string())?;
     if series.is_empty() {
         // A run recorded before the series existed (migration 4): its retained
         // measurements are what there is.
-        let rows = store.measurements(id).await.map_err(|e| e.to_string())?;
-        return Ok(rows.iter().map(Point::from).collect());
+        return Ok(kept.iter().map(SeriesPoint::from).collect());
     }
-    Ok(series
-        .into_iter()
-        .map(|p| Point {
-            phase_index: p.phase_index,
-            metric: p.metric,
-            at_ms: p.at_ms,
-            value: p.value,
-            verdict: p.verdict,
-            count: p.count,
-        })
-        .collect())
+    Ok(series)
 }
 
 /// The detail document of run `run` of rollout `name` (default: its latest run), or
@@ -85,11 +78,11 @@ pub async fn document(store: &Store, name: &str, run: Option<i64>) -> Result<Val
     };
     let spec = serde_json::from_str::<RolloutSpec>(&row.spec).ok();
     let cp = serde_json::from_str::<Checkpoint>(&row.checkpoint).ok();
-    let points = points(store, row.id).await.map_err(internal)?;
     let kept = store
         .measurements(row.id)
         .await
         .map_err(|e| internal(e.to_string()))?;
+    let points = points(store, row.id, &kept).await.map_err(internal)?;
     let (phases, background, metrics) = match (&spec, &cp) {
         (Some(spec), Some(cp)) => metrics::layout(spec, cp, &snapshot, &points, &kept),
         _ => (Vec::new(), Vec::new(), Vec::new()),

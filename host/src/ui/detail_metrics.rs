@@ -11,7 +11,7 @@ use crate::engine::state::{Checkpoint, State};
 use crate::plugin::types::{Measurement, Verdict};
 use crate::server::v2;
 use crate::spec::model::{MetricSpec, NoDataAction, RolloutSpec};
-use crate::store::MeasurementRow;
+use crate::store::{MeasurementRow, SeriesPoint};
 use crate::verify::{Counters, MetricRun, Observation};
 use serde_json::{Value, json};
 
@@ -20,42 +20,12 @@ const MAX_DETAILS_BYTES: usize = 64 * 1024;
 /// The most limit lines drawn per metric.
 const MAX_LINES: usize = 16;
 
-/// One point of a metric's chart.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Point {
-    /// The phase it verified; -1 for background verification.
-    pub phase_index: i64,
-    /// The metric's name.
-    pub metric: String,
-    /// When it was taken.
-    pub at_ms: i64,
-    /// The value measured, if any.
-    pub value: Option<f64>,
-    /// What it counted as (`pass`, `fail`, `inconclusive`, `no-data`, `error`).
-    pub verdict: String,
-    /// How many measurements it stands for (1 unless downsampled).
-    pub count: i64,
-}
-
-impl From<&MeasurementRow> for Point {
-    fn from(m: &MeasurementRow) -> Point {
-        Point {
-            phase_index: m.phase_index,
-            metric: m.metric.clone(),
-            at_ms: m.at_ms,
-            value: m.value,
-            verdict: m.verdict.clone(),
-            count: 1,
-        }
-    }
-}
-
 /// The phases, the background's metric keys and every metric, in the document's shape.
 pub(super) fn layout(
     spec: &RolloutSpec,
     cp: &Checkpoint,
     snapshot: &v2::Snapshot,
-    points: &[Point],
+    points: &[SeriesPoint],
     kept: &[MeasurementRow],
 ) -> (Vec<Value>, Vec<String>, Vec<Value>) {
     let mut metrics = Vec::new();
@@ -142,10 +112,10 @@ fn metric(
     spec: &MetricSpec,
     run: Option<&MetricRun>,
     phase_status: &str,
-    points: &[Point],
+    points: &[SeriesPoint],
     kept: &[MeasurementRow],
 ) -> Value {
-    let mine: Vec<&Point> = points
+    let mine: Vec<&SeriesPoint> = points
         .iter()
         .filter(|p| p.phase_index == phase && p.metric == spec.name)
         .collect();
@@ -193,7 +163,7 @@ fn metric(
 
 /// A metric of an earlier phase, counted again from its points with the engine's rules;
 /// one its phase left before it completed is terminated, as the engine left it.
-fn replay(spec: &MetricSpec, points: &[&Point], phase_status: &str) -> MetricRun {
+fn replay(spec: &MetricSpec, points: &[&SeriesPoint], phase_status: &str) -> MetricRun {
     let start = points.first().map_or(0, |p| p.at_ms);
     let mut run = MetricRun::new(spec.clone(), start);
     for p in points {
