@@ -497,21 +497,7 @@ fn an_action_reason_is_one_bounded_line() {
 #[test]
 fn logs_in_a_pipe_carry_no_colour_escapes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let canary = common::example("canary").display().to_string();
-    let out = common::rollgate_env(
-        dir.path(),
-        &[
-            "run",
-            &canary,
-            "--store",
-            "s.db",
-            "--clock",
-            "simulated",
-            "--start",
-            "2026-01-01T00:00:00Z",
-        ],
-        &[("ROLLGATE_LOG", "rollgate=debug")],
-    );
+    let out = common::quickstart(dir.path(), "s.db", &[("ROLLGATE_LOG", "rollgate=debug")]);
     assert_eq!(out.code, 5, "{}", out.stderr);
     let stderr = out.stderr;
     assert!(

@@ -114,6 +114,27 @@ pub fn example(name: &str) -> std::path::PathBuf {
     examples().join(name)
 }
 
+/// The quickstart's run: `rollgate run examples/canary --store STORE` on the simulated
+/// clock from 2026-01-01, in `dir`, with extra environment variables (checkout succeeds,
+/// payments rolls back: exit code 5).
+pub fn quickstart(dir: &std::path::Path, store: &str, env: &[(&str, &str)]) -> Run {
+    let canary = example("canary").display().to_string();
+    rollgate_env(
+        dir,
+        &[
+            "run",
+            &canary,
+            "--store",
+            store,
+            "--clock",
+            "simulated",
+            "--start",
+            "2026-01-01T00:00:00Z",
+        ],
+        env,
+    )
+}
+
 /// Copy `files` of `examples/NAME` into the folder `into`.
 pub fn copy_example(name: &str, files: &[&str], into: &std::path::Path) {
     let from = example(name);

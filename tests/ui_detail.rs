@@ -9,20 +9,7 @@ use serde_json::Value;
 #[test]
 fn the_rolled_back_canary_says_why_with_its_numbers_and_its_points_match_its_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let canary = common::example("canary").display().to_string();
-    let run = common::rollgate_in(
-        dir.path(),
-        &[
-            "run",
-            &canary,
-            "--store",
-            "s.db",
-            "--clock",
-            "simulated",
-            "--start",
-            "2026-01-01T00:00:00Z",
-        ],
-    );
+    let run = common::quickstart(dir.path(), "s.db", &[]);
     assert_eq!(run.code, 5, "{}", run.stderr);
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let doc: Value = rt

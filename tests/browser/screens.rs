@@ -15,18 +15,7 @@ fn the_store_view_of_the_quickstart_is_read_only_and_is_screenshotted() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("rollgate.db");
-    let store_arg = store.to_string_lossy().into_owned();
-    let canary = common::example("canary");
-    let run = common::rollgate(&[
-        "run",
-        &canary.to_string_lossy(),
-        "--store",
-        &store_arg,
-        "--clock",
-        "simulated",
-        "--start",
-        "2026-01-01T00:00:00Z",
-    ]);
+    let run = common::quickstart(dir.path(), &store.to_string_lossy(), &[]);
     assert_eq!(
         run.code, 5,
         "payments rolls back: {}{}",
