@@ -709,4 +709,19 @@ fn ui_refuses_a_public_address_without_tokens_and_a_missing_store() {
     let run = common::rollgate(&["ui", "--store", &store, "--listen", "127.0.0.1:0"]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("no such file"), "{}", run.stderr);
+
+    // A taken port: the error names the option and the address.
+    let quick = common::quickstart(dir.path(), "s.db", &[]);
+    assert_eq!(quick.code, 5, "{}", quick.stderr);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let at = taken.local_addr().expect("address").to_string();
+    let store = dir.path().join("s.db").display().to_string();
+    let run = common::rollgate(&["ui", "--store", &store, "--listen", &at]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("--listen {at}: cannot listen there")),
+        "{}",
+        run.stderr
+    );
 }

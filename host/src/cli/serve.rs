@@ -183,31 +183,18 @@ pub async fn run(args: ServeArgs) -> u8 {
         store,
         host,
     );
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            return fail(
-                exit::INVALID_INPUT,
-                format!("--listen {}: cannot listen there: {e}", args.listen),
-            );
-        }
+    let (listener, address) = match bind("--listen", &args.listen).await {
+        Ok(bound) => bound,
+        Err(e) => return fail(exit::INVALID_INPUT, e),
     };
-    let address = listener
-        .local_addr()
-        .map_or_else(|_| args.listen.clone(), |a| a.to_string());
     let ui = match &args.ui_listen {
-        Some(at) => match tokio::net::TcpListener::bind(at).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                return fail(
-                    exit::INVALID_INPUT,
-                    format!("--ui-listen {at}: cannot listen there: {e}"),
-                );
-            }
+        Some(at) => match bind("--ui-listen", at).await {
+            Ok(bound) => Some(bound),
+            Err(e) => return fail(exit::INVALID_INPUT, e),
         },
         None => None,
     };
-    let ui = ui.map(|listener| spawn_ui(listener, &fleet, tokens.clone()));
+    let ui = ui.map(|(listener, at)| spawn_ui(listener, at, &fleet, tokens.clone()));
     let app = api::router(fleet.clone(), tokens);
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -274,6 +261,7 @@ pub async fn run(args: ServeArgs) -> u8 {
 /// streams), its task and where it listens.
 fn spawn_ui(
     listener: tokio::net::TcpListener,
+    at: String,
     fleet: &Fleet,
     tokens: Tokens,
 ) -> (
@@ -281,9 +269,6 @@ fn spawn_ui(
     tokio::task::JoinHandle<std::io::Result<()>>,
     String,
 ) {
-    let at = listener
-        .local_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let state = crate::ui::UiState::serve(fleet.clone(), tokens);
     state.warm();
     let app = crate::ui::router(state.clone());
@@ -297,6 +282,21 @@ fn spawn_ui(
             .await
     });
     (state, task, at)
+}
+
+/// Listen on `at` (the value of the option `flag`): the listener and the address it got
+/// (with port 0, the one the system picked), or the error to print.
+pub(super) async fn bind(
+    flag: &str,
+    at: &str,
+) -> Result<(tokio::net::TcpListener, String), String> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| format!("{flag} {at}: cannot listen there: {e}"))?;
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| at.to_string(), |a| a.to_string());
+    Ok((listener, address))
 }
 
 /// SIGINT or SIGTERM.

@@ -74,18 +74,10 @@ pub async fn run(args: UiArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(exit::INVALID_INPUT, e.to_string()),
     };
-    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            return fail(
-                exit::INVALID_INPUT,
-                format!("--listen {}: cannot listen there: {e}", args.listen),
-            );
-        }
+    let (listener, address) = match super::serve::bind("--listen", &args.listen).await {
+        Ok(bound) => bound,
+        Err(e) => return fail(exit::INVALID_INPUT, e),
     };
-    let address = listener
-        .local_addr()
-        .map_or_else(|_| args.listen.clone(), |a| a.to_string());
     let state = crate::ui::UiState::store(store, tokens);
     state.warm();
     let app = crate::ui::router(state.clone());
