@@ -193,17 +193,52 @@ pub fn router(fleet: Fleet, tokens: Tokens) -> Router {
 /// recorded like any task's panic ([`crate::server::supervise`]): logged, counted, and
 /// `/readyz` answers 503 from then on.
 async fn catch_panics(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    answer_panics(
+        "api",
+        "rollgate panicked while answering this request (a bug; please report it, with the server's log); the server now reports not ready",
+        request,
+        next,
+    )
+    .await
+}
+
+/// Run `next` for `request`; a panic is recorded under `edge`
+/// ([`crate::server::supervise::catching`]) and answered 500 with `message`.
+pub(crate) async fn answer_panics(
+    edge: &'static str,
+    message: &'static str,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let what = format!("{} {}", request.method(), request.uri().path());
-    match crate::server::supervise::catching("api", &what, next.run(request)).await {
+    match crate::server::supervise::catching(edge, &what, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "rollgate panicked while answering this request (a bug; please report it, with the server's log); the server now reports not ready",
-        ),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// A refused request of `edge` (`API`, `web view`): logged with what was asked, who asked
+/// and why (never a secret), counted in `rollgate_api_refused_total`, answered as JSON.
+pub(crate) fn refused(
+    edge: &str,
+    status: StatusCode,
+    reason: &'static str,
+    what: &str,
+    who: &str,
+    message: String,
+) -> Response {
+    tracing::warn!(
+        request = what,
+        who,
+        reason,
+        "{edge} request refused: {message}"
+    );
+    crate::telemetry::global().count("rollgate_api_refused_total", &[("reason", reason)], 1);
+    error(status, message)
+}
+
+/// A JSON error answer `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -222,14 +257,7 @@ fn authorize(
     what: &str,
 ) -> Result<Identity, Box<Response>> {
     let refuse = |status: StatusCode, reason: &'static str, message: String, who: &str| {
-        tracing::warn!(
-            request = what,
-            who,
-            reason,
-            "API request refused: {message}"
-        );
-        crate::telemetry::global().count("rollgate_api_refused_total", &[("reason", reason)], 1);
-        Box::new(error(status, message))
+        Box::new(refused("API", status, reason, what, who, message))
     };
     let token = headers
         .get(header::AUTHORIZATION)

@@ -29,6 +29,7 @@ mod list;
 mod session;
 pub mod yaml;
 
+use crate::api::error;
 use crate::api::{Role, Tokens};
 use crate::server::Fleet;
 use crate::store::Store;
@@ -37,7 +38,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -186,19 +186,13 @@ async fn secure(request: axum::extract::Request, next: axum::middleware::Next) -
 
 /// A panic while answering is a 500, recorded like the API's ([`crate::server::supervise`]).
 async fn catch_panics(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let what = format!("{} {}", request.method(), request.uri().path());
-    match crate::server::supervise::catching("ui", &what, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "rollgate panicked while answering this request (a bug; please report it, with the log)",
-        ),
-    }
-}
-
-/// A JSON error answer `{"error": message}`.
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    crate::api::answer_panics(
+        "ui",
+        "rollgate panicked while answering this request (a bug; please report it, with the log)",
+        request,
+        next,
+    )
+    .await
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {

@@ -183,14 +183,7 @@ pub(super) fn refuse(
     who: &str,
     message: String,
 ) -> Response {
-    tracing::warn!(
-        request = what,
-        who,
-        reason,
-        "web view request refused: {message}"
-    );
-    crate::telemetry::global().count("rollgate_api_refused_total", &[("reason", reason)], 1);
-    error(status, message)
+    crate::api::refused("web view", status, reason, what, who, message)
 }
 
 /// A reader of `/ui/api`: anyone signed in (or anyone, where nobody signs in); else 401.
