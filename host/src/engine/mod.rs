@@ -269,6 +269,7 @@ impl Engine {
             id,
             run: row.run,
             generation: row.generation,
+            epoch: None,
             spec,
             cp,
             target,
@@ -281,7 +282,11 @@ impl Engine {
         let span = tracing::info_span!("rollout", rollout = %run.spec.name, run = run.run);
         // Each run is claimed when driven: the reversal a run goes on into too.
         if let Some(runner) = self.runner {
-            self.store.claim_run(id, runner).await?;
+            run.epoch = self
+                .store
+                .take_run(id, runner, runner::LEASE_TTL_MS)
+                .await?
+                .map(|lease| lease.epoch);
         }
         let outcome = run.drive().instrument(span).await;
         if outcome.is_err()
@@ -319,6 +324,9 @@ struct Run<'e> {
     id: i64,
     run: i64,
     generation: i64,
+    /// The lease epoch this runner holds on the run: every commit and step outcome names
+    /// it, so a runner whose lease was taken writes nothing. `None` without a runner.
+    epoch: Option<i64>,
     spec: RolloutSpec,
     cp: Checkpoint,
     target: Arc<dyn Target>,

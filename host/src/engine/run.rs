@@ -80,6 +80,7 @@ impl Run<'_> {
         let measurements = std::mem::take(&mut self.measurements);
         let state = self.cp.state.name();
         let commit = Commit {
+            epoch: self.epoch,
             checkpoint: &cp_json,
             state: &state,
             finished: self.cp.state.is_final(),

@@ -133,7 +133,14 @@ impl Run<'_> {
             Ok(applied) => {
                 self.engine
                     .store
-                    .step_done(self.id, &step.id, StepStatus::Applied, &applied.output, now)
+                    .step_done(
+                        self.id,
+                        &step.id,
+                        StepStatus::Applied,
+                        &applied.output,
+                        now,
+                        self.epoch,
+                    )
                     .await?;
                 self.absorb(&step);
                 self.cp.message = format!("applied {} ({})", step.operation.name(), step.id);
@@ -146,7 +153,14 @@ impl Run<'_> {
                 let error = e.to_string();
                 self.engine
                     .store
-                    .step_done(self.id, &step.id, StepStatus::Failed, &error, now)
+                    .step_done(
+                        self.id,
+                        &step.id,
+                        StepStatus::Failed,
+                        &error,
+                        now,
+                        self.epoch,
+                    )
                     .await?;
                 self.step_failed(&step, error).await?;
                 Ok(false)

@@ -25,6 +25,10 @@ pub struct Commit<'a> {
     pub consumed_actions: &'a [i64],
     /// A new resolved spec for the run (JSON), when it adopted a newer configuration.
     pub spec: Option<&'a str>,
+    /// The lease epoch the committing runner holds on the run: the commit lands only while
+    /// it is still the run's ([`StoreError::Fenced`] otherwise). `None` checks no lease
+    /// (tools that own the store alone: `rollgate replay`, tests).
+    pub epoch: Option<i64>,
 }
 
 /// A run created right after a given run ([`Store::create_after`],
@@ -115,12 +119,14 @@ async fn commit_in(
         .bind(now_ms)
         .bind(id)
         .bind(expected_generation)
+        .bind(commit.epoch)
+        .bind(commit.epoch)
         .execute(&mut **tx)
         .await
         .map_err(db)?
         .rows_affected();
     if bumped != 1 {
-        let found: Option<(String, i64)> = sqlx::query_as(SQL.generation_of)
+        let found: Option<(String, i64, i64)> = sqlx::query_as(SQL.generation_of)
             .bind(id)
             .fetch_optional(&mut **tx)
             .await
@@ -128,7 +134,14 @@ async fn commit_in(
         // Dropping the transaction rolls it back; nothing was written.
         return Err(match found {
             None => StoreError::NotFound(format!("rollout id {id}")),
-            Some((rollout, found)) => StoreError::Conflict {
+            Some((rollout, _, holder)) if commit.epoch.is_some_and(|e| e != holder) => {
+                StoreError::Fenced {
+                    rollout,
+                    epoch: commit.epoch.unwrap_or_default(),
+                    holder,
+                }
+            }
+            Some((rollout, found, _)) => StoreError::Conflict {
                 rollout,
                 expected: expected_generation,
                 found,

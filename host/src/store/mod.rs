@@ -27,6 +27,8 @@
 //! - `commit.rs`: the commit path ([`Store::commit`], [`Commit`], a run created after
 //!   another with [`NewRow`]): one transaction for a transition's every write;
 //! - `runners.rs`: runners, their heartbeat and the runs they claim ([`RunnerRow`]);
+//! - `leases.rs`: which runner holds each unfinished run, until when on the database's
+//!   clock, under which epoch ([`Lease`]); commits are fenced by the epoch;
 //! - `invalid.rs`: rollouts in the state `invalid-spec` ([`InvalidSpec`]) and the
 //!   numbered configurations runners loaded;
 //! - `series.rs`: the series of every metric of a run ([`SeriesPoint`], [`Store::series`]):
@@ -49,6 +51,7 @@
 
 mod commit;
 mod invalid;
+mod leases;
 mod listing;
 mod runners;
 mod series;
@@ -56,6 +59,7 @@ mod sql;
 
 pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
+pub use leases::{Lease, LeaseState};
 pub use listing::{Changed, ListedRow};
 pub use runners::{Claims, NewRunner, RunnerRow};
 pub use series::{CAP as SERIES_CAP, SeriesPoint};
@@ -111,6 +115,21 @@ pub enum StoreError {
         expected: i64,
         /// The generation in the store.
         found: i64,
+    },
+    /// The runner's lease on the run is gone: another runner claimed it since (a new
+    /// epoch), so this runner must stop driving it; nothing was written.
+    #[error(
+        "rollout {rollout} is driven by another runner now (lease epoch {holder}; this runner \
+         held epoch {epoch}, its lease expired or was taken): this runner stops driving it and \
+         wrote nothing"
+    )]
+    Fenced {
+        /// The rollout's name.
+        rollout: String,
+        /// The epoch the writer held.
+        epoch: i64,
+        /// The run's epoch in the store.
+        holder: i64,
     },
     /// A rollout, step or action the caller named does not exist.
     #[error("not found in the store: {0}")]
@@ -475,7 +494,8 @@ impl Store {
         query.fetch_all(&self.pool).await.map_err(db)
     }
 
-    /// Record a step's outcome (after its intent was committed).
+    /// Record a step's outcome (after its intent was committed), if the run's lease epoch
+    /// is still `epoch` ([`StoreError::Fenced`] otherwise; `None` checks no lease).
     pub async fn step_done(
         &self,
         id: i64,
@@ -483,6 +503,7 @@ impl Store {
         status: StepStatus,
         result: &str,
         now_ms: i64,
+        epoch: Option<i64>,
     ) -> Result<(), StoreError> {
         let updated = sqlx::query(SQL.step_done)
             .bind(status.as_str())
@@ -490,11 +511,25 @@ impl Store {
             .bind(now_ms)
             .bind(id)
             .bind(step_id)
+            .bind(epoch)
+            .bind(epoch)
+            .bind(id)
             .execute(&self.writer)
             .await
             .map_err(db)?
             .rows_affected();
         if updated == 0 {
+            if let Some(epoch) = epoch
+                && let Some(lease) = self.lease_of(id).await?
+                && lease.epoch != epoch
+            {
+                let rollout = self.get(id).await?.map(|r| r.name).unwrap_or_default();
+                return Err(StoreError::Fenced {
+                    rollout,
+                    epoch,
+                    holder: lease.epoch,
+                });
+            }
             return Err(StoreError::NotFound(format!(
                 "step {step_id:?} of rollout id {id} (commit its intent first)"
             )));

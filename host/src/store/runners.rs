@@ -94,22 +94,6 @@ impl Store {
         Ok(())
     }
 
-    /// The runner `runner` drives the run `rollout_id` from now on (whoever drove it
-    /// before). Not a transition: neither the generation nor `updated_ms` changes.
-    pub async fn claim_run(&self, rollout_id: i64, runner: i64) -> Result<(), StoreError> {
-        let updated = sqlx::query(SQL.claim_run)
-            .bind(runner)
-            .bind(rollout_id)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        if updated == 0 {
-            return Err(StoreError::NotFound(format!("rollout row {rollout_id}")));
-        }
-        Ok(())
-    }
-
     /// The runner `runner` no longer drives the run `rollout_id` (its driver gave up on
     /// it); a claim another runner made since is left alone.
     pub async fn release_run(&self, rollout_id: i64, runner: i64) -> Result<(), StoreError> {

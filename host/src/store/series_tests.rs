@@ -55,6 +55,7 @@ async fn commit(store: &Store, row: &RolloutRow, generation: i64, m: &[Measureme
 
 fn transition(measurements: &[MeasurementRow]) -> Commit<'_> {
     Commit {
+        epoch: None,
         checkpoint: "{}",
         state: "progressing",
         finished: false,

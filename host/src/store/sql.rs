@@ -29,6 +29,14 @@ macro_rules! runner_returning {
     };
 }
 
+/// The database's clock in milliseconds since the epoch, in SQLite: leases are timed by
+/// the database, not by the runners' clocks.
+macro_rules! sqlite_now_ms {
+    () => {
+        "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
+    };
+}
+
 /// Verdicts whose measurements are never pruned.
 macro_rules! kept_verdicts {
     () => {
@@ -91,9 +99,10 @@ pub(super) struct Sql {
     pub changed_since: &'static str,
     /// Binds: name, spec, checkpoint, state, created_ms, updated_ms, name. Returns the row.
     pub create_rollout: &'static str,
-    /// Binds: checkpoint, state, finished, updated_ms, id, expected generation.
+    /// Binds: checkpoint, state, finished, updated_ms, id, expected generation, lease
+    /// epoch (nullable: no lease check) twice.
     pub bump_generation: &'static str,
-    /// Binds: id. Returns (name, generation).
+    /// Binds: id. Returns (name, generation, lease_epoch).
     pub generation_of: &'static str,
     /// Binds: spec, id.
     pub replace_spec: &'static str,
@@ -109,7 +118,8 @@ pub(super) struct Sql {
     pub last_ordinal: &'static str,
     /// Binds: rollout id, step_id, ordinal, step, updated_ms.
     pub insert_intent: &'static str,
-    /// Binds: status, result, updated_ms, rollout id, step_id.
+    /// Binds: status, result, updated_ms, rollout id, step_id, lease epoch (nullable: no
+    /// lease check) twice, rollout id.
     pub step_done: &'static str,
     /// Binds: rollout id. Returns step rows.
     pub steps: &'static str,
@@ -151,9 +161,8 @@ pub(super) struct Sql {
     pub heartbeat: &'static str,
     /// Binds: heartbeat_ms, stopped_ms, runner id.
     pub runner_stopped: &'static str,
-    /// Binds: runner id, rollout id.
-    pub claim_run: &'static str,
-    /// Binds: rollout id, runner id. Only the runner's own claim is released.
+    /// Binds: rollout id, runner id. Only the runner's own claim is released (and its
+    /// lease with it).
     pub release_run: &'static str,
     /// Binds: rollout id. Returns the runner row of the run's runner, if any.
     pub runner_of: &'static str,
@@ -164,6 +173,36 @@ pub(super) struct Sql {
     pub runners: &'static str,
     /// The series of metrics (migration 4).
     pub series: SeriesSql,
+    /// Leases (migration 6).
+    pub leases: LeaseSql,
+}
+
+/// The statements of leases ([`super::leases`]); every time in them is the database's.
+pub(super) struct LeaseSql {
+    /// No binds. Returns the database's clock (ms since the epoch).
+    pub now: &'static str,
+    /// Binds: runner id, ttl_ms, how many. Claims up to that many unfinished runs whose
+    /// lease is free or expired, oldest first, skipping rows another claimer has locked;
+    /// each gets the next epoch. Returns (id, lease_epoch, lease_expires_ms).
+    pub claim_free: &'static str,
+    /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run if its lease is
+    /// free, expired or the runner's own (which keeps its epoch while live). Returns (id,
+    /// lease_epoch, lease_expires_ms).
+    pub claim_one: &'static str,
+    /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run whoever holds it,
+    /// with the next epoch. Returns (id, lease_epoch, lease_expires_ms).
+    pub take_one: &'static str,
+    /// Binds: runner id, ttl_ms. Extends every lease the runner holds on an unfinished
+    /// run. Returns (id, lease_epoch, lease_expires_ms).
+    pub renew: &'static str,
+    /// Binds: runner id, rollout id. Frees the run's lease if the runner holds it.
+    pub release_one: &'static str,
+    /// Binds: runner id. Frees every lease the runner holds.
+    pub release_all: &'static str,
+    /// No binds. Returns (runner id, runs) for every runner holding live leases.
+    pub held: &'static str,
+    /// Binds: rollout id. Returns (runner_id, lease_epoch, lease_expires_ms, now) of the run.
+    pub of_run: &'static str,
 }
 
 /// The statements of the metric series ([`super::series`]).
@@ -232,8 +271,9 @@ pub(super) const SQLITE: Sql = Sql {
         rollout_columns!()
     ),
     bump_generation: "UPDATE rollouts SET generation = generation + 1, checkpoint = ?, \
-                      state = ?, finished = ?, updated_ms = ? WHERE id = ? AND generation = ?",
-    generation_of: "SELECT name, generation FROM rollouts WHERE id = ?",
+                      state = ?, finished = ?, updated_ms = ? WHERE id = ? AND generation = ? \
+                      AND (? IS NULL OR lease_epoch = ?)",
+    generation_of: "SELECT name, generation, lease_epoch FROM rollouts WHERE id = ?",
     replace_spec: "UPDATE rollouts SET spec = ? WHERE id = ?",
     append_event: "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, \
                    state_before, state_after, progress) \
@@ -258,7 +298,8 @@ pub(super) const SQLITE: Sql = Sql {
                     updated_ms) VALUES (?, ?, ?, ?, 'intent', NULL, ?) \
                     ON CONFLICT (rollout_id, step_id) DO NOTHING",
     step_done: "UPDATE steps SET status = ?, result = ?, updated_ms = ? \
-                WHERE rollout_id = ? AND step_id = ?",
+                WHERE rollout_id = ? AND step_id = ? AND (? IS NULL OR ? = \
+                (SELECT lease_epoch FROM rollouts WHERE id = ?))",
     steps: "SELECT step_id, step, status, result, updated_ms FROM steps \
             WHERE rollout_id = ? ORDER BY ordinal",
     audit: "SELECT seq, at_ms, actor, action, reason, state_before, state_after, progress \
@@ -296,8 +337,8 @@ pub(super) const SQLITE: Sql = Sql {
     ),
     heartbeat: "UPDATE runners SET heartbeat_ms = ? WHERE id = ? AND stopped_ms IS NULL",
     runner_stopped: "UPDATE runners SET heartbeat_ms = ?, stopped_ms = ? WHERE id = ?",
-    claim_run: "UPDATE rollouts SET runner_id = ? WHERE id = ?",
-    release_run: "UPDATE rollouts SET runner_id = NULL WHERE id = ? AND runner_id = ?",
+    release_run: "UPDATE rollouts SET runner_id = NULL, lease_expires_ms = NULL \
+                  WHERE id = ? AND runner_id = ?",
     runner_of: concat!(
         "SELECT ",
         runner_columns!(),
@@ -329,5 +370,56 @@ pub(super) const SQLITE: Sql = Sql {
                  WHERE rollout_id = ? ORDER BY phase_index, metric, at_ms, id",
         tracked: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
                   AND name = 'series_points'",
+    },
+    // SQLite serialises writers, so a claim needs no row locks: the first statement of the
+    // transaction takes the write lock and sees every earlier claim.
+    leases: LeaseSql {
+        now: concat!("SELECT ", sqlite_now_ms!()),
+        claim_free: concat!(
+            "UPDATE rollouts SET runner_id = ?1, lease_epoch = lease_epoch + 1, \
+             lease_expires_ms = ",
+            sqlite_now_ms!(),
+            " + ?2 WHERE id IN (SELECT id FROM rollouts WHERE finished = 0 \
+             AND (lease_expires_ms IS NULL OR lease_expires_ms < ",
+            sqlite_now_ms!(),
+            ") ORDER BY id LIMIT ?3) RETURNING id, lease_epoch, lease_expires_ms"
+        ),
+        claim_one: concat!(
+            "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = ?1 \
+             AND lease_expires_ms >= ",
+            sqlite_now_ms!(),
+            " THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = ?1, lease_expires_ms = ",
+            sqlite_now_ms!(),
+            " + ?2 WHERE id = ?3 AND finished = 0 AND (lease_expires_ms IS NULL \
+             OR lease_expires_ms < ",
+            sqlite_now_ms!(),
+            " OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms"
+        ),
+        take_one: concat!(
+            "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = ?1, \
+             lease_expires_ms = ",
+            sqlite_now_ms!(),
+            " + ?2 WHERE id = ?3 AND finished = 0 RETURNING id, lease_epoch, lease_expires_ms"
+        ),
+        renew: concat!(
+            "UPDATE rollouts SET lease_expires_ms = ",
+            sqlite_now_ms!(),
+            " + ?2 WHERE runner_id = ?1 AND finished = 0 AND lease_expires_ms IS NOT NULL \
+             RETURNING id, lease_epoch, lease_expires_ms"
+        ),
+        release_one: "UPDATE rollouts SET lease_expires_ms = NULL \
+                      WHERE runner_id = ?1 AND id = ?2",
+        release_all: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = ?1",
+        held: concat!(
+            "SELECT runner_id, COUNT(*) FROM rollouts WHERE finished = 0 \
+             AND runner_id IS NOT NULL AND lease_expires_ms >= ",
+            sqlite_now_ms!(),
+            " GROUP BY runner_id"
+        ),
+        of_run: concat!(
+            "SELECT runner_id, lease_epoch, lease_expires_ms, ",
+            sqlite_now_ms!(),
+            " FROM rollouts WHERE id = ?"
+        ),
     },
 };

@@ -28,6 +28,7 @@ fn event(action: &str, before: &str, after: &str) -> AuditEvent {
 
 fn commit<'a>(checkpoint: &'a str, state: &'a str, events: &'a [AuditEvent]) -> Commit<'a> {
     Commit {
+        epoch: None,
         checkpoint,
         state,
         finished: false,
@@ -102,6 +103,7 @@ async fn create_and_commit_round_trip() {
     assert_eq!(store.unfinished().await.unwrap(), vec![got.clone()]);
 
     let done = Commit {
+        epoch: None,
         finished: true,
         ..commit(r#"{"cp":2}"#, "promoted", &[])
     };
@@ -130,6 +132,7 @@ async fn generation_conflict_writes_nothing() {
     let measurements = [measurement("errors", 0, "fail", 10)];
     let intents = [("s1".to_string(), "{}".to_string())];
     let stale = Commit {
+        epoch: None,
         checkpoint: r#"{"stale":true}"#,
         state: "paused",
         finished: true,
@@ -156,6 +159,7 @@ async fn generation_conflict_writes_nothing() {
 
     // A later failure inside the transaction (unknown action) rolls back the bump too.
     let bad = Commit {
+        epoch: None,
         events: &events,
         consumed_actions: &[action + 99],
         ..commit("{}", "paused", &[])
@@ -224,6 +228,7 @@ async fn measurements_keep_failures_and_last_n_others() {
             measurement("errors", i as i64, "pass", 1),
         ];
         let c = Commit {
+            epoch: None,
             measurements: &batch,
             ..commit("{}", "progressing", &[])
         };
@@ -234,6 +239,7 @@ async fn measurements_keep_failures_and_last_n_others() {
         ..measurement("latency", 0, "pass", 0)
     };
     let c = Commit {
+        epoch: None,
         measurements: std::slice::from_ref(&background),
         ..commit("{}", "progressing", &[])
     };
@@ -271,16 +277,17 @@ async fn step_intents_never_downgrade() {
         ("scale-50".to_string(), r#"{"weight":50}"#.to_string()),
     ];
     let c = Commit {
+        epoch: None,
         step_intents: &intents,
         ..commit("{}", "progressing", &[])
     };
     let g = store.commit(row.id, 1, c, 10).await.unwrap();
     store
-        .step_done(row.id, "scale-10", StepStatus::Applied, "ok", 20)
+        .step_done(row.id, "scale-10", StepStatus::Applied, "ok", 20, None)
         .await
         .unwrap();
     store
-        .step_done(row.id, "scale-50", StepStatus::Failed, "boom", 25)
+        .step_done(row.id, "scale-50", StepStatus::Failed, "boom", 25, None)
         .await
         .unwrap();
 
@@ -291,6 +298,7 @@ async fn step_intents_never_downgrade() {
         intents[1].clone(),
     ];
     let c = Commit {
+        epoch: None,
         step_intents: &again,
         ..commit("{}", "progressing", &[])
     };
@@ -323,7 +331,7 @@ async fn step_intents_never_downgrade() {
     );
     assert!(matches!(
         store
-            .step_done(row.id, "nope", StepStatus::Applied, "", 1)
+            .step_done(row.id, "nope", StepStatus::Applied, "", 1, None)
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -373,6 +381,7 @@ async fn consumed_actions_leave_pending() {
     assert_eq!(pending.len(), 2);
 
     let c = Commit {
+        epoch: None,
         consumed_actions: &ids[..1],
         ..commit("{}", "paused", &[])
     };
@@ -387,6 +396,7 @@ async fn consumed_actions_leave_pending() {
     assert_eq!(left, vec![ids[1]]);
     // Consuming an already consumed action again is harmless.
     let c = Commit {
+        epoch: None,
         consumed_actions: &ids[..2],
         ..commit("{}", "progressing", &[])
     };
@@ -396,6 +406,7 @@ async fn consumed_actions_leave_pending() {
 
     // Another run's request is refused, and the commit writes nothing.
     let c = Commit {
+        epoch: None,
         consumed_actions: &ids[2..],
         ..commit("{}", "aborted", &[])
     };
@@ -443,13 +454,14 @@ async fn reopened_store_sees_everything() {
         let ms = [measurement("errors", 0, "pass", 5)];
         let intents = [("s".to_string(), "{}".to_string())];
         let c = Commit {
+            epoch: None,
             measurements: &ms,
             step_intents: &intents,
             ..commit(r#"{"cp":1}"#, "progressing", &events)
         };
         store.commit(row.id, 1, c, 2).await.unwrap();
         store
-            .step_done(row.id, "s", StepStatus::Applied, "done", 3)
+            .step_done(row.id, "s", StepStatus::Applied, "done", 3, None)
             .await
             .unwrap();
         (
@@ -488,6 +500,7 @@ async fn two_handles_write_concurrently() {
                 let events = [event("tick", "progressing", "progressing")];
                 let ms = [measurement("errors", i, "pass", 3)];
                 let c = Commit {
+                    epoch: None,
                     measurements: &ms,
                     ..commit("{}", "progressing", &events)
                 };
@@ -622,6 +635,7 @@ async fn a_successor_is_created_with_the_last_commit_or_not_at_all() {
     };
     let last = [event("rollback", "progressing", "rolled-back")];
     let done = Commit {
+        epoch: None,
         finished: true,
         ..commit(r#"{"cp":"done"}"#, "rolled-back", &last)
     };
@@ -711,8 +725,16 @@ async fn runners_register_beat_claim_and_stop() {
     assert_eq!((first.started_ms, first.heartbeat_ms), (1_000, 1_000));
     assert_eq!((first.period_ms, first.stopped_ms), (5_000, None));
 
-    store.claim_run(web.id, first.id).await.unwrap();
-    store.claim_run(api.id, first.id).await.unwrap();
+    store
+        .claim_run(web.id, first.id, 60_000)
+        .await
+        .unwrap()
+        .expect("free");
+    store
+        .claim_run(api.id, first.id, 60_000)
+        .await
+        .unwrap()
+        .expect("free");
     store.heartbeat(first.id, 6_000).await.unwrap();
     let seen = store.runner_of(web.id).await.unwrap().expect("claimed");
     assert_eq!(seen.heartbeat_ms, 6_000);
@@ -726,7 +748,19 @@ async fn runners_register_beat_claim_and_stop() {
         .await
         .unwrap();
     assert_ne!(second.id, first.id);
-    store.claim_run(api.id, second.id).await.unwrap();
+    assert!(
+        store
+            .claim_run(api.id, second.id, 60_000)
+            .await
+            .unwrap()
+            .is_none(),
+        "first holds a live lease"
+    );
+    store
+        .take_run(api.id, second.id, 60_000)
+        .await
+        .unwrap()
+        .expect("taken");
     store.release_run(api.id, first.id).await.unwrap();
     assert_eq!(
         store.runner_of(api.id).await.unwrap().map(|r| r.id),
@@ -736,7 +770,11 @@ async fn runners_register_beat_claim_and_stop() {
     assert_eq!(store.runner_of(web.id).await.unwrap(), None);
 
     // Only unfinished runs are listed with their runner.
-    store.claim_run(web.id, first.id).await.unwrap();
+    store
+        .claim_run(web.id, first.id, 60_000)
+        .await
+        .unwrap()
+        .expect("free");
     let drivers = store.drivers().await.unwrap();
     assert_eq!(
         drivers
@@ -747,6 +785,7 @@ async fn runners_register_beat_claim_and_stop() {
     );
     let events = [event("succeed", "progressing", "succeeded")];
     let done = Commit {
+        epoch: None,
         finished: true,
         ..commit("{}", "succeeded", &events)
     };
@@ -781,10 +820,14 @@ async fn runners_register_beat_claim_and_stop() {
         store.heartbeat(second.id + 100, 10_000).await,
         Err(StoreError::NotFound(_))
     ));
-    assert!(matches!(
-        store.claim_run(api.id + 100, first.id).await,
-        Err(StoreError::NotFound(_))
-    ));
+    assert_eq!(
+        store
+            .claim_run(api.id + 100, first.id, 60_000)
+            .await
+            .unwrap(),
+        None,
+        "no such run"
+    );
 }
 
 /// A store as the rollgate before runners made it: only the first migration applied.
@@ -827,6 +870,173 @@ async fn a_store_from_before_runners_reads_and_migrates() {
     assert_eq!(store.latest("web").await.unwrap(), Some(row.clone()));
     assert_eq!(store.runner_of(row.id).await.unwrap(), None);
     let runner = store.register_runner(new_runner("run"), 5).await.unwrap();
-    store.claim_run(row.id, runner.id).await.unwrap();
+    store
+        .claim_run(row.id, runner.id, 60_000)
+        .await
+        .unwrap()
+        .expect("free");
     assert_eq!(reader.runner_of(row.id).await.unwrap(), Some(runner));
+}
+
+#[tokio::test]
+async fn leases_are_claimed_once_renewed_released_and_fence_commits() {
+    let (_dir, store) = fresh().await;
+    let a = store.register_runner(new_runner("serve"), 1).await.unwrap();
+    let b = store.register_runner(new_runner("serve"), 1).await.unwrap();
+    let runs = [
+        create(&store, "r1").await,
+        create(&store, "r2").await,
+        create(&store, "r3").await,
+    ];
+    let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+
+    // A claims two, oldest first, each at epoch 1; B gets the one left; nothing is left.
+    let now = store.db_now_ms().await.unwrap();
+    let got_a = store.claim_free(a.id, 2, 60_000).await.unwrap();
+    assert_eq!(
+        got_a
+            .iter()
+            .map(|l| (l.rollout_id, l.epoch))
+            .collect::<Vec<_>>(),
+        vec![(ids[0], 1), (ids[1], 1)]
+    );
+    assert!(
+        got_a
+            .iter()
+            .all(|l| l.expires_ms >= now + 60_000 && l.expires_ms < now + 70_000)
+    );
+    let got_b = store.claim_free(b.id, 10, 60_000).await.unwrap();
+    assert_eq!(
+        got_b.iter().map(|l| l.rollout_id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert!(store.claim_free(b.id, 10, 60_000).await.unwrap().is_empty());
+    assert_eq!(store.claim_run(ids[0], b.id, 60_000).await.unwrap(), None);
+    assert_eq!(
+        store
+            .leases_held()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![(a.id, 2), (b.id, 1)]
+    );
+    // A claim is not a transition.
+    assert_eq!(store.get(ids[0]).await.unwrap(), Some(runs[0].clone()));
+
+    // The holder commits under its epoch; a claim of its own live lease keeps the epoch.
+    let events = [event("note", "progressing", "progressing")];
+    let g = store
+        .commit(
+            ids[0],
+            1,
+            Commit {
+                epoch: Some(1),
+                ..commit("{}", "progressing", &events)
+            },
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_run(ids[0], a.id, 60_000)
+            .await
+            .unwrap()
+            .map(|l| l.epoch),
+        Some(1)
+    );
+
+    // Renewal extends every lease A holds, in one statement.
+    let renewed = store.renew_leases(a.id, 120_000).await.unwrap();
+    assert_eq!(
+        renewed.iter().map(|l| l.rollout_id).collect::<Vec<_>>(),
+        vec![ids[0], ids[1]]
+    );
+    assert!(renewed.iter().all(|l| l.expires_ms >= now + 120_000));
+
+    // A lease that expired is claimed by B with the next epoch; A is fenced from then on,
+    // for commits and step outcomes alike, and its renewal no longer returns the run.
+    store.renew_leases(a.id, 0).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let taken = loop {
+        let got = store.claim_free(b.id, 10, 60_000).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "expired leases never became free"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert_eq!(
+        taken
+            .iter()
+            .map(|l| (l.rollout_id, l.epoch))
+            .collect::<Vec<_>>(),
+        vec![(ids[0], 2), (ids[1], 2)]
+    );
+    let stale = Commit {
+        epoch: Some(1),
+        ..commit("{}", "progressing", &events)
+    };
+    match store.commit(ids[0], g, stale, 6).await {
+        Err(StoreError::Fenced {
+            rollout,
+            epoch: 1,
+            holder: 2,
+        }) => assert_eq!(rollout, "r1"),
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert_eq!(
+        store.audit(ids[0]).await.unwrap().len(),
+        2,
+        "the fenced commit wrote nothing"
+    );
+    let intents = [("s1".to_string(), "{}".to_string())];
+    let with_step = Commit {
+        epoch: Some(2),
+        step_intents: &intents,
+        ..commit("{}", "progressing", &events)
+    };
+    store.commit(ids[0], g, with_step, 7).await.unwrap();
+    assert!(matches!(
+        store
+            .step_done(ids[0], "s1", StepStatus::Applied, "ok", 8, Some(1))
+            .await,
+        Err(StoreError::Fenced {
+            epoch: 1,
+            holder: 2,
+            ..
+        })
+    ));
+    assert_eq!(
+        store.steps(ids[0]).await.unwrap()[0].status,
+        StepStatus::Intent
+    );
+    store
+        .step_done(ids[0], "s1", StepStatus::Applied, "ok", 8, Some(2))
+        .await
+        .unwrap();
+    assert!(store.renew_leases(a.id, 60_000).await.unwrap().is_empty());
+
+    // A clean stop frees B's leases at once; A claims them with the next epoch.
+    store.release_leases(b.id, None).await.unwrap();
+    assert!(store.leases_held().await.unwrap().is_empty());
+    let back = store.claim_free(a.id, 10, 60_000).await.unwrap();
+    assert_eq!(
+        back.iter()
+            .map(|l| (l.rollout_id, l.epoch))
+            .collect::<Vec<_>>(),
+        vec![(ids[0], 3), (ids[1], 3), (ids[2], 2)]
+    );
+    store.release_leases(a.id, Some(&[ids[2]])).await.unwrap();
+    let lease = store.lease_of(ids[2]).await.unwrap().expect("row");
+    assert!(!lease.live());
+    assert_eq!(
+        (lease.runner, lease.epoch),
+        (Some(a.id), 2),
+        "the last holder stays recorded"
+    );
 }

@@ -153,6 +153,7 @@ async fn filled(name: &str) -> (tempfile::TempDir, Store) {
             row.id,
             row.generation,
             Commit {
+                epoch: None,
                 checkpoint: &serde_json::to_string(&cp).unwrap(),
                 state: "paused(policy)",
                 finished: false,

@@ -1,0 +1,196 @@
+//! Leases: which runner drives each unfinished run, until when (on the database's clock),
+//! and under which epoch.
+//!
+//! Several runners (`rollgate serve` processes) share one store and split its unfinished
+//! runs: each claims free runs ([`Store::claim_free`]) up to what it wants to hold, renews
+//! all its leases in one statement ([`Store::renew_leases`]) well before they expire, and
+//! releases them when it stops cleanly ([`Store::release_leases`]). A run whose holder died
+//! is claimed by another runner once the lease expired. Every claim by a runner that did
+//! not hold a live lease bumps the run's `lease_epoch`; every commit of the run names the
+//! epoch its runner holds ([`super::Commit::epoch`]) and lands only while it is still the
+//! run's ([`StoreError::Fenced`] otherwise). How long a lease lasts, how often it is
+//! renewed and when a runner stops driving on its own clock are the caller's
+//! ([`crate::engine`]'s) business; this module only keeps the rows.
+
+use super::{SQL, Store, StoreError, db};
+use std::collections::BTreeMap;
+
+/// A lease a runner holds on a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct Lease {
+    /// The run (rollout row id).
+    #[sqlx(rename = "id")]
+    pub rollout_id: i64,
+    /// The run's lease epoch: what the holder's commits and steps carry.
+    #[sqlx(rename = "lease_epoch")]
+    pub epoch: i64,
+    /// When the lease ends, on the database's clock (ms since the epoch).
+    #[sqlx(rename = "lease_expires_ms")]
+    pub expires_ms: i64,
+}
+
+/// Who holds a run's lease, as the store says now ([`Store::lease_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseState {
+    /// The runner that holds (or last held) it.
+    pub runner: Option<i64>,
+    /// The run's epoch.
+    pub epoch: i64,
+    /// When the lease ends (`None`: free).
+    pub expires_ms: Option<i64>,
+    /// The database's clock when this was read.
+    pub now_ms: i64,
+}
+
+impl LeaseState {
+    /// Whether a runner holds a lease that has not expired.
+    pub fn live(&self) -> bool {
+        self.runner.is_some() && self.expires_ms.is_some_and(|t| t >= self.now_ms)
+    }
+}
+
+/// A lease duration in milliseconds as the statements bind it; a duration too long for
+/// an i64 of milliseconds is refused by the caller's parser long before this.
+fn ttl(ttl_ms: u64) -> i64 {
+    i64::try_from(ttl_ms).unwrap_or(i64::MAX / 4)
+}
+
+impl Store {
+    /// The database's clock (ms since the epoch): what lease expiries are measured on.
+    pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar(SQL.leases.now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// Claim up to `max` unfinished runs whose lease is free or expired, oldest first, for
+    /// `ttl_ms` from the database's now; runs other claimers are taking at the same moment
+    /// are skipped, not waited for. Each gets the next epoch.
+    pub async fn claim_free(
+        &self,
+        runner: i64,
+        max: u64,
+        ttl_ms: u64,
+    ) -> Result<Vec<Lease>, StoreError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut leases: Vec<Lease> = sqlx::query_as(SQL.leases.claim_free)
+            .bind(runner)
+            .bind(ttl(ttl_ms))
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db)?;
+        leases.sort_by_key(|l| l.rollout_id);
+        Ok(leases)
+    }
+
+    /// Claim the run `rollout_id` for `ttl_ms`: if its lease is free or expired (the next
+    /// epoch) or already `runner`'s (the same epoch, extended). `None` when another runner
+    /// holds a live lease on it, or the run is finished or unknown.
+    pub async fn claim_run(
+        &self,
+        rollout_id: i64,
+        runner: i64,
+        ttl_ms: u64,
+    ) -> Result<Option<Lease>, StoreError> {
+        sqlx::query_as(SQL.leases.claim_one)
+            .bind(runner)
+            .bind(ttl(ttl_ms))
+            .bind(rollout_id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db)
+    }
+
+    /// Claim the run `rollout_id` for `ttl_ms` whoever holds it, with the next epoch (the
+    /// previous holder's commits are fenced from now on): for a runner that knows the
+    /// holder is gone (its process died on this machine) or that the run is its own.
+    /// `None` when the run is finished or unknown.
+    pub async fn take_run(
+        &self,
+        rollout_id: i64,
+        runner: i64,
+        ttl_ms: u64,
+    ) -> Result<Option<Lease>, StoreError> {
+        sqlx::query_as(SQL.leases.take_one)
+            .bind(runner)
+            .bind(ttl(ttl_ms))
+            .bind(rollout_id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db)
+    }
+
+    /// Extend every lease `runner` holds on an unfinished run to `ttl_ms` from the
+    /// database's now, in one statement; the leases it still holds, by run. A run missing
+    /// from the answer was taken by another runner (or finished): stop driving it.
+    pub async fn renew_leases(&self, runner: i64, ttl_ms: u64) -> Result<Vec<Lease>, StoreError> {
+        let mut leases: Vec<Lease> = sqlx::query_as(SQL.leases.renew)
+            .bind(runner)
+            .bind(ttl(ttl_ms))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db)?;
+        leases.sort_by_key(|l| l.rollout_id);
+        Ok(leases)
+    }
+
+    /// Free the leases `runner` holds on these runs (every one of its leases when `runs`
+    /// is `None`): another runner may claim them at once. The runner stays recorded as
+    /// the one that last drove them.
+    pub async fn release_leases(
+        &self,
+        runner: i64,
+        runs: Option<&[i64]>,
+    ) -> Result<(), StoreError> {
+        match runs {
+            None => {
+                sqlx::query(SQL.leases.release_all)
+                    .bind(runner)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(db)?;
+            }
+            Some(runs) => {
+                let mut tx = self.writer.begin().await.map_err(db)?;
+                for &run in runs {
+                    sqlx::query(SQL.leases.release_one)
+                        .bind(runner)
+                        .bind(run)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                }
+                tx.commit().await.map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many live leases each runner holds, by runner id.
+    pub async fn leases_held(&self) -> Result<BTreeMap<i64, i64>, StoreError> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(SQL.leases.held)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The lease of the run `rollout_id` as the store says now.
+    pub async fn lease_of(&self, rollout_id: i64) -> Result<Option<LeaseState>, StoreError> {
+        let row: Option<(Option<i64>, i64, Option<i64>, i64)> = sqlx::query_as(SQL.leases.of_run)
+            .bind(rollout_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.map(|(runner, epoch, expires_ms, now_ms)| LeaseState {
+            runner,
+            epoch,
+            expires_ms,
+            now_ms,
+        }))
+    }
+}
