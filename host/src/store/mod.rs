@@ -429,6 +429,13 @@ impl Store {
         &self.path
     }
 
+    /// Whether every process using this store runs on this machine: a SQLite file is
+    /// (a runner whose process is gone from this machine can be taken over at once); a
+    /// database server is not (only an expired lease says a runner is gone).
+    pub fn is_local(&self) -> bool {
+        true
+    }
+
     /// Create the next run of rollout `name` (run = last run of that name + 1) and write
     /// its first audit event in the same transaction.
     pub async fn create_rollout(
