@@ -2,7 +2,8 @@
 //! its audit events, measurements, step intents, consumed actions), and creating the run
 //! that follows another in the same or its own transaction.
 
-use super::{AuditEvent, MeasurementRow, RolloutRow, SQL, Store, StoreError, db};
+use super::db::{Scalar, query, query_as, query_scalar};
+use super::{AuditEvent, MeasurementRow, RolloutRow, Store, StoreError};
 use std::collections::BTreeMap;
 
 /// Everything one transition writes, committed atomically by [`Store::commit`].
@@ -63,9 +64,9 @@ impl Store {
         commit: Commit<'_>,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await?;
         let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(generation)
     }
 
@@ -78,9 +79,9 @@ impl Store {
         row: NewRow<'_>,
         now_ms: i64,
     ) -> Result<RolloutRow, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await?;
         let created = insert_after(&mut tx, row, now_ms).await?;
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(created)
     }
 
@@ -95,10 +96,10 @@ impl Store {
         successor: NewRow<'_>,
         now_ms: i64,
     ) -> Result<(i64, RolloutRow), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut tx = self.writer.begin().await?;
         let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
         let created = insert_after(&mut tx, successor, now_ms).await?;
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok((generation, created))
     }
 }
@@ -112,7 +113,7 @@ async fn commit_in(
     commit: Commit<'_>,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
-    let bumped = sqlx::query(SQL.bump_generation)
+    let bumped = query(|s| s.bump_generation)
         .bind(commit.checkpoint)
         .bind(commit.state)
         .bind(i64::from(commit.finished))
@@ -121,16 +122,13 @@ async fn commit_in(
         .bind(expected_generation)
         .bind(commit.epoch)
         .bind(commit.epoch)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        .execute(&mut *tx)
+        .await?;
     if bumped != 1 {
-        let found: Option<(String, i64, i64)> = sqlx::query_as(SQL.generation_of)
+        let found: Option<(String, i64, i64)> = query_as(|s| s.generation_of)
             .bind(id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db)?;
+            .fetch_optional(&mut *tx)
+            .await?;
         // Dropping the transaction rolls it back; nothing was written.
         return Err(match found {
             None => StoreError::NotFound(format!("rollout id {id}")),
@@ -150,12 +148,11 @@ async fn commit_in(
     }
 
     if let Some(spec) = commit.spec {
-        sqlx::query(SQL.replace_spec)
+        query(|s| s.replace_spec)
             .bind(spec)
             .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
     }
     append_events(tx, id, commit.events).await?;
     insert_measurements(tx, id, commit.measurements).await?;
@@ -173,7 +170,7 @@ async fn insert_after(
     row: NewRow<'_>,
     now_ms: i64,
 ) -> Result<RolloutRow, StoreError> {
-    let created: RolloutRow = sqlx::query_as(SQL.create_rollout)
+    let created: RolloutRow = query_as(|s| s.create_rollout)
         .bind(row.name)
         .bind(row.spec)
         .bind(row.checkpoint)
@@ -181,9 +178,8 @@ async fn insert_after(
         .bind(now_ms)
         .bind(now_ms)
         .bind(row.name)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
+        .fetch_one(&mut *tx)
+        .await?;
     if Some(created.run) != row.after.checked_add(1) {
         return Err(StoreError::RunTaken {
             rollout: row.name.to_string(),
@@ -195,7 +191,7 @@ async fn insert_after(
     Ok(created)
 }
 
-pub(super) type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+pub(super) use super::db::Tx;
 
 /// Append events with the next gapless seqs (the caller holds the write lock).
 pub(super) async fn append_events(
@@ -206,7 +202,7 @@ pub(super) async fn append_events(
     for event in events {
         let progress = serde_json::to_string(&event.progress)
             .map_err(|e| StoreError::Db(format!("cannot serialise audit progress: {e}")))?;
-        sqlx::query(SQL.append_event)
+        query(|s| s.append_event)
             .bind(id)
             .bind(event.at_ms)
             .bind(&event.actor)
@@ -216,9 +212,8 @@ pub(super) async fn append_events(
             .bind(&event.state_after)
             .bind(progress)
             .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }
@@ -232,7 +227,7 @@ async fn insert_measurements(
 ) -> Result<(), StoreError> {
     let mut touched: BTreeMap<(i64, &str), i64> = BTreeMap::new();
     for m in measurements {
-        sqlx::query(SQL.insert_measurement)
+        query(|s| s.insert_measurement)
             .bind(id)
             .bind(m.phase_index)
             .bind(&m.metric)
@@ -243,13 +238,12 @@ async fn insert_measurements(
             .bind(&m.message)
             .bind(&m.details)
             .bind(m.retention)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
         touched.insert((m.phase_index, m.metric.as_str()), m.retention.max(0));
     }
     for ((phase_index, metric), retention) in touched {
-        sqlx::query(SQL.prune_measurements)
+        query(|s| s.prune_measurements)
             .bind(id)
             .bind(phase_index)
             .bind(metric)
@@ -257,9 +251,8 @@ async fn insert_measurements(
             .bind(phase_index)
             .bind(metric)
             .bind(retention)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
 }
@@ -274,22 +267,19 @@ async fn insert_intents(
     if intents.is_empty() {
         return Ok(());
     }
-    let mut ordinal: i64 = sqlx::query_scalar(SQL.last_ordinal)
+    let mut ordinal: i64 = query_scalar(|s| s.last_ordinal)
         .bind(id)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
+        .one(&mut *tx)
+        .await?;
     for (step_id, step) in intents {
-        let inserted = sqlx::query(SQL.insert_intent)
+        let inserted = query(|s| s.insert_intent)
             .bind(id)
             .bind(step_id)
             .bind(ordinal + 1)
             .bind(step)
             .bind(now_ms)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+            .execute(&mut *tx)
+            .await?;
         ordinal += i64::try_from(inserted).unwrap_or(1);
     }
     Ok(())
@@ -303,21 +293,18 @@ async fn consume_actions(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     for &action in actions {
-        let updated = sqlx::query(SQL.consume_action)
+        let updated = query(|s| s.consume_action)
             .bind(id)
             .bind(now_ms)
             .bind(action)
             .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+            .execute(&mut *tx)
+            .await?;
         if updated == 0 {
-            let found: Option<(i64, Option<i64>)> = sqlx::query_as(SQL.action_owner)
+            let found: Option<(i64, Option<i64>)> = query_as(|s| s.action_owner)
                 .bind(action)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(db)?;
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some((target, consumed_by)) = found else {
                 return Err(StoreError::NotFound(format!("action request {action}")));
             };

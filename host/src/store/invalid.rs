@@ -2,7 +2,8 @@
 //! configurations runners loaded: what `rollgate run`, `serve`, `get` and the API share
 //! through the store.
 
-use super::{SQL, Store, StoreError, db};
+use super::db::{Scalar, query, query_as, query_scalar};
+use super::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// A rollout in the state `invalid-spec`: why, since when, and the run it holds.
@@ -51,34 +52,29 @@ impl Store {
     ) -> Result<(), StoreError> {
         let problems = serde_json::to_string(problems)
             .map_err(|e| StoreError::Db(format!("cannot serialise problems: {e}")))?;
-        sqlx::query(SQL.set_invalid)
+        query(|s| s.set_invalid)
             .bind(name)
             .bind(problems)
             .bind(now_ms)
             .bind(held_run)
             .execute(&self.writer)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
     /// Rollout `name` loads again; whether it was invalid.
     pub async fn clear_invalid(&self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(SQL.clear_invalid)
+        let done = query(|s| s.clear_invalid)
             .bind(name)
             .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+            .await?;
+        Ok(done > 0)
     }
 
     /// Whether this store records invalid-spec rollouts (a store written before they were,
     /// opened by a reader that does not migrate, does not: it has none).
     async fn tracks_invalid(&self) -> Result<bool, StoreError> {
-        let tables: i64 = sqlx::query_scalar(SQL.tracks_invalid)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+        let tables: i64 = query_scalar(|s| s.tracks_invalid).one(&self.pool).await?;
         Ok(tables > 0)
     }
 
@@ -87,10 +83,7 @@ impl Store {
         if !self.tracks_invalid().await? {
             return Ok(Vec::new());
         }
-        let rows: Vec<InvalidRecord> = sqlx::query_as(SQL.invalid_specs)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows: Vec<InvalidRecord> = query_as(|s| s.invalid_specs).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(InvalidSpec::from).collect())
     }
 
@@ -99,28 +92,25 @@ impl Store {
         if !self.tracks_invalid().await? {
             return Ok(None);
         }
-        let row: Option<InvalidRecord> = sqlx::query_as(SQL.invalid_spec)
+        let row: Option<InvalidRecord> = query_as(|s| s.invalid_spec)
             .bind(name)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(row.map(InvalidSpec::from))
     }
 
     /// The generation of the configuration with this fingerprint: the newest one when it
     /// is the same, else a new one.
     pub async fn configuration(&self, fingerprint: &str, now_ms: i64) -> Result<i64, StoreError> {
-        sqlx::query(SQL.insert_configuration)
+        query(|s| s.insert_configuration)
             .bind(fingerprint)
             .bind(now_ms)
             .bind(fingerprint)
             .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        let (generation, _): (i64, String) = sqlx::query_as(SQL.latest_configuration)
+            .await?;
+        let (generation, _): (i64, String) = query_as(|s| s.latest_configuration)
             .fetch_one(&self.writer)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(generation)
     }
 }

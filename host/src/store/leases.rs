@@ -12,7 +12,8 @@
 //! renewed and when a runner stops driving on its own clock are the caller's
 //! ([`crate::engine`]'s) business; this module only keeps the rows.
 
-use super::{SQL, Store, StoreError, db};
+use super::db::{Scalar, query, query_as, query_scalar};
+use super::{Store, StoreError};
 use std::collections::BTreeMap;
 
 /// A lease a runner holds on a run.
@@ -58,10 +59,7 @@ fn ttl(ttl_ms: u64) -> i64 {
 impl Store {
     /// The database's clock (ms since the epoch): what lease expiries are measured on.
     pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
-        sqlx::query_scalar(SQL.leases.now)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)
+        query_scalar(|s| s.leases.now).one(&self.pool).await
     }
 
     /// Claim up to `max` unfinished runs whose lease is free or expired, oldest first, for
@@ -76,13 +74,12 @@ impl Store {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut leases: Vec<Lease> = sqlx::query_as(SQL.leases.claim_free)
+        let mut leases: Vec<Lease> = query_as(|s| s.leases.claim_free)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .fetch_all(&self.writer)
-            .await
-            .map_err(db)?;
+            .await?;
         leases.sort_by_key(|l| l.rollout_id);
         Ok(leases)
     }
@@ -96,13 +93,12 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        sqlx::query_as(SQL.leases.claim_one)
+        query_as(|s| s.leases.claim_one)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .bind(rollout_id)
             .fetch_optional(&self.writer)
             .await
-            .map_err(db)
     }
 
     /// Claim the run `rollout_id` for `ttl_ms` whoever holds it, with the next epoch (the
@@ -115,25 +111,23 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        sqlx::query_as(SQL.leases.take_one)
+        query_as(|s| s.leases.take_one)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .bind(rollout_id)
             .fetch_optional(&self.writer)
             .await
-            .map_err(db)
     }
 
     /// Extend every lease `runner` holds on an unfinished run to `ttl_ms` from the
     /// database's now, in one statement; the leases it still holds, by run. A run missing
     /// from the answer was taken by another runner (or finished): stop driving it.
     pub async fn renew_leases(&self, runner: i64, ttl_ms: u64) -> Result<Vec<Lease>, StoreError> {
-        let mut leases: Vec<Lease> = sqlx::query_as(SQL.leases.renew)
+        let mut leases: Vec<Lease> = query_as(|s| s.leases.renew)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .fetch_all(&self.writer)
-            .await
-            .map_err(db)?;
+            .await?;
         leases.sort_by_key(|l| l.rollout_id);
         Ok(leases)
     }
@@ -148,23 +142,21 @@ impl Store {
     ) -> Result<(), StoreError> {
         match runs {
             None => {
-                sqlx::query(SQL.leases.release_all)
+                query(|s| s.leases.release_all)
                     .bind(runner)
                     .execute(&self.writer)
-                    .await
-                    .map_err(db)?;
+                    .await?;
             }
             Some(runs) => {
-                let mut tx = self.writer.begin().await.map_err(db)?;
+                let mut tx = self.writer.begin().await?;
                 for &run in runs {
-                    sqlx::query(SQL.leases.release_one)
+                    query(|s| s.leases.release_one)
                         .bind(runner)
                         .bind(run)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                        .execute(&mut tx)
+                        .await?;
                 }
-                tx.commit().await.map_err(db)?;
+                tx.commit().await?;
             }
         }
         Ok(())
@@ -172,20 +164,16 @@ impl Store {
 
     /// How many live leases each runner holds, by runner id.
     pub async fn leases_held(&self) -> Result<BTreeMap<i64, i64>, StoreError> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(SQL.leases.held)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows: Vec<(i64, i64)> = query_as(|s| s.leases.held).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().collect())
     }
 
     /// The lease of the run `rollout_id` as the store says now.
     pub async fn lease_of(&self, rollout_id: i64) -> Result<Option<LeaseState>, StoreError> {
-        let row: Option<(Option<i64>, i64, Option<i64>, i64)> = sqlx::query_as(SQL.leases.of_run)
+        let row: Option<(Option<i64>, i64, Option<i64>, i64)> = query_as(|s| s.leases.of_run)
             .bind(rollout_id)
             .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(row.map(|(runner, epoch, expires_ms, now_ms)| LeaseState {
             runner,
             epoch,

@@ -3,7 +3,8 @@
 //! changed ([`Store::changed_since`]). Both find the rows by `updated_ms` (indexed,
 //! migration 5), never by scanning every checkpoint.
 
-use super::{RolloutRow, SQL, Store, StoreError, db};
+use super::db::query_as;
+use super::{RolloutRow, Store, StoreError};
 
 /// The latest run of a rollout, with its last audit event's actor and action.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -36,19 +37,17 @@ impl Store {
     /// The latest run of every rollout whose latest run changed at or after `since_ms`
     /// (`i64::MIN`: every rollout), oldest id first.
     pub async fn latest_changed(&self, since_ms: i64) -> Result<Vec<ListedRow>, StoreError> {
-        sqlx::query_as(SQL.latest_changed)
+        query_as(|s| s.latest_changed)
             .bind(since_ms)
             .fetch_all(&self.pool)
             .await
-            .map_err(db)
     }
 
     /// Every run changed at or after `since_ms`, by `updated_ms`.
     pub async fn changed_since(&self, since_ms: i64) -> Result<Vec<Changed>, StoreError> {
-        sqlx::query_as(SQL.changed_since)
+        query_as(|s| s.changed_since)
             .bind(since_ms)
             .fetch_all(&self.pool)
             .await
-            .map_err(db)
     }
 }

@@ -50,6 +50,7 @@
 //! [`Store::drivers`]).
 
 mod commit;
+mod db;
 mod invalid;
 mod leases;
 mod listing;
@@ -65,12 +66,12 @@ pub use runners::{Claims, NewRunner, RunnerRow};
 pub use series::{CAP as SERIES_CAP, SeriesPoint};
 
 use commit::append_events;
+use db::{Pool, Scalar, query, query_as, query_scalar};
 
 use serde::{Deserialize, Serialize};
-use sql::{Filter, Sql};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sql::Filter;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -151,6 +152,21 @@ pub enum StoreError {
 
 fn db(e: sqlx::Error) -> StoreError {
     StoreError::Db(e.to_string())
+}
+
+/// A driver's error text with the URL's password removed, should the driver quote it.
+fn redact_error(message: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(user_info, _)| user_info.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => message.replace(p, "***"),
+        None => message.to_string(),
+    }
 }
 
 /// One run of a rollout: its resolved spec, where it got to and whether it is done.
@@ -326,19 +342,96 @@ pub struct ActionRequest {
     pub at_ms: i64,
 }
 
-/// A handle on one store file; cheap to clone, safe to share between tasks, and other
-/// processes may open the same file at the same time.
+/// A handle on one store — a SQLite file or a PostgreSQL database; cheap to clone, safe to
+/// share between tasks, and other processes may use the same store at the same time.
 #[derive(Debug, Clone)]
 pub struct Store {
     /// Reads (every query outside a transaction that writes nothing).
-    pool: SqlitePool,
-    /// Writes and transactions: commits, creations, actions, runners, migrations.
-    writer: SqlitePool,
-    path: PathBuf,
+    pool: Pool,
+    /// Writes and transactions: commits, creations, actions, runners, migrations. For
+    /// PostgreSQL the same pool as `pool` (its readers never wait for writers).
+    writer: Pool,
+    /// The file, or the database URL without its password.
+    location: Location,
 }
 
-/// The statements of the store's dialect (see [`sql`]).
-const SQL: &Sql = &sql::SQLITE;
+/// Where a store lives, as `--store FILE` or `--db URL` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (created when a runner opens it).
+    File(PathBuf),
+    /// A PostgreSQL database: `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?…]`.
+    Postgres(String),
+}
+
+impl Location {
+    /// `--db`'s value: a `postgres://` (or `postgresql://`) URL, else a SQLite file path
+    /// (`sqlite://PATH` is accepted too).
+    pub fn parse(text: &str) -> Location {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Location::Postgres(text.to_string())
+        } else {
+            Location::File(PathBuf::from(
+                text.strip_prefix("sqlite://").unwrap_or(text),
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    /// The file's path, or the URL with its password replaced by `***` (what errors and
+    /// logs may show).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// A database URL with any password replaced by `***`: `postgres://u:***@h/db`. A URL
+/// that cannot be read is shown as its scheme only.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<database URL>".into();
+    };
+    // The authority ends at the first '/', '?' or '#'; credentials end at its last '@'.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let tail = redact_query(tail);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+            if user_info.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
+/// A URL's path and query with the value of any `password` parameter replaced.
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_string();
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => p.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", params.join("&"))
+}
+
+/// Connections per [`Store`] on PostgreSQL (reads and writes share them).
+const PG_CONNECTIONS: u32 = 10;
+
+/// How long opening a PostgreSQL store waits for its first connection.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How [`Store::connect`] opens the file.
 #[derive(Debug, Clone, Copy)]
@@ -371,12 +464,73 @@ impl Store {
             SqliteSynchronous::Normal
         };
         let store = Store::connect(path, Mode::Create(sync)).await?;
-        if let Err(e) = sqlx::migrate!("./migrations").run(&store.writer).await {
-            store.pool.close().await;
-            store.writer.close().await;
-            return Err(migrate_error(&path.display().to_string(), e));
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Open the store at `location` to run rollouts: a SQLite file ([`Store::open_durable`])
+    /// or a PostgreSQL database ([`Store::open_postgres`]), brought up to date.
+    pub async fn open_at(location: &Location, full_sync: bool) -> Result<Store, StoreError> {
+        match location {
+            Location::File(path) => Store::open_durable(path, full_sync).await,
+            Location::Postgres(url) => Store::open_postgres(url, true).await,
+        }
+    }
+
+    /// Open the store at `location` to read it ([`Store::open_existing`] for a file; a
+    /// PostgreSQL database is opened without migrating).
+    pub async fn open_existing_at(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::File(path) => Store::open_existing(path).await,
+            Location::Postgres(url) => Store::open_postgres(url, false).await,
+        }
+    }
+
+    /// Connect to a PostgreSQL database and, when `migrate`, bring its schema up to date
+    /// (PostgreSQL migrations take a lock: several runners starting at once are safe).
+    pub async fn open_postgres(url: &str, migrate: bool) -> Result<Store, StoreError> {
+        let location = Location::Postgres(url.to_string());
+        let open_error = |message: String| StoreError::Open {
+            path: location.to_string(),
+            message,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            open_error(format!(
+                "not a PostgreSQL URL ({}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+                redact_error(&e.to_string(), url)
+            ))
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(PG_CONNECTIONS)
+            .acquire_timeout(PG_CONNECT_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| open_error(redact_error(&e.to_string(), url)))?;
+        let pool = Pool::Postgres(pool);
+        let store = Store {
+            pool: pool.clone(),
+            writer: pool,
+            location: location.clone(),
+        };
+        if migrate {
+            store.migrate().await?;
         }
         Ok(store)
+    }
+
+    /// Bring the schema up to date with the dialect's migrations (closing the store when
+    /// that fails).
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let result = match &self.writer {
+            Pool::Sqlite(p) => sqlx::migrate!("./migrations").run(p).await,
+            Pool::Postgres(p) => sqlx::migrate!("./pg-migrations").run(p).await,
+        };
+        if let Err(e) = result {
+            self.pool.close().await;
+            self.writer.close().await;
+            return Err(migrate_error(&self.location.to_string(), e));
+        }
+        Ok(())
     }
 
     /// Open an existing store to read it (`rollgate get`, `history`): no file is created
@@ -418,22 +572,22 @@ impl Store {
             }
         };
         Ok(Store {
-            pool,
-            writer,
-            path: path.to_path_buf(),
+            pool: Pool::Sqlite(pool),
+            writer: Pool::Sqlite(writer),
+            location: Location::File(path.to_path_buf()),
         })
     }
 
-    /// The file this store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Where this store lives.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Whether every process using this store runs on this machine: a SQLite file is
     /// (a runner whose process is gone from this machine can be taken over at once); a
     /// database server is not (only an expired lease says a runner is gone).
     pub fn is_local(&self) -> bool {
-        true
+        matches!(self.location, Location::File(_))
     }
 
     /// Create the next run of rollout `name` (run = last run of that name + 1) and write
@@ -447,8 +601,8 @@ impl Store {
         event: &AuditEvent,
         now_ms: i64,
     ) -> Result<RolloutRow, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        let rollout: RolloutRow = sqlx::query_as(SQL.create_rollout)
+        let mut tx = self.writer.begin().await?;
+        let rollout: RolloutRow = query_as(|s| s.create_rollout)
             .bind(name)
             .bind(spec)
             .bind(checkpoint)
@@ -456,11 +610,10 @@ impl Store {
             .bind(now_ms)
             .bind(now_ms)
             .bind(name)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+            .fetch_one(&mut tx)
+            .await?;
         append_events(&mut tx, rollout.id, std::slice::from_ref(event)).await?;
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(rollout)
     }
 
@@ -492,13 +645,13 @@ impl Store {
     /// The one filtered query behind [`get`](Store::get), [`latest`](Store::latest),
     /// [`unfinished`](Store::unfinished), [`list`](Store::list) and [`runs`](Store::runs).
     async fn rollouts(&self, filter: Filter<'_>) -> Result<Vec<RolloutRow>, StoreError> {
-        let query = sqlx::query_as(SQL.rollouts.query(filter));
+        let query = query_as(|s| s.rollouts.query(filter));
         let query = match filter {
             Filter::Id(id) => query.bind(id),
             Filter::Runs(name) | Filter::Latest(name) => query.bind(name),
             Filter::All | Filter::Unfinished => query,
         };
-        query.fetch_all(&self.pool).await.map_err(db)
+        query.fetch_all(&self.pool).await
     }
 
     /// Record a step's outcome (after its intent was committed), if the run's lease epoch
@@ -512,7 +665,7 @@ impl Store {
         now_ms: i64,
         epoch: Option<i64>,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(SQL.step_done)
+        let updated = query(|s| s.step_done)
             .bind(status.as_str())
             .bind(result)
             .bind(now_ms)
@@ -522,9 +675,7 @@ impl Store {
             .bind(epoch)
             .bind(id)
             .execute(&self.writer)
-            .await
-            .map_err(db)?
-            .rows_affected();
+            .await?;
         if updated == 0 {
             if let Some(epoch) = epoch
                 && let Some(lease) = self.lease_of(id).await?
@@ -546,20 +697,13 @@ impl Store {
 
     /// The rollout row's steps, in the order their intents were committed.
     pub async fn steps(&self, id: i64) -> Result<Vec<StepRow>, StoreError> {
-        sqlx::query_as(SQL.steps)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
+        query_as(|s| s.steps).bind(id).fetch_all(&self.pool).await
     }
 
     /// The rollout row's audit log, by seq.
     pub async fn audit(&self, id: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let records: Vec<AuditRecord> = sqlx::query_as(SQL.audit)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let records: Vec<AuditRecord> =
+            query_as(|s| s.audit).bind(id).fetch_all(&self.pool).await?;
         records
             .into_iter()
             .map(|record| {
@@ -583,11 +727,10 @@ impl Store {
 
     /// The rollout row's kept measurements, in the order they were recorded.
     pub async fn measurements(&self, id: i64) -> Result<Vec<MeasurementRow>, StoreError> {
-        sqlx::query_as(SQL.measurements)
+        query_as(|s| s.measurements)
             .bind(id)
             .fetch_all(&self.pool)
             .await
-            .map_err(db)
     }
 
     /// Leave an action for the runner of the run `rollout_id`; returns its id. Fails with
@@ -600,25 +743,23 @@ impl Store {
         reason: &str,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        sqlx::query_scalar(SQL.request_action)
+        query_scalar(|s| s.request_action)
             .bind(action)
             .bind(actor)
             .bind(reason)
             .bind(now_ms)
             .bind(rollout_id)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(db)?
+            .optional(&self.writer)
+            .await?
             .ok_or_else(|| StoreError::NotFound(format!("rollout row {rollout_id}")))
     }
 
     /// Actions requested for the run `rollout_id` and not yet consumed, oldest first.
     pub async fn pending_actions(&self, rollout_id: i64) -> Result<Vec<ActionRequest>, StoreError> {
-        sqlx::query_as(SQL.pending_actions)
+        query_as(|s| s.pending_actions)
             .bind(rollout_id)
             .fetch_all(&self.pool)
             .await
-            .map_err(db)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Runners: the processes that drive runs, registered with their heartbeat, and which run
 //! each of them claims; readers ask who drives a run.
 
-use super::{SQL, Store, StoreError, db};
+use super::db::{Scalar, query, query_as, query_scalar};
+use super::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -53,7 +54,7 @@ impl Store {
         runner: NewRunner<'_>,
         now_ms: i64,
     ) -> Result<RunnerRow, StoreError> {
-        sqlx::query_as(SQL.register_runner)
+        query_as(|s| s.register_runner)
             .bind(runner.host)
             .bind(runner.pid)
             .bind(runner.command)
@@ -63,19 +64,16 @@ impl Store {
             .bind(runner.period_ms)
             .fetch_one(&self.writer)
             .await
-            .map_err(db)
     }
 
     /// The runner `id` is alive at `now_ms`. Fails with [`StoreError::NotFound`] when there
     /// is no such runner or it was marked stopped.
     pub async fn heartbeat(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        let updated = sqlx::query(SQL.heartbeat)
+        let updated = query(|s| s.heartbeat)
             .bind(now_ms)
             .bind(id)
             .execute(&self.writer)
-            .await
-            .map_err(db)?
-            .rows_affected();
+            .await?;
         if updated == 0 {
             return Err(StoreError::NotFound(format!("running runner {id}")));
         }
@@ -84,35 +82,30 @@ impl Store {
 
     /// The runner `id` stopped cleanly at `now_ms` (its last heartbeat too).
     pub async fn runner_stopped(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(SQL.runner_stopped)
+        query(|s| s.runner_stopped)
             .bind(now_ms)
             .bind(now_ms)
             .bind(id)
             .execute(&self.writer)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
     /// The runner `runner` no longer drives the run `rollout_id` (its driver gave up on
     /// it); a claim another runner made since is left alone.
     pub async fn release_run(&self, rollout_id: i64, runner: i64) -> Result<(), StoreError> {
-        sqlx::query(SQL.release_run)
+        query(|s| s.release_run)
             .bind(rollout_id)
             .bind(runner)
             .execute(&self.writer)
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(())
     }
 
     /// Whether this store records runners. A store written before runners were recorded
     /// and opened with [`Store::open_existing`] (which does not migrate) does not.
     pub async fn tracks_runners(&self) -> Result<bool, StoreError> {
-        let tables: i64 = sqlx::query_scalar(SQL.tracks_runners)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+        let tables: i64 = query_scalar(|s| s.tracks_runners).one(&self.pool).await?;
         Ok(tables > 0)
     }
 
@@ -122,11 +115,10 @@ impl Store {
         if !self.tracks_runners().await? {
             return Ok(None);
         }
-        sqlx::query_as(SQL.runner_of)
+        query_as(|s| s.runner_of)
             .bind(rollout_id)
             .fetch_optional(&self.pool)
             .await
-            .map_err(db)
     }
 
     /// The runner of every unfinished run that has one, by rollout row id (empty when the
@@ -159,14 +151,8 @@ impl Store {
         if !self.tracks_runners().await? {
             return Ok(Claims::default());
         }
-        let runs: Vec<(i64, i64)> = sqlx::query_as(SQL.claims)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        let runners: Vec<RunnerRow> = sqlx::query_as(SQL.runners)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let runs: Vec<(i64, i64)> = query_as(|s| s.claims).fetch_all(&self.pool).await?;
+        let runners: Vec<RunnerRow> = query_as(|s| s.runners).fetch_all(&self.pool).await?;
         Ok(Claims {
             runs: runs.into_iter().collect(),
             runners: runners.into_iter().map(|r| (r.id, r)).collect(),

@@ -12,7 +12,8 @@
 //! statements: read the oldest half, delete it, insert the merged points.
 
 use super::commit::Tx;
-use super::{MeasurementRow, SQL, Store, StoreError, db};
+use super::db::{Scalar, query, query_as, query_scalar};
+use super::{MeasurementRow, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -98,32 +99,29 @@ pub(super) async fn append(
     id: i64,
     measurements: &[MeasurementRow],
 ) -> Result<(), StoreError> {
-    let sql = &SQL.series;
     let mut appended: BTreeMap<(i64, &str), i64> = BTreeMap::new();
     for m in measurements {
-        sqlx::query(sql.append)
+        query(|s| s.series.append)
             .bind(id)
             .bind(m.phase_index)
             .bind(&m.metric)
             .bind(m.at_ms)
             .bind(m.value)
             .bind(&m.verdict)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
         *appended
             .entry((m.phase_index, m.metric.as_str()))
             .or_default() += 1;
     }
     for ((phase_index, metric), n) in appended {
-        let points: i64 = sqlx::query_scalar(sql.count)
+        let points: i64 = query_scalar(|s| s.series.count)
             .bind(id)
             .bind(phase_index)
             .bind(metric)
             .bind(n)
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(db)?;
+            .one(&mut *tx)
+            .await?;
         if points > CAP {
             downsample(tx, id, phase_index, metric, points).await?;
         }
@@ -140,18 +138,16 @@ async fn downsample(
     metric: &str,
     mut points: i64,
 ) -> Result<(), StoreError> {
-    let sql = &SQL.series;
     while points > CAP {
         // An even number of the oldest points: half the series, rounded down.
         let take = points / 2 / 2 * 2;
-        let oldest: Vec<Stored> = sqlx::query_as(sql.oldest)
+        let oldest: Vec<Stored> = query_as(|s| s.series.oldest)
             .bind(id)
             .bind(phase_index)
             .bind(metric)
             .bind(take)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db)?;
+            .fetch_all(&mut *tx)
+            .await?;
         // Whole pairs only (the counter may disagree with the points of a store edited
         // by hand: then fewer come back).
         let paired = &oldest[..oldest.len() / 2 * 2];
@@ -170,34 +166,31 @@ async fn downsample(
             .map_err(|e| StoreError::Db(format!("cannot serialise series points: {e}")))?;
         // The pairs go, their merged points come back in the later points' places: two
         // statements whatever the number of points.
-        sqlx::query(sql.delete_oldest)
+        query(|s| s.series.delete_oldest)
             .bind(id)
             .bind(phase_index)
             .bind(metric)
             .bind(newest.at_ms)
             .bind(newest.id)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(sql.insert_merged)
+            .execute(&mut *tx)
+            .await?;
+        query(|s| s.series.insert_merged)
             .bind(id)
             .bind(phase_index)
             .bind(metric)
             .bind(merged_json)
-            .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut *tx)
+            .await?;
         let merged = i64::try_from(merged.len()).unwrap_or(i64::MAX);
         points -= merged;
     }
-    sqlx::query(sql.set_count)
+    query(|s| s.series.set_count)
         .bind(points)
         .bind(id)
         .bind(phase_index)
         .bind(metric)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -205,10 +198,7 @@ impl Store {
     /// Whether this store keeps series (a store written before migration 4, opened by a
     /// reader that does not migrate, does not: it has none).
     async fn tracks_series(&self) -> Result<bool, StoreError> {
-        let tables: i64 = sqlx::query_scalar(SQL.series.tracked)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)?;
+        let tables: i64 = query_scalar(|s| s.series.tracked).one(&self.pool).await?;
         Ok(tables > 0)
     }
 
@@ -218,11 +208,10 @@ impl Store {
         if !self.tracks_series().await? {
             return Ok(Vec::new());
         }
-        sqlx::query_as(SQL.series.of_run)
+        query_as(|s| s.series.of_run)
             .bind(rollout_id)
             .fetch_all(&self.pool)
             .await
-            .map_err(db)
     }
 }
 

@@ -181,8 +181,8 @@ async fn a_long_metric_is_downsampled_to_the_cap_keeping_failures_and_recent_poi
             .collect::<Vec<_>>()[..]
     );
     // The counter row agrees with the points.
-    let counted: i64 = sqlx::query_scalar("SELECT points FROM series")
-        .fetch_one(&store.pool)
+    let counted: i64 = crate::store::db::query_scalar(|_| "SELECT points FROM series")
+        .one(&store.pool)
         .await
         .unwrap();
     assert_eq!(counted, series.len() as i64);

@@ -61,6 +61,7 @@ pub(super) enum Filter<'a> {
 }
 
 /// `SELECT` of rollout rows, one per [`Filter`].
+#[derive(Debug)]
 pub(super) struct SelectRollouts {
     /// Binds: id.
     pub by_id: &'static str,
@@ -88,6 +89,7 @@ impl SelectRollouts {
 }
 
 /// Every statement of the store in one dialect.
+#[derive(Debug)]
 pub(super) struct Sql {
     /// Rollout rows by filter.
     pub rollouts: SelectRollouts,
@@ -178,6 +180,7 @@ pub(super) struct Sql {
 }
 
 /// The statements of leases ([`super::leases`]); every time in them is the database's.
+#[derive(Debug)]
 pub(super) struct LeaseSql {
     /// No binds. Returns the database's clock (ms since the epoch).
     pub now: &'static str,
@@ -206,6 +209,7 @@ pub(super) struct LeaseSql {
 }
 
 /// The statements of the metric series ([`super::series`]).
+#[derive(Debug)]
 pub(super) struct SeriesSql {
     /// Binds: rollout id, phase_index, metric, at_ms, value, verdict.
     pub append: &'static str,
@@ -421,5 +425,71 @@ pub(super) const SQLITE: Sql = Sql {
             sqlite_now_ms!(),
             " FROM rollouts WHERE id = ?"
         ),
+    },
+};
+/// PostgreSQL: `$n` placeholders, identity ids, `FOR UPDATE SKIP LOCKED` for claims, the
+/// server's clock (`clock_timestamp()`) for leases, `finished` read back as a boolean.
+pub(super) const POSTGRES: Sql = Sql {
+    rollouts: SelectRollouts {
+        by_id: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts WHERE id = $1",
+        all: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts ORDER BY id",
+        unfinished: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts WHERE finished = 0 ORDER BY id",
+        runs_of: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts WHERE name = $1 ORDER BY run",
+        latest_of: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts WHERE name = $1 ORDER BY run DESC LIMIT 1",
+    },
+    latest_changed: "SELECT r.id, r.name, r.run, r.spec, r.checkpoint, r.state, (r.finished <> 0) AS finished, r.generation, r.created_ms, r.updated_ms, a.actor AS last_actor, a.action AS last_action FROM rollouts r LEFT JOIN audit_events a ON a.rollout_id = r.id AND a.seq = (SELECT MAX(seq) FROM audit_events WHERE rollout_id = r.id) WHERE r.updated_ms >= $1 AND r.run = (SELECT MAX(l.run) FROM rollouts l WHERE l.name = r.name) ORDER BY r.id",
+    changed_since: "SELECT id, name, run, generation, updated_ms FROM rollouts WHERE updated_ms >= $1 ORDER BY updated_ms, id",
+    create_rollout: "INSERT INTO rollouts (name, run, spec, checkpoint, state, finished, generation, created_ms, updated_ms) SELECT $1, COALESCE(MAX(run), 0) + 1, $2, $3, $4, 0, 1, $5, $6 FROM rollouts WHERE name = $7 RETURNING id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms",
+    bump_generation: "UPDATE rollouts SET generation = generation + 1, checkpoint = $1, state = $2, finished = $3, updated_ms = $4 WHERE id = $5 AND generation = $6 AND ($7 IS NULL OR lease_epoch = $8)",
+    generation_of: "SELECT name, generation, lease_epoch FROM rollouts WHERE id = $1",
+    replace_spec: "UPDATE rollouts SET spec = $1 WHERE id = $2",
+    append_event: "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, state_before, state_after, progress) SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM audit_events WHERE rollout_id = $9",
+    insert_measurement: "INSERT INTO measurements (rollout_id, phase_index, metric, idx, at_ms, verdict, value, message, details, retention) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    prune_measurements: "DELETE FROM measurements WHERE rollout_id = $1 AND phase_index = $2 AND metric = $3 AND verdict NOT IN ('fail', 'error') AND id NOT IN (SELECT id FROM measurements WHERE rollout_id = $4 AND phase_index = $5 AND metric = $6 AND verdict NOT IN ('fail', 'error') ORDER BY id DESC LIMIT $7)",
+    last_ordinal: "SELECT COALESCE(MAX(ordinal), 0) AS last FROM steps WHERE rollout_id = $1",
+    insert_intent: "INSERT INTO steps (rollout_id, step_id, ordinal, step, status, result, updated_ms) VALUES ($1, $2, $3, $4, 'intent', NULL, $5) ON CONFLICT (rollout_id, step_id) DO NOTHING",
+    step_done: "UPDATE steps SET status = $1, result = $2, updated_ms = $3 WHERE rollout_id = $4 AND step_id = $5 AND ($6 IS NULL OR $7 = (SELECT lease_epoch FROM rollouts WHERE id = $8))",
+    steps: "SELECT step_id, step, status, result, updated_ms FROM steps WHERE rollout_id = $1 ORDER BY ordinal",
+    audit: "SELECT seq, at_ms, actor, action, reason, state_before, state_after, progress FROM audit_events WHERE rollout_id = $1 ORDER BY seq",
+    measurements: "SELECT phase_index, metric, idx, at_ms, verdict, value, message, details, retention FROM measurements WHERE rollout_id = $1 ORDER BY id",
+    request_action: "INSERT INTO action_requests (rollout_id, rollout, action, actor, reason, at_ms) SELECT id, name, $1, $2, $3, $4 FROM rollouts WHERE id = $5 RETURNING id",
+    pending_actions: "SELECT id, rollout_id, rollout, action, actor, reason, at_ms FROM action_requests WHERE rollout_id = $1 AND consumed_by IS NULL ORDER BY id",
+    consume_action: "UPDATE action_requests SET consumed_by = $1, consumed_ms = $2 WHERE id = $3 AND rollout_id = $4 AND consumed_by IS NULL",
+    action_owner: "SELECT rollout_id, consumed_by FROM action_requests WHERE id = $1",
+    set_invalid: "INSERT INTO invalid_specs (name, problems, since_ms, held_run) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET since_ms = CASE WHEN invalid_specs.problems = excluded.problems THEN invalid_specs.since_ms ELSE excluded.since_ms END, problems = excluded.problems, held_run = excluded.held_run",
+    clear_invalid: "DELETE FROM invalid_specs WHERE name = $1",
+    invalid_specs: "SELECT name, problems, since_ms, held_run FROM invalid_specs ORDER BY name",
+    invalid_spec: "SELECT name, problems, since_ms, held_run FROM invalid_specs WHERE name = $1",
+    tracks_invalid: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'invalid_specs'",
+    latest_configuration: "SELECT generation, fingerprint FROM configurations ORDER BY generation DESC LIMIT 1",
+    insert_configuration: "INSERT INTO configurations (fingerprint, loaded_ms) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM configurations WHERE fingerprint = $3 AND generation = (SELECT MAX(generation) FROM configurations))",
+    tracks_runners: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'runners'",
+    register_runner: "INSERT INTO runners (host, pid, command, version, started_ms, heartbeat_ms, period_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, host, pid, command, version, started_ms, heartbeat_ms, period_ms, stopped_ms",
+    heartbeat: "UPDATE runners SET heartbeat_ms = $1 WHERE id = $2 AND stopped_ms IS NULL",
+    runner_stopped: "UPDATE runners SET heartbeat_ms = $1, stopped_ms = $2 WHERE id = $3",
+    release_run: "UPDATE rollouts SET runner_id = NULL, lease_expires_ms = NULL WHERE id = $1 AND runner_id = $2",
+    runner_of: "SELECT runners.id, runners.host, runners.pid, runners.command, runners.version, runners.started_ms, runners.heartbeat_ms, runners.period_ms, runners.stopped_ms FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = $1",
+    claims: "SELECT id, runner_id FROM rollouts WHERE finished = 0 AND runner_id IS NOT NULL",
+    runners: "SELECT runners.id, runners.host, runners.pid, runners.command, runners.version, runners.started_ms, runners.heartbeat_ms, runners.period_ms, runners.stopped_ms FROM runners",
+    series: SeriesSql {
+        append: "INSERT INTO series_points (rollout_id, phase_index, metric, at_ms, value, verdict, count) VALUES ($1, $2, $3, $4, $5, $6, 1)",
+        count: "INSERT INTO series (rollout_id, phase_index, metric, points) VALUES ($1, $2, $3, $4) ON CONFLICT (rollout_id, phase_index, metric) DO UPDATE SET points = series.points + excluded.points RETURNING points",
+        set_count: "UPDATE series SET points = $1 WHERE rollout_id = $2 AND phase_index = $3 AND metric = $4",
+        oldest: "SELECT id, at_ms, value, verdict, count FROM series_points WHERE rollout_id = $1 AND phase_index = $2 AND metric = $3 ORDER BY at_ms, id LIMIT $4",
+        delete_oldest: "DELETE FROM series_points WHERE rollout_id = $1 AND phase_index = $2 AND metric = $3 AND (at_ms, id) <= ($4, $5)",
+        insert_merged: "INSERT INTO series_points (id, rollout_id, phase_index, metric, at_ms, value, verdict, count) SELECT (p->>'id')::BIGINT, $1, $2, $3, (p->>'at_ms')::BIGINT, (p->>'value')::DOUBLE PRECISION, p->>'verdict', (p->>'count')::BIGINT FROM json_array_elements($4::TEXT::JSON) AS p",
+        of_run: "SELECT phase_index, metric, at_ms, value, verdict, count FROM series_points WHERE rollout_id = $1 ORDER BY phase_index, metric, at_ms, id",
+        tracked: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'series_points'",
+    },
+    leases: LeaseSql {
+        now: "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+        claim_free: "WITH free AS (SELECT id FROM rollouts WHERE finished = 0 AND (lease_expires_ms IS NULL OR lease_expires_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE rollouts SET runner_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM free WHERE rollouts.id = free.id RETURNING rollouts.id, rollouts.lease_epoch, rollouts.lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = $1 AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND finished = 0 AND (lease_expires_ms IS NULL OR lease_expires_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
+        take_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND finished = 0 RETURNING id, lease_epoch, lease_expires_ms",
+        renew: "UPDATE rollouts SET lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE runner_id = $1 AND finished = 0 AND lease_expires_ms IS NOT NULL RETURNING id, lease_epoch, lease_expires_ms",
+        release_one: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1 AND id = $2",
+        release_all: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1",
+        held: "SELECT runner_id, COUNT(*) FROM rollouts WHERE finished = 0 AND runner_id IS NOT NULL AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT GROUP BY runner_id",
+        of_run: "SELECT runner_id, lease_epoch, lease_expires_ms, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT FROM rollouts WHERE id = $1",
     },
 };

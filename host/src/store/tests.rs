@@ -480,7 +480,7 @@ async fn reopened_store_sees_everything() {
     assert_eq!(store.measurements(row.id).await.unwrap(), measurements);
     assert_eq!(store.steps(row.id).await.unwrap(), steps);
     assert_eq!(store.pending_actions(row.id).await.unwrap(), pending);
-    assert_eq!(store.path(), path.as_path());
+    assert_eq!(store.location(), &Location::File(path.clone()));
 }
 
 #[tokio::test]
@@ -582,7 +582,7 @@ async fn a_store_from_a_newer_rollgate_is_refused() {
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
          execution_time) VALUES (9999, 'future', 1, x'00', 0)",
     )
-    .execute(&store.pool)
+    .execute(store.pool.sqlite())
     .await
     .unwrap();
     store.pool.close().await;
@@ -607,7 +607,7 @@ async fn connections_are_durable_and_patient() {
     ];
     for (pragma, expected) in cases {
         let row = sqlx::query(&format!("PRAGMA {pragma}"))
-            .fetch_one(&store.pool)
+            .fetch_one(store.pool.sqlite())
             .await
             .unwrap();
         let got: String = match row.try_get::<String, _>(0) {
@@ -844,7 +844,7 @@ async fn store_before_runners(path: &Path) {
     sqlx::migrate::Migrator::new(migrations.path())
         .await
         .unwrap()
-        .run(&old.pool)
+        .run(old.pool.sqlite())
         .await
         .unwrap();
     create(&old, "web").await;
