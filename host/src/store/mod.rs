@@ -158,8 +158,7 @@ fn db(e: sqlx::Error) -> StoreError {
 fn redact_error(message: &str, url: &str) -> String {
     let password = url
         .split_once("://")
-        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
-        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
         .and_then(|(user_info, _)| user_info.split_once(':'))
         .map(|(_, password)| password)
         .filter(|p| !p.is_empty());
@@ -395,20 +394,21 @@ pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<database URL>".into();
     };
-    // The authority ends at the first '/', '?' or '#'; credentials end at its last '@'.
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let tail = redact_query(tail);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) => {
+    // Credentials end at the *last* '@': a password may hold an unencoded '@', '/' or '?'
+    // (a URL parser would refuse it, but the error must not show it either). When a query
+    // value holds an '@', more is hidden than needed, never less.
+    match rest.rsplit_once('@') {
+        Some((user_info, host_and_tail)) => {
             let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+            let user = user.split(['/', '?', '#']).next().unwrap_or_default();
+            let tail = redact_query(host_and_tail);
             if user_info.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
+                format!("{scheme}://{user}:***@{tail}")
             } else {
-                format!("{scheme}://{user}@{host}{tail}")
+                format!("{scheme}://{user}@{tail}")
             }
         }
-        None => format!("{scheme}://{authority}{tail}"),
+        None => format!("{scheme}://{}", redact_query(rest)),
     }
 }
 

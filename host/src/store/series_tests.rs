@@ -1,7 +1,8 @@
-//! Series tests against real SQLite files: what a commit appends, what retention leaves,
+//! Series tests against real SQLite files and PostgreSQL databases (`on_both`): what a commit appends, what retention leaves,
 //! how a long metric is downsampled, and that a refused commit appends nothing.
 
 use super::*;
+use crate::store::tests::{fresh_pg, on_both};
 use crate::store::{AuditEvent, Commit, RolloutRow};
 use serde_json::json;
 use tempfile::TempDir;
@@ -67,9 +68,8 @@ fn transition(measurements: &[MeasurementRow]) -> Commit<'_> {
     }
 }
 
-#[tokio::test]
-async fn every_committed_measurement_is_a_point_of_its_series() {
-    let (_dir, store) = fresh().await;
+on_both!(every_committed_measurement_is_a_point_of_its_series);
+async fn every_committed_measurement_is_a_point_of_its_series(store: Store) {
     let row = create(&store).await;
     let first = [measurement(0, "errors", 0, "pass")];
     let g = commit(&store, &row, 1, &first).await;
@@ -87,9 +87,8 @@ async fn every_committed_measurement_is_a_point_of_its_series() {
     assert!(store.series(row.id + 1).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn measurement_retention_does_not_prune_the_series() {
-    let (_dir, store) = fresh().await;
+on_both!(measurement_retention_does_not_prune_the_series);
+async fn measurement_retention_does_not_prune_the_series(store: Store) {
     let row = create(&store).await;
     let mut g = 1;
     let all: Vec<MeasurementRow> = (0..20)
@@ -129,9 +128,8 @@ fn fold(covered: &[MeasurementRow]) -> (i64, Option<f64>, String) {
     (last.at_ms, latest_worst.value, latest_worst.verdict.clone())
 }
 
-#[tokio::test]
-async fn a_long_metric_is_downsampled_to_the_cap_keeping_failures_and_recent_points() {
-    let (_dir, store) = fresh().await;
+on_both!(a_long_metric_is_downsampled_to_the_cap_keeping_failures_and_recent_points);
+async fn a_long_metric_is_downsampled_to_the_cap_keeping_failures_and_recent_points(store: Store) {
     let row = create(&store).await;
     // Failures here and there, errors and inconclusive ones among passes.
     let verdict = |i: i64| match i {
@@ -188,9 +186,8 @@ async fn a_long_metric_is_downsampled_to_the_cap_keeping_failures_and_recent_poi
     assert_eq!(counted, series.len() as i64);
 }
 
-#[tokio::test]
-async fn a_commit_of_many_measurements_at_once_stays_under_the_cap() {
-    let (_dir, store) = fresh().await;
+on_both!(a_commit_of_many_measurements_at_once_stays_under_the_cap);
+async fn a_commit_of_many_measurements_at_once_stays_under_the_cap(store: Store) {
     let row = create(&store).await;
     let all: Vec<MeasurementRow> = (0..3_000)
         .map(|i| measurement(0, "errors", i, "pass"))
@@ -202,9 +199,8 @@ async fn a_commit_of_many_measurements_at_once_stays_under_the_cap() {
     assert_eq!(series.last(), all.last().map(SeriesPoint::from).as_ref());
 }
 
-#[tokio::test]
-async fn metrics_phases_and_the_background_have_series_of_their_own() {
-    let (_dir, store) = fresh().await;
+on_both!(metrics_phases_and_the_background_have_series_of_their_own);
+async fn metrics_phases_and_the_background_have_series_of_their_own(store: Store) {
     let row = create(&store).await;
     let mut g = 1;
     // The background's "errors" and phase 1's "latency" beside phase 0's "errors", which
@@ -240,9 +236,8 @@ async fn metrics_phases_and_the_background_have_series_of_their_own() {
     assert_eq!(phase0.iter().map(|p| p.count).sum::<i64>(), 1_200);
 }
 
-#[tokio::test]
-async fn a_refused_commit_appends_no_point() {
-    let (_dir, store) = fresh().await;
+on_both!(a_refused_commit_appends_no_point);
+async fn a_refused_commit_appends_no_point(store: Store) {
     let row = create(&store).await;
     let g = commit(&store, &row, 1, &[measurement(0, "errors", 0, "pass")]).await;
     let stale = [measurement(0, "errors", 1, "fail")];

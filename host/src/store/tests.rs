@@ -1,4 +1,5 @@
-//! Store tests against real SQLite files in a temporary folder.
+//! Store tests against real SQLite files in a temporary folder and, through [`on_both`],
+//! the same tests against a fresh database of a real PostgreSQL server (`rollgate-pgtest`).
 
 use super::*;
 use serde_json::json;
@@ -13,6 +14,39 @@ async fn fresh() -> (TempDir, Store) {
         .expect("open");
     (dir, store)
 }
+
+/// A store on a fresh database of the test process's PostgreSQL server, migrated; `None`
+/// (the test is skipped, loudly) when PostgreSQL is not installed and not required.
+pub(super) async fn fresh_pg() -> Option<Store> {
+    let cluster = rollgate_pgtest::Cluster::shared()?;
+    let url = cluster.database().expect("a fresh PostgreSQL database");
+    Some(
+        Store::open_postgres(&url, true)
+            .await
+            .expect("open PostgreSQL"),
+    )
+}
+
+/// Run the store test `$name(store: Store)` twice: `$name::sqlite` on a SQLite file and
+/// `$name::postgres` on a PostgreSQL database.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (_dir, store) = super::fresh().await;
+                super::$name(store).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(store) = super::fresh_pg().await {
+                    super::$name(store).await
+                }
+            }
+        }
+    };
+}
+pub(super) use on_both;
 
 fn event(action: &str, before: &str, after: &str) -> AuditEvent {
     AuditEvent {
@@ -68,9 +102,8 @@ async fn create(store: &Store, name: &str) -> RolloutRow {
         .expect("create")
 }
 
-#[tokio::test]
-async fn create_and_commit_round_trip() {
-    let (_dir, store) = fresh().await;
+on_both!(create_and_commit_round_trip);
+async fn create_and_commit_round_trip(store: Store) {
     let row = create(&store, "web").await;
     assert_eq!(
         (row.name.as_str(), row.run, row.generation, row.finished),
@@ -115,9 +148,8 @@ async fn create_and_commit_round_trip() {
     assert_eq!(audit[1].event, events[0]);
 }
 
-#[tokio::test]
-async fn generation_conflict_writes_nothing() {
-    let (_dir, store) = fresh().await;
+on_both!(generation_conflict_writes_nothing);
+async fn generation_conflict_writes_nothing(store: Store) {
     let row = create(&store, "web").await;
     let action = store
         .request_action(row.id, "promote", "alice", "looks good", 600)
@@ -177,9 +209,8 @@ async fn generation_conflict_writes_nothing() {
     ));
 }
 
-#[tokio::test]
-async fn audit_seq_is_gapless_per_rollout() {
-    let (_dir, store) = fresh().await;
+on_both!(audit_seq_is_gapless_per_rollout);
+async fn audit_seq_is_gapless_per_rollout(store: Store) {
     let a = create(&store, "a").await;
     let b = create(&store, "b").await;
     // (rollout, events in this commit)
@@ -207,9 +238,8 @@ async fn audit_seq_is_gapless_per_rollout() {
     assert_eq!(store.audit(a.id).await.unwrap()[0].event.action, "create");
 }
 
-#[tokio::test]
-async fn measurements_keep_failures_and_last_n_others() {
-    let (_dir, store) = fresh().await;
+on_both!(measurements_keep_failures_and_last_n_others);
+async fn measurements_keep_failures_and_last_n_others(store: Store) {
     let row = create(&store, "web").await;
     // index → verdict; retention 2 for "latency", 1 for "errors".
     let verdicts = [
@@ -268,9 +298,8 @@ async fn measurements_keep_failures_and_last_n_others() {
     assert_eq!(all[2].value, Some(2.5));
 }
 
-#[tokio::test]
-async fn step_intents_never_downgrade() {
-    let (_dir, store) = fresh().await;
+on_both!(step_intents_never_downgrade);
+async fn step_intents_never_downgrade(store: Store) {
     let row = create(&store, "web").await;
     let intents = [
         ("scale-10".to_string(), r#"{"weight":10}"#.to_string()),
@@ -351,9 +380,8 @@ fn step_status_words() {
     assert!("done".parse::<StepStatus>().is_err());
 }
 
-#[tokio::test]
-async fn consumed_actions_leave_pending() {
-    let (_dir, store) = fresh().await;
+on_both!(consumed_actions_leave_pending);
+async fn consumed_actions_leave_pending(store: Store) {
     let row = create(&store, "web").await;
     let api = create(&store, "api").await;
     let mut ids = Vec::new();
@@ -419,9 +447,8 @@ async fn consumed_actions_leave_pending() {
 
 /// A request names one run: the next run of the same name does not inherit it, and a
 /// request for a run that does not exist is refused.
-#[tokio::test]
-async fn requests_belong_to_one_run() {
-    let (_dir, store) = fresh().await;
+on_both!(requests_belong_to_one_run);
+async fn requests_belong_to_one_run(store: Store) {
     let first = create(&store, "web").await;
     store
         .request_action(first.id, "rollback", "erin", "", 5)
@@ -529,9 +556,8 @@ async fn two_handles_write_concurrently() {
     assert_eq!(runner.measurements(row.id).await.unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn runs_are_numbered_per_name() {
-    let (_dir, store) = fresh().await;
+on_both!(runs_are_numbered_per_name);
+async fn runs_are_numbered_per_name(store: Store) {
     let mut runs = Vec::new();
     for name in ["web", "api", "web", "web", "api"] {
         let row = create(&store, name).await;
@@ -620,9 +646,8 @@ async fn connections_are_durable_and_patient() {
 
 /// A run that follows another (a reversal) is created with that run's last commit, in one
 /// transaction: both or neither; and never after a run someone else created meanwhile.
-#[tokio::test]
-async fn a_successor_is_created_with_the_last_commit_or_not_at_all() {
-    let (_dir, store) = fresh().await;
+on_both!(a_successor_is_created_with_the_last_commit_or_not_at_all);
+async fn a_successor_is_created_with_the_last_commit_or_not_at_all(store: Store) {
     let row = create(&store, "web").await;
     let created = event("rollback", "rolled-back", "pending");
     let successor = NewRow {
@@ -706,9 +731,8 @@ fn new_runner(command: &str) -> NewRunner<'_> {
     }
 }
 
-#[tokio::test]
-async fn runners_register_beat_claim_and_stop() {
-    let (_dir, store) = fresh().await;
+on_both!(runners_register_beat_claim_and_stop);
+async fn runners_register_beat_claim_and_stop(store: Store) {
     assert!(store.tracks_runners().await.unwrap());
     let web = create(&store, "web").await;
     let api = create(&store, "api").await;
@@ -878,9 +902,8 @@ async fn a_store_from_before_runners_reads_and_migrates() {
     assert_eq!(reader.runner_of(row.id).await.unwrap(), Some(runner));
 }
 
-#[tokio::test]
-async fn leases_are_claimed_once_renewed_released_and_fence_commits() {
-    let (_dir, store) = fresh().await;
+on_both!(leases_are_claimed_once_renewed_released_and_fence_commits);
+async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store) {
     let a = store.register_runner(new_runner("serve"), 1).await.unwrap();
     let b = store.register_runner(new_runner("serve"), 1).await.unwrap();
     let runs = [
@@ -1039,4 +1062,88 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits() {
         (Some(a.id), 2),
         "the last holder stays recorded"
     );
+}
+
+#[test]
+fn database_urls_never_show_their_password() {
+    assert_eq!(
+        redact_url("postgres://rg:s3cr3t@db.example:5432/rollgate?sslmode=require"),
+        "postgres://rg:***@db.example:5432/rollgate?sslmode=require"
+    );
+    assert_eq!(
+        redact_url("postgresql://rg@db/x?password=s3cr3t&application_name=a"),
+        "postgresql://rg@db/x?password=***&application_name=a"
+    );
+    assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
+    // A password holding '@' or '/' (percent-encoded or not) is cut at the last '@'.
+    let odd = redact_url("postgres://rg:p@ss/w@db:1/x");
+    assert!(!odd.contains("p@ss") && !odd.contains("ss/w"), "{odd}");
+    assert_eq!(redact_url("not a url"), "<database URL>");
+    assert_eq!(
+        Location::parse("postgres://rg:pw@h/d").to_string(),
+        "postgres://rg:***@h/d"
+    );
+    assert_eq!(
+        Location::parse("sqlite:///var/lib/r.db"),
+        Location::File("/var/lib/r.db".into())
+    );
+    assert_eq!(Location::parse("r.db"), Location::File("r.db".into()));
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_without_its_password() {
+    // A port nothing listens on: bind one, read it, drop it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://rg:hunter2secret@127.0.0.1:{port}/rollgate");
+    match Store::open_postgres(&url, true).await {
+        Err(e @ StoreError::Open { .. }) => {
+            let text = e.to_string();
+            assert!(!text.contains("hunter2secret"), "{text}");
+            assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        }
+        other => panic!("expected Open, got {other:?}"),
+    }
+    match Store::open_postgres("postgres://rg:hunter2secret@[::1", true).await {
+        Err(e) => assert!(!e.to_string().contains("hunter2secret"), "{e}"),
+        Ok(_) => panic!("a malformed URL opened"),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_claimers_on_postgres_take_disjoint_runs() {
+    let Some(store) = fresh_pg().await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(create(&store, &format!("r{i}")).await.id);
+    }
+    let mut runners = Vec::new();
+    for _ in 0..4 {
+        runners.push(store.register_runner(new_runner("serve"), 1).await.unwrap().id);
+    }
+    // Four claimers at once, each wanting 15: every run is claimed by exactly one, none
+    // waits for another's locks, and together they take all 40.
+    let claims = futures::future::join_all(runners.iter().map(|&r| {
+        let store = store.clone();
+        async move { store.claim_free(r, 15, 60_000).await.unwrap() }
+    }))
+    .await;
+    let mut seen: Vec<i64> = claims.iter().flatten().map(|l| l.rollout_id).collect();
+    assert!(claims.iter().all(|c| c.len() <= 15));
+    seen.sort_unstable();
+    let before = seen.len();
+    seen.dedup();
+    assert_eq!(seen.len(), before, "a run was claimed twice");
+    // Whatever the first round left (skipped while locked) is claimed by the next.
+    let rest = store.claim_free(runners[0], 100, 60_000).await.unwrap();
+    seen.extend(rest.iter().map(|l| l.rollout_id));
+    seen.sort_unstable();
+    assert_eq!(seen, ids);
+    let held: i64 = store.leases_held().await.unwrap().values().sum();
+    assert_eq!(held, 40);
 }
