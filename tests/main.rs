@@ -11,6 +11,7 @@
 //! | `rollout` | the engine through `rollgate run`: strategies, targets, gates, actions |
 //! | `reversal` | rollback after success, mode `new-rollout`, retry rolling forward |
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
+//! | `postgres` | the store on a real PostgreSQL (`--db postgres://…`): run, get, history, actions |
 //! | `invalid_spec` | rollout by rollout: invalid-spec rollouts, fixes that start or resume them, resume with fixed documents |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
@@ -37,6 +38,7 @@ mod invalid_spec;
 mod judge;
 mod plugin_kit;
 mod plugin_sandbox;
+mod postgres;
 mod prometheus;
 mod replay;
 mod reversal;

@@ -8,18 +8,23 @@ use crate::engine::clock::now_ms;
 use crate::engine::reversal::{self, ReverseError};
 use crate::engine::state::{Control, State};
 use crate::engine::{Action, RetryError, retry_run};
-use crate::store::{RolloutRow, Store};
+use crate::store::{Location, RolloutRow, Store};
 use clap::Args;
-use std::path::PathBuf;
 
 /// An action on a rollout.
 #[derive(Debug, Args)]
 pub struct ActionArgs {
     /// The rollout's name.
     pub rollout: String,
-    /// The state store the runner uses.
-    #[arg(long, default_value = "rollgate.db")]
-    pub store: PathBuf,
+    /// The state store the runner uses: a SQLite file or a `postgres://` URL (`--db` is the
+    /// same option).
+    #[arg(
+        long,
+        alias = "db",
+        default_value = "rollgate.db",
+        value_name = "FILE|URL"
+    )]
+    pub store: Location,
     /// Why (audited).
     #[arg(long, default_value = "")]
     pub reason: String,
@@ -58,7 +63,7 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
         out.err(format!("rollgate: {}: {e}", action.name()));
         return exit::INVALID_INPUT;
     }
-    let store = match Store::open(&args.store).await {
+    let store = match Store::open_at(&args.store, true).await {
         Ok(s) => s,
         Err(e) => {
             out.err(format!("rollgate: {e}"));
@@ -70,8 +75,7 @@ async fn action_inner(action: Action, args: &ActionArgs, out: &mut Out) -> u8 {
         Ok(None) => {
             out.err(format!(
                 "rollgate: no rollout named {:?} in {}; start it with `rollgate run FILE`",
-                args.rollout,
-                args.store.display()
+                args.rollout, args.store
             ));
             return exit::INVALID_INPUT;
         }

@@ -21,7 +21,7 @@ use crate::engine::runner::Runner;
 use crate::engine::state::State;
 use crate::engine::{ENGINE_ACTOR, Engine, Outcome, setup};
 use crate::spec::model::RolloutSpec;
-use crate::store::{RolloutRow, Store};
+use crate::store::{Location, RolloutRow, Store};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,9 +57,15 @@ pub struct RunArgs {
     /// documents.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// The state store (SQLite file; created if missing).
-    #[arg(long, default_value = "rollgate.db")]
-    pub store: PathBuf,
+    /// The state store: a SQLite file (created if missing) or a PostgreSQL database
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`; `--db` is the same option).
+    #[arg(
+        long,
+        alias = "db",
+        default_value = "rollgate.db",
+        value_name = "FILE|URL"
+    )]
+    pub store: Location,
     /// Only these rollouts (default: every rollout in the files).
     #[arg(long = "rollout")]
     pub rollouts: Vec<String>,
@@ -259,7 +265,7 @@ async fn open_store(
         ));
         return Err(checked.invalid_code);
     }
-    let store = match Store::open(&args.store).await {
+    let store = match Store::open_at(&args.store, true).await {
         Ok(s) => s,
         Err(e) => {
             out.err(format!("rollgate: {e}"));
@@ -472,7 +478,7 @@ async fn drive(
             let (name, code) = signal;
             out.err(format!(
                 "rollgate: stopped by {name}; unfinished runs resume from their checkpoints at the next `rollgate run` on {}",
-                args.store.display()
+                args.store
             ));
             return Err(code);
         }

@@ -16,7 +16,7 @@ use super::exit;
 use crate::api::{self, Tokens};
 use crate::server::{Fleet, FleetConfig};
 use crate::spec::model::NotificationSpec;
-use crate::store::Store;
+use crate::store::{Location, Store};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,8 +28,9 @@ pub struct ServeArgs {
     /// and Rollout documents, reloaded when it changes.
     #[arg(long)]
     pub config: PathBuf,
-    /// The store: `sqlite:PATH` or a plain path; `?sync=normal` trades the fsync of every
-    /// commit for throughput (a process crash still loses nothing).
+    /// The store: `sqlite:PATH` or a plain path (`?sync=normal` trades the fsync of every
+    /// commit for throughput; a process crash still loses nothing), or a PostgreSQL database
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` that several servers may share.
     #[arg(long, default_value = "sqlite:rollgate.db")]
     pub db: String,
     /// Where the API listens.
@@ -66,8 +67,12 @@ pub struct ServeArgs {
     pub ui_listen: Option<String>,
 }
 
-/// The store path and durability of a `--db` URL.
-fn parse_db(url: &str) -> Result<(PathBuf, bool), String> {
+/// The store and durability of a `--db` value: a SQLite file (`sqlite:PATH`, a plain
+/// path; `?sync=normal|full`) or a PostgreSQL URL (its own options, passed to the driver).
+fn parse_db(url: &str) -> Result<(Location, bool), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Location::Postgres(url.to_string()), true));
+    }
     let (rest, query) = match url.split_once('?') {
         Some((r, q)) => (r, Some(q)),
         None => (url, None),
@@ -78,7 +83,8 @@ fn parse_db(url: &str) -> Result<(PathBuf, bool), String> {
         p
     } else if rest.contains("://") {
         return Err(format!(
-            "--db {url:?}: only SQLite stores are supported (sqlite:PATH); PostgreSQL is planned"
+            "--db {}: only SQLite (sqlite:PATH) and PostgreSQL (postgres://…) stores are supported",
+            crate::store::redact_url(url)
         ));
     } else {
         rest
@@ -98,7 +104,8 @@ fn parse_db(url: &str) -> Result<(PathBuf, bool), String> {
             }
         }
     }
-    Ok((PathBuf::from(path), full))
+    let path = PathBuf::from(path);
+    Ok((Location::File(path), full))
 }
 
 /// `rollgate serve`.
@@ -162,7 +169,7 @@ pub async fn run(args: ServeArgs) -> u8 {
         Ok(d) => d,
         Err(e) => return fail(exit::INVALID_INPUT, e),
     };
-    let store = match Store::open_durable(&db, full_sync).await {
+    let store = match Store::open_at(&db, full_sync).await {
         Ok(s) => s,
         Err(e) => return fail(exit::INVALID_INPUT, e.to_string()),
     };
@@ -326,14 +333,17 @@ mod tests {
             ("sqlite:roll.db", Ok(("roll.db", true))),
             ("sqlite:///var/lib/r.db", Ok(("/var/lib/r.db", true))),
             ("plain.db?sync=normal", Ok(("plain.db", false))),
-            ("postgres://db/rollgate", Err("only SQLite stores")),
+            (
+                "mysql://db/rollgate",
+                Err("only SQLite (sqlite:PATH) and PostgreSQL"),
+            ),
             ("sqlite:", Err("no file path")),
             ("sqlite:x.db?fast=1", Err("unknown option")),
         ];
         for (url, want) in cases {
             match (parse_db(url), want) {
                 (Ok((p, full)), Ok((wp, wfull))) => {
-                    assert_eq!((p, full), (PathBuf::from(wp), wfull), "{url}")
+                    assert_eq!((p, full), (Location::File(wp.into()), wfull), "{url}")
                 }
                 (Err(e), Err(w)) => assert!(e.contains(w), "{url}: {e}"),
                 (got, _) => panic!("{url}: {got:?}"),

@@ -14,9 +14,8 @@ use crate::engine::Progress;
 use crate::engine::runner::RunnerView;
 use crate::server::v2::{self, History, Snapshot};
 use crate::server::views::HistoryError;
-use crate::store::Store;
+use crate::store::{Location, Store};
 use clap::Args;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Arguments of `rollgate get`.
@@ -24,9 +23,15 @@ use std::time::Duration;
 pub struct GetArgs {
     /// The rollout's name.
     pub rollout: String,
-    /// The state store the runner uses.
-    #[arg(long, default_value = "rollgate.db")]
-    pub store: PathBuf,
+    /// The state store the runner uses: a SQLite file or a `postgres://` URL (`--db` is the
+    /// same option).
+    #[arg(
+        long,
+        alias = "db",
+        default_value = "rollgate.db",
+        value_name = "FILE|URL"
+    )]
+    pub store: Location,
     /// Ask a `rollgate serve` API instead of a store file (http://HOST:PORT).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -49,9 +54,15 @@ pub struct GetArgs {
 pub struct HistoryArgs {
     /// The rollout's name.
     pub rollout: String,
-    /// The state store the runner uses.
-    #[arg(long, default_value = "rollgate.db")]
-    pub store: PathBuf,
+    /// The state store the runner uses: a SQLite file or a `postgres://` URL (`--db` is the
+    /// same option).
+    #[arg(
+        long,
+        alias = "db",
+        default_value = "rollgate.db",
+        value_name = "FILE|URL"
+    )]
+    pub store: Location,
     /// Ask a `rollgate serve` API instead of a store file (http://HOST:PORT).
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
@@ -222,15 +233,14 @@ pub async fn get(args: GetArgs) -> u8 {
     code
 }
 
-async fn open(path: &std::path::Path, out: &mut Out) -> Option<Store> {
+async fn open(path: &Location, out: &mut Out) -> Option<Store> {
     if !path.exists() {
         out.err(format!(
-            "rollgate: no store at {}; name the runner's store with --store",
-            path.display()
+            "rollgate: no store at {path}; name the runner's store with --store"
         ));
         return None;
     }
-    match Store::open_existing(path).await {
+    match Store::open_existing_at(path).await {
         Ok(s) => Some(s),
         Err(e) => {
             out.err(format!("rollgate: {e}"));
@@ -251,7 +261,7 @@ enum Source {
 
 impl Source {
     async fn open(
-        store: &std::path::Path,
+        store: &Location,
         server: Option<&str>,
         token: Option<&str>,
         out: &mut Out,
@@ -263,9 +273,9 @@ impl Source {
     }
 
     /// Where the rollout was looked for, for messages.
-    fn place(&self, store: &std::path::Path) -> String {
+    fn place(&self, store: &Location) -> String {
         match self {
-            Source::Local(_) => store.display().to_string(),
+            Source::Local(_) => store.to_string(),
             Source::Remote(_) => "the server".to_string(),
         }
     }
@@ -394,11 +404,7 @@ async fn history_inner(args: &HistoryArgs, out: &mut Out) -> u8 {
             .map_err(|e| match e {
                 HistoryError::NoRollout => (
                     exit::INVALID_INPUT,
-                    format!(
-                        "no rollout named {:?} in {}",
-                        args.rollout,
-                        args.store.display()
-                    ),
+                    format!("no rollout named {:?} in {}", args.rollout, args.store),
                 ),
                 HistoryError::NoRun(runs) => {
                     let known: Vec<String> = runs.iter().map(ToString::to_string).collect();

@@ -364,15 +364,46 @@ pub enum Location {
 }
 
 impl Location {
-    /// `--db`'s value: a `postgres://` (or `postgresql://`) URL, else a SQLite file path
-    /// (`sqlite://PATH` is accepted too).
+    /// `--store`/`--db`'s value: a `postgres://` (or `postgresql://`) URL, else a SQLite
+    /// file path (`sqlite:PATH` and `sqlite://PATH` are accepted too).
     pub fn parse(text: &str) -> Location {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             Location::Postgres(text.to_string())
         } else {
-            Location::File(PathBuf::from(
-                text.strip_prefix("sqlite://").unwrap_or(text),
-            ))
+            let path = text
+                .strip_prefix("sqlite://")
+                .or_else(|| text.strip_prefix("sqlite:"))
+                .unwrap_or(text);
+            Location::File(PathBuf::from(path))
+        }
+    }
+
+    /// Whether there is a store to read: a file that exists, or any database (whether it
+    /// answers is known when it is opened).
+    pub fn exists(&self) -> bool {
+        match self {
+            Location::File(path) => path.exists(),
+            Location::Postgres(_) => true,
+        }
+    }
+}
+
+impl FromStr for Location {
+    type Err = String;
+
+    /// [`Location::parse`], refusing an empty path and a URL of another database.
+    fn from_str(text: &str) -> Result<Location, String> {
+        let location = Location::parse(text);
+        match &location {
+            Location::File(path) if path.as_os_str().is_empty() => Err(format!(
+                "{text:?} names no store: give a file path (rollgate.db) or a \
+                 postgres://USER@HOST/DATABASE URL"
+            )),
+            Location::File(path) if path.to_string_lossy().contains("://") => Err(format!(
+                "{}: only SQLite files and PostgreSQL (postgres://…) stores are supported",
+                redact_url(text)
+            )),
+            _ => Ok(location),
         }
     }
 }

@@ -445,9 +445,9 @@ async fn consumed_actions_leave_pending(store: Store) {
     assert_eq!(store.get(row.id).await.unwrap().unwrap().generation, g);
 }
 
+on_both!(requests_belong_to_one_run);
 /// A request names one run: the next run of the same name does not inherit it, and a
 /// request for a run that does not exist is refused.
-on_both!(requests_belong_to_one_run);
 async fn requests_belong_to_one_run(store: Store) {
     let first = create(&store, "web").await;
     store
@@ -644,9 +644,9 @@ async fn connections_are_durable_and_patient() {
     }
 }
 
+on_both!(a_successor_is_created_with_the_last_commit_or_not_at_all);
 /// A run that follows another (a reversal) is created with that run's last commit, in one
 /// transaction: both or neither; and never after a run someone else created meanwhile.
-on_both!(a_successor_is_created_with_the_last_commit_or_not_at_all);
 async fn a_successor_is_created_with_the_last_commit_or_not_at_all(store: Store) {
     let row = create(&store, "web").await;
     let created = event("rollback", "rolled-back", "pending");
@@ -1124,7 +1124,13 @@ async fn concurrent_claimers_on_postgres_take_disjoint_runs() {
     }
     let mut runners = Vec::new();
     for _ in 0..4 {
-        runners.push(store.register_runner(new_runner("serve"), 1).await.unwrap().id);
+        runners.push(
+            store
+                .register_runner(new_runner("serve"), 1)
+                .await
+                .unwrap()
+                .id,
+        );
     }
     // Four claimers at once, each wanting 15: every run is claimed by exactly one, none
     // waits for another's locks, and together they take all 40.
