@@ -54,6 +54,7 @@ mod db;
 mod invalid;
 mod leases;
 mod listing;
+mod notices;
 mod runners;
 mod series;
 mod sql;
@@ -62,6 +63,7 @@ pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
 pub use leases::{Lease, LeaseState};
 pub use listing::{Changed, ListedRow};
+pub use notices::{Listener, Notice};
 pub use runners::{Claims, NewRunner, RunnerRow};
 pub use series::{CAP as SERIES_CAP, SeriesPoint};
 

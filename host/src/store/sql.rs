@@ -440,7 +440,14 @@ pub(super) const POSTGRES: Sql = Sql {
     latest_changed: "SELECT r.id, r.name, r.run, r.spec, r.checkpoint, r.state, (r.finished <> 0) AS finished, r.generation, r.created_ms, r.updated_ms, a.actor AS last_actor, a.action AS last_action FROM rollouts r LEFT JOIN audit_events a ON a.rollout_id = r.id AND a.seq = (SELECT MAX(seq) FROM audit_events WHERE rollout_id = r.id) WHERE r.updated_ms >= $1 AND r.run = (SELECT MAX(l.run) FROM rollouts l WHERE l.name = r.name) ORDER BY r.id",
     changed_since: "SELECT id, name, run, generation, updated_ms FROM rollouts WHERE updated_ms >= $1 ORDER BY updated_ms, id",
     create_rollout: "INSERT INTO rollouts (name, run, spec, checkpoint, state, finished, generation, created_ms, updated_ms) SELECT $1, COALESCE(MAX(run), 0) + 1, $2, $3, $4, 0, 1, $5, $6 FROM rollouts WHERE name = $7 RETURNING id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms",
-    bump_generation: "UPDATE rollouts SET generation = generation + 1, checkpoint = $1, state = $2, finished = $3, updated_ms = $4 WHERE id = $5 AND generation = $6 AND ($7 IS NULL OR lease_epoch = $8)",
+    // Every runner listens on `rollgate_commits` (run id:generation), delivered at commit:
+    // a server shows and streams runs another runner drives.
+    bump_generation: "WITH bumped AS (UPDATE rollouts SET generation = generation + 1, \
+                      checkpoint = $1, state = $2, finished = $3, updated_ms = $4 \
+                      WHERE id = $5 AND generation = $6 AND ($7::BIGINT IS NULL OR lease_epoch = $8) \
+                      RETURNING id, generation) \
+                      SELECT pg_notify('rollgate_commits', id::TEXT || ':' || generation::TEXT) \
+                      FROM bumped",
     generation_of: "SELECT name, generation, lease_epoch FROM rollouts WHERE id = $1",
     replace_spec: "UPDATE rollouts SET spec = $1 WHERE id = $2",
     append_event: "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, state_before, state_after, progress) SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM audit_events WHERE rollout_id = $9",
@@ -452,7 +459,13 @@ pub(super) const POSTGRES: Sql = Sql {
     steps: "SELECT step_id, step, status, result, updated_ms FROM steps WHERE rollout_id = $1 ORDER BY ordinal",
     audit: "SELECT seq, at_ms, actor, action, reason, state_before, state_after, progress FROM audit_events WHERE rollout_id = $1 ORDER BY seq",
     measurements: "SELECT phase_index, metric, idx, at_ms, verdict, value, message, details, retention FROM measurements WHERE rollout_id = $1 ORDER BY id",
-    request_action: "INSERT INTO action_requests (rollout_id, rollout, action, actor, reason, at_ms) SELECT id, name, $1, $2, $3, $4 FROM rollouts WHERE id = $5 RETURNING id",
+    // The holder of the run listens on `rollgate_actions` (the run's id): an action sent to
+    // any runner (or the CLI) wakes it at once, delivered when this insert commits.
+    request_action: "WITH requested AS (INSERT INTO action_requests (rollout_id, rollout, \
+                     action, actor, reason, at_ms) SELECT id, name, $1, $2, $3, $4 FROM rollouts \
+                     WHERE id = $5 RETURNING id, rollout_id), \
+                     told AS (SELECT pg_notify('rollgate_actions', rollout_id::TEXT) FROM requested) \
+                     SELECT requested.id FROM requested, told",
     pending_actions: "SELECT id, rollout_id, rollout, action, actor, reason, at_ms FROM action_requests WHERE rollout_id = $1 AND consumed_by IS NULL ORDER BY id",
     consume_action: "UPDATE action_requests SET consumed_by = $1, consumed_ms = $2 WHERE id = $3 AND rollout_id = $4 AND consumed_by IS NULL",
     action_owner: "SELECT rollout_id, consumed_by FROM action_requests WHERE id = $1",

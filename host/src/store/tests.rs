@@ -1153,3 +1153,49 @@ async fn concurrent_claimers_on_postgres_take_disjoint_runs() {
     let held: i64 = store.leases_held().await.unwrap().values().sum();
     assert_eq!(held, 40);
 }
+
+#[tokio::test]
+async fn postgres_tells_listeners_of_actions_and_commits_when_they_commit() {
+    let Some(store) = fresh_pg().await else {
+        return;
+    };
+    let mut listener = store.listen().await.unwrap().expect("PostgreSQL listens");
+    let row = create(&store, "web").await;
+    let id = store
+        .request_action(row.id, "pause", "ops", "look", 5)
+        .await
+        .unwrap();
+    assert!(id > 0);
+    let within = std::time::Duration::from_secs(10);
+    assert_eq!(
+        tokio::time::timeout(within, listener.next()).await.unwrap(),
+        Notice::Action(row.id)
+    );
+    let events = [event("note", "progressing", "progressing")];
+    let g = store
+        .commit(row.id, 1, commit("{}", "progressing", &events), 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(within, listener.next()).await.unwrap(),
+        Notice::Commit(row.id, g)
+    );
+    // A refused commit tells nobody: the next notice is the following action.
+    assert!(
+        store
+            .commit(row.id, 1, commit("{}", "x", &events), 7)
+            .await
+            .is_err()
+    );
+    store
+        .request_action(row.id, "resume", "ops", "ok", 8)
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(within, listener.next()).await.unwrap(),
+        Notice::Action(row.id)
+    );
+    // A SQLite file has no notifications.
+    let (_dir, file) = fresh().await;
+    assert!(file.listen().await.unwrap().is_none());
+}
