@@ -260,6 +260,36 @@ fn serve_is_the_runner_of_its_runs() {
     let first_id = runner["id"].clone();
     let list = server.get("/api/v1/rollouts");
     assert_eq!(list["rollouts"][0]["runner"]["id"], first_id, "{list}");
+    // The runners: this one, live, holding the one unfinished run; the same in /metrics.
+    let runners = server.get("/api/v1/runners");
+    let listed = runners["runners"].as_array().expect("runners");
+    assert_eq!(listed.len(), 1, "{runners}");
+    assert_eq!(
+        (
+            &listed[0]["id"],
+            &listed[0]["state"],
+            &listed[0]["runs"],
+            &listed[0]["this"]
+        ),
+        (
+            &first_id,
+            &Value::from("live"),
+            &Value::from(1),
+            &Value::from(true)
+        ),
+        "{runners}"
+    );
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("rollgate_runners{state=\"live\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "rollgate_runner_runs{{runner=\"{first_id}\",host=\"{host}\"}} 1"
+        )),
+        "{metrics}"
+    );
     // `get --server` shows what the server sees.
     wait_human(
         &["get", "held", "--server", &server.url, "--token", READER],
@@ -291,6 +321,24 @@ fn serve_is_the_runner_of_its_runs() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(view["state"], "paused(step)");
+    // The killed runner is listed as stale, holding nothing; the new one holds the run.
+    let runners = server.get("/api/v1/runners");
+    let state_of = |id: &Value| {
+        runners["runners"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| &r["id"] == id))
+            .map(|r| (r["state"].clone(), r["runs"].clone()))
+    };
+    assert_eq!(
+        state_of(&first_id),
+        Some(("stale".into(), 0.into())),
+        "{runners}"
+    );
+    assert_eq!(
+        state_of(&view["runner"]["id"]),
+        Some(("live".into(), 1.into())),
+        "{runners}"
+    );
     let status = server.terminate();
     assert_eq!(status.code(), Some(0));
     let stopped = get(&store).expect("get");

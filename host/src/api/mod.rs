@@ -17,6 +17,7 @@
 //! Files: `mod.rs` the router, authentication, the v1 routes and the event streams; `v2.rs`
 //! the `/api/v2` routes whose answers changed.
 
+mod runners;
 mod v2;
 
 use crate::engine::Action;
@@ -176,6 +177,7 @@ pub fn router(fleet: Fleet, tokens: Tokens) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/documents", post(apply))
         .route("/api/v1/config", get(config))
+        .route("/api/v1/runners", get(runners::list))
         .route("/api/v2/rollouts", get(v2::list))
         .route("/api/v2/rollouts/{name}", get(v2::one))
         .route("/api/v2/rollouts/{name}/history", get(v2::history))
@@ -184,6 +186,7 @@ pub fn router(fleet: Fleet, tokens: Tokens) -> Router {
         .route("/api/v2/events", get(v2::events))
         .route("/api/v2/documents", post(apply))
         .route("/api/v2/config", get(config))
+        .route("/api/v2/runners", get(runners::list))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(catch_panics))
         .with_state(state)
@@ -325,7 +328,8 @@ async fn metrics(State(s): State<AppState>) -> Response {
         })
         .collect();
     let status = s.fleet.config_status();
-    let text = crate::telemetry::global().render(&[
+    let runners = runners::metric_families(s.fleet.store()).await;
+    let mut gauges = vec![
         (
             "rollgate_rollouts",
             "Rollouts by the state of their latest run.",
@@ -351,7 +355,9 @@ async fn metrics(State(s): State<AppState>) -> Response {
             "1 when the last configuration change was refused (the previous one runs).",
             vec![(vec![], f64::from(u8::from(status.last_error.is_some())))],
         ),
-    ]);
+    ];
+    gauges.extend(runners);
+    let text = crate::telemetry::global().render(&gauges);
     (
         [(
             header::CONTENT_TYPE,

@@ -221,6 +221,11 @@ impl Fleet {
         }
     }
 
+    /// The store's id of this server as a runner, once registered.
+    pub fn runner_id(&self) -> Option<i64> {
+        self.inner.runner_id.get().copied()
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.inner.store
