@@ -11,6 +11,13 @@
 //! `cargo bench --bench serve` runs N = 1,000, 10,000, 20,000; `ROLLGATE_BENCH_N=500,2000`
 //! picks others, `ROLLGATE_BENCH_WINDOW=30` the measuring window in seconds. The store is
 //! `sync=normal` (a process crash loses nothing; see `rollgate serve --help`).
+//!
+//! Then several runners on one PostgreSQL (a real server started by `rollgate-pgtest`):
+//! `ROLLGATE_BENCH_SHARED_N` rollouts (default 20,000; 0 skips it) over
+//! `ROLLGATE_BENCH_RUNNERS` servers (default 3) with `--lease-ttl 10s`: per runner its CPU,
+//! RSS, runs held and p50/p99 scheduling lag; the database's commits per second; then the
+//! takeover after a SIGKILL of one runner: the time until every run it held has measured
+//! again under another runner. Targets: p99 lag < 100 ms, takeover ≤ lease ttl + 5 s.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -58,6 +65,13 @@ fn config(dir: &Path, n: usize) {
 }
 
 fn serve(dir: &Path) -> (Server, Duration) {
+    let db = format!("sqlite:{}?sync=normal", dir.join("state.db").display());
+    serve_on(dir, &db, &[], "cache")
+}
+
+/// `rollgate serve` on the configuration `dir/config` and the store `db`, with `extra`
+/// arguments and its own plugin cache `dir/CACHE`; returns once it is ready.
+fn serve_on(dir: &Path, db: &str, extra: &[&str], cache: &str) -> (Server, Duration) {
     std::fs::write(dir.join("tokens"), format!("{TOKEN} read-only bench\n")).expect("tokens");
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rollgate"))
@@ -65,15 +79,13 @@ fn serve(dir: &Path) -> (Server, Duration) {
         .arg("--config")
         .arg(dir.join("config"))
         .arg("--db")
-        .arg(format!(
-            "sqlite:{}?sync=normal",
-            dir.join("state.db").display()
-        ))
+        .arg(db)
+        .args(extra)
         .args(["--listen", "127.0.0.1:0", "--reload-interval", "1h"])
         .arg("--tokens")
         .arg(dir.join("tokens"))
         .arg("--cache-dir")
-        .arg(dir.join("cache"))
+        .arg(dir.join(cache))
         .env("ROLLGATE_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -82,7 +94,8 @@ fn serve(dir: &Path) -> (Server, Duration) {
         .expect("rollgate serve starts");
     let pipe = child.stderr.take().expect("stderr");
     let mut url = None;
-    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(pipe).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
         if let Some(rest) = line.split("listening on ").nth(1) {
             url = Some(rest.trim().to_string());
         }
@@ -94,6 +107,8 @@ fn serve(dir: &Path) -> (Server, Duration) {
         }
     }
     let url = url.expect("serve said where it listens");
+    // Keep reading its stderr, so that a chatty server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     (Server { child, url }, started.elapsed())
 }
 
@@ -282,4 +297,190 @@ fn main() {
             r.per_second
         );
     }
+    shared_postgres();
+}
+
+/// One runner of the shared-database part.
+struct Runner {
+    server: Server,
+    id: i64,
+}
+
+/// `SELECT …` on the bench's database through psql: the single value it prints.
+fn scalar(cluster: &rollgate_pgtest::Cluster, url: &str, sql: &str) -> f64 {
+    cluster
+        .psql(url, sql)
+        .expect("psql")
+        .trim()
+        .parse()
+        .unwrap_or(0.0)
+}
+
+/// Several `rollgate serve` on one PostgreSQL: their share, lag, CPU and RSS, the
+/// database's commits per second, and the takeover after a SIGKILL.
+fn shared_postgres() {
+    let n: usize = std::env::var("ROLLGATE_BENCH_SHARED_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let runners: usize = std::env::var("ROLLGATE_BENCH_RUNNERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    if n == 0 || runners == 0 {
+        return;
+    }
+    let window = Duration::from_secs(
+        std::env::var("ROLLGATE_BENCH_WINDOW")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(30),
+    );
+    let Some(cluster) = rollgate_pgtest::Cluster::own() else {
+        println!("shared PostgreSQL: skipped (PostgreSQL is not installed)");
+        return;
+    };
+    let url = cluster.database().expect("database");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("config")).expect("mkdir");
+    config(&dir.path().join("config"), n);
+    let ttl_s = 10;
+    let ttl = format!("{ttl_s}s");
+    let started = Instant::now();
+    let mut all: Vec<Runner> = (0..runners)
+        .map(|i| {
+            let (server, _) = serve_on(
+                dir.path(),
+                &url,
+                &["--lease-ttl", &ttl, "--heartbeat", "1s"],
+                &format!("cache-{i}"),
+            );
+            Runner { server, id: 0 }
+        })
+        .collect();
+    let startup = started.elapsed();
+    for r in &mut all {
+        let text = scalar(
+            &cluster,
+            &url,
+            &format!(
+                "SELECT id FROM runners WHERE pid = {} ORDER BY id DESC LIMIT 1",
+                r.server.child.id()
+            ),
+        );
+        r.id = text as i64;
+    }
+    // Every run is claimed and has measured once; then the schedule is steady.
+    std::thread::sleep(Duration::from_secs(12 + ttl_s));
+    let before: Vec<(String, f64)> = all
+        .iter()
+        .map(|r| (metrics(&r.server.url), usage(r.server.child.id()).0))
+        .collect();
+    let commits = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()";
+    let c0 = scalar(&cluster, &url, commits);
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let c1 = scalar(&cluster, &url, commits);
+    println!();
+    println!(
+        "shared PostgreSQL: {n} rollouts over {runners} runners, lease ttl {ttl}, measuring {} s \
+         (all started and ready in {:.1} s)",
+        window.as_secs(),
+        startup.as_secs_f64()
+    );
+    println!("| runner | runs held | CPU (cores) | RSS | lag p50 | lag p99 | measurements/s |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.1} ms", s * 1e3));
+    let mut worst_p99: Option<f64> = None;
+    for (r, (m0, cpu0)) in all.iter().zip(&before) {
+        let m1 = metrics(&r.server.url);
+        let (cpu1, rss) = usage(r.server.child.id());
+        let held = scalar(
+            &cluster,
+            &url,
+            &format!(
+                "SELECT COUNT(*) FROM rollouts WHERE finished = 0 AND runner_id = {} \
+                 AND lease_expires_ms IS NOT NULL",
+                r.id
+            ),
+        );
+        let (b0, b1) = (lag_buckets(m0), lag_buckets(&m1));
+        let p99 = quantile(&b0, &b1, 0.99);
+        worst_p99 = match (worst_p99, p99) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let measured = counter(&m1, "rollgate_measurements_total")
+            - counter(m0, "rollgate_measurements_total");
+        println!(
+            "| {} | {held} | {:.2} | {:.0} MiB | {} | {} | {:.0} |",
+            r.id,
+            (cpu1 - cpu0) / elapsed,
+            rss as f64 / 1048576.0,
+            ms(quantile(&b0, &b1, 0.5)),
+            ms(p99),
+            measured / elapsed
+        );
+    }
+    let commits_per_s = (c1 - c0) / elapsed;
+    println!("database commits/s: {commits_per_s:.0}");
+
+    // SIGKILL the first runner: how long until every run it held measured again elsewhere.
+    let victim = all.remove(0);
+    let held: Vec<String> = cluster
+        .psql(
+            &url,
+            &format!(
+                "SELECT id FROM rollouts WHERE finished = 0 AND runner_id = {}",
+                victim.id
+            ),
+        )
+        .expect("psql")
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let killed_at_ms = scalar(
+        &cluster,
+        &url,
+        "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+    );
+    let killed = Instant::now();
+    drop(victim);
+    let ids = if held.is_empty() {
+        "0".to_string()
+    } else {
+        held.join(",")
+    };
+    let deadline = Duration::from_secs(ttl_s * 6 + 60);
+    let takeover = loop {
+        let waiting = scalar(
+            &cluster,
+            &url,
+            &format!(
+                "SELECT COUNT(*) FROM rollouts WHERE id IN ({ids}) AND finished = 0 \
+                 AND (updated_ms < {killed_at_ms} OR runner_id IS NULL)"
+            ),
+        );
+        if waiting == 0.0 {
+            break Some(killed.elapsed());
+        }
+        if killed.elapsed() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let takeover_text = takeover.map_or("did not finish".to_string(), |t| {
+        format!("{:.1} s", t.as_secs_f64())
+    });
+    println!(
+        "takeover after SIGKILL of a runner holding {} runs: {takeover_text} (target: ttl {ttl} + 5 s)",
+        held.len()
+    );
+    println!(
+        "perf: shared-postgres n={n} runners={runners} lag-p99-ms={} commits-per-s={commits_per_s:.0} takeover-s={}",
+        worst_p99.map_or("-".to_string(), |v| format!("{:.1}", v * 1e3)),
+        takeover.map_or("-".to_string(), |t| format!("{:.1}", t.as_secs_f64()))
+    );
 }
