@@ -185,9 +185,10 @@ pub(super) struct LeaseSql {
     /// lease is free or expired, oldest first, skipping rows another claimer has locked;
     /// each gets the next epoch. Returns (id, lease_epoch, lease_expires_ms).
     pub claim_free: &'static str,
-    /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run if its lease is
-    /// free, expired or the runner's own (which keeps its epoch while live). Returns (id,
-    /// lease_epoch, lease_expires_ms).
+    /// Binds: runner id, ttl_ms, rollout id. Claims one run — unfinished, or finished
+    /// (an operator's request may reopen it) — if its lease is free, expired or the
+    /// runner's own (which keeps its epoch while live). Returns (id, lease_epoch,
+    /// lease_expires_ms).
     pub claim_one: &'static str,
     /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run whoever holds it,
     /// with the next epoch. Returns (id, lease_epoch, lease_expires_ms).
@@ -203,6 +204,8 @@ pub(super) struct LeaseSql {
     pub held: &'static str,
     /// Binds: rollout id. Returns (runner_id, lease_epoch, lease_expires_ms, now) of the run.
     pub of_run: &'static str,
+    /// No binds. Returns how many runs are unfinished.
+    pub unfinished: &'static str,
 }
 
 /// The statements of the metric series ([`super::series`]).
@@ -390,7 +393,7 @@ pub(super) const SQLITE: Sql = Sql {
             sqlite_now_ms!(),
             " THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = ?1, lease_expires_ms = ",
             sqlite_now_ms!(),
-            " + ?2 WHERE id = ?3 AND finished = 0 AND (lease_expires_ms IS NULL \
+            " + ?2 WHERE id = ?3 AND (lease_expires_ms IS NULL \
              OR lease_expires_ms < ",
             sqlite_now_ms!(),
             " OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms"
@@ -421,5 +424,6 @@ pub(super) const SQLITE: Sql = Sql {
             sqlite_now_ms!(),
             " FROM rollouts WHERE id = ?"
         ),
+        unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
 };
