@@ -117,7 +117,7 @@ impl Run<'_> {
     pub(super) async fn deliver(&mut self, step: Step) -> Result<bool, EngineError> {
         let mut attempt = 0;
         let result = loop {
-            match self.target.apply(&step).await {
+            match self.target.apply(&step, self.epoch).await {
                 Err(e) if e.retryable && attempt < 3 => {
                     attempt += 1;
                     tracing::warn!(rollout = %self.spec.name, step = %step.id, "retrying: {e}");
