@@ -12,6 +12,7 @@
 //! | `reversal` | rollback after success, mode `new-rollout`, retry rolling forward |
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
 //! | `invalid_spec` | rollout by rollout: invalid-spec rollouts, fixes that start or resume them, resume with fixed documents |
+//! | `leases` | several `serve` runners on one store: the runs split, taken over after a SIGKILL, fenced after a SIGSTOP, handed over on SIGTERM, actions through any runner |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
 //! | `series` | the metric series of a run: `GET /api/v2/rollouts/NAME/series` |
@@ -35,6 +36,7 @@ mod files;
 mod http_check;
 mod invalid_spec;
 mod judge;
+mod leases;
 mod plugin_kit;
 mod plugin_sandbox;
 mod prometheus;
