@@ -234,23 +234,26 @@ fn runner(base: &Path, name: &str, config: &Path, db: &str, ttl: &str, extra: &[
         .start()
 }
 
-/// Each step id delivered once — or twice when the runner that delivered it first was
-/// `killed` while the step was in doubt and the next holder delivered it again, with the
-/// same id under a newer epoch — and applied once.
-fn applied_once(shared: &Shared, killed: Option<i32>) {
+/// Each step applied once (the target applies an id once); each step id delivered once
+/// when `exactly_once`, and otherwise again only as the redelivery of a step in doubt —
+/// its runner killed, frozen or too slow to renew between delivering and recording it —
+/// with the same id, never under an older epoch than an earlier delivery (the same one
+/// when the runner whose driver stopped on its local deadline renewed the lease after
+/// all, a newer one when another runner took the run over).
+fn applied_once(shared: &Shared, exactly_once: bool) {
     let mut by_step: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
     for d in shared.deliveries() {
         by_step.entry(d.step.clone()).or_default().push(d);
     }
     for (step, ds) in &by_step {
-        match ds.as_slice() {
-            [_] => {}
-            [first, again] if Some(first.pid) == killed => assert!(
-                again.epoch > first.epoch && again.pid != first.pid,
-                "{step}: redelivered by the new holder under a newer epoch: {ds:?}"
-            ),
-            _ => panic!("{step} delivered more than once: {ds:?}"),
-        }
+        assert!(
+            ds.len() == 1 || !exactly_once,
+            "{step} delivered more than once: {ds:?}"
+        );
+        assert!(
+            ds.windows(2).all(|w| w[1].epoch >= w[0].epoch),
+            "{step} delivered again under an older epoch: {ds:?}"
+        );
     }
     let applied = shared.applied();
     let unique: BTreeSet<&String> = applied.iter().collect();
@@ -261,10 +264,11 @@ fn applied_once(shared: &Shared, killed: Option<i32>) {
 #[test]
 fn two_runners_split_forty_rollouts_and_apply_every_step_once() {
     let shared = Shared::new(40, "{duration: 3s}");
-    let (a, b) = shared.two("3s", &[]);
+    // A ttl long enough that no renewal misses on a busy machine: nothing is in doubt.
+    let (a, b) = shared.two("5s", &[]);
     let store = shared.store();
     shared.all_succeeded(&store, 40, Duration::from_secs(180));
-    applied_once(&shared, None);
+    applied_once(&shared, true);
     let deliveries = shared.deliveries();
     // set-weight 10, 50 and 100, then finalize: four steps a rollout.
     assert_eq!(deliveries.len(), 160);
@@ -294,12 +298,11 @@ fn two_runners_split_forty_rollouts_and_apply_every_step_once() {
 #[test]
 fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish() {
     let shared = Shared::new(8, "{duration: 4s}");
-    let (mut a, b) = shared.two("2s", &[]);
+    let (mut a, b) = shared.two("3s", &[]);
     let store = shared.store();
     let (ia, ib) = shared.both_hold(&store, &a, &b);
     let held = shared.held_by(&store, ia);
     assert!(!held.is_empty());
-    let killed = a.pid();
     a.signal(libc::SIGKILL);
     a.wait_exit();
     let t0 = Instant::now();
@@ -307,7 +310,7 @@ fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish() {
     // time left since a's last renewal), within ttl + two renew periods + slack.
     shared.wait_until(
         "b takes every run a held",
-        Duration::from_secs(2 + 4),
+        Duration::from_secs(3 + 4),
         || {
             let now_b = shared.held_by(&store, ib);
             let runs = shared.runs(&store);
@@ -321,7 +324,7 @@ fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish() {
         "taken over after {took:?}: before a's lease could expire"
     );
     shared.all_succeeded(&store, 8, Duration::from_secs(60));
-    applied_once(&shared, Some(killed));
+    applied_once(&shared, false);
     for (id, epoch) in &held {
         let lease = shared.rt.block_on(store.lease_of(*id)).unwrap().unwrap();
         assert!(
@@ -336,7 +339,10 @@ fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish() {
 #[test]
 fn a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_the_runs_it_lost() {
     let shared = Shared::new(6, "{duration: 5s}");
-    let (a, b) = shared.two("2s", &[]);
+    // Long enough that a renewal does not miss while both start on a busy machine: a
+    // driver that stopped on its deadline and was not restarted yet when a froze would
+    // leave a nothing to say.
+    let (a, b) = shared.two("5s", &[]);
     let store = shared.store();
     let (ia, ib) = shared.both_hold(&store, &a, &b);
     let held = shared.held_by(&store, ia);
@@ -348,7 +354,7 @@ fn a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_th
     loop {
         attempts += 1;
         a.signal(libc::SIGSTOP);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(15);
         let taken = loop {
             let now_b = shared.held_by(&store, ib);
             let runs = shared.runs(&store);
@@ -421,7 +427,9 @@ fn a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_th
             );
         }
     }
-    applied_once(&shared, None);
+    // A step a froze between delivering and recording is in doubt, like a killed
+    // runner's: b delivers it again, with its id, under the newer epoch.
+    applied_once(&shared, false);
     shared.audits_are_gapless(&store);
 }
 
