@@ -13,6 +13,7 @@
 //! | `crash` | SIGKILL mid-rollout: nothing applied twice, nothing lost |
 //! | `postgres` | the store on a real PostgreSQL (`--db postgres://…`): run, get, history, actions |
 //! | `invalid_spec` | rollout by rollout: invalid-spec rollouts, fixes that start or resume them, resume with fixed documents |
+//! | `leases` | several `serve` runners on one store: the runs split, taken over after a SIGKILL, fenced after a SIGSTOP, handed over on SIGTERM, actions through any runner |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
 //! | `series` | the metric series of a run: `GET /api/v2/rollouts/NAME/series` |
@@ -36,6 +37,7 @@ mod files;
 mod http_check;
 mod invalid_spec;
 mod judge;
+mod leases;
 mod plugin_kit;
 mod plugin_sandbox;
 mod postgres;

@@ -98,6 +98,7 @@ impl Harness {
             config_generation: 0,
             reconfigure: None,
             runner: None,
+            leases: None,
         };
         let harness = Harness { dir, engine, clock };
         for r in &bundle.rollouts {

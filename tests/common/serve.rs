@@ -40,6 +40,8 @@ pub fn write_tokens(dir: &Path) -> PathBuf {
 pub struct Serve {
     dir: PathBuf,
     config: PathBuf,
+    /// The `--db` URL (default: `sqlite:DIR/state.db`).
+    db: Option<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: String,
@@ -51,6 +53,7 @@ impl Serve {
         Serve {
             dir: dir.to_path_buf(),
             config: dir.join("config"),
+            db: None,
             args: Vec::new(),
             env: Vec::new(),
             log: "rollgate=info".into(),
@@ -61,6 +64,13 @@ impl Serve {
     /// Another configuration folder.
     pub fn config(mut self, config: &Path) -> Serve {
         self.config = config.to_path_buf();
+        self
+    }
+
+    /// Another store: a `--db` URL (`sqlite:PATH` — several servers may share one —, or
+    /// a database server's URL).
+    pub fn db(mut self, url: &str) -> Serve {
+        self.db = Some(url.to_string());
         self
     }
 
@@ -103,7 +113,11 @@ impl Serve {
             .arg("--config")
             .arg(&self.config)
             .arg("--db")
-            .arg(format!("sqlite:{}", self.dir.join("state.db").display()))
+            .arg(
+                self.db
+                    .clone()
+                    .unwrap_or_else(|| format!("sqlite:{}", self.dir.join("state.db").display())),
+            )
             .args(["--listen", "127.0.0.1:0", "--reload-interval"])
             .arg(&self.reload_interval)
             .arg("--tokens")
@@ -376,6 +390,26 @@ impl Server {
                 "the event stream never subscribed"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// Send `signal` (SIGKILL, SIGSTOP, SIGCONT…) to it, by its PID.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling the child this test started, by its PID.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Wait (bounded) until it exited (after a SIGKILL).
+    pub fn wait_exit(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "serve did not exit in 30 s");
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 

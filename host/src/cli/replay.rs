@@ -160,6 +160,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         config_generation: 0,
         reconfigure: None,
         runner: None,
+        leases: None,
     };
     let measured = std::time::Instant::now();
     let mut ids = Vec::new();

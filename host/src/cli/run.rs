@@ -10,7 +10,10 @@
 //!
 //! While it drives runs, `run` is the store's runner ([`crate::engine::runner`]): it
 //! registers, beats every `--heartbeat` and marks itself stopped when it ends, so `rollgate
-//! get` can tell a run being driven from one whose runner died.
+//! get` can tell a run being driven from one whose runner died. It drives each run under
+//! the run's lease ([`crate::engine::lease`]), renewed while it drives and freed when it
+//! ends: a run another runner (a `rollgate serve` on the same store) holds is not driven,
+//! with an error that names that runner.
 
 use super::run_output::{Shown, report};
 use super::{Format, Out, exit};
@@ -149,6 +152,7 @@ async fn run_steps(args: &RunArgs, out: &mut Out) -> Result<u8, u8> {
             origin,
         })),
         runner: None,
+        leases: None,
     };
     let (ids, done) = start_runs(&engine, &checked.rollouts, latest, &args.files, out).await?;
     let results = drive(engine, ids, sim.as_ref(), heartbeat, &shown, args, out).await?;
@@ -450,6 +454,20 @@ async fn drive(
         }
     };
     engine.runner = runner.as_ref().map(Runner::id);
+    // Each run is driven under its lease, claimed when its drive starts (another runner
+    // holding it is an error naming that runner) and renewed while it goes on.
+    let leases = match &runner {
+        Some(r) => match hold_leases(&engine.store, r.id()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                return Err(exit::PLUGIN_ERROR);
+            }
+        },
+        None => None,
+    };
+    engine.leases = leases.clone();
+    let renew = leases.clone().map(|l| tokio::spawn(renew_leases(l)));
     let beat = runner.as_ref().map(|r| tokio::spawn(r.beat()));
     // Every rollout is registered with the simulated clock before any starts, so time
     // cannot jump while the first waits and the others do not exist yet.
@@ -473,6 +491,7 @@ async fn drive(
                 a.abort();
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), &mut joined).await;
+            free_leases(renew, leases.as_deref(), out).await;
             stop_runner(beat, runner, out).await;
             shown.draw_last();
             let (name, code) = signal;
@@ -483,8 +502,73 @@ async fn drive(
             return Err(code);
         }
     };
+    free_leases(renew, leases.as_deref(), out).await;
     stop_runner(beat, runner, out).await;
     Ok(results)
+}
+
+/// This runner's leases ([`crate::engine::lease`]), after freeing those of runners of this
+/// host that died (a killed `rollgate run` restarted resumes its runs at once).
+async fn hold_leases(
+    store: &Store,
+    runner: i64,
+) -> Result<Arc<crate::engine::lease::Leases>, crate::store::StoreError> {
+    crate::engine::lease::release_dead_local_runners(store, runner).await?;
+    Ok(Arc::new(crate::engine::lease::Leases::new(
+        store.clone(),
+        runner,
+        crate::engine::lease::DEFAULT_TTL,
+    )))
+}
+
+/// Renew the runs' leases every third of their ttl; a run another runner took, or whose
+/// local deadline passed without a renewal, stops.
+async fn renew_leases(leases: Arc<crate::engine::lease::Leases>) {
+    let every = crate::engine::lease::renew_every(leases.ttl());
+    loop {
+        tokio::time::sleep(every).await;
+        match leases.renew().await {
+            Ok(renewal) => {
+                for lost in renewal.lost {
+                    tracing::warn!(
+                        "lost the lease on {} (epoch {}): another runner holds it; stopped \
+                         driving it",
+                        lost.label(),
+                        lost.epoch()
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("cannot renew this runner's leases: {e}"),
+        }
+        for (lease, at_ms) in leases.expire_overdue() {
+            tracing::warn!(
+                "lease on {} (epoch {}) expired locally at {} without a renewal: stopped \
+                 driving it",
+                lease.label(),
+                lease.epoch(),
+                crate::engine::lease::utc_text_ms(at_ms)
+            );
+        }
+    }
+}
+
+/// Stop renewing and free every lease at once (the runs ended, or a signal stopped them).
+async fn free_leases(
+    renew: Option<tokio::task::JoinHandle<()>>,
+    leases: Option<&crate::engine::lease::Leases>,
+    out: &mut Out,
+) {
+    if let Some(renew) = renew {
+        renew.abort();
+    }
+    if let Some(leases) = leases {
+        leases.close();
+        if let Err(e) = leases.release_all().await {
+            out.err(format!(
+                "rollgate: cannot free this runner's leases: {e}; they expire by themselves"
+            ));
+        }
+    }
 }
 
 /// Report what the runs ended with, the problems that kept rollouts from running, and

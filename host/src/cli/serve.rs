@@ -11,6 +11,9 @@
 //!
 //! The server is the runner of the runs it drives ([`crate::engine::runner`]): registered
 //! before the folder loads, beating every `--heartbeat`, marked stopped on SIGINT/SIGTERM.
+//! Several servers may share one store: each drives the runs it holds a lease on
+//! (`--lease-ttl`, `--max-runs`; [`crate::server`]'s lease manager), and a clean stop
+//! frees its leases at once.
 
 use super::exit;
 use crate::api::{self, Tokens};
@@ -61,6 +64,16 @@ pub struct ServeArgs {
     /// get` and the API report a runner silent for three periods as stopped reporting.
     #[arg(long, default_value = "5s", value_name = "DURATION")]
     pub heartbeat: String,
+    /// How long this server's lease on a run lasts (1s to 10min): several servers share
+    /// one store and split its runs; a lease is renewed every third of it, a server that
+    /// cannot renew stops driving at 0.8 of it, and a dead server's runs are taken over
+    /// after it.
+    #[arg(long, default_value = "15s", value_name = "DURATION")]
+    pub lease_ttl: String,
+    /// The most runs this server drives at once (default: no cap beyond its fair share of
+    /// the store's unfinished runs).
+    #[arg(long, value_name = "N")]
+    pub max_runs: Option<u64>,
     /// Also serve the web view (pages for people, sign-in with the tokens) on this
     /// address; off when absent.
     #[arg(long, value_name = "ADDR")]
@@ -130,6 +143,18 @@ pub async fn run(args: ServeArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return fail(exit::INVALID_INPUT, format!("--heartbeat: {e}")),
     };
+    let lease_ttl = match crate::engine::lease::parse_ttl(&args.lease_ttl) {
+        Ok(t) => t,
+        Err(e) => return fail(exit::INVALID_INPUT, format!("--lease-ttl: {e}")),
+    };
+    if args.max_runs == Some(0) {
+        return fail(
+            exit::INVALID_INPUT,
+            "--max-runs 0: a server that may drive no run drives nothing; give at least 1, or \
+             leave it out for no cap"
+                .into(),
+        );
+    }
     let mut global_webhooks = Vec::new();
     for url in &args.notify {
         match reqwest::Url::parse(url) {
@@ -186,6 +211,8 @@ pub async fn run(args: ServeArgs) -> u8 {
             event_buffer: 65_536,
             api_allow,
             heartbeat,
+            lease_ttl,
+            max_runs: args.max_runs,
         },
         store,
         host,
@@ -248,7 +275,9 @@ pub async fn run(args: ServeArgs) -> u8 {
             task.abort();
         }
     }
-    if let Err(e) = fleet.stop_runner().await {
+    // The drivers stop at safe points, every lease is freed at once, the runner is marked
+    // stopped: the other runners take the runs over now.
+    if let Err(e) = fleet.shutdown().await {
         eprintln!("rollgate serve: cannot mark this runner stopped in the store: {e}");
     }
     match served {

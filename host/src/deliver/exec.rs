@@ -100,7 +100,7 @@ impl ExecTarget {
         &self.working_dir
     }
 
-    /// The `ROLLGATE_*` variables describing `step` (`json` is the step serialised).
+    /// The `ROLLGATE_*` variables describing `step` (a delivery adds [`super::LEASE_EPOCH_ENV`]) (`json` is the step serialised).
     pub fn step_env(step: &Step, json: &str) -> Vec<(&'static str, String)> {
         vec![
             ("ROLLGATE_STEP", json.to_string()),
@@ -127,12 +127,14 @@ impl ExecTarget {
         }
     }
 
-    /// Run `argv` with the step in its environment and on stdin, within the timeout.
+    /// Run `argv` with the step in its environment and on stdin, within the timeout; a
+    /// delivery also carries the lease epoch it is made under (`ROLLGATE_LEASE_EPOCH`).
     async fn run(
         &self,
         argv: &[String],
         step: &Step,
         which: Which,
+        epoch: Option<i64>,
     ) -> Result<Finished, TargetError> {
         let Some(written) = argv.first() else {
             return Err(self.error(format!("{}: no program", which.field()), false));
@@ -154,6 +156,7 @@ impl ExecTarget {
         // The step's own variables win over `env`: scripts must be able to trust them.
         cmd.envs(&self.env)
             .envs(Self::step_env(step, &json))
+            .envs(epoch.map(|e| (super::LEASE_EPOCH_ENV, e.to_string())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -420,9 +423,13 @@ impl Target for ExecTarget {
         format!("exec {}", self.command.join(" "))
     }
 
-    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Applied, TargetError>> {
+    fn apply<'a>(
+        &'a self,
+        step: &'a Step,
+        epoch: Option<i64>,
+    ) -> BoxFuture<'a, Result<Applied, TargetError>> {
         Box::pin(async move {
-            let done = self.run(&self.command, step, Which::Command).await?;
+            let done = self.run(&self.command, step, Which::Command, epoch).await?;
             if done.status.success() {
                 Ok(Applied {
                     output: done.stdout.text(OUTPUT_TAIL_BYTES),
@@ -438,7 +445,7 @@ impl Target for ExecTarget {
             let Some(ready) = &self.ready_command else {
                 return Ok(Readiness::Ready);
             };
-            let done = self.run(ready, step, Which::ReadyCommand).await?;
+            let done = self.run(ready, step, Which::ReadyCommand, None).await?;
             Ok(if done.status.success() {
                 Readiness::Ready
             } else {

@@ -38,7 +38,7 @@ async fn the_step_arrives_in_env_and_on_stdin() {
     s.env.insert("ROLLGATE_WEIGHT".into(), "999".into());
     let target = ExecTarget::new(&s, dir.path()).unwrap();
     let st = step();
-    let applied = target.apply(&st).await.unwrap();
+    let applied = target.apply(&st, Some(3)).await.unwrap();
     assert_eq!(applied.output, "applied\n");
 
     let env = std::fs::read_to_string(dir.path().join("env.txt")).unwrap();
@@ -58,6 +58,7 @@ async fn the_step_arrives_in_env_and_on_stdin() {
         ("ROLLGATE_INSTANCES", "web-1,web-2"),
         ("ROLLGATE_UPDATED", "2"),
         ("ROLLGATE_TOTAL", "16"),
+        ("ROLLGATE_LEASE_EPOCH", "3"),
         ("EXTRA", "yes"),
     ];
     for (k, v) in want {
@@ -98,7 +99,7 @@ async fn failures_say_what_happened() {
     ];
     for (s, want, retryable) in cases {
         let target = ExecTarget::new(&s, dir.path()).unwrap();
-        let err = target.apply(&step()).await.unwrap_err();
+        let err = target.apply(&step(), None).await.unwrap_err();
         assert!(err.message.contains(want), "{want:?} in {:?}", err.message);
         assert_eq!(err.retryable, retryable, "{want}");
         assert!(err.target.starts_with("exec "), "{}", err.target);
@@ -107,7 +108,7 @@ async fn failures_say_what_happened() {
     s.working_dir = Some("nope".into());
     let err = ExecTarget::new(&s, dir.path())
         .unwrap()
-        .apply(&step())
+        .apply(&step(), None)
         .await
         .unwrap_err();
     assert!(
@@ -127,7 +128,7 @@ async fn relative_programs_and_working_dirs_resolve_against_the_rollout_folder()
     let mut s = spec(&["./run.sh"]);
     s.working_dir = Some("deploy".into());
     let target = ExecTarget::new(&s, dir.path()).unwrap();
-    let out = target.apply(&step()).await.unwrap().output;
+    let out = target.apply(&step(), None).await.unwrap().output;
     let want = dir.path().join("deploy").canonicalize().unwrap();
     assert_eq!(Path::new(out.trim()).canonicalize().unwrap(), want);
 }
@@ -140,7 +141,7 @@ async fn timeout_kills_the_whole_process_group_quickly() {
     s.timeout_ms = 1_000;
     let target = ExecTarget::new(&s, dir.path()).unwrap();
     let started = Instant::now();
-    let err = target.apply(&step()).await.unwrap_err();
+    let err = target.apply(&step(), None).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -198,7 +199,7 @@ async fn a_timeout_leaves_no_grandchild_behind() {
     let mut s = sh("sleep 1000 & echo $! > grandchild.pid; while :; do sleep 1; done");
     s.timeout_ms = 500;
     let target = ExecTarget::new(&s, dir.path()).unwrap();
-    let err = target.apply(&step()).await.unwrap_err();
+    let err = target.apply(&step(), None).await.unwrap_err();
     assert!(err.message.contains("timed out after 500ms"), "{err}");
     assert!(!err.retryable, "{err}");
     let pid = pid_in(dir.path(), "grandchild.pid").await;
@@ -217,7 +218,7 @@ async fn dropping_a_running_apply_kills_its_process_group() {
     // The rollout stops waiting long before the command's own 20 s timeout: once the
     // command has started (it writes grandchild.pid, then child.pid), drop the future.
     let st = step();
-    let mut apply = target.apply(&st);
+    let mut apply = target.apply(&st, None);
     tokio::select! {
         result = &mut apply => panic!("the command cannot finish: {result:?}"),
         _ = pid_in(dir.path(), "child.pid") => {}
@@ -342,7 +343,7 @@ async fn a_rollout_loaded_by_a_relative_path_runs_its_relative_program() {
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let target = crate::deliver::build(&rollout.target, &base).unwrap();
-    let out = target.apply(&step()).await.unwrap().output;
+    let out = target.apply(&step(), None).await.unwrap().output;
     let mut lines = out.lines();
     let pwd = Path::new(lines.next().unwrap()).canonicalize().unwrap();
     assert_eq!(pwd, steps.canonicalize().unwrap());
@@ -395,7 +396,7 @@ async fn a_chatty_command_does_not_deadlock_and_keeps_the_tail() {
         "head -c 1048576 /dev/zero | tr '\\0' e >&2 & head -c 1048576 /dev/zero | tr '\\0' a; wait; echo END",
     );
     let target = ExecTarget::new(&s, dir.path()).unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(15), target.apply(&step()))
+    let out = tokio::time::timeout(Duration::from_secs(15), target.apply(&step(), None))
         .await
         .expect("no deadlock")
         .unwrap()
@@ -411,7 +412,7 @@ async fn a_background_process_holding_the_pipes_does_not_hold_the_step() {
     // The child exits at once; the background `sleep` keeps stdout open for 3 s.
     let target = ExecTarget::new(&sh("sleep 3 & echo started"), dir.path()).unwrap();
     let started = Instant::now();
-    let out = target.apply(&step()).await.unwrap().output;
+    let out = target.apply(&step(), None).await.unwrap().output;
     assert_eq!(out, "started\n");
     assert!(
         started.elapsed() < Duration::from_millis(2_900),

@@ -8,7 +8,10 @@
 //!
 //! A step is a *desired state* ("canary weight 20", "instances web-1..web-4 on v2"), never a
 //! delta, so applying it twice is harmless; each step also carries a stable `id` the target
-//! can use to recognise a re-delivery after a crash. The engine records a step's intent
+//! can use to recognise a re-delivery after a crash, and the lease epoch of the runner
+//! delivering it: several runners share a store, and a runner that lost its lease (frozen,
+//! cut off) stops before delivering — the epoch lets a target check that too, since a
+//! newer holder's deliveries carry a higher one. The engine records a step's intent
 //! before calling [`Target::apply`] and its completion after, so a step is re-delivered only
 //! when the runner died in between.
 //!
@@ -40,6 +43,14 @@ use std::sync::Arc;
 pub use exec::ExecTarget;
 pub use none::NoneTarget;
 pub use webhook::WebhookTarget;
+
+/// The environment variable an exec command finds the delivering runner's lease epoch in,
+/// beside `ROLLGATE_STEP_ID`.
+pub const LEASE_EPOCH_ENV: &str = "ROLLGATE_LEASE_EPOCH";
+
+/// The header a webhook finds the delivering runner's lease epoch in, beside
+/// `Idempotency-Key`.
+pub const LEASE_EPOCH_HEADER: &str = "x-rollgate-lease-epoch";
 
 /// What a step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,8 +150,15 @@ pub struct TargetError {
 pub trait Target: Send + Sync {
     /// A short description for logs and errors (`exec ./deploy.sh`, `webhook https://…`).
     fn describe(&self) -> String;
-    /// Apply a step. Idempotent: the same step twice leaves the same state.
-    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Applied, TargetError>>;
+    /// Apply a step. Idempotent: the same step twice leaves the same state. `epoch` is the
+    /// lease epoch the delivering runner holds on the run (`None`: no lease, a lone
+    /// `replay`); it travels beside the step id ([`LEASE_EPOCH_ENV`],
+    /// [`LEASE_EPOCH_HEADER`]) so a target can refuse a delivery older than one it saw.
+    fn apply<'a>(
+        &'a self,
+        step: &'a Step,
+        epoch: Option<i64>,
+    ) -> BoxFuture<'a, Result<Applied, TargetError>>;
     /// Has the step taken effect?
     fn ready<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Readiness, TargetError>>;
 }

@@ -18,7 +18,11 @@ impl Target for NoneTarget {
         "none".into()
     }
 
-    fn apply<'a>(&'a self, _step: &'a Step) -> BoxFuture<'a, Result<Applied, TargetError>> {
+    fn apply<'a>(
+        &'a self,
+        _step: &'a Step,
+        _epoch: Option<i64>,
+    ) -> BoxFuture<'a, Result<Applied, TargetError>> {
         Box::pin(async {
             Ok(Applied {
                 output: NOTHING_APPLIED.into(),
@@ -40,7 +44,7 @@ mod tests {
     async fn applies_nothing_and_is_always_ready() {
         let t = NoneTarget;
         let s = step();
-        assert_eq!(t.apply(&s).await.unwrap().output, NOTHING_APPLIED);
+        assert_eq!(t.apply(&s, None).await.unwrap().output, NOTHING_APPLIED);
         assert_eq!(t.ready(&s).await.unwrap(), Readiness::Ready);
         assert_eq!(t.describe(), "none");
     }

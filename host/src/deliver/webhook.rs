@@ -1,7 +1,8 @@
 //! The `webhook` target: POST each step as JSON to the operator's deployment service.
 //!
 //! For teams whose deploy tooling is a service rather than a script. Every request carries
-//! `Idempotency-Key: <step id>`, so a re-delivery after a crash is recognisable, and the
+//! `Idempotency-Key: <step id>` (and `X-Rollgate-Lease-Epoch: <epoch>`, the delivering
+//! runner's lease on the run), so a re-delivery after a crash is recognisable, and the
 //! step itself is a desired state, so applying it twice is harmless anyway — which is what
 //! makes retrying transient failures (5xx, 429, connection errors, timeouts) safe. A 4xx is
 //! the service refusing the step: retrying would only repeat the refusal, so it fails at
@@ -39,7 +40,13 @@ pub(crate) const ERROR_BODY_BYTES: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Headers rollgate sets itself; a spec may not override them.
-const RESERVED: [&str; 4] = ["content-type", "content-length", "host", "idempotency-key"];
+const RESERVED: [&str; 5] = [
+    "content-type",
+    "content-length",
+    "host",
+    "idempotency-key",
+    super::LEASE_EPOCH_HEADER,
+];
 
 /// POSTs steps to `target.webhook.url`, asks `target.webhook.readyUrl` for readiness.
 #[derive(Debug, Clone)]
@@ -268,7 +275,11 @@ impl Target for WebhookTarget {
         format!("webhook {}", shown(&self.url))
     }
 
-    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Applied, TargetError>> {
+    fn apply<'a>(
+        &'a self,
+        step: &'a Step,
+        epoch: Option<i64>,
+    ) -> BoxFuture<'a, Result<Applied, TargetError>> {
         Box::pin(async move {
             let body = serde_json::to_vec(step)
                 .map_err(|e| self.error(format!("cannot serialise the step: {e}"), false))?;
@@ -281,6 +292,12 @@ impl Target for WebhookTarget {
             let mut headers = self.headers.clone();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             headers.insert(HeaderName::from_static("idempotency-key"), key);
+            if let Some(epoch) = epoch {
+                headers.insert(
+                    HeaderName::from_static(super::LEASE_EPOCH_HEADER),
+                    HeaderValue::from(epoch),
+                );
+            }
             let mut attempt = 0u32;
             loop {
                 match self.post_once(&headers, &body).await {
@@ -376,7 +393,7 @@ mod tests {
 
     /// Bounded: a test that would wait out a long backoff fails instead of hanging.
     async fn apply(target: &WebhookTarget) -> Result<Applied, TargetError> {
-        tokio::time::timeout(Duration::from_secs(20), target.apply(&step()))
+        tokio::time::timeout(Duration::from_secs(20), target.apply(&step(), Some(7)))
             .await
             .expect("apply finished in time")
     }
@@ -400,6 +417,7 @@ mod tests {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/steps"));
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert_eq!(r.header("idempotency-key"), Some("web#1/3-update-batch"));
+        assert_eq!(r.header("x-rollgate-lease-epoch"), Some("7"));
         assert_eq!(r.header("authorization"), Some("s3cr3t-token"));
         let path = std::env::var("PATH").unwrap();
         assert_eq!(r.header("x-path"), Some(path.as_str()));
@@ -710,6 +728,10 @@ mod tests {
             (
                 with_header("Idempotency-Key", "x"),
                 "target.webhook.headers.Idempotency-Key: rollgate sets",
+            ),
+            (
+                with_header("X-Rollgate-Lease-Epoch", "1"),
+                "target.webhook.headers.X-Rollgate-Lease-Epoch: rollgate sets",
             ),
             (
                 with_header("Content-Type", "text/plain"),

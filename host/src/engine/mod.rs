@@ -16,7 +16,8 @@
 //! # Where things are
 //!
 //! This file holds the public face: [`Engine`] (create a run, drive it), [`Outcome`],
-//! [`EngineError`], [`Plugins`], creating and retrying runs ([`create_run`], [`NewRun`],
+//! [`EngineError`], [`Plugins`], creating and retrying runs ([`create_run`],
+//! [`create_run_after`], [`NewRun`],
 //! [`retry_run`]) and the `Run` being driven. `Run`'s methods are split by concern:
 //!
 //! | file | what it holds |
@@ -46,6 +47,7 @@ pub mod clock;
 pub mod dry;
 pub mod failure;
 pub mod gate;
+pub mod lease;
 pub mod plan;
 pub mod prepare;
 pub mod reversal;
@@ -110,6 +112,29 @@ pub enum EngineError {
         /// What is wrong.
         message: String,
     },
+    /// This runner stopped driving the run: its lease was lost, lapsed on the local clock,
+    /// was given up, or the store fenced a commit. Nothing was committed or delivered
+    /// after that; the run's holder goes on from the last checkpoint. Not the run's
+    /// failure.
+    #[error("{rollout} run {run} (lease epoch {epoch}): this runner stopped driving it: {why}")]
+    Stopped {
+        /// The rollout.
+        rollout: String,
+        /// The run.
+        run: i64,
+        /// The epoch this runner held.
+        epoch: i64,
+        /// Why.
+        why: lease::Stop,
+    },
+    /// Another runner holds the run's lease: this runner does not drive it.
+    #[error("{rollout}: {message}")]
+    NotHeld {
+        /// The rollout.
+        rollout: String,
+        /// Who holds it and what to do.
+        message: String,
+    },
     /// A referenced plugin or target is not available.
     #[error("rollout {rollout}: {message}")]
     Setup {
@@ -172,6 +197,11 @@ pub struct Engine {
     /// it on the run (and takes it off when the drive gives up with an error). `None`:
     /// nothing is recorded (replays, tests).
     pub runner: Option<i64>,
+    /// The runner's leases ([`lease::Leases`]): [`Engine::drive`] drives a run only under
+    /// its lease (the one the runner's lease manager claimed, or one it claims then), and
+    /// every commit and delivery carries its epoch and checks its local deadline. `None`:
+    /// no lease (replays, tests, a store only this process uses).
+    pub leases: Option<Arc<lease::Leases>>,
 }
 
 /// The outcome of driving a rollout.
@@ -213,12 +243,23 @@ impl Engine {
     /// its reversal (a rollback in mode `new-rollout`) goes on into that run: the outcome
     /// is the last run's. With wake-ups (server mode), the reversal is only driven here if
     /// no other task claimed it first.
+    ///
+    /// With leases, a run is driven only under its lease: the one held, else one claimed
+    /// now; another runner holding it is [`EngineError::NotHeld`] (for a reversal this
+    /// run goes on into: that runner drives it, and the outcome is this run's).
     pub async fn drive(&self, id: i64) -> Result<Outcome, EngineError> {
         let mut id = id;
+        let mut last: Option<Outcome> = None;
         loop {
-            let (outcome, next) = self.drive_one(id).await?;
+            let (outcome, next) = match (self.drive_one(id).await, last.take()) {
+                (Err(EngineError::NotHeld { .. }), Some(previous)) => return Ok(previous),
+                (result, _) => result?,
+            };
             match next {
-                Some(next) if self.wakers.as_ref().is_none_or(|w| w.claim(next)) => id = next,
+                Some(next) if self.wakers.as_ref().is_none_or(|w| w.claim(next)) => {
+                    id = next;
+                    last = Some(outcome);
+                }
                 _ => return Ok(outcome),
             }
         }
@@ -260,7 +301,18 @@ impl Engine {
                 rollout: spec.name.clone(),
                 message,
             })?;
+        let lease = match &self.leases {
+            Some(leases) => match leases.acquire(id).await? {
+                Some(lease) => Some(lease),
+                None => return Err(self.not_held(&row).await),
+            },
+            None => None,
+        };
+        if let Some(lease) = &lease {
+            lease.set_label(&row.name, row.run);
+        }
         let mut run = Run {
+            lease: lease.clone(),
             plugins: self.plugins.clone(),
             metrics: self.metrics.clone(),
             spec_changed: false,
@@ -269,7 +321,7 @@ impl Engine {
             id,
             run: row.run,
             generation: row.generation,
-            epoch: None,
+            epoch: lease.as_ref().map(|l| l.epoch()),
             spec,
             cp,
             target,
@@ -280,16 +332,43 @@ impl Engine {
             next: None,
         };
         let span = tracing::info_span!("rollout", rollout = %run.spec.name, run = run.run);
-        // Each run is claimed when driven: the reversal a run goes on into too.
-        if let Some(runner) = self.runner {
-            run.epoch = self
-                .store
-                .take_run(id, runner, runner::LEASE_TTL_MS)
-                .await?
-                .map(|lease| lease.epoch);
-        }
         let outcome = run.drive().instrument(span).await;
-        if outcome.is_err()
+        self.ended(id, lease.as_ref(), &outcome).await;
+        Ok((outcome?, run.next))
+    }
+
+    /// After a drive: a run that ended, or that this runner gave up, frees its lease at
+    /// once; a lost or lapsed one is only forgotten (another runner holds it, or will);
+    /// a drive that failed otherwise takes the runner off the run.
+    async fn ended(
+        &self,
+        id: i64,
+        lease: Option<&Arc<lease::RunLease>>,
+        outcome: &Result<Outcome, EngineError>,
+    ) {
+        if let (Some(leases), Some(lease)) = (&self.leases, lease) {
+            let release = match outcome {
+                Ok(o) => o.state.is_final(),
+                Err(EngineError::Stopped { why, .. }) => *why == lease::Stop::Released,
+                Err(_) => false,
+            };
+            if release {
+                if let Err(e) = leases.release(lease).await {
+                    tracing::warn!(
+                        run = id,
+                        "cannot free this runner's lease on {}: {e}; it expires by itself",
+                        lease.label()
+                    );
+                }
+            } else {
+                leases.forget(lease);
+            }
+        }
+        let gave_up = matches!(
+            outcome,
+            Err(e) if !matches!(e, EngineError::Stopped { .. } | EngineError::NotHeld { .. })
+        );
+        if gave_up
             && let Some(runner) = self.runner
             && let Err(e) = self.store.release_run(id, runner).await
         {
@@ -298,7 +377,25 @@ impl Engine {
                 "cannot record that this runner gave up the run: {e}"
             );
         }
-        Ok((outcome?, run.next))
+    }
+
+    /// [`EngineError::NotHeld`] for `row`: who holds it, as the store says.
+    async fn not_held(&self, row: &crate::store::RolloutRow) -> EngineError {
+        let holder = match self.store.runner_of(row.id).await {
+            Ok(Some(r)) => format!(
+                "`rollgate {}` on {} (pid {}, runner {})",
+                r.command, r.host, r.pid, r.id
+            ),
+            _ => "another runner".to_string(),
+        };
+        EngineError::NotHeld {
+            rollout: row.name.clone(),
+            message: format!(
+                "run {} is driven by {holder}, which holds its lease; stop that runner (its \
+                 runs are free at once) or wait until its lease expires",
+                row.run
+            ),
+        }
     }
 }
 
@@ -312,6 +409,9 @@ fn checkpoint_json(rollout: &str, cp: &Checkpoint) -> Result<String, EngineError
 /// One rollout being driven.
 struct Run<'e> {
     engine: &'e Engine,
+    /// The lease this run is driven under (with leases): checked before every commit
+    /// and delivery.
+    lease: Option<Arc<lease::RunLease>>,
     /// The plugins this run measures and decides with: the engine's, or those of a newer
     /// configuration the run adopted on a resume.
     plugins: Arc<Plugins>,
@@ -437,6 +537,48 @@ pub struct NewRun<'a> {
     pub state_before: &'a str,
 }
 
+/// Store run `after + 1` of `spec` (pending, with its first checkpoint and audit event)
+/// only if run `after` is still the latest (0: the rollout has no run yet):
+/// [`crate::store::StoreError::RunTaken`] otherwise, nothing written — another runner
+/// sharing the store created it first.
+pub async fn create_run_after(
+    store: &Store,
+    spec: &RolloutSpec,
+    now: i64,
+    new: NewRun<'_>,
+    after: i64,
+) -> Result<crate::store::RolloutRow, EngineError> {
+    let cp = Checkpoint::new(now);
+    let spec_json = serde_json::to_string(spec).map_err(|e| EngineError::Corrupt {
+        rollout: spec.name.clone(),
+        message: format!("cannot serialise the spec: {e}"),
+    })?;
+    let cp_json = checkpoint_json(&spec.name, &cp)?;
+    let event = first_event(spec, &cp, &new, now);
+    let row = crate::store::NewRow {
+        name: &spec.name,
+        spec: &spec_json,
+        checkpoint: &cp_json,
+        state: &cp.state.name(),
+        event: &event,
+        after,
+    };
+    Ok(store.create_after(row, now).await?)
+}
+
+/// The `create` (or `retry`) event a new run starts its audit log with.
+fn first_event(spec: &RolloutSpec, cp: &Checkpoint, new: &NewRun<'_>, now: i64) -> AuditEvent {
+    AuditEvent {
+        at_ms: now,
+        actor: new.actor.to_string(),
+        action: new.action.to_string(),
+        reason: new.reason.to_string(),
+        state_before: new.state_before.to_string(),
+        state_after: cp.state.name(),
+        progress: progress_counts(spec, cp),
+    }
+}
+
 /// Store a new pending run of `spec` with its first checkpoint and audit event.
 pub async fn create_run(
     store: &Store,
@@ -450,15 +592,7 @@ pub async fn create_run(
         message: format!("cannot serialise the spec: {e}"),
     })?;
     let cp_json = checkpoint_json(&spec.name, &cp)?;
-    let event = AuditEvent {
-        at_ms: now,
-        actor: new.actor.to_string(),
-        action: new.action.to_string(),
-        reason: new.reason.to_string(),
-        state_before: new.state_before.to_string(),
-        state_after: cp.state.name(),
-        progress: progress_counts(spec, &cp),
-    };
+    let event = first_event(spec, &cp, &new, now);
     let row = store
         .create_rollout(
             &spec.name,

@@ -3,10 +3,11 @@
 //! ([`Run::finish`]), and how durations are counted and shown.
 
 use super::failure::Failure;
+use super::lease::{Stop, utc_text_ms};
 use super::progress::{Committed, progress_counts, progress_of};
 use super::state::State;
 use super::{EngineError, Outcome, Run, checkpoint_json};
-use crate::store::{AuditEvent, Commit, NewRow};
+use crate::store::{AuditEvent, Commit, NewRow, StoreError};
 
 impl Run<'_> {
     pub(super) fn now(&self) -> i64 {
@@ -58,13 +59,80 @@ impl Run<'_> {
         });
     }
 
+    /// Whether this run may still commit or deliver under its lease (always, without
+    /// one): not lost, not past its local deadline. `doing` says what it was about to do,
+    /// for the log line that says it did not.
+    pub(super) fn hold_lease(&self, doing: &str) -> Result<(), EngineError> {
+        match self.lease.as_ref().map(|l| l.check()) {
+            None | Some(Ok(())) => Ok(()),
+            Some(Err(why)) => Err(self.stopped(why, doing)),
+        }
+    }
+
+    /// A safe point (waiting, or before a step's intent): a driver asked to stop — its
+    /// lease given up, lost or lapsed — stops here.
+    pub(super) fn safe_point(&self) -> Result<(), EngineError> {
+        match self.lease.as_ref().and_then(|l| l.stop_requested()) {
+            None => self.hold_lease("stopped driving it"),
+            Some(why) => Err(self.stopped(why, "stopped driving it")),
+        }
+    }
+
+    /// The error that stops this driver, logged: why, and what it did not do.
+    pub(super) fn stopped(&self, why: Stop, doing: &str) -> EngineError {
+        let (name, run) = (&self.spec.name, self.run);
+        let epoch = self.epoch.unwrap_or_default();
+        match why {
+            Stop::Expired { at_ms } => tracing::warn!(
+                "lease on {name} run {run} (epoch {epoch}) expired locally at {}: {doing}",
+                utc_text_ms(at_ms)
+            ),
+            Stop::Lost => tracing::warn!(
+                "lost the lease on {name} run {run} (epoch {epoch}): another runner holds it; \
+                 {doing}"
+            ),
+            Stop::Fenced { holder } => tracing::warn!(
+                "the store refused a write of {name} run {run} under lease epoch {epoch}: \
+                 another runner holds it under epoch {holder}; {doing}"
+            ),
+            Stop::Halted => tracing::warn!(
+                "stopped driving {name} run {run} (epoch {epoch}) before a safe point: this \
+                 runner is stopping; {doing}"
+            ),
+            Stop::Released => tracing::info!(
+                "gave up the lease on {name} run {run} (epoch {epoch}) at a safe point: \
+                 another runner may take it over"
+            ),
+        }
+        EngineError::Stopped {
+            rollout: name.clone(),
+            run,
+            epoch,
+            why,
+        }
+    }
+
+    /// A store error of this run's write: a fenced one stops the driver (another runner
+    /// holds the run), the rest stay store errors.
+    pub(super) fn store_failed(&self, e: StoreError) -> EngineError {
+        match e {
+            StoreError::Fenced { holder, .. } => self.stopped(
+                Stop::Fenced { holder },
+                "stopped driving it, nothing written",
+            ),
+            e => EngineError::Store(e),
+        }
+    }
+
     /// Commit the checkpoint with the queued events and measurements — and, when this run
-    /// ended by starting its reversal, that run, in the same transaction.
+    /// ended by starting its reversal, that run, in the same transaction. Under a lease,
+    /// only while it holds ([`Run::hold_lease`]); a fenced commit stops the driver.
     pub(super) async fn commit(
         &mut self,
         intents: &[(String, String)],
         consumed: &[i64],
     ) -> Result<(), EngineError> {
+        self.hold_lease("not committing")?;
         let cp_json = checkpoint_json(&self.spec.name, &self.cp)?;
         let spec_json = if self.spec_changed {
             Some(
@@ -92,11 +160,10 @@ impl Run<'_> {
         };
         let store = &self.engine.store;
         self.generation = match self.successor.take() {
-            None => {
-                store
-                    .commit(self.id, self.generation, commit, self.now())
-                    .await?
-            }
+            None => store
+                .commit(self.id, self.generation, commit, self.now())
+                .await
+                .map_err(|e| self.store_failed(e))?,
             Some(next) => {
                 let spec = serde_json::to_string(&next.spec).map_err(|e| EngineError::Corrupt {
                     rollout: self.spec.name.clone(),
@@ -113,7 +180,8 @@ impl Run<'_> {
                 };
                 let (generation, created) = store
                     .commit_with_successor(self.id, self.generation, commit, row, self.now())
-                    .await?;
+                    .await
+                    .map_err(|e| self.store_failed(e))?;
                 tracing::info!(rollout = %self.spec.name, run = created.run, reverses = self.run, "reversal created");
                 self.next = Some(created.id);
                 generation

@@ -21,9 +21,6 @@ use crate::store::{NewRunner, RunnerRow, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// How long a run's lease lasts from its claim or last renewal.
-pub const LEASE_TTL_MS: u64 = 15_000;
-
 /// The heartbeat period unless `--heartbeat` says otherwise.
 pub const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
 

@@ -75,6 +75,9 @@ impl Run<'_> {
     /// Record the intent, apply, record the completion. False when the step failed (the
     /// rollout has moved to rolling back or failed).
     pub(super) async fn apply_step(&mut self, step: Step) -> Result<bool, EngineError> {
+        // A safe point: a driver giving its lease up stops before the intent, never between
+        // the intent and the step's outcome.
+        self.safe_point()?;
         let json = serde_json::to_string(&step).unwrap_or_default();
         self.cp.pending_step = Some(step.clone());
         self.cp.seq = self.cp.seq.max(step_seq(&step.id) + 1);
@@ -117,7 +120,8 @@ impl Run<'_> {
     pub(super) async fn deliver(&mut self, step: Step) -> Result<bool, EngineError> {
         let mut attempt = 0;
         let result = loop {
-            match self.target.apply(&step).await {
+            self.hold_lease(&format!("not delivering step {}", step.id))?;
+            match self.target.apply(&step, self.epoch).await {
                 Err(e) if e.retryable && attempt < 3 => {
                     attempt += 1;
                     tracing::warn!(rollout = %self.spec.name, step = %step.id, "retrying: {e}");
@@ -127,6 +131,7 @@ impl Run<'_> {
                 other => break other,
             }
         };
+        self.hold_lease(&format!("not recording the outcome of step {}", step.id))?;
         let now = self.now();
         let before = self.cp.state;
         match result {
@@ -141,7 +146,8 @@ impl Run<'_> {
                         now,
                         self.epoch,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| self.store_failed(e))?;
                 self.absorb(&step);
                 self.cp.message = format!("applied {} ({})", step.operation.name(), step.id);
                 let msg = self.cp.message.clone();
@@ -161,7 +167,8 @@ impl Run<'_> {
                         now,
                         self.epoch,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| self.store_failed(e))?;
                 self.step_failed(&step, error).await?;
                 Ok(false)
             }

@@ -135,6 +135,9 @@ impl Run<'_> {
         let phase = self.cp.phase;
         let mut next_poll: Option<i64> = None;
         loop {
+            // Waiting is a safe point: a driver asked to stop (its lease given up, lost or
+            // lapsed) stops here.
+            self.safe_point()?;
             let now = self.now();
             if until.is_some_and(|u| now >= u) {
                 return Ok(Woke::Time);
@@ -177,15 +180,26 @@ impl Run<'_> {
             let poll_ms = i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
             let poll = next_poll.get_or_insert(now.saturating_add(poll_ms));
             let at = next.map_or(*poll, |n| n.min(*poll));
+            let lease = self.lease.clone();
+            let stopping = async {
+                match &lease {
+                    Some(lease) => lease.stopping().await,
+                    None => std::future::pending().await,
+                }
+            };
             match &self.wake {
                 Some(wake) => {
                     let wake = wake.clone();
                     tokio::select! {
                         _ = self.engine.clock.sleep_until(at) => {}
                         _ = wake.notify.notified() => return Ok(Woke::Interrupted),
+                        _ = stopping => continue,
                     }
                 }
-                None => self.engine.clock.sleep_until(at).await,
+                None => tokio::select! {
+                    _ = self.engine.clock.sleep_until(at) => {}
+                    _ = stopping => continue,
+                },
             }
             // How late the timer fired: the scheduler's lag, for `/metrics`.
             let late = self.now().saturating_sub(at);

@@ -20,7 +20,10 @@ impl Fleet {
     /// action (`outcome: applied`, with the state after) or refuse it (409, with why); a
     /// run too busy to answer in time gets `outcome: queued`. Retry creates and starts the
     /// next run; so does a rollback of a succeeded run (the run that reverses it, with
-    /// `reverses`). `Err((status, message))`.
+    /// `reverses`). With several runners on one store, a request for a run another runner
+    /// holds is written to the store for that runner (which finds it by its
+    /// `--action-poll`, [`Fleet::wake_run`]) and answered `queued` at once, with `heldBy`
+    /// (the holder's runner id). `Err((status, message))`.
     pub async fn act(
         &self,
         name: &str,
@@ -117,8 +120,25 @@ impl Fleet {
             .request_action(latest.id, action.name(), actor, reason, now_ms())
             .await
             .map_err(internal)?;
-        if !self.inner.wakers.wake(latest.id) {
-            self.spawn(&engine, latest.id);
+        if !self.wake_run(latest.id) {
+            if self.leases().is_some() && !latest.finished {
+                // Another runner drives the run (or will: it may be free, and this
+                // runner's manager looks now): the holder finds the request in the store.
+                self.poke_leases();
+                let held = store.lease_of(latest.id).await.map_err(internal)?;
+                let me = self.leases().map(|l| l.runner());
+                if let Some(lease) = held.filter(|l| l.live() && l.runner != me) {
+                    return Ok(serde_json::json!({
+                        "rollout": name, "action": action.name(), "request": request,
+                        "run": latest.run, "outcome": "queued", "state": latest.state,
+                        "heldBy": lease.runner,
+                    }));
+                }
+            } else {
+                // Not driven (an ended run an operator reopens): driven here, under a
+                // lease claimed now.
+                self.spawn(&engine, latest.id);
+            }
         }
         let refused = format!("{}-refused", action.name());
         let answer = tokio::time::timeout(OUTCOME_WAIT, async {

@@ -35,6 +35,7 @@
 //! |---|---|
 //! | `invalid.rs` | rollout by rollout: the store's `invalid-spec` records, held runs, how a rollout looks with its record, re-reading documents on a resume |
 //! | `events.rs` | the event stream: what every commit does ([`Event`], counting, webhooks) |
+//! | `leases.rs` | the lease manager: several servers on one store split its runs (renewals, lost leases, local deadlines, the fair share, a clean stop) |
 //! | `act.rs` | operator actions ([`Fleet::act`]): a request and the run's answer, retries, the rollback of a succeeded run |
 //! | `documents.rs` | documents applied through the API ([`Fleet::apply`], [`api_file_name`]) |
 //! | `refs.rs` | the server-side references those documents may use |
@@ -46,6 +47,7 @@ mod act;
 mod documents;
 mod events;
 mod invalid;
+mod leases;
 pub mod notify;
 pub mod refs;
 pub mod supervise;
@@ -57,8 +59,9 @@ pub use events::Event;
 use invalid::{Reread, overlay};
 
 use crate::engine::clock::now_ms;
+use crate::engine::lease::Leases;
 use crate::engine::runner::Runner;
-use crate::engine::{Engine, NewRun, Progress, Wakers, create_run};
+use crate::engine::{Engine, EngineError, NewRun, Progress, Wakers, create_run_after};
 use crate::plugin::PluginHost;
 use crate::spec::model::{Bundle, RolloutSpec};
 use crate::store::{InvalidSpec, RolloutRow, Store};
@@ -94,6 +97,11 @@ pub struct FleetConfig {
     pub api_allow: std::collections::BTreeSet<String>,
     /// How often the server, as the runner of its runs, records its heartbeat.
     pub heartbeat: Duration,
+    /// How long a lease on a run lasts from its claim or last renewal (renewed every
+    /// third of it; driven at most 0.8 of it past the last renewal sent).
+    pub lease_ttl: Duration,
+    /// The most runs this server holds at once (`None`: no cap beyond its fair share).
+    pub max_runs: Option<u64>,
 }
 
 /// The outcome of the last look at the configuration.
@@ -170,6 +178,15 @@ struct Inner {
     runner: Mutex<Option<(Runner, tokio::task::JoinHandle<()>)>>,
     /// The runner's id, for the engines built from each configuration.
     runner_id: std::sync::OnceLock<i64>,
+    /// The runner's leases ([`leases`]), once it registered.
+    leases: std::sync::OnceLock<Arc<Leases>>,
+    /// Tells the lease manager to look now.
+    poke: tokio::sync::Notify,
+    /// The lease manager's task.
+    manager: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The newest `updated_ms` of the runs read back from the store for what other runners
+    /// drive.
+    seen_ms: Mutex<i64>,
 }
 
 /// The server's rollouts. Cheap to clone.
@@ -217,6 +234,10 @@ impl Fleet {
                 ready: AtomicBool::new(false),
                 runner: Mutex::new(None),
                 runner_id: std::sync::OnceLock::new(),
+                leases: std::sync::OnceLock::new(),
+                poke: tokio::sync::Notify::new(),
+                manager: Mutex::new(None),
+                seen_ms: Mutex::new(i64::MIN),
             }),
         }
     }
@@ -237,8 +258,9 @@ impl Fleet {
     }
 
     /// Register this server as the runner of the store's runs and start its heartbeat (a
-    /// supervised task); call before [`Fleet::start`], once. Every run the server drives
-    /// then records it, and `rollgate get` and the API tell whether it still beats.
+    /// supervised task); call before [`Fleet::start`], once. From then on the server
+    /// drives runs only under their leases ([`leases`]): every run it drives records it,
+    /// and `rollgate get` and the API tell whether it still beats.
     pub async fn register_runner(&self) -> Result<(), crate::store::StoreError> {
         if self.inner.runner_id.get().is_some() {
             return Ok(());
@@ -246,6 +268,15 @@ impl Fleet {
         let runner =
             Runner::register(&self.inner.store, "serve", self.inner.config.heartbeat).await?;
         let _ = self.inner.runner_id.set(runner.id());
+        let leases = Leases::new(
+            self.inner.store.clone(),
+            runner.id(),
+            self.inner.config.lease_ttl,
+        );
+        let _ = self.inner.leases.set(Arc::new(leases));
+        // A runner of this host that died (SIGKILL, a crash) frees its runs now, not
+        // when their leases expire: a restart resumes them at once.
+        crate::engine::lease::release_dead_local_runners(&self.inner.store, runner.id()).await?;
         let beat = supervise::spawn("heartbeat", "the runner's heartbeat".into(), runner.beat());
         *self.inner.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some((runner, beat));
         Ok(())
@@ -287,6 +318,12 @@ impl Fleet {
         }
         self.install(loaded);
         self.reconcile(true).await.map_err(|e| Refused(vec![e]))?;
+        if self.leases().is_some() {
+            // The first share of the runs is claimed and driven before the server says
+            // it is ready; the manager goes on from there.
+            self.lease_tick().await;
+            self.spawn_lease_manager();
+        }
         self.inner.ready.store(true, Ordering::SeqCst);
         Ok(())
     }
@@ -493,6 +530,7 @@ impl Fleet {
             config_generation,
             reconfigure: Some(Arc::new(Reread(Arc::downgrade(&self.inner)))),
             runner: self.inner.runner_id.get().copied(),
+            leases: self.inner.leases.get().cloned(),
         };
         let webhooks = bundle
             .rollouts
@@ -556,7 +594,7 @@ impl Fleet {
                     tracing::info!(rollout = %row.name, run = row.run, state = %row.state, "resuming from the store");
                 }
                 self.remember_row(&row);
-                self.spawn(&loaded.engine, row.id);
+                self.start_run(&loaded.engine, row.id);
             }
         }
         let root_of = |spec: &RolloutSpec| {
@@ -577,38 +615,68 @@ impl Fleet {
                         "the configuration changed since run {} ended {}",
                         row.run, row.state
                     );
-                    self.create_and_spawn(&loaded.engine, spec, "create", &reason, &row.state)
+                    let after = (row.run, row.state.as_str());
+                    self.create_and_start(&loaded.engine, spec, &reason, after)
                         .await?;
                 }
                 None => {
-                    self.create_and_spawn(&loaded.engine, spec, "create", "rollgate serve", "")
+                    self.create_and_start(&loaded.engine, spec, "rollgate serve", (0, ""))
                         .await?;
                 }
             }
         }
+        if self.leases().is_some() {
+            self.poke_leases();
+        }
         Ok(())
     }
 
-    async fn create_and_spawn(
+    /// Create the run after run `after.0` (state `after.1`; 0: none) and start it. When
+    /// another runner sharing the store created that run first, its row is read back and
+    /// nothing else happens: that is not an error.
+    async fn create_and_start(
         &self,
         engine: &Engine,
         spec: &RolloutSpec,
-        action: &str,
         reason: &str,
-        before: &str,
-    ) -> Result<RolloutRow, String> {
+        after: (i64, &str),
+    ) -> Result<(), String> {
         let new = NewRun {
             actor: SERVE_ACTOR,
-            action,
+            action: "create",
             reason,
-            state_before: before,
+            state_before: after.1,
         };
-        let row = create_run(&self.inner.store, spec, now_ms(), new)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.remember_row(&row);
-        self.spawn(engine, row.id);
-        Ok(row)
+        let store = &self.inner.store;
+        match create_run_after(store, spec, now_ms(), new, after.0).await {
+            Ok(row) => {
+                self.remember_row(&row);
+                self.start_run(engine, row.id);
+                Ok(())
+            }
+            Err(EngineError::Store(crate::store::StoreError::RunTaken { .. })) => {
+                tracing::info!(
+                    rollout = %spec.name,
+                    "another runner created run {} first",
+                    after.0.saturating_add(1)
+                );
+                if let Some(row) = store.latest(&spec.name).await.map_err(|e| e.to_string())? {
+                    self.remember_row(&row);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Start driving run `id` as the configuration asks: with leases only when this
+    /// runner holds the run's (the lease manager claims free runs, fairly, when poked);
+    /// without, at once.
+    fn start_run(&self, engine: &Engine, id: i64) {
+        match self.leases() {
+            Some(leases) if leases.get(id).is_none() => self.poke_leases(),
+            _ => self.spawn(engine, id),
+        }
     }
 
     /// Remember a stored run's progress. A run that cannot be read is remembered too, as
@@ -639,8 +707,12 @@ impl Fleet {
         }
         let engine = engine.clone();
         supervise::spawn("run", format!("run id {id}"), async move {
-            if let Err(e) = engine.drive(id).await {
-                tracing::error!(run = id, "the rollout stopped: {e}");
+            match engine.drive(id).await {
+                Ok(_) => {}
+                // Logged where it happened; another runner drives the run (or will).
+                Err(e @ EngineError::Stopped { .. }) => tracing::info!(run = id, "{e}"),
+                Err(e @ EngineError::NotHeld { .. }) => tracing::info!(run = id, "{e}"),
+                Err(e) => tracing::error!(run = id, "the rollout stopped: {e}"),
             }
         });
     }

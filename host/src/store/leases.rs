@@ -86,7 +86,9 @@ impl Store {
 
     /// Claim the run `rollout_id` for `ttl_ms`: if its lease is free or expired (the next
     /// epoch) or already `runner`'s (the same epoch, extended). `None` when another runner
-    /// holds a live lease on it, or the run is finished or unknown.
+    /// holds a live lease on it, or the run is unknown. A finished run can be claimed too:
+    /// an operator's request (the rollback of an aborted run) reopens it, and the runner
+    /// that reopens it must hold it first ([`Store::claim_free`] never takes one).
     pub async fn claim_run(
         &self,
         rollout_id: i64,
@@ -160,6 +162,14 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// How many runs are unfinished (what the runners sharing this store split).
+    pub async fn unfinished_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = query_scalar(|s| s.leases.unfinished)
+            .one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// How many live leases each runner holds, by runner id.

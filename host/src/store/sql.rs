@@ -188,9 +188,10 @@ pub(super) struct LeaseSql {
     /// lease is free or expired, oldest first, skipping rows another claimer has locked;
     /// each gets the next epoch. Returns (id, lease_epoch, lease_expires_ms).
     pub claim_free: &'static str,
-    /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run if its lease is
-    /// free, expired or the runner's own (which keeps its epoch while live). Returns (id,
-    /// lease_epoch, lease_expires_ms).
+    /// Binds: runner id, ttl_ms, rollout id. Claims one run — unfinished, or finished
+    /// (an operator's request may reopen it) — if its lease is free, expired or the
+    /// runner's own (which keeps its epoch while live). Returns (id, lease_epoch,
+    /// lease_expires_ms).
     pub claim_one: &'static str,
     /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run whoever holds it,
     /// with the next epoch. Returns (id, lease_epoch, lease_expires_ms).
@@ -206,6 +207,8 @@ pub(super) struct LeaseSql {
     pub held: &'static str,
     /// Binds: rollout id. Returns (runner_id, lease_epoch, lease_expires_ms, now) of the run.
     pub of_run: &'static str,
+    /// No binds. Returns how many runs are unfinished.
+    pub unfinished: &'static str,
 }
 
 /// The statements of the metric series ([`super::series`]).
@@ -394,7 +397,7 @@ pub(super) const SQLITE: Sql = Sql {
             sqlite_now_ms!(),
             " THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = ?1, lease_expires_ms = ",
             sqlite_now_ms!(),
-            " + ?2 WHERE id = ?3 AND finished = 0 AND (lease_expires_ms IS NULL \
+            " + ?2 WHERE id = ?3 AND (lease_expires_ms IS NULL \
              OR lease_expires_ms < ",
             sqlite_now_ms!(),
             " OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms"
@@ -425,6 +428,7 @@ pub(super) const SQLITE: Sql = Sql {
             sqlite_now_ms!(),
             " FROM rollouts WHERE id = ?"
         ),
+        unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
 };
 /// PostgreSQL: `$n` placeholders, identity ids, `FOR UPDATE SKIP LOCKED` for claims, the
@@ -497,12 +501,13 @@ pub(super) const POSTGRES: Sql = Sql {
     leases: LeaseSql {
         now: "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
         claim_free: "WITH free AS (SELECT id FROM rollouts WHERE finished = 0 AND (lease_expires_ms IS NULL OR lease_expires_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE rollouts SET runner_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM free WHERE rollouts.id = free.id RETURNING rollouts.id, rollouts.lease_epoch, rollouts.lease_expires_ms",
-        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = $1 AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND finished = 0 AND (lease_expires_ms IS NULL OR lease_expires_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = $1 AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND (lease_expires_ms IS NULL OR lease_expires_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
         take_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND finished = 0 RETURNING id, lease_epoch, lease_expires_ms",
         renew: "UPDATE rollouts SET lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE runner_id = $1 AND finished = 0 AND lease_expires_ms IS NOT NULL RETURNING id, lease_epoch, lease_expires_ms",
         release_one: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1 AND id = $2",
         release_all: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1",
         held: "SELECT runner_id, COUNT(*) FROM rollouts WHERE finished = 0 AND runner_id IS NOT NULL AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT GROUP BY runner_id",
         of_run: "SELECT runner_id, lease_epoch, lease_expires_ms, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT FROM rollouts WHERE id = $1",
+        unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
 };

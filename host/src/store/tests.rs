@@ -1199,3 +1199,36 @@ async fn postgres_tells_listeners_of_actions_and_commits_when_they_commit() {
     let (_dir, file) = fresh().await;
     assert!(file.listen().await.unwrap().is_none());
 }
+
+on_both!(a_finished_run_is_claimed_only_by_name_and_unfinished_runs_are_counted);
+async fn a_finished_run_is_claimed_only_by_name_and_unfinished_runs_are_counted(store: Store) {
+    let a = store.register_runner(new_runner("serve"), 1).await.unwrap();
+    let b = store.register_runner(new_runner("serve"), 1).await.unwrap();
+    let done = create(&store, "done").await;
+    let open = create(&store, "open").await;
+    assert_eq!(store.unfinished_count().await.unwrap(), 2);
+    let events = [event("succeed", "progressing", "aborted")];
+    let finished = Commit {
+        finished: true,
+        ..commit("{}", "aborted", &events)
+    };
+    store.commit(done.id, 1, finished, 5).await.unwrap();
+    assert_eq!(store.unfinished_count().await.unwrap(), 1);
+
+    // claim_free never takes a finished run; a claim by id does (an operator reopens it),
+    // with the next epoch, and then no one else can claim it while the lease lives.
+    let free = store.claim_free(a.id, 10, 60_000).await.unwrap();
+    assert_eq!(
+        free.iter().map(|l| l.rollout_id).collect::<Vec<_>>(),
+        vec![open.id]
+    );
+    let lease = store
+        .claim_run(done.id, b.id, 60_000)
+        .await
+        .unwrap()
+        .expect("a finished run is claimed by id");
+    assert_eq!(lease.epoch, 1);
+    assert_eq!(store.claim_run(done.id, a.id, 60_000).await.unwrap(), None);
+    // Its lease is not renewed while it is finished (nothing drives a finished run).
+    assert!(store.renew_leases(b.id, 60_000).await.unwrap().is_empty());
+}

@@ -1,0 +1,496 @@
+//! Several `rollgate serve` runners on one store, for real: two processes share a SQLite
+//! file (several processes on one machine can) and split its runs by leases. The target is
+//! an exec script that logs every delivery with its step id, the lease epoch it came with
+//! and the runner's pid, and applies each step id once, as an operator's idempotent target
+//! would. Runners are killed (SIGKILL), frozen (SIGSTOP/SIGCONT) and stopped (SIGTERM) by
+//! PID; every wait is bounded.
+//!
+//! The runners are started by [`runner`], which takes the store as a `--db` URL: the same
+//! tests run against a database server by passing its URL instead of `sqlite:FILE` (only
+//! [`Shared::store`], which reads the store directly, opens the file).
+//!
+//! The local takeover shortcut (a runner of this host whose process is gone has its leases
+//! freed at once) applies only when a runner *starts*; these tests kill a runner while the
+//! other runs, so its runs are taken over by lease expiry, as on a shared database.
+
+use crate::common;
+
+use common::serve::{OPERATOR, Serve, Server};
+use rollgate::store::Store;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The target: one line per delivery (`STEP_ID EPOCH PID`), each step id applied once.
+const TARGET: &str = r#"#!/bin/sh
+set -u
+d="$LOGDIR"
+exec 9>>"$d/lock"
+flock 9
+echo "$ROLLGATE_STEP_ID ${ROLLGATE_LEASE_EPOCH:-none} $PPID" >> "$d/deliveries.log"
+if ! grep -qxF "$ROLLGATE_STEP_ID" "$d/applied.log"; then
+    echo "$ROLLGATE_STEP_ID" >> "$d/applied.log"
+fi
+"#;
+
+/// One delivery the target logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Delivery {
+    step: String,
+    epoch: i64,
+    pid: i32,
+}
+
+impl Delivery {
+    /// The rollout the step belongs to (`NAME#RUN/SEQ-OPERATION`).
+    fn rollout(&self) -> &str {
+        self.step.split('#').next().unwrap_or_default()
+    }
+}
+
+/// A configuration folder of `n` rollouts (`r00`…) on the logging target, a store file, the
+/// logs; runners' own folders beside.
+struct Shared {
+    dir: tempfile::TempDir,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Shared {
+    /// `pause` is each phase's pause (`{duration: 2s}`, or `{}` to wait for an operator).
+    fn new(n: usize, pause: &str) -> Shared {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(d.join("target.sh"), TARGET).expect("target");
+        std::fs::write(d.join("deliveries.log"), "").expect("log");
+        std::fs::write(d.join("applied.log"), "").expect("log");
+        std::fs::create_dir(d.join("config")).expect("mkdir");
+        let mut text = String::new();
+        for i in 0..n {
+            text.push_str("---\n");
+            text.push_str(&common::fixture_with(
+                "leases/rollout.yaml",
+                &[
+                    ("name", &format!("r{i:02}")),
+                    ("dir", &d.display().to_string()),
+                    ("pause", pause),
+                ],
+            ));
+        }
+        std::fs::write(d.join("config/rollouts.yaml"), text).expect("rollouts");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        // The store is created (migrated) before the runners start: two processes
+        // migrating one new SQLite file at the same instant race on its schema.
+        rt.block_on(Store::open(&d.join("shared.db")))
+            .expect("create the store");
+        Shared { dir, rt }
+    }
+
+    fn db_file(&self) -> PathBuf {
+        self.dir.path().join("shared.db")
+    }
+
+    /// The store's `--db` URL.
+    fn db(&self) -> String {
+        format!("sqlite:{}", self.db_file().display())
+    }
+
+    /// Two runners `a` and `b` started side by side (so neither has the runs to itself
+    /// for long), with `--lease-ttl ttl` and `extra`.
+    fn two(&self, ttl: &str, extra: &[&str]) -> (Server, Server) {
+        let config = self.dir.path().join("config");
+        let db = self.db();
+        std::thread::scope(|s| {
+            let a = s.spawn(|| runner(self.dir.path(), "a", &config, &db, ttl, extra));
+            let b = s.spawn(|| runner(self.dir.path(), "b", &config, &db, ttl, extra));
+            (a.join().expect("a starts"), b.join().expect("b starts"))
+        })
+    }
+
+    /// The store, read directly.
+    fn store(&self) -> Store {
+        self.rt
+            .block_on(Store::open_existing(&self.db_file()))
+            .expect("open the store")
+    }
+
+    fn deliveries(&self) -> Vec<Delivery> {
+        std::fs::read_to_string(self.dir.path().join("deliveries.log"))
+            .expect("deliveries")
+            .lines()
+            .map(|l| {
+                let parts: Vec<&str> = l.split(' ').collect();
+                assert_eq!(parts.len(), 3, "a delivery line: {l:?}");
+                Delivery {
+                    step: parts[0].to_string(),
+                    epoch: parts[1]
+                        .parse()
+                        .unwrap_or_else(|_| panic!("every delivery carries an epoch: {l:?}")),
+                    pid: parts[2].parse().expect("pid"),
+                }
+            })
+            .collect()
+    }
+
+    fn applied(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("applied.log"))
+            .expect("applied")
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The store's runner id of the running process `pid`.
+    fn runner_id(&self, store: &Store, pid: i32) -> i64 {
+        let runners = self.rt.block_on(store.claims()).expect("runners").runners;
+        runners
+            .values()
+            .filter(|r| r.pid == i64::from(pid))
+            .map(|r| r.id)
+            .max()
+            .expect("the runner is registered")
+    }
+
+    /// Every run: id → (name, finished, state).
+    fn runs(&self, store: &Store) -> BTreeMap<i64, (String, bool, String)> {
+        self.rt
+            .block_on(store.list())
+            .expect("list")
+            .into_iter()
+            .map(|r| (r.id, (r.name, r.finished, r.state)))
+            .collect()
+    }
+
+    /// The unfinished runs whose live lease `runner` holds, with their epoch.
+    fn held_by(&self, store: &Store, runner: i64) -> BTreeMap<i64, i64> {
+        let mut out = BTreeMap::new();
+        for (id, (_, finished, _)) in self.runs(store) {
+            let lease = self.rt.block_on(store.lease_of(id)).expect("lease");
+            if let Some(l) = lease.filter(|l| !finished && l.live() && l.runner == Some(runner)) {
+                out.insert(id, l.epoch);
+            }
+        }
+        out
+    }
+
+    /// Wait (bounded) until `done` holds.
+    fn wait_until(&self, what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait (bounded) until both runners hold some runs; their runner ids.
+    fn both_hold(&self, store: &Store, a: &Server, b: &Server) -> (i64, i64) {
+        let (ia, ib) = (
+            self.runner_id(store, a.pid()),
+            self.runner_id(store, b.pid()),
+        );
+        self.wait_until("both runners hold runs", Duration::from_secs(60), || {
+            !self.held_by(store, ia).is_empty() && !self.held_by(store, ib).is_empty()
+        });
+        (ia, ib)
+    }
+
+    /// Wait (bounded) until all `n` runs succeeded.
+    fn all_succeeded(&self, store: &Store, n: usize, within: Duration) {
+        self.wait_until("every rollout succeeded", within, || {
+            let runs = self.runs(store);
+            runs.len() == n && runs.values().all(|(_, _, state)| state == "succeeded")
+        });
+        assert_eq!(self.runs(store).len(), n, "one run per rollout, never two");
+    }
+
+    /// Every run's audit log: seqs 1, 2, … without gaps, times in order.
+    fn audits_are_gapless(&self, store: &Store) {
+        for (id, (name, _, _)) in self.runs(store) {
+            let audit = self.rt.block_on(store.audit(id)).expect("audit");
+            assert!(!audit.is_empty(), "{name}");
+            for (i, row) in audit.iter().enumerate() {
+                assert_eq!(row.seq, i as i64 + 1, "{name}: seq {i}");
+            }
+            assert!(
+                audit
+                    .windows(2)
+                    .all(|w| w[0].event.at_ms <= w[1].event.at_ms),
+                "{name}: audit times in order"
+            );
+        }
+    }
+}
+
+/// Start runner `name` (its tokens, cache and log in `base/name`) on the shared
+/// configuration `config` and the store `db` — a `--db` URL, so the same test runs on a
+/// SQLite file or a database server — with `--lease-ttl ttl` and `extra`.
+fn runner(base: &Path, name: &str, config: &Path, db: &str, ttl: &str, extra: &[&str]) -> Server {
+    let dir = base.join(name);
+    std::fs::create_dir_all(&dir).expect("runner dir");
+    Serve::new(&dir)
+        .config(config)
+        .db(db)
+        .args(&["--lease-ttl", ttl, "--heartbeat", "500ms"])
+        .args(extra)
+        .start()
+}
+
+/// Each step applied once (the target applies an id once); each step id delivered once
+/// when `exactly_once`, and otherwise again only as the redelivery of a step in doubt —
+/// its runner killed, frozen or too slow to renew between delivering and recording it —
+/// with the same id, never under an older epoch than an earlier delivery (the same one
+/// when the runner whose driver stopped on its local deadline renewed the lease after
+/// all, a newer one when another runner took the run over).
+fn applied_once(shared: &Shared, exactly_once: bool) {
+    let mut by_step: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
+    for d in shared.deliveries() {
+        by_step.entry(d.step.clone()).or_default().push(d);
+    }
+    for (step, ds) in &by_step {
+        assert!(
+            ds.len() == 1 || !exactly_once,
+            "{step} delivered more than once: {ds:?}"
+        );
+        assert!(
+            ds.windows(2).all(|w| w[1].epoch >= w[0].epoch),
+            "{step} delivered again under an older epoch: {ds:?}"
+        );
+    }
+    let applied = shared.applied();
+    let unique: BTreeSet<&String> = applied.iter().collect();
+    assert_eq!(unique.len(), applied.len(), "each step applied once");
+    assert_eq!(applied.len(), by_step.len());
+}
+
+#[test]
+fn two_runners_split_forty_rollouts_and_apply_every_step_once() {
+    let shared = Shared::new(40, "{duration: 3s}");
+    // A ttl long enough that no renewal misses on a busy machine: nothing is in doubt.
+    let (a, b) = shared.two("5s", &[]);
+    let store = shared.store();
+    shared.all_succeeded(&store, 40, Duration::from_secs(180));
+    applied_once(&shared, true);
+    let deliveries = shared.deliveries();
+    // set-weight 10, 50 and 100, then finalize: four steps a rollout.
+    assert_eq!(deliveries.len(), 160);
+    let drove = |pid: i32| {
+        deliveries
+            .iter()
+            .filter(|d| d.pid == pid)
+            .map(Delivery::rollout)
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    assert!(
+        drove(a.pid()) > 0 && drove(b.pid()) > 0,
+        "both runners drove rollouts: a {}, b {}\n{}\n{}",
+        drove(a.pid()),
+        drove(b.pid()),
+        a.log(),
+        b.log()
+    );
+    assert!(deliveries.iter().all(|d| d.epoch >= 1));
+    shared.audits_are_gapless(&store);
+    for s in [&a, &b] {
+        assert!(!s.log().contains("ERROR"), "{}", s.log());
+    }
+}
+
+#[test]
+fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish() {
+    let shared = Shared::new(8, "{duration: 4s}");
+    let (mut a, b) = shared.two("3s", &[]);
+    let store = shared.store();
+    let (ia, ib) = shared.both_hold(&store, &a, &b);
+    let held = shared.held_by(&store, ia);
+    assert!(!held.is_empty());
+    a.signal(libc::SIGKILL);
+    a.wait_exit();
+    let t0 = Instant::now();
+    // Taken over only once the lease expired (at most ttl after the kill, at least the
+    // time left since a's last renewal), within ttl + two renew periods + slack.
+    shared.wait_until(
+        "b takes every run a held",
+        Duration::from_secs(3 + 4),
+        || {
+            let now_b = shared.held_by(&store, ib);
+            let runs = shared.runs(&store);
+            held.keys()
+                .all(|id| now_b.contains_key(id) || runs.get(id).is_some_and(|r| r.1))
+        },
+    );
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "taken over after {took:?}: before a's lease could expire"
+    );
+    shared.all_succeeded(&store, 8, Duration::from_secs(60));
+    applied_once(&shared, false);
+    for (id, epoch) in &held {
+        let lease = shared.rt.block_on(store.lease_of(*id)).unwrap().unwrap();
+        assert!(
+            lease.epoch > *epoch,
+            "run {id}: b claimed it with a newer epoch"
+        );
+    }
+    shared.audits_are_gapless(&store);
+    assert!(!b.log().contains("ERROR"), "{}", b.log());
+}
+
+#[test]
+fn a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_the_runs_it_lost() {
+    let shared = Shared::new(6, "{duration: 5s}");
+    // Long enough that a renewal does not miss while both start on a busy machine: a
+    // driver that stopped on its deadline and was not restarted yet when a froze would
+    // leave a nothing to say.
+    let (a, b) = shared.two("5s", &[]);
+    let store = shared.store();
+    let (ia, ib) = shared.both_hold(&store, &a, &b);
+    let held = shared.held_by(&store, ia);
+    // A process frozen inside a write transaction keeps SQLite's write lock, and then no
+    // runner of the file can write until it wakes (on a database server a frozen
+    // connection blocks only the rows it locked): if b cannot take over within ttl + a
+    // few seconds, the freeze caught a mid-write — wake a, and freeze it again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        a.signal(libc::SIGSTOP);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let taken = loop {
+            let now_b = shared.held_by(&store, ib);
+            let runs = shared.runs(&store);
+            if held
+                .keys()
+                .all(|id| now_b.contains_key(id) || runs.get(id).is_some_and(|r| r.1))
+            {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if taken {
+            break;
+        }
+        assert!(
+            attempts < 3 && b.log().contains("database is locked"),
+            "b did not take over the frozen runner's runs {held:?}:\n{}",
+            b.log()
+        );
+        a.signal(libc::SIGCONT);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    // The epoch each lost run has now: anything a delivers for it later under an older
+    // one would be a stale delivery.
+    let names: BTreeMap<String, i64> = shared
+        .runs(&store)
+        .into_iter()
+        .map(|(id, (name, _, _))| (name, id))
+        .collect();
+    let taken: BTreeMap<i64, i64> = held
+        .keys()
+        .map(|id| {
+            (
+                *id,
+                shared
+                    .rt
+                    .block_on(store.lease_of(*id))
+                    .unwrap()
+                    .unwrap()
+                    .epoch,
+            )
+        })
+        .collect();
+    let before = shared.deliveries().len();
+    a.signal(libc::SIGCONT);
+    let said = Instant::now();
+    let deadline = said + Duration::from_secs(30);
+    while !(a.log().contains("lost the lease on") || a.log().contains("expired locally at")) {
+        assert!(
+            Instant::now() < deadline,
+            "a never said it stopped:\n{}",
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shared.all_succeeded(&store, 6, Duration::from_secs(60));
+    for d in &shared.deliveries()[before..] {
+        let id = names[d.rollout()];
+        if d.pid == a.pid()
+            && let Some(epoch) = taken.get(&id)
+        {
+            assert!(
+                d.epoch > *epoch,
+                "the woken runner delivered {} under epoch {} after losing the run (epoch {epoch})",
+                d.step,
+                d.epoch
+            );
+        }
+    }
+    // A step a froze between delivering and recording is in doubt, like a killed
+    // runner's: b delivers it again, with its id, under the newer epoch.
+    applied_once(&shared, false);
+    shared.audits_are_gapless(&store);
+}
+
+#[test]
+fn a_runner_stopped_cleanly_hands_its_runs_over_at_once() {
+    let shared = Shared::new(6, "{duration: 60s}");
+    let (a, b) = shared.two("15s", &[]);
+    let store = shared.store();
+    let (ia, ib) = shared.both_hold(&store, &a, &b);
+    let held = shared.held_by(&store, ia);
+    let status = a.terminate();
+    assert!(status.success(), "a stopped cleanly: {status:?}");
+    let t0 = Instant::now();
+    shared.wait_until(
+        "b takes every run a held, well before a's lease would expire",
+        Duration::from_millis(7_500),
+        || {
+            let now_b = shared.held_by(&store, ib);
+            held.keys().all(|id| now_b.contains_key(id))
+        },
+    );
+    assert!(t0.elapsed() < Duration::from_millis(7_500));
+    let runners = shared.rt.block_on(store.claims()).unwrap().runners;
+    assert!(runners[&ia].stopped_ms.is_some(), "a is marked stopped");
+    assert!(shared.held_by(&store, ia).is_empty(), "a holds nothing");
+}
+
+#[test]
+fn an_action_sent_to_the_runner_that_does_not_hold_the_run_is_applied_by_its_holder() {
+    let shared = Shared::new(4, "{}");
+    let (a, b) = shared.two("3s", &["--action-poll", "300ms"]);
+    let store = shared.store();
+    let (ia, _) = shared.both_hold(&store, &a, &b);
+    shared.wait_until(
+        "every run waits for an operator",
+        Duration::from_secs(30),
+        || {
+            let runs = shared.runs(&store);
+            runs.len() == 4 && runs.values().all(|r| r.2 == "paused(step)")
+        },
+    );
+    let (&id, _) = shared
+        .held_by(&store, ia)
+        .iter()
+        .next()
+        .expect("a holds a run");
+    let name = shared.runs(&store)[&id].0.clone();
+    // b reads a run it does not hold from the store.
+    assert_eq!(b.rollout(&name)["state"], "paused(step)");
+    let (status, answer) = b.act(&name, "promote", Some(OPERATOR));
+    assert_eq!(status, 202, "accepted, not applied yet: {answer}");
+    assert_eq!(answer["outcome"], "queued", "{answer}");
+    assert_eq!(answer["heldBy"], ia, "{answer}");
+    shared.wait_until("a applies the promotion", Duration::from_secs(20), || {
+        b.audit(&name, 1)
+            .iter()
+            .any(|e| e["action"] == "promote" && e["actor"] == "alice")
+    });
+    shared.wait_until(
+        "b shows the run's new phase",
+        Duration::from_secs(20),
+        || b.rollout(&name)["phase"] == 1,
+    );
+}
