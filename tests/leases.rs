@@ -5,9 +5,9 @@
 //! would. Runners are killed (SIGKILL), frozen (SIGSTOP/SIGCONT) and stopped (SIGTERM) by
 //! PID; every wait is bounded.
 //!
-//! The runners are started by [`runner`], which takes the store as a `--db` URL: the same
-//! tests run against a database server by passing its URL instead of `sqlite:FILE` (only
-//! [`Shared::store`], which reads the store directly, opens the file).
+//! The runners are started by [`runner`], which takes the store as a `--db` URL: every test
+//! runs twice ([`on_both`]), on a SQLite file (`NAME::sqlite`) and on a fresh database of a
+//! real PostgreSQL server (`NAME::postgres`, `rollgate-pgtest`).
 //!
 //! The local takeover shortcut (a runner of this host whose process is gone has its leases
 //! freed at once) applies only when a runner *starts*; these tests kill a runner while the
@@ -16,9 +16,9 @@
 use crate::common;
 
 use common::serve::{OPERATOR, Serve, Server};
-use rollgate::store::Store;
+use rollgate::store::{Location, Store};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The target: one line per delivery (`STEP_ID EPOCH PID`), each step id applied once.
@@ -53,11 +53,37 @@ impl Delivery {
 struct Shared {
     dir: tempfile::TempDir,
     rt: tokio::runtime::Runtime,
+    /// The store's `--db` URL.
+    db: String,
+}
+
+/// Which store the runners share.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Run the test `$name(backend)` on a SQLite file and on PostgreSQL.
+macro_rules! on_both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(super::Backend::Postgres)
+            }
+        }
+    };
 }
 
 impl Shared {
-    /// `pause` is each phase's pause (`{duration: 2s}`, or `{}` to wait for an operator).
-    fn new(n: usize, pause: &str) -> Shared {
+    /// `pause` is each phase's pause (`{duration: 2s}`, or `{}` to wait for an operator);
+    /// `None` (the test skipped) on PostgreSQL when it is not installed and not required.
+    fn on(backend: Backend, n: usize, pause: &str) -> Option<Shared> {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::write(d.join("target.sh"), TARGET).expect("target");
@@ -78,20 +104,22 @@ impl Shared {
         }
         std::fs::write(d.join("config/rollouts.yaml"), text).expect("rollouts");
         let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let db = match backend {
+            Backend::Sqlite => format!("sqlite:{}", d.join("shared.db").display()),
+            Backend::Postgres => rollgate_pgtest::Cluster::shared()?
+                .database()
+                .expect("a PostgreSQL database"),
+        };
         // The store is created (migrated) before the runners start: two processes
         // migrating one new SQLite file at the same instant race on its schema.
-        rt.block_on(Store::open(&d.join("shared.db")))
+        rt.block_on(Store::open_at(&Location::parse(&db), true))
             .expect("create the store");
-        Shared { dir, rt }
-    }
-
-    fn db_file(&self) -> PathBuf {
-        self.dir.path().join("shared.db")
+        Some(Shared { dir, rt, db })
     }
 
     /// The store's `--db` URL.
     fn db(&self) -> String {
-        format!("sqlite:{}", self.db_file().display())
+        self.db.clone()
     }
 
     /// Two runners `a` and `b` started side by side (so neither has the runs to itself
@@ -109,7 +137,7 @@ impl Shared {
     /// The store, read directly.
     fn store(&self) -> Store {
         self.rt
-            .block_on(Store::open_existing(&self.db_file()))
+            .block_on(Store::open_existing_at(&Location::parse(&self.db)))
             .expect("open the store")
     }
 
@@ -261,9 +289,11 @@ fn applied_once(shared: &Shared, exactly_once: bool) {
     assert_eq!(applied.len(), by_step.len());
 }
 
-#[test]
-fn two_runners_split_forty_rollouts_and_apply_every_step_once() {
-    let shared = Shared::new(40, "{duration: 3s}");
+on_both!(two_runners_split_forty_rollouts_and_apply_every_step_once);
+fn two_runners_split_forty_rollouts_and_apply_every_step_once(backend: Backend) {
+    let Some(shared) = Shared::on(backend, 40, "{duration: 3s}") else {
+        return;
+    };
     // A ttl long enough that no renewal misses on a busy machine: nothing is in doubt.
     let (a, b) = shared.two("5s", &[]);
     let store = shared.store();
@@ -295,9 +325,11 @@ fn two_runners_split_forty_rollouts_and_apply_every_step_once() {
     }
 }
 
-#[test]
-fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish() {
-    let shared = Shared::new(8, "{duration: 4s}");
+on_both!(a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish);
+fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish(backend: Backend) {
+    let Some(shared) = Shared::on(backend, 8, "{duration: 4s}") else {
+        return;
+    };
     let (mut a, b) = shared.two("3s", &[]);
     let store = shared.store();
     let (ia, ib) = shared.both_hold(&store, &a, &b);
@@ -336,9 +368,15 @@ fn a_killed_runner_s_runs_are_taken_over_after_its_lease_expires_and_finish() {
     assert!(!b.log().contains("ERROR"), "{}", b.log());
 }
 
-#[test]
-fn a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_the_runs_it_lost() {
-    let shared = Shared::new(6, "{duration: 5s}");
+on_both!(
+    a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_the_runs_it_lost
+);
+fn a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_the_runs_it_lost(
+    backend: Backend,
+) {
+    let Some(shared) = Shared::on(backend, 6, "{duration: 5s}") else {
+        return;
+    };
     // Long enough that a renewal does not miss while both start on a busy machine: a
     // driver that stopped on its deadline and was not restarted yet when a froze would
     // leave a nothing to say.
@@ -433,9 +471,11 @@ fn a_frozen_runner_that_wakes_past_its_lease_commits_and_delivers_nothing_for_th
     shared.audits_are_gapless(&store);
 }
 
-#[test]
-fn a_runner_stopped_cleanly_hands_its_runs_over_at_once() {
-    let shared = Shared::new(6, "{duration: 60s}");
+on_both!(a_runner_stopped_cleanly_hands_its_runs_over_at_once);
+fn a_runner_stopped_cleanly_hands_its_runs_over_at_once(backend: Backend) {
+    let Some(shared) = Shared::on(backend, 6, "{duration: 60s}") else {
+        return;
+    };
     let (a, b) = shared.two("15s", &[]);
     let store = shared.store();
     let (ia, ib) = shared.both_hold(&store, &a, &b);
@@ -457,9 +497,13 @@ fn a_runner_stopped_cleanly_hands_its_runs_over_at_once() {
     assert!(shared.held_by(&store, ia).is_empty(), "a holds nothing");
 }
 
-#[test]
-fn an_action_sent_to_the_runner_that_does_not_hold_the_run_is_applied_by_its_holder() {
-    let shared = Shared::new(4, "{}");
+on_both!(an_action_sent_to_the_runner_that_does_not_hold_the_run_is_applied_by_its_holder);
+fn an_action_sent_to_the_runner_that_does_not_hold_the_run_is_applied_by_its_holder(
+    backend: Backend,
+) {
+    let Some(shared) = Shared::on(backend, 4, "{}") else {
+        return;
+    };
     let (a, b) = shared.two("3s", &["--action-poll", "300ms"]);
     let store = shared.store();
     let (ia, _) = shared.both_hold(&store, &a, &b);

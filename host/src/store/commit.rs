@@ -170,7 +170,7 @@ async fn insert_after(
     row: NewRow<'_>,
     now_ms: i64,
 ) -> Result<RolloutRow, StoreError> {
-    let created: RolloutRow = query_as(|s| s.create_rollout)
+    let inserted = query_as(|s| s.create_rollout)
         .bind(row.name)
         .bind(row.spec)
         .bind(row.checkpoint)
@@ -179,7 +179,20 @@ async fn insert_after(
         .bind(now_ms)
         .bind(row.name)
         .fetch_one(&mut *tx)
-        .await?;
+        .await;
+    let created: RolloutRow = match inserted {
+        Ok(created) => created,
+        // On PostgreSQL two runners may compute the same next run at once; the second
+        // meets the first's row: that run was taken.
+        Err(StoreError::Duplicate(_)) => {
+            return Err(StoreError::RunTaken {
+                rollout: row.name.to_string(),
+                run: row.after.saturating_add(1),
+                latest: row.after.saturating_add(1),
+            });
+        }
+        Err(e) => return Err(e),
+    };
     if Some(created.run) != row.after.checked_add(1) {
         return Err(StoreError::RunTaken {
             rollout: row.name.to_string(),

@@ -106,6 +106,11 @@ pub enum StoreError {
     /// A query failed.
     #[error("store database error: {0}")]
     Db(String),
+    /// A row with the same key exists (another process wrote it first): a query failed
+    /// on a unique constraint. Said like [`StoreError::Db`]; callers that expect the race
+    /// turn it into what it means (a run created twice: [`StoreError::RunTaken`]).
+    #[error("store database error: {0}")]
+    Duplicate(String),
     /// Another runner advanced the rollout since this one read it.
     #[error(
         "rollout {rollout} was advanced by another runner (expected generation {expected}, \
@@ -153,7 +158,10 @@ pub enum StoreError {
 }
 
 fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate(e.to_string()),
+        _ => StoreError::Db(e.to_string()),
+    }
 }
 
 /// A driver's error text with the URL's password removed, should the driver quote it.
@@ -463,6 +471,9 @@ fn redact_query(tail: &str) -> String {
 /// Connections per [`Store`] on PostgreSQL (reads and writes share them).
 const PG_CONNECTIONS: u32 = 10;
 
+/// How long a PostgreSQL transaction of the store may sit idle before the server ends it.
+const PG_IDLE_IN_TRANSACTION: &str = "5s";
+
 /// How long opening a PostgreSQL store waits for its first connection.
 const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -533,6 +544,13 @@ impl Store {
                 redact_error(&e.to_string(), url)
             ))
         })?;
+        // A runner frozen (SIGSTOP, a VM pause) in the middle of a transaction would keep
+        // its row locks, and no other runner could take those runs over; the server ends
+        // such a transaction instead (the store's transactions never idle for long).
+        let options = options.options([(
+            "idle_in_transaction_session_timeout",
+            PG_IDLE_IN_TRANSACTION,
+        )]);
         let pool = PgPoolOptions::new()
             .max_connections(PG_CONNECTIONS)
             .acquire_timeout(PG_CONNECT_TIMEOUT)

@@ -1232,3 +1232,28 @@ async fn a_finished_run_is_claimed_only_by_name_and_unfinished_runs_are_counted(
     // Its lease is not renewed while it is finished (nothing drives a finished run).
     assert!(store.renew_leases(b.id, 60_000).await.unwrap().is_empty());
 }
+
+on_both!(two_runners_creating_the_same_run_at_once_create_it_once);
+/// Two runners that load the same new rollout at once both try to create its run 1: one
+/// does, the other is told the run was taken (on PostgreSQL through the unique key).
+async fn two_runners_creating_the_same_run_at_once_create_it_once(store: Store) {
+    let created = event("create", "", "pending");
+    let row = NewRow {
+        name: "web",
+        spec: "{}",
+        checkpoint: "{}",
+        state: "pending",
+        event: &created,
+        after: 0,
+    };
+    let other = store.clone();
+    let (a, b) = tokio::join!(store.create_after(row, 1), other.create_after(row, 1));
+    let (ok, taken): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(Result::is_ok);
+    assert_eq!((ok.len(), taken.len()), (1, 1), "{ok:?} {taken:?}");
+    assert!(matches!(taken[0], Err(StoreError::RunTaken { run: 1, .. })));
+    assert_eq!(store.runs("web").await.unwrap().len(), 1);
+    assert_eq!(
+        store.audit(ok[0].as_ref().unwrap().id).await.unwrap().len(),
+        1
+    );
+}
