@@ -538,3 +538,57 @@ fn an_action_sent_to_the_runner_that_does_not_hold_the_run_is_applied_by_its_hol
         || b.rollout(&name)["phase"] == 1,
     );
 }
+
+/// On PostgreSQL the holder is told at once (`LISTEN/NOTIFY`), not at its `--action-poll`
+/// (an hour here), and the runner that does not hold the run streams its events too.
+#[test]
+fn on_postgres_an_action_reaches_the_holder_at_once_and_every_runner_streams_the_run() {
+    let Some(shared) = Shared::on(Backend::Postgres, 4, "{}") else {
+        return;
+    };
+    let (a, b) = shared.two("3s", &["--action-poll", "1h"]);
+    let store = shared.store();
+    let (ia, _) = shared.both_hold(&store, &a, &b);
+    shared.wait_until(
+        "every run waits for an operator",
+        Duration::from_secs(30),
+        || {
+            let runs = shared.runs(&store);
+            runs.len() == 4 && runs.values().all(|r| r.2 == "paused(step)")
+        },
+    );
+    let (&id, _) = shared
+        .held_by(&store, ia)
+        .iter()
+        .next()
+        .expect("a holds a run");
+    let name = shared.runs(&store)[&id].0.clone();
+    // b's event stream of a run a drives, opened before the action.
+    let url = format!("{}/api/v2/events?rollout={name}", b.url);
+    let watching = std::thread::spawn(move || {
+        common::serve::read_events(&url, Duration::from_secs(30), |events| {
+            events.iter().any(|e| e["action"] == "promote")
+        })
+    });
+    b.wait_subscribers(1);
+    let sent = Instant::now();
+    let (status, answer) = b.act(&name, "promote", Some(OPERATOR));
+    assert_eq!(status, 202, "{answer}");
+    shared.wait_until("a applies the promotion", Duration::from_secs(10), || {
+        b.audit(&name, 1)
+            .iter()
+            .any(|e| e["action"] == "promote" && e["actor"] == "alice")
+    });
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "applied {took:?} after the request, with --action-poll 1h"
+    );
+    let events = watching.join().expect("b streams");
+    let promote = events
+        .iter()
+        .find(|e| e["action"] == "promote")
+        .expect("b streamed the promotion");
+    assert_eq!(promote["rollout"], name.as_str(), "{promote}");
+    assert_eq!(promote["actor"], "alice", "{promote}");
+}

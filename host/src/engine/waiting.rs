@@ -59,6 +59,16 @@ impl Wakers {
         }
     }
 
+    /// Tell every run driven here to look at its action requests (after notifications of
+    /// new requests may have been lost).
+    pub fn wake_all(&self) {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        for w in map.values() {
+            w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
+            w.notify.notify_one();
+        }
+    }
+
     /// Claim the run `id` for a new driver task: false when one drives it already. The
     /// claim is released when that driver's [`Engine::drive`](super::Engine::drive) ends.
     pub fn claim(&self, id: i64) -> bool {

@@ -61,7 +61,7 @@ const DECISIONS: &[&str] = &[
     "retry",
 ];
 
-fn kind_of(action: &str, before: &str, after: &str) -> &'static str {
+pub(super) fn kind_of(action: &str, before: &str, after: &str) -> &'static str {
     if DECISIONS.contains(&action) {
         "decision"
     } else if action.starts_with("metric-") {

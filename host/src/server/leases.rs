@@ -32,7 +32,7 @@
 use super::Fleet;
 use crate::engine::lease::{Leases, RunLease, Stop, renew_every, utc_text_ms};
 use crate::engine::runner::STALE_AFTER;
-use crate::store::StoreError;
+use crate::store::{Notice, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -238,6 +238,15 @@ impl Fleet {
         if let Some(task) = manager {
             task.abort();
         }
+        let listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = listener {
+            task.abort();
+        }
         if let Some(leases) = self.leases().cloned() {
             leases.close();
             let deadline = tokio::time::Instant::now() + STOP_WAIT;
@@ -261,5 +270,113 @@ impl Fleet {
             }
         }
         self.stop_runner().await
+    }
+}
+
+impl Fleet {
+    /// Follow what other processes write, when the database tells (PostgreSQL's
+    /// LISTEN/NOTIFY, [`crate::store::Listener`]): an action requested for a run this runner
+    /// drives wakes it at once; an audit event of a run another runner drives is shown
+    /// (`GET`) and streamed (the event stream, not the webhooks: its holder notifies) here
+    /// too. A SQLite store has no listener: its runners look at `--action-poll` and at each
+    /// lease tick.
+    pub(super) fn spawn_listener(&self) {
+        let fleet = self.clone();
+        let task = super::supervise::spawn("notices", "the database listener".into(), async move {
+            let mut listener = match fleet.inner.store.listen().await {
+                Ok(Some(listener)) => listener,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot listen to the database: {e}; actions sent to other runners are \
+                         seen at --action-poll and their runs at each lease renewal"
+                    );
+                    return;
+                }
+            };
+            // Events of runs seen first through a notice: only those from now on.
+            let started_ms = crate::engine::clock::now_ms();
+            let mut streamed: std::collections::HashMap<i64, i64> = Default::default();
+            loop {
+                match listener.next().await {
+                    Notice::Action(id) => {
+                        fleet.wake_run(id);
+                    }
+                    Notice::Event(id, seq) => {
+                        if fleet.inner.wakers.is_driving(id) {
+                            continue;
+                        }
+                        if let Err(e) = fleet
+                            .stream_remote(id, seq, started_ms, &mut streamed)
+                            .await
+                        {
+                            tracing::warn!(run = id, "cannot read another runner's commit: {e}");
+                        }
+                    }
+                    Notice::Reconnected => {
+                        // Some notices may be lost: every run looks at its requests, and the
+                        // lease manager re-reads the runs of the others.
+                        fleet.inner.wakers.wake_all();
+                        fleet.poke_leases();
+                    }
+                }
+            }
+        });
+        *self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(task);
+    }
+
+    /// Show and stream the audit events up to `seq` of the run `id` another runner drives.
+    async fn stream_remote(
+        &self,
+        id: i64,
+        seq: i64,
+        started_ms: i64,
+        streamed: &mut std::collections::HashMap<i64, i64>,
+    ) -> Result<(), StoreError> {
+        let done = streamed.get(&id).copied();
+        if done.is_some_and(|d| d >= seq) {
+            return Ok(());
+        }
+        let store = &self.inner.store;
+        let Some(row) = store.get(id).await? else {
+            return Ok(());
+        };
+        self.remember_row(&row);
+        let progress = Arc::new(super::views::progress(&row));
+        for audit in store.audit(id).await? {
+            let new = match done {
+                Some(d) => audit.seq > d,
+                None => audit.event.at_ms >= started_ms,
+            };
+            if !new {
+                continue;
+            }
+            let e = audit.event;
+            self.inner.emit(
+                super::Event {
+                    seq: 0,
+                    rollout: row.name.clone(),
+                    run: row.run,
+                    at_ms: e.at_ms,
+                    kind: super::events::kind_of(&e.action, &e.state_before, &e.state_after),
+                    actor: e.actor,
+                    action: e.action,
+                    reason: e.reason,
+                    state_before: e.state_before,
+                    state_after: e.state_after,
+                    phase: progress.phase_name.clone(),
+                    weight: progress.weight,
+                    progress: progress.clone(),
+                },
+                &[],
+            );
+            streamed.insert(id, audit.seq);
+        }
+        streamed.entry(id).or_insert(seq);
+        Ok(())
     }
 }

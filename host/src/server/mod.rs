@@ -184,6 +184,8 @@ struct Inner {
     poke: tokio::sync::Notify,
     /// The lease manager's task.
     manager: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The database listener ([`Fleet::spawn_listener`]), stopped with the manager.
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The newest `updated_ms` of the runs read back from the store for what other runners
     /// drive.
     seen_ms: Mutex<i64>,
@@ -237,6 +239,7 @@ impl Fleet {
                 leases: std::sync::OnceLock::new(),
                 poke: tokio::sync::Notify::new(),
                 manager: Mutex::new(None),
+                listener: Mutex::new(None),
                 seen_ms: Mutex::new(i64::MIN),
             }),
         }
@@ -323,6 +326,7 @@ impl Fleet {
             // it is ready; the manager goes on from there.
             self.lease_tick().await;
             self.spawn_lease_manager();
+            self.spawn_listener();
         }
         self.inner.ready.store(true, Ordering::SeqCst);
         Ok(())

@@ -1,8 +1,9 @@
 //! What other processes tell a runner through the database, at once: PostgreSQL's
 //! `LISTEN/NOTIFY`. An action request (`rollgate_actions`, the run's id) wakes the run's
-//! holder wherever the request was made; a commit (`rollgate_commits`, `id:generation`)
-//! tells every runner that a run another runner drives moved, so each can show and stream
-//! it. Both are sent by the statement that writes them ([`super::sql`]) and delivered only
+//! holder wherever the request was made; each audit event a commit appends
+//! (`rollgate_events`, `id:seq`) tells every runner that a run another runner drives
+//! moved, so each can show and stream it. (A commit that only measured says nothing: the
+//! runners' views catch up at their next look.) Both are sent by the statement that writes them ([`super::sql`]) and delivered only
 //! when its transaction commits.
 //!
 //! A SQLite store has no notifications ([`Store::listen`] answers `None`): its runners poll
@@ -16,21 +17,21 @@ use sqlx::postgres::PgListener;
 
 /// The channel of action requests (payload: the run's id).
 pub const ACTIONS: &str = "rollgate_actions";
-/// The channel of commits (payload: `id:generation`).
-pub const COMMITS: &str = "rollgate_commits";
+/// The channel of audit events (payload: `id:seq`).
+pub const EVENTS: &str = "rollgate_events";
 
 /// One notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice {
     /// An action was requested for the run (rollout row id).
     Action(i64),
-    /// The run (rollout row id) committed this generation.
-    Commit(i64, i64),
+    /// The run (rollout row id) committed the audit event with this seq.
+    Event(i64, i64),
     /// The connection was lost and made again: notifications may have been missed.
     Reconnected,
 }
 
-/// A connection listening to [`ACTIONS`] and [`COMMITS`].
+/// A connection listening to [`ACTIONS`] and [`EVENTS`].
 pub struct Listener {
     inner: PgListener,
     /// Whether the last `recv` failed (the next success follows a reconnection).
@@ -55,7 +56,7 @@ impl Store {
             return Ok(None);
         };
         let mut inner = PgListener::connect_with(pool).await.map_err(db)?;
-        inner.listen_all([ACTIONS, COMMITS]).await.map_err(db)?;
+        inner.listen_all([ACTIONS, EVENTS]).await.map_err(db)?;
         Ok(Some(Listener {
             inner,
             broken: false,
@@ -109,9 +110,9 @@ impl Listener {
 fn parse(channel: &str, payload: &str) -> Option<Notice> {
     match channel {
         ACTIONS => payload.parse().ok().map(Notice::Action),
-        COMMITS => {
+        EVENTS => {
             let (id, generation) = payload.split_once(':')?;
-            Some(Notice::Commit(id.parse().ok()?, generation.parse().ok()?))
+            Some(Notice::Event(id.parse().ok()?, generation.parse().ok()?))
         }
         _ => None,
     }
@@ -124,8 +125,8 @@ mod tests {
     #[test]
     fn payloads() {
         assert_eq!(parse(ACTIONS, "42"), Some(Notice::Action(42)));
-        assert_eq!(parse(COMMITS, "42:7"), Some(Notice::Commit(42, 7)));
-        assert_eq!(parse(COMMITS, "42"), None);
+        assert_eq!(parse(EVENTS, "42:7"), Some(Notice::Event(42, 7)));
+        assert_eq!(parse(EVENTS, "42"), None);
         assert_eq!(parse(ACTIONS, "x"), None);
         assert_eq!(parse("other", "1"), None);
     }

@@ -444,17 +444,19 @@ pub(super) const POSTGRES: Sql = Sql {
     latest_changed: "SELECT r.id, r.name, r.run, r.spec, r.checkpoint, r.state, (r.finished <> 0) AS finished, r.generation, r.created_ms, r.updated_ms, a.actor AS last_actor, a.action AS last_action FROM rollouts r LEFT JOIN audit_events a ON a.rollout_id = r.id AND a.seq = (SELECT MAX(seq) FROM audit_events WHERE rollout_id = r.id) WHERE r.updated_ms >= $1 AND r.run = (SELECT MAX(l.run) FROM rollouts l WHERE l.name = r.name) ORDER BY r.id",
     changed_since: "SELECT id, name, run, generation, updated_ms FROM rollouts WHERE updated_ms >= $1 ORDER BY updated_ms, id",
     create_rollout: "INSERT INTO rollouts (name, run, spec, checkpoint, state, finished, generation, created_ms, updated_ms) SELECT $1, COALESCE(MAX(run), 0) + 1, $2, $3, $4, 0, 1, $5, $6 FROM rollouts WHERE name = $7 RETURNING id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms",
-    // Every runner listens on `rollgate_commits` (run id:generation), delivered at commit:
-    // a server shows and streams runs another runner drives.
-    bump_generation: "WITH bumped AS (UPDATE rollouts SET generation = generation + 1, \
-                      checkpoint = $1, state = $2, finished = $3, updated_ms = $4 \
-                      WHERE id = $5 AND generation = $6 AND ($7::BIGINT IS NULL OR lease_epoch = $8) \
-                      RETURNING id, generation) \
-                      SELECT pg_notify('rollgate_commits', id::TEXT || ':' || generation::TEXT) \
-                      FROM bumped",
+    bump_generation: "UPDATE rollouts SET generation = generation + 1, checkpoint = $1, \
+                      state = $2, finished = $3, updated_ms = $4 WHERE id = $5 \
+                      AND generation = $6 AND ($7::BIGINT IS NULL OR lease_epoch = $8)",
     generation_of: "SELECT name, generation, lease_epoch FROM rollouts WHERE id = $1",
     replace_spec: "UPDATE rollouts SET spec = $1 WHERE id = $2",
-    append_event: "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, state_before, state_after, progress) SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM audit_events WHERE rollout_id = $9",
+    // Every runner listens on `rollgate_events` (run id:seq), delivered at commit: a server
+    // shows and streams the events of runs another runner drives.
+    append_event: "WITH appended AS (INSERT INTO audit_events (rollout_id, seq, at_ms, actor, \
+                   action, reason, state_before, state_after, progress) \
+                   SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 \
+                   FROM audit_events WHERE rollout_id = $9 RETURNING rollout_id, seq) \
+                   SELECT pg_notify('rollgate_events', rollout_id::TEXT || ':' || seq::TEXT) \
+                   FROM appended",
     insert_measurement: "INSERT INTO measurements (rollout_id, phase_index, metric, idx, at_ms, verdict, value, message, details, retention) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     prune_measurements: "DELETE FROM measurements WHERE rollout_id = $1 AND phase_index = $2 AND metric = $3 AND verdict NOT IN ('fail', 'error') AND id NOT IN (SELECT id FROM measurements WHERE rollout_id = $4 AND phase_index = $5 AND metric = $6 AND verdict NOT IN ('fail', 'error') ORDER BY id DESC LIMIT $7)",
     last_ordinal: "SELECT COALESCE(MAX(ordinal), 0) AS last FROM steps WHERE rollout_id = $1",

@@ -1161,6 +1161,12 @@ async fn postgres_tells_listeners_of_actions_and_commits_when_they_commit() {
     };
     let mut listener = store.listen().await.unwrap().expect("PostgreSQL listens");
     let row = create(&store, "web").await;
+    assert_eq!(
+        tokio::time::timeout(std::time::Duration::from_secs(10), listener.next())
+            .await
+            .unwrap(),
+        Notice::Event(row.id, 1)
+    );
     let id = store
         .request_action(row.id, "pause", "ops", "look", 5)
         .await
@@ -1172,13 +1178,14 @@ async fn postgres_tells_listeners_of_actions_and_commits_when_they_commit() {
         Notice::Action(row.id)
     );
     let events = [event("note", "progressing", "progressing")];
-    let g = store
+    store
         .commit(row.id, 1, commit("{}", "progressing", &events), 6)
         .await
         .unwrap();
+    // The creation's event was seq 1 (its notice came before the action's).
     assert_eq!(
         tokio::time::timeout(within, listener.next()).await.unwrap(),
-        Notice::Commit(row.id, g)
+        Notice::Event(row.id, 2)
     );
     // A refused commit tells nobody: the next notice is the following action.
     assert!(
