@@ -132,6 +132,24 @@ impl Shared {
 
     /// Two runners `a` and `b` started side by side (so neither has the runs to itself
     /// for long), with `--lease-ttl ttl` and `extra`.
+    /// Three runners `a`, `b` and `c` started side by side.
+    fn three(&self, ttl: &str) -> [Server; 3] {
+        let config = self.dir.path().join("config");
+        let db = self.db();
+        std::thread::scope(|s| {
+            let start = |name: &'static str| {
+                let (config, db) = (&config, &db);
+                s.spawn(move || runner(self.dir.path(), name, config, db, ttl, &[]))
+            };
+            let (a, b, c) = (start("a"), start("b"), start("c"));
+            [
+                a.join().expect("a starts"),
+                b.join().expect("b starts"),
+                c.join().expect("c starts"),
+            ]
+        })
+    }
+
     fn two(&self, ttl: &str, extra: &[&str]) -> (Server, Server) {
         let config = self.dir.path().join("config");
         let db = self.db();
@@ -632,4 +650,38 @@ fn postgres_restarted_under_load_loses_no_run_and_repeats_no_step() {
     for s in [&a, &b] {
         assert!(!s.log().contains("panicked"), "{}", s.log());
     }
+}
+
+/// Three runners share two hundred rollouts on PostgreSQL: every rollout completes, each
+/// runner drove a share, each step is applied once, every audit log is gapless.
+#[test]
+fn three_runners_on_postgres_share_two_hundred_rollouts_and_apply_every_step_once() {
+    let Some(shared) = Shared::on(Backend::Postgres, 200, "{duration: 2s}") else {
+        return;
+    };
+    let runners = shared.three("10s");
+    let store = shared.store();
+    shared.all_succeeded(&store, 200, Duration::from_secs(300));
+    applied_once(&shared, true);
+    let deliveries = shared.deliveries();
+    assert_eq!(
+        deliveries.len(),
+        800,
+        "four steps a rollout, each delivered once"
+    );
+    for r in &runners {
+        let drove = deliveries
+            .iter()
+            .filter(|d| d.pid == r.pid())
+            .map(Delivery::rollout)
+            .collect::<BTreeSet<_>>()
+            .len();
+        assert!(
+            drove >= 20,
+            "runner {} drove only {drove} of 200 rollouts",
+            r.pid()
+        );
+        assert!(!r.log().contains("ERROR"), "{}", r.log());
+    }
+    shared.audits_are_gapless(&store);
 }
