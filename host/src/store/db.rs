@@ -202,19 +202,19 @@ macro_rules! on {
     ($self:ident, $conn:expr, |$q:ident, $c:ident| $body:expr) => {
         match $conn {
             Conn::SqlitePool($c) => {
-                let $q = bound!(sqlx::query_as((($self.pick)(&SQLITE))), &$self.args);
+                let $q = bound!(sqlx::query_as(($self.pick)(&SQLITE)), &$self.args);
                 $body
             }
             Conn::Sqlite($c) => {
-                let $q = bound!(sqlx::query_as((($self.pick)(&SQLITE))), &$self.args);
+                let $q = bound!(sqlx::query_as(($self.pick)(&SQLITE)), &$self.args);
                 $body
             }
             Conn::PostgresPool($c) => {
-                let $q = bound!(sqlx::query_as((($self.pick)(&POSTGRES))), &$self.args);
+                let $q = bound!(sqlx::query_as(($self.pick)(&POSTGRES)), &$self.args);
                 $body
             }
             Conn::Postgres($c) => {
-                let $q = bound!(sqlx::query_as((($self.pick)(&POSTGRES))), &$self.args);
+                let $q = bound!(sqlx::query_as(($self.pick)(&POSTGRES)), &$self.args);
                 $body
             }
         }
@@ -225,19 +225,19 @@ macro_rules! on {
 macro_rules! on_exec {
     ($self:ident, $conn:expr) => {
         match $conn {
-            Conn::SqlitePool(c) => bound!(sqlx::query((($self.pick)(&SQLITE))), &$self.args)
+            Conn::SqlitePool(c) => bound!(sqlx::query(($self.pick)(&SQLITE)), &$self.args)
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected()),
-            Conn::Sqlite(c) => bound!(sqlx::query((($self.pick)(&SQLITE))), &$self.args)
+            Conn::Sqlite(c) => bound!(sqlx::query(($self.pick)(&SQLITE)), &$self.args)
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected()),
-            Conn::PostgresPool(c) => bound!(sqlx::query((($self.pick)(&POSTGRES))), &$self.args)
+            Conn::PostgresPool(c) => bound!(sqlx::query(($self.pick)(&POSTGRES)), &$self.args)
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected()),
-            Conn::Postgres(c) => bound!(sqlx::query((($self.pick)(&POSTGRES))), &$self.args)
+            Conn::Postgres(c) => bound!(sqlx::query(($self.pick)(&POSTGRES)), &$self.args)
                 .execute(c)
                 .await
                 .map(|r| r.rows_affected()),
