@@ -31,6 +31,8 @@
 //!   clock, under which epoch ([`Lease`]); commits are fenced by the epoch;
 //! - `invalid.rs`: rollouts in the state `invalid-spec` ([`InvalidSpec`]) and the
 //!   numbered configurations runners loaded;
+//! - `outbox.rs`: the webhook outbox ([`OutboxItem`], [`Store::claim_outbox`]): the
+//!   notifications commits queue, claimed and marked by every runner's deliverer;
 //! - `series.rs`: the series of every metric of a run ([`SeriesPoint`], [`Store::series`]):
 //!   a point per measurement, appended by the commit, at most 1,000 per metric;
 //! - `listing.rs`: what changed since a time, for the web view's list and events
@@ -54,6 +56,7 @@ mod db;
 mod invalid;
 mod leases;
 mod listing;
+mod outbox;
 mod runners;
 mod series;
 mod sql;
@@ -62,6 +65,7 @@ pub use commit::{Commit, NewRow};
 pub use invalid::InvalidSpec;
 pub use leases::{Lease, LeaseState};
 pub use listing::{Changed, ListedRow};
+pub use outbox::{Claimed, OutboxItem, OutboxRow};
 pub use runners::{Claims, NewRunner, RunnerRow};
 pub use series::{CAP as SERIES_CAP, SeriesPoint};
 
