@@ -15,6 +15,7 @@
 //! | `invalid_spec` | rollout by rollout: invalid-spec rollouts, fixes that start or resume them, resume with fixed documents |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
+//! | `outbox` | webhooks through the store's outbox: two servers on one store, SIGKILL mid-delivery |
 //! | `series` | the metric series of a run: `GET /api/v2/rollouts/NAME/series` |
 //! | `status` | `get`, `history`, the live tree |
 //! | `ui` | the web view's server: sign-in, sessions, CSRF, headers, the list, store views |
@@ -36,6 +37,7 @@ mod files;
 mod http_check;
 mod invalid_spec;
 mod judge;
+mod outbox;
 mod plugin_kit;
 mod plugin_sandbox;
 mod postgres;

@@ -34,12 +34,13 @@ pub fn write_tokens(dir: &Path) -> PathBuf {
     tokens
 }
 
-/// How to start `rollgate serve`: the store (`state.db`), plugin cache (`cache/`) and tokens
-/// file ([`write_tokens`]) in `dir`; by default the configuration folder `dir/config`, the
-/// log at `rollgate=info`, a reload check every 200 ms.
+/// How to start `rollgate serve`: the plugin cache (`cache/`) and tokens file
+/// ([`write_tokens`]) in `dir`; by default the store `dir/state.db`, the configuration
+/// folder `dir/config`, the log at `rollgate=info`, a reload check every 200 ms.
 pub struct Serve {
     dir: PathBuf,
     config: PathBuf,
+    db: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: String,
@@ -51,6 +52,7 @@ impl Serve {
         Serve {
             dir: dir.to_path_buf(),
             config: dir.join("config"),
+            db: format!("sqlite:{}", dir.join("state.db").display()),
             args: Vec::new(),
             env: Vec::new(),
             log: "rollgate=info".into(),
@@ -61,6 +63,13 @@ impl Serve {
     /// Another configuration folder.
     pub fn config(mut self, config: &Path) -> Serve {
         self.config = config.to_path_buf();
+        self
+    }
+
+    /// Another store (`--db`): a SQLite file (`sqlite:PATH`) or a `postgres://` URL — the
+    /// same for several servers that share one store.
+    pub fn db(mut self, db: &str) -> Serve {
+        self.db = db.into();
         self
     }
 
@@ -103,7 +112,7 @@ impl Serve {
             .arg("--config")
             .arg(&self.config)
             .arg("--db")
-            .arg(format!("sqlite:{}", self.dir.join("state.db").display()))
+            .arg(&self.db)
             .args(["--listen", "127.0.0.1:0", "--reload-interval"])
             .arg(&self.reload_interval)
             .arg("--tokens")
@@ -191,6 +200,11 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Its log (standard error) so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
