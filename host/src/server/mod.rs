@@ -38,7 +38,7 @@
 //! | `act.rs` | operator actions ([`Fleet::act`]): a request and the run's answer, retries, the rollback of a succeeded run |
 //! | `documents.rs` | documents applied through the API ([`Fleet::apply`], [`api_file_name`]) |
 //! | `refs.rs` | the server-side references those documents may use |
-//! | `notify.rs` | webhook delivery |
+//! | `notify.rs` | webhook delivery from the store's outbox (every runner delivers; each notification once per webhook) |
 //! | `supervise.rs` | the tasks' panics: caught, logged, counted |
 //! | `views.rs`, `v2.rs` | the v1 documents (frozen) and the v2 documents with their JSON Schemas |
 
