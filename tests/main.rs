@@ -16,6 +16,7 @@
 //! | `leases` | several `serve` runners on one store: the runs split, taken over after a SIGKILL, fenced after a SIGSTOP, handed over on SIGTERM, actions through any runner |
 //! | `runner` | the runner's heartbeat: stale after SIGKILL, fresh after a restart, stopped after SIGTERM |
 //! | `serve`, `serve_leaks` | server mode: API, auth, events, reloads, panics, secrets |
+//! | `outbox` | webhooks through the store's outbox: two servers on one store, SIGKILL mid-delivery |
 //! | `series` | the metric series of a run: `GET /api/v2/rollouts/NAME/series` |
 //! | `status` | `get`, `history`, the live tree |
 //! | `ui` | the web view's server: sign-in, sessions, CSRF, headers, the list, store views |
@@ -38,6 +39,7 @@ mod http_check;
 mod invalid_spec;
 mod judge;
 mod leases;
+mod outbox;
 mod plugin_kit;
 mod plugin_sandbox;
 mod postgres;

@@ -94,6 +94,7 @@ impl Harness {
             observer: None,
             action_poll: Duration::from_millis(50),
             sink: None,
+            outbox: None,
             wakers: None,
             config_generation: 0,
             reconfigure: None,

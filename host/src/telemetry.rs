@@ -148,7 +148,7 @@ const HELP: &[(&str, &str, &str)] = &[
     (
         "rollgate_notifications_total",
         "counter",
-        "Webhook notifications, by outcome (delivered, retried, failed, dropped).",
+        "Webhook notifications this runner sent, by outcome (delivered, retried, failed).",
     ),
     (
         "rollgate_api_refused_total",

@@ -34,14 +34,13 @@ pub fn write_tokens(dir: &Path) -> PathBuf {
     tokens
 }
 
-/// How to start `rollgate serve`: the store (`state.db`), plugin cache (`cache/`) and tokens
-/// file ([`write_tokens`]) in `dir`; by default the configuration folder `dir/config`, the
-/// log at `rollgate=info`, a reload check every 200 ms.
+/// How to start `rollgate serve`: the plugin cache (`cache/`) and tokens file
+/// ([`write_tokens`]) in `dir`; by default the store `dir/state.db`, the configuration
+/// folder `dir/config`, the log at `rollgate=info`, a reload check every 200 ms.
 pub struct Serve {
     dir: PathBuf,
     config: PathBuf,
-    /// The `--db` URL (default: `sqlite:DIR/state.db`).
-    db: Option<String>,
+    db: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: String,
@@ -53,7 +52,7 @@ impl Serve {
         Serve {
             dir: dir.to_path_buf(),
             config: dir.join("config"),
-            db: None,
+            db: format!("sqlite:{}", dir.join("state.db").display()),
             args: Vec::new(),
             env: Vec::new(),
             log: "rollgate=info".into(),
@@ -67,10 +66,10 @@ impl Serve {
         self
     }
 
-    /// Another store: a `--db` URL (`sqlite:PATH` — several servers may share one —, or
-    /// a database server's URL).
-    pub fn db(mut self, url: &str) -> Serve {
-        self.db = Some(url.to_string());
+    /// Another store (`--db`): a SQLite file (`sqlite:PATH`) or a `postgres://` URL — the
+    /// same for several servers that share one store.
+    pub fn db(mut self, db: &str) -> Serve {
+        self.db = db.into();
         self
     }
 
@@ -113,11 +112,7 @@ impl Serve {
             .arg("--config")
             .arg(&self.config)
             .arg("--db")
-            .arg(
-                self.db
-                    .clone()
-                    .unwrap_or_else(|| format!("sqlite:{}", self.dir.join("state.db").display())),
-            )
+            .arg(&self.db)
             .args(["--listen", "127.0.0.1:0", "--reload-interval"])
             .arg(&self.reload_interval)
             .arg("--tokens")

@@ -346,6 +346,11 @@ async fn metrics(State(s): State<AppState>) -> Response {
             vec![(vec![], s.fleet.subscribers() as f64)],
         ),
         (
+            "rollgate_notifications_pending",
+            "Webhook notifications in the store's outbox not yet delivered or given up on (every runner's), at the last look.",
+            vec![(vec![], s.fleet.notifier().pending() as f64)],
+        ),
+        (
             "rollgate_config_generation",
             "Configurations applied since start.",
             vec![(vec![], status.generation as f64)],

@@ -156,6 +156,7 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         observer: None,
         action_poll: Duration::from_millis(10),
         sink: None,
+        outbox: None,
         wakers: None,
         config_generation: 0,
         reconfigure: None,

@@ -142,6 +142,7 @@ async fn run_steps(args: &RunArgs, out: &mut Out) -> Result<u8, u8> {
         observer: Some(shown.observer()),
         action_poll: Duration::from_millis(args.poll_ms.max(10)),
         sink: None,
+        outbox: None,
         wakers: None,
         config_generation,
         reconfigure: Some(Arc::new(FilesReread {

@@ -167,7 +167,11 @@ pub async fn run(args: ServeArgs) -> u8 {
             _ => {
                 return fail(
                     exit::INVALID_INPUT,
-                    format!("--notify {url:?}: not an http(s) URL"),
+                    // Shown without user info, query or fragment: they may be secrets.
+                    format!(
+                        "--notify {}: not an http(s) URL; give http://HOST/PATH or https://HOST/PATH",
+                        crate::server::notify::shown(url)
+                    ),
                 );
             }
         }

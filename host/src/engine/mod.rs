@@ -73,8 +73,8 @@ pub use actions::{
 };
 pub use adopt::{Current, Reconfigure, Reread};
 pub use progress::{
-    Committed, MetricProgress, Observer, PhaseProgress, Progress, Sink, TargetProgress, TargetUnit,
-    progress_of, target_progress,
+    Committed, MetricProgress, Observer, Outbox, PhaseProgress, Progress, Sink, TargetProgress,
+    TargetUnit, progress_of, target_progress,
 };
 pub use run::human_ms;
 pub use verification::measure_metric;
@@ -185,6 +185,9 @@ pub struct Engine {
     pub action_poll: Duration,
     /// Told of every commit (server mode).
     pub sink: Option<Sink>,
+    /// Renders each commit's webhook notifications, queued with the commit (server mode);
+    /// `None`: no webhooks.
+    pub outbox: Option<Outbox>,
     /// Wake-ups for operator actions (server mode); `None`: poll every `action_poll`.
     pub wakers: Option<Arc<Wakers>>,
     /// The configuration generation these plugins and backends come from (see

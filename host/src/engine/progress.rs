@@ -188,6 +188,12 @@ pub struct Committed<'a> {
 /// `/metrics`). Called on the rollout's task after the commit landed: it must not block.
 pub type Sink = Arc<dyn Fn(&Committed<'_>) + Send + Sync>;
 
+/// Renders the webhook notifications of a commit *before* it is written (server mode): the
+/// engine hands them to the store with the commit, which queues them in the outbox in the
+/// same transaction ([`crate::store::Commit::outbox`]). `Committed::progress` is the
+/// progress the commit makes. Called on the rollout's task: it must not block.
+pub type Outbox = Arc<dyn Fn(&Committed<'_>) -> Vec<crate::store::OutboxItem> + Send + Sync>;
+
 /// What a run looks like to a progress display: computed from its spec and checkpoint, so
 /// the live observer of `rollgate run` and `rollgate get` on the store show the same thing.
 pub fn progress_of(spec: &RolloutSpec, run: i64, cp: &Checkpoint) -> Progress {

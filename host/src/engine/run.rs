@@ -147,6 +147,17 @@ impl Run<'_> {
         let events = std::mem::take(&mut self.events);
         let measurements = std::mem::take(&mut self.measurements);
         let state = self.cp.state.name();
+        let progress = (self.engine.sink.is_some() || self.engine.outbox.is_some())
+            .then(|| progress_of(&self.spec, self.run, &self.cp));
+        let outbox = match (&self.engine.outbox, &progress) {
+            (Some(render), Some(progress)) if !events.is_empty() => render(&Committed {
+                id: self.id,
+                progress,
+                events: &events,
+                measurements: &measurements,
+            }),
+            _ => Vec::new(),
+        };
         let commit = Commit {
             epoch: self.epoch,
             checkpoint: &cp_json,
@@ -157,6 +168,7 @@ impl Run<'_> {
             step_intents: intents,
             consumed_actions: consumed,
             spec: spec_json.as_deref(),
+            outbox: &outbox,
         };
         let store = &self.engine.store;
         self.generation = match self.successor.take() {
@@ -188,16 +200,15 @@ impl Run<'_> {
             }
         };
         self.spec_changed = false;
-        if let Some(sink) = &self.engine.sink {
-            let progress = progress_of(&self.spec, self.run, &self.cp);
+        if let (Some(sink), Some(progress)) = (&self.engine.sink, &progress) {
             sink(&Committed {
                 id: self.id,
-                progress: &progress,
+                progress,
                 events: &events,
                 measurements: &measurements,
             });
             if let Some(observer) = &self.engine.observer {
-                observer(&progress);
+                observer(progress);
             }
         } else {
             self.notify();

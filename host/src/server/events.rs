@@ -1,9 +1,10 @@
 //! The event stream: what every commit does in server mode (remember the progress, count,
-//! stream, notify), the [`Event`] the stream and webhooks carry, and numbering and sending
-//! events.
+//! stream, wake the webhook workers), the webhook notifications each commit queues in the
+//! outbox, the [`Event`] the stream and webhooks carry, and numbering and sending events.
 
 use super::{Fleet, Inner, Known, SERVE_ACTOR};
 use crate::engine::{Committed, ENGINE_ACTOR, Progress};
+use crate::store::{AuditEvent, OutboxItem};
 use serde::Serialize;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -86,8 +87,68 @@ fn cause_of(actor: &str) -> &'static str {
     }
 }
 
+/// The v1 event of the audit event `e` of commit `c` (its `seq` is set when it is emitted).
+fn event_of(c: &Committed<'_>, e: &AuditEvent, progress: Arc<Progress>) -> Event {
+    Event {
+        seq: 0,
+        rollout: c.progress.rollout.clone(),
+        run: c.progress.run,
+        at_ms: e.at_ms,
+        actor: e.actor.clone(),
+        action: e.action.clone(),
+        kind: kind_of(&e.action, &e.state_before, &e.state_after),
+        reason: e.reason.clone(),
+        state_before: e.state_before.clone(),
+        state_after: e.state_after.clone(),
+        phase: c.progress.phase_name.clone(),
+        weight: c.progress.weight,
+        progress,
+    }
+}
+
+/// Whether webhooks are told of `event`: every decision and state change, and a step or a
+/// measurement only when it changed the state.
+fn notifies(event: &Event) -> bool {
+    event.kind != "step" && event.kind != "metric" || event.state_before != event.state_after
+}
+
+/// (endpoint, body) for each of `webhooks` that wants `event`: the v1 event as JSON, its
+/// `seq` as the event carries it.
+pub(super) fn webhook_bodies(
+    event: &Event,
+    webhooks: &[crate::spec::model::NotificationSpec],
+) -> Vec<(String, String)> {
+    if !notifies(event) {
+        return Vec::new();
+    }
+    let wanted: Vec<&str> = webhooks
+        .iter()
+        .filter(|w| w.events.is_empty() || w.events.contains(&event.action))
+        .map(|w| w.url.as_str())
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let body = match serde_json::to_string(event) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(rollout = %event.rollout, action = %event.action, "cannot render a webhook event (a bug; please report it): {e}");
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<(String, String)> = Vec::with_capacity(wanted.len());
+    for url in wanted {
+        // A URL named twice (the server's and the rollout's) is told once.
+        if !out.iter().any(|(u, _)| u == url) {
+            out.push((url.to_string(), body.clone()));
+        }
+    }
+    out
+}
+
 impl Fleet {
-    /// What every commit does in server mode: remember the progress, count, stream, notify.
+    /// What every commit does in server mode, once it landed: remember the progress, count,
+    /// stream, and wake this runner's webhook workers.
     pub(super) fn sink(&self) -> crate::engine::Sink {
         let weak = Arc::downgrade(&self.inner);
         Arc::new(move |c: &Committed<'_>| {
@@ -119,11 +180,11 @@ impl Fleet {
                     .measured
                     .send((c.progress.rollout.clone(), c.progress.run));
             }
-            let webhooks = inner.webhooks_for(&c.progress.rollout);
             let progress = Arc::new(c.progress.clone());
+            let mut notified = false;
             for e in c.events {
-                let kind = kind_of(&e.action, &e.state_before, &e.state_after);
-                if kind == "decision" {
+                let event = event_of(c, e, progress.clone());
+                if event.kind == "decision" {
                     let cause = cause_of(&e.actor);
                     telemetry.count(
                         "rollgate_decisions_total",
@@ -141,25 +202,46 @@ impl Fleet {
                         telemetry.count("rollgate_rollbacks_total", &[("cause", cause)], 1);
                     }
                 }
-                inner.emit(
-                    Event {
-                        seq: 0,
-                        rollout: c.progress.rollout.clone(),
-                        run: c.progress.run,
-                        at_ms: e.at_ms,
-                        actor: e.actor.clone(),
-                        action: e.action.clone(),
-                        kind,
-                        reason: e.reason.clone(),
-                        state_before: e.state_before.clone(),
-                        state_after: e.state_after.clone(),
-                        phase: c.progress.phase_name.clone(),
-                        weight: c.progress.weight,
-                        progress: progress.clone(),
-                    },
-                    &webhooks,
-                );
+                notified |= notifies(&event);
+                inner.emit(event);
             }
+            // The commit queued its notifications in the outbox ([`Fleet::outbox`]): this
+            // runner's workers for the rollout's webhooks look at once.
+            if notified {
+                let webhooks = inner.webhooks_for(&c.progress.rollout);
+                inner.notifier.wake(webhooks.iter().map(|w| w.url.as_str()));
+            }
+        })
+    }
+
+    /// Each commit's webhook notifications, rendered before it is written and queued in the
+    /// outbox in its transaction (the engine's [`crate::engine::Outbox`]): the v1 event of
+    /// every audit event a webhook of the rollout wants, for each such webhook. The body's
+    /// `seq` is 0 here; the outbox row's id replaces it when it is sent
+    /// ([`notify::body_for`](super::notify::body_for)).
+    pub(super) fn outbox(&self) -> crate::engine::Outbox {
+        let weak = Arc::downgrade(&self.inner);
+        Arc::new(move |c: &Committed<'_>| {
+            let Some(inner) = weak.upgrade() else {
+                return Vec::new();
+            };
+            let webhooks = inner.webhooks_for(&c.progress.rollout);
+            if webhooks.is_empty() {
+                return Vec::new();
+            }
+            let progress = Arc::new(c.progress.clone());
+            let mut items = Vec::new();
+            for (i, e) in c.events.iter().enumerate() {
+                let event = event_of(c, e, progress.clone());
+                for (endpoint, body) in webhook_bodies(&event, &webhooks) {
+                    items.push(OutboxItem {
+                        event: i,
+                        endpoint,
+                        body,
+                    });
+                }
+            }
+            items
         })
     }
 
@@ -182,22 +264,14 @@ impl Fleet {
 }
 
 impl Inner {
-    /// Number an event, send it to the webhooks that want it and to the event stream.
-    pub(super) fn emit(&self, mut event: Event, webhooks: &[crate::spec::model::NotificationSpec]) {
+    /// Number an event and send it to the event stream (webhooks get theirs through the
+    /// outbox).
+    pub(super) fn emit(&self, mut event: Event) {
         let mut seq = self.seq.lock().unwrap_or_else(|e| e.into_inner());
         *seq += 1;
         event.seq = *seq;
-        let event = Arc::new(event);
-        if event.kind != "step" && event.kind != "metric" || event.state_before != event.state_after
-        {
-            for w in webhooks {
-                if w.events.is_empty() || w.events.contains(&event.action) {
-                    self.notifier.send(&w.url, event.clone());
-                }
-            }
-        }
         // No subscriber is not an error.
-        let _ = self.events.send(event);
+        let _ = self.events.send(Arc::new(event));
     }
 
     /// The webhooks for one rollout: the server's and the rollout's own (from the running

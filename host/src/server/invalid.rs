@@ -145,6 +145,7 @@ impl Fleet {
                 .map(|k| k.progress.clone())
         };
         let webhooks = self.inner.config.global_webhooks.clone();
+        let mut queued: Vec<(String, String)> = Vec::new();
         for (name, invalid) in &after {
             let old = before.get(name);
             if old.is_some_and(|o| o.problems == invalid.problems && o.held_run == invalid.held_run)
@@ -158,7 +159,8 @@ impl Fleet {
                 (None, None) => String::new(),
             };
             let shown = overlay(progress.clone(), Some(invalid));
-            self.inner.emit(
+            self.tell(
+                &mut queued,
                 Event {
                     seq: 0,
                     rollout: name.clone(),
@@ -179,7 +181,8 @@ impl Fleet {
         }
         for name in before.keys().filter(|n| !after.contains_key(*n)) {
             let progress = known(name);
-            self.inner.emit(
+            self.tell(
+                &mut queued,
                 Event {
                     seq: 0,
                     rollout: name.clone(),
@@ -206,6 +209,24 @@ impl Fleet {
                 &webhooks,
             );
         }
+        // Not audit events: queued on their own, after the records they tell of.
+        store.enqueue(None, &queued).await.map_err(err)?;
+        if !queued.is_empty() {
+            self.inner
+                .notifier
+                .wake(webhooks.iter().map(|w| w.url.as_str()));
+        }
         Ok(())
+    }
+
+    /// Stream `event` and add its webhook notifications to `queued`.
+    fn tell(
+        &self,
+        queued: &mut Vec<(String, String)>,
+        event: Event,
+        webhooks: &[crate::spec::model::NotificationSpec],
+    ) {
+        queued.extend(super::events::webhook_bodies(&event, webhooks));
+        self.inner.emit(event);
     }
 }

@@ -277,7 +277,7 @@ impl Fleet {
     /// Follow what other processes write, when the database tells (PostgreSQL's
     /// LISTEN/NOTIFY, [`crate::store::Listener`]): an action requested for a run this runner
     /// drives wakes it at once; an audit event of a run another runner drives is shown
-    /// (`GET`) and streamed (the event stream, not the webhooks: its holder notifies) here
+    /// (`GET`) and streamed (the event stream; webhooks go through the store's outbox) here
     /// too. A SQLite store has no listener: its runners look at `--action-poll` and at each
     /// lease tick.
     pub(super) fn spawn_listener(&self) {
@@ -356,24 +356,21 @@ impl Fleet {
                 continue;
             }
             let e = audit.event;
-            self.inner.emit(
-                super::Event {
-                    seq: 0,
-                    rollout: row.name.clone(),
-                    run: row.run,
-                    at_ms: e.at_ms,
-                    kind: super::events::kind_of(&e.action, &e.state_before, &e.state_after),
-                    actor: e.actor,
-                    action: e.action,
-                    reason: e.reason,
-                    state_before: e.state_before,
-                    state_after: e.state_after,
-                    phase: progress.phase_name.clone(),
-                    weight: progress.weight,
-                    progress: progress.clone(),
-                },
-                &[],
-            );
+            self.inner.emit(super::Event {
+                seq: 0,
+                rollout: row.name.clone(),
+                run: row.run,
+                at_ms: e.at_ms,
+                kind: super::events::kind_of(&e.action, &e.state_before, &e.state_after),
+                actor: e.actor,
+                action: e.action,
+                reason: e.reason,
+                state_before: e.state_before,
+                state_after: e.state_after,
+                phase: progress.phase_name.clone(),
+                weight: progress.weight,
+                progress: progress.clone(),
+            });
             streamed.insert(id, audit.seq);
         }
         streamed.entry(id).or_insert(seq);

@@ -39,7 +39,7 @@
 //! | `act.rs` | operator actions ([`Fleet::act`]): a request and the run's answer, retries, the rollback of a succeeded run |
 //! | `documents.rs` | documents applied through the API ([`Fleet::apply`], [`api_file_name`]) |
 //! | `refs.rs` | the server-side references those documents may use |
-//! | `notify.rs` | webhook delivery |
+//! | `notify.rs` | webhook delivery from the store's outbox (every runner delivers; each notification once per webhook) |
 //! | `supervise.rs` | the tasks' panics: caught, logged, counted |
 //! | `views.rs`, `v2.rs` | the v1 documents (frozen) and the v2 documents with their JSON Schemas |
 
@@ -171,7 +171,7 @@ struct Inner {
     known: Mutex<BTreeMap<String, Known>>,
     /// Rollouts in the state `invalid-spec`, as the store holds them.
     invalid: Mutex<BTreeMap<String, InvalidSpec>>,
-    notifier: Notifier,
+    notifier: Arc<Notifier>,
     ready: AtomicBool,
     /// This server as the store's runner ([`Fleet::register_runner`]), with its heartbeat
     /// task.
@@ -220,6 +220,7 @@ impl Fleet {
         let (measured, _) = broadcast::channel(config.event_buffer.max(16));
         Fleet {
             inner: Arc::new(Inner {
+                notifier: Arc::new(Notifier::new(store.clone())),
                 config,
                 store,
                 host,
@@ -232,7 +233,6 @@ impl Fleet {
                 seq: Mutex::new(0),
                 known: Mutex::new(BTreeMap::new()),
                 invalid: Mutex::new(BTreeMap::new()),
-                notifier: Notifier::new(),
                 ready: AtomicBool::new(false),
                 runner: Mutex::new(None),
                 runner_id: std::sync::OnceLock::new(),
@@ -255,7 +255,7 @@ impl Fleet {
         &self.inner.store
     }
 
-    /// The notifier (its queue and counters).
+    /// The notifier (the webhook outbox's deliverer on this runner, and its counters).
     pub fn notifier(&self) -> &Notifier {
         &self.inner.notifier
     }
@@ -294,6 +294,11 @@ impl Fleet {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+        if let Err(e) = self.inner.notifier.release().await {
+            tracing::warn!(
+                "cannot release this runner's webhook claims (another runner takes them when they expire): {e}"
+            );
+        }
         match taken {
             Some((runner, beat)) => {
                 beat.abort();
@@ -309,6 +314,10 @@ impl Fleet {
     /// the server from starting.
     pub async fn start(&self) -> Result<(), Refused> {
         let _changing = self.inner.changing.lock().await;
+        // Deliver the webhook outbox (rows left by earlier runs too) as this runner.
+        self.inner
+            .notifier
+            .start(self.inner.runner_id.get().copied().unwrap_or(0));
         let loaded = self.build().await?;
         if loaded.bundle.rollouts.is_empty()
             && loaded.bundle.backends.is_empty()
@@ -530,6 +539,7 @@ impl Fleet {
             observer: None,
             action_poll: self.inner.config.action_poll,
             sink: Some(self.sink()),
+            outbox: Some(self.outbox()),
             wakers: Some(self.inner.wakers.clone()),
             config_generation,
             reconfigure: Some(Arc::new(Reread(Arc::downgrade(&self.inner)))),

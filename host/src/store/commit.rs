@@ -1,6 +1,6 @@
 //! The commit path: one transaction per transition (the generation check, the checkpoint,
-//! its audit events, measurements, step intents, consumed actions), and creating the run
-//! that follows another in the same or its own transaction.
+//! its audit events and their webhook notifications, measurements, step intents, consumed
+//! actions), and creating the run that follows another in the same or its own transaction.
 
 use super::db::{Scalar, query, query_as, query_scalar};
 use super::{AuditEvent, MeasurementRow, RolloutRow, Store, StoreError};
@@ -26,6 +26,10 @@ pub struct Commit<'a> {
     pub consumed_actions: &'a [i64],
     /// A new resolved spec for the run (JSON), when it adopted a newer configuration.
     pub spec: Option<&'a str>,
+    /// Webhook notifications of these events, queued in the outbox in the same transaction
+    /// (see [`super::outbox`]): a crash after the commit loses none, a refused commit
+    /// queues none.
+    pub outbox: &'a [super::OutboxItem],
     /// The lease epoch the committing runner holds on the run: the commit lands only while
     /// it is still the run's ([`StoreError::Fenced`] otherwise). `None` checks no lease
     /// (tools that own the store alone: `rollgate replay`, tests).
@@ -154,7 +158,8 @@ async fn commit_in(
             .execute(&mut *tx)
             .await?;
     }
-    append_events(tx, id, commit.events).await?;
+    let seqs = append_events(tx, id, commit.events).await?;
+    super::outbox::insert(tx, id, &seqs, commit.outbox).await?;
     insert_measurements(tx, id, commit.measurements).await?;
     super::series::append(tx, id, commit.measurements).await?;
     insert_intents(tx, id, commit.step_intents, now_ms).await?;
@@ -206,16 +211,17 @@ async fn insert_after(
 
 pub(super) use super::db::Tx;
 
-/// Append events with the next gapless seqs (the caller holds the write lock).
+/// Append events with the next gapless seqs (the caller holds the write lock); their seqs.
 pub(super) async fn append_events(
     tx: &mut Tx<'_>,
     id: i64,
     events: &[AuditEvent],
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
+    let mut seqs = Vec::with_capacity(events.len());
     for event in events {
         let progress = serde_json::to_string(&event.progress)
             .map_err(|e| StoreError::Db(format!("cannot serialise audit progress: {e}")))?;
-        query(|s| s.append_event)
+        let seq: i64 = query_scalar(|s| s.append_event)
             .bind(id)
             .bind(event.at_ms)
             .bind(&event.actor)
@@ -225,10 +231,11 @@ pub(super) async fn append_events(
             .bind(&event.state_after)
             .bind(progress)
             .bind(id)
-            .execute(&mut *tx)
+            .one(&mut *tx)
             .await?;
+        seqs.push(seq);
     }
-    Ok(())
+    Ok(seqs)
 }
 
 /// Insert measurements, then prune each touched (phase, metric) to its failures plus the

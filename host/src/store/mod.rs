@@ -31,6 +31,8 @@
 //!   clock, under which epoch ([`Lease`]); commits are fenced by the epoch;
 //! - `invalid.rs`: rollouts in the state `invalid-spec` ([`InvalidSpec`]) and the
 //!   numbered configurations runners loaded;
+//! - `outbox.rs`: the webhook outbox ([`OutboxItem`], [`Store::claim_outbox`]): the
+//!   notifications commits queue, claimed and marked by every runner's deliverer;
 //! - `series.rs`: the series of every metric of a run ([`SeriesPoint`], [`Store::series`]):
 //!   a point per measurement, appended by the commit, at most 1,000 per metric;
 //! - `listing.rs`: what changed since a time, for the web view's list and events
@@ -55,6 +57,7 @@ mod invalid;
 mod leases;
 mod listing;
 mod notices;
+mod outbox;
 mod runners;
 mod series;
 mod sql;
@@ -64,6 +67,7 @@ pub use invalid::InvalidSpec;
 pub use leases::{Lease, LeaseState};
 pub use listing::{Changed, ListedRow};
 pub use notices::{Listener, Notice};
+pub use outbox::{Claimed, OutboxItem, OutboxRow};
 pub use runners::{Claims, NewRunner, RunnerRow};
 pub use series::{CAP as SERIES_CAP, SeriesPoint};
 

@@ -63,6 +63,7 @@ fn transition(measurements: &[MeasurementRow]) -> Commit<'_> {
         events: &[],
         measurements,
         step_intents: &[],
+        outbox: &[],
         consumed_actions: &[],
         spec: None,
     }

@@ -109,7 +109,7 @@ pub(super) struct Sql {
     /// Binds: spec, id.
     pub replace_spec: &'static str,
     /// Binds: rollout id, at_ms, actor, action, reason, state_before, state_after,
-    /// progress, rollout id.
+    /// progress, rollout id. Returns the event's seq.
     pub append_event: &'static str,
     /// Binds: rollout id, phase_index, metric, idx, at_ms, verdict, value, message,
     /// details, retention.
@@ -177,6 +177,44 @@ pub(super) struct Sql {
     pub series: SeriesSql,
     /// Leases (migration 6).
     pub leases: LeaseSql,
+    /// The webhook outbox (migration 7).
+    pub outbox: OutboxSql,
+}
+
+/// The statements of the webhook outbox ([`super::outbox`]); every time in them is the
+/// database's. A row is *pending* while neither delivered nor failed.
+#[derive(Debug)]
+pub(super) struct OutboxSql {
+    /// Binds: rollout id (nullable), seq (nullable), endpoint, body. Created and due now.
+    pub insert: &'static str,
+    /// Binds: endpoint. Serialises the claims of one endpoint until the transaction ends
+    /// (PostgreSQL: an advisory lock; SQLite serialises writers anyway and touches nothing).
+    pub claim_lock: &'static str,
+    /// Binds: runner id, ttl_ms, endpoint, how many. Claims up to that many of the
+    /// endpoint's pending rows, oldest first, for ttl_ms — only while no other runner holds
+    /// a live claim on the endpoint and its oldest pending row is due (so the endpoint's
+    /// rows go out in order, by one runner at a time). Returns (id, rollout_id, seq, body,
+    /// attempts).
+    pub claim: &'static str,
+    /// Binds: runner id, ttl_ms. Extends the runner's claims on pending rows. Returns
+    /// their ids.
+    pub renew: &'static str,
+    /// Binds: id. Marks the row delivered (one more attempt).
+    pub delivered: &'static str,
+    /// Binds: backoff_ms, last_error, id. One more attempt, due again after the backoff.
+    pub retry: &'static str,
+    /// Binds: last_error, id. Marks the row failed (one more attempt).
+    pub failed: &'static str,
+    /// Binds: runner id. Ends the runner's claims on pending rows.
+    pub release: &'static str,
+    /// No binds. Returns the endpoints with pending rows.
+    pub endpoints: &'static str,
+    /// No binds. Returns how many rows are pending.
+    pub pending: &'static str,
+    /// Binds: delivered age ms, failed age ms. Deletes rows delivered (failed) longer ago.
+    pub prune: &'static str,
+    /// No binds. Returns every row, by id.
+    pub rows: &'static str,
 }
 
 /// The statements of leases ([`super::leases`]); every time in them is the database's.
@@ -285,7 +323,7 @@ pub(super) const SQLITE: Sql = Sql {
     append_event: "INSERT INTO audit_events (rollout_id, seq, at_ms, actor, action, reason, \
                    state_before, state_after, progress) \
                    SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ? \
-                   FROM audit_events WHERE rollout_id = ?",
+                   FROM audit_events WHERE rollout_id = ? RETURNING seq",
     insert_measurement: "INSERT INTO measurements (rollout_id, phase_index, metric, idx, \
                          at_ms, verdict, value, message, details, retention) \
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -430,6 +468,69 @@ pub(super) const SQLITE: Sql = Sql {
         ),
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
+    outbox: OutboxSql {
+        insert: concat!(
+            "INSERT INTO outbox (rollout_id, seq, endpoint, body, created_ms, next_try_ms) \
+             VALUES (?, ?, ?, ?, ",
+            sqlite_now_ms!(),
+            ", ",
+            sqlite_now_ms!(),
+            ")"
+        ),
+        claim_lock: "SELECT ? IS NOT NULL",
+        claim: concat!(
+            "UPDATE outbox SET claimed_by = ?1, claimed_until_ms = ",
+            sqlite_now_ms!(),
+            " + ?2 WHERE id IN (SELECT id FROM outbox WHERE endpoint = ?3 \
+             AND delivered_ms IS NULL AND failed_ms IS NULL ORDER BY id LIMIT ?4) \
+             AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.endpoint = ?3 \
+             AND b.delivered_ms IS NULL AND b.failed_ms IS NULL AND b.claimed_by <> ?1 \
+             AND b.claimed_until_ms >= ",
+            sqlite_now_ms!(),
+            ") AND (SELECT h.next_try_ms FROM outbox h WHERE h.endpoint = ?3 \
+             AND h.delivered_ms IS NULL AND h.failed_ms IS NULL ORDER BY h.id LIMIT 1) <= ",
+            sqlite_now_ms!(),
+            " RETURNING id, rollout_id, seq, body, attempts"
+        ),
+        renew: concat!(
+            "UPDATE outbox SET claimed_until_ms = ",
+            sqlite_now_ms!(),
+            " + ?2 WHERE claimed_by = ?1 AND claimed_until_ms IS NOT NULL \
+             AND delivered_ms IS NULL AND failed_ms IS NULL RETURNING id"
+        ),
+        delivered: concat!(
+            "UPDATE outbox SET attempts = attempts + 1, claimed_until_ms = NULL, \
+             delivered_ms = ",
+            sqlite_now_ms!(),
+            " WHERE id = ?"
+        ),
+        retry: concat!(
+            "UPDATE outbox SET attempts = attempts + 1, next_try_ms = ",
+            sqlite_now_ms!(),
+            " + ?, last_error = ? WHERE id = ?"
+        ),
+        failed: concat!(
+            "UPDATE outbox SET attempts = attempts + 1, claimed_until_ms = NULL, \
+             last_error = ?, failed_ms = ",
+            sqlite_now_ms!(),
+            " WHERE id = ?"
+        ),
+        release: "UPDATE outbox SET claimed_until_ms = NULL WHERE claimed_by = ? \
+                  AND delivered_ms IS NULL AND failed_ms IS NULL",
+        endpoints: "SELECT DISTINCT endpoint FROM outbox \
+                    WHERE delivered_ms IS NULL AND failed_ms IS NULL",
+        pending: "SELECT COUNT(*) FROM outbox WHERE delivered_ms IS NULL AND failed_ms IS NULL",
+        prune: concat!(
+            "DELETE FROM outbox WHERE delivered_ms < ",
+            sqlite_now_ms!(),
+            " - ?1 OR failed_ms < ",
+            sqlite_now_ms!(),
+            " - ?2"
+        ),
+        rows: "SELECT id, rollout_id, seq, endpoint, body, created_ms, attempts, next_try_ms, \
+               claimed_by, claimed_until_ms, delivered_ms, failed_ms, last_error \
+               FROM outbox ORDER BY id",
+    },
 };
 /// PostgreSQL: `$n` placeholders, identity ids, `FOR UPDATE SKIP LOCKED` for claims, the
 /// server's clock (`clock_timestamp()`) for leases, `finished` read back as a boolean.
@@ -454,9 +555,10 @@ pub(super) const POSTGRES: Sql = Sql {
     append_event: "WITH appended AS (INSERT INTO audit_events (rollout_id, seq, at_ms, actor, \
                    action, reason, state_before, state_after, progress) \
                    SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6, $7, $8 \
-                   FROM audit_events WHERE rollout_id = $9 RETURNING rollout_id, seq) \
-                   SELECT pg_notify('rollgate_events', rollout_id::TEXT || ':' || seq::TEXT) \
-                   FROM appended",
+                   FROM audit_events WHERE rollout_id = $9 RETURNING rollout_id, seq), \
+                   told AS (SELECT pg_notify('rollgate_events', rollout_id::TEXT || ':' || \
+                   seq::TEXT) FROM appended) \
+                   SELECT appended.seq FROM appended, told",
     insert_measurement: "INSERT INTO measurements (rollout_id, phase_index, metric, idx, at_ms, verdict, value, message, details, retention) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     prune_measurements: "DELETE FROM measurements WHERE rollout_id = $1 AND phase_index = $2 AND metric = $3 AND verdict NOT IN ('fail', 'error') AND id NOT IN (SELECT id FROM measurements WHERE rollout_id = $4 AND phase_index = $5 AND metric = $6 AND verdict NOT IN ('fail', 'error') ORDER BY id DESC LIMIT $7)",
     last_ordinal: "SELECT COALESCE(MAX(ordinal), 0) AS last FROM steps WHERE rollout_id = $1",
@@ -511,5 +613,19 @@ pub(super) const POSTGRES: Sql = Sql {
         held: "SELECT runner_id, COUNT(*) FROM rollouts WHERE finished = 0 AND runner_id IS NOT NULL AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT GROUP BY runner_id",
         of_run: "SELECT runner_id, lease_epoch, lease_expires_ms, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT FROM rollouts WHERE id = $1",
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
+    },
+    outbox: OutboxSql {
+        insert: "INSERT INTO outbox (rollout_id, seq, endpoint, body, created_ms, next_try_ms) VALUES ($1, $2, $3, $4, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+        claim_lock: "SELECT pg_advisory_xact_lock(7007, hashtext($1))",
+        claim: "WITH due AS (SELECT id FROM outbox WHERE endpoint = $3 AND delivered_ms IS NULL AND failed_ms IS NULL AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.endpoint = $3 AND b.delivered_ms IS NULL AND b.failed_ms IS NULL AND b.claimed_by <> $1 AND b.claimed_until_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AND (SELECT h.next_try_ms FROM outbox h WHERE h.endpoint = $3 AND h.delivered_ms IS NULL AND h.failed_ms IS NULL ORDER BY h.id LIMIT 1) <= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) UPDATE outbox SET claimed_by = $1, claimed_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM due WHERE outbox.id = due.id RETURNING outbox.id, outbox.rollout_id, outbox.seq, outbox.body, outbox.attempts",
+        renew: "UPDATE outbox SET claimed_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE claimed_by = $1 AND claimed_until_ms IS NOT NULL AND delivered_ms IS NULL AND failed_ms IS NULL RETURNING id",
+        delivered: "UPDATE outbox SET attempts = attempts + 1, claimed_until_ms = NULL, delivered_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT WHERE id = $1",
+        retry: "UPDATE outbox SET attempts = attempts + 1, next_try_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $1, last_error = $2 WHERE id = $3",
+        failed: "UPDATE outbox SET attempts = attempts + 1, claimed_until_ms = NULL, last_error = $1, failed_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT WHERE id = $2",
+        release: "UPDATE outbox SET claimed_until_ms = NULL WHERE claimed_by = $1 AND delivered_ms IS NULL AND failed_ms IS NULL",
+        endpoints: "SELECT DISTINCT endpoint FROM outbox WHERE delivered_ms IS NULL AND failed_ms IS NULL",
+        pending: "SELECT COUNT(*) FROM outbox WHERE delivered_ms IS NULL AND failed_ms IS NULL",
+        prune: "DELETE FROM outbox WHERE delivered_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $1 OR failed_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT - $2",
+        rows: "SELECT id, rollout_id, seq, endpoint, body, created_ms, attempts, next_try_ms, claimed_by, claimed_until_ms, delivered_ms, failed_ms, last_error FROM outbox ORDER BY id",
     },
 };

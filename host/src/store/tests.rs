@@ -69,6 +69,7 @@ fn commit<'a>(checkpoint: &'a str, state: &'a str, events: &'a [AuditEvent]) -> 
         events,
         measurements: &[],
         step_intents: &[],
+        outbox: &[],
         consumed_actions: &[],
         spec: None,
     }
@@ -171,6 +172,7 @@ async fn generation_conflict_writes_nothing(store: Store) {
         events: &events,
         measurements: &measurements,
         step_intents: &intents,
+        outbox: &[],
         consumed_actions: &[action],
         spec: None,
     };

@@ -160,6 +160,7 @@ async fn filled(name: &str) -> (tempfile::TempDir, Store) {
                 events: &events,
                 measurements: &rows,
                 step_intents: &[],
+                outbox: &[],
                 consumed_actions: &[],
                 spec: None,
             },
