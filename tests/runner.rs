@@ -321,7 +321,8 @@ fn serve_is_the_runner_of_its_runs() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(view["state"], "paused(step)");
-    // The killed runner is listed as stale, holding nothing; the new one holds the run.
+    // The killed runner is listed as stopped (the new one, on the same host, found its
+    // process gone and freed its leases at start), holding nothing; the new one holds it.
     let runners = server.get("/api/v1/runners");
     let state_of = |id: &Value| {
         runners["runners"]
