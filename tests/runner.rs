@@ -332,7 +332,7 @@ fn serve_is_the_runner_of_its_runs() {
     };
     assert_eq!(
         state_of(&first_id),
-        Some(("stale".into(), 0.into())),
+        Some(("stopped".into(), 0.into())),
         "{runners}"
     );
     assert_eq!(
