@@ -132,6 +132,28 @@ impl Shared {
 
     /// Two runners `a` and `b` started side by side (so neither has the runs to itself
     /// for long), with `--lease-ttl ttl` and `extra`.
+    /// Once both runners hold runs and all four wait for an operator: `a`'s runner id and
+    /// the name of a run it holds.
+    fn a_waiting_run_held_by(&self, a: &Server, b: &Server) -> (i64, String) {
+        let store = self.store();
+        let (ia, _) = self.both_hold(&store, a, b);
+        self.wait_until(
+            "every run waits for an operator",
+            Duration::from_secs(30),
+            || {
+                let runs = self.runs(&store);
+                runs.len() == 4 && runs.values().all(|r| r.2 == "paused(step)")
+            },
+        );
+        let (&id, _) = self
+            .held_by(&store, ia)
+            .iter()
+            .next()
+            .expect("a holds a run");
+        let name = self.runs(&store)[&id].0.clone();
+        (ia, name)
+    }
+
     /// Three runners `a`, `b` and `c` started side by side.
     fn three(&self, ttl: &str) -> [Server; 3] {
         let config = self.dir.path().join("config");
@@ -531,22 +553,7 @@ fn an_action_sent_to_the_runner_that_does_not_hold_the_run_is_applied_by_its_hol
         return;
     };
     let (a, b) = shared.two("3s", &["--action-poll", "300ms"]);
-    let store = shared.store();
-    let (ia, _) = shared.both_hold(&store, &a, &b);
-    shared.wait_until(
-        "every run waits for an operator",
-        Duration::from_secs(30),
-        || {
-            let runs = shared.runs(&store);
-            runs.len() == 4 && runs.values().all(|r| r.2 == "paused(step)")
-        },
-    );
-    let (&id, _) = shared
-        .held_by(&store, ia)
-        .iter()
-        .next()
-        .expect("a holds a run");
-    let name = shared.runs(&store)[&id].0.clone();
+    let (ia, name) = shared.a_waiting_run_held_by(&a, &b);
     // b reads a run it does not hold from the store.
     assert_eq!(b.rollout(&name)["state"], "paused(step)");
     let (status, answer) = b.act(&name, "promote", Some(OPERATOR));
@@ -573,22 +580,7 @@ fn on_postgres_an_action_reaches_the_holder_at_once_and_every_runner_streams_the
         return;
     };
     let (a, b) = shared.two("3s", &["--action-poll", "1h"]);
-    let store = shared.store();
-    let (ia, _) = shared.both_hold(&store, &a, &b);
-    shared.wait_until(
-        "every run waits for an operator",
-        Duration::from_secs(30),
-        || {
-            let runs = shared.runs(&store);
-            runs.len() == 4 && runs.values().all(|r| r.2 == "paused(step)")
-        },
-    );
-    let (&id, _) = shared
-        .held_by(&store, ia)
-        .iter()
-        .next()
-        .expect("a holds a run");
-    let name = shared.runs(&store)[&id].0.clone();
+    let (_, name) = shared.a_waiting_run_held_by(&a, &b);
     // b's event stream of a run a drives, opened before the action.
     let url = format!("{}/api/v2/events?rollout={name}", b.url);
     let watching = std::thread::spawn(move || {
