@@ -1,5 +1,5 @@
 //! The store: rollouts, their checkpoints, the audit log, measurements, the step ledger and
-//! pending operator actions, in one SQLite file.
+//! pending operator actions, in one SQLite file or one PostgreSQL database.
 //!
 //! The engine commits every transition *before* applying its effect, so after a crash the
 //! runner resumes every unfinished rollout from its last checkpoint, applies no step twice
@@ -16,7 +16,7 @@
 //!   reader (the API, the web view) never queues behind the commits of a busy fleet.
 //!
 //! The queries are plain SQL with portable types (64-bit integers, TEXT, one nullable
-//! float, booleans as 0/1) so that a PostgreSQL backend can share them later; the pool type
+//! float, booleans as 0/1) so that SQLite and PostgreSQL share them ([`db`]); the pool type
 //! stays private to [`Store`]. This module knows nothing about what a checkpoint or a step
 //! *means*: both are JSON text the engine owns.
 //!
@@ -38,7 +38,7 @@
 //! - `listing.rs`: what changed since a time, for the web view's list and events
 //!   ([`ListedRow`], [`Changed`]);
 //! - `sql.rs`: the SQL text of every statement, one field per statement in a `Sql` value
-//!   per dialect (SQLite today; the PostgreSQL dialect goes beside it);
+//!   per dialect (SQLite and PostgreSQL); `db.rs` runs a statement on either;
 //! - `tests.rs`: tests against real SQLite files.
 //!
 //! The schema lives in `host/migrations` (embedded at build time); a migration, once

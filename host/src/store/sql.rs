@@ -1,10 +1,12 @@
 //! The SQL text of every statement the store runs, one field per statement in a [`Sql`]
 //! value per dialect.
 //!
-//! Only SQLite exists today ([`SQLITE`]). The PostgreSQL dialect (a later issue) is a second
-//! `Sql` value beside it — its own placeholders (`$1` for `?`), the same column names and
-//! the same row shapes — plus its own migrations; `mod.rs` names fields of [`Sql`] and binds
-//! parameters in the order the comments give, and never writes SQL itself.
+//! [`SQLITE`] and [`POSTGRES`]: the same fields, column names, row shapes and parameter
+//! order in each; PostgreSQL has its own placeholders (`$1` for `?`), identity ids, its
+//! clock, row locks for claims and notifications, and its own migrations
+//! (`host/pg-migrations`). The store's code names fields of [`Sql`] and binds parameters
+//! in the order the comments give ([`super::db`] picks the dialect where it runs), and
+//! never writes SQL itself.
 
 /// The columns of a [`RolloutRow`](super::RolloutRow), in every query that returns one.
 macro_rules! rollout_columns {
