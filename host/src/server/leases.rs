@@ -110,23 +110,36 @@ impl Fleet {
                 utc_text_ms(at_ms)
             );
         }
-        if let Err(e) = self.spread(&leases).await {
-            tracing::warn!("cannot share the runs with the other runners now: {e}");
-        }
+        let others_hold = match self.spread(&leases).await {
+            Ok(others_hold) => others_hold,
+            Err(e) => {
+                tracing::warn!("cannot share the runs with the other runners now: {e}");
+                true
+            }
+        };
         self.drive_held(&leases);
-        if let Err(e) = self.refresh_others().await {
+        // Runs others drive are read back while others hold runs, and once more after
+        // (their last commits); a runner driving everything alone reads nothing back.
+        let others_held = self
+            .inner
+            .others_held
+            .swap(others_hold, std::sync::atomic::Ordering::Relaxed);
+        if (others_hold || others_held)
+            && let Err(e) = self.refresh_others().await
+        {
             tracing::warn!("cannot read the runs other runners drive: {e}");
         }
     }
 
     /// This runner's fair share of the unfinished runs: claim the shortfall, give up the
-    /// excess beyond share + 1.
-    async fn spread(&self, leases: &Arc<Leases>) -> Result<(), StoreError> {
+    /// excess beyond share + 1. True when another runner holds runs.
+    async fn spread(&self, leases: &Arc<Leases>) -> Result<bool, StoreError> {
         let store = &self.inner.store;
         let me = leases.runner();
         let now = store.db_now_ms().await?;
         let runners = store.claims().await?.runners;
         let held_by = store.leases_held().await?;
+        let others_hold = held_by.keys().any(|id| *id != me);
         let unfinished = store.unfinished_count().await?;
         let sharing = |id: &i64| runners.get(id).is_some_and(|r| r.command == "serve");
         let live = runners
@@ -178,7 +191,7 @@ impl Fleet {
                 self.give_up(leases, &lease).await;
             }
         }
-        Ok(())
+        Ok(others_hold)
     }
 
     /// Give `lease` up: its driver stops at its next safe point and frees it; a lease

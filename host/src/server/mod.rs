@@ -184,6 +184,8 @@ struct Inner {
     poke: tokio::sync::Notify,
     /// The lease manager's task.
     manager: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Whether another runner held runs at the last lease tick.
+    others_held: std::sync::atomic::AtomicBool,
     /// The database listener ([`Fleet::spawn_listener`]), stopped with the manager.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The newest `updated_ms` of the runs read back from the store for what other runners
@@ -240,6 +242,7 @@ impl Fleet {
                 poke: tokio::sync::Notify::new(),
                 manager: Mutex::new(None),
                 listener: Mutex::new(None),
+                others_held: std::sync::atomic::AtomicBool::new(true),
                 seen_ms: Mutex::new(i64::MIN),
             }),
         }
