@@ -12,3 +12,13 @@ ALTER TABLE rollouts ADD COLUMN lease_expires_ms BIGINT;
 
 -- The claim looks for unfinished runs whose lease is free or expired.
 CREATE INDEX rollouts_by_lease ON rollouts (finished, lease_expires_ms);
+
+-- A run's lease lives while its holder's lease does: a runner renews one row
+-- (`runners.lease_until_ms`, the database's clock) for all the runs it holds, rather than
+-- rewriting each run's row (on SQLite a whole record, spec and checkpoint included) every
+-- renewal. `rollouts.lease_expires_ms` then says whether the holder still holds the run
+-- (NULL: released) and until when it was first claimed.
+ALTER TABLE runners ADD COLUMN lease_until_ms BIGINT;
+
+-- A runner's renewal reads the runs it holds from this index alone.
+CREATE INDEX rollouts_by_holder ON rollouts (runner_id, finished, id, lease_epoch, lease_expires_ms);

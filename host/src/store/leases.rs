@@ -12,7 +12,7 @@
 //! renewed and when a runner stops driving on its own clock are the caller's
 //! ([`crate::engine`]'s) business; this module only keeps the rows.
 
-use super::db::{Scalar, query, query_as, query_scalar};
+use super::db::{Scalar, Tx, query, query_as, query_scalar};
 use super::{Store, StoreError};
 use std::collections::BTreeMap;
 
@@ -56,6 +56,17 @@ fn ttl(ttl_ms: u64) -> i64 {
     i64::try_from(ttl_ms).unwrap_or(i64::MAX / 4)
 }
 
+/// Extend `runner`'s lease — and with it every run it holds — to `ttl_ms` from the
+/// database's now: one row, whatever the number of runs.
+async fn runner_lease(tx: &mut Tx<'_>, runner: i64, ttl_ms: u64) -> Result<(), StoreError> {
+    query(|s| s.leases.runner_lease)
+        .bind(runner)
+        .bind(ttl(ttl_ms))
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// The database's clock (ms since the epoch): what lease expiries are measured on.
     pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
@@ -74,12 +85,15 @@ impl Store {
         if max == 0 {
             return Ok(Vec::new());
         }
+        let mut tx = self.writer.begin().await?;
+        runner_lease(&mut tx, runner, ttl_ms).await?;
         let mut leases: Vec<Lease> = query_as(|s| s.leases.claim_free)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&self.writer)
+            .fetch_all(&mut tx)
             .await?;
+        tx.commit().await?;
         leases.sort_by_key(|l| l.rollout_id);
         Ok(leases)
     }
@@ -95,12 +109,16 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        query_as(|s| s.leases.claim_one)
+        let mut tx = self.writer.begin().await?;
+        runner_lease(&mut tx, runner, ttl_ms).await?;
+        let lease = query_as(|s| s.leases.claim_one)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .bind(rollout_id)
-            .fetch_optional(&self.writer)
-            .await
+            .fetch_optional(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(lease)
     }
 
     /// Claim the run `rollout_id` for `ttl_ms` whoever holds it, with the next epoch (the
@@ -113,23 +131,29 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        query_as(|s| s.leases.take_one)
+        let mut tx = self.writer.begin().await?;
+        runner_lease(&mut tx, runner, ttl_ms).await?;
+        let lease = query_as(|s| s.leases.take_one)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .bind(rollout_id)
-            .fetch_optional(&self.writer)
-            .await
+            .fetch_optional(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(lease)
     }
 
     /// Extend every lease `runner` holds on an unfinished run to `ttl_ms` from the
     /// database's now, in one statement; the leases it still holds, by run. A run missing
     /// from the answer was taken by another runner (or finished): stop driving it.
     pub async fn renew_leases(&self, runner: i64, ttl_ms: u64) -> Result<Vec<Lease>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        runner_lease(&mut tx, runner, ttl_ms).await?;
         let mut leases: Vec<Lease> = query_as(|s| s.leases.renew)
             .bind(runner)
-            .bind(ttl(ttl_ms))
-            .fetch_all(&self.writer)
+            .fetch_all(&mut tx)
             .await?;
+        tx.commit().await?;
         leases.sort_by_key(|l| l.rollout_id);
         Ok(leases)
     }

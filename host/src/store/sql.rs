@@ -224,6 +224,9 @@ pub(super) struct OutboxSql {
 pub(super) struct LeaseSql {
     /// No binds. Returns the database's clock (ms since the epoch).
     pub now: &'static str,
+    /// Binds: runner id, ttl_ms. The runner's lease: every run it holds lives until then
+    /// (one row written per renewal, whatever the number of runs).
+    pub runner_lease: &'static str,
     /// Binds: runner id, ttl_ms, how many. Claims up to that many unfinished runs whose
     /// lease is free or expired, oldest first, skipping rows another claimer has locked;
     /// each gets the next epoch. Returns (id, lease_epoch, lease_expires_ms).
@@ -236,8 +239,9 @@ pub(super) struct LeaseSql {
     /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run whoever holds it,
     /// with the next epoch. Returns (id, lease_epoch, lease_expires_ms).
     pub take_one: &'static str,
-    /// Binds: runner id, ttl_ms. Extends every lease the runner holds on an unfinished
-    /// run. Returns (id, lease_epoch, lease_expires_ms).
+    /// Binds: runner id, runner id. The unfinished runs the runner holds, with its lease's
+    /// end (after [`LeaseSql::runner_lease`] extended it). Returns (id, lease_epoch,
+    /// lease_expires_ms).
     pub renew: &'static str,
     /// Binds: runner id, rollout id. Frees the run's lease if the runner holds it.
     pub release_one: &'static str,
@@ -421,53 +425,22 @@ pub(super) const SQLITE: Sql = Sql {
     // SQLite serialises writers, so a claim needs no row locks: the first statement of the
     // transaction takes the write lock and sees every earlier claim.
     leases: LeaseSql {
+        runner_lease: "UPDATE runners SET lease_until_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?1",
         now: concat!("SELECT ", sqlite_now_ms!()),
-        claim_free: concat!(
-            "UPDATE rollouts SET runner_id = ?1, lease_epoch = lease_epoch + 1, \
-             lease_expires_ms = ",
-            sqlite_now_ms!(),
-            " + ?2 WHERE id IN (SELECT id FROM rollouts WHERE finished = 0 \
-             AND (lease_expires_ms IS NULL OR lease_expires_ms < ",
-            sqlite_now_ms!(),
-            ") ORDER BY id LIMIT ?3) RETURNING id, lease_epoch, lease_expires_ms"
-        ),
-        claim_one: concat!(
-            "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = ?1 \
-             AND lease_expires_ms >= ",
-            sqlite_now_ms!(),
-            " THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = ?1, lease_expires_ms = ",
-            sqlite_now_ms!(),
-            " + ?2 WHERE id = ?3 AND (lease_expires_ms IS NULL \
-             OR lease_expires_ms < ",
-            sqlite_now_ms!(),
-            " OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms"
-        ),
+        claim_free: "UPDATE rollouts SET runner_id = ?1, lease_epoch = lease_epoch + 1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id IN (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) ORDER BY id LIMIT ?3) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = ?1 AND (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = ?1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms",
         take_one: concat!(
             "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = ?1, \
              lease_expires_ms = ",
             sqlite_now_ms!(),
             " + ?2 WHERE id = ?3 AND finished = 0 RETURNING id, lease_epoch, lease_expires_ms"
         ),
-        renew: concat!(
-            "UPDATE rollouts SET lease_expires_ms = ",
-            sqlite_now_ms!(),
-            " + ?2 WHERE runner_id = ?1 AND finished = 0 AND lease_expires_ms IS NOT NULL \
-             RETURNING id, lease_epoch, lease_expires_ms"
-        ),
+        renew: "SELECT id, lease_epoch, COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = ?1), 0) AS lease_expires_ms FROM rollouts WHERE runner_id = ?1 AND finished = 0 AND lease_expires_ms IS NOT NULL",
         release_one: "UPDATE rollouts SET lease_expires_ms = NULL \
                       WHERE runner_id = ?1 AND id = ?2",
         release_all: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = ?1",
-        held: concat!(
-            "SELECT runner_id, COUNT(*) FROM rollouts WHERE finished = 0 \
-             AND runner_id IS NOT NULL AND lease_expires_ms >= ",
-            sqlite_now_ms!(),
-            " GROUP BY runner_id"
-        ),
-        of_run: concat!(
-            "SELECT runner_id, lease_epoch, lease_expires_ms, ",
-            sqlite_now_ms!(),
-            " FROM rollouts WHERE id = ?"
-        ),
+        held: "SELECT rollouts.runner_id, COUNT(*) FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.finished = 0 AND rollouts.lease_expires_ms IS NOT NULL AND runners.lease_until_ms >= CAST(unixepoch('subsec') * 1000 AS INTEGER) GROUP BY rollouts.runner_id",
+        of_run: "SELECT rollouts.runner_id, rollouts.lease_epoch, CASE WHEN rollouts.lease_expires_ms IS NULL THEN NULL ELSE runners.lease_until_ms END AS lease_expires_ms, CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM rollouts LEFT JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = ?",
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
     outbox: OutboxSql {
@@ -605,15 +578,16 @@ pub(super) const POSTGRES: Sql = Sql {
         tracked: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'series_points'",
     },
     leases: LeaseSql {
+        runner_lease: "UPDATE runners SET lease_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $1",
         now: "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
-        claim_free: "WITH free AS (SELECT id FROM rollouts WHERE finished = 0 AND (lease_expires_ms IS NULL OR lease_expires_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE rollouts SET runner_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM free WHERE rollouts.id = free.id RETURNING rollouts.id, rollouts.lease_epoch, rollouts.lease_expires_ms",
-        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = $1 AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND (lease_expires_ms IS NULL OR lease_expires_ms < (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_free: "WITH free AS (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE rollouts SET runner_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM free WHERE rollouts.id = free.id RETURNING rollouts.id, rollouts.lease_epoch, rollouts.lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = $1 AND (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
         take_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND finished = 0 RETURNING id, lease_epoch, lease_expires_ms",
-        renew: "UPDATE rollouts SET lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE runner_id = $1 AND finished = 0 AND lease_expires_ms IS NOT NULL RETURNING id, lease_epoch, lease_expires_ms",
+        renew: "SELECT id, lease_epoch, COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = $1), 0) AS lease_expires_ms FROM rollouts WHERE runner_id = $1 AND finished = 0 AND lease_expires_ms IS NOT NULL",
         release_one: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1 AND id = $2",
         release_all: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1",
-        held: "SELECT runner_id, COUNT(*) FROM rollouts WHERE finished = 0 AND runner_id IS NOT NULL AND lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT GROUP BY runner_id",
-        of_run: "SELECT runner_id, lease_epoch, lease_expires_ms, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT FROM rollouts WHERE id = $1",
+        held: "SELECT rollouts.runner_id, COUNT(*) FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.finished = 0 AND rollouts.lease_expires_ms IS NOT NULL AND runners.lease_until_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT GROUP BY rollouts.runner_id",
+        of_run: "SELECT rollouts.runner_id, rollouts.lease_epoch, CASE WHEN rollouts.lease_expires_ms IS NULL THEN NULL ELSE runners.lease_until_ms END AS lease_expires_ms, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT FROM rollouts LEFT JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = $1",
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
     outbox: OutboxSql {
