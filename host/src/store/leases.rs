@@ -85,7 +85,7 @@ impl Store {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.liveness.begin().await?;
         runner_lease(&mut tx, runner, ttl_ms).await?;
         let mut leases: Vec<Lease> = query_as(|s| s.leases.claim_free)
             .bind(runner)
@@ -109,7 +109,7 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.liveness.begin().await?;
         runner_lease(&mut tx, runner, ttl_ms).await?;
         let lease = query_as(|s| s.leases.claim_one)
             .bind(runner)
@@ -131,7 +131,7 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.liveness.begin().await?;
         runner_lease(&mut tx, runner, ttl_ms).await?;
         let lease = query_as(|s| s.leases.take_one)
             .bind(runner)
@@ -147,7 +147,7 @@ impl Store {
     /// database's now, in one statement; the leases it still holds, by run. A run missing
     /// from the answer was taken by another runner (or finished): stop driving it.
     pub async fn renew_leases(&self, runner: i64, ttl_ms: u64) -> Result<Vec<Lease>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.liveness.begin().await?;
         runner_lease(&mut tx, runner, ttl_ms).await?;
         let mut leases: Vec<Lease> = query_as(|s| s.leases.renew)
             .bind(runner)
@@ -170,11 +170,11 @@ impl Store {
             None => {
                 query(|s| s.leases.release_all)
                     .bind(runner)
-                    .execute(&self.writer)
+                    .execute(&self.liveness)
                     .await?;
             }
             Some(runs) => {
-                let mut tx = self.writer.begin().await?;
+                let mut tx = self.liveness.begin().await?;
                 for &run in runs {
                     query(|s| s.leases.release_one)
                         .bind(runner)

@@ -364,6 +364,10 @@ pub struct Store {
     /// Writes and transactions: commits, creations, actions, runners, migrations. For
     /// PostgreSQL the same pool as `pool` (its readers never wait for writers).
     writer: Pool,
+    /// Leases and heartbeats: their own connection (opened when first used), so that a
+    /// renewal never waits in line behind thousands of commits — a renewal that came back
+    /// late would make the runner stop driving its own runs.
+    liveness: Pool,
     /// The file, or the database URL without its password.
     location: Location,
 }
@@ -555,16 +559,24 @@ impl Store {
             "idle_in_transaction_session_timeout",
             PG_IDLE_IN_TRANSACTION,
         )]);
+        let options_for_liveness = options.clone();
         let pool = PgPoolOptions::new()
             .max_connections(PG_CONNECTIONS)
             .acquire_timeout(PG_CONNECT_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(|e| open_error(redact_error(&e.to_string(), url)))?;
+        let liveness = Pool::Postgres(
+            PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(PG_CONNECT_TIMEOUT)
+                .connect_lazy_with(options_for_liveness),
+        );
         let pool = Pool::Postgres(pool);
         let store = Store {
             pool: pool.clone(),
             writer: pool,
+            liveness,
             location: location.clone(),
         };
         if migrate {
@@ -619,16 +631,20 @@ impl Store {
         };
         // The writer first: it creates the file.
         let writer = open(MAX_CONNECTIONS, options.clone()).await?;
-        let pool = match open(MAX_READERS, options.create_if_missing(false)).await {
+        let pool = match open(MAX_READERS, options.clone().create_if_missing(false)).await {
             Ok(pool) => pool,
             Err(e) => {
                 writer.close().await;
                 return Err(e);
             }
         };
+        let liveness = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone().create_if_missing(false));
         Ok(Store {
             pool: Pool::Sqlite(pool),
             writer: Pool::Sqlite(writer),
+            liveness: Pool::Sqlite(liveness),
             location: Location::File(path.to_path_buf()),
         })
     }

@@ -62,7 +62,7 @@ impl Store {
             .bind(now_ms)
             .bind(now_ms)
             .bind(runner.period_ms)
-            .fetch_one(&self.writer)
+            .fetch_one(&self.liveness)
             .await
     }
 
@@ -72,7 +72,7 @@ impl Store {
         let updated = query(|s| s.heartbeat)
             .bind(now_ms)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&self.liveness)
             .await?;
         if updated == 0 {
             return Err(StoreError::NotFound(format!("running runner {id}")));
@@ -86,7 +86,7 @@ impl Store {
             .bind(now_ms)
             .bind(now_ms)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&self.liveness)
             .await?;
         Ok(())
     }
@@ -97,7 +97,7 @@ impl Store {
         query(|s| s.release_run)
             .bind(rollout_id)
             .bind(runner)
-            .execute(&self.writer)
+            .execute(&self.liveness)
             .await?;
         Ok(())
     }
