@@ -225,15 +225,35 @@ struct Row {
     per_second: f64,
 }
 
+/// Wait until the servers together measure at least 95 % of the schedule's rate (`n`
+/// rollouts every 10 s) over 10 s — the start's burst of first steps and measurements is
+/// over — and one more interval; at most 300 s.
+fn settle(urls: &[&str], n: usize) {
+    let total = || -> f64 {
+        urls.iter()
+            .map(|u| counter(&metrics(u), "rollgate_measurements_total"))
+            .sum()
+    };
+    let started = Instant::now();
+    let mut before = total();
+    loop {
+        std::thread::sleep(Duration::from_secs(10));
+        let now = total();
+        if now - before >= 0.95 * n as f64 || started.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        before = now;
+    }
+    std::thread::sleep(Duration::from_secs(10));
+}
+
 fn measure(n: usize, window: Duration, baseline_rss: Option<u64>) -> Row {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("config")).expect("mkdir");
     config(&dir.path().join("config"), n);
     let (server, startup) = serve(dir.path());
     let pid = server.child.id();
-    // Every rollout takes its first measurement at start; one full interval later the
-    // schedule is spread out and steady.
-    std::thread::sleep(Duration::from_secs(12));
+    settle(&[&server.url], n);
     let m0 = metrics(&server.url);
     let (cpu0, _) = usage(pid);
     let t0 = Instant::now();
@@ -273,7 +293,7 @@ fn main() {
     );
     let baseline = measure(1, Duration::from_secs(3), None);
     println!(
-        "baseline: one rollout, RSS {:.1} MiB; measuring {} s per N, after 12 s of warm-up",
+        "baseline: one rollout, RSS {:.1} MiB; measuring {} s per N, once the schedule is met",
         baseline.rss as f64 / 1048576.0,
         window.as_secs()
     );
@@ -370,8 +390,9 @@ fn shared_postgres() {
         );
         r.id = text as i64;
     }
-    // Every run is claimed and has measured once; then the schedule is steady.
-    std::thread::sleep(Duration::from_secs(12 + ttl_s));
+    // Every run is claimed and measures on schedule.
+    let urls: Vec<&str> = all.iter().map(|r| r.server.url.as_str()).collect();
+    settle(&urls, n);
     let before: Vec<(String, f64)> = all
         .iter()
         .map(|r| (metrics(&r.server.url), usage(r.server.child.id()).0))
