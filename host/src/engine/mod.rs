@@ -551,13 +551,12 @@ pub async fn create_run_after(
     new: NewRun<'_>,
     after: i64,
 ) -> Result<crate::store::RolloutRow, EngineError> {
-    let cp = Checkpoint::new(now);
-    let spec_json = serde_json::to_string(spec).map_err(|e| EngineError::Corrupt {
-        rollout: spec.name.clone(),
-        message: format!("cannot serialise the spec: {e}"),
-    })?;
-    let cp_json = checkpoint_json(&spec.name, &cp)?;
-    let event = first_event(spec, &cp, &new, now);
+    let FirstRun {
+        cp,
+        spec_json,
+        cp_json,
+        event,
+    } = first_run(spec, &new, now)?;
     let row = crate::store::NewRow {
         name: &spec.name,
         spec: &spec_json,
@@ -567,6 +566,32 @@ pub async fn create_run_after(
         after,
     };
     Ok(store.create_after(row, now).await?)
+}
+
+/// What a new run is stored with: its first checkpoint (and as JSON), its spec as JSON
+/// and its first audit event.
+struct FirstRun {
+    cp: Checkpoint,
+    spec_json: String,
+    cp_json: String,
+    event: AuditEvent,
+}
+
+/// [`FirstRun`] of `spec`, for [`create_run`] and [`create_run_after`].
+fn first_run(spec: &RolloutSpec, new: &NewRun<'_>, now: i64) -> Result<FirstRun, EngineError> {
+    let cp = Checkpoint::new(now);
+    let spec_json = serde_json::to_string(spec).map_err(|e| EngineError::Corrupt {
+        rollout: spec.name.clone(),
+        message: format!("cannot serialise the spec: {e}"),
+    })?;
+    let cp_json = checkpoint_json(&spec.name, &cp)?;
+    let event = first_event(spec, &cp, new, now);
+    Ok(FirstRun {
+        cp,
+        spec_json,
+        cp_json,
+        event,
+    })
 }
 
 /// The `create` (or `retry`) event a new run starts its audit log with.
@@ -589,13 +614,12 @@ pub async fn create_run(
     now: i64,
     new: NewRun<'_>,
 ) -> Result<crate::store::RolloutRow, EngineError> {
-    let cp = Checkpoint::new(now);
-    let spec_json = serde_json::to_string(spec).map_err(|e| EngineError::Corrupt {
-        rollout: spec.name.clone(),
-        message: format!("cannot serialise the spec: {e}"),
-    })?;
-    let cp_json = checkpoint_json(&spec.name, &cp)?;
-    let event = first_event(spec, &cp, &new, now);
+    let FirstRun {
+        cp,
+        spec_json,
+        cp_json,
+        event,
+    } = first_run(spec, &new, now)?;
     let row = store
         .create_rollout(
             &spec.name,

@@ -109,16 +109,8 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
-        let mut tx = self.liveness.begin().await?;
-        runner_lease(&mut tx, runner, ttl_ms).await?;
-        let lease = query_as(|s| s.leases.claim_one)
-            .bind(runner)
-            .bind(ttl(ttl_ms))
-            .bind(rollout_id)
-            .fetch_optional(&mut tx)
-            .await?;
-        tx.commit().await?;
-        Ok(lease)
+        self.claim_by(|s| s.leases.claim_one, rollout_id, runner, ttl_ms)
+            .await
     }
 
     /// Claim the run `rollout_id` for `ttl_ms` whoever holds it, with the next epoch (the
@@ -131,9 +123,22 @@ impl Store {
         runner: i64,
         ttl_ms: u64,
     ) -> Result<Option<Lease>, StoreError> {
+        self.claim_by(|s| s.leases.take_one, rollout_id, runner, ttl_ms)
+            .await
+    }
+
+    /// One run claimed by `statement` (binds: runner, ttl_ms, rollout id), with the
+    /// runner's own lease extended in the same transaction.
+    async fn claim_by(
+        &self,
+        statement: fn(&super::sql::Sql) -> &'static str,
+        rollout_id: i64,
+        runner: i64,
+        ttl_ms: u64,
+    ) -> Result<Option<Lease>, StoreError> {
         let mut tx = self.liveness.begin().await?;
         runner_lease(&mut tx, runner, ttl_ms).await?;
-        let lease = query_as(|s| s.leases.take_one)
+        let lease = query_as(statement)
             .bind(runner)
             .bind(ttl(ttl_ms))
             .bind(rollout_id)
