@@ -16,8 +16,8 @@ impl Run<'_> {
         let actor = format!("policy:{policy_name}");
         let decision = match self.plugins.get(&policy_name) {
             None => Err(format!("failure policy {policy_name:?} is not loaded")),
-            Some(p) => p
-                .decide(&self.spec.failure_policy.config.to_string(), &input)
+            // Boxed like a provider's call (see `measure_explained`).
+            Some(p) => Box::pin(p.decide(&self.spec.failure_policy.config.to_string(), &input))
                 .await
                 .map_err(|e| e.to_string()),
         };

@@ -59,6 +59,8 @@ mod actions;
 mod adopt;
 mod deadlines;
 mod decision;
+#[cfg(test)]
+mod future_sizes;
 mod pause;
 mod phase;
 mod progress;
@@ -276,9 +278,9 @@ impl Engine {
             .wakers
             .as_deref()
             .map(|wakers| Registered { wakers, id });
-        let row = self
-            .store
-            .get(id)
+        // The store's and the lease's futures are boxed: a run's driver lives as long as the
+        // run, and would otherwise be as large as the largest of them for all that time.
+        let row = Box::pin(self.store.get(id))
             .await?
             .ok_or_else(|| EngineError::Corrupt {
                 rollout: format!("#{id}"),
@@ -304,18 +306,10 @@ impl Engine {
                 rollout: spec.name.clone(),
                 message,
             })?;
-        let lease = match &self.leases {
-            Some(leases) => match leases.acquire(id).await? {
-                Some(lease) => Some(lease),
-                None => return Err(self.not_held(&row).await),
-            },
-            None => None,
-        };
-        if let Some(lease) = &lease {
-            lease.set_label(&row.name, row.run);
-        }
+        // Into its `Run` before any further wait: spec and checkpoint are then kept once
+        // in the driver's state, not also as locals alive across the lease's claim.
         let mut run = Run {
-            lease: lease.clone(),
+            lease: None,
             plugins: self.plugins.clone(),
             metrics: self.metrics.clone(),
             spec_changed: false,
@@ -324,7 +318,7 @@ impl Engine {
             id,
             run: row.run,
             generation: row.generation,
-            epoch: lease.as_ref().map(|l| l.epoch()),
+            epoch: None,
             spec,
             cp,
             target,
@@ -334,9 +328,24 @@ impl Engine {
             successor: None,
             next: None,
         };
+        let lease = match &self.leases {
+            Some(leases) => match Box::pin(leases.acquire(id)).await? {
+                Some(lease) => Some(lease),
+                None => return Err(Box::pin(self.not_held(&row)).await),
+            },
+            None => None,
+        };
+        if let Some(lease) = &lease {
+            lease.set_label(&row.name, row.run);
+        }
+        run.epoch = lease.as_ref().map(|l| l.epoch());
+        run.lease = lease.clone();
+        // The row's text (the spec and checkpoint as read) is not needed while the run is
+        // driven, which may be for days.
+        drop(row);
         let span = tracing::info_span!("rollout", rollout = %run.spec.name, run = run.run);
         let outcome = run.drive().instrument(span).await;
-        self.ended(id, lease.as_ref(), &outcome).await;
+        Box::pin(self.ended(id, lease.as_ref(), &outcome)).await;
         Ok((outcome?, run.next))
     }
 
@@ -440,7 +449,7 @@ struct Run<'e> {
     /// When each rollback gate (phase index, gate name) is next asked.
     next_rollback_gate: HashMap<(usize, String), i64>,
     /// The reversal this run's next commit creates (a rollback in mode `new-rollout`).
-    successor: Option<rollback::Successor>,
+    successor: Option<Box<rollback::Successor>>,
     /// The id of the reversal this run created.
     next: Option<i64>,
 }

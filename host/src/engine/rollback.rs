@@ -125,11 +125,11 @@ impl Run<'_> {
             state_after: checkpoint.state.name(),
             progress: progress_counts(&spec, &checkpoint),
         };
-        self.successor = Some(Successor {
+        self.successor = Some(Box::new(Successor {
             spec,
             checkpoint,
             event,
-        });
+        }));
     }
 
     /// Roll back in this run: plan the steps that restore the stable version.

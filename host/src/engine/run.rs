@@ -172,8 +172,9 @@ impl Run<'_> {
         };
         let store = &self.engine.store;
         self.generation = match self.successor.take() {
-            None => store
-                .commit(self.id, self.generation, commit, self.now())
+            // Boxed, here and below: the store's futures (each dialect's) would otherwise
+            // be part of every run driver's state for the run's whole life.
+            None => Box::pin(store.commit(self.id, self.generation, commit, self.now()))
                 .await
                 .map_err(|e| self.store_failed(e))?,
             Some(next) => {
@@ -190,10 +191,15 @@ impl Run<'_> {
                     event: &next.event,
                     after: self.run,
                 };
-                let (generation, created) = store
-                    .commit_with_successor(self.id, self.generation, commit, row, self.now())
-                    .await
-                    .map_err(|e| self.store_failed(e))?;
+                let (generation, created) = Box::pin(store.commit_with_successor(
+                    self.id,
+                    self.generation,
+                    commit,
+                    row,
+                    self.now(),
+                ))
+                .await
+                .map_err(|e| self.store_failed(e))?;
                 tracing::info!(rollout = %self.spec.name, run = created.run, reverses = self.run, "reversal created");
                 self.next = Some(created.id);
                 generation

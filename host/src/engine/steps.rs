@@ -131,7 +131,10 @@ impl Run<'_> {
                 other => break other,
             }
         };
-        self.hold_lease(&format!("not recording the outcome of step {}", step.id))?;
+        // The outcome is recorded even past the local deadline: it is a fact, and the store
+        // takes it only under this run's epoch (fenced: another runner took the run, which
+        // then delivers the step again as in doubt). Recorded, it is not delivered again
+        // when this runner claims the run back.
         let now = self.now();
         let before = self.cp.state;
         match result {

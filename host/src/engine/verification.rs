@@ -45,10 +45,9 @@ pub(super) async fn measure_explained(
     };
     let binding = MetricsBinding::new(metrics, spec.backend.iter().cloned());
     let watch = binding.clone();
-    match plugin
-        .measure(&spec.config.to_string(), context, Some(binding))
-        .await
-    {
+    // Boxed: a plugin call's future (wasmtime's, the backends') is large, and would
+    // otherwise be part of every run driver's state for the run's whole life.
+    match Box::pin(plugin.measure(&spec.config.to_string(), context, Some(binding))).await {
         Ok(m) => (Observation::Measured(m), None),
         Err(e) => {
             let cause = match (watch.failed_backend(), &e) {

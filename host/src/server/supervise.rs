@@ -76,15 +76,22 @@ pub fn record(task: &str, what: &str, message: String) {
 }
 
 /// Run `fut`; a panic inside it is recorded (as `task`, `what`) and returned as its message.
-pub async fn catching<F: Future>(task: &str, what: &str, fut: F) -> Result<F::Output, String> {
-    match AssertUnwindSafe(fut).catch_unwind().await {
-        Ok(out) => Ok(out),
-        Err(payload) => {
+///
+/// Built from combinators rather than as an `async fn`: an `async fn` keeps its argument
+/// `fut` in its state beside the future it moves it into, and a run's driver (one per
+/// unfinished run, alive as long as the run) would take twice its size.
+pub fn catching<F: Future>(
+    task: &str,
+    what: &str,
+    fut: F,
+) -> impl Future<Output = Result<F::Output, String>> {
+    AssertUnwindSafe(fut).catch_unwind().map(move |out| {
+        out.map_err(|payload| {
             let message = message(&*payload);
             record(task, what, message.clone());
-            Err(message)
-        }
-    }
+            message
+        })
+    })
 }
 
 /// Start `fut` as a task whose panic is recorded (see the module doc).
@@ -92,8 +99,20 @@ pub fn spawn<F>(task: &'static str, what: String, fut: F) -> tokio::task::JoinHa
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    tokio::spawn(async move {
-        let _ = catching(task, &what, fut).await;
+    tokio::spawn(supervised(task, what, fut))
+}
+
+/// `fut` with its panic recorded: the future [`spawn`] starts, no larger than `fut` itself
+/// but for the name.
+fn supervised<F: Future<Output = ()>>(
+    task: &'static str,
+    what: String,
+    fut: F,
+) -> impl Future<Output = ()> {
+    AssertUnwindSafe(fut).catch_unwind().map(move |out| {
+        if let Err(payload) = out {
+            record(task, &what, message(&*payload));
+        }
     })
 }
 
@@ -126,5 +145,20 @@ mod tests {
         );
         // A task that does not panic returns its value.
         assert_eq!(catching("test", "fine", async { 7 }).await, Ok(7));
+    }
+
+    #[test]
+    fn a_supervised_future_is_the_size_of_the_future_it_runs() {
+        let inner = async {
+            let big = [1u8; 4096];
+            std::future::ready(()).await;
+            assert_eq!(big.iter().map(|b| *b as usize).sum::<usize>(), 4096);
+        };
+        let size = std::mem::size_of_val(&inner);
+        let wrapped = std::mem::size_of_val(&supervised("test", "size".into(), inner));
+        assert!(
+            wrapped < size + 64,
+            "the supervised future takes {wrapped} bytes for a future of {size}"
+        );
     }
 }
