@@ -447,7 +447,7 @@ impl Leases {
         }
         self.forget(lease);
         self.store
-            .release_leases(self.runner, Some(&[lease.rollout_id]))
+            .release_leases(self.runner, Some(&[(lease.rollout_id, lease.epoch)]))
             .await
     }
 

@@ -196,10 +196,15 @@ impl Fleet {
 
     /// Give `lease` up: its driver stops at its next safe point and frees it; a lease
     /// without a driver (a held run) is freed now.
+    ///
+    /// A driver that starts meanwhile cannot use the lease freed under it: it finds this
+    /// one given up and claims the run again, which always takes the next epoch, and a
+    /// release frees only the epoch it names.
     async fn give_up(&self, leases: &Arc<Leases>, lease: &Arc<RunLease>) {
-        if self.inner.wakers.is_driving(lease.rollout_id()) {
-            lease.request(Stop::Released);
-        } else if let Err(e) = leases.release(lease).await {
+        lease.request(Stop::Released);
+        if !self.inner.wakers.is_driving(lease.rollout_id())
+            && let Err(e) = leases.release(lease).await
+        {
             tracing::warn!("cannot free the lease on {}: {e}", lease.label());
         }
     }

@@ -163,13 +163,13 @@ impl Store {
         Ok(leases)
     }
 
-    /// Free the leases `runner` holds on these runs (every one of its leases when `runs`
-    /// is `None`): another runner may claim them at once. The runner stays recorded as
+    /// Free the leases `runner` holds on these runs, each under the epoch given (every one
+    /// of its leases when `runs` is `None`): another runner may claim them at once. The runner stays recorded as
     /// the one that last drove them.
     pub async fn release_leases(
         &self,
         runner: i64,
-        runs: Option<&[i64]>,
+        runs: Option<&[(i64, i64)]>,
     ) -> Result<(), StoreError> {
         match runs {
             None => {
@@ -180,10 +180,11 @@ impl Store {
             }
             Some(runs) => {
                 let mut tx = self.liveness.begin().await?;
-                for &run in runs {
+                for &(run, epoch) in runs {
                     query(|s| s.leases.release_one)
                         .bind(runner)
                         .bind(run)
+                        .bind(epoch)
                         .execute(&mut tx)
                         .await?;
                 }

@@ -233,7 +233,8 @@ pub(super) struct LeaseSql {
     pub claim_free: &'static str,
     /// Binds: runner id, ttl_ms, rollout id. Claims one run — unfinished, or finished
     /// (an operator's request may reopen it) — if its lease is free, expired or the
-    /// runner's own (which keeps its epoch while live). Returns (id, lease_epoch,
+    /// runner's own, always with the next epoch (a driver started again is told apart from
+    /// the one before it, and that one's release frees nothing). Returns (id, lease_epoch,
     /// lease_expires_ms).
     pub claim_one: &'static str,
     /// Binds: runner id, ttl_ms, rollout id. Claims one unfinished run whoever holds it,
@@ -243,7 +244,8 @@ pub(super) struct LeaseSql {
     /// end (after [`LeaseSql::runner_lease`] extended it). Returns (id, lease_epoch,
     /// lease_expires_ms).
     pub renew: &'static str,
-    /// Binds: runner id, rollout id. Frees the run's lease if the runner holds it.
+    /// Binds: runner id, rollout id, epoch. Frees the run's lease if the runner holds it
+    /// under that epoch (a later claim of the same run by the same runner is not freed).
     pub release_one: &'static str,
     /// Binds: runner id. Frees every lease the runner holds.
     pub release_all: &'static str,
@@ -428,7 +430,7 @@ pub(super) const SQLITE: Sql = Sql {
         runner_lease: "UPDATE runners SET lease_until_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?1",
         now: concat!("SELECT ", sqlite_now_ms!()),
         claim_free: "UPDATE rollouts SET runner_id = ?1, lease_epoch = lease_epoch + 1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id IN (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) ORDER BY id LIMIT ?3) RETURNING id, lease_epoch, lease_expires_ms",
-        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = ?1 AND (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = ?1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = ?1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms",
         take_one: concat!(
             "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = ?1, \
              lease_expires_ms = ",
@@ -437,7 +439,7 @@ pub(super) const SQLITE: Sql = Sql {
         ),
         renew: "SELECT id, lease_epoch, COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = ?1), 0) AS lease_expires_ms FROM rollouts WHERE runner_id = ?1 AND finished = 0 AND lease_expires_ms IS NOT NULL",
         release_one: "UPDATE rollouts SET lease_expires_ms = NULL \
-                      WHERE runner_id = ?1 AND id = ?2",
+                      WHERE runner_id = ?1 AND id = ?2 AND lease_epoch = ?3",
         release_all: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = ?1",
         held: "SELECT rollouts.runner_id, COUNT(*) FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.finished = 0 AND rollouts.lease_expires_ms IS NOT NULL AND runners.lease_until_ms >= CAST(unixepoch('subsec') * 1000 AS INTEGER) GROUP BY rollouts.runner_id",
         of_run: "SELECT rollouts.runner_id, rollouts.lease_epoch, CASE WHEN rollouts.lease_expires_ms IS NULL THEN NULL ELSE runners.lease_until_ms END AS lease_expires_ms, CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM rollouts LEFT JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = ?",
@@ -581,10 +583,10 @@ pub(super) const POSTGRES: Sql = Sql {
         runner_lease: "UPDATE runners SET lease_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $1",
         now: "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
         claim_free: "WITH free AS (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE rollouts SET runner_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM free WHERE rollouts.id = free.id RETURNING rollouts.id, rollouts.lease_epoch, rollouts.lease_expires_ms",
-        claim_one: "UPDATE rollouts SET lease_epoch = CASE WHEN runner_id = $1 AND (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) THEN lease_epoch ELSE lease_epoch + 1 END, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
         take_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND finished = 0 RETURNING id, lease_epoch, lease_expires_ms",
         renew: "SELECT id, lease_epoch, COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = $1), 0) AS lease_expires_ms FROM rollouts WHERE runner_id = $1 AND finished = 0 AND lease_expires_ms IS NOT NULL",
-        release_one: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1 AND id = $2",
+        release_one: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1 AND id = $2 AND lease_epoch = $3",
         release_all: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1",
         held: "SELECT rollouts.runner_id, COUNT(*) FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.finished = 0 AND rollouts.lease_expires_ms IS NOT NULL AND runners.lease_until_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT GROUP BY rollouts.runner_id",
         of_run: "SELECT rollouts.runner_id, rollouts.lease_epoch, CASE WHEN rollouts.lease_expires_ms IS NULL THEN NULL ELSE runners.lease_until_ms END AS lease_expires_ms, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT FROM rollouts LEFT JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = $1",

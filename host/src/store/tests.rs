@@ -949,7 +949,8 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
     // A claim is not a transition.
     assert_eq!(store.get(ids[0]).await.unwrap(), Some(runs[0].clone()));
 
-    // The holder commits under its epoch; a claim of its own live lease keeps the epoch.
+    // The holder commits under its epoch; a claim of its own live lease takes the next
+    // epoch (a driver started again is told apart from the one before it).
     let events = [event("note", "progressing", "progressing")];
     let g = store
         .commit(
@@ -969,7 +970,7 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
             .await
             .unwrap()
             .map(|l| l.epoch),
-        Some(1)
+        Some(2)
     );
 
     // Renewal extends every lease A holds, in one statement.
@@ -1000,7 +1001,7 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
             .iter()
             .map(|l| (l.rollout_id, l.epoch))
             .collect::<Vec<_>>(),
-        vec![(ids[0], 2), (ids[1], 2)]
+        vec![(ids[0], 3), (ids[1], 2)]
     );
     let stale = Commit {
         epoch: Some(1),
@@ -1010,7 +1011,7 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
         Err(StoreError::Fenced {
             rollout,
             epoch: 1,
-            holder: 2,
+            holder: 3,
         }) => assert_eq!(rollout, "r1"),
         other => panic!("expected Fenced, got {other:?}"),
     }
@@ -1021,7 +1022,7 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
     );
     let intents = [("s1".to_string(), "{}".to_string())];
     let with_step = Commit {
-        epoch: Some(2),
+        epoch: Some(3),
         step_intents: &intents,
         ..commit("{}", "progressing", &events)
     };
@@ -1032,7 +1033,7 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
             .await,
         Err(StoreError::Fenced {
             epoch: 1,
-            holder: 2,
+            holder: 3,
             ..
         })
     ));
@@ -1041,7 +1042,7 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
         StepStatus::Intent
     );
     store
-        .step_done(ids[0], "s1", StepStatus::Applied, "ok", 8, Some(2))
+        .step_done(ids[0], "s1", StepStatus::Applied, "ok", 8, Some(3))
         .await
         .unwrap();
     assert!(store.renew_leases(a.id, 60_000).await.unwrap().is_empty());
@@ -1054,9 +1055,20 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
         back.iter()
             .map(|l| (l.rollout_id, l.epoch))
             .collect::<Vec<_>>(),
-        vec![(ids[0], 3), (ids[1], 3), (ids[2], 2)]
+        vec![(ids[0], 4), (ids[1], 3), (ids[2], 2)]
     );
-    store.release_leases(a.id, Some(&[ids[2]])).await.unwrap();
+    store
+        .release_leases(a.id, Some(&[(ids[2], 1)]))
+        .await
+        .unwrap();
+    assert!(
+        store.lease_of(ids[2]).await.unwrap().expect("row").live(),
+        "a release under an older epoch frees nothing"
+    );
+    store
+        .release_leases(a.id, Some(&[(ids[2], 2)]))
+        .await
+        .unwrap();
     let lease = store.lease_of(ids[2]).await.unwrap().expect("row");
     assert!(!lease.live());
     assert_eq!(
