@@ -312,6 +312,34 @@ pub(super) fn source_of(spec: &PluginSpec) -> PluginSource {
     match &spec.source {
         PluginSourceSpec::Builtin(name) => PluginSource::Builtin(name.clone()),
         PluginSourceSpec::File(path) => PluginSource::File(path.clone()),
+        PluginSourceSpec::Oci(text) => {
+            // The loader parsed it already; a reference that no longer parses is refused
+            // by the pull with a named error rather than a panic.
+            let reference = crate::plugin::oci::OciRef::parse(text).unwrap_or_else(|_| {
+                crate::plugin::oci::OciRef {
+                    registry: String::new(),
+                    repository: text.clone(),
+                    tag: None,
+                    digest: None,
+                }
+            });
+            let mut source = crate::plugin::oci::OciSource::new(reference);
+            if let Some(o) = &spec.oci {
+                let secret = |s: &Option<String>| {
+                    s.as_deref()
+                        .and_then(|s| crate::metrics::secret::SecretRef::parse(s).ok())
+                };
+                source.username = secret(&o.username);
+                source.password = secret(&o.password);
+                source.ca_file = o.ca_file.clone();
+                source.insecure = o.insecure;
+                if let Some(ms) = o.timeout_ms {
+                    source.timeout = Duration::from_millis(ms);
+                }
+                source.cosign_key = o.cosign_key.clone();
+            }
+            PluginSource::Oci(Box::new(source))
+        }
     }
 }
 
