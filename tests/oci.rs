@@ -300,11 +300,15 @@ fn a_digest_that_does_not_match_and_a_swapped_layer_are_refused() {
         &format!("oci://{}/p/other:v1", registry.host),
         &["--insecure"],
     );
-    let lint = |name: &str, source: &str| {
+    let lint_with = |name: &str, source: &str, extra: &str| {
         let spec = tempfile::tempdir().expect("tempdir");
         canary_with(
             spec.path(),
-            &plugin_doc("threshold-oci", source, "  insecure: true\n"),
+            &plugin_doc(
+                "threshold-oci",
+                source,
+                &format!("  insecure: true\n{extra}"),
+            ),
         );
         let cache = tempfile::tempdir().expect("tempdir");
         let run = rollgate_in(
@@ -324,6 +328,19 @@ fn a_digest_that_does_not_match_and_a_swapped_layer_are_refused() {
         );
         run.stdout + &run.stderr
     };
+    let lint = |name: &str, source: &str| lint_with(name, source, "");
+
+    // A component over limits.maxComponentBytes: refused by the layer's declared size,
+    // before it is downloaded.
+    let said = lint_with(
+        "too large",
+        &format!("oci://{}/p/manifest@{manifest}", registry.host),
+        "  limits: {maxComponentBytes: 1Ki}\n",
+    );
+    assert!(
+        said.contains("component-too-large") && said.contains("over the limit of 1024 bytes"),
+        "{said}"
+    );
 
     // A digest the repository does not have.
     let missing = format!("sha256:{}", "0".repeat(64));

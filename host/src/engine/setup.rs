@@ -131,9 +131,9 @@ pub async fn plugins(
     // Problems inside a plugin's configuration, with where it is written.
     let mut found: Vec<Problem> = Vec::new();
     let mut checked = std::collections::HashSet::new();
-    for (name, kind) in &wanted {
-        let spec = bundle.plugins.get(name);
-        let (source, options) = match spec {
+    // All at once: a plugin pulled from a slow registry delays no other one.
+    let loads = wanted.keys().map(|name| {
+        let (source, options) = match bundle.plugins.get(name) {
             Some(spec) => (source_of(spec), options_of(spec, deterministic)),
             None => (
                 PluginSource::Builtin(name.clone()),
@@ -144,7 +144,11 @@ pub async fn plugins(
                 },
             ),
         };
-        match host.load_async(source, options).await {
+        host.load_async(source, options)
+    });
+    let results = futures::future::join_all(loads).await;
+    for ((name, kind), result) in wanted.iter().zip(results) {
+        match result {
             Ok(p) if p.kind() != *kind => wrong.push(format!(
                 "plugin {name:?} is a {} but is used as a {}",
                 p.kind().world(),
