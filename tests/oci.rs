@@ -723,6 +723,43 @@ fn credentials_arrive_on_the_wire_over_tls_and_never_in_output() {
     let bad = rollgate_env(d, &["lint", "."], &env);
     assert_eq!(bad.code, 1, "{}\n{}", bad.stdout, bad.stderr);
     assert!(bad.stdout.contains("pull-failed"), "{}", bad.stdout);
+    // Under serve, with debug logs: one rollout pulls with the right password and runs, one
+    // with a wrong one is invalid-spec; the password is nowhere in the log, the API, the
+    // audit or the problems.
+    let config = d.join("config");
+    std::fs::create_dir(&config).expect("mkdir");
+    for (name, password_ref) in [("right", "file:../password"), ("wrong", "file:../wrong")] {
+        std::fs::write(
+            config.join(format!("{name}.yaml")),
+            plugin_doc(&format!("policy-{name}"), &pinned, &auth(password_ref))
+                + "---\n"
+                + &held_with_policy(name, &format!("policy-{name}")),
+        )
+        .expect("write");
+    }
+    let server = Serve::new(d)
+        .env(&[("REGISTRY_USER", user)])
+        .log("rollgate=debug")
+        .reload_interval("100ms")
+        .start();
+    server.wait_state("right", 1, "paused(step)");
+    let wrong = server.rollout("wrong");
+    assert_eq!(wrong["state"], "invalid-spec", "{wrong}");
+    assert!(wrong.to_string().contains("pull-failed"), "{wrong}");
+    let served = [
+        server.log(),
+        server.rollout("right").to_string(),
+        wrong.to_string(),
+        serde_json::Value::Array(server.audit("right", 1)).to_string(),
+        server.get("/api/v1/rollouts").to_string(),
+    ];
+    for text in &served {
+        assert!(!text.contains(password), "the password leaked: {text}");
+        assert!(
+            !text.contains("cm9sbGdhdGUtYm90OnMzY3JldC1QYXNzdzByZC14eXo"),
+            "{text}"
+        );
+    }
     for run in [&push_run, &anonymous, &untrusted, &good, &bad] {
         for text in [&run.stdout, &run.stderr] {
             assert!(!text.contains(password), "the password leaked: {text}");
