@@ -10,7 +10,6 @@ use super::{OciError, OciFailure};
 use crate::metrics::secret::{self, Secret};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -110,8 +109,18 @@ impl Registry {
     }
 
     /// Text from the registry, scrubbed of the credentials and cut.
+    /// (The token the credentials bought is scrubbed too.)
     fn said(&self, body: &[u8]) -> String {
-        secret::excerpt(body, 300, &self.secrets)
+        let mut secrets = self.secrets.clone();
+        if let Ok(a) = self.authorization.lock()
+            && let Some(a) = a.as_ref()
+        {
+            secrets.push(a.clone());
+            if let Some((_, token)) = a.expose().split_once(' ') {
+                secrets.push(Secret::derived(token.to_string()));
+            }
+        }
+        secret::excerpt(body, 300, &secrets)
     }
 
     /// Send a request, answering one auth challenge (`401`) if there is one.
@@ -250,9 +259,14 @@ impl Registry {
             chain.push_str(&s.to_string());
             source = s.source();
         }
+        let hint = if self.base.scheme() == "https" && !e.is_timeout() {
+            " (a local registry speaking plain HTTP needs `insecure: true` (`--insecure`), a private CA `tls.caFile` (`--ca-file`))"
+        } else {
+            ""
+        };
         pull_failed(secret::redact(
             &format!(
-                "{} {what}{chain}; is the registry up and reachable{}?",
+                "{} {what}{chain}; is the registry up and reachable{}?{hint}",
                 url.origin().ascii_serialization(),
                 if e.is_timeout() {
                     " within the pull timeout"
@@ -511,13 +525,6 @@ fn challenge_params(text: &str) -> Vec<(String, String)> {
         rest = next.trim_start().trim_start_matches(',').trim_start();
     }
     out
-}
-
-/// Whether `path` may be a CA file (for lint: exists and is a regular file).
-pub fn is_regular(path: &Path) -> bool {
-    std::fs::metadata(path)
-        .map(|m| m.is_file())
-        .unwrap_or(false)
 }
 
 #[cfg(test)]
