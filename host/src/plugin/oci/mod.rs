@@ -252,23 +252,21 @@ pub struct BlobCache {
 }
 
 impl BlobCache {
-    /// A cache in `dir` (created 0700), or none.
+    /// A cache in `dir` (created 0700 when something is first stored), or none.
     pub fn at(dir: Option<PathBuf>) -> BlobCache {
-        let dir = dir.and_then(|d| {
-            use std::os::unix::fs::DirBuilderExt;
-            match std::fs::DirBuilder::new()
+        BlobCache { dir }
+    }
+
+    /// The folder, created (0700) if missing.
+    fn ensure(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        match &self.dir {
+            Some(dir) => std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(&d)
-            {
-                Ok(()) => Some(d),
-                Err(e) => {
-                    tracing::warn!(dir = %d.display(), "OCI blob cache disabled: {e}");
-                    None
-                }
-            }
-        });
-        BlobCache { dir }
+                .create(dir),
+            None => Ok(()),
+        }
     }
 
     fn path(&self, digest: &str, what: &str) -> Option<PathBuf> {
@@ -299,7 +297,7 @@ impl BlobCache {
         let Some(path) = self.path(digest, what) else {
             return;
         };
-        if let Err(e) = write_atomic(&path, bytes) {
+        if let Err(e) = self.ensure().and_then(|()| write_atomic(&path, bytes)) {
             tracing::warn!(path = %path.display(), "could not write the OCI blob cache: {e}");
         }
     }
@@ -314,7 +312,7 @@ impl BlobCache {
     fn put_evidence(&self, digest: &str, evidence: &cosign::Evidence) {
         if let (Some(path), Ok(bytes)) =
             (self.path(digest, "sig.json"), serde_json::to_vec(evidence))
-            && let Err(e) = write_atomic(&path, &bytes)
+            && let Err(e) = self.ensure().and_then(|()| write_atomic(&path, &bytes))
         {
             tracing::warn!(path = %path.display(), "could not write the OCI signature cache: {e}");
         }
