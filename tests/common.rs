@@ -779,6 +779,9 @@ pub struct RegistryOptions {
     pub users: Vec<(String, String)>,
     /// Serve HTTPS with a certificate for 127.0.0.1 signed by a test CA.
     pub tls: bool,
+    /// Token auth: (realm URL, service, issuer, PEM bundle of the certificates that sign
+    /// tokens) — the registry answers `401 Bearer realm=…` and trusts tokens they sign.
+    pub token: Option<(String, String, String, std::path::PathBuf)>,
 }
 
 impl RegistryServer {
@@ -833,6 +836,12 @@ impl RegistryServer {
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: rollgate-test\n    path: {}\n",
                 htpasswd.display()
+            ));
+        }
+        if let Some((realm, service, issuer, bundle)) = &options.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                bundle.display()
             ));
         }
         let config_file = d.join("config.yml");

@@ -637,6 +637,7 @@ fn credentials_arrive_on_the_wire_over_tls_and_never_in_output() {
         RegistryOptions {
             users: vec![(user.into(), password.into())],
             tls: true,
+            token: None,
         },
     ) else {
         return;
@@ -768,6 +769,232 @@ fn credentials_arrive_on_the_wire_over_tls_and_never_in_output() {
                 !text.contains("cm9sbGdhdGUtYm90OnMzY3JldC1QYXNzdzByZC14eXo"),
                 "{text}"
             );
+        }
+    }
+}
+
+/// A token service stand-in (what `auth.docker.io` is to Docker Hub's registry): it answers
+/// a request carrying the right Basic credentials with a JWT granting the scope asked for,
+/// signed ES256 by a key whose certificate the registry trusts (`x5c`), and a request
+/// without them with 401. Stops when dropped.
+struct TokenServer {
+    url: String,
+    /// Requests that carried the right credentials.
+    granted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+const TOKEN_SERVICE: &str = "rollgate-test-registry";
+const TOKEN_ISSUER: &str = "rollgate-test-issuer";
+
+impl TokenServer {
+    /// The server and the certificate bundle the registry is to trust.
+    fn start(dir: &Path, user: &str, password: &str) -> (TokenServer, PathBuf) {
+        use base64::Engine as _;
+        use rustls_pki_types::pem::PemObject;
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        common::run_tool(
+            std::process::Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    "token.key",
+                    "-out",
+                    "token.crt",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=rollgate test token signer",
+                ])
+                .current_dir(dir),
+            "Debian's openssl package",
+        );
+        let cert = rustls_pki_types::CertificateDer::from_pem_file(dir.join("token.crt"))
+            .expect("the signing certificate");
+        let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(dir.join("token.key"))
+            .expect("the signing key");
+        let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(
+            &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            key.secret_pkcs8_der(),
+        )
+        .expect("an EC P-256 key");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let url64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = url64.encode(
+            serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [b64.encode(cert.as_ref())]})
+                .to_string(),
+        );
+        let expected = format!("Basic {}", b64.encode(format!("{user}:{password}")));
+        let user = user.to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let granted = std::sync::Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (stop.clone(), granted.clone());
+        std::thread::spawn(move || {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let mut n = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 64 << 10 {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => break,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let target = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let authorized = head.lines().any(|l| {
+                    l.split_once(':').is_some_and(|(k, v)| {
+                        k.eq_ignore_ascii_case("authorization") && v.trim() == expected
+                    })
+                });
+                let (status, body) = if authorized {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                    let query = reqwest::Url::parse(&format!("http://x{target}")).expect("url");
+                    let access: Vec<serde_json::Value> = query
+                        .query_pairs()
+                        .filter(|(k, _)| k == "scope")
+                        .filter_map(|(_, v)| {
+                            let mut parts = v.splitn(3, ':');
+                            let kind = parts.next()?.to_string();
+                            let name = parts.next()?.to_string();
+                            let actions: Vec<&str> = parts.next()?.split(',').collect();
+                            Some(
+                                serde_json::json!({"type": kind, "name": name, "actions": actions}),
+                            )
+                        })
+                        .collect();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .expect("time")
+                        .as_secs();
+                    let claims = url64.encode(
+                        serde_json::json!({
+                            "iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
+                            "exp": now + 600, "nbf": now - 60, "iat": now - 60,
+                            "jti": format!("t{n}"), "access": access,
+                        })
+                        .to_string(),
+                    );
+                    let input = format!("{header}.{claims}");
+                    let sig = pair.sign(&rng, input.as_bytes()).expect("sign");
+                    let token = format!("{input}.{}", url64.encode(sig.as_ref()));
+                    ("200 OK", serde_json::json!({"token": token}).to_string())
+                } else {
+                    (
+                        "401 Unauthorized",
+                        r#"{"details":"bad credentials"}"#.to_string(),
+                    )
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (TokenServer { url, granted, stop }, dir.join("token.crt"))
+    }
+}
+
+#[test]
+fn a_registry_with_token_auth_gets_a_bearer_token_bought_with_the_credentials() {
+    let user = "rollgate-bot";
+    let password = "t0ken-Passw0rd-abc";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (tokens, bundle) = TokenServer::start(d, user, password);
+    let Some(registry) = RegistryServer::start(
+        "a_registry_with_token_auth_gets_a_bearer_token_bought_with_the_credentials",
+        RegistryOptions {
+            token: Some((
+                tokens.url.clone(),
+                TOKEN_SERVICE.into(),
+                TOKEN_ISSUER.into(),
+                bundle,
+            )),
+            ..RegistryOptions::default()
+        },
+    ) else {
+        return;
+    };
+    std::fs::write(d.join("password"), password).expect("write");
+    let policy = component(d, "default-policy");
+    let tagged = format!("oci://{}/p/policy:v1", registry.host);
+    let env = [("REGISTRY_USER", user)];
+    let creds = [
+        "--username",
+        "env:REGISTRY_USER",
+        "--password",
+        "file:password",
+    ];
+    let mut args = vec![
+        "plugin",
+        "push",
+        policy.to_str().expect("utf-8"),
+        &tagged,
+        "--insecure",
+    ];
+    args.extend_from_slice(&creds);
+    let pushed = rollgate_env(d, &args, &env);
+    ok(&pushed, "push through token auth");
+    assert!(tokens.granted.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let digest = pushed.stdout.trim().to_string();
+
+    // Without credentials the token service refuses, and so the pull fails, by name.
+    let anonymous = rollgate_in(d, &["plugin", "pull", &tagged, "--insecure"]);
+    assert_eq!(anonymous.code, 3, "{}", anonymous.stderr);
+    assert!(
+        anonymous.stderr.contains("pull-failed") && anonymous.stderr.contains("token service"),
+        "{}",
+        anonymous.stderr
+    );
+
+    // A Plugin document with the credentials by reference pulls through the token.
+    let before = tokens.granted.load(std::sync::atomic::Ordering::Relaxed);
+    std::fs::write(
+        d.join("plugin.yaml"),
+        plugin_doc(
+            "policy-oci",
+            &format!("oci://{}/p/policy@{digest}", registry.host),
+            "  insecure: true\n  auth: {username: env:REGISTRY_USER, password: file:password}\n",
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        d.join("rollout.yaml"),
+        held_with_policy("guarded", "policy-oci"),
+    )
+    .expect("write");
+    let lint = rollgate_env(d, &["lint", "."], &env);
+    ok(&lint, "lint through token auth");
+    assert!(tokens.granted.load(std::sync::atomic::Ordering::Relaxed) > before);
+    for run in [&pushed, &anonymous, &lint] {
+        for text in [&run.stdout, &run.stderr] {
+            assert!(!text.contains(password), "the password leaked: {text}");
         }
     }
 }
