@@ -475,8 +475,8 @@ fn signed_with_the_key_runs_unsigned_or_signed_by_another_key_is_refused() {
         );
         ok(&run, "plugin sign");
     }
-    // What `cosign sign --key` stores: the signature at sha256-<hex>.sig, a simplesigning
-    // layer whose payload names the digest, the signature in the annotation.
+    // The signature sits at the tag cosign uses, sha256-<hex>.sig; it is no component, so
+    // pulling it as one is wrong-media-type.
     let pull_sig = rollgate_in(
         d,
         &[
@@ -499,6 +499,27 @@ fn signed_with_the_key_runs_unsigned_or_signed_by_another_key_is_refused() {
         "{}",
         pull_sig.stderr
     );
+
+    // `plugin pull --key` checks the signature first: ours verifies, the other key's not.
+    let signed_ref = format!("oci://{host}/p/signed@{signed}");
+    let out = d.join("pulled.wasm");
+    for (key, code, said) in [(&public, 0, ""), (&other_public, 3, "signature-invalid")] {
+        let run = rollgate_in(
+            d,
+            &[
+                "plugin",
+                "pull",
+                &signed_ref,
+                "--insecure",
+                "--key",
+                key.to_str().expect("utf-8"),
+                "--out",
+                out.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(run.code, code, "{}", run.stderr);
+        assert!(run.stderr.contains(said), "{}", run.stderr);
+    }
 
     let config = d.join("config");
     std::fs::create_dir(&config).expect("mkdir");
