@@ -760,3 +760,214 @@ pub fn dd_v2_body(times: &[i64], series: &[(&[&str], Vec<Option<f64>>)]) -> Stri
     })
     .to_string()
 }
+
+/// A real OCI registry (Debian's `docker-registry` package, distribution 2.8) on a free
+/// 127.0.0.1 port, its storage and config in a temp dir; killed by PID when dropped.
+pub struct RegistryServer {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// The CA to trust when it serves HTTPS.
+    pub ca: Option<std::path::PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+/// How to start a [`RegistryServer`].
+#[derive(Default)]
+pub struct RegistryOptions {
+    /// htpasswd users (user, password), stored bcrypt-hashed by `htpasswd -B`.
+    pub users: Vec<(String, String)>,
+    /// Serve HTTPS with a certificate for 127.0.0.1 signed by a test CA.
+    pub tls: bool,
+    /// Token auth: (realm URL, service, issuer, PEM bundle of the certificates that sign
+    /// tokens) — the registry answers `401 Bearer realm=…` and trusts tokens they sign.
+    pub token: Option<(String, String, String, std::path::PathBuf)>,
+}
+
+impl RegistryServer {
+    /// `None` (after saying so loudly) when `docker-registry` is not installed and
+    /// `ROLLGATE_REQUIRE_REGISTRY` is unset; panics when it is set (CI) or the server does not
+    /// come up.
+    pub fn start(test: &str, options: RegistryOptions) -> Option<RegistryServer> {
+        use std::process::{Command, Stdio};
+        let binary = std::path::Path::new("/usr/bin/docker-registry");
+        if !binary.exists() {
+            assert!(
+                std::env::var_os("ROLLGATE_REQUIRE_REGISTRY").is_none(),
+                "ROLLGATE_REQUIRE_REGISTRY is set but docker-registry is not installed (Debian's docker-registry package, as .ci/run installs)"
+            );
+            eprintln!(
+                "!!! skipping: docker-registry not installed — {test} did not run (install Debian's docker-registry package, as .ci/run does)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: rollgate-test-secret\n",
+            d.join("storage").display()
+        );
+        let mut ca = None;
+        if options.tls {
+            let (ca_file, cert, key) = test_certificates(d);
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            ca = Some(ca_file);
+        }
+        if !options.users.is_empty() {
+            let htpasswd = d.join("htpasswd");
+            for (i, (user, password)) in options.users.iter().enumerate() {
+                let mut cmd = Command::new("htpasswd");
+                if i == 0 {
+                    cmd.arg("-c");
+                }
+                run_tool(
+                    cmd.args(["-B", "-b"])
+                        .arg(&htpasswd)
+                        .arg(user)
+                        .arg(password),
+                    "Debian's apache2-utils package (htpasswd), as .ci/run installs",
+                );
+            }
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: rollgate-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        if let Some((realm, service, issuer, bundle)) = &options.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                bundle.display()
+            ));
+        }
+        let config_file = d.join("config.yml");
+        std::fs::write(&config_file, config).expect("write the registry config");
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config_file)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("registry.log")).expect("log file"))
+            .spawn()
+            .expect("docker-registry starts");
+        let mut server = RegistryServer {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            ca,
+            dir,
+        };
+        server.wait_ready();
+        Some(server)
+    }
+
+    /// The registry's own log (its access log is off).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("docker-registry exited early: {status}: {}", self.log());
+            }
+            if std::net::TcpStream::connect(&self.host).is_ok() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry not listening within 30 s: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stop it now (by PID) and wait for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Where it stores repository `repo`'s blobs and manifests.
+    pub fn storage(&self) -> std::path::PathBuf {
+        self.dir.path().join("storage/docker/registry/v2")
+    }
+}
+
+impl Drop for RegistryServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A test CA and a certificate for 127.0.0.1 it signed, in `d`: (ca.crt, server.crt, server.key).
+pub fn test_certificates(
+    d: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let openssl = |args: &[&str]| {
+        run_tool(
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d),
+            "Debian's openssl package",
+        )
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rollgate test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (d.join("ca.crt"), d.join("server.crt"), d.join("server.key"))
+}

@@ -23,6 +23,7 @@
 //! | `verify`, `replay` | CI dry-runs over live backends and recordings |
 //! | `prometheus`, `datadog`, `slo` | the backends against a real Prometheus and a Datadog stand-in |
 //! | `plugin_sandbox`, `plugin_kit`, `judge`, `http_check` | plugins: limits, the author kit, the shipped plugins |
+//! | `oci` | plugins from a real OCI registry (`docker-registry`): push, pin, pull, the cache, signatures, credentials (Basic and a token service), TLS, a registry down or silent |
 //! | `demo` | the live demo on real parts |
 //! | `browser` | the web view in a real headless Chromium (WebDriver) |
 
@@ -39,6 +40,7 @@ mod http_check;
 mod invalid_spec;
 mod judge;
 mod leases;
+mod oci;
 mod outbox;
 mod plugin_kit;
 mod plugin_sandbox;

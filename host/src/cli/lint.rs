@@ -20,6 +20,10 @@ pub struct LintArgs {
     /// Where compiled plugins are cached (default: the user cache folder).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Refuse every oci:// plugin that is not signed (cosign, key-based) by the key its
+    /// Plugin document names in verify.cosign.publicKey.
+    #[arg(long)]
+    pub require_signed_plugins: bool,
 }
 
 /// One problem, as tools read it.
@@ -145,8 +149,9 @@ pub struct Verdict {
 /// [`crate::spec::load_each`] and [`crate::engine::prepare`]).
 async fn per_rollout(args: &LintArgs) -> Result<Vec<Verdict>, String> {
     let each = crate::spec::load_each(&args.paths);
-    let host = super::plugin_host::host_with_cache(args.cache_dir.as_deref())
-        .map_err(|e| e.to_string())?;
+    let host =
+        super::plugin_host::host_with(args.cache_dir.as_deref(), args.require_signed_plugins)
+            .map_err(|e| e.to_string())?;
     let rollouts: Vec<_> = each.bundle.rollouts.iter().collect();
     let prepared =
         crate::engine::prepare::prepare(&host, &each.bundle, &rollouts, &[], false, None).await;
@@ -212,8 +217,9 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, usize, String), String> 
     if let Err(problems) = setup::backends(&bundle, None) {
         findings.extend(problems.into_iter().map(finding));
     }
-    let host = super::plugin_host::host_with_cache(args.cache_dir.as_deref())
-        .map_err(|e| e.to_string())?;
+    let host =
+        super::plugin_host::host_with(args.cache_dir.as_deref(), args.require_signed_plugins)
+            .map_err(|e| e.to_string())?;
     let rollouts: Vec<_> = bundle.rollouts.iter().collect();
     if let Err(problems) = setup::plugins(&host, &bundle, &rollouts, false).await {
         findings.extend(problems.into_iter().map(finding));

@@ -22,6 +22,7 @@ mod lint;
 mod metrics;
 mod plugin;
 mod plugin_host;
+mod plugin_oci;
 mod policy_fixture;
 mod remote;
 mod replay;

@@ -29,6 +29,12 @@ pub enum PluginCommand {
     New(super::kit::NewArgs),
     /// Run a plugin against a fixture: a recording (providers) or a policy input (policies).
     Test(super::kit::TestArgs),
+    /// Publish a component to an OCI registry; prints the digest to pin.
+    Push(super::plugin_oci::PushArgs),
+    /// Fetch a published component (checking its digests); prints the digest a tag points at.
+    Pull(super::plugin_oci::PullArgs),
+    /// Sign a published component with a cosign key (key-based, as `cosign sign --key`).
+    Sign(super::plugin_oci::SignArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +105,9 @@ pub async fn run(cmd: PluginCommand) -> u8 {
         PluginCommand::Measure(args) => measure(args).await,
         PluginCommand::New(args) => super::kit::new(args),
         PluginCommand::Test(args) => super::kit::test(args).await,
+        PluginCommand::Push(args) => super::plugin_oci::push(args).await,
+        PluginCommand::Pull(args) => super::plugin_oci::pull(args).await,
+        PluginCommand::Sign(args) => super::plugin_oci::sign(args).await,
     }
 }
 
@@ -159,6 +168,7 @@ async fn inspect(args: InspectArgs) -> u8 {
         PluginSource::Builtin(_) => "built-in".to_string(),
         PluginSource::File(p) => p.display().to_string(),
         PluginSource::Bytes(_) => "bytes".to_string(),
+        PluginSource::Oci(oci) => oci.reference.to_string(),
     };
     let mut out = Out::default();
     match args.format {

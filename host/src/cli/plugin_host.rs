@@ -64,10 +64,20 @@ pub fn host() -> Result<PluginHost, PluginError> {
 
 /// A plugin host compiling into `cache_dir` (default: the user cache folder).
 pub fn host_with_cache(cache_dir: Option<&std::path::Path>) -> Result<PluginHost, PluginError> {
+    host_with(cache_dir, false)
+}
+
+/// A plugin host compiling into `cache_dir`, refusing unsigned OCI plugins when
+/// `require_signed` (`--require-signed-plugins`).
+pub fn host_with(
+    cache_dir: Option<&std::path::Path>,
+    require_signed: bool,
+) -> Result<PluginHost, PluginError> {
     let mut config = HostConfig::default();
     if let Some(dir) = cache_dir {
         config.cache = crate::plugin::ComponentCache::at(dir.to_path_buf());
     }
+    config.require_signed_plugins = require_signed;
     PluginHost::new(config)
 }
 

@@ -84,6 +84,10 @@ pub struct RunArgs {
     /// Where compiled plugins are cached (default: the user cache folder).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Refuse every oci:// plugin that is not signed (cosign, key-based) by the key its
+    /// Plugin document names in verify.cosign.publicKey.
+    #[arg(long)]
+    pub require_signed_plugins: bool,
     /// How often a waiting rollout looks for operator actions, in milliseconds.
     #[arg(long, default_value_t = 250)]
     pub poll_ms: u64,
@@ -199,13 +203,15 @@ async fn check<'a>(
         }
     };
     let bundle = &each.bundle;
-    let host = match super::plugin_host::host_with_cache(args.cache_dir.as_deref()) {
-        Ok(h) => h,
-        Err(e) => {
-            out.err(format!("rollgate: {e}"));
-            return Err(exit::PLUGIN_ERROR);
-        }
-    };
+    let host =
+        match super::plugin_host::host_with(args.cache_dir.as_deref(), args.require_signed_plugins)
+        {
+            Ok(h) => h,
+            Err(e) => {
+                out.err(format!("rollgate: {e}"));
+                return Err(exit::PLUGIN_ERROR);
+            }
+        };
     let deterministic = args.clock == ClockKind::Simulated;
     let valid: Vec<&RolloutSpec> = bundle
         .rollouts

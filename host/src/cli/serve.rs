@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Where compiled plugins are cached (default: the user cache folder).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Refuse every oci:// plugin that is not signed (cosign, key-based) by the key its
+    /// Plugin document names in verify.cosign.publicKey.
+    #[arg(long)]
+    pub require_signed_plugins: bool,
     /// How often the configuration folder is looked at for changes.
     #[arg(long, default_value = "2s", value_name = "DURATION")]
     pub reload_interval: String,
@@ -202,10 +206,12 @@ pub async fn run(args: ServeArgs) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(exit::INVALID_INPUT, e.to_string()),
     };
-    let host = match super::plugin_host::host_with_cache(args.cache_dir.as_deref()) {
-        Ok(h) => h,
-        Err(e) => return fail(exit::PLUGIN_ERROR, e.to_string()),
-    };
+    let host =
+        match super::plugin_host::host_with(args.cache_dir.as_deref(), args.require_signed_plugins)
+        {
+            Ok(h) => h,
+            Err(e) => return fail(exit::PLUGIN_ERROR, e.to_string()),
+        };
     let fleet = Fleet::new(
         FleetConfig {
             config: args.config.clone(),

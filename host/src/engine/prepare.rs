@@ -91,31 +91,34 @@ pub async fn prepare(
             }
         }
     }
-    // Every plugin any rollout or run names, loaded once.
-    let mut loaded: BTreeMap<String, Result<Plugin, Problem>> = BTreeMap::new();
+    // Every plugin any rollout or run names, loaded once, all at once: a plugin pulled from
+    // a registry that is slow delays no other plugin (its own pull is bounded).
+    let mut names: BTreeSet<String> = BTreeSet::new();
     for r in rollouts.iter().copied().chain(runs.iter().map(|(_, r)| *r)) {
-        for (name, _) in uses(r).0 {
-            if loaded.contains_key(&name) {
-                continue;
-            }
-            let (source, options) = match bundle.plugins.get(&name) {
-                Some(spec) => (source_of(spec), options_of(spec, deterministic)),
-                None => (
-                    PluginSource::Builtin(name.clone()),
-                    LoadOptions {
-                        name: Some(name.clone()),
-                        deterministic,
-                        ..LoadOptions::default()
-                    },
-                ),
-            };
+        names.extend(uses(r).0.into_iter().map(|(name, _)| name));
+    }
+    let loads = names.into_iter().map(|name| {
+        let (source, options) = match bundle.plugins.get(&name) {
+            Some(spec) => (source_of(spec), options_of(spec, deterministic)),
+            None => (
+                PluginSource::Builtin(name.clone()),
+                LoadOptions {
+                    name: Some(name.clone()),
+                    deterministic,
+                    ..LoadOptions::default()
+                },
+            ),
+        };
+        async move {
             let result = host
                 .load_async(source, options)
                 .await
                 .map_err(|e| Problem::new(format!("plugin {name:?}: {e}")));
-            loaded.insert(name, result);
+            (name, result)
         }
-    }
+    });
+    let loaded: BTreeMap<String, Result<Plugin, Problem>> =
+        futures::future::join_all(loads).await.into_iter().collect();
     let used: BTreeSet<String> = rollouts
         .iter()
         .copied()

@@ -131,9 +131,9 @@ pub async fn plugins(
     // Problems inside a plugin's configuration, with where it is written.
     let mut found: Vec<Problem> = Vec::new();
     let mut checked = std::collections::HashSet::new();
-    for (name, kind) in &wanted {
-        let spec = bundle.plugins.get(name);
-        let (source, options) = match spec {
+    // All at once: a plugin pulled from a slow registry delays no other one.
+    let loads = wanted.keys().map(|name| {
+        let (source, options) = match bundle.plugins.get(name) {
             Some(spec) => (source_of(spec), options_of(spec, deterministic)),
             None => (
                 PluginSource::Builtin(name.clone()),
@@ -144,7 +144,11 @@ pub async fn plugins(
                 },
             ),
         };
-        match host.load_async(source, options).await {
+        host.load_async(source, options)
+    });
+    let results = futures::future::join_all(loads).await;
+    for ((name, kind), result) in wanted.iter().zip(results) {
+        match result {
             Ok(p) if p.kind() != *kind => wrong.push(format!(
                 "plugin {name:?} is a {} but is used as a {}",
                 p.kind().world(),
@@ -312,6 +316,34 @@ pub(super) fn source_of(spec: &PluginSpec) -> PluginSource {
     match &spec.source {
         PluginSourceSpec::Builtin(name) => PluginSource::Builtin(name.clone()),
         PluginSourceSpec::File(path) => PluginSource::File(path.clone()),
+        PluginSourceSpec::Oci(text) => {
+            // The loader parsed it already; a reference that no longer parses is refused
+            // by the pull with a named error rather than a panic.
+            let reference = crate::plugin::oci::OciRef::parse(text).unwrap_or_else(|_| {
+                crate::plugin::oci::OciRef {
+                    registry: String::new(),
+                    repository: text.clone(),
+                    tag: None,
+                    digest: None,
+                }
+            });
+            let mut source = crate::plugin::oci::OciSource::new(reference);
+            if let Some(o) = &spec.oci {
+                let secret = |s: &Option<String>| {
+                    s.as_deref()
+                        .and_then(|s| crate::metrics::secret::SecretRef::parse(s).ok())
+                };
+                source.username = secret(&o.username);
+                source.password = secret(&o.password);
+                source.ca_file = o.ca_file.clone();
+                source.insecure = o.insecure;
+                if let Some(ms) = o.timeout_ms {
+                    source.timeout = Duration::from_millis(ms);
+                }
+                source.cosign_key = o.cosign_key.clone();
+            }
+            PluginSource::Oci(Box::new(source))
+        }
     }
 }
 

@@ -201,6 +201,19 @@ pub enum PluginError {
         /// What is wrong.
         problem: String,
     },
+    /// Pulling the component from its OCI registry failed, or what was pulled is not to be
+    /// trusted (a digest or signature that does not check, the wrong media type).
+    #[error("plugin {plugin:?}: {}: {reference}: {message}", .failure.kind())]
+    Oci {
+        /// Plugin name.
+        plugin: String,
+        /// The `oci://` reference.
+        reference: String,
+        /// Which failure (its name is the error's kind).
+        failure: super::oci::OciFailure,
+        /// What happened and what to do.
+        message: String,
+    },
     /// Something failed in the host while running the plugin.
     #[error("plugin {plugin:?}: host error: {message}")]
     Host {
@@ -245,6 +258,7 @@ impl PluginError {
             PluginError::Guest { .. } => "guest-error",
             PluginError::InvalidResult { .. } => "invalid-result",
             PluginError::Host { .. } => "host-error",
+            PluginError::Oci { failure, .. } => failure.kind(),
         }
     }
 
@@ -261,6 +275,7 @@ impl PluginError {
                 | PluginError::ForbiddenImport { .. }
                 | PluginError::Invalid { .. }
                 | PluginError::CompileTimeout { .. }
+                | PluginError::Oci { .. }
         )
     }
 }

@@ -110,6 +110,9 @@ pub(super) struct HostInner {
     metered: OnceLock<EngineSet>,
     pub(super) cache: ComponentCache,
     pub(super) compile_timeout: Duration,
+    /// Pulled OCI blobs, in `oci/` under the compile cache.
+    pub(super) blobs: super::oci::BlobCache,
+    pub(super) require_signed: bool,
 }
 
 /// Loads plugins. Cheap to clone; share one per process.
@@ -142,6 +145,8 @@ impl PluginHost {
             permits: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
             compile_timeout: config.compile_timeout,
             metered: OnceLock::new(),
+            blobs: super::oci::BlobCache::at(config.cache.dir().map(|d| d.join("oci"))),
+            require_signed: config.require_signed_plugins,
             cache: config.cache,
         });
         let weak = Arc::downgrade(&inner);

@@ -36,6 +36,10 @@ impl PluginHost {
     ) -> Result<Plugin, PluginError> {
         let host = self.clone();
         let name = options.name.clone().unwrap_or_default();
+        let (source, options) = match source {
+            PluginSource::Oci(oci) => self.pull(&oci, options).await?,
+            other => (other, options),
+        };
         tokio::task::spawn_blocking(move || host.load(&source, &options))
             .await
             .map_err(|e| PluginError::Host {
@@ -44,12 +48,78 @@ impl PluginHost {
             })?
     }
 
+    /// Pull an OCI plugin (or take it from the blob cache): its bytes, pinned to the layer
+    /// digest, as the source to load.
+    pub async fn pull(
+        &self,
+        oci: &super::oci::OciSource,
+        mut options: LoadOptions,
+    ) -> Result<(PluginSource, LoadOptions), PluginError> {
+        let plugin = options.name.clone().unwrap_or_else(|| {
+            oci.reference
+                .repository
+                .rsplit('/')
+                .next()
+                .unwrap_or("plugin")
+                .to_string()
+        });
+        let pulled = super::oci::pull(
+            oci,
+            &self.inner.blobs,
+            options.limits.max_component_bytes,
+            self.inner.require_signed,
+        )
+        .await
+        .map_err(|e| PluginError::Oci {
+            plugin: plugin.clone(),
+            reference: oci.reference.to_string(),
+            failure: e.failure,
+            message: e.message,
+        })?;
+        tracing::debug!(
+            plugin,
+            reference = %oci.reference,
+            from_cache = pulled.from_cache,
+            "plugin pulled"
+        );
+        options.sha256 = Some(pulled.layer_digest);
+        options.name = Some(plugin);
+        Ok((PluginSource::Bytes(Cow::Owned(pulled.bytes)), options))
+    }
+
     /// [`PluginHost::load`], also saying whether the compiled form came from the cache.
     pub fn load_traced(
         &self,
         source: &PluginSource,
         options: &LoadOptions,
     ) -> Result<(Plugin, CacheOutcome), PluginError> {
+        if let PluginSource::Oci(oci) = source {
+            // Pulling is async: on a thread of its own with its own runtime, so this works
+            // from any context (a blocking thread, a runtime worker, no runtime at all).
+            let host = self.clone();
+            let oci = oci.clone();
+            let options = options.clone();
+            let (source, options) = std::thread::scope(|s| {
+                s.spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| PluginError::Host {
+                            plugin: options.name.clone().unwrap_or_default(),
+                            message: format!("cannot start a runtime to pull with: {e}"),
+                        })?;
+                    runtime.block_on(host.pull(&oci, options))
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(PluginError::Host {
+                        plugin: String::new(),
+                        message: "the pulling thread panicked".into(),
+                    })
+                })
+            })?;
+            return self.load_traced(&source, &options);
+        }
         let (default_name, bytes) = source_bytes(source, options)?;
         let name: Arc<str> = options.name.clone().unwrap_or(default_name).into();
         let plugin = name.to_string();
@@ -188,6 +258,12 @@ fn source_bytes(
             (name.clone(), Cow::Borrowed(bytes))
         }
         PluginSource::Bytes(bytes) => ("plugin".to_string(), bytes.clone()),
+        PluginSource::Oci(oci) => {
+            return Err(PluginError::Host {
+                plugin: options.name.clone().unwrap_or_default(),
+                message: format!("{} must be pulled before it is read", oci.reference),
+            });
+        }
     })
 }
 

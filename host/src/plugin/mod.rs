@@ -37,6 +37,7 @@ mod host;
 pub mod limits;
 mod load;
 mod logs;
+pub mod oci;
 mod sandbox;
 
 pub use cache::{CacheOutcome, ComponentCache};
@@ -81,6 +82,8 @@ pub enum PluginSource {
     Builtin(String),
     /// Component bytes from elsewhere.
     Bytes(Cow<'static, [u8]>),
+    /// A component published to an OCI registry, pinned by its manifest digest.
+    Oci(Box<oci::OciSource>),
 }
 
 impl PluginSource {
@@ -152,6 +155,9 @@ pub struct HostConfig {
     /// The longest a component may take to compile. Compiling runs on its own thread; past
     /// this the load fails with `compile-timeout` (the thread finishes in the background).
     pub compile_timeout: Duration,
+    /// Refuse an OCI plugin unless a cosign signature by its `verify.cosign.publicKey`
+    /// signs its digest (`rollgate serve --require-signed-plugins`).
+    pub require_signed_plugins: bool,
     /// Pre-reserve instance slots (memories, tables, fiber stacks) and reuse them, which
     /// makes a fresh instance per call cheap. Costs virtual address space (about 4 GiB per
     /// memory slot); falls back to on-demand allocation if the reservation fails.
@@ -165,6 +171,7 @@ impl Default for HostConfig {
             epoch_tick: Duration::from_millis(10),
             max_concurrent_calls: 256,
             compile_timeout: Duration::from_secs(120),
+            require_signed_plugins: false,
             pooling: true,
         }
     }

@@ -11,7 +11,9 @@
 //! | MetricBackend | `spec.prometheus.bearerToken`, `.basicAuth.username`, `.basicAuth.password`, `.headers.*`; `spec.datadog.apiKey`, `.applicationKey` | `env:NAME`, `file:PATH` (a relative path: against the server's working directory, as the backend reads it) |
 //! | MetricBackend | `spec.prometheus.tls.caFile` | `file:PATH` (relative: the working directory) |
 //! | MetricBackend | `spec.replay.file` | `file:PATH` (relative: the document's folder) |
-//! | Plugin | `spec.source` (not a built-in) | `file:PATH` (relative: the document's folder) |
+//! | Plugin | `spec.source` (not a built-in, not `oci://`) | `file:PATH` (relative: the document's folder) |
+//! | Plugin | `spec.auth.username`, `.password` | `env:NAME`, `file:PATH` (relative: the document's folder) |
+//! | Plugin | `spec.tls.caFile`, `spec.verify.cosign.publicKey` | `file:PATH` (relative: the document's folder) |
 //! | Rollout | `spec.target.exec.command`, `.readyCommand` | `exec:["program","arg",…]` (the argv as JSON) |
 //! | Rollout | `spec.target.exec.workingDir` | `file:DIR` (relative: the document's folder) |
 //! | Rollout | `spec.target.webhook.headers.*` | `env:NAME`, `file:PATH` (relative: the document's folder) |
@@ -238,11 +240,32 @@ pub fn in_text(text: &str, file: &Path) -> Result<Vec<Found>, String> {
                         let text = v.trim();
                         if text.is_empty()
                             || text.starts_with("builtin:")
+                            || text.starts_with("oci://")
                             || builtins.contains(&text)
                         {
                             continue;
                         }
                         push(file_ref(Path::new(text), Some(folder)), field, node);
+                    }
+                    // An oci:// source's credentials, CA and signing key.
+                    for key in ["username", "password"] {
+                        for (field, node) in at(root, "", &["spec", "auth", key]) {
+                            if let Some(r) = scalar(node).and_then(|v| secret_ref(&v, Some(folder)))
+                            {
+                                push(r, field, node);
+                            }
+                        }
+                    }
+                    for (field, node) in at(root, "", &["spec", "tls", "caFile"]) {
+                        if let Some(v) = scalar(node) {
+                            push(file_ref(Path::new(&v), Some(folder)), field, node);
+                        }
+                    }
+                    for (field, node) in at(root, "", &["spec", "verify", "cosign", "publicKey"]) {
+                        if let Some(v) = scalar(node) {
+                            let path = v.strip_prefix("file:").unwrap_or(&v).to_string();
+                            push(file_ref(Path::new(&path), Some(folder)), field, node);
+                        }
                     }
                 }
                 "Rollout" => {
@@ -315,6 +338,17 @@ pub fn in_bundle(bundle: &Bundle, skip: &Path) -> BTreeSet<String> {
             && own(&plugin.file)
         {
             out.insert(file_ref(path, folder(&plugin.file).as_deref()));
+        }
+        if let Some(oci) = &plugin.oci
+            && own(&plugin.file)
+        {
+            // Resolved against the document's folder by the loader already.
+            for value in [&oci.username, &oci.password].into_iter().flatten() {
+                out.extend(secret_ref(value, None));
+            }
+            for path in [&oci.ca_file, &oci.cosign_key].into_iter().flatten() {
+                out.insert(file_ref(path, None));
+            }
         }
     }
     for rollout in &bundle.rollouts {
@@ -405,6 +439,37 @@ mod tests {
         for bad in ["env:", "file:", "exec:sh", "exec:[]", "PROM_TOKEN"] {
             assert!(parse_allowed(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_oci_plugins_credentials_ca_and_key_are_references_its_source_is_not() {
+        let text = r#"apiVersion: rollgate.dev/v1alpha1
+kind: Plugin
+metadata: {name: p}
+spec:
+  source: oci://registry.example/p/x@sha256:00
+  auth: {username: env:REG_USER, password: "file:../../etc/rollgate/tokens"}
+  tls: {caFile: ca.pem}
+  verify: {cosign: {publicKey: "file:/keys/cosign.pub"}}
+"#;
+        let found = in_text(text, Path::new("/cfg/api/x.yaml")).expect("yaml");
+        let got: Vec<(String, String)> =
+            found.into_iter().map(|f| (f.reference, f.field)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("env:REG_USER".to_string(), "spec.auth.username".to_string()),
+                (
+                    "file:/etc/rollgate/tokens".into(),
+                    "spec.auth.password".into()
+                ),
+                ("file:/cfg/api/ca.pem".into(), "spec.tls.caFile".into()),
+                (
+                    "file:/keys/cosign.pub".into(),
+                    "spec.verify.cosign.publicKey".into()
+                ),
+            ]
+        );
     }
 
     #[test]

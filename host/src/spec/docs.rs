@@ -111,8 +111,9 @@ pub struct MetadataDoc {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PluginDoc {
-    /// `builtin:threshold`, a built-in name (`threshold`, `default-policy`), or a component
-    /// file relative to this document's file.
+    /// `builtin:threshold`, a built-in name (`threshold`, `default-policy`), a component
+    /// file relative to this document's file, or a component published to an OCI registry,
+    /// pinned by digest: `oci://REGISTRY/REPOSITORY@sha256:DIGEST`.
     pub source: P<String>,
     /// The component's sha256 (64 hex digits, optional `sha256:` prefix). Required for a
     /// file, refused for a built-in.
@@ -124,6 +125,57 @@ pub struct PluginDoc {
     /// Hosts the plugin may reach over wasi:http.
     #[serde(default)]
     pub allowed_hosts: Vec<P<String>>,
+    /// Registry credentials for an `oci://` source, by reference.
+    #[serde(default)]
+    pub auth: Option<OciAuthDoc>,
+    /// TLS settings for an `oci://` source's registry.
+    #[serde(default)]
+    pub tls: Option<OciTlsDoc>,
+    /// Reach an `oci://` source's registry over plain HTTP (a local registry only).
+    #[serde(default)]
+    pub insecure: Option<P<bool>>,
+    /// The longest pulling an `oci://` source may take (default 30s).
+    #[serde(default)]
+    pub pull_timeout: Option<P<String>>,
+    /// Check a signature before trusting an `oci://` source's digest.
+    #[serde(default)]
+    pub verify: Option<VerifyDoc>,
+}
+
+/// `Plugin.spec.auth`: registry credentials, each `env:NAME` or `file:PATH`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OciAuthDoc {
+    /// `env:NAME` or `file:PATH`.
+    pub username: P<String>,
+    /// `env:NAME` or `file:PATH`.
+    pub password: P<String>,
+}
+
+/// `Plugin.spec.tls`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OciTlsDoc {
+    /// A PEM bundle of CA certificates the registry's certificate may chain to, relative to
+    /// this document's file.
+    pub ca_file: P<String>,
+}
+
+/// `Plugin.spec.verify`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VerifyDoc {
+    /// A key-based cosign signature.
+    pub cosign: CosignDoc,
+}
+
+/// `Plugin.spec.verify.cosign`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CosignDoc {
+    /// `file:PATH` of the PEM public key (ECDSA P-256, as `cosign generate-key-pair`
+    /// writes), relative to this document's file.
+    pub public_key: P<String>,
 }
 
 /// A plugin's limits; each one optional.

@@ -47,6 +47,27 @@ pub struct PluginSpec {
     pub allowed_hosts: Vec<String>,
     /// The file the document came from.
     pub file: PathBuf,
+    /// How to reach and trust an `oci://` source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSpec>,
+}
+
+/// How an `oci://` plugin source is pulled and trusted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciSpec {
+    /// `auth.username` (`env:NAME` / `file:PATH`, a file resolved against the document).
+    pub username: Option<String>,
+    /// `auth.password`, likewise.
+    pub password: Option<String>,
+    /// `tls.caFile`, resolved against the document's folder.
+    pub ca_file: Option<PathBuf>,
+    /// Plain HTTP.
+    pub insecure: bool,
+    /// The longest a pull may take.
+    pub timeout_ms: Option<Millis>,
+    /// `verify.cosign.publicKey`, resolved against the document's folder.
+    pub cosign_key: Option<PathBuf>,
 }
 
 /// Where a plugin's component comes from.
@@ -57,6 +78,8 @@ pub enum PluginSourceSpec {
     Builtin(String),
     /// A component file (resolved against the document's folder).
     File(PathBuf),
+    /// A component in an OCI registry: `oci://REGISTRY/REPO@sha256:DIGEST`.
+    Oci(String),
 }
 
 /// Per-plugin limit overrides; `None` keeps the host default.

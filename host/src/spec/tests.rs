@@ -383,6 +383,42 @@ fn broken_documents_say_where_and_what() {
             ],
         ),
         (
+            "oci source by tag only",
+            g.replace(
+                "source: plugins/latency.wasm",
+                "source: oci://registry.example:5000/plugins/latency:v1",
+            )
+            .replace(&format!("  sha256: sha256:{}\n", SHA.to_uppercase()), ""),
+            vec![
+                "specs/all.yaml:14:11: spec.source: oci://registry.example:5000/plugins/latency:v1 is pinned by tag only, and a tag can move: pin the digest (`rollgate plugin pull oci://registry.example:5000/plugins/latency:v1` prints it) and write oci://registry.example:5000/plugins/latency@sha256:…",
+            ],
+        ),
+        (
+            "oci source with a sha256 too, and an inline password",
+            g.replace(
+                "source: plugins/latency.wasm",
+                &format!("source: oci://registry.example/p/latency@sha256:{SHA}"),
+            )
+            .replace(
+                "  allowedHosts: [api.example.com]\n",
+                "  allowedHosts: [api.example.com]\n  auth: {username: env:U, password: hunter2}\n",
+            ),
+            vec![
+                "specs/all.yaml:15:11: spec.sha256: an oci:// source is pinned by the digest in it; remove sha256",
+                "specs/all.yaml:18:37: spec.auth.password: credentials are given by reference only: write env:NAME or file:PATH, never the value itself",
+            ],
+        ),
+        (
+            "registry settings on a file source",
+            g.replace(
+                "  allowedHosts: [api.example.com]\n",
+                "  allowedHosts: [api.example.com]\n  insecure: true\n",
+            ),
+            vec![
+                "specs/all.yaml:18:13: spec.insecure: only an oci:// source is pulled from a registry; remove it",
+            ],
+        ),
+        (
             "plugin named like a built-in",
             g.replace("name: latency-check", "name: threshold")
                 .replace("plugin: latency-check", "plugin: threshold"),

@@ -4,7 +4,7 @@
 use super::source::Src;
 use super::{Loader, list};
 use crate::spec::docs::{self, P};
-use crate::spec::model::{PluginLimits, PluginSourceSpec, PluginSpec};
+use crate::spec::model::{OciSpec, PluginLimits, PluginSourceSpec, PluginSpec};
 
 impl Loader {
     pub(super) fn plugin_exists(&mut self, src: &Src, p: &P<String>, path: &str) {
@@ -43,6 +43,7 @@ impl Loader {
             None => PluginLimits::default(),
         };
         let allowed_hosts = self.allowed_hosts(src, doc);
+        let oci = self.plugin_oci(src, doc, &source);
         (self.errors.len() == before).then(|| PluginSpec {
             name: name.value.clone(),
             source,
@@ -50,6 +51,7 @@ impl Loader {
             limits,
             allowed_hosts,
             file: src.file.clone(),
+            oci,
         })
     }
 
@@ -78,6 +80,25 @@ impl Loader {
             }
         } else if builtins.contains(&text) {
             Some(PluginSourceSpec::Builtin(text.to_string()))
+        } else if text.starts_with("oci://") {
+            match crate::plugin::oci::OciRef::parse(text) {
+                Ok(r) if r.digest.is_none() => {
+                    self.errors.push(src.err(
+                        &doc.source,
+                        "spec.source",
+                        format!(
+                            "{text} is pinned by tag only, and a tag can move: pin the digest (`rollgate plugin pull {text}` prints it) and write oci://{}/{}@sha256:…",
+                            r.registry, r.repository
+                        ),
+                    ));
+                    None
+                }
+                Ok(r) => Some(PluginSourceSpec::Oci(r.to_string())),
+                Err(e) => {
+                    self.errors.push(src.err(&doc.source, "spec.source", e));
+                    None
+                }
+            }
         } else if text.is_empty() {
             self.errors.push(src.err(
                 &doc.source,
@@ -107,7 +128,15 @@ impl Loader {
                 ));
                 None
             }
-            (PluginSourceSpec::Builtin(_), None) => None,
+            (PluginSourceSpec::Builtin(_), None) | (PluginSourceSpec::Oci(_), None) => None,
+            (PluginSourceSpec::Oci(_), Some(s)) => {
+                self.errors.push(src.err(
+                    s,
+                    "spec.sha256",
+                    "an oci:// source is pinned by the digest in it; remove sha256",
+                ));
+                None
+            }
             (PluginSourceSpec::File(_), None) => {
                 let text = doc.source.value.trim();
                 self.errors.push(src.err(
@@ -134,6 +163,106 @@ impl Loader {
                 }
             }
         }
+    }
+
+    /// `spec.auth`, `spec.tls`, `spec.insecure`, `spec.pullTimeout`, `spec.verify`: for an
+    /// `oci://` source only.
+    fn plugin_oci(
+        &mut self,
+        src: &Src,
+        doc: &docs::PluginDoc,
+        source: &PluginSourceSpec,
+    ) -> Option<OciSpec> {
+        if !matches!(source, PluginSourceSpec::Oci(_)) {
+            let fields = [
+                doc.auth
+                    .as_ref()
+                    .map(|a| ("spec.auth", a.username.line, a.username.col)),
+                doc.tls
+                    .as_ref()
+                    .map(|t| ("spec.tls", t.ca_file.line, t.ca_file.col)),
+                doc.insecure
+                    .as_ref()
+                    .map(|i| ("spec.insecure", i.line, i.col)),
+                doc.pull_timeout
+                    .as_ref()
+                    .map(|t| ("spec.pullTimeout", t.line, t.col)),
+                doc.verify.as_ref().map(|v| {
+                    (
+                        "spec.verify",
+                        v.cosign.public_key.line,
+                        v.cosign.public_key.col,
+                    )
+                }),
+            ];
+            for (field, line, col) in fields.into_iter().flatten() {
+                let at = P {
+                    value: (),
+                    line,
+                    col,
+                };
+                self.errors.push(src.err(
+                    &at,
+                    field,
+                    "only an oci:// source is pulled from a registry; remove it",
+                ));
+            }
+            return None;
+        }
+        let mut oci = OciSpec::default();
+        if let Some(auth) = &doc.auth {
+            for (p, field, slot) in [
+                (&auth.username, "spec.auth.username", &mut oci.username),
+                (&auth.password, "spec.auth.password", &mut oci.password),
+            ] {
+                match crate::metrics::secret::SecretRef::parse(p.value.trim()) {
+                    Ok(crate::metrics::secret::SecretRef::File(path)) => {
+                        *slot = Some(format!("file:{}", src.base.join(path).display()));
+                    }
+                    Ok(_) => *slot = Some(p.value.trim().to_string()),
+                    Err(e) => self.errors.push(src.err(p, field, e)),
+                }
+            }
+        }
+        if let Some(tls) = &doc.tls {
+            oci.ca_file = Some(src.base.join(tls.ca_file.value.trim()));
+        }
+        if let Some(insecure) = &doc.insecure {
+            oci.insecure = insecure.value;
+            if insecure.value && doc.tls.is_some() {
+                self.errors.push(src.err(
+                    insecure,
+                    "spec.insecure",
+                    "insecure (plain HTTP) and tls.caFile contradict each other; remove one",
+                ));
+            }
+        }
+        if let Some(t) = &doc.pull_timeout {
+            oci.timeout_ms = self
+                .positive_duration(src, t, "spec.pullTimeout")
+                .and_then(|n| {
+                    self.capped(
+                        src,
+                        t,
+                        "spec.pullTimeout",
+                        n,
+                        crate::plugin::limits::ceiling::TIMEOUT_MS,
+                        "ms",
+                    )
+                });
+        }
+        if let Some(verify) = &doc.verify {
+            let key = &verify.cosign.public_key;
+            match key.value.trim().strip_prefix("file:") {
+                Some(path) if !path.is_empty() => oci.cosign_key = Some(src.base.join(path)),
+                _ => self.errors.push(src.err(
+                    key,
+                    "spec.verify.cosign.publicKey",
+                    "write the public key's file as file:PATH (e.g. file:cosign.pub)",
+                )),
+            }
+        }
+        Some(oci)
     }
 
     /// `spec.limits`: each limit checked against its ceiling.

@@ -1,0 +1,284 @@
+//! Key-based cosign signatures, offline: the `sha256-<hex>.sig` artifact beside a manifest,
+//! each of whose `simplesigning` layers carries a JSON payload naming the signed manifest
+//! digest and, in an annotation, a base64 ECDSA P-256 / SHA-256 (ASN.1 DER) signature of
+//! that payload. rollgate checks the signature over the payload with the operator's public
+//! key (PEM SubjectPublicKeyInfo), then that the payload names the pinned digest — before
+//! the manifest or the component is fetched. `rollgate plugin sign` writes the same format,
+//! so `cosign verify --key` accepts what it signs.
+
+use super::client::Registry;
+use super::reference::{OciRef, digest_of};
+use super::{OciError, OciFailure};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, UnparsedPublicKey};
+use base64::Engine as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The layer media type of a cosign signature.
+pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The annotation carrying the base64 signature.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// `critical.type` of a cosign payload.
+const PAYLOAD_TYPE: &str = "cosign container image signature";
+/// The most a payload may weigh.
+const MAX_PAYLOAD_BYTES: usize = 64 << 10;
+/// The most signature layers looked at.
+const MAX_SIGNATURES: usize = 64;
+
+/// The tag cosign stores the signatures of `digest` under.
+pub fn signature_tag(digest: &str) -> String {
+    digest.replacen(':', "-", 1) + ".sig"
+}
+
+/// A public key to check signatures with.
+pub struct PublicKey {
+    der: Vec<u8>,
+    path: String,
+}
+
+impl PublicKey {
+    /// Read a PEM `PUBLIC KEY` (an ECDSA P-256 key, as `cosign generate-key-pair` writes).
+    pub fn read(path: &Path) -> Result<PublicKey, OciError> {
+        let text = crate::files::read_bytes(path, &crate::files::SMALL_FILE)
+            .map_err(|e| invalid(format!("verify.cosign.publicKey: {}", e.describe(path))))?;
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(&text).map_err(|e| {
+            invalid(format!(
+                "verify.cosign.publicKey: {} is not a PEM public key (-----BEGIN PUBLIC KEY-----): {e}",
+                path.display()
+            ))
+        })?;
+        let key = PublicKey {
+            der: der.as_ref().to_vec(),
+            path: path.display().to_string(),
+        };
+        // An EC P-256 key parses; anything else is refused now rather than at each check.
+        if aws_lc_rs::signature::ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &key.der)
+            .is_err()
+        {
+            return Err(invalid(format!(
+                "verify.cosign.publicKey: {} is not an ECDSA P-256 public key (cosign's default)",
+                key.path
+            )));
+        }
+        Ok(key)
+    }
+
+    fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
+        UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &self.der)
+            .verify(payload, signature)
+            .is_ok()
+    }
+}
+
+/// What a verified signature rests on, kept in the cache so a later start re-checks it
+/// offline instead of asking the registry again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The payload bytes, base64.
+    pub payload: String,
+    /// The signature, base64 (as the annotation carries it).
+    pub signature: String,
+}
+
+/// Check `evidence` against `key` for `digest`.
+pub fn check(evidence: &Evidence, key: &PublicKey, digest: &str) -> Result<(), OciError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64
+        .decode(evidence.payload.trim())
+        .map_err(|_| invalid("the signature's payload is not base64".into()))?;
+    let sig = b64
+        .decode(evidence.signature.trim())
+        .map_err(|_| invalid("the signature annotation is not base64".into()))?;
+    if !key.verifies(&payload, &sig) {
+        return Err(invalid(format!(
+            "the signature does not verify with the key {}",
+            key.path
+        )));
+    }
+    let signed = signed_digest(&payload)?;
+    if signed != digest {
+        return Err(invalid(format!(
+            "the signature is valid but signs {signed}, not the pinned {digest}"
+        )));
+    }
+    Ok(())
+}
+
+/// The `docker-manifest-digest` a payload signs, after checking its type.
+fn signed_digest(payload: &[u8]) -> Result<String, OciError> {
+    #[derive(Deserialize)]
+    struct Payload {
+        critical: Critical,
+    }
+    #[derive(Deserialize)]
+    struct Critical {
+        image: Image,
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    #[derive(Deserialize)]
+    struct Image {
+        #[serde(rename = "docker-manifest-digest")]
+        digest: String,
+    }
+    let p: Payload = serde_json::from_slice(payload)
+        .map_err(|e| invalid(format!("the signed payload is not a cosign payload: {e}")))?;
+    if p.critical.kind != PAYLOAD_TYPE {
+        return Err(invalid(format!(
+            "the signed payload's type is {:?}, not {PAYLOAD_TYPE:?}",
+            p.critical.kind
+        )));
+    }
+    Ok(p.critical.image.digest)
+}
+
+/// Fetch the signatures of `digest` from the registry and return the first that verifies
+/// with `key` (`unsigned` when there is none, `signature-invalid` when none verifies).
+pub async fn verify(
+    registry: &Registry,
+    reference: &OciRef,
+    digest: &str,
+    key: &PublicKey,
+) -> Result<Evidence, OciError> {
+    let tag = signature_tag(digest);
+    let fetched = match registry.manifest(&tag).await {
+        Ok(f) => f,
+        Err(e) if e.failure == OciFailure::NotFound => {
+            return Err(OciError {
+                failure: OciFailure::Unsigned,
+                message: format!(
+                    "no cosign signature for {digest} ({} has no tag {tag}); sign it with `cosign sign --key …` or `rollgate plugin sign --key …`",
+                    reference.repository_name()
+                ),
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let manifest: super::Manifest = serde_json::from_slice(&fetched.bytes).map_err(|e| {
+        invalid(format!(
+            "the signature manifest {tag} is not a manifest: {e}"
+        ))
+    })?;
+    let mut last = None;
+    let layers = manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLESIGNING)
+        .take(MAX_SIGNATURES);
+    for layer in layers {
+        let Some(sig) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
+            continue;
+        };
+        let payload = match registry.blob(&layer.digest, MAX_PAYLOAD_BYTES).await {
+            Ok(p) => p,
+            Err(e) if e.failure == OciFailure::ComponentTooLarge => {
+                last = Some(invalid(format!(
+                    "a signature payload is over {MAX_PAYLOAD_BYTES} bytes"
+                )));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if digest_of(&payload) != layer.digest {
+            last = Some(invalid(format!(
+                "a signature payload's bytes do not match its digest {}",
+                layer.digest
+            )));
+            continue;
+        }
+        let evidence = Evidence {
+            payload: base64::engine::general_purpose::STANDARD.encode(&payload),
+            signature: sig.clone(),
+        };
+        match check(&evidence, key, digest) {
+            Ok(()) => return Ok(evidence),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| OciError {
+        failure: OciFailure::Unsigned,
+        message: format!("the signature artifact {tag} holds no cosign signature layer"),
+    }))
+}
+
+/// Sign `digest` in `reference`'s repository with the PKCS#8 PEM EC P-256 key at `key`,
+/// pushing (or replacing) the `sha256-<hex>.sig` artifact; the signature manifest's digest.
+pub async fn sign(
+    registry: &Registry,
+    reference: &OciRef,
+    digest: &str,
+    key: &Path,
+) -> Result<String, OciError> {
+    let pem = crate::files::read_bytes(key, &crate::files::SMALL_FILE)
+        .map_err(|e| invalid(format!("--key: {}", e.describe(key))))?;
+    let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|_| {
+        invalid(format!(
+            "--key: {} is not a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert one with `openssl pkcs8 -topk8 -nocrypt`",
+            key.display()
+        ))
+    })?;
+    let pair = EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        der.secret_pkcs8_der(),
+    )
+    .map_err(|e| {
+        invalid(format!(
+            "--key: {} is not an EC P-256 private key: {e}",
+            key.display()
+        ))
+    })?;
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": reference.repository_name()},
+            "image": {"docker-manifest-digest": digest},
+            "type": PAYLOAD_TYPE,
+        },
+        "optional": null,
+    }))
+    .map_err(|e| invalid(format!("cannot write the payload: {e}")))?;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let sig = pair
+        .sign(&rng, &payload)
+        .map_err(|_| invalid("signing failed".into()))?;
+    let sig = base64::engine::general_purpose::STANDARD.encode(sig.as_ref());
+    let payload_digest = registry.push_blob(&payload).await?;
+    // The image config cosign writes: one layer, the payload.
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "",
+        "created": "0001-01-01T00:00:00Z",
+        "history": [{"created": "0001-01-01T00:00:00Z"}],
+        "os": "",
+        "rootfs": {"type": "layers", "diff_ids": [payload_digest]},
+        "config": {},
+    }))
+    .map_err(|e| invalid(format!("cannot write the config: {e}")))?;
+    let config_digest = registry.push_blob(&config).await?;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": super::OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "size": config.len(),
+            "digest": config_digest,
+        },
+        "layers": [{
+            "mediaType": SIMPLESIGNING,
+            "size": payload.len(),
+            "digest": payload_digest,
+            "annotations": {SIGNATURE_ANNOTATION: sig},
+        }],
+    }))
+    .map_err(|e| invalid(format!("cannot write the manifest: {e}")))?;
+    registry
+        .push_manifest(&signature_tag(digest), super::OCI_MANIFEST, &manifest)
+        .await
+}
+
+fn invalid(message: String) -> OciError {
+    OciError {
+        failure: OciFailure::SignatureInvalid,
+        message,
+    }
+}
