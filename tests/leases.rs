@@ -336,6 +336,30 @@ fn runner(base: &Path, name: &str, config: &Path, db: &str, ttl: &str, extra: &[
 /// with the same id, never under an older epoch than an earlier delivery (the same one
 /// when the runner whose driver stopped on its local deadline renewed the lease after
 /// all, a newer one when another runner took the run over).
+/// Every line of the servers' logs that names one of `rollouts`, and every warning and
+/// error (for a failure's message).
+fn lines_about<'a>(servers: &[&Server], rollouts: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = rollouts.collect();
+    // `r06` but not `r066`: a name, not a prefix of another.
+    let names_it = |l: &str| {
+        names.iter().any(|n| {
+            l.match_indices(n).any(|(i, _)| {
+                !l[i + n.len()..].starts_with(|c: char| c.is_ascii_digit())
+                    && !l[..i].ends_with(|c: char| c.is_ascii_alphanumeric())
+            })
+        })
+    };
+    let mut out = String::new();
+    for s in servers {
+        for l in s.log().lines() {
+            if names_it(l) || l.contains("WARN") || l.contains("ERROR") {
+                out.push_str(&format!("[{}] {l}\n", s.pid()));
+            }
+        }
+    }
+    out
+}
+
 /// Each step applied once, never delivered again under an older epoch. With `lapses`
 /// (the runners of a test where nothing is in doubt by design), a step is delivered more
 /// than once only where the runner that delivered it first logged that its lease on the
@@ -343,10 +367,13 @@ fn runner(base: &Path, name: &str, config: &Path, db: &str, ttl: &str, extra: &[
 /// step in doubt again, with its id); without, a kill or freeze may leave one in doubt.
 fn applied_once(shared: &Shared, lapses: Option<&[&Server]>) {
     let refused = shared.refused();
-    assert!(
-        refused.is_empty() || lapses.is_none(),
-        "the target refused deliveries under an older epoch: {refused:?}"
-    );
+    if let Some(servers) = lapses {
+        assert!(
+            refused.is_empty(),
+            "the target refused deliveries under an older epoch: {refused:?}\n{}",
+            lines_about(servers, refused.iter().map(Delivery::rollout))
+        );
+    }
     let mut by_step: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
     for d in shared.deliveries() {
         // A delivery the target refused (only ever one in flight when its runner froze,
@@ -367,7 +394,9 @@ fn applied_once(shared: &Shared, lapses: Option<&[&Server]>) {
             });
             assert!(
                 lapsed,
-                "{step} delivered more than once though its runner's lease never lapsed: {ds:?}"
+                "{step} delivered more than once though its runner's lease never lapsed: \
+                 {ds:?}\n{}",
+                lines_about(servers, [first.rollout()].into_iter())
             );
         }
         assert!(

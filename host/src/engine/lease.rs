@@ -324,13 +324,17 @@ impl Leases {
     }
 
     /// Take a lease the store granted at `sent` into the table: the same epoch extends
-    /// the entry there; another epoch replaces it (the old driver is told it lost it).
-    /// True when the entry is new.
+    /// the entry there; a newer epoch replaces it (the old driver is told it lost it); an
+    /// older one changes nothing (a renewal that read the run before this runner claimed
+    /// it again). True when the entry is new.
     fn insert(&self, lease: Lease, sent: Instant) -> (Arc<RunLease>, bool) {
         let mut table = self.table();
         if let Some(known) = table.get(&lease.rollout_id) {
             if known.epoch == lease.epoch {
                 known.extend(sent, self.ttl);
+                return (known.clone(), false);
+            }
+            if known.epoch > lease.epoch {
                 return (known.clone(), false);
             }
             known.request(Stop::Lost);

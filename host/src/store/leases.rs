@@ -98,8 +98,9 @@ impl Store {
         Ok(leases)
     }
 
-    /// Claim the run `rollout_id` for `ttl_ms`: if its lease is free or expired (the next
-    /// epoch) or already `runner`'s (the same epoch, extended). `None` when another runner
+    /// Claim the run `rollout_id` for `ttl_ms`, with the next epoch: if its lease is free,
+    /// expired or already `runner`'s (a driver started again is told apart from the one
+    /// before it). `None` when another runner
     /// holds a live lease on it, or the run is unknown. A finished run can be claimed too:
     /// an operator's request (the rollback of an aborted run) reopens it, and the runner
     /// that reopens it must hold it first ([`Store::claim_free`] never takes one).
