@@ -230,6 +230,35 @@ pub fn read_bytes(path: &Path, cap: &Cap) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
+/// Write `bytes` to `path` so that a reader sees all of it or nothing: a temporary file in
+/// the same folder (so the rename stays on one file system), synced, then renamed over
+/// `path`; the temporary file is removed if any step fails.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".tmp-{}-{n}-{}",
+        std::process::id(),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Read a regular UTF-8 text file of at most `cap.bytes` bytes.
 pub fn read_text(path: &Path, cap: &Cap) -> Result<String, ReadError> {
     let bytes = read_bytes(path, cap)?;

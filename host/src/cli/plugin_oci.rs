@@ -208,7 +208,7 @@ pub async fn pull(args: PullArgs) -> u8 {
             Ok(p) => p,
             Err(e) => return failed(&e),
         };
-        if let Err(e) = oci::write_atomic(path, &pulled.bytes) {
+        if let Err(e) = crate::files::write_atomic(path, &pulled.bytes) {
             return invalid(format!("cannot write {}: {e}", path.display()));
         }
         out.err(format!(
