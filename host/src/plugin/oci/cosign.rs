@@ -291,6 +291,21 @@ pub async fn sign(
 fn signing_key(key: &Path) -> Result<EcdsaKeyPair, OciError> {
     let pem = crate::files::read_bytes(key, &crate::files::SMALL_FILE)
         .map_err(|e| invalid(format!("--key: {}", e.describe(key))))?;
+    // `cosign generate-key-pair` writes its own scrypt-encrypted form, which only cosign
+    // reads (cosign.pub, its public half, is a plain PEM key rollgate verifies with).
+    let cosigns = [
+        &b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"[..],
+        &b"-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----"[..],
+    ];
+    if cosigns
+        .iter()
+        .any(|label| pem.windows(label.len()).any(|w| w == *label))
+    {
+        return Err(invalid(format!(
+            "--key: {} is cosign's encrypted key format, which rollgate does not read; sign with `cosign sign --key` instead, or make a PKCS#8 key with openssl for rollgate and `cosign import-key-pair --key` it for cosign (see plugins/README.md)",
+            key.display()
+        )));
+    }
     let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|_| {
         invalid(format!(
             "--key: {} is not a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert one with `openssl pkcs8 -topk8 -nocrypt`",

@@ -327,3 +327,23 @@ fn a_key_that_is_not_p256_is_refused_when_read() {
         ),
     }
 }
+
+#[test]
+fn a_cosign_encrypted_private_key_is_named_as_such() {
+    // The PEM type `cosign generate-key-pair` writes (pkg/cosign/keys.go); the body does not
+    // matter, only that rollgate says what the file is and what to do.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cosign.key");
+    std::fs::write(
+        &path,
+        "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\neyJrZGYiOnt9fQ==\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    match signing_key(&path) {
+        Ok(_) => panic!("cosign's encrypted key was read"),
+        Err(e) => {
+            assert!(e.message.contains("cosign's encrypted key format"), "{e}");
+            assert!(e.message.contains("cosign import-key-pair"), "{e}");
+        }
+    }
+}
