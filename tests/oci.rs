@@ -821,28 +821,7 @@ impl TokenServer {
         use rustls_pki_types::pem::PemObject;
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        common::run_tool(
-            std::process::Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-keyout",
-                    "token.key",
-                    "-out",
-                    "token.crt",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=rollgate test token signer",
-                ])
-                .current_dir(dir),
-            "Debian's openssl package",
-        );
+        common::self_signed_p256(dir, "token", "/CN=rollgate test token signer");
         let cert = rustls_pki_types::CertificateDer::from_pem_file(dir.join("token.crt"))
             .expect("the signing certificate");
         let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(dir.join("token.key"))
