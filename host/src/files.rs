@@ -457,6 +457,35 @@ pub fn stamps(path: &Path) -> Vec<Stamp> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn write_atomic_replaces_whole_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("entry");
+        write_atomic(&path, b"first, longer").expect("write");
+        write_atomic(&path, b"second").expect("replace");
+        assert_eq!(std::fs::read(&path).expect("read"), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("entry")]);
+        // A rename that cannot happen (onto a non-empty folder): an error, and the
+        // temporary file is gone again.
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).expect("mkdir");
+        std::fs::write(folder.join("inside"), b"x").expect("write");
+        assert!(write_atomic(&folder, b"x").is_err());
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("entry"), "folder".into()]
+        );
+    }
+
     const TINY: Cap = Cap {
         bytes: 16,
         what: "a test file",
