@@ -243,17 +243,16 @@ fn signature_layers(manifest: &super::Manifest) -> Vec<Result<SignatureLayer<'_>
         .collect()
 }
 
-/// Sign `digest` in `reference`'s repository with the PKCS#8 PEM EC P-256 key at `key`,
-/// pushing (or replacing) the `sha256-<hex>.sig` artifact; the signature manifest's digest.
+/// Sign `digest` in `reference`'s repository with `key`, pushing (or replacing) the
+/// `sha256-<hex>.sig` artifact; the signature manifest's digest.
 pub async fn sign(
     registry: &Registry,
     reference: &OciRef,
     digest: &str,
-    key: &Path,
+    key: &SigningKey,
 ) -> Result<String, OciError> {
-    let pair = signing_key(key)?;
     let payload = payload(&reference.repository_name(), digest)?;
-    let sig = sign_payload(&pair, &payload)?;
+    let sig = sign_payload(&key.0, &payload)?;
     let payload_digest = registry.push_blob(&payload).await?;
     // The image config cosign writes: one layer, the payload.
     let config = serde_json::to_vec(&serde_json::json!({
@@ -285,6 +284,16 @@ pub async fn sign(
     registry
         .push_manifest(&signature_tag(digest), super::OCI_MANIFEST, &manifest)
         .await
+}
+
+/// A private key to sign with (read before anything is asked of the registry).
+pub struct SigningKey(EcdsaKeyPair);
+
+impl SigningKey {
+    /// Read the PKCS#8 PEM EC P-256 private key at `path` (`--key`).
+    pub fn read(path: &Path) -> Result<SigningKey, OciError> {
+        signing_key(path).map(SigningKey)
+    }
 }
 
 /// The PKCS#8 PEM EC P-256 private key at `key`.

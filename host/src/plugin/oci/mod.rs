@@ -31,7 +31,7 @@ pub use reference::OciRef;
 use crate::metrics::secret::SecretRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// An OCI image manifest.
@@ -568,8 +568,29 @@ pub async fn push(
         .await
 }
 
-/// Sign `reference` (its digest) with the PKCS#8 PEM P-256 key at `key`.
-pub async fn sign(reference: &OciRef, access: &Access, key: &Path) -> Result<String, OciError> {
+/// Check the cosign signature of `reference`'s digest with `key`, asking the registry
+/// (`rollgate plugin pull --key` without `--out`).
+pub async fn verify_signature(
+    reference: &OciRef,
+    access: &Access,
+    key: &cosign::PublicKey,
+) -> Result<(), OciError> {
+    let digest = reference.digest.as_deref().ok_or_else(|| OciError {
+        failure: OciFailure::PullFailed,
+        message: format!("{reference}: a signature is checked for a digest"),
+    })?;
+    let registry = client::Registry::new(&reference.registry, &reference.repository, access)?;
+    cosign::verify(&registry, reference, digest, key)
+        .await
+        .map(|_| ())
+}
+
+/// Sign `reference` (its digest) with `key`.
+pub async fn sign(
+    reference: &OciRef,
+    access: &Access,
+    key: &cosign::SigningKey,
+) -> Result<String, OciError> {
     let digest = reference.digest.clone().ok_or_else(|| OciError {
         failure: OciFailure::PullFailed,
         message: format!(
