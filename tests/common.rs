@@ -290,79 +290,18 @@ impl PromServer {
     ) -> (PromServer, std::path::PathBuf, tempfile::TempDir) {
         let certs = tempfile::tempdir().expect("tempdir");
         let d = certs.path();
-        let openssl = |args: &[&str]| {
-            run_tool(
-                std::process::Command::new("openssl")
-                    .args(args)
-                    .current_dir(d),
-                "Debian's openssl package",
-            )
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rollgate test CA",
-        ]);
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        std::fs::write(
-            d.join("ext.cnf"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("ext");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ]);
+        let (ca, cert, key) = test_certificates(d);
         let web = d.join("web.yml");
         std::fs::write(
             &web,
             format!(
                 "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
-                d.join("server.crt").display(),
-                d.join("server.key").display()
+                cert.display(),
+                key.display()
             ),
         )
         .expect("web config");
         let flag = format!("--web.config.file={}", web.display());
-        let ca = d.join("ca.crt");
         let server = Self::launch(openmetrics, &[&flag], Some(&ca)).await;
         (server, ca, certs)
     }
@@ -904,6 +843,20 @@ impl Drop for RegistryServer {
     }
 }
 
+/// A P-256 key (`NAME.key`, PKCS#8) and a self-signed certificate for it (`NAME.crt`,
+/// `subject`, two days) in `d`, made by openssl.
+pub fn self_signed_p256(d: &std::path::Path, name: &str, subject: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    run_tool(
+        std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &key])
+            .args(["-out", &crt, "-days", "2", "-subj", subject])
+            .current_dir(d),
+        "Debian's openssl package",
+    );
+}
+
 /// A test CA and a certificate for 127.0.0.1 it signed, in `d`: (ca.crt, server.crt, server.key).
 pub fn test_certificates(
     d: &std::path::Path,
@@ -916,23 +869,7 @@ pub fn test_certificates(
             "Debian's openssl package",
         )
     };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=rollgate test CA",
-    ]);
+    self_signed_p256(d, "ca", "/CN=rollgate test CA");
     openssl(&[
         "req",
         "-newkey",

@@ -519,6 +519,44 @@ fn signed_with_the_key_runs_unsigned_or_signed_by_another_key_is_refused() {
         );
         assert_eq!(run.code, code, "{}", run.stderr);
         assert!(run.stderr.contains(said), "{}", run.stderr);
+        // Without --out the signature is checked all the same (--key is never ignored).
+        let run = rollgate_in(
+            d,
+            &[
+                "plugin",
+                "pull",
+                &signed_ref,
+                "--insecure",
+                "--key",
+                key.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(run.code, code, "without --out: {}", run.stderr);
+        assert!(run.stderr.contains(said), "{}", run.stderr);
+        if code == 0 {
+            assert!(run.stderr.contains("signature"), "{}", run.stderr);
+            assert!(run.stdout.contains(&signed), "{}", run.stdout);
+        }
+    }
+    // A key that is not one (a public key given to sign, a private key given to verify) is
+    // invalid input (exit 4), refused before the registry is asked.
+    for (verb, key, said) in [
+        ("sign", &public, "not a PKCS#8 PEM private key"),
+        ("pull", &key, "not a PEM public key"),
+    ] {
+        let run = rollgate_in(
+            d,
+            &[
+                "plugin",
+                verb,
+                &signed_ref,
+                "--insecure",
+                "--key",
+                key.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(run.code, 4, "{verb}: {}", run.stderr);
+        assert!(run.stderr.contains(said), "{verb}: {}", run.stderr);
     }
 
     let config = d.join("config");
@@ -821,28 +859,7 @@ impl TokenServer {
         use rustls_pki_types::pem::PemObject;
         use std::io::{Read, Write};
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        common::run_tool(
-            std::process::Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1",
-                    "-nodes",
-                    "-keyout",
-                    "token.key",
-                    "-out",
-                    "token.crt",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=rollgate test token signer",
-                ])
-                .current_dir(dir),
-            "Debian's openssl package",
-        );
+        common::self_signed_p256(dir, "token", "/CN=rollgate test token signer");
         let cert = rustls_pki_types::CertificateDer::from_pem_file(dir.join("token.crt"))
             .expect("the signing certificate");
         let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(dir.join("token.key"))

@@ -230,6 +230,35 @@ pub fn read_bytes(path: &Path, cap: &Cap) -> Result<Vec<u8>, ReadError> {
     Ok(bytes)
 }
 
+/// Write `bytes` to `path` so that a reader sees all of it or nothing: a temporary file in
+/// the same folder (so the rename stays on one file system), synced, then renamed over
+/// `path`; the temporary file is removed if any step fails.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".tmp-{}-{n}-{}",
+        std::process::id(),
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
+    ));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Read a regular UTF-8 text file of at most `cap.bytes` bytes.
 pub fn read_text(path: &Path, cap: &Cap) -> Result<String, ReadError> {
     let bytes = read_bytes(path, cap)?;
@@ -427,6 +456,35 @@ pub fn stamps(path: &Path) -> Vec<Stamp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_atomic_replaces_whole_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("entry");
+        write_atomic(&path, b"first, longer").expect("write");
+        write_atomic(&path, b"second").expect("replace");
+        assert_eq!(std::fs::read(&path).expect("read"), b"second");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("entry")]);
+        // A rename that cannot happen (onto a non-empty folder): an error, and the
+        // temporary file is gone again.
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).expect("mkdir");
+        std::fs::write(folder.join("inside"), b"x").expect("write");
+        assert!(write_atomic(&folder, b"x").is_err());
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("entry"), "folder".into()]
+        );
+    }
 
     const TINY: Cap = Cap {
         bytes: 16,

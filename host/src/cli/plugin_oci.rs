@@ -86,7 +86,7 @@ pub struct PullArgs {
     /// Write the component here (checked against the manifest and layer digests).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// Check a cosign signature with this PEM public key first.
+    /// Check the digest's cosign signature with this PEM public key (first, when with --out).
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
     /// The largest component accepted, in MiB.
@@ -183,6 +183,12 @@ pub async fn pull(args: PullArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    // A key that cannot be read is the operator's input: refused before the registry is asked.
+    let key = match args.key.as_deref().map(oci::cosign::PublicKey::read) {
+        Some(Err(e)) => return invalid(e.message),
+        Some(Ok(k)) => Some(k),
+        None => None,
+    };
     let digest = match oci::resolve(&source.reference, &access).await {
         Ok(d) => d,
         Err(e) => return failed(&e),
@@ -208,7 +214,7 @@ pub async fn pull(args: PullArgs) -> u8 {
             Ok(p) => p,
             Err(e) => return failed(&e),
         };
-        if let Err(e) = oci::write_atomic(path, &pulled.bytes) {
+        if let Err(e) = crate::files::write_atomic(path, &pulled.bytes) {
             return invalid(format!("cannot write {}: {e}", path.display()));
         }
         out.err(format!(
@@ -216,6 +222,14 @@ pub async fn pull(args: PullArgs) -> u8 {
             path.display(),
             pulled.bytes.len(),
             pulled.layer_digest
+        ));
+    } else if let Some(key) = &key {
+        // Without --out the signature is still checked: --key is never ignored.
+        if let Err(e) = oci::verify_signature(&pinned, &access, key).await {
+            return failed(&e);
+        }
+        out.err(format!(
+            "the cosign signature of {digest} verifies with the key"
         ));
     }
     out.line(&digest);
@@ -229,7 +243,12 @@ pub async fn sign(args: SignArgs) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match oci::sign(&source.reference, &access, &args.key).await {
+    // A key that cannot sign is the operator's input: refused before the registry is asked.
+    let key = match oci::cosign::SigningKey::read(&args.key) {
+        Ok(k) => k,
+        Err(e) => return invalid(e.message),
+    };
+    match oci::sign(&source.reference, &access, &key).await {
         Ok(digest) => {
             let mut out = Out::default();
             out.line(&digest);

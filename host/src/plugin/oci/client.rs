@@ -28,6 +28,8 @@ pub struct Access {
 
 /// The most a manifest may weigh (the distribution spec recommends accepting 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// The most of an error response read (only an excerpt of it is shown).
+const MAX_ERROR_BYTES: usize = 64 << 10;
 /// The most a token response may weigh.
 const MAX_TOKEN_BYTES: usize = 1 << 20;
 
@@ -336,10 +338,9 @@ impl Registry {
         let response = self.send(Method::GET, url.clone(), &[], None).await?;
         let status = response.status();
         if !status.is_success() {
-            let bytes = read_capped(response, 64 << 10, "an error")
-                .await
-                .unwrap_or_default();
-            return Err(self.refused(&format!("reading blob {digest}"), status, &bytes));
+            return Err(self
+                .refused_response(&format!("reading blob {digest}"), response)
+                .await);
         }
         read_capped(response, limit, "the blob").await.map_err(|e| match e {
             BodyError::TooLarge { limit, .. } => OciError {
@@ -350,6 +351,15 @@ impl Registry {
             },
             other => self.body_error(&url, other),
         })
+    }
+
+    /// [`Registry::refused`] for a response not yet read: its body (capped) says why.
+    async fn refused_response(&self, doing: &str, response: reqwest::Response) -> OciError {
+        let status = response.status();
+        let body = read_capped(response, MAX_ERROR_BYTES, "an error")
+            .await
+            .unwrap_or_default();
+        self.refused(doing, status, &body)
     }
 
     fn refused(&self, doing: &str, status: StatusCode, body: &[u8]) -> OciError {
@@ -396,10 +406,7 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         if status != StatusCode::ACCEPTED {
-            let body = read_capped(start, 64 << 10, "an error")
-                .await
-                .unwrap_or_default();
-            return Err(self.refused("starting an upload", status, &body));
+            return Err(self.refused_response("starting an upload", start).await);
         }
         let location = location.ok_or_else(|| {
             pull_failed("the registry started an upload without a Location".into())
@@ -417,12 +424,8 @@ impl Registry {
                 Some(bytes.to_vec()),
             )
             .await?;
-        let status = put.status();
-        if status != StatusCode::CREATED {
-            let body = read_capped(put, 64 << 10, "an error")
-                .await
-                .unwrap_or_default();
-            return Err(self.refused("uploading a blob", status, &body));
+        if put.status() != StatusCode::CREATED {
+            return Err(self.refused_response("uploading a blob", put).await);
         }
         Ok(digest)
     }
@@ -443,12 +446,10 @@ impl Registry {
                 Some(bytes.to_vec()),
             )
             .await?;
-        let status = response.status();
-        if status != StatusCode::CREATED {
-            let body = read_capped(response, 64 << 10, "an error")
-                .await
-                .unwrap_or_default();
-            return Err(self.refused("uploading the manifest", status, &body));
+        if response.status() != StatusCode::CREATED {
+            return Err(self
+                .refused_response("uploading the manifest", response)
+                .await);
         }
         Ok(digest)
     }

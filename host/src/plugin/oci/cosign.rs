@@ -3,8 +3,10 @@
 //! digest and, in an annotation, a base64 ECDSA P-256 / SHA-256 (ASN.1 DER) signature of
 //! that payload. rollgate checks the signature over the payload with the operator's public
 //! key (PEM SubjectPublicKeyInfo), then that the payload names the pinned digest — before
-//! the manifest or the component is fetched. `rollgate plugin sign` writes the same format,
-//! so `cosign verify --key` accepts what it signs.
+//! the manifest or the component is fetched. `rollgate plugin sign` writes the same format
+//! (the payload byte for byte as cosign's), so `cosign verify --key K
+//! --insecure-ignore-tlog=true` accepts what it signs (the flag because it is not in Rekor).
+//! `cosign_tests.rs` checks both directions against signatures made by cosign itself.
 
 use super::client::Registry;
 use super::reference::{OciRef, digest_of};
@@ -43,26 +45,31 @@ impl PublicKey {
     pub fn read(path: &Path) -> Result<PublicKey, OciError> {
         let text = crate::files::read_bytes(path, &crate::files::SMALL_FILE)
             .map_err(|e| invalid(format!("verify.cosign.publicKey: {}", e.describe(path))))?;
-        let der = SubjectPublicKeyInfoDer::from_pem_slice(&text).map_err(|e| {
+        PublicKey::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse PEM `text` read from `path` (named in errors).
+    fn parse(text: &[u8], path: &str) -> Result<PublicKey, OciError> {
+        let der = SubjectPublicKeyInfoDer::from_pem_slice(text).map_err(|e| {
             invalid(format!(
-                "verify.cosign.publicKey: {} is not a PEM public key (-----BEGIN PUBLIC KEY-----): {e}",
-                path.display()
+                "verify.cosign.publicKey: {path} is not a PEM public key (-----BEGIN PUBLIC KEY-----): {e}"
             ))
         })?;
-        let key = PublicKey {
-            der: der.as_ref().to_vec(),
-            path: path.display().to_string(),
-        };
         // An EC P-256 key parses; anything else is refused now rather than at each check.
-        if aws_lc_rs::signature::ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, &key.der)
-            .is_err()
+        if aws_lc_rs::signature::ParsedPublicKey::new(
+            &signature::ECDSA_P256_SHA256_ASN1,
+            der.as_ref(),
+        )
+        .is_err()
         {
             return Err(invalid(format!(
-                "verify.cosign.publicKey: {} is not an ECDSA P-256 public key (cosign's default)",
-                key.path
+                "verify.cosign.publicKey: {path} is not an ECDSA P-256 public key (cosign's default)"
             )));
         }
-        Ok(key)
+        Ok(PublicKey {
+            der: der.as_ref().to_vec(),
+            path: path.to_string(),
+        })
     }
 
     fn verifies(&self, payload: &[u8], signature: &[u8]) -> bool {
@@ -158,18 +165,18 @@ pub async fn verify(
     };
     let manifest: super::Manifest = serde_json::from_slice(&fetched.bytes).map_err(|e| {
         invalid(format!(
-            "the signature manifest {tag} is not a manifest: {e}"
+            "the signature manifest {tag} in {} is not an OCI manifest: {e}; re-sign the digest with `cosign sign --key …` or `rollgate plugin sign --key …`",
+            reference.repository_name()
         ))
     })?;
     let mut last = None;
-    let layers = manifest
-        .layers
-        .iter()
-        .filter(|l| l.media_type == SIMPLESIGNING)
-        .take(MAX_SIGNATURES);
-    for layer in layers {
-        let Some(sig) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
-            continue;
+    for candidate in signature_layers(&manifest) {
+        let layer = match candidate {
+            Ok(layer) => layer,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
         };
         let payload = match registry.blob(&layer.digest, MAX_PAYLOAD_BYTES).await {
             Ok(p) => p,
@@ -190,7 +197,7 @@ pub async fn verify(
         }
         let evidence = Evidence {
             payload: base64::engine::general_purpose::STANDARD.encode(&payload),
-            signature: sig.clone(),
+            signature: layer.signature.to_string(),
         };
         match check(&evidence, key, digest) {
             Ok(()) => return Ok(evidence),
@@ -203,46 +210,49 @@ pub async fn verify(
     }))
 }
 
-/// Sign `digest` in `reference`'s repository with the PKCS#8 PEM EC P-256 key at `key`,
-/// pushing (or replacing) the `sha256-<hex>.sig` artifact; the signature manifest's digest.
+/// A signature layer of a `.sig` manifest: its payload blob and the signature over it.
+struct SignatureLayer<'m> {
+    /// The payload blob's digest (`sha256:<hex>`, checked: it goes into a URL).
+    digest: String,
+    /// The base64 signature annotation.
+    signature: &'m str,
+}
+
+/// The signature layers of a `.sig` manifest in cosign's layout: its `simplesigning`
+/// layers that carry the signature annotation (others are passed over, as cosign's are
+/// of no use without one), at most [`MAX_SIGNATURES`]; one that cannot be fetched safely (a
+/// digest that is not `sha256:<hex>`, a payload declared over the cap) as the refusal.
+fn signature_layers(manifest: &super::Manifest) -> Vec<Result<SignatureLayer<'_>, OciError>> {
+    manifest
+        .layers
+        .iter()
+        .filter(|l| l.media_type == SIMPLESIGNING)
+        .filter_map(|l| Some((l, l.annotations.get(SIGNATURE_ANNOTATION)?)))
+        .take(MAX_SIGNATURES)
+        .map(|(layer, signature)| {
+            let digest = super::reference::parse_digest(&layer.digest)
+                .map_err(|e| invalid(format!("a signature layer's {e}")))?;
+            if layer.size > MAX_PAYLOAD_BYTES as u64 {
+                return Err(invalid(format!(
+                    "a signature payload declares {} bytes, over {MAX_PAYLOAD_BYTES}",
+                    layer.size
+                )));
+            }
+            Ok(SignatureLayer { digest, signature })
+        })
+        .collect()
+}
+
+/// Sign `digest` in `reference`'s repository with `key`, pushing (or replacing) the
+/// `sha256-<hex>.sig` artifact; the signature manifest's digest.
 pub async fn sign(
     registry: &Registry,
     reference: &OciRef,
     digest: &str,
-    key: &Path,
+    key: &SigningKey,
 ) -> Result<String, OciError> {
-    let pem = crate::files::read_bytes(key, &crate::files::SMALL_FILE)
-        .map_err(|e| invalid(format!("--key: {}", e.describe(key))))?;
-    let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|_| {
-        invalid(format!(
-            "--key: {} is not a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert one with `openssl pkcs8 -topk8 -nocrypt`",
-            key.display()
-        ))
-    })?;
-    let pair = EcdsaKeyPair::from_pkcs8(
-        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
-        der.secret_pkcs8_der(),
-    )
-    .map_err(|e| {
-        invalid(format!(
-            "--key: {} is not an EC P-256 private key: {e}",
-            key.display()
-        ))
-    })?;
-    let payload = serde_json::to_vec(&serde_json::json!({
-        "critical": {
-            "identity": {"docker-reference": reference.repository_name()},
-            "image": {"docker-manifest-digest": digest},
-            "type": PAYLOAD_TYPE,
-        },
-        "optional": null,
-    }))
-    .map_err(|e| invalid(format!("cannot write the payload: {e}")))?;
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let sig = pair
-        .sign(&rng, &payload)
-        .map_err(|_| invalid("signing failed".into()))?;
-    let sig = base64::engine::general_purpose::STANDARD.encode(sig.as_ref());
+    let payload = payload(&reference.repository_name(), digest)?;
+    let sig = sign_payload(&key.0, &payload)?;
     let payload_digest = registry.push_blob(&payload).await?;
     // The image config cosign writes: one layer, the payload.
     let config = serde_json::to_vec(&serde_json::json!({
@@ -276,9 +286,85 @@ pub async fn sign(
         .await
 }
 
+/// A private key to sign with (read before anything is asked of the registry).
+pub struct SigningKey(EcdsaKeyPair);
+
+impl SigningKey {
+    /// Read the PKCS#8 PEM EC P-256 private key at `path` (`--key`).
+    pub fn read(path: &Path) -> Result<SigningKey, OciError> {
+        signing_key(path).map(SigningKey)
+    }
+}
+
+/// The PKCS#8 PEM EC P-256 private key at `key`.
+fn signing_key(key: &Path) -> Result<EcdsaKeyPair, OciError> {
+    let pem = crate::files::read_bytes(key, &crate::files::SMALL_FILE)
+        .map_err(|e| invalid(format!("--key: {}", e.describe(key))))?;
+    // `cosign generate-key-pair` writes its own scrypt-encrypted form, which only cosign
+    // reads (cosign.pub, its public half, is a plain PEM key rollgate verifies with).
+    let cosigns = [
+        &b"-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"[..],
+        &b"-----BEGIN ENCRYPTED COSIGN PRIVATE KEY-----"[..],
+    ];
+    if cosigns
+        .iter()
+        .any(|label| pem.windows(label.len()).any(|w| w == *label))
+    {
+        return Err(invalid(format!(
+            "--key: {} is cosign's encrypted key format, which rollgate does not read; sign with `cosign sign --key` instead, or make a PKCS#8 key with openssl for rollgate and `cosign import-key-pair --key` it for cosign (see plugins/README.md)",
+            key.display()
+        )));
+    }
+    let der = PrivatePkcs8KeyDer::from_pem_slice(&pem).map_err(|_| {
+        invalid(format!(
+            "--key: {} is not a PKCS#8 PEM private key (-----BEGIN PRIVATE KEY-----); convert one with `openssl pkcs8 -topk8 -nocrypt`",
+            key.display()
+        ))
+    })?;
+    EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        der.secret_pkcs8_der(),
+    )
+    .map_err(|e| {
+        invalid(format!(
+            "--key: {} is not an EC P-256 private key: {e}",
+            key.display()
+        ))
+    })
+}
+
+/// The simple-signing payload `cosign sign` writes for `digest` in `repository`
+/// (`REGISTRY/REPO`), byte for byte: Go's encoding/json of cosign's payload struct, whose
+/// keys are in this (alphabetical) order, no spaces, `"optional":null` when no annotation.
+fn payload(repository: &str, digest: &str) -> Result<Vec<u8>, OciError> {
+    serde_json::to_vec(&serde_json::json!({
+        "critical": {
+            "identity": {"docker-reference": repository},
+            "image": {"docker-manifest-digest": digest},
+            "type": PAYLOAD_TYPE,
+        },
+        "optional": null,
+    }))
+    .map_err(|e| invalid(format!("cannot write the payload: {e}")))
+}
+
+/// The base64 ASN.1 DER ECDSA P-256 signature of SHA-256(`payload`): what cosign puts in
+/// the signature annotation and checks with Go's `ecdsa.VerifyASN1`.
+fn sign_payload(pair: &EcdsaKeyPair, payload: &[u8]) -> Result<String, OciError> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let sig = pair
+        .sign(&rng, payload)
+        .map_err(|_| invalid("signing failed".into()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(sig.as_ref()))
+}
+
 fn invalid(message: String) -> OciError {
     OciError {
         failure: OciFailure::SignatureInvalid,
         message,
     }
 }
+
+#[cfg(test)]
+#[path = "cosign_tests.rs"]
+mod tests;

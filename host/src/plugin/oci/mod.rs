@@ -31,7 +31,7 @@ pub use reference::OciRef;
 use crate::metrics::secret::SecretRef;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// An OCI image manifest.
@@ -297,7 +297,10 @@ impl BlobCache {
         let Some(path) = self.path(digest, what) else {
             return;
         };
-        if let Err(e) = self.ensure().and_then(|()| write_atomic(&path, bytes)) {
+        if let Err(e) = self
+            .ensure()
+            .and_then(|()| crate::files::write_atomic(&path, bytes))
+        {
             tracing::warn!(path = %path.display(), "could not write the OCI blob cache: {e}");
         }
     }
@@ -312,37 +315,13 @@ impl BlobCache {
     fn put_evidence(&self, digest: &str, evidence: &cosign::Evidence) {
         if let (Some(path), Ok(bytes)) =
             (self.path(digest, "sig.json"), serde_json::to_vec(evidence))
-            && let Err(e) = self.ensure().and_then(|()| write_atomic(&path, &bytes))
+            && let Err(e) = self
+                .ensure()
+                .and_then(|()| crate::files::write_atomic(&path, &bytes))
         {
             tracing::warn!(path = %path.display(), "could not write the OCI signature cache: {e}");
         }
     }
-}
-
-/// Write `bytes` to `path` so that a reader sees all of it or nothing.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(
-        ".tmp-{}-{n}-{}",
-        std::process::id(),
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("blob")
-    ));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// What a pull produced.
@@ -589,8 +568,29 @@ pub async fn push(
         .await
 }
 
-/// Sign `reference` (its digest) with the PKCS#8 PEM P-256 key at `key`.
-pub async fn sign(reference: &OciRef, access: &Access, key: &Path) -> Result<String, OciError> {
+/// Check the cosign signature of `reference`'s digest with `key`, asking the registry
+/// (`rollgate plugin pull --key` without `--out`).
+pub async fn verify_signature(
+    reference: &OciRef,
+    access: &Access,
+    key: &cosign::PublicKey,
+) -> Result<(), OciError> {
+    let digest = reference.digest.as_deref().ok_or_else(|| OciError {
+        failure: OciFailure::PullFailed,
+        message: format!("{reference}: a signature is checked for a digest"),
+    })?;
+    let registry = client::Registry::new(&reference.registry, &reference.repository, access)?;
+    cosign::verify(&registry, reference, digest, key)
+        .await
+        .map(|_| ())
+}
+
+/// Sign `reference` (its digest) with `key`.
+pub async fn sign(
+    reference: &OciRef,
+    access: &Access,
+    key: &cosign::SigningKey,
+) -> Result<String, OciError> {
     let digest = reference.digest.clone().ok_or_else(|| OciError {
         failure: OciFailure::PullFailed,
         message: format!(
