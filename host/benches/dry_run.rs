@@ -2,7 +2,8 @@
 //! --replay` (three metrics measured every 15 s for an hour: 720 plugin measurements) and
 //! `rollgate replay` (a four-phase rollout over the same hour, every phase verified every
 //! 15 s: 717 measurements and a policy decision after each). The real binary is run, plugins from a warm compile cache, as CI would run it.
-//! Prints wall times (median of 7 runs after a warm-up). Run with
+//! Prints wall times (median of 7 runs after a warm-up), then one line a script can read,
+//! `perf: dry-run verify-ms=… replay-ms=…`. Run with
 //! `cargo bench -p rollgate --bench dry_run`.
 
 use std::path::Path;
@@ -147,6 +148,11 @@ fn main() {
     );
     println!(
         "  replay: 4 phases x 3 metrics, 1 h simulated = 717 measurements {:>8.1} ms",
+        replay.as_secs_f64() * 1000.0
+    );
+    println!(
+        "perf: dry-run verify-ms={:.1} replay-ms={:.1}",
+        verify.as_secs_f64() * 1000.0,
         replay.as_secs_f64() * 1000.0
     );
 }

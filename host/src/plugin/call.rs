@@ -392,10 +392,8 @@ impl Plugin {
         if m.details.trim().is_empty() {
             m.details = "{}".into();
         }
-        match serde_json::from_str::<serde_json::Value>(&m.details) {
-            Ok(v) if v.is_object() => {}
-            Ok(_) => return Err(invalid("details must be a JSON object".into())),
-            Err(e) => return Err(invalid(format!("details are not JSON: {e}"))),
+        if let Some(problem) = details_problem(&m.details) {
+            return Err(invalid(problem));
         }
         if m.verdict == Verdict::Pass && m.value.is_some_and(f64::is_nan) {
             return Err(invalid(
@@ -432,5 +430,56 @@ impl Plugin {
             Pre::Policy(pre) => pre.instantiate_async(&mut store).await.map(drop),
         };
         r.map_err(|e| self.classify(e, &store, &output))
+    }
+}
+
+/// What is wrong with a measurement's details, if anything: they must be one JSON object.
+/// Checked without building the document (every measurement passes here).
+fn details_problem(details: &str) -> Option<String> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Object;
+    impl<'de> Visitor<'de> for Object {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(())
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(details);
+    match de.deserialize_any(Object).and_then(|()| de.end()) {
+        Ok(()) => None,
+        Err(e) if e.is_data() => Some("details must be a JSON object".into()),
+        Err(e) => Some(format!("details are not JSON: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::details_problem;
+
+    #[test]
+    fn details_must_be_one_json_object() {
+        assert_eq!(details_problem("{}"), None);
+        assert_eq!(
+            details_problem(r#"{"a": [1, {"b": null}], "limits": []}"#),
+            None
+        );
+        for not_object in ["[]", "1", "\"text\"", "null", "true"] {
+            assert_eq!(
+                details_problem(not_object).as_deref(),
+                Some("details must be a JSON object"),
+                "{not_object}"
+            );
+        }
+        for not_json in ["{", "{\"a\": }", "{} {}", "{}x", "nope"] {
+            let problem = details_problem(not_json).unwrap_or_default();
+            assert!(
+                problem.starts_with("details are not JSON: "),
+                "{not_json}: {problem}"
+            );
+        }
     }
 }
