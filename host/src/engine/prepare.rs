@@ -7,9 +7,9 @@
 //! runs. Used by `rollgate serve` (a change to the folder), `rollgate run` and `lint`.
 
 use super::Plugins;
-use super::setup::{Problem, build_backend, metrics_of, options_of, source_of, validate};
+use super::setup::{Problem, build_backend, load_args, metrics_of, validate};
 use crate::metrics::Backends;
-use crate::plugin::{LoadOptions, Plugin, PluginHost, PluginKind, PluginSource};
+use crate::plugin::{Plugin, PluginHost, PluginKind};
 use crate::spec::SpecError;
 use crate::spec::model::{Bundle, RolloutSpec, SourcePos};
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,17 +98,7 @@ pub async fn prepare(
         names.extend(uses(r).0.into_iter().map(|(name, _)| name));
     }
     let loads = names.into_iter().map(|name| {
-        let (source, options) = match bundle.plugins.get(&name) {
-            Some(spec) => (source_of(spec), options_of(spec, deterministic)),
-            None => (
-                PluginSource::Builtin(name.clone()),
-                LoadOptions {
-                    name: Some(name.clone()),
-                    deterministic,
-                    ..LoadOptions::default()
-                },
-            ),
-        };
+        let (source, options) = load_args(bundle, &name, deterministic);
         async move {
             let result = host
                 .load_async(source, options)

@@ -133,17 +133,7 @@ pub async fn plugins(
     let mut checked = std::collections::HashSet::new();
     // All at once: a plugin pulled from a slow registry delays no other one.
     let loads = wanted.keys().map(|name| {
-        let (source, options) = match bundle.plugins.get(name) {
-            Some(spec) => (source_of(spec), options_of(spec, deterministic)),
-            None => (
-                PluginSource::Builtin(name.clone()),
-                LoadOptions {
-                    name: Some(name.clone()),
-                    deterministic,
-                    ..LoadOptions::default()
-                },
-            ),
-        };
+        let (source, options) = load_args(bundle, name, deterministic);
         host.load_async(source, options)
     });
     let results = futures::future::join_all(loads).await;
@@ -310,6 +300,26 @@ fn pointer(path: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(|s| format!(".{s}"))
         .collect()
+}
+
+/// Where plugin `name` of `bundle` comes from and how it is loaded: its Plugin document,
+/// else the built-in of that name.
+pub(super) fn load_args(
+    bundle: &Bundle,
+    name: &str,
+    deterministic: bool,
+) -> (PluginSource, LoadOptions) {
+    match bundle.plugins.get(name) {
+        Some(spec) => (source_of(spec), options_of(spec, deterministic)),
+        None => (
+            PluginSource::Builtin(name.to_string()),
+            LoadOptions {
+                name: Some(name.to_string()),
+                deterministic,
+                ..LoadOptions::default()
+            },
+        ),
+    }
 }
 
 pub(super) fn source_of(spec: &PluginSpec) -> PluginSource {
