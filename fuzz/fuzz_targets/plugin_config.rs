@@ -28,6 +28,7 @@ fn loaded() -> &'static Loaded {
             max_concurrent_calls: 1,
             compile_timeout: Duration::from_secs(600),
             pooling: true,
+            require_signed_plugins: false,
         })
         .expect("a plugin host");
         let plugins = BUILTIN
