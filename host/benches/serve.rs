@@ -302,8 +302,19 @@ fn main() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.1} ms", s * 1e3));
+    let mut lines = Vec::new();
     for n in ns {
         let r = measure(n, window, Some(baseline.rss));
+        // One line a script can read per N, printed after the table.
+        lines.push(format!(
+            "perf: serve n={} startup-s={:.1} cores={:.2} rss-kb-per-rollout={} lag-p99-ms={}",
+            r.n,
+            r.startup.as_secs_f64(),
+            r.cpu,
+            r.per_rollout
+                .map_or("-".to_string(), |b| format!("{:.1}", b / 1000.0)),
+            r.p99.map_or("-".to_string(), |s| format!("{:.1}", s * 1e3)),
+        ));
         println!(
             "| {} | {:.1} s | {:.2} | {:.0} MiB | {} | {} | {} | {:.0} |",
             r.n,
@@ -316,6 +327,9 @@ fn main() {
             ms(r.p99),
             r.per_second
         );
+    }
+    for line in lines {
+        println!("{line}");
     }
     shared_postgres();
 }
