@@ -82,13 +82,13 @@ pub fn record(task: &str, what: &str, message: String) {
 /// unfinished run, alive as long as the run) would take twice its size.
 pub fn catching<F: Future>(
     task: &str,
-    what: &str,
+    what: impl AsRef<str>,
     fut: F,
 ) -> impl Future<Output = Result<F::Output, String>> {
     AssertUnwindSafe(fut).catch_unwind().map(move |out| {
         out.map_err(|payload| {
             let message = message(&*payload);
-            record(task, what, message.clone());
+            record(task, what.as_ref(), message.clone());
             message
         })
     })
@@ -109,11 +109,7 @@ fn supervised<F: Future<Output = ()>>(
     what: String,
     fut: F,
 ) -> impl Future<Output = ()> {
-    AssertUnwindSafe(fut).catch_unwind().map(move |out| {
-        if let Err(payload) = out {
-            record(task, &what, message(&*payload));
-        }
-    })
+    catching(task, what, fut).map(drop)
 }
 
 #[cfg(test)]
