@@ -85,22 +85,13 @@ impl Harness {
             .await
             .unwrap_or_else(|e| panic!("plugins: {e:#?}"));
         let store = Store::open(&d.join("rollgate.db")).await.expect("store");
-        let engine = Engine {
+        let engine = Engine::alone(
             store,
-            clock: Arc::new(clock.clone()),
-            plugins: Arc::new(plugins),
-            metrics: Arc::new(backends),
-            http: reqwest::Client::new(),
-            observer: None,
-            action_poll: Duration::from_millis(50),
-            sink: None,
-            outbox: None,
-            wakers: None,
-            config_generation: 0,
-            reconfigure: None,
-            runner: None,
-            leases: None,
-        };
+            Arc::new(clock.clone()),
+            plugins,
+            Arc::new(backends),
+            Duration::from_millis(50),
+        );
         let harness = Harness { dir, engine, clock };
         for r in &bundle.rollouts {
             harness

@@ -147,22 +147,13 @@ async fn inner(args: &ReplayArgs, out: &mut Out) -> u8 {
         Err(code) => return code,
     };
     let sim = SimClock::new(start);
-    let engine = Engine {
-        store: store.clone(),
-        clock: Arc::new(sim.clone()),
-        plugins: Arc::new(plugins),
-        metrics: Arc::new(backends),
-        http: reqwest::Client::new(),
-        observer: None,
-        action_poll: Duration::from_millis(10),
-        sink: None,
-        outbox: None,
-        wakers: None,
-        config_generation: 0,
-        reconfigure: None,
-        runner: None,
-        leases: None,
-    };
+    let engine = Engine::alone(
+        store.clone(),
+        Arc::new(sim.clone()),
+        plugins,
+        Arc::new(backends),
+        Duration::from_millis(10),
+    );
     let measured = std::time::Instant::now();
     let mut ids = Vec::new();
     for r in &rollouts {

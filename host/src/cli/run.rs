@@ -138,16 +138,7 @@ async fn run_steps(args: &RunArgs, out: &mut Out) -> Result<u8, u8> {
     let backends = prepare::backends(&each.bundle, Some(origin));
     let shown = Shown::new(args.format);
     let engine = Engine {
-        store: store.clone(),
-        clock: clock.clone(),
-        plugins: Arc::new(plugins),
-        metrics: Arc::new(backends),
-        http: reqwest::Client::new(),
         observer: Some(shown.observer()),
-        action_poll: Duration::from_millis(args.poll_ms.max(10)),
-        sink: None,
-        outbox: None,
-        wakers: None,
         config_generation,
         reconfigure: Some(Arc::new(FilesReread {
             files: args.files.clone(),
@@ -156,8 +147,13 @@ async fn run_steps(args: &RunArgs, out: &mut Out) -> Result<u8, u8> {
             deterministic: args.clock == ClockKind::Simulated,
             origin,
         })),
-        runner: None,
-        leases: None,
+        ..Engine::alone(
+            store.clone(),
+            clock.clone(),
+            plugins,
+            Arc::new(backends),
+            Duration::from_millis(args.poll_ms.max(10)),
+        )
     };
     let (ids, done) = start_runs(&engine, &checked.rollouts, latest, &args.files, out).await?;
     let results = drive(engine, ids, sim.as_ref(), heartbeat, &shown, args, out).await?;

@@ -19,22 +19,13 @@ async fn a_run_driver_future_stays_small() {
     let store = crate::store::Store::open(&dir.path().join("s.db"))
         .await
         .expect("store");
-    let engine = Engine {
-        store: store.clone(),
-        clock: Arc::new(SimClock::new(0)),
-        plugins: Arc::new(Plugins::new()),
-        metrics: Arc::new(Backends::new()),
-        http: reqwest::Client::new(),
-        observer: None,
-        action_poll: Duration::from_millis(10),
-        sink: None,
-        outbox: None,
-        wakers: None,
-        config_generation: 0,
-        reconfigure: None,
-        runner: None,
-        leases: None,
-    };
+    let engine = Engine::alone(
+        store.clone(),
+        Arc::new(SimClock::new(0)),
+        Plugins::new(),
+        Arc::new(Backends::new()),
+        Duration::from_millis(10),
+    );
     let drive = print_size("Engine::drive", std::mem::size_of_val(&engine.drive(1)));
     print_size(
         "Engine::drive_one",

@@ -225,6 +225,34 @@ pub struct Outcome {
 }
 
 impl Engine {
+    /// An engine for a process that drives its runs alone on `store`: no server parts (no
+    /// observer, sink, outbox, wake-ups or reconfiguration), no runner recorded, no leases.
+    /// Callers that need any of them set those fields over this one.
+    pub fn alone(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        plugins: Plugins,
+        metrics: Arc<dyn MetricsSource>,
+        action_poll: Duration,
+    ) -> Engine {
+        Engine {
+            store,
+            clock,
+            plugins: Arc::new(plugins),
+            metrics,
+            http: reqwest::Client::new(),
+            observer: None,
+            action_poll,
+            sink: None,
+            outbox: None,
+            wakers: None,
+            config_generation: 0,
+            reconfigure: None,
+            runner: None,
+            leases: None,
+        }
+    }
+
     /// Record a new run of `spec` (state pending, audited as `create` by `actor`); its id.
     pub async fn create(
         &self,
