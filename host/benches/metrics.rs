@@ -20,6 +20,8 @@ use rollgate::plugin::{LoadOptions, MetricsBinding, PluginSource};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cpu;
+
 const T0: i64 = 1_700_000_000;
 const RUNS: usize = 500;
 
@@ -34,14 +36,7 @@ struct Timing {
 }
 
 fn process_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    cpu::cpu_time(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
 async fn time<F, Fut>(mut f: F) -> Timing

@@ -35,6 +35,8 @@ use rollgate::plugin::{
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod cpu;
+
 const SAMPLES: usize = 1_000;
 const CONFIG: &str = r#"{"backend": "prom", "query": "rate(errors[1m])", "window": "1h", "reduce": "p99", "condition": "< 0.05"}"#;
 const JUDGE_CONFIG: &str = r#"{"backend": "prom", "window": "1h", "metrics": [{"name": "latency", "canaryQuery": "canary", "baselineQuery": "baseline", "direction": "increase"}]}"#;
@@ -188,17 +190,8 @@ fn native_context() -> rollgate_plugin::RolloutContext {
     }
 }
 
-/// This thread's CPU time (user + system): unlike wall time, it does not count the time
-/// other processes on a shared machine take the core away, so ratios stay comparable.
 fn cpu_now() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    cpu::cpu_time(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// One timed run: wall time and this thread's CPU time.
