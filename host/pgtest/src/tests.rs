@@ -269,19 +269,26 @@ fn a_sigkilled_test_process_leaves_no_server() {
 #[test]
 #[ignore = "run by the_shared_cluster_stops_at_exit in a child process"]
 fn child_uses_the_shared_cluster() {
-    if let Some(cluster) = Cluster::shared() {
-        report(cluster);
+    if let Some(cluster) = Cluster::shared()
+        && report(cluster)
+        && let Some(file) = std::env::var_os("ROLLGATE_PGTEST_REPORT")
+    {
+        // Exit (and stop the cluster) only once the parent has read the postmaster, else it
+        // may look for a process already gone.
+        let go = PathBuf::from(file).with_extension("go");
+        eventually(Duration::from_secs(60), || go.exists());
     }
 }
 
 #[test]
 fn the_shared_cluster_stops_at_exit() {
-    let Some((mut child, pid, dir, _report)) =
+    let Some((mut child, pid, dir, report)) =
         child_with_cluster("tests::child_uses_the_shared_cluster")
     else {
         return;
     };
     let postmaster = Proc::read(pid).unwrap();
+    std::fs::write(report.path().join("report.go"), "").unwrap();
     let status = proc::wait(&mut child, Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
     // Stopped by the child's atexit handler before it exited, not later by the watchdog.
