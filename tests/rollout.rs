@@ -80,7 +80,7 @@ impl Harness {
         let clock = SimClock::new(T0);
         let backends = setup::backends(&bundle, Some(T0)).expect("backends");
         let host = shared_host();
-        let refs: Vec<_> = bundle.rollouts.iter().collect();
+        let refs: Vec<_> = bundle.rollouts.iter().map(|r| &**r).collect();
         let plugins = setup::plugins(&host, &bundle, &refs, true)
             .await
             .unwrap_or_else(|e| panic!("plugins: {e:#?}"));

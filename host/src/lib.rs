@@ -15,6 +15,7 @@ pub mod cli;
 pub mod deliver;
 pub mod engine;
 pub mod files;
+pub mod heap;
 pub mod metrics;
 pub mod plugin;
 pub mod server;

@@ -152,7 +152,7 @@ async fn per_rollout(args: &LintArgs) -> Result<Vec<Verdict>, String> {
     let host =
         super::plugin_host::host_with(args.cache_dir.as_deref(), args.require_signed_plugins)
             .map_err(|e| e.to_string())?;
-    let rollouts: Vec<_> = each.bundle.rollouts.iter().collect();
+    let rollouts: Vec<_> = each.bundle.rollouts.iter().map(|r| &**r).collect();
     let prepared =
         crate::engine::prepare::prepare(&host, &each.bundle, &rollouts, &[], false, None).await;
     let mut out: Vec<Verdict> = each
@@ -220,7 +220,7 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, usize, String), String> 
     let host =
         super::plugin_host::host_with(args.cache_dir.as_deref(), args.require_signed_plugins)
             .map_err(|e| e.to_string())?;
-    let rollouts: Vec<_> = bundle.rollouts.iter().collect();
+    let rollouts: Vec<_> = bundle.rollouts.iter().map(|r| &**r).collect();
     if let Err(problems) = setup::plugins(&host, &bundle, &rollouts, false).await {
         findings.extend(problems.into_iter().map(finding));
     }

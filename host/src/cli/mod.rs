@@ -199,6 +199,7 @@ pub fn select_rollouts<'b>(
         .rollouts
         .iter()
         .filter(|r| names.is_empty() || names.contains(&r.name))
+        .map(|r| &**r)
         .collect();
     if selected.is_empty() {
         return Err("the files hold no Rollout document".into());

@@ -213,6 +213,7 @@ async fn check<'a>(
         .rollouts
         .iter()
         .filter(|r| selection.valid.contains(&r.name))
+        .map(|r| &**r)
         .collect();
     let prepared = prepare::prepare(&host, bundle, &valid, &[], deterministic, None).await;
     for (name, problems) in prepared.invalid {

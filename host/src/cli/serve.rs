@@ -273,7 +273,10 @@ pub async fn run(args: ServeArgs) -> u8 {
         fleet.driving()
     );
     fleet.spawn_watch();
+    // The start burst's garbage back to the kernel now, and the churn's from then on.
+    let trimmer = crate::heap::spawn_trimmer(crate::heap::TRIM_EVERY);
     let served = server.await;
+    trimmer.abort();
     if let Some((state, mut task, _)) = ui {
         // The same signal stopped it; event streams end now, and a page still loading
         // gets a few seconds.

@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 /// A rollout's documents as they are now, set up.
 pub struct Current {
-    /// The rollout's resolved spec.
-    pub spec: RolloutSpec,
+    /// The rollout's resolved spec (shared with the loaded configuration).
+    pub spec: Arc<RolloutSpec>,
     /// The plugins it names, loaded.
     pub plugins: Arc<Plugins>,
     /// The backends, built.
@@ -105,7 +105,7 @@ impl Run<'_> {
             }
             Reread::Adopt(current) => {
                 let old = self.cp.config_generation;
-                let mut spec = self.spec.clone();
+                let mut spec = (*self.spec).clone();
                 let not_adopted = adopt(&mut spec, &current.spec);
                 let same_spec =
                     serde_json::to_value(&spec).ok() == serde_json::to_value(&self.spec).ok();
@@ -126,7 +126,12 @@ impl Run<'_> {
                         }
                         self.cp.background = None;
                     }
-                    self.spec = spec;
+                    // Shared with the configuration when the run adopted all of it.
+                    self.spec = if spec == *current.spec {
+                        current.spec.clone()
+                    } else {
+                        Arc::new(spec)
+                    };
                     self.spec_changed = true;
                 }
                 let generations = if old == current.generation {

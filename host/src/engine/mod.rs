@@ -66,6 +66,8 @@ mod phase;
 mod progress;
 mod rollback;
 mod run;
+#[cfg(test)]
+mod shared_tests;
 mod steps;
 mod verification;
 mod waiting;
@@ -207,6 +209,31 @@ pub struct Engine {
     /// every commit and delivery carries its epoch and checks its local deadline. `None`:
     /// no lease (replays, tests, a store only this process uses).
     pub leases: Option<Arc<lease::Leases>>,
+    /// The loaded configuration's rollout specs, shared with the runs whose stored spec
+    /// is the same (server mode); empty: every run keeps its own copy.
+    pub specs: Arc<SharedSpecs>,
+}
+
+/// The loaded configuration's rollout specs by name. A server drives a run from the spec
+/// stored with it, which is almost always its rollout's spec as loaded: the driver then
+/// keeps the loaded one (compared field by field after parsing the stored text) instead
+/// of a second copy, for as long as the run is driven — a few KB a run.
+#[derive(Debug, Default)]
+pub struct SharedSpecs(HashMap<String, Arc<RolloutSpec>>);
+
+impl SharedSpecs {
+    /// The specs of a loaded configuration.
+    pub fn new(specs: &[Arc<RolloutSpec>]) -> SharedSpecs {
+        SharedSpecs(specs.iter().map(|s| (s.name.clone(), s.clone())).collect())
+    }
+
+    /// `spec` as an `Arc`: the loaded one when it is the same, else its own.
+    pub fn share(&self, spec: RolloutSpec) -> Arc<RolloutSpec> {
+        match self.0.get(&spec.name) {
+            Some(loaded) if **loaded == spec => loaded.clone(),
+            _ => Arc::new(spec),
+        }
+    }
 }
 
 /// The outcome of driving a rollout.
@@ -250,6 +277,7 @@ impl Engine {
             reconfigure: None,
             runner: None,
             leases: None,
+            specs: Arc::default(),
         }
     }
 
@@ -347,7 +375,7 @@ impl Engine {
             run: row.run,
             generation: row.generation,
             epoch: None,
-            spec,
+            spec: self.specs.share(spec),
             cp,
             target,
             events: Vec::new(),
@@ -467,7 +495,9 @@ struct Run<'e> {
     /// The lease epoch this runner holds on the run: every commit and step outcome names
     /// it, so a runner whose lease was taken writes nothing. `None` without a runner.
     epoch: Option<i64>,
-    spec: RolloutSpec,
+    /// The run's spec: shared with the loaded configuration's when they are the same
+    /// (see [`SharedSpecs`]), so a server holding many runs keeps one copy of each.
+    spec: Arc<RolloutSpec>,
     cp: Checkpoint,
     target: Arc<dyn Target>,
     /// Audit events of the unit of work in progress, written by the next commit.

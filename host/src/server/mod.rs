@@ -476,7 +476,7 @@ impl Fleet {
             .filter_map(|row| Some((row.id, serde_json::from_str(&row.spec).ok()?)))
             .collect();
         let runs: Vec<(i64, &RolloutSpec)> = stored_specs.iter().map(|(id, r)| (*id, r)).collect();
-        let rollouts: Vec<&RolloutSpec> = each.bundle.rollouts.iter().collect();
+        let rollouts: Vec<&RolloutSpec> = each.bundle.rollouts.iter().map(|r| &**r).collect();
         // Live backends: a replay recording is aligned to when the server loaded it.
         let prepared = crate::engine::prepare::prepare(
             &self.inner.host,
@@ -548,6 +548,7 @@ impl Fleet {
             reconfigure: Some(Arc::new(Reread(Arc::downgrade(&self.inner)))),
             runner: self.inner.runner_id.get().copied(),
             leases: self.inner.leases.get().cloned(),
+            specs: Arc::new(crate::engine::SharedSpecs::new(&bundle.rollouts)),
         };
         let webhooks = bundle
             .rollouts

@@ -113,7 +113,7 @@ spec:
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
         let bundle = super::super::load(&[root.to_path_buf()]).unwrap();
-        bundle.rollouts[0].clone()
+        (*bundle.rollouts[0]).clone()
     }
 
     #[test]

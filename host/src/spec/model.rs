@@ -28,7 +28,7 @@ pub struct Bundle {
     /// `VerificationTemplate` documents by name, as written (args not yet substituted).
     pub templates: BTreeMap<String, TemplateSpec>,
     /// `Rollout` documents, resolved, in file order.
-    pub rollouts: Vec<RolloutSpec>,
+    pub rollouts: Vec<std::sync::Arc<RolloutSpec>>,
 }
 
 /// A `Plugin` document: a WebAssembly component the operator names and pins.

@@ -258,7 +258,7 @@ async fn twenty_thousand_rollouts_are_read_once_then_incrementally() {
         .expect("store");
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
     let bundle = crate::spec::load(&[examples]).expect("the quickstart loads");
-    let mut spec = bundle.rollouts[0].clone();
+    let mut spec = (*bundle.rollouts[0]).clone();
     let new = || NewRun {
         actor: "test",
         action: "create",

@@ -366,7 +366,7 @@ impl Loader {
             if let Parsed::Rollout(r) = &doc.parsed
                 && let Some(spec) = self.rollout(&doc.src, &doc.name, r)
             {
-                bundle.rollouts.push(spec);
+                bundle.rollouts.push(std::sync::Arc::new(spec));
             }
         }
         bundle.templates = self
