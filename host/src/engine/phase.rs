@@ -20,12 +20,16 @@ impl Run<'_> {
             let before = self.cp.config_generation;
             self.note_generation();
             if before != self.cp.config_generation {
-                self.commit(&[], &[]).await?;
+                Box::pin(self.commit(&[], &[])).await?;
             }
         }
+        // Only the waiting path (`progress` → `verify` → `wait`, `paused`) is awaited
+        // inline: a run's driver lives as long as the run and is as large as the largest
+        // future it awaits inline, most of its life spent waiting. The rest is boxed for
+        // the moment it runs (see `engine::future_sizes`).
         loop {
             if self.cp.state.is_final() {
-                if !self.reopen().await? {
+                if !Box::pin(self.reopen()).await? {
                     return Ok(self.outcome());
                 }
                 continue;
@@ -33,25 +37,25 @@ impl Run<'_> {
             // The step in doubt after a crash is settled first: an action taken before it
             // would plan from a weight that is not the one applied.
             if let Some(step) = self.cp.pending_step.clone() {
-                self.redeliver(step).await?;
+                Box::pin(self.redeliver(step)).await?;
                 continue;
             }
-            self.handle_actions().await?;
+            Box::pin(self.handle_actions()).await?;
             if self.cp.state.is_final() {
                 continue;
             }
-            if self.deadline_passed().await? {
+            if Box::pin(self.deadline_passed()).await? {
                 continue;
             }
             match self.cp.state {
-                State::Pending => self.start().await?,
+                State::Pending => Box::pin(self.start()).await?,
                 State::Progressing => self.progress().await?,
                 State::Paused(reason) => {
                     if let Woke::Stuck = self.paused(reason).await? {
                         return Ok(self.outcome());
                     }
                 }
-                State::RollingBack => self.roll_back_step().await?,
+                State::RollingBack => Box::pin(self.roll_back_step()).await?,
                 State::Succeeded | State::RolledBack | State::Aborted | State::Failed => {}
             }
         }
@@ -107,13 +111,13 @@ impl Run<'_> {
     /// One step of a progressing run, by the stage its phase is in.
     pub(super) async fn progress(&mut self) -> Result<(), EngineError> {
         match self.cp.stage {
-            Stage::GateBefore => self.gates(GateKind::ConfirmPhase, Stage::Apply).await,
-            Stage::Apply => self.apply_phase().await,
-            Stage::Ready => self.wait_ready().await,
+            Stage::GateBefore => Box::pin(self.gates(GateKind::ConfirmPhase, Stage::Apply)).await,
+            Stage::Apply => Box::pin(self.apply_phase()).await,
+            Stage::Ready => Box::pin(self.wait_ready()).await,
             Stage::Verify => self.verify().await,
             Stage::Pause => self.phase_pause().await,
-            Stage::GateAfter => self.gates(GateKind::ConfirmPromotion, Stage::Done).await,
-            Stage::Done => self.complete_phase().await,
+            Stage::GateAfter => Box::pin(self.gates(GateKind::ConfirmPromotion, Stage::Done)).await,
+            Stage::Done => Box::pin(self.complete_phase()).await,
         }
     }
 

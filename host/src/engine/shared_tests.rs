@@ -31,7 +31,10 @@ async fn a_stored_spec_read_back_is_the_loaded_one() {
     let text = std::fs::read_to_string(root.join("tests/fixtures/replay/guarded.yaml"))
         .expect("fixture")
         .replace("{gate_url}", "http://127.0.0.1:9")
-        .replace("{touched}", &dir.path().join("touched").display().to_string());
+        .replace(
+            "{touched}",
+            &dir.path().join("touched").display().to_string(),
+        );
     std::fs::write(guarded.join("guarded.yaml"), text).expect("write");
     let mut seen = 0;
     for folder in [root.join("examples/canary"), guarded] {

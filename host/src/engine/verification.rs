@@ -150,21 +150,21 @@ impl Run<'_> {
                 self.cp.background = Some(VerificationRun::new(&bg.metrics, now));
             }
             self.cp.message = format!("verifying phase {:?}", self.phase_name());
-            return self.commit(&[], &[]).await;
+            return Box::pin(self.commit(&[], &[])).await;
         }
         let (outcome, due) = match &self.cp.verification {
             Some(v) => (v.outcome(), v.next_due()),
             None => (RunOutcome::Running, None),
         };
         if let RunOutcome::Complete(_) = outcome {
-            return self.decide(true).await;
+            return Box::pin(self.decide(true)).await;
         }
         match due {
             Some((metric, at)) => {
                 if at > now {
                     return self.wait(Some(at)).await.map(|_| ());
                 }
-                self.measure(Which::Phase, metric).await
+                Box::pin(self.measure(Which::Phase, metric)).await
             }
             // Running with nothing due should not happen; re-check after a wait.
             None => self.wait(Some(now + 1_000)).await.map(|_| ()),

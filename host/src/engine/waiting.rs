@@ -163,14 +163,14 @@ impl Run<'_> {
             if let Some((metric, at)) = bg_due
                 && at <= now
             {
-                self.measure(Which::Background, metric).await?;
+                Box::pin(self.measure(Which::Background, metric)).await?;
                 continue;
             }
             let gate_due = self.rollback_gate_due(now);
             if let Some((g, at)) = &gate_due
                 && *at <= now
             {
-                self.ask_rollback_gate(g.clone()).await?;
+                Box::pin(self.ask_rollback_gate(g.clone())).await?;
                 continue;
             }
             let next = [until, bg_due.map(|(_, at)| at), gate_due.map(|(_, at)| at)]
@@ -217,7 +217,10 @@ impl Run<'_> {
             // Operator actions are looked for every poll interval, however busy the timers.
             if self.now() >= *poll {
                 next_poll = None;
-                if !self.engine.store.pending_actions(self.id).await?.is_empty() {
+                if !Box::pin(self.engine.store.pending_actions(self.id))
+                    .await?
+                    .is_empty()
+                {
                     if let Some(w) = &self.wake {
                         w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
