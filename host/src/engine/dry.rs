@@ -91,7 +91,12 @@ impl DryRun<'_> {
         which: Which,
         window: &Window,
     ) -> Vec<MetricReport> {
-        let (name, specs, phase_index, weight): (String, &[MetricSpec], usize, f64) = match which {
+        let (name, specs, phase_index, weight): (
+            String,
+            &[std::sync::Arc<MetricSpec>],
+            usize,
+            f64,
+        ) = match which {
             Which::Phase(i) => match rollout.phases.get(i) {
                 Some(p) => (p.name.clone(), &p.metrics, i, p.weight),
                 None => return Vec::new(),

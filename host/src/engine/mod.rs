@@ -236,6 +236,30 @@ impl SharedSpecs {
     }
 }
 
+/// A checkpoint read from the store carries a copy of each metric's spec in its
+/// verification runs: keep the run's spec's own instead when it is the same (and one copy
+/// of a last observation that is also the last measurement).
+fn share_metric_specs(cp: &mut Checkpoint, spec: &RolloutSpec) {
+    let specs: Vec<&Arc<crate::spec::model::MetricSpec>> = spec
+        .phases
+        .iter()
+        .flat_map(|p| &p.metrics)
+        .chain(spec.background.iter().flat_map(|b| &b.metrics))
+        .collect();
+    let runs = cp.verification.iter_mut().chain(cp.background.iter_mut());
+    for metric in runs.flat_map(|v| v.metrics.iter_mut()) {
+        if let Some(same) = specs.iter().find(|s| s.as_ref() == metric.spec.as_ref()) {
+            metric.spec = Arc::clone(same);
+        }
+        // The last observation is most often the last measurement too: one copy.
+        if let (Some(last), Some(measured)) = (&metric.last, &metric.last_measured)
+            && last == measured
+        {
+            metric.last = Some(measured.clone());
+        }
+    }
+}
+
 /// The outcome of driving a rollout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -384,6 +408,8 @@ impl Engine {
             successor: None,
             next: None,
         };
+        // On the run's own fields: a local borrowed here would stay in the driver's state.
+        share_metric_specs(&mut run.cp, &run.spec);
         let lease = match &self.leases {
             Some(leases) => match Box::pin(leases.acquire(id)).await? {
                 Some(lease) => Some(lease),

@@ -84,12 +84,12 @@ pub fn metrics_of(rollout: &RolloutSpec) -> Vec<(String, &MetricSpec)> {
     let mut out = Vec::new();
     for phase in &rollout.phases {
         for m in &phase.metrics {
-            out.push((format!("phase {:?}", phase.name), m));
+            out.push((format!("phase {:?}", phase.name), &**m));
         }
     }
     if let Some(bg) = &rollout.background {
         for m in &bg.metrics {
-            out.push(("background verification".to_string(), m));
+            out.push(("background verification".to_string(), &**m));
         }
     }
     out

@@ -79,3 +79,78 @@ async fn a_stored_spec_that_differs_is_kept_as_stored() {
     assert!(!Arc::ptr_eq(&alone, &bundle.rollouts[0]));
     assert_eq!(*alone, *bundle.rollouts[0]);
 }
+
+/// The metric specs a stored checkpoint carries are the run's spec's own once read back.
+#[test]
+fn a_checkpoint_read_back_shares_the_metric_specs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/canary");
+    let bundle = crate::spec::load(&[root]).expect("the quickstart loads");
+    let spec = bundle
+        .rollouts
+        .iter()
+        .find(|r| r.phases.iter().any(|p| !p.metrics.is_empty()))
+        .expect("a rollout that verifies");
+    let phase = spec
+        .phases
+        .iter()
+        .position(|p| !p.metrics.is_empty())
+        .expect("a phase that verifies");
+    let mut cp = super::state::Checkpoint::new(1_000);
+    cp.phase = phase;
+    cp.verification = Some(crate::verify::VerificationRun::new(
+        &spec.phases[phase].metrics,
+        1_000,
+    ));
+    let json = super::checkpoint_json(&spec.name, &cp).expect("json");
+    let mut read: super::state::Checkpoint = serde_json::from_str(&json).expect("parse");
+    let metrics = |cp: &super::state::Checkpoint| {
+        cp.verification
+            .as_ref()
+            .map(|v| v.metrics.iter().map(|m| m.spec.clone()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert!(
+        metrics(&read)
+            .iter()
+            .zip(&spec.phases[phase].metrics)
+            .all(|(a, b)| !Arc::ptr_eq(a, b)),
+        "parsing makes copies"
+    );
+    // With one measurement recorded: `last` and `last_measured` are one copy again.
+    if let Some(m) = read
+        .verification
+        .as_mut()
+        .and_then(|v| v.metrics.first_mut())
+    {
+        let observed = crate::verify::Observation::Measured(crate::plugin::types::Measurement {
+            verdict: crate::plugin::types::Verdict::Pass,
+            value: Some(0.01),
+            message: "avg 0.01 meets < 0.05".into(),
+            details: "{}".into(),
+        });
+        m.record(observed, 2_000);
+        let json = serde_json::to_string(m).expect("json");
+        *m = serde_json::from_str(&json).expect("parse");
+    }
+    super::share_metric_specs(&mut read, spec);
+    let first = read.verification.as_ref().and_then(|v| v.metrics.first());
+    let (last, measured) = first
+        .and_then(|m| Some((m.last.as_ref()?, m.last_measured.as_ref()?)))
+        .expect("a measurement recorded");
+    assert!(
+        Arc::ptr_eq(last, measured),
+        "last and last_measured are two copies"
+    );
+    let shared = metrics(&read);
+    assert_eq!(shared.len(), spec.phases[phase].metrics.len());
+    for (a, b) in shared.iter().zip(&spec.phases[phase].metrics) {
+        assert!(Arc::ptr_eq(a, b), "{}: not shared", b.name);
+    }
+    // A metric whose spec changed since (another configuration) keeps its own.
+    let mut other = (*spec.phases[phase].metrics[0]).clone();
+    other.name = format!("{}-renamed", other.name);
+    let mut changed = super::state::Checkpoint::new(1_000);
+    changed.verification = Some(crate::verify::VerificationRun::new(&[other.clone()], 1_000));
+    super::share_metric_specs(&mut changed, spec);
+    assert_eq!(*metrics(&changed)[0], other);
+}

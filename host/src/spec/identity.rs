@@ -69,7 +69,9 @@ fn located(mut spec: RolloutSpec, depth: usize) -> RolloutSpec {
     let phases = spec.phases.iter_mut().flat_map(|p| p.metrics.iter_mut());
     phases
         .chain(background)
-        .for_each(|m: &mut MetricSpec| m.config_at = None);
+        .for_each(|m: &mut std::sync::Arc<MetricSpec>| {
+            std::sync::Arc::make_mut(m).config_at = None
+        });
     spec
 }
 

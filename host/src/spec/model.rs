@@ -384,8 +384,8 @@ pub struct PhaseSpec {
     pub weight: f64,
     /// A pause after the phase's verification (timed or until promoted).
     pub pause: Option<PauseSpec>,
-    /// The phase's verification (may be empty).
-    pub metrics: Vec<MetricSpec>,
+    /// The phase's verification (may be empty). Shared with the runs measuring them.
+    pub metrics: Vec<std::sync::Arc<MetricSpec>>,
     /// Gates of this phase.
     pub gates: Vec<GateSpec>,
 }
@@ -406,8 +406,8 @@ pub enum PauseSpec {
 pub struct BackgroundSpec {
     /// Index of the phase where it starts (default 0).
     pub starting_phase: usize,
-    /// Its metrics.
-    pub metrics: Vec<MetricSpec>,
+    /// Its metrics. Shared with the runs measuring them.
+    pub metrics: Vec<std::sync::Arc<MetricSpec>>,
 }
 
 /// An HTTP gate.

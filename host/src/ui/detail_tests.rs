@@ -35,7 +35,7 @@ fn rollout_spec(name: &str, stable: &str) -> RolloutSpec {
         name: name.into(),
         weight,
         pause,
-        metrics: vec![metric_spec("error-ratio")],
+        metrics: vec![std::sync::Arc::new(metric_spec("error-ratio"))],
         gates: Vec::new(),
     };
     RolloutSpec {

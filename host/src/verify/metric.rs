@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricRun {
-    /// The metric as resolved from the spec.
-    pub spec: MetricSpec,
+    /// The metric as resolved from the spec (shared with the run's spec).
+    pub spec: std::sync::Arc<MetricSpec>,
     /// Where it is.
     pub status: MetricStatus,
     /// The numbers its status is decided from.
@@ -27,19 +27,21 @@ pub struct MetricRun {
     pub started_ms: i64,
     /// When the next measurement is due; `None` once complete.
     pub next_due_ms: Option<i64>,
-    /// The latest observation, whatever it was.
-    pub last: Option<Recorded>,
+    /// The latest observation, whatever it was (shared with `last_measured` when it was
+    /// a measurement: one copy of its message and details).
+    pub last: Option<std::sync::Arc<Recorded>>,
     /// The latest observation that was a measurement (not an error): the source of the
     /// summary's last verdict and last value.
     #[serde(default)]
-    pub last_measured: Option<Recorded>,
+    pub last_measured: Option<std::sync::Arc<Recorded>>,
     /// The reason of the last status change.
     pub message: String,
 }
 
 impl MetricRun {
     /// A pending metric whose first measurement is due `initial_delay` after `started_ms`.
-    pub fn new(spec: MetricSpec, started_ms: i64) -> Self {
+    pub fn new(spec: impl Into<std::sync::Arc<MetricSpec>>, started_ms: i64) -> Self {
+        let spec = spec.into();
         let first = started_ms.saturating_add(ms_to_i64(spec.initial_delay_ms));
         MetricRun {
             spec,
@@ -94,10 +96,11 @@ impl MetricRun {
             return (recorded, None);
         }
         self.counters.count(recorded.verdict);
+        let shared = std::sync::Arc::new(recorded.clone());
         if recorded.verdict != RecordedVerdict::Error {
-            self.last_measured = Some(recorded.clone());
+            self.last_measured = Some(shared.clone());
         }
-        self.last = Some(recorded.clone());
+        self.last = Some(shared);
         let (status, reason, limit) = match self.assess() {
             Some(done) => done,
             None => (MetricStatus::Running, self.running_reason(&recorded), None),

@@ -29,7 +29,10 @@ pub struct VerificationRun {
 
 impl VerificationRun {
     /// A run of `specs`, all pending, started at `started_ms`.
-    pub fn new(specs: &[MetricSpec], started_ms: i64) -> Self {
+    pub fn new<S>(specs: &[S], started_ms: i64) -> Self
+    where
+        S: Clone + Into<std::sync::Arc<MetricSpec>>,
+    {
         VerificationRun {
             metrics: specs
                 .iter()
@@ -440,7 +443,7 @@ mod tests {
                 );
                 if !was_complete {
                     prop_assert_eq!(c.measurements + c.errors, i as u32 + 1);
-                    prop_assert_eq!(run.last.as_ref(), Some(&recorded));
+                    prop_assert_eq!(run.last.as_deref(), Some(&recorded));
                 }
                 // (2) once complete the status never changes and nothing is due;
                 // (4) terminated stays terminated.

@@ -97,7 +97,7 @@ impl Loader {
         );
         Some(BackgroundSpec {
             starting_phase,
-            metrics,
+            metrics: metrics.into_iter().map(std::sync::Arc::new).collect(),
         })
     }
 
