@@ -66,6 +66,7 @@ async fn a_run_driver_future_stays_small() {
             None,
         )),
     );
+    print_size("Engine", std::mem::size_of::<Engine>());
     print_size("Run", std::mem::size_of::<super::Run<'_>>());
     // What a driver awaits inside `Run::drive`: all but the waiting path (`progress` →
     // `verify` → `wait`) is boxed where awaited, so an idle run holds only that path.

@@ -70,7 +70,7 @@ impl Loader {
                 name: p.name.value.clone(),
                 weight: p.weight.value,
                 pause: pause.flatten(),
-                metrics: metrics.into_iter().map(std::sync::Arc::new).collect(),
+                metrics: super::verification::shared(metrics),
                 gates,
             });
         }

@@ -29,7 +29,9 @@ impl Loader {
         }
         let target = self.target(src, &doc.target);
         let strategy = self.strategy(src, &doc.strategy);
-        let phases = self.phases(src, doc, strategy.as_ref());
+        let mut phases = self.phases(src, doc, strategy.as_ref());
+        // Kept for the server's whole life, once per rollout: no spare capacity.
+        phases.shrink_to_fit();
         let background = self.background(src, doc);
         let failure_policy = self.failure_policy(src, doc);
         let progress_deadline_ms = doc
@@ -97,7 +99,7 @@ impl Loader {
         );
         Some(BackgroundSpec {
             starting_phase,
-            metrics: metrics.into_iter().map(std::sync::Arc::new).collect(),
+            metrics: super::verification::shared(metrics),
         })
     }
 

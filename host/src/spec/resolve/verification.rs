@@ -235,3 +235,12 @@ fn runs_forever(m: &MetricSpec) -> bool {
         && m.count.is_none()
         && (m.consecutive_success_limit.is_none() || m.failure_limit < 0)
 }
+
+/// Resolved metrics as the spec keeps them: each shared by the runs that measure it, in a
+/// list of exactly their number (`into_iter().map().collect()` would reuse the resolver's
+/// buffer, sized for `MetricSpec`s, for the spec's whole life).
+pub(super) fn shared(metrics: Vec<MetricSpec>) -> Vec<std::sync::Arc<MetricSpec>> {
+    let mut out = Vec::with_capacity(metrics.len());
+    out.extend(metrics.into_iter().map(std::sync::Arc::new));
+    out
+}
