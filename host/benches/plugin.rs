@@ -127,14 +127,13 @@ fn native_series(points: Vec<(i64, f64)>) -> Vec<rollgate_plugin::Series> {
             name: "job".into(),
             value: "checkout".into(),
         }],
-        samples: points
-            .into_iter()
-            .map(|(time_ms, value)| rollgate_plugin::Sample { time_ms, value })
-            .collect(),
+        times_ms: points.iter().map(|p| p.0).collect(),
+        values: points.iter().map(|p| p.1).collect(),
     }]
 }
 
-/// The judge's queries, natively: the same series by query text.
+/// The plugins' queries, natively: the same series by query text (`canary`, anything
+/// else the baseline's), copied per query as the host copies them into the instance.
 struct NativeFixed {
     canary: Vec<rollgate_plugin::Series>,
     baseline: Vec<rollgate_plugin::Series>,
@@ -428,20 +427,21 @@ impl Calls {
     }
 }
 
-/// The native sides of the comparisons.
+/// The native sides of the comparisons: each does what the SDK's export does inside the
+/// component — parse the configuration text, measure (querying, which copies the series),
+/// build the measurement — so the ratio is the sandbox's cost, not a difference of work.
 struct Native {
-    config: threshold::Config,
-    series: Vec<rollgate_plugin::Series>,
-    judge_config: canary_judge::Config,
+    threshold_metrics: NativeFixed,
     judge_metrics: NativeFixed,
 }
 
 impl Native {
     fn new() -> Self {
         Native {
-            config: serde_json::from_str(CONFIG).expect("config"),
-            series: native_series(threshold_samples()),
-            judge_config: serde_json::from_str(JUDGE_CONFIG).expect("judge config"),
+            threshold_metrics: NativeFixed {
+                canary: native_series(threshold_samples()),
+                baseline: native_series(threshold_samples()),
+            },
             judge_metrics: NativeFixed {
                 canary: native_series(canary_samples()),
                 baseline: native_series(baseline_samples()),
@@ -450,14 +450,22 @@ impl Native {
     }
 
     fn threshold(&self) -> rollgate_plugin::Measurement {
-        let compiled = self.config.compile().expect("compiles");
-        threshold::judge(&compiled, std::hint::black_box(&self.series))
+        use rollgate_plugin::Verifier;
+        let config =
+            rollgate_plugin::parse_config::<threshold::Config>(std::hint::black_box(CONFIG))
+                .expect("config");
+        let ctx = rollgate_plugin::Context::new(native_context(), &self.threshold_metrics);
+        threshold::Threshold::measure(config, &ctx).expect("measures")
     }
 
     fn judge(&self) -> rollgate_plugin::Measurement {
         use rollgate_plugin::Verifier;
+        let config = rollgate_plugin::parse_config::<canary_judge::Config>(std::hint::black_box(
+            JUDGE_CONFIG,
+        ))
+        .expect("judge config");
         let ctx = rollgate_plugin::Context::new(native_context(), &self.judge_metrics);
-        canary_judge::CanaryJudge::measure(self.judge_config.clone(), &ctx).expect("judges")
+        canary_judge::CanaryJudge::measure(config, &ctx).expect("judges")
     }
 }
 

@@ -17,6 +17,7 @@ const TEST_ONLY: &[(&str, &str)] = &[
     ("hostile-socket", "HOSTILE_SOCKET"),
     ("unknown-world", "UNKNOWN_WORLD"),
     ("error-ratio", "ERROR_RATIO"),
+    ("contract-v01", "CONTRACT_V01"),
 ];
 
 fn main() {

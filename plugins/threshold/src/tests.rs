@@ -1,5 +1,5 @@
 use super::*;
-use rollgate_plugin::{Label, RolloutContext, Sample};
+use rollgate_plugin::{Label, RolloutContext};
 
 fn series(labels: &[(&str, &str)], values: &[f64]) -> Series {
     Series {
@@ -10,14 +10,8 @@ fn series(labels: &[(&str, &str)], values: &[f64]) -> Series {
                 value: v.to_string(),
             })
             .collect(),
-        samples: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Sample {
-                time_ms: i as i64 * 1000,
-                value: *v,
-            })
-            .collect(),
+        times_ms: (0..values.len()).map(|i| i as i64 * 1000).collect(),
+        values: values.to_vec(),
     }
 }
 
