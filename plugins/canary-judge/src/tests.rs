@@ -6,6 +6,7 @@ use super::judge::*;
 use super::stats::*;
 use super::*;
 
+mod fast_paths;
 mod kayenta;
 mod kayenta_data;
 
