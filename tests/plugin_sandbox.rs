@@ -204,6 +204,23 @@ async fn a_plugin_of_the_previous_contract_minor_loads_and_measures() {
         }
     );
 
+    // The same provider built on the current minor (columns) sees the same samples.
+    let twin = load(&host, file(test_only::CONTRACT_V02), Limits::default()).unwrap();
+    assert_eq!(twin.contract(), Contract::V0_2);
+    let m2 = twin
+        .measure(
+            range,
+            &context(1_700_000_300_000),
+            Some(binding(StaticMetrics::new(sent.clone()), &["prom"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m2.value.map(f64::to_bits), m.value.map(f64::to_bits));
+    let mut details2: serde_json::Value = serde_json::from_str(&m2.details).unwrap();
+    assert_eq!(details2["contract"], "0.2");
+    details2["contract"] = "0.1".into();
+    assert_eq!(details2, details);
+
     // The 0.1 metrics import answers with the same rules: an unbound backend is denied.
     let err = plugin
         .measure(

@@ -18,6 +18,7 @@ const TEST_ONLY: &[(&str, &str)] = &[
     ("unknown-world", "UNKNOWN_WORLD"),
     ("error-ratio", "ERROR_RATIO"),
     ("contract-v01", "CONTRACT_V01"),
+    ("contract-v02", "CONTRACT_V02"),
 ];
 
 fn main() {
