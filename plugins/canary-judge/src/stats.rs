@@ -151,12 +151,14 @@ impl RankTest {
     }
 
     /// [`hodges_lehmann`] of the two samples, without building the pairwise differences:
-    /// the median's one or two order statistics are found by a binary search over the
-    /// doubles in `total_cmp` order, counting the differences at or below a candidate in
-    /// one pass (`x_i − y_j` is monotone in both, as floating-point subtraction is, so the
-    /// differences at or below any value form a staircase). About 64 passes over
-    /// `|x| + |y|` values instead of sorting `|x| · |y|`: the same double comes out, since
-    /// the smallest candidate with enough differences at or below it is a difference.
+    /// the median's lower order statistic is found by a binary search over the doubles in
+    /// `total_cmp` order, counting the differences at or below a candidate in one pass
+    /// (`x_i − y_j` is monotone in both, as floating-point subtraction is, so the
+    /// differences at or below any value form a staircase); for an even count, the upper
+    /// one is the same value or the smallest difference above it, found in one more pass.
+    /// About 64 passes over `|x| + |y|` values instead of sorting `|x| · |y|`: the same
+    /// double comes out, since the smallest candidate with enough differences at or below
+    /// it is a difference.
     pub fn hodges_lehmann(&self) -> Option<f64> {
         let (x, y) = (&self.x[..], &self.y[..]);
         let pairs = x.len().checked_mul(y.len())?;
@@ -164,64 +166,68 @@ impl RankTest {
             return None;
         }
         let mid = pairs / 2;
-        let upper = self.kth_difference(mid)?;
-        Some(if pairs % 2 == 1 {
-            upper
-        } else {
-            (self.kth_difference(mid - 1)? + upper) / 2.0
-        })
+        if pairs % 2 == 1 {
+            return Some(from_order_key(self.kth_difference(mid)?));
+        }
+        let lower = self.kth_difference(mid - 1)?;
+        let (at_or_below, above) = self.staircase(lower);
+        let upper = if at_or_below > mid { lower } else { above? };
+        Some((from_order_key(lower) + from_order_key(upper)) / 2.0)
     }
 
-    /// The `k`-th smallest (0-based, `total_cmp` order) of every `x_i − y_j`.
-    fn kth_difference(&self, k: usize) -> Option<f64> {
+    /// The [`order_key`] of the `k`-th smallest (0-based, `total_cmp` order) of every
+    /// `x_i − y_j`.
+    fn kth_difference(&self, k: usize) -> Option<i64> {
         let (x, y) = (&self.x[..], &self.y[..]);
         let (first_x, last_x) = (*x.first()?, *x.last()?);
         let (first_y, last_y) = (*y.first()?, *y.last()?);
-        // How many differences are at or below the double of order key `t`.
-        let at_or_below = |t: u64| -> usize {
-            let mut count = 0usize;
-            // For each x_i (ascending), the differences x_i − y_j at or below t are the
-            // y_j from `from` on, and `from` only moves right as x_i grows.
-            let mut from = 0usize;
-            for &a in x {
-                while from < y.len() && order_key(a - y[from]) > t {
-                    from += 1;
-                }
-                count += y.len() - from;
-            }
-            count
-        };
         let (mut lo, mut hi) = (order_key(first_x - last_y), order_key(last_x - first_y));
         while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if at_or_below(mid) > k {
+            // The floor of the midpoint, without overflow.
+            let mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1);
+            if self.staircase(mid).0 > k {
                 hi = mid;
             } else {
                 lo = mid + 1;
             }
         }
-        Some(from_order_key(lo))
+        Some(lo)
+    }
+
+    /// How many differences are at or below the double of order key `t`, and the key of
+    /// the smallest difference above it (if any).
+    fn staircase(&self, t: i64) -> (usize, Option<i64>) {
+        let (x, y) = (&self.x[..], &self.y[..]);
+        let mut count = 0usize;
+        let mut above: Option<i64> = None;
+        // For each x_i (ascending), the differences x_i − y_j at or below t are the y_j
+        // from `from` on (x_i − y_j falls as y_j grows), and `from` only moves right as
+        // x_i grows; the smallest difference above t in the row is at `from − 1`.
+        let mut from = 0usize;
+        for &a in x {
+            while from < y.len() && order_key(a - y[from]) > t {
+                from += 1;
+            }
+            count += y.len() - from;
+            if let Some(&b) = from.checked_sub(1).and_then(|j| y.get(j)) {
+                let key = order_key(a - b);
+                above = Some(above.map_or(key, |k| k.min(key)));
+            }
+        }
+        (count, above)
     }
 }
 
-/// A double's rank in `total_cmp` order, as an unsigned integer (the order `total_cmp`
-/// itself uses: negative numbers' bits flipped, positive numbers' sign bit set).
-fn order_key(v: f64) -> u64 {
-    let bits = v.to_bits();
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | 1 << 63
-    }
+/// A double's rank in `total_cmp` order, as a signed integer: `total_cmp`'s own transform
+/// (a negative number's bits other than the sign flipped), branch-free for the hot loop.
+fn order_key(v: f64) -> i64 {
+    let bits = v.to_bits() as i64;
+    bits ^ ((((bits >> 63) as u64) >> 1) as i64)
 }
 
-/// The double of an [`order_key`].
-fn from_order_key(key: u64) -> f64 {
-    if key >> 63 == 1 {
-        f64::from_bits(key & !(1 << 63))
-    } else {
-        f64::from_bits(!key)
-    }
+/// The double of an [`order_key`] (the transform is its own inverse).
+fn from_order_key(key: i64) -> f64 {
+    f64::from_bits((key ^ ((((key >> 63) as u64) >> 1) as i64)) as u64)
 }
 
 /// Commons Math's `Precision.equals(v, 0)`: zero within one ulp.
