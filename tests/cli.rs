@@ -14,8 +14,9 @@ fn inspect_a_builtin_for_people_and_for_tools() {
     for expected in [
         "plugin       threshold (built-in)",
         "world        verification-provider",
-        "rollgate:plugin/verifier@0.1.0",
-        "rollgate:plugin/metrics@0.1.0",
+        "rollgate:plugin/verifier@0.2.0",
+        "(rollgate:plugin@0.2)",
+        "rollgate:plugin/metrics@0.2.0",
         "\"condition\"",
     ] {
         assert!(
@@ -30,6 +31,7 @@ fn inspect_a_builtin_for_people_and_for_tools() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
     assert_eq!(v["world"], "failure-policy");
+    assert_eq!(v["contract"], "rollgate:plugin@0.2");
     assert_eq!(v["info"]["name"], "default-policy");
     assert!(
         v["info"]["configSchema"]["properties"]["failed"].is_object(),
@@ -43,6 +45,31 @@ fn inspect_a_file_and_refusals() {
     let run = rollgate(&["plugin", "inspect", test_only::THRESHOLD]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains(test_only::THRESHOLD), "{}", run.stdout);
+
+    // A plugin of the previous contract minor: inspect names it.
+    let run = rollgate(&["plugin", "inspect", test_only::CONTRACT_V01]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for expected in [
+        "world        verification-provider (rollgate:plugin@0.1)",
+        "rollgate:plugin/verifier@0.1.0",
+        "rollgate:plugin/metrics@0.1.0",
+    ] {
+        assert!(
+            run.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            run.stdout
+        );
+    }
+    let run = rollgate(&[
+        "plugin",
+        "inspect",
+        test_only::CONTRACT_V01,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
+    assert_eq!(v["contract"], "rollgate:plugin@0.1");
 
     let run = rollgate(&["plugin", "inspect", test_only::HOSTILE_SOCKET]);
     assert_eq!(run.code, 3);
@@ -235,6 +262,43 @@ fn schema_prints_and_writes_every_kind() {
         "{}",
         unknown.stderr
     );
+}
+
+/// A plugin built against the previous contract minor lints clean, and lint names its
+/// contract.
+#[test]
+fn lint_names_a_plugin_of_the_previous_contract() {
+    let dir = canary_copy(Some((
+        "templates.yaml",
+        "plugin: threshold",
+        "plugin: old-provider",
+    )));
+    let bytes = std::fs::read(test_only::CONTRACT_V01).expect("contract-v01 component");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    std::fs::write(
+        dir.path().join("plugin.yaml"),
+        format!(
+            "apiVersion: rollgate.dev/v1alpha1\nkind: Plugin\nmetadata:\n  name: old-provider\nspec:\n  source: {}\n  sha256: {digest}\n",
+            test_only::CONTRACT_V01
+        ),
+    )
+    .expect("write");
+    let lint = rollgate_in(dir.path(), &["lint", "."]);
+    assert_eq!(lint.code, 0, "{}{}", lint.stdout, lint.stderr);
+    assert!(
+        lint.stdout.contains(
+            "plugin \"old-provider\" is built against rollgate:plugin@0.1 (the previous contract, still supported"
+        ),
+        "{}",
+        lint.stdout
+    );
+    // A clean example says nothing of contracts.
+    let lint = rollgate_in(canary_copy(None).path(), &["lint", "."]);
+    assert_eq!(lint.code, 0, "{}{}", lint.stdout, lint.stderr);
+    assert!(!lint.stdout.contains("contract"), "{}", lint.stdout);
 }
 
 /// Every example lints clean.

@@ -7,8 +7,8 @@ use crate::common;
 use common::{StaticMetrics, context, host, series};
 use rollgate::plugin::types::{Decision, MetricStatus, MetricSummary, PolicyInput, Verdict};
 use rollgate::plugin::{
-    CacheOutcome, ComponentCache, HostConfig, Limits, LoadOptions, MetricsBinding, Plugin,
-    PluginError, PluginHost, PluginKind, PluginSource,
+    CacheOutcome, ComponentCache, Contract, HostConfig, Limits, LoadOptions, MetricsBinding,
+    Plugin, PluginError, PluginHost, PluginKind, PluginSource,
 };
 use rollgate_test_plugins as test_only;
 use std::path::PathBuf;
@@ -109,6 +109,148 @@ async fn threshold_measures_through_the_host() {
         );
         assert_eq!(seen[0].backend, "prom");
     }
+}
+
+/// A component built against the previous contract minor (0.1: samples as records) loads,
+/// validates and measures through the host, and its samples arrive intact.
+#[tokio::test]
+async fn a_plugin_of_the_previous_contract_minor_loads_and_measures() {
+    let host = host();
+    let current = load(
+        &host,
+        PluginSource::Builtin("threshold".into()),
+        Limits::default(),
+    )
+    .unwrap();
+    assert_eq!(current.contract(), Contract::V0_2);
+    assert_eq!(current.contract().to_string(), "rollgate:plugin@0.2");
+
+    let plugin = load(&host, file(test_only::CONTRACT_V01), Limits::default()).unwrap();
+    assert_eq!(plugin.kind(), PluginKind::Provider);
+    assert_eq!(plugin.contract(), Contract::V0_1);
+    assert!(
+        plugin
+            .exports()
+            .iter()
+            .any(|e| e == "rollgate:plugin/verifier@0.1.0"),
+        "{:?}",
+        plugin.exports()
+    );
+    assert!(
+        plugin
+            .imports()
+            .iter()
+            .any(|i| i == "rollgate:plugin/metrics@0.1.0"),
+        "{:?}",
+        plugin.imports()
+    );
+    assert_eq!(plugin.info().await.unwrap().name, "contract-v01");
+
+    // validate: results converted from 0.1's types, every problem with its path.
+    let config = r#"{"backend": "prom", "query": "latency"}"#;
+    assert!(plugin.validate(config).await.unwrap().is_empty());
+    let problems = plugin.validate("{}").await.unwrap();
+    let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, ["/backend", "/query"], "{problems:?}");
+
+    // measure: two series whose samples must cross 0.1's record lowering bit for bit.
+    let values_a = [0.1 + 0.2, -2.5e-300, f64::NAN, f64::INFINITY, -0.0, 7.0];
+    let values_b = [f64::MAX, 1e-7];
+    let mut a = series(&values_a);
+    a.labels.push(("version".into(), "canary".into()));
+    let mut b = series(&values_b);
+    b.labels = vec![];
+    b.points[1].0 = -1;
+    let sent = vec![a, b];
+    let metrics = Arc::new(StaticMetrics::new(sent.clone()));
+    let range = r#"{"backend": "prom", "query": "latency", "range": {"start-ms": 1000, "end-ms": 61000, "step-ms": 15000}}"#;
+    let m = plugin
+        .measure(
+            range,
+            &context(1_700_000_300_000),
+            Some(MetricsBinding::new(metrics.clone(), ["prom".to_string()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.verdict, Verdict::Pass, "{}", m.message);
+    let finite: Vec<f64> = values_a
+        .iter()
+        .chain(&values_b)
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+    assert_eq!(m.value, Some(mean), "{}", m.message);
+    let details: serde_json::Value = serde_json::from_str(&m.details).unwrap();
+    assert_eq!(details["contract"], "0.1");
+    let echoed = details["series"].as_array().unwrap();
+    assert_eq!(echoed.len(), sent.len(), "{details}");
+    for (got, want) in echoed.iter().zip(&sent) {
+        let labels: Vec<(String, String)> = serde_json::from_value(got["labels"].clone()).unwrap();
+        assert_eq!(labels, want.labels);
+        let times: Vec<i64> = serde_json::from_value(got["times"].clone()).unwrap();
+        let bits: Vec<u64> = serde_json::from_value(got["value-bits"].clone()).unwrap();
+        let want_times: Vec<i64> = want.points.iter().map(|p| p.0).collect();
+        let want_bits: Vec<u64> = want.points.iter().map(|p| p.1.to_bits()).collect();
+        assert_eq!(times, want_times);
+        assert_eq!(bits, want_bits);
+    }
+    assert_eq!(
+        metrics.seen.lock().unwrap()[0].window,
+        rollgate::metrics::Window::Range {
+            start_ms: 1000,
+            end_ms: 61_000,
+            step_ms: 15_000
+        }
+    );
+
+    // The same provider built on the current minor (columns) sees the same samples.
+    let twin = load(&host, file(test_only::CONTRACT_V02), Limits::default()).unwrap();
+    assert_eq!(twin.contract(), Contract::V0_2);
+    let m2 = twin
+        .measure(
+            range,
+            &context(1_700_000_300_000),
+            Some(binding(StaticMetrics::new(sent.clone()), &["prom"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m2.value.map(f64::to_bits), m.value.map(f64::to_bits));
+    let mut details2: serde_json::Value = serde_json::from_str(&m2.details).unwrap();
+    assert_eq!(details2["contract"], "0.2");
+    details2["contract"] = "0.1".into();
+    assert_eq!(details2, details);
+
+    // The 0.1 metrics import answers with the same rules: an unbound backend is denied.
+    let err = plugin
+        .measure(
+            r#"{"backend": "other", "query": "latency"}"#,
+            &context(1_700_000_300_000),
+            Some(binding(StaticMetrics::new(vec![]), &["prom"])),
+        )
+        .await
+        .expect_err("denied");
+    assert_eq!(err.kind(), "guest-error", "{err}");
+    assert!(
+        err.to_string().contains("not bound to this metric"),
+        "{err}"
+    );
+
+    // An instant query defaults to the rollout's now, as for 0.2 plugins.
+    let metrics = Arc::new(StaticMetrics::new(vec![]));
+    let m = plugin
+        .measure(
+            config,
+            &context(1_700_000_300_000),
+            Some(MetricsBinding::new(metrics.clone(), ["prom".to_string()])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(m.verdict, Verdict::NoData, "{}", m.message);
+    assert_eq!(
+        metrics.seen.lock().unwrap()[0].window,
+        rollgate::metrics::Window::Instant(1_700_000_300_000)
+    );
 }
 
 #[tokio::test]

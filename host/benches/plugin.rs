@@ -7,6 +7,10 @@
 //!   called natively (the plugin crate compiled for the host);
 //! - instantiate + `measure` of `canary-judge` over 2 × 1,000 samples (canary and
 //!   baseline), and the same natively;
+//! - the same provider built against the previous contract minor (0.1, samples lowered as
+//!   records) and the current one (0.2, two columns), over the 1,000 samples: the test-only
+//!   `contract-v01`/`contract-v02` components (one source; a query and a mean), so the
+//!   minors' boundary difference is a figure;
 //! - what a whole `threshold` measurement through the host adds to the backend registry's
 //!   own query (an instant query of one series, answered from memory so that only the
 //!   host's share is timed; `--bench metrics` times the same against a real Prometheus).
@@ -14,9 +18,9 @@
 //! Run with `cargo bench -p rollgate --bench plugin`. Targets: cached load ≤ 1 % of compile,
 //! instantiate ≤ 20 µs, threshold wasm ≤ 2× native, canary-judge wasm ≤ 1.5× native, a
 //! measurement ≤ +20 µs over its query. The last line reads
-//! `perf: threshold-wasm/native=… judge-wasm/native=… measure-overhead-us=…`.
+//! `perf: threshold-wasm/native=… judge-wasm/native=… measure-overhead-us=… records-minus-columns-us=…`.
 //!
-//! `ROLLGATE_BENCH_ONLY=threshold|judge|overhead|native-threshold|native-judge` runs only
+//! `ROLLGATE_BENCH_ONLY=threshold|judge|overhead|native-threshold|native-judge|contract-0.1|contract-0.2` runs only
 //! that loop, for `ROLLGATE_BENCH_SECONDS` (default 10) — to profile it with
 //! `perf record -g`. `ROLLGATE_BENCH_WASM_DIR=DIR` loads `threshold.wasm` and
 //! `canary_judge.wasm` from DIR instead of the built-in components (e.g. a build with
@@ -40,6 +44,7 @@ mod cpu;
 const SAMPLES: usize = 1_000;
 const CONFIG: &str = r#"{"backend": "prom", "query": "rate(errors[1m])", "window": "1h", "reduce": "p99", "condition": "< 0.05"}"#;
 const JUDGE_CONFIG: &str = r#"{"backend": "prom", "window": "1h", "metrics": [{"name": "latency", "canaryQuery": "canary", "baselineQuery": "baseline", "direction": "increase"}]}"#;
+const CONTRACT_CONFIG: &str = r#"{"backend": "prom", "query": "x", "echo": false}"#;
 const INSTANT_CONFIG: &str =
     r#"{"backend": "prom", "query": "error_ratio", "condition": "< 0.05"}"#;
 
@@ -127,14 +132,13 @@ fn native_series(points: Vec<(i64, f64)>) -> Vec<rollgate_plugin::Series> {
             name: "job".into(),
             value: "checkout".into(),
         }],
-        samples: points
-            .into_iter()
-            .map(|(time_ms, value)| rollgate_plugin::Sample { time_ms, value })
-            .collect(),
+        times_ms: points.iter().map(|p| p.0).collect(),
+        values: points.iter().map(|p| p.1).collect(),
     }]
 }
 
-/// The judge's queries, natively: the same series by query text.
+/// The plugins' queries, natively: the same series by query text (`canary`, anything
+/// else the baseline's), copied per query as the host copies them into the instance.
 struct NativeFixed {
     canary: Vec<rollgate_plugin::Series>,
     baseline: Vec<rollgate_plugin::Series>,
@@ -338,6 +342,9 @@ struct Calls {
     rt: tokio::runtime::Runtime,
     threshold: Plugin,
     judge: Plugin,
+    /// The same provider on contract 0.1 and 0.2.
+    v01: Plugin,
+    v02: Plugin,
     ctx: RolloutContext,
     threshold_binding: MetricsBinding,
     judge_binding: MetricsBinding,
@@ -363,6 +370,12 @@ impl Calls {
         let judge = host
             .load(&src("canary-judge", "canary_judge.wasm"), &opts)
             .expect("canary-judge");
+        let test_only = |path: &str| {
+            host.load(&PluginSource::File(path.into()), &opts)
+                .expect("a test-only plugin")
+        };
+        let v01 = test_only(rollgate_test_plugins::CONTRACT_V01);
+        let v02 = test_only(rollgate_test_plugins::CONTRACT_V02);
         let fixed = |s: Vec<(String, Vec<Series>)>| {
             MetricsBinding::new(Arc::new(Fixed(s)), ["prom".to_string()])
         };
@@ -373,6 +386,8 @@ impl Calls {
             rt,
             threshold,
             judge,
+            v01,
+            v02,
             ctx: context(),
             threshold_binding: fixed(vec![("".into(), host_series(threshold_samples()))]),
             judge_binding: fixed(vec![
@@ -402,6 +417,20 @@ impl Calls {
         })
     }
 
+    /// The contract-vNN provider over the threshold's 1,000 samples.
+    fn contract(&self, plugin: &Plugin) -> Measurement {
+        self.rt.block_on(async {
+            plugin
+                .measure(
+                    CONTRACT_CONFIG,
+                    &self.ctx,
+                    Some(self.threshold_binding.clone()),
+                )
+                .await
+                .expect("measure")
+        })
+    }
+
     fn query(&self) -> usize {
         let q = Query {
             backend: "prom".into(),
@@ -428,20 +457,21 @@ impl Calls {
     }
 }
 
-/// The native sides of the comparisons.
+/// The native sides of the comparisons: each does what the SDK's export does inside the
+/// component — parse the configuration text, measure (querying, which copies the series),
+/// build the measurement — so the ratio is the sandbox's cost, not a difference of work.
 struct Native {
-    config: threshold::Config,
-    series: Vec<rollgate_plugin::Series>,
-    judge_config: canary_judge::Config,
+    threshold_metrics: NativeFixed,
     judge_metrics: NativeFixed,
 }
 
 impl Native {
     fn new() -> Self {
         Native {
-            config: serde_json::from_str(CONFIG).expect("config"),
-            series: native_series(threshold_samples()),
-            judge_config: serde_json::from_str(JUDGE_CONFIG).expect("judge config"),
+            threshold_metrics: NativeFixed {
+                canary: native_series(threshold_samples()),
+                baseline: native_series(threshold_samples()),
+            },
             judge_metrics: NativeFixed {
                 canary: native_series(canary_samples()),
                 baseline: native_series(baseline_samples()),
@@ -450,14 +480,22 @@ impl Native {
     }
 
     fn threshold(&self) -> rollgate_plugin::Measurement {
-        let compiled = self.config.compile().expect("compiles");
-        threshold::judge(&compiled, std::hint::black_box(&self.series))
+        use rollgate_plugin::Verifier;
+        let config =
+            rollgate_plugin::parse_config::<threshold::Config>(std::hint::black_box(CONFIG))
+                .expect("config");
+        let ctx = rollgate_plugin::Context::new(native_context(), &self.threshold_metrics);
+        threshold::Threshold::measure(config, &ctx).expect("measures")
     }
 
     fn judge(&self) -> rollgate_plugin::Measurement {
         use rollgate_plugin::Verifier;
+        let config = rollgate_plugin::parse_config::<canary_judge::Config>(std::hint::black_box(
+            JUDGE_CONFIG,
+        ))
+        .expect("judge config");
         let ctx = rollgate_plugin::Context::new(native_context(), &self.judge_metrics);
-        canary_judge::CanaryJudge::measure(self.judge_config.clone(), &ctx).expect("judges")
+        canary_judge::CanaryJudge::measure(config, &ctx).expect("judges")
     }
 }
 
@@ -480,8 +518,10 @@ fn main() {
             "overhead" => spin(how_long, || calls.instant_measure()),
             "native-threshold" => spin(how_long, || native.threshold()),
             "native-judge" => spin(how_long, || native.judge()),
+            "contract-0.1" => spin(how_long, || calls.contract(&calls.v01)),
+            "contract-0.2" => spin(how_long, || calls.contract(&calls.v02)),
             other => panic!(
-                "ROLLGATE_BENCH_ONLY={other:?}: use threshold, judge, overhead, native-threshold or native-judge"
+                "ROLLGATE_BENCH_ONLY={other:?}: use threshold, judge, overhead, native-threshold, native-judge, contract-0.1 or contract-0.2"
             ),
         }
         return;
@@ -527,6 +567,19 @@ fn main() {
     );
     assert_eq!(native_judged.details, judged.details);
 
+    // The two minors' boundaries, interleaved: the same provider, the same samples.
+    let ((v01, m01), (v02, m02)) = pair(
+        200,
+        2_000,
+        || calls.contract(&calls.v01),
+        || calls.contract(&calls.v02),
+    );
+    assert_eq!(
+        m01.value.map(f64::to_bits),
+        m02.value.map(f64::to_bits),
+        "0.1 and 0.2 see the same samples"
+    );
+
     // Interleaved too.
     let ((query, _), (through_host, m)) =
         pair(200, 2_000, || calls.query(), || calls.instant_measure());
@@ -539,6 +592,8 @@ fn main() {
     let native_threshold = stats(native_threshold);
     let judge = stats(judge);
     let native_judge = stats(native_judge);
+    let v01 = stats(v01);
+    let v02 = stats(v02);
     let query = stats(query);
     let through_host = stats(through_host);
     println!();
@@ -574,6 +629,8 @@ fn main() {
         &judge,
     );
     row("canary-judge: same logic, native", 100, &native_judge);
+    row("contract 0.1 (records): query + mean, 1,000", 2_000, &v01);
+    row("contract 0.2 (columns): the same", 2_000, &v02);
     row("registry query (instant, in memory)", 2_000, &query);
     row(
         "threshold measurement of that query via host",
@@ -589,6 +646,7 @@ fn main() {
     let overhead_us =
         (through_host.cpu_median.as_secs_f64() - query.cpu_median.as_secs_f64()) * 1e6;
     let wall_overhead_us = (through_host.median.as_secs_f64() - query.median.as_secs_f64()) * 1e6;
+    let columns_save_us = (v01.cpu_median.as_secs_f64() - v02.cpu_median.as_secs_f64()) * 1e6;
     println!(
         "wall time: threshold wasm/native {:.2}×, canary-judge wasm/native {:.2}×, a measurement adds {wall_overhead_us:.1} µs",
         wall_ratio(&measure, &native_threshold),
@@ -605,10 +663,14 @@ fn main() {
          {judge_ratio:.2}× (target ≤ 1.5×); a measurement adds {overhead_us:.1} µs to its query \
          (target ≤ 20 µs) — CPU time"
     );
+    println!(
+        "1,000 samples through contract 0.1 (records) cost {columns_save_us:.1} µs more than \
+         through 0.2 (columns) — CPU time"
+    );
     println!("threshold: {:?} — {}", verdict.verdict, verdict.message);
     println!("canary-judge: {:?} — {}", judged.verdict, judged.message);
     println!(
         "perf: threshold-wasm/native={threshold_ratio:.1} judge-wasm/native={judge_ratio:.1} \
-         measure-overhead-us={overhead_us:.0}"
+         measure-overhead-us={overhead_us:.0} records-minus-columns-us={columns_save_us:.0}"
     );
 }

@@ -47,6 +47,11 @@ impl Plugins {
             dir.join("Cargo.lock").display()
         );
         println!("cargo:rerun-if-changed={}", root.join("wit").display());
+        // Its cargo configuration (the plugins' linker flags).
+        println!(
+            "cargo:rerun-if-changed={}",
+            dir.join(".cargo").join("config.toml").display()
+        );
         check_target();
         Plugins { dir, target }
     }

@@ -17,6 +17,8 @@ const TEST_ONLY: &[(&str, &str)] = &[
     ("hostile-socket", "HOSTILE_SOCKET"),
     ("unknown-world", "UNKNOWN_WORLD"),
     ("error-ratio", "ERROR_RATIO"),
+    ("contract-v01", "CONTRACT_V01"),
+    ("contract-v02", "CONTRACT_V02"),
 ];
 
 fn main() {

@@ -4,6 +4,7 @@
 
 use super::{Format, Out, exit};
 use crate::engine::setup;
+use crate::plugin::Contract;
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -221,15 +222,32 @@ async fn lint(args: &LintArgs) -> Result<(Vec<Finding>, usize, String), String> 
         super::plugin_host::host_with(args.cache_dir.as_deref(), args.require_signed_plugins)
             .map_err(|e| e.to_string())?;
     let rollouts: Vec<_> = bundle.rollouts.iter().map(|r| &**r).collect();
-    if let Err(problems) = setup::plugins(&host, &bundle, &rollouts, false).await {
-        findings.extend(problems.into_iter().map(finding));
+    // Plugins built against the previous contract minor still work; say so, so that their
+    // authors hear about the current one.
+    let mut previous_contract = Vec::new();
+    match setup::plugins(&host, &bundle, &rollouts, false).await {
+        Ok(loaded) => {
+            for name in bundle.plugins.keys() {
+                if let Some(plugin) = loaded.get(name)
+                    && plugin.contract() != Contract::CURRENT
+                {
+                    previous_contract.push(format!(
+                        "; plugin {name:?} is built against {} (the previous contract, still supported; rebuild it with the current SDK, {})",
+                        plugin.contract(),
+                        Contract::CURRENT
+                    ));
+                }
+            }
+        }
+        Err(problems) => findings.extend(problems.into_iter().map(finding)),
     }
     let summary = format!(
-        "{} rollout(s), {} template(s), {} backend(s), {} plugin(s)",
+        "{} rollout(s), {} template(s), {} backend(s), {} plugin(s){}",
         bundle.rollouts.len(),
         bundle.templates.len(),
         bundle.backends.len(),
-        bundle.plugins.len()
+        bundle.plugins.len(),
+        previous_contract.concat()
     );
     let total = findings.len();
     Ok((findings, total, summary))

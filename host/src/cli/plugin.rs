@@ -177,6 +177,7 @@ async fn inspect(args: InspectArgs) -> u8 {
                 "ok": true,
                 "source": origin,
                 "world": plugin.kind().world(),
+                "contract": plugin.contract().to_string(),
                 "sha256": plugin.sha256(),
                 "exports": plugin.exports(),
                 "imports": plugin.imports(),
@@ -193,8 +194,9 @@ async fn inspect(args: InspectArgs) -> u8 {
             out.line(format!("plugin       {} ({origin})", info.name));
             out.line(format!("version      {}", info.version));
             out.line(format!(
-                "world        {} (rollgate:plugin@0.1)",
-                plugin.kind().world()
+                "world        {} ({})",
+                plugin.kind().world(),
+                plugin.contract()
             ));
             out.line(format!("sha256       {}", plugin.sha256()));
             out.line(format!("description  {}", info.description));

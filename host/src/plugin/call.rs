@@ -3,12 +3,11 @@
 //! epoch deadline, supervised against its time budgets; a failure is named by its cause,
 //! and what came back is checked before anyone sees it.
 
-use super::bindings::policy::FailurePolicyPre;
-use super::bindings::provider::VerificationProviderPre;
 use super::host::HostInner;
 use super::logs::{CallOutput, LogSink};
 use super::sandbox::{self, FixedClock, Limiter, QueryClock, StoreData};
 use super::types::{Decision, Measurement, PluginInfo, PolicyInput, RolloutContext, Verdict};
+use super::versions::{Contract, PolicyPre, ProviderPre};
 use super::{ConfigProblem, Limits, MetricsBinding, PluginError, PluginKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +19,16 @@ use wasmtime_wasi::WasiCtxBuilder;
 type CallParts = (Store<StoreData>, Arc<CallOutput>, Arc<QueryClock>);
 
 pub(super) enum Pre {
-    Provider(VerificationProviderPre<StoreData>),
-    Policy(FailurePolicyPre<StoreData>),
+    Provider(ProviderPre),
+    Policy(PolicyPre),
 }
 
 pub(super) struct PluginInner {
     pub(super) name: Arc<str>,
     pub(super) sha256: String,
     pub(super) kind: PluginKind,
+    /// The contract minor it was built against.
+    pub(super) contract: Contract,
     pub(super) pre: Pre,
     pub(super) limits: Limits,
     pub(super) deterministic: bool,
@@ -50,7 +51,7 @@ pub struct Plugin {
 }
 
 /// Run one call in a fresh store and instance, under a call slot and the time budgets,
-/// naming any failure: `$body` is an async block over `$store`.
+/// naming any failure: `$body` is a future over `$store`.
 macro_rules! run_call {
     ($plugin:expr, $metrics:expr, $now_ms:expr, |$store:ident| $body:expr) => {{
         let started = Instant::now();
@@ -78,6 +79,10 @@ impl Plugin {
     /// Which world it implements.
     pub fn kind(&self) -> PluginKind {
         self.inner.kind
+    }
+    /// The contract minor it was built against (from its export names).
+    pub fn contract(&self) -> Contract {
+        self.inner.contract
     }
     /// Its limits.
     pub fn limits(&self) -> &Limits {
@@ -314,14 +319,8 @@ impl Plugin {
     /// Ask the plugin to describe itself.
     pub async fn info(&self) -> Result<PluginInfo, PluginError> {
         let info = match &self.inner.pre {
-            Pre::Provider(pre) => run_call!(self, None, 0, |store| async {
-                let i = pre.instantiate_async(&mut store).await?;
-                i.rollgate_plugin_verifier().call_info(&mut store).await
-            })?,
-            Pre::Policy(pre) => run_call!(self, None, 0, |store| async {
-                let i = pre.instantiate_async(&mut store).await?;
-                i.rollgate_plugin_policy().call_info(&mut store).await
-            })?,
+            Pre::Provider(pre) => run_call!(self, None, 0, |store| pre.info(&mut store))?,
+            Pre::Policy(pre) => run_call!(self, None, 0, |store| pre.info(&mut store))?,
         };
         if serde_json::from_str::<serde_json::Value>(&info.config_schema).is_err() {
             return Err(PluginError::InvalidResult {
@@ -335,18 +334,10 @@ impl Plugin {
     /// Check a configuration (JSON text). `Ok(vec![])` means valid.
     pub async fn validate(&self, config: &str) -> Result<Vec<ConfigProblem>, PluginError> {
         let validated = match &self.inner.pre {
-            Pre::Provider(pre) => run_call!(self, None, 0, |store| async {
-                let i = pre.instantiate_async(&mut store).await?;
-                i.rollgate_plugin_verifier()
-                    .call_validate(&mut store, config)
-                    .await
-            })?,
-            Pre::Policy(pre) => run_call!(self, None, 0, |store| async {
-                let i = pre.instantiate_async(&mut store).await?;
-                i.rollgate_plugin_policy()
-                    .call_validate(&mut store, config)
-                    .await
-            })?,
+            Pre::Provider(pre) => {
+                run_call!(self, None, 0, |store| pre.validate(&mut store, config))?
+            }
+            Pre::Policy(pre) => run_call!(self, None, 0, |store| pre.validate(&mut store, config))?,
         };
         match validated {
             Ok(()) => Ok(Vec::new()),
@@ -369,12 +360,8 @@ impl Plugin {
         let Pre::Provider(pre) = &self.inner.pre else {
             return Err(self.wrong_kind(PluginKind::Provider));
         };
-        let measured = run_call!(self, metrics, context.now_ms, |store| async {
-            let i = pre.instantiate_async(&mut store).await?;
-            i.rollgate_plugin_verifier()
-                .call_measure(&mut store, config, context)
-                .await
-        })?;
+        let measured = run_call!(self, metrics, context.now_ms, |store| pre
+            .measure(&mut store, config, context))?;
         let mut m = measured.map_err(|message| PluginError::Guest {
             plugin: self.inner.name.to_string(),
             message,
@@ -408,12 +395,8 @@ impl Plugin {
         let Pre::Policy(pre) = &self.inner.pre else {
             return Err(self.wrong_kind(PluginKind::Policy));
         };
-        let decided = run_call!(self, None, input.now_ms, |store| async {
-            let i = pre.instantiate_async(&mut store).await?;
-            i.rollgate_plugin_policy()
-                .call_decide(&mut store, config, input)
-                .await
-        })?;
+        let decided = run_call!(self, None, input.now_ms, |store| pre
+            .decide(&mut store, config, input))?;
         decided.map_err(|message| PluginError::Guest {
             plugin: self.inner.name.to_string(),
             message,
@@ -426,8 +409,8 @@ impl Plugin {
         let _permit = self.permit().await?;
         let (mut store, output, _clock) = self.store(None, 0)?;
         let r = match &self.inner.pre {
-            Pre::Provider(pre) => pre.instantiate_async(&mut store).await.map(drop),
-            Pre::Policy(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            Pre::Provider(pre) => pre.instantiate(&mut store).await,
+            Pre::Policy(pre) => pre.instantiate(&mut store).await,
         };
         r.map_err(|e| self.classify(e, &store, &output))
     }

@@ -54,7 +54,8 @@ pub enum PluginError {
     /// A component, but of neither rollgate world.
     #[error(
         "plugin {plugin:?}: implements neither rollgate world: it exports [{exports}]; a verification \
-         provider exports rollgate:plugin/verifier@0.1.0 and a failure policy rollgate:plugin/policy@0.1.0"
+         provider exports rollgate:plugin/verifier@0.2.0 and a failure policy rollgate:plugin/policy@0.2.0 \
+         (or @0.1.0, the previous contract)"
     )]
     UnknownWorld {
         /// Plugin name.
@@ -65,7 +66,7 @@ pub enum PluginError {
     /// Built against a version of the contract this host does not support.
     #[error(
         "plugin {plugin:?}: exports {export}, a contract version this rollgate does not support \
-         (it supports rollgate:plugin@0.1.x); rebuild the plugin against this rollgate's SDK"
+         (it supports rollgate:plugin@0.2.x and 0.1.x); rebuild the plugin against this rollgate's SDK"
     )]
     UnsupportedVersion {
         /// Plugin name.

@@ -2,8 +2,7 @@
 //! the pooling allocator and its slot sizes), the linkers of both worlds with the WASI
 //! interfaces plugins may use, and the [`PluginHost`] that owns them with the epoch ticker.
 
-use super::bindings::policy::FailurePolicy;
-use super::bindings::provider::VerificationProvider;
+use super::bindings::{v0_1, v0_2};
 use super::sandbox::StoreData;
 use super::{ComponentCache, HostConfig, PluginError};
 use std::sync::{Arc, OnceLock};
@@ -105,10 +104,20 @@ impl EngineSet {
         // Linked for every provider; only plugins allowed hosts may import it (see
         // `check_import`), and the hooks deny every host not listed.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut provider)?;
-        VerificationProvider::add_to_linker::<_, HasSelf<StoreData>>(&mut provider, |s| s)?;
+        // Both contract minors' imports: their names differ by version (`…/metrics@0.2.0`,
+        // `…/metrics@0.1.0`), and a component links against its own.
+        v0_2::provider::VerificationProvider::add_to_linker::<_, HasSelf<StoreData>>(
+            &mut provider,
+            |s| s,
+        )?;
+        v0_1::provider::VerificationProvider::add_to_linker::<_, HasSelf<StoreData>>(
+            &mut provider,
+            |s| s,
+        )?;
         let mut policy = Linker::new(&engine);
         add_wasi(&mut policy)?;
-        FailurePolicy::add_to_linker::<_, HasSelf<StoreData>>(&mut policy, |s| s)?;
+        v0_2::policy::FailurePolicy::add_to_linker::<_, HasSelf<StoreData>>(&mut policy, |s| s)?;
+        v0_1::policy::FailurePolicy::add_to_linker::<_, HasSelf<StoreData>>(&mut policy, |s| s)?;
         Ok(EngineSet {
             engine,
             provider,

@@ -2,14 +2,14 @@
 //! compiling it under a time limit (or taking it from the cache), which world it
 //! implements, the imports check, and pre-instantiation into a [`Plugin`].
 
-use super::bindings::policy::FailurePolicyPre;
-use super::bindings::provider::VerificationProviderPre;
+use super::bindings::{v0_1, v0_2};
 use super::call::{Plugin, PluginInner, Pre};
 use super::host::{
     POOL_MAX_CORE_INSTANCES_PER_COMPONENT, POOL_MAX_MEMORIES_PER_COMPONENT,
     POOL_MAX_TABLES_PER_COMPONENT, PluginHost,
 };
 use super::logs::LogSink;
+use super::versions::{Contract, PolicyPre, ProviderPre};
 use super::{BUILTIN, CacheOutcome, Limits, LoadOptions, PluginError, PluginKind, PluginSource};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
@@ -137,7 +137,7 @@ impl PluginHost {
             .imports(&set.engine)
             .map(|(n, _)| n.to_string())
             .collect();
-        let kind = world_of(&plugin, &exports)?;
+        let (kind, contract) = world_of(&plugin, &exports)?;
         for import in &imports {
             check_import(&plugin, kind, import)?;
         }
@@ -148,11 +148,25 @@ impl PluginHost {
         let pre = match kind {
             PluginKind::Provider => {
                 let pre = set.provider.instantiate_pre(&component).map_err(invalid)?;
-                Pre::Provider(VerificationProviderPre::new(pre).map_err(invalid)?)
+                Pre::Provider(match contract {
+                    Contract::V0_2 => ProviderPre::V0_2(
+                        v0_2::provider::VerificationProviderPre::new(pre).map_err(invalid)?,
+                    ),
+                    Contract::V0_1 => ProviderPre::V0_1(
+                        v0_1::provider::VerificationProviderPre::new(pre).map_err(invalid)?,
+                    ),
+                })
             }
             PluginKind::Policy => {
                 let pre = set.policy.instantiate_pre(&component).map_err(invalid)?;
-                Pre::Policy(FailurePolicyPre::new(pre).map_err(invalid)?)
+                Pre::Policy(match contract {
+                    Contract::V0_2 => {
+                        PolicyPre::V0_2(v0_2::policy::FailurePolicyPre::new(pre).map_err(invalid)?)
+                    }
+                    Contract::V0_1 => {
+                        PolicyPre::V0_1(v0_1::policy::FailurePolicyPre::new(pre).map_err(invalid)?)
+                    }
+                })
             }
         };
         tracing::debug!(
@@ -160,6 +174,7 @@ impl PluginHost {
             sha256,
             ?outcome,
             world = kind.world(),
+            contract = contract.minor(),
             "plugin loaded"
         );
         Ok((
@@ -169,6 +184,7 @@ impl PluginHost {
                     name,
                     sha256,
                     kind,
+                    contract,
                     pre,
                     limits,
                     deterministic: options.deterministic,
@@ -397,9 +413,11 @@ fn check_header(plugin: &str, bytes: &[u8]) -> Result<(), PluginError> {
     }
 }
 
-/// Which world the exports implement.
-fn world_of(plugin: &str, exports: &[String]) -> Result<PluginKind, PluginError> {
-    let mut kind = None;
+/// Which world the exports implement, and which contract minor: the version of the
+/// `rollgate:plugin/verifier` or `/policy` export (a host supports the current minor and the
+/// previous one).
+fn world_of(plugin: &str, exports: &[String]) -> Result<(PluginKind, Contract), PluginError> {
+    let mut found: Option<(PluginKind, Contract)> = None;
     for export in exports {
         let Some(rest) = export.strip_prefix("rollgate:plugin/") else {
             continue;
@@ -410,21 +428,21 @@ fn world_of(plugin: &str, exports: &[String]) -> Result<PluginKind, PluginError>
             "policy" => PluginKind::Policy,
             _ => continue,
         };
-        if !version.starts_with("0.1.") {
+        let Some(contract) = Contract::of_version(version) else {
             return Err(PluginError::UnsupportedVersion {
                 plugin: plugin.to_string(),
                 export: export.clone(),
             });
-        }
-        if kind.is_some_and(|k| k != this) {
+        };
+        if found.is_some_and(|(k, _)| k != this) {
             return Err(PluginError::Invalid {
                 plugin: plugin.to_string(),
                 message: "exports both rollgate:plugin/verifier and rollgate:plugin/policy; a plugin is one or the other".into(),
             });
         }
-        kind = Some(this);
+        found = Some((this, contract));
     }
-    kind.ok_or_else(|| PluginError::UnknownWorld {
+    found.ok_or_else(|| PluginError::UnknownWorld {
         plugin: plugin.to_string(),
         exports: exports.join(", "),
     })

@@ -27,7 +27,8 @@
 //! | `error.rs` | [`PluginError`], one named variant per way a plugin can fail |
 //! | `limits.rs` | the sandbox [`Limits`] |
 //! | `cache.rs` | the compiled-component cache ([`ComponentCache`]) |
-//! | `bindings.rs` | the bindings generated from `wit/plugin.wit` |
+//! | `bindings.rs` | the bindings generated from `wit/plugin.wit` (0.2, current) and `wit/v0.1/plugin.wit` (0.1, previous) |
+//! | `versions.rs` | the contract minors ([`Contract`]): one call path over both minors' bindings, converting 0.1's types |
 
 pub mod bindings;
 mod cache;
@@ -39,6 +40,7 @@ mod load;
 mod logs;
 pub mod oci;
 mod sandbox;
+mod versions;
 
 pub use cache::{CacheOutcome, ComponentCache};
 pub use call::Plugin;
@@ -46,6 +48,7 @@ pub use error::PluginError;
 pub use host::PluginHost;
 pub use limits::Limits;
 pub use sandbox::MetricsBinding;
+pub use versions::Contract;
 
 /// The contract's types, as the host sees them.
 pub mod types {
@@ -53,7 +56,7 @@ pub mod types {
         Decision, MetricStatus, MetricSummary, Pause, PauseRecord, PolicyInput,
     };
     pub use super::bindings::provider::rollgate::plugin::types::{
-        Arg, ConfigError, Label, Measurement, PluginInfo, RolloutContext, Sample, Series, Verdict,
+        Arg, ConfigError, Label, Measurement, PluginInfo, RolloutContext, Series, Verdict,
     };
 }
 

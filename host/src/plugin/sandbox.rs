@@ -232,8 +232,15 @@ impl log::Host for StoreData {
             log::Level::Warn => Level::Warn,
             log::Level::Error => Level::Error,
         };
-        self.logs.emit(level, &message);
+        self.emit(level, &message);
         Ok(())
+    }
+}
+
+impl StoreData {
+    /// A plugin's log line, for the `log` import of every contract minor.
+    pub(super) fn emit(&self, level: Level, message: &str) {
+        self.logs.emit(level, message);
     }
 }
 
@@ -256,33 +263,61 @@ impl wit::Host for StoreData {
         &mut self,
         request: wit::QueryRequest,
     ) -> wasmtime::Result<Result<Vec<types::Series>, wit::QueryError>> {
+        // Columns: each series' times and values cross the boundary as two blocks.
+        Ok(self.query_series(request).await.map(|series| {
+            series
+                .into_iter()
+                .map(|s| {
+                    let (times_ms, values) = s.points.into_iter().unzip();
+                    types::Series {
+                        labels: s
+                            .labels
+                            .into_iter()
+                            .map(|(name, value)| types::Label { name, value })
+                            .collect(),
+                        times_ms,
+                        values,
+                    }
+                })
+                .collect()
+        }))
+    }
+}
+
+impl StoreData {
+    /// Run a plugin's query on the bound source, for the `metrics` import of every
+    /// contract minor: the series as the source returned them, or the query error.
+    pub(super) async fn query_series(
+        &mut self,
+        request: wit::QueryRequest,
+    ) -> Result<Vec<crate::metrics::Series>, wit::QueryError> {
         let denied = |message: String| wit::QueryError {
             kind: wit::QueryErrorKind::Denied,
             backend: request.backend.clone(),
             message,
         };
         let Some(binding) = self.metrics.clone() else {
-            return Ok(Err(denied("this call has no metric backends bound".into())));
+            return Err(denied("this call has no metric backends bound".into()));
         };
         if !binding.backends.contains(&request.backend) {
-            return Ok(Err(denied(format!(
+            return Err(denied(format!(
                 "backend {:?} is not bound to this metric (bound: [{}]); the operator binds backends in the verification's metric",
                 request.backend,
                 binding.backends.join(", ")
-            ))));
+            )));
         }
         let window = match request.window {
             wit::Window::Instant(at) => Window::Instant(at.unwrap_or(self.now_ms)),
             wit::Window::Range(r) => {
                 if r.step_ms == 0 || r.end_ms < r.start_ms {
-                    return Ok(Err(wit::QueryError {
+                    return Err(wit::QueryError {
                         kind: wit::QueryErrorKind::BadQuery,
                         backend: request.backend,
                         message: format!(
                             "invalid range: start {} end {} step {}ms (need start <= end and step > 0)",
                             r.start_ms, r.end_ms, r.step_ms
                         ),
-                    }));
+                    });
                 }
                 Window::Range {
                     start_ms: r.start_ms,
@@ -301,7 +336,7 @@ impl wit::Host for StoreData {
         let result = binding.source.query(&query).await;
         self.query_clock.stop();
         let elapsed = started.elapsed();
-        Ok(match result {
+        match result {
             Ok(series) => {
                 let points: usize = series.iter().map(|s| s.points.len()).sum();
                 tracing::debug!(
@@ -312,21 +347,7 @@ impl wit::Host for StoreData {
                     points,
                     "metrics query"
                 );
-                Ok(series
-                    .into_iter()
-                    .map(|s| types::Series {
-                        labels: s
-                            .labels
-                            .into_iter()
-                            .map(|(name, value)| types::Label { name, value })
-                            .collect(),
-                        samples: s
-                            .points
-                            .into_iter()
-                            .map(|(time_ms, value)| types::Sample { time_ms, value })
-                            .collect(),
-                    })
-                    .collect())
+                Ok(series)
             }
             Err(e) => {
                 tracing::debug!(
@@ -345,7 +366,7 @@ impl wit::Host for StoreData {
                     message: e.message,
                 })
             }
-        })
+        }
     }
 }
 

@@ -78,17 +78,13 @@ mod tests {
     }
 
     fn measure(values: &[f64]) -> Measurement {
-        let series = Series {
-            labels: Vec::new(),
-            samples: values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| Sample {
-                    time_ms: i as i64 * 15_000,
-                    value: *v,
-                })
-                .collect(),
-        };
+        let series = Series::from_samples(
+            Vec::new(),
+            values.iter().enumerate().map(|(i, v)| Sample {
+                time_ms: i as i64 * 15_000,
+                value: *v,
+            }),
+        );
         let fixture = Fixture(if values.is_empty() { vec![] } else { vec![series] });
         let context = RolloutContext {
             rollout: "checkout".into(),

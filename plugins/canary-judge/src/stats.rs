@@ -61,11 +61,20 @@ fn tie_sum(values: &[f64]) -> f64 {
 /// Kayenta's `wilcoxonDiff(mu, zq, x, y)`: the rank sum of `x − mu` against `y`, centred,
 /// continuity-corrected by ½ towards zero and divided by its tie-corrected standard
 /// deviation, minus `zq`. An error when every observation is tied (σ = 0).
+///
+/// This is the definition, sorting the pooled sample at every call; [`RankTest`] computes
+/// the same number, bit for bit, without sorting again for each `mu`.
 pub fn wilcoxon_diff(x: &[f64], y: &[f64], mu: f64, zq: f64) -> Result<f64, String> {
-    let (nx, ny) = (x.len() as f64, y.len() as f64);
     let combined: Vec<f64> = x.iter().map(|v| v - mu).chain(y.iter().copied()).collect();
     let r = ranks(&combined);
-    let dz = r[..x.len()].iter().sum::<f64>() - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
+    let rank_sum = r[..x.len()].iter().sum::<f64>();
+    statistic(x.len(), y.len(), rank_sum, tie_sum(&combined), zq)
+}
+
+/// The normalised statistic from the rank sum of `x` and the tie sum of the pooled sample.
+fn statistic(nx: usize, ny: usize, rank_sum: f64, ties: f64, zq: f64) -> Result<f64, String> {
+    let (nx, ny) = (nx as f64, ny as f64);
+    let dz = rank_sum - nx * (nx + 1.0) / 2.0 - nx * ny / 2.0;
     let sign = if dz > 0.0 {
         1.0
     } else if dz < 0.0 {
@@ -74,13 +83,151 @@ pub fn wilcoxon_diff(x: &[f64], y: &[f64], mu: f64, zq: f64) -> Result<f64, Stri
         0.0
     };
     let correction = sign * 0.5;
-    let sigma = ((nx * ny / 12.0)
-        * ((nx + ny + 1.0) - tie_sum(&combined) / ((nx + ny) * (nx + ny - 1.0))))
-        .sqrt();
+    let sigma =
+        ((nx * ny / 12.0) * ((nx + ny + 1.0) - ties / ((nx + ny) * (nx + ny - 1.0)))).sqrt();
     if sigma == 0.0 || !sigma.is_finite() {
         return Err("cannot compute a confidence interval when all observations are tied".into());
     }
     Ok((dz - correction) / sigma - zq)
+}
+
+/// The rank test's two samples, each sorted once, so that [`wilcoxon_diff`] at any `mu`
+/// is one merge pass instead of a sort of the pooled sample: `x − mu` stays sorted
+/// (subtracting a constant is monotone in floating point), so merging it with `y` visits
+/// the pooled sample in order, and each run of equal values is one tie group, whose
+/// average rank and size give the rank sum and the tie sum.
+///
+/// The result is bit-identical to [`wilcoxon_diff`]'s: ranks are multiples of ½ and tie
+/// terms `t³ − t` integers, all exactly representable (the sums stay under 2⁵³ for at
+/// most [`MAX_SAMPLES`] values), so summing them in another order or as `count × rank`
+/// gives the same doubles. Only for finite samples (NaN and infinities are refused by
+/// the judge before; [`shift`] falls back to the definition otherwise).
+pub struct RankTest {
+    x: Vec<f64>,
+    y: Vec<f64>,
+}
+
+impl RankTest {
+    /// Sort both samples (by `total_cmp`, as [`ranks`] does).
+    pub fn new(x: &[f64], y: &[f64]) -> RankTest {
+        let (mut x, mut y) = (x.to_vec(), y.to_vec());
+        x.sort_unstable_by(f64::total_cmp);
+        y.sort_unstable_by(f64::total_cmp);
+        RankTest { x, y }
+    }
+
+    /// [`wilcoxon_diff`] of the two samples at `mu`.
+    pub fn wilcoxon_diff(&self, mu: f64, zq: f64) -> Result<f64, String> {
+        let (x, y) = (&self.x[..], &self.y[..]);
+        let (mut i, mut j, mut at) = (0usize, 0usize, 0usize);
+        let (mut rank_sum, mut ties) = (0.0f64, 0.0f64);
+        while i < x.len() || j < y.len() {
+            // The smallest value left; its tie group is every equal value of both sides.
+            let v = match (x.get(i), y.get(j)) {
+                (Some(&a), Some(&b)) => {
+                    let a = a - mu;
+                    if a <= b { a } else { b }
+                }
+                (Some(&a), None) => a - mu,
+                (None, Some(&b)) => b,
+                (None, None) => break,
+            };
+            let from_x = x[i..].iter().take_while(|&&a| a - mu == v).count();
+            let from_y = y[j..].iter().take_while(|&&b| b == v).count();
+            let t = from_x + from_y;
+            if t == 0 {
+                // Only a NaN compares unequal to itself; the judge never passes one.
+                return Err("the rank test cannot order NaN".into());
+            }
+            let rank = (at + at + t - 1) as f64 / 2.0 + 1.0;
+            rank_sum += from_x as f64 * rank;
+            let tf = t as f64;
+            ties += tf * tf * tf - tf;
+            i += from_x;
+            j += from_y;
+            at += t;
+        }
+        statistic(x.len(), y.len(), rank_sum, ties, zq)
+    }
+
+    /// [`hodges_lehmann`] of the two samples, without building the pairwise differences:
+    /// the median's lower order statistic is found by a binary search over the doubles in
+    /// `total_cmp` order, counting the differences at or below a candidate in one pass
+    /// (`x_i − y_j` is monotone in both, as floating-point subtraction is, so the
+    /// differences at or below any value form a staircase); for an even count, the upper
+    /// one is the same value or the smallest difference above it, found in one more pass.
+    /// About 64 passes over `|x| + |y|` values instead of sorting `|x| · |y|`: the same
+    /// double comes out, since the smallest candidate with enough differences at or below
+    /// it is a difference.
+    pub fn hodges_lehmann(&self) -> Option<f64> {
+        let (x, y) = (&self.x[..], &self.y[..]);
+        let pairs = x.len().checked_mul(y.len())?;
+        if pairs == 0 || pairs > MAX_PAIRS {
+            return None;
+        }
+        let mid = pairs / 2;
+        if pairs % 2 == 1 {
+            return Some(from_order_key(self.kth_difference(mid)?));
+        }
+        let lower = self.kth_difference(mid - 1)?;
+        let (at_or_below, above) = self.staircase(lower);
+        let upper = if at_or_below > mid { lower } else { above? };
+        Some((from_order_key(lower) + from_order_key(upper)) / 2.0)
+    }
+
+    /// The [`order_key`] of the `k`-th smallest (0-based, `total_cmp` order) of every
+    /// `x_i − y_j`.
+    fn kth_difference(&self, k: usize) -> Option<i64> {
+        let (x, y) = (&self.x[..], &self.y[..]);
+        let (first_x, last_x) = (*x.first()?, *x.last()?);
+        let (first_y, last_y) = (*y.first()?, *y.last()?);
+        let (mut lo, mut hi) = (order_key(first_x - last_y), order_key(last_x - first_y));
+        while lo < hi {
+            // The floor of the midpoint, without overflow.
+            let mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1);
+            if self.staircase(mid).0 > k {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Some(lo)
+    }
+
+    /// How many differences are at or below the double of order key `t`, and the key of
+    /// the smallest difference above it (if any).
+    fn staircase(&self, t: i64) -> (usize, Option<i64>) {
+        let (x, y) = (&self.x[..], &self.y[..]);
+        let mut count = 0usize;
+        let mut above: Option<i64> = None;
+        // For each x_i (ascending), the differences x_i − y_j at or below t are the y_j
+        // from `from` on (x_i − y_j falls as y_j grows), and `from` only moves right as
+        // x_i grows; the smallest difference above t in the row is at `from − 1`.
+        let mut from = 0usize;
+        for &a in x {
+            while from < y.len() && order_key(a - y[from]) > t {
+                from += 1;
+            }
+            count += y.len() - from;
+            if let Some(&b) = from.checked_sub(1).and_then(|j| y.get(j)) {
+                let key = order_key(a - b);
+                above = Some(above.map_or(key, |k| k.min(key)));
+            }
+        }
+        (count, above)
+    }
+}
+
+/// A double's rank in `total_cmp` order, as a signed integer: `total_cmp`'s own transform
+/// (a negative number's bits other than the sign flipped), branch-free for the hot loop.
+fn order_key(v: f64) -> i64 {
+    let bits = v.to_bits() as i64;
+    bits ^ ((((bits >> 63) as u64) >> 1) as i64)
+}
+
+/// The double of an [`order_key`] (the transform is its own inverse).
+fn from_order_key(key: i64) -> f64 {
+    f64::from_bits((key ^ ((((key >> 63) as u64) >> 1) as i64)) as u64)
 }
 
 /// Commons Math's `Precision.equals(v, 0)`: zero within one ulp.
@@ -293,10 +440,11 @@ pub struct Shift {
 pub const MAX_PAIRS: usize = 1_000_000;
 
 /// Samples (canary and baseline together) the rank test takes at most: each evaluation of
-/// the statistic sorts them, and the solver evaluates it up to a thousand times.
+/// the statistic passes over them, and the solver evaluates it up to a thousand times.
 pub const MAX_SAMPLES: usize = 200_000;
 
-/// The median of every pairwise difference `x_i − y_j`.
+/// The median of every pairwise difference `x_i − y_j`: selected (`select_nth_unstable`,
+/// linear on average), not sorted; the same value a sort by `total_cmp` puts in the middle.
 pub fn hodges_lehmann(x: &[f64], y: &[f64]) -> Option<f64> {
     let pairs = x.len().checked_mul(y.len())?;
     if pairs == 0 || pairs > MAX_PAIRS {
@@ -306,12 +454,14 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64]) -> Option<f64> {
         .iter()
         .flat_map(|a| y.iter().map(move |b| a - b))
         .collect();
-    all.sort_by(f64::total_cmp);
     let mid = all.len() / 2;
-    Some(if all.len() % 2 == 1 {
-        all[mid]
+    let (below, &mut upper, _) = all.select_nth_unstable_by(mid, f64::total_cmp);
+    Some(if pairs % 2 == 1 {
+        upper
     } else {
-        (all[mid - 1] + all[mid]) / 2.0
+        // The element just before the middle is the largest of those below it.
+        let lower = below.iter().copied().max_by(f64::total_cmp)?;
+        (lower + upper) / 2.0
     })
 }
 
@@ -337,31 +487,38 @@ pub fn shift(canary: &[f64], baseline: &[f64], confidence: f64) -> Result<Shift,
     let alpha = 1.0 - confidence;
     // Negative: the lower tail.
     let z = normal_quantile(alpha / 2.0);
+    // Sorted once for every evaluation the solver makes (the definition, which sorts each
+    // time, for samples the merge cannot order).
+    let finite = x.iter().chain(y).all(|v| v.is_finite());
+    let sorted = finite.then(|| RankTest::new(x, y));
+    let diff = |mu: f64, zq: f64| match &sorted {
+        Some(test) => test.wilcoxon_diff(mu, zq),
+        None => wilcoxon_diff(x, y, mu, zq),
+    };
     let root = |zq: f64| -> Result<f64, String> {
-        let f_lower = wilcoxon_diff(x, y, mu_min, zq)?;
-        let f_upper = wilcoxon_diff(x, y, mu_max, zq)?;
+        let f_lower = diff(mu_min, zq)?;
+        let f_upper = diff(mu_max, zq)?;
         if f_lower <= 0.0 {
             Ok(mu_min)
         } else if f_upper >= 0.0 {
             Ok(mu_max)
         } else {
-            zeroin(mu_min, mu_max, f_lower, f_upper, |mu| {
-                wilcoxon_diff(x, y, mu, zq)
-            })
+            zeroin(mu_min, mu_max, f_lower, f_upper, |mu| diff(mu, zq))
         }
     };
     let lower = root(-z)?;
     let upper = root(z)?;
-    let f_lower = wilcoxon_diff(x, y, mu_min, 0.0)?;
-    let f_upper = wilcoxon_diff(x, y, mu_max, 0.0)?;
-    let estimate = zeroin(mu_min, mu_max, f_lower, f_upper, |mu| {
-        wilcoxon_diff(x, y, mu, 0.0)
-    })?;
+    let f_lower = diff(mu_min, 0.0)?;
+    let f_upper = diff(mu_max, 0.0)?;
+    let estimate = zeroin(mu_min, mu_max, f_lower, f_upper, |mu| diff(mu, 0.0))?;
     Ok(Shift {
         lower,
         upper,
         estimate,
-        hodges_lehmann: hodges_lehmann(x, y),
+        hodges_lehmann: match &sorted {
+            Some(test) => test.hodges_lehmann(),
+            None => hodges_lehmann(x, y),
+        },
     })
 }
 

@@ -6,6 +6,7 @@ use super::judge::*;
 use super::stats::*;
 use super::*;
 
+mod fast_paths;
 mod kayenta;
 mod kayenta_data;
 
@@ -389,14 +390,8 @@ fn series(labels: &[(&str, &str)], values: &[f64]) -> Series {
                 value: v.to_string(),
             })
             .collect(),
-        samples: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| rollgate_plugin::Sample {
-                time_ms: i as i64 * 15_000,
-                value: *v,
-            })
-            .collect(),
+        times_ms: (0..values.len()).map(|i| i as i64 * 15_000).collect(),
+        values: values.to_vec(),
     }
 }
 

@@ -58,8 +58,8 @@ pub mod bindings {
             export_macro_name: "__export_policy",
             default_bindings_module: "::rollgate_plugin::bindings::policy",
             with: {
-                "rollgate:plugin/types@0.1.0": crate::bindings::provider::rollgate::plugin::types,
-                "rollgate:plugin/log@0.1.0": crate::bindings::provider::rollgate::plugin::log,
+                "rollgate:plugin/types@0.2.0": crate::bindings::provider::rollgate::plugin::types,
+                "rollgate:plugin/log@0.2.0": crate::bindings::provider::rollgate::plugin::log,
             },
         });
     }
@@ -81,8 +81,31 @@ pub use bindings::policy::exports::rollgate::plugin::policy::{
 pub use bindings::provider::rollgate::plugin::log::Level;
 pub use bindings::provider::rollgate::plugin::metrics::TimeRange;
 pub use bindings::provider::rollgate::plugin::types::{
-    Arg, Label, Measurement, PluginInfo, RolloutContext, Sample, Series, Verdict,
+    Arg, Label, Measurement, PluginInfo, RolloutContext, Series, Verdict,
 };
+
+/// One point of a [`Series`]. The contract (`rollgate:plugin@0.2`) carries a series' samples
+/// as two columns, `times_ms` and `values`, which cross the sandbox boundary as blocks;
+/// this is the row view of one of them ([`SeriesExt::samples`], [`Series::from_samples`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Milliseconds since the Unix epoch (UTC).
+    pub time_ms: i64,
+    /// The value; NaN and infinities are possible.
+    pub value: f64,
+}
+
+impl Series {
+    /// A series from its labels and samples (oldest first): for tests and native callers.
+    pub fn from_samples(labels: Vec<Label>, samples: impl IntoIterator<Item = Sample>) -> Series {
+        let (times_ms, values) = samples.into_iter().map(|s| (s.time_ms, s.value)).unzip();
+        Series {
+            labels,
+            times_ms,
+            values,
+        }
+    }
+}
 
 /// Re-exports for the derive macros a configuration type needs.
 pub use schemars;
@@ -136,6 +159,15 @@ pub trait SeriesExt {
     fn label(&self, name: &str) -> Option<&str>;
     /// The sample values, oldest first (NaN included).
     fn values(&self) -> impl Iterator<Item = f64> + '_;
+    /// The samples as (time, value) rows, oldest first. A series whose columns differ in
+    /// length (a host bug) yields the shorter one's count.
+    fn samples(&self) -> impl Iterator<Item = Sample> + '_;
+    /// How many samples the series has.
+    fn len(&self) -> usize;
+    /// Whether the series has no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// The labels formatted the Prometheus way: `{a="1", b="2"}`.
     fn label_string(&self) -> String;
 }
@@ -149,7 +181,18 @@ impl SeriesExt for Series {
     }
 
     fn values(&self) -> impl Iterator<Item = f64> + '_ {
-        self.samples.iter().map(|s| s.value)
+        self.values.iter().copied()
+    }
+
+    fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        self.times_ms
+            .iter()
+            .zip(&self.values)
+            .map(|(&time_ms, &value)| Sample { time_ms, value })
+    }
+
+    fn len(&self) -> usize {
+        self.values.len()
     }
 
     fn label_string(&self) -> String {

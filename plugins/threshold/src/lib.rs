@@ -244,7 +244,7 @@ fn judge_series(c: &Compiled, series: &[Series]) -> Measurement {
         Some(w) => format!("{} over {}", c.reduce, fmt_window(w)),
         None => c.reduce.to_string(),
     };
-    let total_samples: usize = series.iter().map(|s| s.samples.len()).sum();
+    let total_samples: usize = series.iter().map(|s| s.values.len()).sum();
     if series.is_empty() {
         return Measurement::no_data("the query returned no series").with_details(json!({
             "series": 0,
@@ -392,7 +392,7 @@ fn judge_each(c: &Compiled, series: &[Series], what: &str, n_samples: usize) -> 
                 .iter()
                 .map(|l| (l.name.clone(), json!(l.value)))
                 .collect();
-            json!({"labels": labels, "value": finite_or_string(*v), "verdict": verdict_name(*verdict), "samples": s.samples.len()})
+            json!({"labels": labels, "value": finite_or_string(*v), "verdict": verdict_name(*verdict), "samples": s.values.len()})
         })
         .collect();
     let value = if decisive.is_nan() {

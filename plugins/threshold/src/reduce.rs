@@ -74,15 +74,22 @@ impl Reducer {
                 (n > 0).then(|| sum / n as f64)
             }
             Reducer::Quantile(q) => {
-                let mut sorted: Vec<f64> = values.collect();
-                if sorted.is_empty() {
+                let mut all: Vec<f64> = values.collect();
+                if all.is_empty() {
                     return None;
                 }
-                sorted.sort_by(f64::total_cmp);
-                let rank = q * (sorted.len() - 1) as f64;
-                let lo = rank.floor() as usize;
-                let hi = rank.ceil() as usize;
-                let (a, b) = (sorted[lo], sorted[hi]);
+                let rank = q * (all.len() - 1) as f64;
+                let lo = (rank.floor() as usize).min(all.len() - 1);
+                let hi = (rank.ceil() as usize).min(all.len() - 1);
+                // The two closest ranks by selection, not a full sort: the `lo`-th value in
+                // `total_cmp` order, and the next one (the smallest of those above it) —
+                // the same two values a sort would put there.
+                let (_, &mut a, above) = all.select_nth_unstable_by(lo, f64::total_cmp);
+                let b = if hi == lo {
+                    a
+                } else {
+                    above.iter().copied().min_by(f64::total_cmp)?
+                };
                 let w = rank - lo as f64;
                 // Weighted form, so that an infinite neighbour gives ±Inf, not Inf - Inf = NaN.
                 Some(if lo == hi || a == b || w == 0.0 {

@@ -1,5 +1,5 @@
 use super::*;
-use rollgate_plugin::{Label, RolloutContext, Sample};
+use rollgate_plugin::{Label, RolloutContext};
 
 fn series(labels: &[(&str, &str)], values: &[f64]) -> Series {
     Series {
@@ -10,14 +10,8 @@ fn series(labels: &[(&str, &str)], values: &[f64]) -> Series {
                 value: v.to_string(),
             })
             .collect(),
-        samples: values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| Sample {
-                time_ms: i as i64 * 1000,
-                value: *v,
-            })
-            .collect(),
+        times_ms: (0..values.len()).map(|i| i as i64 * 1000).collect(),
+        values: values.to_vec(),
     }
 }
 
@@ -82,6 +76,69 @@ fn conditions() {
     for (text, msg) in bad {
         let e = Condition::parse(text).expect_err(text);
         assert!(e.contains(msg), "{text}: {e}");
+    }
+}
+
+/// A percentile by selection is the one a full sort gives, bit for bit: random samples with
+/// ties, signed zeros, infinities and NaN (ignored), at ranks on and between values.
+#[test]
+fn percentiles_by_selection_are_the_sorted_ones() {
+    // The reducer as it was: sort everything, interpolate between the closest ranks.
+    fn sorted_quantile(values: &[f64], q: f64) -> Option<f64> {
+        let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_by(f64::total_cmp);
+        let rank = q * (sorted.len() - 1) as f64;
+        let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+        let (a, b) = (sorted[lo], sorted[hi]);
+        let w = rank - lo as f64;
+        Some(if lo == hi || a == b || w == 0.0 {
+            a
+        } else if w == 1.0 {
+            b
+        } else {
+            a * (1.0 - w) + b * w
+        })
+    }
+    // SplitMix64, so a failure replays exactly.
+    let mut state = 0x7e57_u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let quantiles = [
+        "p0", "p1", "p25", "median", "p90", "p95", "p99", "p99.9", "p100",
+    ];
+    for case in 0..2_000 {
+        let n = (next() % 80) as usize;
+        let values: Vec<f64> = (0..n)
+            .map(|_| match next() % 12 {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => f64::NEG_INFINITY,
+                3 => -0.0,
+                4 => 0.0,
+                5..=7 => (next() % 6) as f64 * 0.5,
+                _ => (next() >> 11) as f64 / (1u64 << 53) as f64 * 20.0 - 10.0,
+            })
+            .collect();
+        for name in quantiles {
+            let Reducer::Quantile(q) = Reducer::parse(name).unwrap() else {
+                unreachable!("{name} is a quantile")
+            };
+            let got = Reducer::Quantile(q).apply(values.iter().copied());
+            let want = sorted_quantile(&values, q);
+            assert_eq!(
+                got.map(f64::to_bits),
+                want.map(f64::to_bits),
+                "case {case} {name}: {got:?} vs {want:?} for {values:?}"
+            );
+        }
     }
 }
 
