@@ -890,3 +890,70 @@ fn api_v2_answers_the_new_shapes_and_v1_stays_as_it_was() {
     assert_eq!(body["outcome"], "applied", "{body}");
     s.wait_state("held", 1, "succeeded");
 }
+
+/// A run whose drive fails on the store — here a database another process holds locked
+/// longer than the store's busy timeout — is driven again from its last checkpoint once
+/// the store answers, instead of being left undriven until a restart.
+#[test]
+fn a_run_whose_store_failed_is_driven_again_from_its_last_checkpoint() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir(&config_dir).expect("mkdir");
+    common::copy_example("canary", &["backends.yaml", "error-ratio.om"], &config_dir);
+    std::fs::write(
+        config_dir.join("steady.yaml"),
+        "apiVersion: rollgate.dev/v1alpha1\nkind: VerificationTemplate\nmetadata:\n  name: every-second\nspec:\n  metrics:\n    - name: error-ratio\n      provider:\n        plugin: threshold\n        backend: recorded\n        config:\n          backend: recorded\n          query: http_error_ratio{service=\"checkout\",track=\"canary\"}\n          window: 1m\n          reduce: avg\n          condition: \"< 0.05\"\n      interval: 1s\n      count: 100000\n---\napiVersion: rollgate.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: steady\nspec:\n  stableVersion: v1\n  canaryVersion: v2\n  target:\n    none: {}\n  strategy:\n    canary: {}\n  phases:\n    - name: canary-10\n      weight: 10\n      verification:\n        templates: [every-second]\n    - name: full\n      weight: 100\n",
+    )
+    .expect("write");
+    let s = Serve::new(dir.path()).log("warn").start();
+    s.wait_state("steady", 1, "progressing");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let url = format!("sqlite:{}", dir.path().join("state.db").display());
+    let mut db = rt
+        .block_on(sqlx::SqliteConnection::connect(&url))
+        .expect("a connection to the store");
+    let measured = |db: &mut sqlx::SqliteConnection| -> i64 {
+        rt.block_on(sqlx::query_scalar("SELECT COUNT(*) FROM measurements").fetch_one(db))
+            .expect("count")
+    };
+    // Measuring every second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while measured(&mut db) < 2 {
+        assert!(Instant::now() < deadline, "no measurement: {}", s.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every write waits for the lock, then fails after the busy timeout (5 s).
+    rt.block_on(sqlx::query("BEGIN EXCLUSIVE").execute(&mut db))
+        .expect("lock");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s
+        .log()
+        .contains("driving the run again from its last checkpoint")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no store failure seen while the database was locked: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rt.block_on(sqlx::query("ROLLBACK").execute(&mut db))
+        .expect("unlock");
+    // Driven again: it measures on.
+    let after = measured(&mut db);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while measured(&mut db) < after + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the run is no longer driven after the store failed: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!s.log().contains("the rollout stopped"), "{}", s.log());
+    s.wait_state("steady", 1, "progressing");
+}

@@ -128,6 +128,12 @@ pub struct ConfigStatus {
     pub last_error_ms: Option<i64>,
 }
 
+/// A run whose drive failed on the store is driven again after this, then twice as long
+/// each time up to [`STORE_RETRY_MAX`].
+const STORE_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait before a run that failed on the store is driven again.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// The running configuration: the bundle and the engine built from it.
 struct Loaded {
     bundle: Bundle,
@@ -726,13 +732,35 @@ impl Fleet {
             return;
         }
         let engine = engine.clone();
+        let wakers = self.inner.wakers.clone();
         supervise::spawn("run", format!("run id {id}"), async move {
-            match engine.drive(id).await {
-                Ok(_) => {}
-                // Logged where it happened; another runner drives the run (or will).
-                Err(e @ EngineError::Stopped { .. }) => tracing::info!(run = id, "{e}"),
-                Err(e @ EngineError::NotHeld { .. }) => tracing::info!(run = id, "{e}"),
-                Err(e) => tracing::error!(run = id, "the rollout stopped: {e}"),
+            let mut backoff = STORE_RETRY_FIRST;
+            loop {
+                match engine.drive(id).await {
+                    Ok(_) => {}
+                    // Logged where it happened; another runner drives the run (or will).
+                    Err(e @ EngineError::Stopped { .. }) => tracing::info!(run = id, "{e}"),
+                    Err(e @ EngineError::NotHeld { .. }) => tracing::info!(run = id, "{e}"),
+                    // The store failed (a busy or unreachable database, a pool exhausted
+                    // under load): the run is driven again from its last checkpoint, as
+                    // after a restart, instead of being left undriven until one.
+                    Err(e @ EngineError::Store(crate::store::StoreError::Db(_))) => {
+                        tracing::warn!(
+                            run = id,
+                            "the store failed: {e}; driving the run again from its last \
+                             checkpoint in {} s",
+                            backoff.as_secs()
+                        );
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(STORE_RETRY_MAX);
+                        // Unless something else started driving it meanwhile.
+                        if wakers.claim(id) {
+                            continue;
+                        }
+                    }
+                    Err(e) => tracing::error!(run = id, "the rollout stopped: {e}"),
+                }
+                return;
             }
         });
     }
