@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 /// Wakes waiting rollouts when an operator acts, so a server with thousands of waiting
 /// rollouts does not poll the store for each of them every `action_poll`: a rollout only
-/// looks for action requests after [`Wakers::wake`] (and, as a fallback for requests
-/// written to the store by another process, every `action_poll`).
+/// looks for action requests after [`Wakers::wake`]. Requests written to the store by
+/// another process are found by one query for all runs every `action_poll`
+/// ([`Wakers::poll_store`]), which wakes the runs they are for.
 #[derive(Debug, Default)]
 pub struct Wakers {
     map: std::sync::Mutex<HashMap<i64, Arc<Wake>>>,
@@ -56,6 +57,29 @@ impl Wakers {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Poll the store for action requests another process wrote (a CLI on the same SQLite
+    /// file; another runner on PostgreSQL, should its notice be lost) every `every`, for
+    /// every run driven here in one query, and wake the runs they are for. Runs until the
+    /// task is aborted; a failed poll is logged and tried again next time.
+    pub async fn poll_store(
+        self: Arc<Self>,
+        store: crate::store::Store,
+        every: std::time::Duration,
+    ) {
+        let every = every.max(std::time::Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            match store.runs_with_actions().await {
+                Ok(ids) => {
+                    for id in ids {
+                        self.wake(id);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot look for operator actions in the store: {e}"),
+            }
         }
     }
 
@@ -187,9 +211,21 @@ impl Run<'_> {
                 }
                 continue;
             }
-            let poll_ms = i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
-            let poll = next_poll.get_or_insert(now.saturating_add(poll_ms));
-            let at = next.map_or(*poll, |n| n.min(*poll));
+            // Without wake-ups this run looks for operator actions itself every poll
+            // interval; with them (a server) it is woken, and the server polls the store
+            // for the requests of all its runs at once ([`Wakers::poll_store`]).
+            let poll = match &self.wake {
+                None => {
+                    let poll_ms =
+                        i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
+                    Some(*next_poll.get_or_insert(now.saturating_add(poll_ms)))
+                }
+                Some(_) => None,
+            };
+            let at = match (next, poll) {
+                (Some(n), Some(p)) => Some(n.min(p)),
+                (n, p) => n.or(p),
+            };
             let lease = self.lease.clone();
             let stopping = async {
                 match &lease {
@@ -197,30 +233,36 @@ impl Run<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let sleep = async {
+                match at {
+                    Some(at) => self.engine.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             match &self.wake {
                 Some(wake) => {
                     let wake = wake.clone();
                     tokio::select! {
-                        _ = self.engine.clock.sleep_until(at) => {}
+                        _ = sleep => {}
                         _ = wake.notify.notified() => return Ok(Woke::Interrupted),
                         _ = stopping => continue,
                     }
                 }
                 None => tokio::select! {
-                    _ = self.engine.clock.sleep_until(at) => {}
+                    _ = sleep => {}
                     _ = stopping => continue,
                 },
             }
             // How late the timer fired: the scheduler's lag, for `/metrics`.
-            let late = self.now().saturating_sub(at);
-            crate::telemetry::global().observe_lag(late.max(0) as f64 / 1000.0);
-            // Operator actions are looked for every poll interval, however busy the timers.
-            if self.now() >= *poll {
+            if let Some(at) = at {
+                let late = self.now().saturating_sub(at);
+                crate::telemetry::global().observe_lag(late.max(0) as f64 / 1000.0);
+            }
+            // Without wake-ups, operator actions are looked for every poll interval,
+            // however busy the timers.
+            if poll.is_some_and(|p| self.now() >= p) {
                 next_poll = None;
                 if !self.engine.store.pending_actions(self.id).await?.is_empty() {
-                    if let Some(w) = &self.wake {
-                        w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
                     return Ok(Woke::Interrupted);
                 }
             }

@@ -53,6 +53,7 @@
 
 mod commit;
 mod db;
+mod group;
 mod invalid;
 mod leases;
 mod listing;
@@ -370,6 +371,8 @@ pub struct Store {
     liveness: Pool,
     /// The file, or the database URL without its password.
     location: Location,
+    /// The group committer: every commit and creation of this process, batched.
+    committer: std::sync::Arc<group::Committer>,
 }
 
 /// Where a store lives, as `--store FILE` or `--db URL` names it.
@@ -575,6 +578,7 @@ impl Store {
         let pool = Pool::Postgres(pool);
         let store = Store {
             pool: pool.clone(),
+            committer: std::sync::Arc::new(group::Committer::new(pool.clone())),
             writer: pool,
             liveness,
             location: location.clone(),
@@ -641,9 +645,11 @@ impl Store {
         let liveness = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options.clone().create_if_missing(false));
+        let writer = Pool::Sqlite(writer);
         Ok(Store {
             pool: Pool::Sqlite(pool),
-            writer: Pool::Sqlite(writer),
+            committer: std::sync::Arc::new(group::Committer::new(writer.clone())),
+            writer,
             liveness: Pool::Sqlite(liveness),
             location: Location::File(path.to_path_buf()),
         })
@@ -698,6 +704,12 @@ impl Store {
         Ok(self.rollouts(Filter::Latest(name)).await?.pop())
     }
 
+    /// The latest run of every rollout, by id: one query for what a runner starting on a
+    /// folder of thousands of rollouts would otherwise ask [`Store::latest`] one by one.
+    pub async fn latest_all(&self) -> Result<Vec<RolloutRow>, StoreError> {
+        self.rollouts(Filter::LatestAll).await
+    }
+
     /// Rollout rows not in a final state, oldest first: what a restarted runner resumes.
     pub async fn unfinished(&self) -> Result<Vec<RolloutRow>, StoreError> {
         self.rollouts(Filter::Unfinished).await
@@ -720,7 +732,7 @@ impl Store {
         let query = match filter {
             Filter::Id(id) => query.bind(id),
             Filter::Runs(name) | Filter::Latest(name) => query.bind(name),
-            Filter::All | Filter::Unfinished => query,
+            Filter::All | Filter::Unfinished | Filter::LatestAll => query,
         };
         query.fetch_all(&self.pool).await
     }
@@ -831,6 +843,15 @@ impl Store {
             .bind(rollout_id)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// The rollout row id of every run with an action request not yet consumed, in one
+    /// query: what a server polls for all its runs at once (requests another process wrote).
+    pub async fn runs_with_actions(&self) -> Result<Vec<i64>, StoreError> {
+        let ids: Vec<(i64,)> = query_as(|s| s.runs_with_actions)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 }
 
