@@ -16,6 +16,10 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct Wakers {
     map: std::sync::Mutex<HashMap<i64, Arc<Wake>>>,
+    /// While set, a run claimed or registered does not look for requests first (the
+    /// server that starts thousands of runs asks the store once for all of them instead,
+    /// [`Wakers::set_quiet`]).
+    quiet: std::sync::atomic::AtomicBool,
 }
 
 /// One rollout's wake-up: a flag that says "look for requests" and a notification.
@@ -32,11 +36,22 @@ impl Wakers {
             .or_insert_with(|| {
                 Arc::new(Wake {
                     // A run (re)started by a server looks once: requests may predate it.
-                    pending: std::sync::atomic::AtomicBool::new(true),
+                    pending: std::sync::atomic::AtomicBool::new(self.looks_first()),
                     notify: tokio::sync::Notify::new(),
                 })
             })
             .clone()
+    }
+
+    fn looks_first(&self) -> bool {
+        !self.quiet.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// While `quiet`, runs claimed or registered do not look for action requests when they
+    /// start; the caller wakes those that have requests ([`Wakers::wake`]) after asking
+    /// the store once, *after* clearing it (so a request written meanwhile is not missed).
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn unregister(&self, id: i64) {
@@ -103,7 +118,7 @@ impl Wakers {
         map.insert(
             id,
             Arc::new(Wake {
-                pending: std::sync::atomic::AtomicBool::new(true),
+                pending: std::sync::atomic::AtomicBool::new(self.looks_first()),
                 notify: tokio::sync::Notify::new(),
             }),
         );

@@ -87,8 +87,8 @@ pub struct FleetConfig {
     pub config: PathBuf,
     /// How often the folder is looked at for changes.
     pub reload_every: Duration,
-    /// Fallback: how often a waiting run looks in the store for actions written by another
-    /// process (actions through the API wake the run at once).
+    /// How often the server looks in the store (one query for all its runs) for actions
+    /// written by another process (actions through the API wake the run at once).
     pub action_poll: Duration,
     /// Webhooks told of every rollout's events.
     pub global_webhooks: Vec<crate::spec::model::NotificationSpec>,
@@ -339,13 +339,30 @@ impl Fleet {
             return Err(Refused(loaded.problems.clone()));
         }
         self.install(loaded);
-        self.reconcile(true).await.map_err(|e| Refused(vec![e]))?;
-        if self.leases().is_some() {
+        // The runs started now do not each look for action requests first: one query
+        // below finds the runs that have some (a request written meanwhile wakes its run
+        // through the API, the listener or the poll).
+        self.inner.wakers.set_quiet(true);
+        let started = self.reconcile(true).await;
+        if started.is_ok() && self.leases().is_some() {
             // The first share of the runs is claimed and driven before the server says
             // it is ready; the manager goes on from there.
             self.lease_tick().await;
             self.spawn_lease_manager();
             self.spawn_listener();
+        }
+        self.inner.wakers.set_quiet(false);
+        started.map_err(|e| Refused(vec![e]))?;
+        match self.inner.store.runs_with_actions().await {
+            Ok(ids) => {
+                for id in ids {
+                    self.inner.wakers.wake(id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot look for operator actions in the store: {e}");
+                self.inner.wakers.wake_all();
+            }
         }
         let poll = supervise::spawn(
             "action-poll",

@@ -5,9 +5,10 @@
 //! runner resumes every unfinished rollout from its last checkpoint, applies no step twice
 //! and loses no audit event. This module is what makes that promise hold:
 //!
-//! - one transaction per [`Store::commit`]: the checkpoint, its audit events, measurements
-//!   (and their series' points), step intents and consumed actions land together or not at
-//!   all;
+//! - every [`Store::commit`] in a transaction: the checkpoint, its audit events,
+//!   measurements (and their series' points), step intents and consumed actions land
+//!   together or not at all — the commits queued at once share one transaction (group
+//!   commit, [`group`]), each still checked and refused alone;
 //! - an optimistic `generation` per rollout: a commit names the generation it started from,
 //!   so two runners can never both advance one rollout ([`StoreError::Conflict`]);
 //! - durable writes (WAL, `synchronous=FULL`) and a busy timeout, so a second process (the
@@ -26,6 +27,8 @@
 //!   filtered query behind every listing of rollouts, and the smaller reads/writes;
 //! - `commit.rs`: the commit path ([`Store::commit`], [`Commit`], a run created after
 //!   another with [`NewRow`]): one transaction for a transition's every write;
+//! - `group.rs`: the committer task that writes the commits and creations queued while its
+//!   previous transaction was in flight in one transaction, and answers each alone;
 //! - `runners.rs`: runners, their heartbeat and the runs they claim ([`RunnerRow`]);
 //! - `leases.rs`: which runner holds each unfinished run, until when on the database's
 //!   clock, under which epoch ([`Lease`]); commits are fenced by the epoch;
