@@ -24,7 +24,9 @@
 //!   refused as a [`StoreError::Conflict`] instead of writing twice).
 //!
 //! The task is started by the first commit (in that commit's tokio runtime) and started
-//! again if its runtime ended; it holds one writer connection only while it writes.
+//! again if its runtime ended; it holds one writer connection only while it writes. A
+//! PostgreSQL store has several such lanes (a run's jobs always on the same one), so that
+//! the runner's commits are not all behind one connection's round trips.
 
 use super::commit::{Commit, NewRow, bump, insert_after, write_rest};
 use super::db::Pool;
@@ -35,11 +37,17 @@ use tokio::sync::{mpsc, oneshot};
 /// (another process — the CLI asking for an action — waits for it).
 const MAX_BATCH: usize = 512;
 
-/// The sending side of the committer, shared by every clone of a [`super::Store`].
+/// Committers per PostgreSQL store: each statement is a round trip to the server, so one
+/// committer would make the whole runner wait for one connection's latency; a run's jobs
+/// always go to the same lane (by row id), so its commits stay in order. SQLite has one
+/// writer at a time whatever the connections: one lane.
+const PG_LANES: usize = 4;
+
+/// The sending side of the committers, shared by every clone of a [`super::Store`].
 #[derive(Debug)]
 pub(super) struct Committer {
     writer: Pool,
-    queue: std::sync::Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    lanes: Vec<std::sync::Mutex<Option<mpsc::UnboundedSender<Job>>>>,
 }
 
 /// A [`Commit`] owned by the queue.
@@ -183,15 +191,34 @@ pub(super) fn gone() -> StoreError {
 
 impl Committer {
     pub(super) fn new(writer: Pool) -> Committer {
+        let lanes = match writer {
+            Pool::Sqlite(_) => 1,
+            Pool::Postgres(_) => PG_LANES,
+        };
         Committer {
             writer,
-            queue: std::sync::Mutex::new(None),
+            lanes: (0..lanes).map(|_| std::sync::Mutex::new(None)).collect(),
         }
     }
 
-    /// Queue a job, starting the committer task when there is none (or its runtime ended).
+    /// Queue a job on its lane, starting that lane's committer task when there is none
+    /// (or its runtime ended).
     pub(super) fn send(&self, job: Job) {
-        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let key = match &job {
+            Job::Commit { id, .. } => id.unsigned_abs(),
+            // Creations of one name on one lane (their run numbers follow each other).
+            Job::Create { row, .. } => row
+                .name
+                .bytes()
+                .fold(0_u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+        };
+        let lane = usize::try_from(key % self.lanes.len().max(1) as u64).unwrap_or(0);
+        let Some(queue) = self.lanes.get(lane) else {
+            // Not reached: `lane` is below the number of lanes, at least one.
+            job.answer(Err(gone()));
+            return;
+        };
+        let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
         let job = match queue.as_ref() {
             Some(tx) => match tx.send(job) {
                 Ok(()) => return,

@@ -609,7 +609,8 @@ pub(super) const POSTGRES: Sql = Sql {
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
     outbox: OutboxSql {
-        insert: "INSERT INTO outbox (rollout_id, seq, endpoint, body, created_ms, next_try_ms) VALUES ($1, $2, $3, $4, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+        // One reading of the clock for both: created and due at the same instant.
+        insert: "INSERT INTO outbox (rollout_id, seq, endpoint, body, created_ms, next_try_ms) SELECT $1, $2, $3, $4, t.ms, t.ms FROM (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS ms) AS t",
         claim_lock: "SELECT pg_advisory_xact_lock(7007, hashtext($1))",
         claim: "WITH due AS (SELECT id FROM outbox WHERE endpoint = $3 AND delivered_ms IS NULL AND failed_ms IS NULL AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.endpoint = $3 AND b.delivered_ms IS NULL AND b.failed_ms IS NULL AND b.claimed_by <> $1 AND b.claimed_until_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AND (SELECT h.next_try_ms FROM outbox h WHERE h.endpoint = $3 AND h.delivered_ms IS NULL AND h.failed_ms IS NULL ORDER BY h.id LIMIT 1) <= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) UPDATE outbox SET claimed_by = $1, claimed_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM due WHERE outbox.id = due.id RETURNING outbox.id, outbox.rollout_id, outbox.seq, outbox.body, outbox.attempts",
         renew: "UPDATE outbox SET claimed_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE claimed_by = $1 AND claimed_until_ms IS NOT NULL AND delivered_ms IS NULL AND failed_ms IS NULL RETURNING id",
