@@ -284,3 +284,30 @@ impl Run<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Wakers;
+    use std::sync::atomic::Ordering;
+
+    /// A run claimed while the server starts quietly does not look for requests first; a
+    /// wake-up (what the server's one query sends to the runs that have some) makes it
+    /// look; once the start is over, a run claimed looks first again.
+    #[test]
+    fn runs_claimed_quietly_look_only_when_woken() {
+        let wakers = Wakers::default();
+        wakers.set_quiet(true);
+        assert!(wakers.claim(1) && wakers.claim(2));
+        let (one, two) = (wakers.register(1), wakers.register(2));
+        assert!(!one.pending.load(Ordering::SeqCst));
+        assert!(!two.pending.load(Ordering::SeqCst));
+        wakers.set_quiet(false);
+        assert!(wakers.wake(2));
+        assert!(!one.pending.load(Ordering::SeqCst));
+        assert!(two.pending.load(Ordering::SeqCst));
+        assert!(wakers.claim(3));
+        assert!(wakers.register(3).pending.load(Ordering::SeqCst));
+        // An unknown run is not woken: its caller must start it.
+        assert!(!wakers.wake(4));
+    }
+}
