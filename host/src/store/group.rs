@@ -25,8 +25,8 @@
 //!
 //! The task is started by the first commit (in that commit's tokio runtime) and started
 //! again if its runtime ended; it holds one writer connection only while it writes. A
-//! PostgreSQL store has several such lanes (a run's jobs always on the same one), so that
-//! the runner's commits are not all behind one connection's round trips.
+//! store may have several such lanes (a run's jobs always on the same one): see
+//! `PG_LANES`.
 
 use super::commit::{Commit, NewRow, bump, insert_after, write_rest};
 use super::db::Pool;
@@ -37,11 +37,14 @@ use tokio::sync::{mpsc, oneshot};
 /// (another process — the CLI asking for an action — waits for it).
 const MAX_BATCH: usize = 512;
 
-/// Committers per PostgreSQL store: each statement is a round trip to the server, so one
-/// committer would make the whole runner wait for one connection's latency; a run's jobs
-/// always go to the same lane (by row id), so its commits stay in order. SQLite has one
-/// writer at a time whatever the connections: one lane.
-const PG_LANES: usize = 4;
+/// Committers per PostgreSQL store (a run's jobs always go to the same lane, by row id, so
+/// its commits stay in order; SQLite has one writer at a time: one lane). Each statement
+/// is a round trip, so more lanes could keep up with more commits — but in the shared
+/// PostgreSQL bench (3 runners and the database on one loaded 2-core machine) four lanes
+/// were worse than one on every figure (ready in 53–60 s against 22 s, takeover 16.6–20.4 s
+/// against 13.8 s, lag p99 467–787 ms against 239 ms): one, until a quieter measurement
+/// says otherwise.
+const PG_LANES: usize = 1;
 
 /// The sending side of the committers, shared by every clone of a [`super::Store`].
 #[derive(Debug)]
