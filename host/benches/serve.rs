@@ -7,7 +7,10 @@
 //! `rollgate_scheduler_lag_seconds` histogram, over the measuring window only) and
 //! measurements per second. The targets: 100,000 rollouts at a 10 s interval on this
 //! 2-core machine with p99 lag under 100 ms, at most 20 KB per rollout and at most 1.5
-//! cores.
+//! cores. Then the restart: the server is killed (SIGKILL) after the window and started
+//! again on the same store; the table shows how long until it is ready and until every
+//! run has measured again (the new process's `rollgate_measurements_total` reaches N:
+//! each run resumes and measures once more — `restart-s` in the `perf:` line).
 //!
 //! `cargo bench --bench serve` runs N = 1,000, 20,000, 50,000, 100,000 (a spec file holds a
 //! thousand rollouts: 100 files at 100,000); `ROLLGATE_BENCH_N=500,2000`
@@ -225,6 +228,10 @@ struct Row {
     p50: Option<f64>,
     p99: Option<f64>,
     per_second: f64,
+    /// SIGKILL after the window, then `serve` again on the same store: until it is ready,
+    /// and until every run has measured again (`None`: not within two minutes).
+    restart_ready: Duration,
+    restart: Option<Duration>,
 }
 
 /// Wait until the servers together measure at least 95 % of the schedule's rate (`n`
@@ -266,6 +273,21 @@ fn measure(n: usize, window: Duration, baseline_rss: Option<u64>) -> Row {
     let measured =
         counter(&m1, "rollgate_measurements_total") - counter(&m0, "rollgate_measurements_total");
     let (b0, b1) = (lag_buckets(&m0), lag_buckets(&m1));
+    // A crash and a restart on the same store: how long until every run measures again.
+    drop(server);
+    let restarted = Instant::now();
+    let (server, restart_ready) = serve(dir.path());
+    let restart = loop {
+        let measured = counter(&metrics(&server.url), "rollgate_measurements_total");
+        if measured >= n as f64 {
+            break Some(restarted.elapsed());
+        }
+        if restarted.elapsed() > Duration::from_secs(120) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(server);
     Row {
         n,
         startup,
@@ -275,6 +297,8 @@ fn measure(n: usize, window: Duration, baseline_rss: Option<u64>) -> Row {
         p50: quantile(&b0, &b1, 0.5),
         p99: quantile(&b0, &b1, 0.99),
         per_second: measured / elapsed,
+        restart_ready,
+        restart,
     }
 }
 
@@ -300,25 +324,27 @@ fn main() {
         window.as_secs()
     );
     println!(
-        "| rollouts | start-up | CPU (cores) | RSS | RSS / rollout | lag p50 | lag p99 | measurements/s |"
+        "| rollouts | start-up | CPU (cores) | RSS | RSS / rollout | lag p50 | lag p99 | measurements/s | restart: ready | restart: all measured |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let ms = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.1} ms", s * 1e3));
     let mut lines = Vec::new();
     for n in ns {
         let r = measure(n, window, Some(baseline.rss));
         // One line a script can read per N, printed after the table.
         lines.push(format!(
-            "perf: serve n={} startup-s={:.1} cores={:.2} rss-kb-per-rollout={} lag-p99-ms={}",
+            "perf: serve n={} startup-s={:.1} restart-s={} cores={:.2} rss-kb-per-rollout={} lag-p99-ms={}",
             r.n,
             r.startup.as_secs_f64(),
+            r.restart
+                .map_or("-".to_string(), |t| format!("{:.1}", t.as_secs_f64())),
             r.cpu,
             r.per_rollout
                 .map_or("-".to_string(), |b| format!("{:.1}", b / 1000.0)),
             r.p99.map_or("-".to_string(), |s| format!("{:.1}", s * 1e3)),
         ));
         println!(
-            "| {} | {:.1} s | {:.2} | {:.0} MiB | {} | {} | {} | {:.0} |",
+            "| {} | {:.1} s | {:.2} | {:.0} MiB | {} | {} | {} | {:.0} | {:.1} s | {} |",
             r.n,
             r.startup.as_secs_f64(),
             r.cpu,
@@ -327,7 +353,13 @@ fn main() {
                 .map_or("-".to_string(), |b| format!("{:.1} KB", b / 1000.0)),
             ms(r.p50),
             ms(r.p99),
-            r.per_second
+            r.per_second,
+            r.restart_ready.as_secs_f64(),
+            r.restart
+                .map_or("not within 120 s".to_string(), |t| format!(
+                    "{:.1} s",
+                    t.as_secs_f64()
+                )),
         );
     }
     for line in lines {

@@ -55,8 +55,8 @@ pub struct ServeArgs {
     /// A webhook told of every rollout's state changes and decisions (repeatable).
     #[arg(long = "notify", value_name = "URL")]
     pub notify: Vec<String>,
-    /// How often a waiting run looks in the store for actions another process wrote there
-    /// (actions through the API are seen at once).
+    /// How often the server looks in the store for actions another process wrote, in one
+    /// query for all its runs (actions through the API are seen at once).
     #[arg(long, default_value = "30s", value_name = "DURATION")]
     pub action_poll: String,
     /// A server-side reference that documents applied through the API may use although the

@@ -7,7 +7,7 @@
 //! runs. Used by `rollgate serve` (a change to the folder), `rollgate run` and `lint`.
 
 use super::Plugins;
-use super::setup::{Problem, build_backend, load_args, metrics_of, validate};
+use super::setup::{Answers, Problem, build_backend, load_args, metrics_of, validate};
 use crate::metrics::Backends;
 use crate::plugin::{Plugin, PluginHost, PluginKind};
 use crate::spec::SpecError;
@@ -126,14 +126,30 @@ pub async fn prepare(
             .map(|(_, p)| p.clone())
             .collect(),
     };
+    // One plugin call per distinct configuration, whatever the number of rollouts.
+    let mut answers = Answers::new();
     for r in rollouts {
-        let problems = check(r, &loaded, &broken_backends, &mut prepared.plugins).await;
+        let problems = check(
+            r,
+            &loaded,
+            &broken_backends,
+            &mut prepared.plugins,
+            &mut answers,
+        )
+        .await;
         if !problems.is_empty() {
             prepared.invalid.insert(r.name.clone(), problems);
         }
     }
     for (id, r) in runs {
-        let problems = check(r, &loaded, &broken_backends, &mut prepared.plugins).await;
+        let problems = check(
+            r,
+            &loaded,
+            &broken_backends,
+            &mut prepared.plugins,
+            &mut answers,
+        )
+        .await;
         if !problems.is_empty() {
             prepared.held.insert(*id, problems);
         }
@@ -147,6 +163,7 @@ async fn check(
     loaded: &BTreeMap<String, Result<Plugin, Problem>>,
     broken_backends: &BTreeMap<String, Problem>,
     plugins: &mut Plugins,
+    answers: &mut Answers,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let (wanted, used_backends) = uses(r);
@@ -179,7 +196,7 @@ async fn check(
     if problems.is_empty() {
         let loaded_plugin = |name: &str| loaded.get(name).and_then(|l| l.as_ref().ok());
         let mut checked = std::collections::HashSet::new();
-        problems.extend(validate(r, &loaded_plugin, &mut checked).await);
+        problems.extend(validate(r, &loaded_plugin, &mut checked, answers).await);
     }
     if problems.is_empty() {
         for (name, _) in &wanted {

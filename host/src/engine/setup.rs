@@ -149,9 +149,10 @@ pub async fn plugins(
         }
     }
     let loaded = |name: &str| plugins.get(name);
+    let mut answers = Answers::new();
     for r in rollouts {
         // What the operator wrote wrong is reported after the plugins that failed.
-        for problem in validate(r, &loaded, &mut checked).await {
+        for problem in validate(r, &loaded, &mut checked, &mut answers).await {
             if problem.input {
                 found.push(problem);
             } else {
@@ -181,10 +182,12 @@ pub(super) async fn validate<'p>(
     r: &RolloutSpec,
     loaded: &(dyn Fn(&str) -> Option<&'p crate::plugin::Plugin> + Sync),
     checked: &mut std::collections::HashSet<(String, String, Option<SourcePos>)>,
+    answers: &mut Answers,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let Some(p) = loaded(&r.failure_policy.plugin) {
-        match p.validate(&r.failure_policy.config.to_string()).await {
+        let config = r.failure_policy.config.to_string();
+        match answer(answers, p, &r.failure_policy.plugin, config).await {
             Ok(found) => problems.extend(found.into_iter().map(|c| {
                 Problem::at(
                     r.failure_policy.config_at.as_ref(),
@@ -210,7 +213,7 @@ pub(super) async fn validate<'p>(
         if !checked.insert(key) {
             continue;
         }
-        match p.validate(&m.config.to_string()).await {
+        match answer(answers, p, &m.plugin, m.config.to_string()).await {
             Ok(found) => problems.extend(found.into_iter().map(|c| {
                 Problem::at(
                     m.config_at.as_ref(),
@@ -228,6 +231,28 @@ pub(super) async fn validate<'p>(
         }
     }
     problems
+}
+
+/// A plugin's answers to the configurations it validated, by (plugin name, configuration
+/// text), for one load of the folder: thousands of rollouts that give one plugin the same
+/// configuration (from one template) are checked by one call, not one instance each.
+pub(super) type Answers =
+    std::collections::HashMap<(String, String), Result<Vec<crate::plugin::ConfigProblem>, String>>;
+
+/// `p`'s answer to `config`, from `answers` when it was asked already.
+async fn answer(
+    answers: &mut Answers,
+    p: &crate::plugin::Plugin,
+    name: &str,
+    config: String,
+) -> Result<Vec<crate::plugin::ConfigProblem>, String> {
+    let key = (name.to_string(), config);
+    if let Some(known) = answers.get(&key) {
+        return known.clone();
+    }
+    let got = p.validate(&key.1).await.map_err(|e| e.to_string());
+    answers.insert(key, got.clone());
+    got
 }
 
 /// A problem found while setting up a rollout's plugins, where it is written when known.

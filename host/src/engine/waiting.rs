@@ -10,11 +10,16 @@ use std::sync::Arc;
 
 /// Wakes waiting rollouts when an operator acts, so a server with thousands of waiting
 /// rollouts does not poll the store for each of them every `action_poll`: a rollout only
-/// looks for action requests after [`Wakers::wake`] (and, as a fallback for requests
-/// written to the store by another process, every `action_poll`).
+/// looks for action requests after [`Wakers::wake`]. Requests written to the store by
+/// another process are found by one query for all runs every `action_poll`
+/// ([`Wakers::poll_store`]), which wakes the runs they are for.
 #[derive(Debug, Default)]
 pub struct Wakers {
     map: std::sync::Mutex<HashMap<i64, Arc<Wake>>>,
+    /// While set, a run claimed or registered does not look for requests first (the
+    /// server that starts thousands of runs asks the store once for all of them instead,
+    /// [`Wakers::set_quiet`]).
+    quiet: std::sync::atomic::AtomicBool,
 }
 
 /// One rollout's wake-up: a flag that says "look for requests" and a notification.
@@ -31,11 +36,22 @@ impl Wakers {
             .or_insert_with(|| {
                 Arc::new(Wake {
                     // A run (re)started by a server looks once: requests may predate it.
-                    pending: std::sync::atomic::AtomicBool::new(true),
+                    pending: std::sync::atomic::AtomicBool::new(self.looks_first()),
                     notify: tokio::sync::Notify::new(),
                 })
             })
             .clone()
+    }
+
+    fn looks_first(&self) -> bool {
+        !self.quiet.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// While `quiet`, runs claimed or registered do not look for action requests when they
+    /// start; the caller wakes those that have requests ([`Wakers::wake`]) after asking
+    /// the store once, *after* clearing it (so a request written meanwhile is not missed).
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.store(quiet, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn unregister(&self, id: i64) {
@@ -59,6 +75,29 @@ impl Wakers {
         }
     }
 
+    /// Poll the store for action requests another process wrote (a CLI on the same SQLite
+    /// file; another runner on PostgreSQL, should its notice be lost) every `every`, for
+    /// every run driven here in one query, and wake the runs they are for. Runs until the
+    /// task is aborted; a failed poll is logged and tried again next time.
+    pub async fn poll_store(
+        self: Arc<Self>,
+        store: crate::store::Store,
+        every: std::time::Duration,
+    ) {
+        let every = every.max(std::time::Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(every).await;
+            match store.runs_with_actions().await {
+                Ok(ids) => {
+                    for id in ids {
+                        self.wake(id);
+                    }
+                }
+                Err(e) => tracing::warn!("cannot look for operator actions in the store: {e}"),
+            }
+        }
+    }
+
     /// Tell every run driven here to look at its action requests (after notifications of
     /// new requests may have been lost).
     pub fn wake_all(&self) {
@@ -79,7 +118,7 @@ impl Wakers {
         map.insert(
             id,
             Arc::new(Wake {
-                pending: std::sync::atomic::AtomicBool::new(true),
+                pending: std::sync::atomic::AtomicBool::new(self.looks_first()),
                 notify: tokio::sync::Notify::new(),
             }),
         );
@@ -187,9 +226,21 @@ impl Run<'_> {
                 }
                 continue;
             }
-            let poll_ms = i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
-            let poll = next_poll.get_or_insert(now.saturating_add(poll_ms));
-            let at = next.map_or(*poll, |n| n.min(*poll));
+            // Without wake-ups this run looks for operator actions itself every poll
+            // interval; with them (a server) it is woken, and the server polls the store
+            // for the requests of all its runs at once ([`Wakers::poll_store`]).
+            let poll = match &self.wake {
+                None => {
+                    let poll_ms =
+                        i64::try_from(self.engine.action_poll.as_millis()).unwrap_or(i64::MAX);
+                    Some(*next_poll.get_or_insert(now.saturating_add(poll_ms)))
+                }
+                Some(_) => None,
+            };
+            let at = match (next, poll) {
+                (Some(n), Some(p)) => Some(n.min(p)),
+                (n, p) => n.or(p),
+            };
             let lease = self.lease.clone();
             let stopping = async {
                 match &lease {
@@ -197,36 +248,69 @@ impl Run<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let sleep = async {
+                match at {
+                    Some(at) => self.engine.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             match &self.wake {
                 Some(wake) => {
                     let wake = wake.clone();
                     tokio::select! {
-                        _ = self.engine.clock.sleep_until(at) => {}
+                        _ = sleep => {}
                         _ = wake.notify.notified() => return Ok(Woke::Interrupted),
                         _ = stopping => continue,
                     }
                 }
                 None => tokio::select! {
-                    _ = self.engine.clock.sleep_until(at) => {}
+                    _ = sleep => {}
                     _ = stopping => continue,
                 },
             }
             // How late the timer fired: the scheduler's lag, for `/metrics`.
-            let late = self.now().saturating_sub(at);
-            crate::telemetry::global().observe_lag(late.max(0) as f64 / 1000.0);
-            // Operator actions are looked for every poll interval, however busy the timers.
-            if self.now() >= *poll {
+            if let Some(at) = at {
+                let late = self.now().saturating_sub(at);
+                crate::telemetry::global().observe_lag(late.max(0) as f64 / 1000.0);
+            }
+            // Without wake-ups, operator actions are looked for every poll interval,
+            // however busy the timers.
+            if poll.is_some_and(|p| self.now() >= p) {
                 next_poll = None;
                 if !Box::pin(self.engine.store.pending_actions(self.id))
                     .await?
                     .is_empty()
                 {
-                    if let Some(w) = &self.wake {
-                        w.pending.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
                     return Ok(Woke::Interrupted);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Wakers;
+    use std::sync::atomic::Ordering;
+
+    /// A run claimed while the server starts quietly does not look for requests first; a
+    /// wake-up (what the server's one query sends to the runs that have some) makes it
+    /// look; once the start is over, a run claimed looks first again.
+    #[test]
+    fn runs_claimed_quietly_look_only_when_woken() {
+        let wakers = Wakers::default();
+        wakers.set_quiet(true);
+        assert!(wakers.claim(1) && wakers.claim(2));
+        let (one, two) = (wakers.register(1), wakers.register(2));
+        assert!(!one.pending.load(Ordering::SeqCst));
+        assert!(!two.pending.load(Ordering::SeqCst));
+        wakers.set_quiet(false);
+        assert!(wakers.wake(2));
+        assert!(!one.pending.load(Ordering::SeqCst));
+        assert!(two.pending.load(Ordering::SeqCst));
+        assert!(wakers.claim(3));
+        assert!(wakers.register(3).pending.load(Ordering::SeqCst));
+        // An unknown run is not woken: its caller must start it.
+        assert!(!wakers.wake(4));
     }
 }

@@ -265,6 +265,15 @@ impl Fleet {
         if let Some(task) = listener {
             task.abort();
         }
+        let poll = self
+            .inner
+            .action_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = poll {
+            task.abort();
+        }
         if let Some(leases) = self.leases().cloned() {
             leases.close();
             let deadline = tokio::time::Instant::now() + STOP_WAIT;

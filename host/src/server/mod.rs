@@ -74,6 +74,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
+/// How many runs a (re)load creates at once: their creations are written together.
+const CREATIONS_IN_FLIGHT: usize = 512;
+
 /// The actor of runs a server starts by itself.
 pub const SERVE_ACTOR: &str = "rollgate serve";
 
@@ -84,8 +87,8 @@ pub struct FleetConfig {
     pub config: PathBuf,
     /// How often the folder is looked at for changes.
     pub reload_every: Duration,
-    /// Fallback: how often a waiting run looks in the store for actions written by another
-    /// process (actions through the API wake the run at once).
+    /// How often the server looks in the store (one query for all its runs) for actions
+    /// written by another process (actions through the API wake the run at once).
     pub action_poll: Duration,
     /// Webhooks told of every rollout's events.
     pub global_webhooks: Vec<crate::spec::model::NotificationSpec>,
@@ -196,6 +199,9 @@ struct Inner {
     others_held: std::sync::atomic::AtomicBool,
     /// The database listener ([`Fleet::spawn_listener`]), stopped with the manager.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The poll of the store for action requests other processes wrote
+    /// ([`Wakers::poll_store`]), stopped at shutdown.
+    action_poll: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The newest `updated_ms` of the runs read back from the store for what other runners
     /// drive.
     seen_ms: Mutex<i64>,
@@ -250,6 +256,7 @@ impl Fleet {
                 poke: tokio::sync::Notify::new(),
                 manager: Mutex::new(None),
                 listener: Mutex::new(None),
+                action_poll: Mutex::new(None),
                 others_held: std::sync::atomic::AtomicBool::new(true),
                 seen_ms: Mutex::new(i64::MIN),
             }),
@@ -340,13 +347,47 @@ impl Fleet {
             return Err(Refused(loaded.problems.clone()));
         }
         self.install(loaded);
-        self.reconcile(true).await.map_err(|e| Refused(vec![e]))?;
-        if self.leases().is_some() {
+        // The runs started now do not each look for action requests first: one query
+        // below finds the runs that have some (a request written meanwhile wakes its run
+        // through the API, the listener or the poll).
+        self.inner.wakers.set_quiet(true);
+        let started = self.reconcile(true).await;
+        if started.is_ok() && self.leases().is_some() {
             // The first share of the runs is claimed and driven before the server says
             // it is ready; the manager goes on from there.
             self.lease_tick().await;
             self.spawn_lease_manager();
             self.spawn_listener();
+        }
+        self.inner.wakers.set_quiet(false);
+        started.map_err(|e| Refused(vec![e]))?;
+        match self.inner.store.runs_with_actions().await {
+            Ok(ids) => {
+                for id in ids {
+                    self.inner.wakers.wake(id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot look for operator actions in the store: {e}");
+                self.inner.wakers.wake_all();
+            }
+        }
+        let poll = supervise::spawn(
+            "action-poll",
+            "the poll for operator actions".into(),
+            self.inner
+                .wakers
+                .clone()
+                .poll_store(self.inner.store.clone(), self.inner.config.action_poll),
+        );
+        if let Some(old) = self
+            .inner
+            .action_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(poll)
+        {
+            old.abort();
         }
         self.inner.ready.store(true, Ordering::SeqCst);
         Ok(())
@@ -626,30 +667,54 @@ impl Fleet {
         let root_of = |spec: &RolloutSpec| {
             crate::spec::root_of(std::slice::from_ref(&self.inner.config.config), &spec.file)
         };
+        // The latest run of every rollout in one query, and the runs to create written
+        // together (the store's committer batches the creations queued meanwhile): a
+        // folder of thousands of rollouts starts in one pass, not a round trip each.
+        let latest: std::collections::HashMap<String, RolloutRow> = store
+            .latest_all()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|row| (row.name.clone(), row))
+            .collect();
+        let mut creations = Vec::new();
         for spec in &loaded.bundle.rollouts {
-            let latest = store.latest(&spec.name).await.map_err(|e| e.to_string())?;
-            match latest {
+            match latest.get(&spec.name) {
                 // Driven (or held) above.
                 Some(row) if !row.finished => {}
                 // The same spec wherever the folder is mounted now (a reversal counts as the
                 // spec it reversed: starting that again would undo the rollback).
-                Some(row) if crate::engine::reversal::ran_spec(&row, spec, &root_of(spec)) => {
-                    self.remember_row(&row);
+                Some(row) if crate::engine::reversal::ran_spec(row, spec, &root_of(spec)) => {
+                    self.remember_row(row);
                 }
                 Some(row) => {
                     let reason = format!(
                         "the configuration changed since run {} ended {}",
                         row.run, row.state
                     );
-                    let after = (row.run, row.state.as_str());
-                    self.create_and_start(&loaded.engine, spec, &reason, after)
-                        .await?;
+                    creations.push((spec, reason, (row.run, row.state.clone())));
                 }
-                None => {
-                    self.create_and_start(&loaded.engine, spec, "rollgate serve", (0, ""))
-                        .await?;
-                }
+                None => creations.push((spec, "rollgate serve".to_string(), (0, String::new()))),
             }
+        }
+        // Many in flight, queued in the folder's order (so their ids follow it).
+        use futures::StreamExt;
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        for (spec, reason, (run, state)) in &creations {
+            if in_flight.len() >= CREATIONS_IN_FLIGHT
+                && let Some(result) = in_flight.next().await
+            {
+                result?;
+            }
+            in_flight.push_back(self.create_and_start(
+                &loaded.engine,
+                spec,
+                reason,
+                (*run, state.as_str()),
+            ));
+        }
+        while let Some(result) = in_flight.next().await {
+            result?;
         }
         if self.leases().is_some() {
             self.poke_leases();

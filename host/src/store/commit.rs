@@ -1,8 +1,10 @@
-//! The commit path: one transaction per transition (the generation check, the checkpoint,
+//! The commit path: one transaction per transition (or per batch of them, through the
+//! committer of [`super::group`]) (the generation check, the checkpoint,
 //! its audit events and their webhook notifications, measurements, step intents, consumed
 //! actions), and creating the run that follows another in the same or its own transaction.
 
 use super::db::{Scalar, query, query_as, query_scalar};
+use super::group::{Job, OwnedCommit, OwnedRow, gone};
 use super::{AuditEvent, MeasurementRow, RolloutRow, Store, StoreError};
 use std::collections::BTreeMap;
 
@@ -68,10 +70,17 @@ impl Store {
         commit: Commit<'_>,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let generation = commit_in(&mut tx, id, expected_generation, commit, now_ms).await?;
-        tx.commit().await?;
-        Ok(generation)
+        // Through the committer: in one transaction with every commit queued meanwhile,
+        // still checked, fenced and answered alone (see [`super::group`]).
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.committer.send(Job::Commit {
+            id,
+            expected: expected_generation,
+            commit: Box::new(OwnedCommit::new(commit)),
+            now_ms,
+            done,
+        });
+        answer.await.map_err(|_| gone())?
     }
 
     /// Create run `row.after + 1` of `row.name`, with its first audit event, in one
@@ -83,10 +92,13 @@ impl Store {
         row: NewRow<'_>,
         now_ms: i64,
     ) -> Result<RolloutRow, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        let created = insert_after(&mut tx, row, now_ms).await?;
-        tx.commit().await?;
-        Ok(created)
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.committer.send(Job::Create {
+            row: Box::new(OwnedRow::new(row)),
+            now_ms,
+            done,
+        });
+        answer.await.map_err(|_| gone())?
     }
 
     /// [`Store::commit`] a run's transition and create the run that follows it
@@ -117,6 +129,22 @@ async fn commit_in(
     commit: Commit<'_>,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
+    bump(tx, id, expected_generation, commit, now_ms).await??;
+    write_rest(tx, id, commit, now_ms).await?;
+    Ok(expected_generation + 1)
+}
+
+/// A commit's first statement: check the generation (and lease epoch) and bump it, storing
+/// the checkpoint. `Ok(Err(refusal))` when refused — a [`StoreError::Conflict`],
+/// [`StoreError::Fenced`] or [`StoreError::NotFound`] — with nothing of the commit written
+/// (the transaction may go on with other writes); `Err` when the database failed.
+pub(super) async fn bump(
+    tx: &mut Tx<'_>,
+    id: i64,
+    expected_generation: i64,
+    commit: Commit<'_>,
+    now_ms: i64,
+) -> Result<Result<(), StoreError>, StoreError> {
     let bumped = query(|s| s.bump_generation)
         .bind(commit.checkpoint)
         .bind(commit.state)
@@ -133,8 +161,8 @@ async fn commit_in(
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-        // Dropping the transaction rolls it back; nothing was written.
-        return Err(match found {
+        // Nothing was written.
+        return Ok(Err(match found {
             None => StoreError::NotFound(format!("rollout id {id}")),
             Some((rollout, _, holder)) if commit.epoch.is_some_and(|e| e != holder) => {
                 StoreError::Fenced {
@@ -148,9 +176,19 @@ async fn commit_in(
                 expected: expected_generation,
                 found,
             },
-        });
+        }));
     }
+    Ok(Ok(()))
+}
 
+/// The rest of a commit after its [`bump`]: the spec, audit events, their outbox items,
+/// measurements and series points, step intents and consumed actions.
+pub(super) async fn write_rest(
+    tx: &mut Tx<'_>,
+    id: i64,
+    commit: Commit<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     if let Some(spec) = commit.spec {
         query(|s| s.replace_spec)
             .bind(spec)
@@ -164,13 +202,12 @@ async fn commit_in(
     super::series::append(tx, id, commit.measurements).await?;
     insert_intents(tx, id, commit.step_intents, now_ms).await?;
     consume_actions(tx, id, commit.consumed_actions, now_ms).await?;
-
-    Ok(expected_generation + 1)
+    Ok(())
 }
 
 /// Insert run `row.after + 1` with its first audit event, or fail with
 /// [`StoreError::RunTaken`] (the caller's transaction is then dropped: nothing written).
-async fn insert_after(
+pub(super) async fn insert_after(
     tx: &mut Tx<'_>,
     row: NewRow<'_>,
     now_ms: i64,

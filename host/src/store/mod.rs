@@ -5,9 +5,10 @@
 //! runner resumes every unfinished rollout from its last checkpoint, applies no step twice
 //! and loses no audit event. This module is what makes that promise hold:
 //!
-//! - one transaction per [`Store::commit`]: the checkpoint, its audit events, measurements
-//!   (and their series' points), step intents and consumed actions land together or not at
-//!   all;
+//! - every [`Store::commit`] in a transaction: the checkpoint, its audit events,
+//!   measurements (and their series' points), step intents and consumed actions land
+//!   together or not at all — the commits queued at once share one transaction (group
+//!   commit, [`group`]), each still checked and refused alone;
 //! - an optimistic `generation` per rollout: a commit names the generation it started from,
 //!   so two runners can never both advance one rollout ([`StoreError::Conflict`]);
 //! - durable writes (WAL, `synchronous=FULL`) and a busy timeout, so a second process (the
@@ -26,6 +27,8 @@
 //!   filtered query behind every listing of rollouts, and the smaller reads/writes;
 //! - `commit.rs`: the commit path ([`Store::commit`], [`Commit`], a run created after
 //!   another with [`NewRow`]): one transaction for a transition's every write;
+//! - `group.rs`: the committer task that writes the commits and creations queued while its
+//!   previous transaction was in flight in one transaction, and answers each alone;
 //! - `runners.rs`: runners, their heartbeat and the runs they claim ([`RunnerRow`]);
 //! - `leases.rs`: which runner holds each unfinished run, until when on the database's
 //!   clock, under which epoch ([`Lease`]); commits are fenced by the epoch;
@@ -53,6 +56,7 @@
 
 mod commit;
 mod db;
+mod group;
 mod invalid;
 mod leases;
 mod listing;
@@ -370,6 +374,8 @@ pub struct Store {
     liveness: Pool,
     /// The file, or the database URL without its password.
     location: Location,
+    /// The group committer: every commit and creation of this process, batched.
+    committer: std::sync::Arc<group::Committer>,
 }
 
 /// Where a store lives, as `--store FILE` or `--db URL` names it.
@@ -575,6 +581,7 @@ impl Store {
         let pool = Pool::Postgres(pool);
         let store = Store {
             pool: pool.clone(),
+            committer: std::sync::Arc::new(group::Committer::new(pool.clone())),
             writer: pool,
             liveness,
             location: location.clone(),
@@ -641,9 +648,11 @@ impl Store {
         let liveness = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_lazy_with(options.clone().create_if_missing(false));
+        let writer = Pool::Sqlite(writer);
         Ok(Store {
             pool: Pool::Sqlite(pool),
-            writer: Pool::Sqlite(writer),
+            committer: std::sync::Arc::new(group::Committer::new(writer.clone())),
+            writer,
             liveness: Pool::Sqlite(liveness),
             location: Location::File(path.to_path_buf()),
         })
@@ -698,6 +707,12 @@ impl Store {
         Ok(self.rollouts(Filter::Latest(name)).await?.pop())
     }
 
+    /// The latest run of every rollout, by id: one query for what a runner starting on a
+    /// folder of thousands of rollouts would otherwise ask [`Store::latest`] one by one.
+    pub async fn latest_all(&self) -> Result<Vec<RolloutRow>, StoreError> {
+        self.rollouts(Filter::LatestAll).await
+    }
+
     /// Rollout rows not in a final state, oldest first: what a restarted runner resumes.
     pub async fn unfinished(&self) -> Result<Vec<RolloutRow>, StoreError> {
         self.rollouts(Filter::Unfinished).await
@@ -720,7 +735,7 @@ impl Store {
         let query = match filter {
             Filter::Id(id) => query.bind(id),
             Filter::Runs(name) | Filter::Latest(name) => query.bind(name),
-            Filter::All | Filter::Unfinished => query,
+            Filter::All | Filter::Unfinished | Filter::LatestAll => query,
         };
         query.fetch_all(&self.pool).await
     }
@@ -831,6 +846,15 @@ impl Store {
             .bind(rollout_id)
             .fetch_all(&self.pool)
             .await
+    }
+
+    /// The rollout row id of every run with an action request not yet consumed, in one
+    /// query: what a server polls for all its runs at once (requests another process wrote).
+    pub async fn runs_with_actions(&self) -> Result<Vec<i64>, StoreError> {
+        let ids: Vec<(i64,)> = query_as(|s| s.runs_with_actions)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 }
 

@@ -60,6 +60,8 @@ pub(super) enum Filter<'a> {
     Runs(&'a str),
     /// The latest run of this name.
     Latest(&'a str),
+    /// The latest run of every name, by id.
+    LatestAll,
 }
 
 /// `SELECT` of rollout rows, one per [`Filter`].
@@ -75,6 +77,8 @@ pub(super) struct SelectRollouts {
     pub runs_of: &'static str,
     /// Binds: name.
     pub latest_of: &'static str,
+    /// No binds.
+    pub latest_all: &'static str,
 }
 
 impl SelectRollouts {
@@ -86,6 +90,7 @@ impl SelectRollouts {
             Filter::Unfinished => self.unfinished,
             Filter::Runs(_) => self.runs_of,
             Filter::Latest(_) => self.latest_of,
+            Filter::LatestAll => self.latest_all,
         }
     }
 }
@@ -135,6 +140,8 @@ pub(super) struct Sql {
     pub request_action: &'static str,
     /// Binds: rollout id. Returns action requests.
     pub pending_actions: &'static str,
+    /// No binds. Returns the rollout id of every run with an unconsumed action request.
+    pub runs_with_actions: &'static str,
     /// Binds: consumed_by, consumed_ms, action id, rollout id.
     pub consume_action: &'static str,
     /// Binds: action id. Returns (rollout_id, consumed_by).
@@ -303,6 +310,12 @@ pub(super) const SQLITE: Sql = Sql {
             rollout_columns!(),
             " FROM rollouts WHERE name = ? ORDER BY run DESC LIMIT 1"
         ),
+        // `UNIQUE (name, run)` answers the inner query per row.
+        latest_all: concat!(
+            "SELECT ",
+            rollout_columns!(),
+            " FROM rollouts AS r WHERE run = (SELECT MAX(run) FROM rollouts WHERE name = r.name) ORDER BY id"
+        ),
     },
     // `rollouts_by_updated` (migration 5) finds the changed rows; `UNIQUE (name, run)` the
     // latest run and `UNIQUE (rollout_id, seq)` the last audit event.
@@ -361,6 +374,7 @@ pub(super) const SQLITE: Sql = Sql {
                    retention FROM measurements WHERE rollout_id = ? ORDER BY id",
     request_action: "INSERT INTO action_requests (rollout_id, rollout, action, actor, reason, \
                      at_ms) SELECT id, name, ?, ?, ?, ? FROM rollouts WHERE id = ? RETURNING id",
+    runs_with_actions: "SELECT DISTINCT rollout_id FROM action_requests WHERE consumed_by IS NULL",
     pending_actions: "SELECT id, rollout_id, rollout, action, actor, reason, at_ms \
                       FROM action_requests \
                       WHERE rollout_id = ? AND consumed_by IS NULL ORDER BY id",
@@ -518,6 +532,7 @@ pub(super) const POSTGRES: Sql = Sql {
         unfinished: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts WHERE finished = 0 ORDER BY id",
         runs_of: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts WHERE name = $1 ORDER BY run",
         latest_of: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts WHERE name = $1 ORDER BY run DESC LIMIT 1",
+        latest_all: "SELECT id, name, run, spec, checkpoint, state, (finished <> 0) AS finished, generation, created_ms, updated_ms FROM rollouts AS r WHERE run = (SELECT MAX(run) FROM rollouts WHERE name = r.name) ORDER BY id",
     },
     latest_changed: "SELECT r.id, r.name, r.run, r.spec, r.checkpoint, r.state, (r.finished <> 0) AS finished, r.generation, r.created_ms, r.updated_ms, a.actor AS last_actor, a.action AS last_action FROM rollouts r LEFT JOIN audit_events a ON a.rollout_id = r.id AND a.seq = (SELECT MAX(seq) FROM audit_events WHERE rollout_id = r.id) WHERE r.updated_ms >= $1 AND r.run = (SELECT MAX(l.run) FROM rollouts l WHERE l.name = r.name) ORDER BY r.id",
     changed_since: "SELECT id, name, run, generation, updated_ms FROM rollouts WHERE updated_ms >= $1 ORDER BY updated_ms, id",
@@ -551,6 +566,7 @@ pub(super) const POSTGRES: Sql = Sql {
                      WHERE id = $5 RETURNING id, rollout_id), \
                      told AS (SELECT pg_notify('rollgate_actions', rollout_id::TEXT) FROM requested) \
                      SELECT requested.id FROM requested, told",
+    runs_with_actions: "SELECT DISTINCT rollout_id FROM action_requests WHERE consumed_by IS NULL",
     pending_actions: "SELECT id, rollout_id, rollout, action, actor, reason, at_ms FROM action_requests WHERE rollout_id = $1 AND consumed_by IS NULL ORDER BY id",
     consume_action: "UPDATE action_requests SET consumed_by = $1, consumed_ms = $2 WHERE id = $3 AND rollout_id = $4 AND consumed_by IS NULL",
     action_owner: "SELECT rollout_id, consumed_by FROM action_requests WHERE id = $1",
@@ -593,7 +609,8 @@ pub(super) const POSTGRES: Sql = Sql {
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
     },
     outbox: OutboxSql {
-        insert: "INSERT INTO outbox (rollout_id, seq, endpoint, body, created_ms, next_try_ms) VALUES ($1, $2, $3, $4, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+        // One reading of the clock for both: created and due at the same instant.
+        insert: "INSERT INTO outbox (rollout_id, seq, endpoint, body, created_ms, next_try_ms) SELECT $1, $2, $3, $4, t.ms, t.ms FROM (SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT AS ms) AS t",
         claim_lock: "SELECT pg_advisory_xact_lock(7007, hashtext($1))",
         claim: "WITH due AS (SELECT id FROM outbox WHERE endpoint = $3 AND delivered_ms IS NULL AND failed_ms IS NULL AND NOT EXISTS (SELECT 1 FROM outbox b WHERE b.endpoint = $3 AND b.delivered_ms IS NULL AND b.failed_ms IS NULL AND b.claimed_by <> $1 AND b.claimed_until_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) AND (SELECT h.next_try_ms FROM outbox h WHERE h.endpoint = $3 AND h.delivered_ms IS NULL AND h.failed_ms IS NULL ORDER BY h.id LIMIT 1) <= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) UPDATE outbox SET claimed_by = $1, claimed_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM due WHERE outbox.id = due.id RETURNING outbox.id, outbox.rollout_id, outbox.seq, outbox.body, outbox.attempts",
         renew: "UPDATE outbox SET claimed_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE claimed_by = $1 AND claimed_until_ms IS NOT NULL AND delivered_ms IS NULL AND failed_ms IS NULL RETURNING id",

@@ -1278,3 +1278,67 @@ async fn two_runners_creating_the_same_run_at_once_create_it_once(store: Store) 
         1
     );
 }
+
+on_both!(a_group_commit_fails_only_its_refused_commits);
+/// Commits queued together are written in one transaction by the store's committer; each is
+/// still checked alone: a stale generation, a stale lease epoch and a commit that fails
+/// after writing (an unknown action) each fail with their own error, while every other
+/// commit of the batch lands, once.
+async fn a_group_commit_fails_only_its_refused_commits(store: Store) {
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(create(&store, &format!("g{i}")).await.id);
+    }
+    let runner = store
+        .register_runner(new_runner("serve"), 1)
+        .await
+        .unwrap()
+        .id;
+    let leases = store.claim_free(runner, 100, 60_000).await.unwrap();
+    let epoch: BTreeMap<i64, i64> = leases.iter().map(|l| (l.rollout_id, l.epoch)).collect();
+    assert_eq!(epoch.len(), ids.len());
+    let events = [event("measured", "progressing", "progressing")];
+    let checkpoints: Vec<String> = (0..ids.len()).map(|i| format!(r#"{{"cp":{i}}}"#)).collect();
+    let unknown_action = [999_999_i64];
+    // All queued before the committer runs (one thread): one batch.
+    let results = futures::future::join_all(ids.iter().enumerate().map(|(i, &id)| {
+        let mut c = Commit {
+            epoch: Some(epoch[&id]),
+            ..commit(&checkpoints[i], "progressing", &events)
+        };
+        let mut expected = 1;
+        match i {
+            3 => expected = 7,
+            5 => c.epoch = Some(epoch[&id] - 1),
+            8 => c.consumed_actions = &unknown_action,
+            _ => {}
+        }
+        store.commit(id, expected, c, 10)
+    }))
+    .await;
+    for (i, (&id, result)) in ids.iter().zip(results).enumerate() {
+        let row = store.get(id).await.unwrap().unwrap();
+        let audit = store.audit(id).await.unwrap().len();
+        match (i, result) {
+            (
+                3,
+                Err(StoreError::Conflict {
+                    expected: 7,
+                    found: 1,
+                    ..
+                }),
+            )
+            | (5, Err(StoreError::Fenced { .. }))
+            | (8, Err(StoreError::NotFound(_))) => {
+                assert_eq!((row.generation, audit), (1, 1), "run {i} wrote nothing");
+                assert_eq!(row.checkpoint, r#"{"cp":0}"#);
+            }
+            (3 | 5 | 8, other) => panic!("commit {i}: expected its own error, got {other:?}"),
+            (_, Ok(2)) => {
+                assert_eq!((row.generation, audit), (2, 2), "run {i} landed once");
+                assert_eq!(row.checkpoint, checkpoints[i]);
+            }
+            (_, other) => panic!("commit {i}: expected generation 2, got {other:?}"),
+        }
+    }
+}
