@@ -17,7 +17,11 @@
 //!   durable as the store's `synchronous` setting (or PostgreSQL's) makes any commit;
 //! - any other failure inside a batch (a database error, a creation that met another run)
 //!   rolls the whole batch back and each of its jobs is then written alone, in its own
-//!   transaction, so that the error reaches only the caller it belongs to. No job is lost
+//!   transaction, so that the error reaches only the caller it belongs to — until one of
+//!   them fails alone on a database error (not a refusal: the database busy past its
+//!   timeout, I/O, a lost connection), which then answers every job left at once rather
+//!   than making each wait its own timeout (a server drives those runs again from their
+//!   checkpoints). No job is lost
 //!   (each is written or answered with its error) or doubled (a batch either committed, and
 //!   its jobs were answered, or it did not, and they are retried; a retry of a commit that
 //!   did land, had a `COMMIT` failed after writing, meets its own bumped generation and is
@@ -264,8 +268,21 @@ async fn write(writer: &Pool, batch: &mut Vec<Job>) {
             }
         }
     }
+    // A database error that is not a refusal of the job (busy or locked past the busy
+    // timeout, I/O, a lost connection) would most likely fail every other job the same
+    // way, each after its own wait: once one job alone fails so, the rest get the same
+    // error at once (their drivers try again from their checkpoints) instead of stalling
+    // the committer for the batch's length times the busy timeout.
+    let mut failing: Option<String> = None;
     for job in batch.drain(..) {
+        if let Some(message) = &failing {
+            job.answer(Err(StoreError::Db(message.clone())));
+            continue;
+        }
         let result = alone(writer, &job).await;
+        if let Err(StoreError::Db(message)) = &result {
+            failing = Some(message.clone());
+        }
         job.answer(result);
     }
 }
