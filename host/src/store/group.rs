@@ -33,7 +33,7 @@
 //! `PG_LANES`.
 
 use super::commit::{Commit, NewRow, bump, insert_after, write_rest};
-use super::db::Pool;
+use super::db::{Pool, Tx};
 use super::{AuditEvent, MeasurementRow, OutboxItem, RolloutRow, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
@@ -296,28 +296,7 @@ async fn together(
     let mut tx = writer.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        match job {
-            Job::Commit {
-                id,
-                expected,
-                commit,
-                now_ms,
-                ..
-            } => {
-                let commit = commit.commit();
-                // Refused (nothing of this job written): it fails alone.
-                if let Err(refused) = bump(&mut tx, *id, *expected, commit, *now_ms).await? {
-                    results.push(Err(refused));
-                    continue;
-                }
-                write_rest(&mut tx, *id, commit, *now_ms).await?;
-                results.push(Ok(Done::Generation(expected.saturating_add(1))));
-            }
-            Job::Create { row, now_ms, .. } => {
-                let created = insert_after(&mut tx, row.row(), *now_ms).await?;
-                results.push(Ok(Done::Row(Box::new(created))));
-            }
-        }
+        results.push(write_job(&mut tx, job).await?);
     }
     tx.commit().await?;
     Ok(results)
@@ -326,7 +305,17 @@ async fn together(
 /// One job in its own transaction.
 async fn alone(writer: &Pool, job: &Job) -> Result<Done, StoreError> {
     let mut tx = writer.begin().await?;
-    let done = match job {
+    // Refused: nothing written, the transaction is rolled back as it drops.
+    let done = write_job(&mut tx, job).await??;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Write one job in `tx`: `Ok(Err(refused))` when its check refused it (a commit's
+/// generation or lease epoch: nothing of it was written, the others may go on), `Err` when
+/// a statement failed (the transaction must be rolled back).
+async fn write_job(tx: &mut Tx<'_>, job: &Job) -> Result<Result<Done, StoreError>, StoreError> {
+    match job {
         Job::Commit {
             id,
             expected,
@@ -335,14 +324,15 @@ async fn alone(writer: &Pool, job: &Job) -> Result<Done, StoreError> {
             ..
         } => {
             let commit = commit.commit();
-            bump(&mut tx, *id, *expected, commit, *now_ms).await??;
-            write_rest(&mut tx, *id, commit, *now_ms).await?;
-            Done::Generation(expected.saturating_add(1))
+            if let Err(refused) = bump(tx, *id, *expected, commit, *now_ms).await? {
+                return Ok(Err(refused));
+            }
+            write_rest(tx, *id, commit, *now_ms).await?;
+            Ok(Ok(Done::Generation(expected.saturating_add(1))))
         }
         Job::Create { row, now_ms, .. } => {
-            Done::Row(Box::new(insert_after(&mut tx, row.row(), *now_ms).await?))
+            let created = insert_after(tx, row.row(), *now_ms).await?;
+            Ok(Ok(Done::Row(Box::new(created))))
         }
-    };
-    tx.commit().await?;
-    Ok(done)
+    }
 }
