@@ -164,6 +164,20 @@ impl Store {
         Ok(leases)
     }
 
+    /// Tests: every lease `runner` holds expires now (its runner's lease and each claim's
+    /// own expiry), as if it had stopped renewing them a ttl ago.
+    #[cfg(test)]
+    pub async fn expire_leases(&self, runner: i64) -> Result<(), StoreError> {
+        let mut tx = self.liveness.begin().await?;
+        runner_lease(&mut tx, runner, 0).await?;
+        query(|s| s.leases.expire_claims)
+            .bind(runner)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Free the leases `runner` holds on these runs, each under the epoch given (every one
     /// of its leases when `runs` is `None`): another runner may claim them at once. The runner stays recorded as
     /// the one that last drove them.

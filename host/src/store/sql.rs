@@ -237,6 +237,13 @@ pub(super) struct LeaseSql {
     /// Binds: runner id, ttl_ms, how many. Claims up to that many unfinished runs whose
     /// lease is free or expired, oldest first, skipping rows another claimer has locked;
     /// each gets the next epoch. Returns (id, lease_epoch, lease_expires_ms).
+    ///
+    /// A lease is live while its runner's lease lasts *or* its own claim's expiry is
+    /// ahead: on PostgreSQL a claimer whose snapshot predates another's committed claim
+    /// re-checks the row's new version (read committed), but the `runners` subquery still
+    /// reads its old snapshot, where the other runner's lease may not be renewed yet; the
+    /// row's own `lease_expires_ms` is the new version's, so the run is not claimed twice
+    /// (the four-claimer store test saw it 1 time in 3 under load).
     pub claim_free: &'static str,
     /// Binds: runner id, ttl_ms, rollout id. Claims one run — unfinished, or finished
     /// (an operator's request may reopen it) — if its lease is free, expired or the
@@ -262,6 +269,10 @@ pub(super) struct LeaseSql {
     pub of_run: &'static str,
     /// No binds. Returns how many runs are unfinished.
     pub unfinished: &'static str,
+    /// Binds: runner id. Ends every claim's own expiry of the runner's runs (tests: a
+    /// lease that expired is its runner's lease and its claim both past).
+    #[cfg(test)]
+    pub expire_claims: &'static str,
 }
 
 /// The statements of the metric series ([`super::series`]).
@@ -443,8 +454,8 @@ pub(super) const SQLITE: Sql = Sql {
     leases: LeaseSql {
         runner_lease: "UPDATE runners SET lease_until_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?1",
         now: concat!("SELECT ", sqlite_now_ms!()),
-        claim_free: "UPDATE rollouts SET runner_id = ?1, lease_epoch = lease_epoch + 1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id IN (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) ORDER BY id LIMIT ?3) RETURNING id, lease_epoch, lease_expires_ms",
-        claim_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = ?1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER)) OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_free: "UPDATE rollouts SET runner_id = ?1, lease_epoch = lease_epoch + 1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id IN (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND (lease_expires_ms >= CAST(unixepoch('subsec') * 1000 AS INTEGER) OR COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER))) ORDER BY id LIMIT ?3) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = ?1, lease_expires_ms = CAST(unixepoch('subsec') * 1000 AS INTEGER) + ?2 WHERE id = ?3 AND (NOT (lease_expires_ms IS NOT NULL AND (lease_expires_ms >= CAST(unixepoch('subsec') * 1000 AS INTEGER) OR COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= CAST(unixepoch('subsec') * 1000 AS INTEGER))) OR runner_id = ?1) RETURNING id, lease_epoch, lease_expires_ms",
         take_one: concat!(
             "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = ?1, \
              lease_expires_ms = ",
@@ -458,6 +469,8 @@ pub(super) const SQLITE: Sql = Sql {
         held: "SELECT rollouts.runner_id, COUNT(*) FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.finished = 0 AND rollouts.lease_expires_ms IS NOT NULL AND runners.lease_until_ms >= CAST(unixepoch('subsec') * 1000 AS INTEGER) GROUP BY rollouts.runner_id",
         of_run: "SELECT rollouts.runner_id, rollouts.lease_epoch, CASE WHEN rollouts.lease_expires_ms IS NULL THEN NULL ELSE runners.lease_until_ms END AS lease_expires_ms, CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM rollouts LEFT JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = ?",
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
+        #[cfg(test)]
+        expire_claims: "UPDATE rollouts SET lease_expires_ms = 0 WHERE runner_id = ?1 AND lease_expires_ms IS NOT NULL",
     },
     outbox: OutboxSql {
         insert: concat!(
@@ -598,8 +611,8 @@ pub(super) const POSTGRES: Sql = Sql {
     leases: LeaseSql {
         runner_lease: "UPDATE runners SET lease_until_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $1",
         now: "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
-        claim_free: "WITH free AS (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE rollouts SET runner_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM free WHERE rollouts.id = free.id RETURNING rollouts.id, rollouts.lease_epoch, rollouts.lease_expires_ms",
-        claim_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND (NOT (lease_expires_ms IS NOT NULL AND COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
+        claim_free: "WITH free AS (SELECT id FROM rollouts WHERE finished = 0 AND NOT (lease_expires_ms IS NOT NULL AND (lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT OR COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) UPDATE rollouts SET runner_id = $1, lease_epoch = lease_epoch + 1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 FROM free WHERE rollouts.id = free.id RETURNING rollouts.id, rollouts.lease_epoch, rollouts.lease_expires_ms",
+        claim_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND (NOT (lease_expires_ms IS NOT NULL AND (lease_expires_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT OR COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = rollouts.runner_id), 0) >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)) OR runner_id = $1) RETURNING id, lease_epoch, lease_expires_ms",
         take_one: "UPDATE rollouts SET lease_epoch = lease_epoch + 1, runner_id = $1, lease_expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + $2 WHERE id = $3 AND finished = 0 RETURNING id, lease_epoch, lease_expires_ms",
         renew: "SELECT id, lease_epoch, COALESCE((SELECT lease_until_ms FROM runners WHERE runners.id = $1), 0) AS lease_expires_ms FROM rollouts WHERE runner_id = $1 AND finished = 0 AND lease_expires_ms IS NOT NULL",
         release_one: "UPDATE rollouts SET lease_expires_ms = NULL WHERE runner_id = $1 AND id = $2 AND lease_epoch = $3",
@@ -607,6 +620,8 @@ pub(super) const POSTGRES: Sql = Sql {
         held: "SELECT rollouts.runner_id, COUNT(*) FROM rollouts JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.finished = 0 AND rollouts.lease_expires_ms IS NOT NULL AND runners.lease_until_ms >= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT GROUP BY rollouts.runner_id",
         of_run: "SELECT rollouts.runner_id, rollouts.lease_epoch, CASE WHEN rollouts.lease_expires_ms IS NULL THEN NULL ELSE runners.lease_until_ms END AS lease_expires_ms, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT FROM rollouts LEFT JOIN runners ON runners.id = rollouts.runner_id WHERE rollouts.id = $1",
         unfinished: "SELECT COUNT(*) FROM rollouts WHERE finished = 0",
+        #[cfg(test)]
+        expire_claims: "UPDATE rollouts SET lease_expires_ms = 0 WHERE runner_id = $1 AND lease_expires_ms IS NOT NULL",
     },
     outbox: OutboxSql {
         // One reading of the clock for both: created and due at the same instant.

@@ -983,7 +983,7 @@ async fn leases_are_claimed_once_renewed_released_and_fence_commits(store: Store
 
     // A lease that expired is claimed by B with the next epoch; A is fenced from then on,
     // for commits and step outcomes alike, and its renewal no longer returns the run.
-    store.renew_leases(a.id, 0).await.unwrap();
+    store.expire_leases(a.id).await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let taken = loop {
         let got = store.claim_free(b.id, 10, 60_000).await.unwrap();
