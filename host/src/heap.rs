@@ -6,9 +6,8 @@
 //! free but resident in the middle of the arenas, and the steady churn of measurements
 //! and commits fragments them further: with 5,000 rollouts `rollgate serve` held 246 MB
 //! resident of which `malloc_trim` returned 58 MB (12 KB a rollout). `serve` trims once
-//! ready and then every [`TRIM_EVERY`] (a trim of that heap took about a millisecond).
-//! Other allocators (musl's, a build with another global allocator) return memory by
-//! themselves; there it does nothing.
+//! ready and then every [`TRIM_EVERY`]; each trim's duration is logged at debug level.
+//! Off glibc (musl) there is nothing to trim and it does nothing.
 
 use std::time::Duration;
 
