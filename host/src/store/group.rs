@@ -27,14 +27,24 @@
 //!   did land, had a `COMMIT` failed after writing, meets its own bumped generation and is
 //!   refused as a [`StoreError::Conflict`] instead of writing twice).
 //!
-//! The task is started by the first commit (in that commit's tokio runtime) and started
-//! again if its runtime ended; it holds one writer connection only while it writes. A
-//! store may have several such lanes (a run's jobs always on the same one): see
-//! `PG_LANES`.
+//! On PostgreSQL the committer is a task, started by the first commit (in that commit's
+//! tokio runtime) and started again if its runtime ended; it holds one writer connection
+//! only while it writes. A store may have several such lanes (a run's jobs always on the
+//! same one): see `PG_LANES`.
+//!
+//! On SQLite the committer is a thread with its own connection ([`Writer::Direct`]),
+//! started by the first commit and ending when the store's last handle is dropped. Every
+//! statement of a batch runs in place on that thread: through sqlx's SQLite driver each
+//! one (5–7 a commit) was handed to the driver's worker thread and its answer handed back,
+//! and at 100,000 rollouts those hand-offs — not SQLite — were most of the process's CPU
+//! and capped it at ~4,000 commits a second. Other writes (leases, actions, tools) keep
+//! their sqlx connections and meet the committer's at SQLite's write lock, each waiting for
+//! the other up to the busy timeout as before.
 
 use super::commit::{Commit, NewRow, bump, insert_after, write_rest};
-use super::db::{Pool, Tx};
+use super::db::{Pool, Tx, Writer};
 use super::{AuditEvent, MeasurementRow, OutboxItem, RolloutRow, StoreError};
+use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 
 /// At most this many jobs per transaction, so that the write lock is given up now and then
@@ -54,7 +64,42 @@ const PG_LANES: usize = 1;
 #[derive(Debug)]
 pub(super) struct Committer {
     writer: Pool,
+    /// A SQLite store's file and settings: its committer writes on its own connection.
+    direct: Option<DirectOptions>,
     lanes: Vec<std::sync::Mutex<Option<mpsc::UnboundedSender<Job>>>>,
+}
+
+/// How a SQLite store's committer opens its own connection: the file (which the store's
+/// pools created and migrated) and the settings they use.
+#[derive(Debug, Clone)]
+pub(super) struct DirectOptions {
+    pub path: PathBuf,
+    /// `synchronous=FULL` (every commit synced) or `NORMAL` (at WAL checkpoints).
+    pub full_sync: bool,
+    pub busy_timeout: std::time::Duration,
+}
+
+/// Open a committer's own connection to an existing SQLite store, with the pools'
+/// settings: foreign keys on, the busy timeout, `synchronous` (WAL mode is the file's, set
+/// when the pools opened it).
+pub(super) fn open_direct(options: &DirectOptions) -> Result<rusqlite::Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    let fail = |e: rusqlite::Error| StoreError::Open {
+        path: options.path.display().to_string(),
+        message: format!("the committer's connection: {e}"),
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        &options.path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(fail)?;
+    conn.busy_timeout(options.busy_timeout).map_err(fail)?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(fail)?;
+    let sync = if options.full_sync { "FULL" } else { "NORMAL" };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(fail)?;
+    Ok(conn)
 }
 
 /// A [`Commit`] owned by the queue.
@@ -197,13 +242,16 @@ pub(super) fn gone() -> StoreError {
 }
 
 impl Committer {
-    pub(super) fn new(writer: Pool) -> Committer {
+    /// The committer of a store whose other writes go to `writer`; `direct`: a SQLite
+    /// store's file, written by a committer thread on its own connection.
+    pub(super) fn new(writer: Pool, direct: Option<DirectOptions>) -> Committer {
         let lanes = match writer {
             Pool::Sqlite(_) => 1,
             Pool::Postgres(_) => PG_LANES,
         };
         Committer {
             writer,
+            direct,
             lanes: (0..lanes).map(|_| std::sync::Mutex::new(None)).collect(),
         }
     }
@@ -234,24 +282,73 @@ impl Committer {
             None => job,
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(self.writer.clone(), rx));
-        // The receiver is alive (the task was just given it): this cannot fail; a job it
-        // returned anyway is dropped, and its caller told the committer is gone.
+        match &self.direct {
+            Some(options) => {
+                let options = options.clone();
+                let started = std::thread::Builder::new()
+                    .name("rollgate-committer".into())
+                    .spawn(move || run_direct(&options, rx));
+                if let Err(e) = started {
+                    job.answer(Err(StoreError::Db(format!(
+                        "cannot start the store's committer thread: {e}"
+                    ))));
+                    return;
+                }
+            }
+            None => {
+                tokio::spawn(run(Writer::Pool(self.writer.clone()), rx));
+            }
+        }
+        // The receiver is alive (the committer was just given it): this cannot fail; a
+        // job it returned anyway is dropped, and its caller told the committer is gone.
         let _ = tx.send(job);
         *queue = Some(tx);
     }
 }
 
-/// The committer: every job queued while it wrote the previous batch, in one transaction.
-async fn run(writer: Pool, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// The committer task: every job queued while it wrote the previous batch, in one
+/// transaction.
+async fn run(mut writer: Writer, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write(&writer, &mut batch).await;
+        write(&mut writer, &mut batch).await;
+    }
+}
+
+/// The committer thread of a SQLite store: likewise, on its own connection (opened at its
+/// first batch, and again at the next batch if that failed). It ends when every sender
+/// is gone (the store's last handle dropped), closing its connection.
+fn run_direct(options: &DirectOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut writer: Option<Writer> = None;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let writer = match &mut writer {
+            Some(writer) => writer,
+            None => match open_direct(options) {
+                Ok(conn) => writer.insert(Writer::Direct(conn)),
+                Err(e) => {
+                    let message = e.to_string();
+                    for job in batch.drain(..) {
+                        job.answer(Err(StoreError::Db(message.clone())));
+                    }
+                    continue;
+                }
+            },
+        };
+        // Every statement runs in place: the future completes without waiting.
+        futures::executor::block_on(write(writer, &mut batch));
     }
 }
 
 /// Write a batch (emptying it) and answer each job.
-async fn write(writer: &Pool, batch: &mut Vec<Job>) {
+async fn write(writer: &mut Writer, batch: &mut Vec<Job>) {
     if batch.len() > 1 {
         match together(writer, batch).await {
             Ok(results) => {
@@ -290,7 +387,7 @@ async fn write(writer: &Pool, batch: &mut Vec<Job>) {
 /// Every job of the batch in one transaction: the jobs' own results, or the error that
 /// rolled the whole batch back.
 async fn together(
-    writer: &Pool,
+    writer: &mut Writer,
     batch: &[Job],
 ) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
     let mut tx = writer.begin().await?;
@@ -303,7 +400,7 @@ async fn together(
 }
 
 /// One job in its own transaction.
-async fn alone(writer: &Pool, job: &Job) -> Result<Done, StoreError> {
+async fn alone(writer: &mut Writer, job: &Job) -> Result<Done, StoreError> {
     let mut tx = writer.begin().await?;
     // Refused: nothing written, the transaction is rolled back as it drops.
     let done = write_job(&mut tx, job).await??;

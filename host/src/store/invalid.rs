@@ -28,6 +28,9 @@ struct InvalidRecord {
     held_run: Option<i64>,
 }
 
+/// Read only through the pools.
+impl super::db::Row for InvalidRecord {}
+
 impl From<InvalidRecord> for InvalidSpec {
     fn from(r: InvalidRecord) -> InvalidSpec {
         InvalidSpec {

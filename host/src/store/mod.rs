@@ -581,7 +581,7 @@ impl Store {
         let pool = Pool::Postgres(pool);
         let store = Store {
             pool: pool.clone(),
-            committer: std::sync::Arc::new(group::Committer::new(pool.clone())),
+            committer: std::sync::Arc::new(group::Committer::new(pool.clone(), None)),
             writer: pool,
             liveness,
             location: location.clone(),
@@ -649,9 +649,14 @@ impl Store {
             .max_connections(1)
             .connect_lazy_with(options.clone().create_if_missing(false));
         let writer = Pool::Sqlite(writer);
+        let direct = group::DirectOptions {
+            path: path.to_path_buf(),
+            full_sync: !matches!(mode, Mode::Create(SqliteSynchronous::Normal)),
+            busy_timeout: BUSY_TIMEOUT,
+        };
         Ok(Store {
             pool: Pool::Sqlite(pool),
-            committer: std::sync::Arc::new(group::Committer::new(writer.clone())),
+            committer: std::sync::Arc::new(group::Committer::new(writer.clone(), Some(direct))),
             writer,
             liveness: Pool::Sqlite(liveness),
             location: Location::File(path.to_path_buf()),

@@ -646,6 +646,111 @@ async fn connections_are_durable_and_patient() {
     }
 }
 
+/// The committer's own connection (the SQLite writer thread) has the pools' settings —
+/// `synchronous` as the store was opened — and never creates a file.
+#[tokio::test]
+async fn the_committers_connection_is_durable_and_patient() {
+    let (dir, _store) = fresh().await;
+    for (full_sync, synchronous) in [(true, 2_i64), (false, 1)] {
+        let options = group::DirectOptions {
+            path: dir.path().join("rollgate.db"),
+            full_sync,
+            busy_timeout: BUSY_TIMEOUT,
+        };
+        let conn = group::open_direct(&options).expect("open the committer's connection");
+        let pragma = |name: &str| -> String {
+            conn.query_row(&format!("PRAGMA {name}"), [], |row| {
+                row.get::<_, String>(0)
+                    .or_else(|_| row.get::<_, i64>(0).map(|v| v.to_string()))
+            })
+            .expect("pragma")
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), synchronous.to_string());
+        assert_eq!(pragma("foreign_keys"), "1");
+        assert_eq!(pragma("busy_timeout"), "5000");
+    }
+    let missing = group::DirectOptions {
+        path: dir.path().join("missing.db"),
+        full_sync: true,
+        busy_timeout: BUSY_TIMEOUT,
+    };
+    let err = group::open_direct(&missing).expect_err("a missing file is not created");
+    assert!(err.to_string().contains("missing.db"), "{err}");
+    assert!(!dir.path().join("missing.db").exists());
+}
+
+/// The committer's connection reads what the commit path reads with the pools' types and
+/// the pools' error mapping: a created run's row, a unique violation as
+/// [`StoreError::Duplicate`], and a row type it does not read named instead of guessed.
+#[tokio::test]
+async fn the_committers_connection_reads_and_fails_as_the_pools_do() {
+    use super::db::{Writer, query, query_as};
+    let (dir, store) = fresh().await;
+    let options = group::DirectOptions {
+        path: dir.path().join("rollgate.db"),
+        full_sync: true,
+        busy_timeout: BUSY_TIMEOUT,
+    };
+    let mut writer = Writer::Direct(group::open_direct(&options).expect("open"));
+    let mut tx = writer.begin().await.expect("begin");
+    let created: RolloutRow = query_as(|s| s.create_rollout)
+        .bind("checkout")
+        .bind("{}")
+        .bind("{\"cp\":1}")
+        .bind("Pending")
+        .bind(5_i64)
+        .bind(5_i64)
+        .bind("checkout")
+        .fetch_one(&mut tx)
+        .await
+        .expect("create on the committer's connection");
+    assert_eq!(created.run, 1);
+    let measurements: Result<Vec<MeasurementRow>, _> = query_as(|s| s.measurements)
+        .bind(created.id)
+        .fetch_all(&mut tx)
+        .await;
+    let err = measurements.expect_err("not read by the committer");
+    assert!(err.to_string().contains("MeasurementRow"), "{err}");
+    tx.commit().await.expect("commit");
+    // Committed: the pools see it.
+    let row = store
+        .get(created.id)
+        .await
+        .expect("read back")
+        .expect("the created run");
+    assert_eq!(row.checkpoint, "{\"cp\":1}");
+    assert!(!row.finished);
+    assert_eq!(row.generation, created.generation);
+
+    // A duplicate (name, run) is the pools' Duplicate; a transaction dropped uncommitted
+    // leaves nothing.
+    let mut tx = writer.begin().await.expect("begin");
+    let dup = query(|_| {
+        "INSERT INTO rollouts (name, run, spec, checkpoint, state, finished, generation, \
+         created_ms, updated_ms) VALUES (?, ?, '{}', '{}', 'Pending', 0, 1, 0, 0)"
+    })
+    .bind("checkout")
+    .bind(1_i64)
+    .execute(&mut tx)
+    .await;
+    assert!(matches!(dup, Err(StoreError::Duplicate(_))), "{dup:?}");
+    drop(tx);
+    let mut tx = writer
+        .begin()
+        .await
+        .expect("the connection is usable after a rollback");
+    query(|s| s.replace_spec)
+        .bind("{\"changed\":true}")
+        .bind(created.id)
+        .execute(&mut tx)
+        .await
+        .expect("write");
+    drop(tx);
+    let row = store.get(created.id).await.expect("read").expect("the run");
+    assert_eq!(row.spec, "{}");
+}
+
 on_both!(a_successor_is_created_with_the_last_commit_or_not_at_all);
 /// A run that follows another (a reversal) is created with that run's last commit, in one
 /// transaction: both or neither; and never after a run someone else created meanwhile.
