@@ -87,6 +87,52 @@ impl Writer {
     }
 }
 
+/// Connections of a SQLite store for the statements that return many rows — a runner's
+/// leases (one row a run it holds: 100,000 at a time) — run on a blocking thread: through
+/// sqlx's driver each row is handed from its worker thread to the caller, and a renewal
+/// of 100,000 leases, holding the write lock meanwhile, took over a second.
+#[derive(Debug)]
+pub(super) struct DirectPool {
+    options: super::group::DirectOptions,
+    idle: std::sync::Mutex<Option<rusqlite::Connection>>,
+}
+
+impl DirectPool {
+    pub fn new(options: super::group::DirectOptions) -> DirectPool {
+        DirectPool {
+            options,
+            idle: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Run `work` on a blocking thread with a connection (the idle one, or a new one);
+    /// a connection left inside a transaction (a failure) is closed, not kept.
+    pub async fn run<R, F>(self: &std::sync::Arc<Self>, work: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Writer) -> Result<R, StoreError> + Send + 'static,
+    {
+        let pool = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let conn = match idle {
+                Some(conn) => conn,
+                None => super::group::open_direct(&pool.options)?,
+            };
+            let mut writer = Writer::Direct(conn);
+            let result = work(&mut writer);
+            if let Writer::Direct(conn) = writer
+                && conn.is_autocommit()
+            {
+                *pool.idle.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("a store task stopped: {e}")))?
+    }
+}
+
 /// A `rusqlite` error as the store's ([`super::db`]'s mapping for sqlx's).
 pub(super) fn direct(e: rusqlite::Error) -> StoreError {
     match &e {
@@ -299,6 +345,19 @@ impl Row for super::series::Stored {
     }
 }
 
+/// … and a runner's leases, renewed or claimed ([`DirectPool`]).
+impl Row for super::leases::Lease {
+    const DIRECT: bool = true;
+
+    fn from_direct(row: &rusqlite::Row<'_>) -> Result<Self, StoreError> {
+        Ok(super::leases::Lease {
+            rollout_id: row.get("id").map_err(direct)?,
+            epoch: row.get("lease_epoch").map_err(direct)?,
+            expires_ms: row.get("lease_expires_ms").map_err(direct)?,
+        })
+    }
+}
+
 /// Rows only the pools read.
 impl Row for super::ActionRequest {}
 impl Row for super::AuditRecord {}
@@ -306,7 +365,6 @@ impl Row for super::listing::Changed {}
 impl Row for super::listing::ListedRow {}
 impl Row for super::outbox::Claimed {}
 impl Row for super::outbox::OutboxRow {}
-impl Row for super::leases::Lease {}
 impl Row for super::MeasurementRow {}
 impl Row for super::runners::RunnerRow {}
 impl Row for super::StepRow {}

@@ -85,15 +85,54 @@ impl Store {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.liveness.begin().await?;
-        runner_lease(&mut tx, runner, ttl_ms).await?;
-        let mut leases: Vec<Lease> = query_as(|s| s.leases.claim_free)
-            .bind(runner)
-            .bind(ttl(ttl_ms))
-            .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .fetch_all(&mut tx)
-            .await?;
-        tx.commit().await?;
+        let binds = [runner, ttl(ttl_ms), i64::try_from(max).unwrap_or(i64::MAX)];
+        self.lease_rows(runner, ttl_ms, |s| s.leases.claim_free, binds.to_vec())
+            .await
+    }
+
+    /// Extend `runner`'s lease and read `statement`'s leases (binds: `binds`) in one
+    /// transaction on the liveness connection — on SQLite, a [`super::db::DirectPool`] connection
+    /// on a blocking thread: a runner holds up to 100,000 leases. Sorted by run.
+    async fn lease_rows(
+        &self,
+        runner: i64,
+        ttl_ms: u64,
+        statement: fn(&super::sql::Sql) -> &'static str,
+        binds: Vec<i64>,
+    ) -> Result<Vec<Lease>, StoreError> {
+        async fn rows(
+            tx: &mut Tx<'_>,
+            runner: i64,
+            ttl_ms: u64,
+            statement: fn(&super::sql::Sql) -> &'static str,
+            binds: &[i64],
+        ) -> Result<Vec<Lease>, StoreError> {
+            runner_lease(tx, runner, ttl_ms).await?;
+            let mut query = query_as(statement);
+            for &b in binds {
+                query = query.bind(b);
+            }
+            query.fetch_all(tx).await
+        }
+        let mut leases = match &self.bulk {
+            Some(bulk) => {
+                bulk.run(move |writer| {
+                    futures::executor::block_on(async move {
+                        let mut tx = writer.begin().await?;
+                        let leases = rows(&mut tx, runner, ttl_ms, statement, &binds).await?;
+                        tx.commit().await?;
+                        Ok(leases)
+                    })
+                })
+                .await?
+            }
+            None => {
+                let mut tx = self.liveness.begin().await?;
+                let leases = rows(&mut tx, runner, ttl_ms, statement, &binds).await?;
+                tx.commit().await?;
+                leases
+            }
+        };
         leases.sort_by_key(|l| l.rollout_id);
         Ok(leases)
     }
@@ -153,15 +192,8 @@ impl Store {
     /// database's now, in one statement; the leases it still holds, by run. A run missing
     /// from the answer was taken by another runner (or finished): stop driving it.
     pub async fn renew_leases(&self, runner: i64, ttl_ms: u64) -> Result<Vec<Lease>, StoreError> {
-        let mut tx = self.liveness.begin().await?;
-        runner_lease(&mut tx, runner, ttl_ms).await?;
-        let mut leases: Vec<Lease> = query_as(|s| s.leases.renew)
-            .bind(runner)
-            .fetch_all(&mut tx)
-            .await?;
-        tx.commit().await?;
-        leases.sort_by_key(|l| l.rollout_id);
-        Ok(leases)
+        self.lease_rows(runner, ttl_ms, |s| s.leases.renew, vec![runner])
+            .await
     }
 
     /// Tests: every lease `runner` holds expires now (its runner's lease and each claim's

@@ -376,6 +376,9 @@ pub struct Store {
     location: Location,
     /// The group committer: every commit and creation of this process, batched.
     committer: std::sync::Arc<group::Committer>,
+    /// SQLite: connections on blocking threads for the liveness statements that return a
+    /// row per run held (see [`db::DirectPool`]); PostgreSQL: `None` (`liveness`).
+    bulk: Option<std::sync::Arc<db::DirectPool>>,
 }
 
 /// Where a store lives, as `--store FILE` or `--db URL` names it.
@@ -582,6 +585,7 @@ impl Store {
         let store = Store {
             pool: pool.clone(),
             committer: std::sync::Arc::new(group::Committer::new(pool.clone(), None)),
+            bulk: None,
             writer: pool,
             liveness,
             location: location.clone(),
@@ -656,7 +660,11 @@ impl Store {
         };
         Ok(Store {
             pool: Pool::Sqlite(pool),
-            committer: std::sync::Arc::new(group::Committer::new(writer.clone(), Some(direct))),
+            committer: std::sync::Arc::new(group::Committer::new(
+                writer.clone(),
+                Some(direct.clone()),
+            )),
+            bulk: Some(std::sync::Arc::new(db::DirectPool::new(direct))),
             writer,
             liveness: Pool::Sqlite(liveness),
             location: Location::File(path.to_path_buf()),
