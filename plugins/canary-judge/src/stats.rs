@@ -185,7 +185,7 @@ impl RankTest {
         while lo < hi {
             // The floor of the midpoint, without overflow.
             let mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1);
-            if self.staircase(mid).0 > k {
+            if at_or_below(x, y, mid) > k {
                 hi = mid;
             } else {
                 lo = mid + 1;
@@ -216,6 +216,26 @@ impl RankTest {
         }
         (count, above)
     }
+}
+
+/// How many differences `x_i − y_j` are at or below the double of order key `t`: the
+/// count of [`RankTest::staircase`] alone, the search's hot loop, in a function of its
+/// own. Shaped for Cranelift: every loop iteration checks the epoch (the host's
+/// interruption), and a call on that check's slow path makes each value live in the loop
+/// live across a call; inlined into the search, with the search's own values live too,
+/// the loop kept its values on the stack and reloaded them at every step. LLVM's code is
+/// the same either way.
+#[inline(never)]
+fn at_or_below(x: &[f64], y: &[f64], t: i64) -> usize {
+    let mut count = 0usize;
+    let mut from = 0usize;
+    for &a in x {
+        while from < y.len() && order_key(a - y[from]) > t {
+            from += 1;
+        }
+        count += y.len() - from;
+    }
+    count
 }
 
 /// A double's rank in `total_cmp` order, as a signed integer: `total_cmp`'s own transform
