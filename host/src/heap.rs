@@ -8,6 +8,11 @@
 //! resident of which `malloc_trim` returned 58 MB (12 KB a rollout). `serve` trims once
 //! ready and then every [`TRIM_EVERY`]; each trim's duration is logged at debug level.
 //! Off glibc (musl) there is nothing to trim and it does nothing.
+//!
+//! The `rollgate` binary's own allocations go to jemalloc (the default `jemalloc`
+//! feature, see `src/main.rs`), which returns freed pages on its own (its decay); the
+//! trimmer then only concerns what still uses glibc's `malloc` — SQLite, and the library
+//! built without that feature.
 
 use std::time::Duration;
 
