@@ -69,6 +69,11 @@ pub(super) struct Committer {
     lanes: Vec<std::sync::Mutex<Option<mpsc::UnboundedSender<Job>>>>,
 }
 
+/// The committer connection's page cache, KiB (filled only as pages are used).
+const DIRECT_CACHE_KIB: i64 = 64 << 10;
+/// How much of the file the committer's connection reads through a mapping.
+const DIRECT_MMAP_BYTES: i64 = 1 << 30;
+
 /// How a SQLite store's committer opens its own connection: the file (which the store's
 /// pools created and migrated) and the settings they use.
 #[derive(Debug, Clone)]
@@ -98,6 +103,14 @@ pub(super) fn open_direct(options: &DirectOptions) -> Result<rusqlite::Connectio
         .map_err(fail)?;
     let sync = if options.full_sync { "FULL" } else { "NORMAL" };
     conn.pragma_update(None, "synchronous", sync)
+        .map_err(fail)?;
+    // The pages a batch touches (the runs' rows, the indexes, the measurements' and
+    // series' tails) stay in the committer's own cache, and pages it has not cached are
+    // read through a mapping instead of a `pread` each: at 20,000 rollouts the thread's
+    // kernel time was half its CPU, mostly copying pages it had read before.
+    conn.pragma_update(None, "cache_size", -DIRECT_CACHE_KIB)
+        .map_err(fail)?;
+    conn.pragma_update(None, "mmap_size", DIRECT_MMAP_BYTES)
         .map_err(fail)?;
     Ok(conn)
 }
