@@ -84,14 +84,15 @@ pub(super) struct DirectOptions {
     pub busy_timeout: std::time::Duration,
 }
 
-/// Open a committer's own connection to an existing SQLite store, with the pools'
-/// settings: foreign keys on, the busy timeout, `synchronous` (WAL mode is the file's, set
-/// when the pools opened it).
+/// Open a connection of the store's own — its committer's, or its leases'
+/// ([`super::db::DirectPool`]) — to an existing SQLite store, with the pools' settings:
+/// foreign keys on, the busy timeout, `synchronous` (WAL mode is the file's, set when the
+/// pools opened it).
 pub(super) fn open_direct(options: &DirectOptions) -> Result<rusqlite::Connection, StoreError> {
     use rusqlite::OpenFlags;
     let fail = |e: rusqlite::Error| StoreError::Open {
         path: options.path.display().to_string(),
-        message: format!("the committer's connection: {e}"),
+        message: format!("a connection of the store's own (its committer's or its leases'): {e}"),
     };
     let conn = rusqlite::Connection::open_with_flags(
         &options.path,
