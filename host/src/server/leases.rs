@@ -117,9 +117,11 @@ impl Fleet {
                 true
             }
         };
-        self.drive_held(&leases);
         // Runs others drive are read back while others hold runs, and once more after
         // (their last commits); a runner driving everything alone reads nothing back.
+        // Read before the runs claimed now start: each of those reads itself through the
+        // same pool as it starts, and this read would wait behind all of them (seconds,
+        // with thousands; the server is not ready until the first tick is done).
         let others_held = self
             .inner
             .others_held
@@ -129,6 +131,7 @@ impl Fleet {
         {
             tracing::warn!("cannot read the runs other runners drive: {e}");
         }
+        self.drive_held(&leases);
     }
 
     /// This runner's fair share of the unfinished runs: claim the shortfall, give up the

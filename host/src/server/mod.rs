@@ -336,7 +336,9 @@ impl Fleet {
         self.inner
             .notifier
             .start(self.inner.runner_id.get().copied().unwrap_or(0));
+        let begun = std::time::Instant::now();
         let loaded = self.build().await?;
+        let built = begun.elapsed();
         if loaded.bundle.rollouts.is_empty()
             && loaded.bundle.backends.is_empty()
             && loaded.bundle.plugins.is_empty()
@@ -352,6 +354,7 @@ impl Fleet {
         // through the API, the listener or the poll).
         self.inner.wakers.set_quiet(true);
         let started = self.reconcile(true).await;
+        let reconciled = begun.elapsed();
         if started.is_ok() && self.leases().is_some() {
             // The first share of the runs is claimed and driven before the server says
             // it is ready; the manager goes on from there.
@@ -390,6 +393,12 @@ impl Fleet {
             old.abort();
         }
         self.inner.ready.store(true, Ordering::SeqCst);
+        tracing::info!(
+            load_ms = built.as_millis(),
+            runs_ms = (reconciled - built).as_millis(),
+            leases_ms = (begun.elapsed() - reconciled).as_millis(),
+            "started"
+        );
         Ok(())
     }
 
@@ -514,8 +523,10 @@ impl Fleet {
     /// Fails only when the store does.
     async fn build(&self) -> Result<Loaded, Refused> {
         let path = &self.inner.config.config;
+        let begun = std::time::Instant::now();
         let fingerprint = fingerprint(path);
         let each = crate::spec::load_each(std::slice::from_ref(path));
+        let read = begun.elapsed();
         let store_failed = |e: crate::store::StoreError| Refused(vec![e.to_string()]);
         // The runs in progress (which may come from an older configuration) are set up
         // too: their plugins are loaded, and one that cannot be set up is held.
@@ -525,6 +536,7 @@ impl Fleet {
             .filter_map(|row| Some((row.id, serde_json::from_str(&row.spec).ok()?)))
             .collect();
         let runs: Vec<(i64, &RolloutSpec)> = stored_specs.iter().map(|(id, r)| (*id, r)).collect();
+        let stored_read = begun.elapsed();
         let rollouts: Vec<&RolloutSpec> = each.bundle.rollouts.iter().map(|r| &**r).collect();
         // Live backends: a replay recording is aligned to when the server loaded it.
         let prepared = crate::engine::prepare::prepare(
@@ -536,6 +548,12 @@ impl Fleet {
             Some(now_ms()),
         )
         .await;
+        tracing::debug!(
+            folder_ms = read.as_millis(),
+            stored_ms = (stored_read - read).as_millis(),
+            prepare_ms = (begun.elapsed() - stored_read).as_millis(),
+            "configuration built"
+        );
         let config_generation = self
             .inner
             .store

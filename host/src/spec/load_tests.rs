@@ -228,3 +228,79 @@ fn invalid_utf8_is_reported_where_it_is() {
         ]
     );
 }
+
+/// A folder of many documents is read on several threads: what loads and what is wrong
+/// come out in the folder's order, as if read one after another.
+#[test]
+fn a_large_folder_read_on_several_threads_keeps_its_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = Vec::new();
+    let mut wrong = Vec::new();
+    for f in 0..7 {
+        let mut text = String::new();
+        for d in 0..45 {
+            let name = format!("r{f}-{d}");
+            if (f * 45 + d) % 11 == 5 {
+                // Line of `kind:` in this document of the file.
+                wrong.push(format!(
+                    "f{f}.yaml:{}:7: unknown kind \"Nope\"",
+                    text.lines().count() + 3
+                ));
+                text += "---\napiVersion: rollgate.dev/v1alpha1\nkind: Nope\n";
+            } else {
+                expected.push(name.clone());
+                text += "---\n";
+                text += &rollout(&name);
+            }
+        }
+        std::fs::write(dir.path().join(format!("f{f}.yaml")), text).unwrap();
+    }
+    let each = load_each(&[dir.path().to_path_buf()]);
+    let names: Vec<&str> = each
+        .bundle
+        .rollouts
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, expected);
+    let problems: Vec<String> = shown(&each.other, dir.path())
+        .into_iter()
+        .map(|l| l.split(';').next().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(problems, wrong);
+    assert!(each.invalid.is_empty());
+}
+
+/// The cap on problems stops in the middle of a file as it did when files were read one
+/// document after another: the documents after it are not taken, the next file is named as
+/// not checked.
+#[test]
+fn the_cap_on_problems_stops_inside_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = "---\napiVersion: rollgate.dev/v1alpha1\nkind: Nope\n";
+    // Two problems: no apiVersion, unknown kind.
+    let two = "---\nkind: Nope\n";
+    std::fs::write(dir.path().join("f0.yaml"), one.repeat(2)).unwrap();
+    for f in 1..=6 {
+        std::fs::write(dir.path().join(format!("f{f}.yaml")), two.repeat(1000)).unwrap();
+    }
+    let sources: Vec<(PathBuf, String)> = (0..=6)
+        .map(|f| {
+            let file = dir.path().join(format!("f{f}.yaml"));
+            let text = std::fs::read_to_string(&file).unwrap();
+            (file, text)
+        })
+        .collect();
+    let (_, errors) = resolve::load_sources_partial(&sources);
+    // 2 + 4 × 2000 + 999 × 2 = 10,000 problems: f5's last document is not taken.
+    assert_eq!(errors.len(), 10_001);
+    let in_f5: Vec<&SpecError> = errors
+        .iter()
+        .filter(|e| e.file == dir.path().join("f5.yaml"))
+        .collect();
+    assert_eq!(in_f5.len(), 1998);
+    assert_eq!(in_f5.last().map(|e| e.line), Some(999 * 2));
+    let last = errors.last().unwrap();
+    assert_eq!(last.file, dir.path().join("f6.yaml"));
+    assert!(last.message.starts_with("not checked"), "{last:?}");
+}

@@ -214,6 +214,15 @@ impl<'e, 'c> From<&'e mut Tx<'c>> for Conn<'e> {
     }
 }
 
+impl<'e> From<&'e mut Writer> for Conn<'e> {
+    fn from(writer: &'e mut Writer) -> Conn<'e> {
+        match writer {
+            Writer::Pool(pool) => Conn::from(&*pool),
+            Writer::Direct(c) => Conn::Direct(c),
+        }
+    }
+}
+
 /// One bound parameter, in the few types the store's columns have.
 #[derive(Debug, Clone)]
 pub(super) enum Arg<'a> {

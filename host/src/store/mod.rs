@@ -864,9 +864,24 @@ impl Store {
     /// The rollout row id of every run with an action request not yet consumed, in one
     /// query: what a server polls for all its runs at once (requests another process wrote).
     pub async fn runs_with_actions(&self) -> Result<Vec<i64>, StoreError> {
-        let ids: Vec<(i64,)> = query_as(|s| s.runs_with_actions)
-            .fetch_all(&self.pool)
-            .await?;
+        // On a start, every run resumed reads itself through the pool at the same moment:
+        // on SQLite this one query goes on its own connection instead of queueing behind
+        // them (the server is not ready until it answers).
+        let ids: Vec<(i64,)> = match &self.bulk {
+            Some(bulk) => {
+                bulk.run(|writer| {
+                    futures::executor::block_on(
+                        query_as(|s| s.runs_with_actions).fetch_all(&mut *writer),
+                    )
+                })
+                .await?
+            }
+            None => {
+                query_as(|s| s.runs_with_actions)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 }

@@ -100,12 +100,12 @@ pub(super) fn load_sources(sources: &[(PathBuf, String)]) -> Result<Bundle, Vec<
 pub(super) fn load_sources_partial(sources: &[(PathBuf, String)]) -> (Bundle, Vec<SpecError>) {
     let mut loader = Loader::default();
     let mut unchecked = None;
-    for (file, text) in sources {
+    for ((file, _), read) in sources.iter().zip(read_documents(sources)) {
         if loader.errors.len() >= MAX_PROBLEMS_COLLECTED {
             unchecked = Some(file);
             break;
         }
-        loader.parse_file(file, &yaml_line_breaks(text));
+        loader.take(read);
     }
     let bundle = loader.resolve();
     let mut errors = loader.errors;
@@ -153,17 +153,29 @@ struct Loader {
     templates: BTreeMap<String, (Src, docs::TemplateDoc, TemplateSpec)>,
 }
 
-impl Loader {
-    fn parse_file(&mut self, file: &Path, text: &str) {
+/// Threads (the caller's included) that read the documents of a large folder.
+const MAX_READERS: usize = 4;
+
+/// Every document of every source read on its own, the documents of all files shared out
+/// among up to [`MAX_READERS`] threads (YAML parsing is most of loading a large folder):
+/// per source, in order, what [`Loader::take`] adds. Reading a document does not look at
+/// the loader's state, so the result is the same as reading them one after another; the
+/// cap on problems is applied when they are taken.
+fn read_documents(sources: &[(PathBuf, String)]) -> Vec<Vec<Read>> {
+    // Splitting into documents is quick and stays on this thread.
+    let mut out: Vec<Vec<Read>> = Vec::with_capacity(sources.len());
+    let mut work: Vec<(usize, usize, Src, String)> = Vec::new();
+    for (index, (file, text)) in sources.iter().enumerate() {
+        let text = yaml_line_breaks(text);
         let base = file
             .parent()
             .map(Path::to_path_buf)
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
-        let documents = match split_documents(text) {
+        let documents = match split_documents(&text) {
             Ok(documents) => documents,
             Err(line) => {
-                self.errors.push(SpecError {
+                out.push(vec![Read::problem(SpecError {
                     file: file.to_path_buf(),
                     line: line + 1,
                     col: 1,
@@ -173,14 +185,12 @@ impl Loader {
                          count too); this is document {}: split the file",
                         MAX_DOCUMENTS_PER_FILE + 1
                     ),
-                });
-                return;
+                })]);
+                continue;
             }
         };
+        let mut slots = Vec::new();
         for (offset, doc) in documents {
-            if self.errors.len() >= MAX_PROBLEMS_COLLECTED {
-                return;
-            }
             let Some(first) = first_content_line(&doc) else {
                 continue;
             };
@@ -190,7 +200,94 @@ impl Loader {
                 offset,
                 first: offset + first + 1,
             };
-            self.parse_document(src, &doc);
+            work.push((index, slots.len(), src, doc));
+            slots.push(Read::default());
+        }
+        out.push(slots);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read = || {
+        let mut mine = Vec::new();
+        loop {
+            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((file, slot, src, doc)) = work.get(at) else {
+                return mine;
+            };
+            let mut one = Loader::default();
+            one.parse_document(src.clone(), doc);
+            mine.push((*file, *slot, Read::from(one)));
+        }
+    };
+    let readers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_READERS)
+        .min(work.len() / 64 + 1);
+    let done: Vec<Vec<(usize, usize, Read)>> = std::thread::scope(|scope| {
+        // A thread that cannot be started leaves its share to the others and this one.
+        let helpers: Vec<_> = (1..readers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("rollgate-specs".into())
+                    .spawn_scoped(scope, read)
+                    .ok()
+            })
+            .collect();
+        let mut done = vec![read()];
+        for helper in helpers {
+            match helper.join() {
+                Ok(theirs) => done.push(theirs),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        done
+    });
+    for (file, slot, one) in done.into_iter().flatten() {
+        if let Some(place) = out.get_mut(file).and_then(|slots| slots.get_mut(slot)) {
+            *place = one;
+        }
+    }
+    out
+}
+
+/// What reading one document gave: its problems, and the document (or, when its shape
+/// was wrong, its kind and name).
+#[derive(Default)]
+struct Read {
+    errors: Vec<SpecError>,
+    documents: Vec<Document>,
+    unparsed: Vec<(&'static str, String)>,
+}
+
+impl Read {
+    fn problem(e: SpecError) -> Read {
+        Read {
+            errors: vec![e],
+            ..Read::default()
+        }
+    }
+}
+
+impl From<Loader> for Read {
+    fn from(one: Loader) -> Read {
+        Read {
+            errors: one.errors,
+            documents: one.documents,
+            unparsed: one.unparsed,
+        }
+    }
+}
+
+impl Loader {
+    /// Add a file's documents in order, up to the cap on problems (the rest of the file
+    /// is not taken, and [`load_sources_partial`] stops before the next file).
+    fn take(&mut self, file: Vec<Read>) {
+        for read in file {
+            if self.errors.len() >= MAX_PROBLEMS_COLLECTED {
+                return;
+            }
+            self.errors.extend(read.errors);
+            self.documents.extend(read.documents);
+            self.unparsed.extend(read.unparsed);
         }
     }
 
