@@ -225,15 +225,39 @@ impl RankTest {
 /// live across a call; inlined into the search, with the search's own values live too,
 /// the loop kept its values on the stack and reloaded them at every step. LLVM's code is
 /// the same either way.
+///
+/// For the same reason the staircase is walked as ONE flat loop of steps (each moves to
+/// the next `y` or, with the row counted, to the next `x`: |x| + |y| steps at most, as
+/// the nested loops took), eight steps a turn: the steps inside a turn are forward
+/// branches, so Cranelift checks the epoch (and spills and reloads around it) once per
+/// eight steps instead of at every one, and keeps the loop's values in registers
+/// between. Wasm `canary-judge` 363 → 236 µs (native 146 → 126–150 µs, unchanged within
+/// the noise).
 #[inline(never)]
 fn at_or_below(x: &[f64], y: &[f64], t: i64) -> usize {
-    let mut count = 0usize;
-    let mut from = 0usize;
-    for &a in x {
-        while from < y.len() && order_key(a - y[from]) > t {
-            from += 1;
-        }
-        count += y.len() - from;
+    let (mut i, mut from, mut count) = (0usize, 0usize, 0usize);
+    // One step: `from` past a difference above `t`, or the row of `x[i]` counted.
+    macro_rules! step {
+        () => {
+            if i < x.len() {
+                if from < y.len() && order_key(x[i] - y[from]) > t {
+                    from += 1;
+                } else {
+                    count += y.len() - from;
+                    i += 1;
+                }
+            }
+        };
+    }
+    while i < x.len() {
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
     }
     count
 }
