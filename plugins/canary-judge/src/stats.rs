@@ -116,6 +116,20 @@ impl RankTest {
         RankTest { x, y }
     }
 
+    /// `min(x) − max(y)` and `max(x) − min(y)`, the range the shift is searched in, from
+    /// the sorted samples' ends: no pass over them (in wasm `f64::min`/`max` are calls to
+    /// libm, four thousand of them for 2 × 1,000 samples: ~4 % of the call). The same
+    /// doubles as folding with `f64::min`/`max`: the samples are finite, and of `−0` and
+    /// `+0` the `total_cmp` order puts `−0` first and `+0` last, as wasi-libc's `fmin` and
+    /// `fmax` pick them.
+    fn shift_range(&self) -> (f64, f64) {
+        match (self.x.first(), self.x.last(), self.y.first(), self.y.last()) {
+            (Some(&x0), Some(&x1), Some(&y0), Some(&y1)) => (x0 - y1, x1 - y0),
+            // Empty samples are refused before (the folds would give these).
+            _ => (f64::INFINITY, f64::NEG_INFINITY),
+        }
+    }
+
     /// [`wilcoxon_diff`] of the two samples at `mu`.
     pub fn wilcoxon_diff(&self, mu: f64, zq: f64) -> Result<f64, String> {
         let (x, y) = (&self.x[..], &self.y[..]);
@@ -524,17 +538,21 @@ pub fn shift(canary: &[f64], baseline: &[f64], confidence: f64) -> Result<Shift,
             y.len()
         ));
     }
-    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mu_min = min(x) - max(y);
-    let mu_max = max(x) - min(y);
-    let alpha = 1.0 - confidence;
-    // Negative: the lower tail.
-    let z = normal_quantile(alpha / 2.0);
     // Sorted once for every evaluation the solver makes (the definition, which sorts each
     // time, for samples the merge cannot order).
     let finite = x.iter().chain(y).all(|v| v.is_finite());
     let sorted = finite.then(|| RankTest::new(x, y));
+    let (mu_min, mu_max) = match &sorted {
+        Some(test) => test.shift_range(),
+        None => {
+            let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            (min(x) - max(y), max(x) - min(y))
+        }
+    };
+    let alpha = 1.0 - confidence;
+    // Negative: the lower tail.
+    let z = normal_quantile(alpha / 2.0);
     let diff = |mu: f64, zq: f64| match &sorted {
         Some(test) => test.wilcoxon_diff(mu, zq),
         None => wilcoxon_diff(x, y, mu, zq),
