@@ -146,8 +146,9 @@ impl RankTest {
                 (None, Some(&b)) => b,
                 (None, None) => break,
             };
-            let from_x = x[i..].iter().take_while(|&&a| a - mu == v).count();
-            let from_y = y[j..].iter().take_while(|&&b| b == v).count();
+            let from_x = tied(&x[i..], mu, v);
+            // `b − 0` is `b` for every finite `b` (and `−0 − 0` is `−0`).
+            let from_y = tied(&y[j..], 0.0, v);
             let t = from_x + from_y;
             if t == 0 {
                 // Only a NaN compares unequal to itself; the judge never passes one.
@@ -274,6 +275,33 @@ fn at_or_below(x: &[f64], y: &[f64], t: i64) -> usize {
         step!();
     }
     count
+}
+
+/// How many of the first values `a` of `s` have `a − mu == v`: the size of one side of a
+/// tie group in [`RankTest::wilcoxon_diff`]'s merge. Eight values a turn, for the same
+/// reason as [`at_or_below`]'s steps: one epoch check per eight instead of per value.
+#[inline(always)]
+fn tied(s: &[f64], mu: f64, v: f64) -> usize {
+    let mut n = 0usize;
+    macro_rules! step {
+        () => {
+            if n < s.len() && s[n] - mu == v {
+                n += 1;
+            } else {
+                return n;
+            }
+        };
+    }
+    loop {
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
+        step!();
+    }
 }
 
 /// A double's rank in `total_cmp` order, as a signed integer: `total_cmp`'s own transform
