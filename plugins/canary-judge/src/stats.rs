@@ -555,6 +555,31 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64]) -> Option<f64> {
 /// the shift canary − baseline and its estimate. Both samples must be non-empty and
 /// NaN-free.
 pub fn shift(canary: &[f64], baseline: &[f64], confidence: f64) -> Result<Shift, String> {
+    shift_with(canary, baseline, confidence, || {
+        RankTest::new(canary, baseline)
+    })
+}
+
+/// [`shift`] of samples already sorted by `total_cmp` ([`classify`](crate::judge::classify)
+/// sorts them for its own checks): the rank test takes them as they are instead of sorting
+/// copies again. The same result: nothing here depends on the samples' order (the sorted
+/// copies are the same either way — values equal under `total_cmp` are the same bits — and
+/// the definitions' rank sums are exact).
+pub fn shift_sorted(canary: &[f64], baseline: &[f64], confidence: f64) -> Result<Shift, String> {
+    debug_assert!(canary.is_sorted_by(|a, b| a.total_cmp(b).is_le()));
+    debug_assert!(baseline.is_sorted_by(|a, b| a.total_cmp(b).is_le()));
+    shift_with(canary, baseline, confidence, || RankTest {
+        x: canary.to_vec(),
+        y: baseline.to_vec(),
+    })
+}
+
+fn shift_with(
+    canary: &[f64],
+    baseline: &[f64],
+    confidence: f64,
+    rank_test: impl FnOnce() -> RankTest,
+) -> Result<Shift, String> {
     let (x, y) = (canary, baseline);
     if x.is_empty() || y.is_empty() {
         return Err("both samples need values".into());
@@ -569,7 +594,7 @@ pub fn shift(canary: &[f64], baseline: &[f64], confidence: f64) -> Result<Shift,
     // Sorted once for every evaluation the solver makes (the definition, which sorts each
     // time, for samples the merge cannot order).
     let finite = x.iter().chain(y).all(|v| v.is_finite());
-    let sorted = finite.then(|| RankTest::new(x, y));
+    let sorted = finite.then(rank_test);
     let (mu_min, mu_max) = match &sorted {
         Some(test) => test.shift_range(),
         None => {
