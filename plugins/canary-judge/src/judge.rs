@@ -269,7 +269,8 @@ pub fn classify(
             hodges_lehmann: Some(d),
         })
     } else {
-        stats::shift(&canary, &baseline, confidence)
+        // The sorted copies: the rank test needs them sorted.
+        stats::shift_sorted(&sc, &sb, confidence)
     };
     let shift = match shift {
         Ok(s) => s,
