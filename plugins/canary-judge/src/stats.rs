@@ -233,6 +233,20 @@ impl RankTest {
     }
 }
 
+/// The step macro `$step` eight times in a row: one loop turn (see [`at_or_below`]).
+macro_rules! eight_steps {
+    ($step:ident) => {
+        $step!();
+        $step!();
+        $step!();
+        $step!();
+        $step!();
+        $step!();
+        $step!();
+        $step!();
+    };
+}
+
 /// How many differences `x_i − y_j` are at or below the double of order key `t`: the
 /// count of [`RankTest::staircase`] alone, the search's hot loop, in a function of its
 /// own. Shaped for Cranelift: every loop iteration checks the epoch (the host's
@@ -265,14 +279,7 @@ fn at_or_below(x: &[f64], y: &[f64], t: i64) -> usize {
         };
     }
     while i < x.len() {
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
+        eight_steps!(step);
     }
     count
 }
@@ -293,14 +300,7 @@ fn tied(s: &[f64], mu: f64, v: f64) -> usize {
         };
     }
     loop {
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
-        step!();
+        eight_steps!(step);
     }
 }
 
