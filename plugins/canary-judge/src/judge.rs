@@ -237,8 +237,8 @@ pub fn classify(
     }
     let mut sc = canary.clone();
     let mut sb = baseline.clone();
-    sc.sort_by(f64::total_cmp);
-    sb.sort_by(f64::total_cmp);
+    stats::sort_total(&mut sc);
+    stats::sort_total(&mut sb);
     if sc == sb {
         r.ratio = Some(1.0);
         r.reason = "the canary and baseline data are identical".into();
