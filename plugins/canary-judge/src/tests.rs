@@ -482,3 +482,47 @@ fn infinite_samples_are_an_error_label_not_a_verdict() {
     assert_eq!(r.label, Label::Error, "{r:#?}");
     assert!(!r.critical_failure);
 }
+
+/// `sort_total` gives the array `sort_by(f64::total_cmp)` gives, bit for bit: zeros of both
+/// signs, subnormals, infinities and NaNs of both signs and several payloads included.
+#[test]
+fn sorting_by_order_keys_is_sorting_by_total_cmp() {
+    let specials = [
+        0.0,
+        -0.0,
+        f64::from_bits(1),
+        -f64::from_bits(1),
+        f64::MIN_POSITIVE,
+        f64::MAX,
+        f64::MIN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        -f64::NAN,
+        f64::from_bits(0x7ff0_0000_0000_0001),
+        f64::from_bits(0xfff8_0000_0000_0002),
+        1.5,
+        -1.5,
+        1e-300,
+        -1e300,
+    ];
+    // A deterministic shuffle of the specials among ordinary values.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut values: Vec<f64> = (0..2000)
+        .map(|i| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            if i % 7 == 0 {
+                specials[(state >> 33) as usize % specials.len()]
+            } else {
+                ((state >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 1e3
+            }
+        })
+        .collect();
+    let mut expected = values.clone();
+    expected.sort_by(f64::total_cmp);
+    sort_total(&mut values);
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<u64>>();
+    assert_eq!(bits(&values), bits(&expected));
+}
