@@ -213,9 +213,9 @@ fn read_documents(sources: &[(PathBuf, String)]) -> Vec<Vec<Read>> {
             let Some((file, slot, src, doc)) = work.get(at) else {
                 return mine;
             };
-            let mut one = Loader::default();
+            let mut one = Read::default();
             one.parse_document(src.clone(), doc);
-            mine.push((*file, *slot, Read::from(one)));
+            mine.push((*file, *slot, one));
         }
     };
     let readers = std::thread::available_parallelism()
@@ -265,32 +265,8 @@ impl Read {
             ..Read::default()
         }
     }
-}
 
-impl From<Loader> for Read {
-    fn from(one: Loader) -> Read {
-        Read {
-            errors: one.errors,
-            documents: one.documents,
-            unparsed: one.unparsed,
-        }
-    }
-}
-
-impl Loader {
-    /// Add a file's documents in order, up to the cap on problems (the rest of the file
-    /// is not taken, and [`load_sources_partial`] stops before the next file).
-    fn take(&mut self, file: Vec<Read>) {
-        for read in file {
-            if self.errors.len() >= MAX_PROBLEMS_COLLECTED {
-                return;
-            }
-            self.errors.extend(read.errors);
-            self.documents.extend(read.documents);
-            self.unparsed.extend(read.unparsed);
-        }
-    }
-
+    /// Read one document: its problems, and the document parsed by its kind.
     fn parse_document(&mut self, src: Src, text: &str) {
         let probe: Probe = match serde_saphyr::from_str(text) {
             Ok(p) => p,
@@ -376,6 +352,21 @@ impl Loader {
             kind,
             parsed,
         });
+    }
+}
+
+impl Loader {
+    /// Add a file's documents in order, up to the cap on problems (the rest of the file
+    /// is not taken, and [`load_sources_partial`] stops before the next file).
+    fn take(&mut self, file: Vec<Read>) {
+        for read in file {
+            if self.errors.len() >= MAX_PROBLEMS_COLLECTED {
+                return;
+            }
+            self.errors.extend(read.errors);
+            self.documents.extend(read.documents);
+            self.unparsed.extend(read.unparsed);
+        }
     }
 
     fn resolve(&mut self) -> Bundle {
