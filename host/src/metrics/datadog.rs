@@ -10,13 +10,16 @@
 //! - 429: retried by our own middleware, which waits for `X-RateLimit-Reset` (seconds until
 //!   the limit resets; `Retry-After` as a fallback) plus jitter, within a total wait budget;
 //!   after that, a `rate-limited` error.
+//! - An answer's body is read through a cap ([`MAX_ANSWER_BYTES`]): the client crate reads
+//!   bodies whole, so our middleware wraps each one in a limit that fails the read as soon as
+//!   it passes the cap (`too-large`).
 //! - An instant query asks for the last 5 minutes and keeps each series' newest non-null
 //!   point (Datadog has no instant queries). Nulls are NaN.
 
 use super::secret::{Secret, SecretRef, excerpt, redact};
 use super::{
-    Backend, BoxFuture, ERROR_BODY_CHARS, QueryError, QueryErrorKind, QueryResult, Series, Window,
-    error_chain,
+    Backend, BoxFuture, ERROR_BODY_CHARS, MAX_ANSWER_BYTES, QueryError, QueryErrorKind,
+    QueryResult, Series, Window, answer_too_large, error_chain,
 };
 use datadog_api_client::datadog::{self, APIKey, Configuration};
 use datadog_api_client::datadogV1::api_metrics::MetricsAPI as MetricsV1;
@@ -174,6 +177,57 @@ impl reqwest_middleware::Middleware for RateLimitRetry {
     }
 }
 
+/// Wraps every answer's body in a limit of `cap` bytes: the client crate reads a body whole
+/// (`text()`), and a broken proxy or hostile server must not make it buffer without bound.
+/// A body over the cap fails its read with `LengthLimitError`, which [`Datadog::classify`]
+/// names as too large.
+struct CapAnswers {
+    cap: usize,
+}
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for CapAnswers {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let response = next.run(req, extensions).await?;
+        Ok(capped(response, self.cap))
+    }
+}
+
+/// `response` with its body limited to `cap` bytes; status, version, headers, URL and
+/// extensions kept.
+fn capped(response: reqwest::Response, cap: usize) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt;
+    let url = response.url().clone();
+    let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+    let mut out = http::Response::new(reqwest::Body::wrap(http_body_util::Limited::new(body, cap)));
+    *out.status_mut() = parts.status;
+    *out.version_mut() = parts.version;
+    *out.headers_mut() = parts.headers;
+    *out.extensions_mut() = parts.extensions;
+    // The URL travels as reqwest's own (private) extension, set through its builder.
+    if let Some(url) = http::Response::builder().url(url).extensions_mut() {
+        out.extensions_mut().extend(std::mem::take(url));
+    }
+    reqwest::Response::from(out)
+}
+
+/// Whether `e` (or an error it wraps) is a body read stopped by [`CapAnswers`].
+fn over_cap(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
 /// A configured Datadog backend.
 pub struct Datadog {
     v1: MetricsV1,
@@ -181,6 +235,8 @@ pub struct Datadog {
     api: Api,
     timeout: Duration,
     secrets: Vec<Secret>,
+    /// The most bytes of an answer read ([`MAX_ANSWER_BYTES`]; smaller in tests).
+    cap: usize,
 }
 
 fn key(reference: &str, field: &str) -> Result<Secret, String> {
@@ -198,6 +254,11 @@ fn key(reference: &str, field: &str) -> Result<Secret, String> {
 impl Datadog {
     /// Build the client. Errors name the field.
     pub fn new(config: &DatadogConfig) -> Result<Datadog, String> {
+        Self::with_cap(config, MAX_ANSWER_BYTES)
+    }
+
+    /// [`Datadog::new`] reading at most `cap` bytes of an answer.
+    fn with_cap(config: &DatadogConfig, cap: usize) -> Result<Datadog, String> {
         let timeout = match &config.timeout {
             Some(t) => Duration::from_millis(
                 rollgate_duration::parse_ms(t).map_err(|e| format!("timeout: {e}"))?,
@@ -285,6 +346,7 @@ impl Datadog {
                         .unwrap_or(7),
                 ),
             })
+            .with(CapAnswers { cap })
             .build();
         Ok(Datadog {
             v1: MetricsV1::with_client_and_config(dd.clone(), client.clone()),
@@ -292,6 +354,7 @@ impl Datadog {
             api: config.api,
             timeout,
             secrets: vec![api_key, app_key],
+            cap,
         })
     }
 
@@ -299,7 +362,9 @@ impl Datadog {
         let err =
             |kind, message: String| QueryError::new(kind, backend, redact(&message, &self.secrets));
         let transport = |e: &reqwest::Error| {
-            if e.is_timeout() {
+            if over_cap(e) {
+                err(QueryErrorKind::TooLarge, answer_too_large(self.cap))
+            } else if e.is_timeout() {
                 err(
                     QueryErrorKind::Timeout,
                     format!("no answer within {:?}", self.timeout),
@@ -508,6 +573,142 @@ impl Backend for Datadog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_capped_body_reads_to_the_cap_and_fails_past_it() {
+        let answer = |body: &'static str| {
+            use reqwest::ResponseBuilderExt;
+            let url =
+                reqwest::Url::parse("http://dd.example:8126/api/v2/query/timeseries").expect("url");
+            reqwest::Response::from(
+                http::Response::builder()
+                    .status(201)
+                    .header("x-seen", "yes")
+                    .url(url)
+                    .body(body)
+                    .expect("response"),
+            )
+        };
+        let at_cap = capped(answer("0123456789"), 10);
+        assert_eq!(at_cap.status(), 201);
+        assert_eq!(at_cap.headers()["x-seen"], "yes");
+        assert_eq!(
+            at_cap.url().as_str(),
+            "http://dd.example:8126/api/v2/query/timeseries"
+        );
+        assert_eq!(at_cap.text().await.expect("at the cap"), "0123456789");
+        let e = capped(answer("0123456789"), 9)
+            .text()
+            .await
+            .expect_err("one byte over the cap");
+        assert!(over_cap(&e), "{e:?}");
+        let other = reqwest::Client::new()
+            .get("http://127.0.0.1:1/")
+            .send()
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(!over_cap(&other));
+    }
+
+    /// Serves `body` to every request on a free loopback port, with or without a
+    /// Content-Length (without: the body ends when the connection closes).
+    async fn serve(body: String, with_length: bool) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // The request's headers, then as many body bytes as it declares.
+                let body_len = loop {
+                    let Ok(n) = conn.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let declared = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break end + 4 + declared;
+                    }
+                };
+                while request.len() < body_len {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let length = if with_length {
+                    format!("content-length: {}\r\n", body.len())
+                } else {
+                    String::new()
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n{length}connection: close\r\n\r\n"
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_cap_is_too_large_and_one_within_it_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (api, app) = (dir.path().join("api"), dir.path().join("app"));
+        std::fs::write(&api, "api-key-1").expect("write");
+        std::fs::write(&app, "app-key-2").expect("write");
+        // A valid v2 answer, padded with JSON whitespace to 4,000 bytes.
+        let mut body = serde_json::json!({"data": {"type": "timeseries_response", "id": "0",
+            "attributes": {"series": [{"group_tags": ["version:canary"], "query_index": 0, "unit": null}],
+                "times": [1_700_000_000_000i64], "values": [[0.25]]}}})
+        .to_string();
+        let pad = 4000usize.saturating_sub(body.len());
+        body.push_str(&" ".repeat(pad));
+        assert_eq!(body.len(), 4000);
+        let window = Window::Instant(1_700_000_000_000);
+        for with_length in [false, true] {
+            let (url, task) = serve(body.clone(), with_length).await;
+            let config = DatadogConfig {
+                site: None,
+                url: Some(url),
+                api_key: format!("file:{}", api.display()),
+                application_key: format!("file:{}", app.display()),
+                api: Api::V2,
+                timeout: Some("5s".into()),
+                rate_limit: RateLimit::default(),
+            };
+            let small = Datadog::with_cap(&config, 3999).expect("config");
+            let e = small
+                .query("dd", "avg:errors{*}", window)
+                .await
+                .expect_err("4,000 bytes over a cap of 3,999");
+            assert_eq!(e.kind, QueryErrorKind::TooLarge, "{e}");
+            assert!(
+                e.to_string().contains("larger than 3999 bytes"),
+                "with_length={with_length}: {e}"
+            );
+            let enough = Datadog::with_cap(&config, 4000).expect("config");
+            let read = enough
+                .query("dd", "avg:errors{*}", window)
+                .await
+                .expect("4,000 bytes within a cap of 4,000");
+            assert_eq!(read.series.len(), 1);
+            assert_eq!(read.series[0].points, vec![(1_700_000_000_000, 0.25)]);
+            task.abort();
+        }
+    }
 
     #[test]
     fn rate_limit_headers() {

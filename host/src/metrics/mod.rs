@@ -212,6 +212,22 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// The largest answer read from a metric backend: one that sends more (a broken proxy, a
+/// hostile server) is refused as soon as it passes this, not buffered whole.
+pub(crate) const MAX_ANSWER_BYTES: usize = 256 << 20;
+
+/// The message of a [`QueryErrorKind::TooLarge`] answer over `cap` bytes.
+pub(crate) fn answer_too_large(cap: usize) -> String {
+    let size = if cap >= 1 << 20 && cap.is_multiple_of(1 << 20) {
+        format!("{} MiB", cap >> 20)
+    } else {
+        format!("{cap} bytes")
+    };
+    format!(
+        "the answer is larger than {size}, the most rollgate reads; narrow the query or its window"
+    )
+}
+
 /// How much of an outside body (a backend's error answer) a message quotes, in characters;
 /// cut by [`secret::excerpt`], which redacts the backend's secrets first.
 pub(crate) const ERROR_BODY_CHARS: usize = 300;

@@ -16,8 +16,8 @@
 
 use super::secret::{Secret, SecretRef, basic_credential, excerpt, literal_or_secret, redact};
 use super::{
-    Backend, BoxFuture, ERROR_BODY_CHARS, QueryError, QueryErrorKind, QueryResult, Series, Window,
-    error_chain,
+    Backend, BoxFuture, ERROR_BODY_CHARS, MAX_ANSWER_BYTES, QueryError, QueryErrorKind,
+    QueryResult, Series, Window, answer_too_large, error_chain,
 };
 use prometheus_http_query::response::{Data, PromqlResult};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -250,15 +250,9 @@ impl Prometheus {
             }
         })?;
         let status = response.status();
-        let body = read_capped(response, MAX_BODY_BYTES).await.map_err(|e| {
+        let body = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| {
             let Some(e) = e else {
-                return err(
-                    QueryErrorKind::TooLarge,
-                    format!(
-                        "the answer is larger than {} MiB, the most rollgate reads; narrow the query or its window",
-                        MAX_BODY_BYTES >> 20
-                    ),
-                );
+                return err(QueryErrorKind::TooLarge, answer_too_large(MAX_ANSWER_BYTES));
             };
             if e.is_timeout() {
                 err(
@@ -275,10 +269,6 @@ impl Prometheus {
         decode(status.as_u16(), &body, &self.secrets).map_err(|(kind, message)| err(kind, message))
     }
 }
-
-/// The largest answer read from a Prometheus API: a backend that sends more (a broken
-/// proxy, a hostile server) is refused, not buffered whole.
-const MAX_BODY_BYTES: usize = 256 << 20;
 
 /// The body of `response`, chunk by chunk, refused (`Err(None)`) as soon as it grows past
 /// `cap` bytes.
