@@ -849,6 +849,46 @@ fn api_v2_answers_the_new_shapes_and_v1_stays_as_it_was() {
         all["rollouts"][0]["lastFailure"]["kind"], "operator",
         "{all}"
     );
+    // Paging: one rollout a page, in name order, `next` naming where the next page starts
+    // and absent on the last; a bad limit is refused; v1 (frozen) ignores paging.
+    let (code, first) = s.read("/api/v2/rollouts?limit=1");
+    assert_eq!(code, 200, "{first}");
+    common::assert_valid(&list, &first);
+    assert_eq!(
+        first["rollouts"].as_array().map(Vec::len),
+        Some(1),
+        "{first}"
+    );
+    assert_eq!(first["rollouts"][0]["rollout"], "busy", "{first}");
+    assert_eq!(first["next"], "busy", "{first}");
+    let (code, second) = s.read("/api/v2/rollouts?limit=1&after=busy");
+    assert_eq!(code, 200, "{second}");
+    common::assert_valid(&list, &second);
+    assert_eq!(second["rollouts"][0]["rollout"], "held", "{second}");
+    assert!(second.get("next").is_none(), "the last page: {second}");
+    let (code, whole) = s.read("/api/v2/rollouts?limit=1000");
+    assert_eq!(code, 200, "{whole}");
+    assert_eq!(
+        whole["rollouts"].as_array().map(Vec::len),
+        Some(2),
+        "{whole}"
+    );
+    assert!(whole.get("next").is_none(), "{whole}");
+    let (code, none) = s.read("/api/v2/rollouts?after=held");
+    assert_eq!(code, 200, "{none}");
+    assert_eq!(none["rollouts"].as_array().map(Vec::len), Some(0), "{none}");
+    for bad in ["0", "1001", "ten", "-1"] {
+        let (code, e) = s.read(&format!("/api/v2/rollouts?limit={bad}"));
+        assert_eq!(code, 400, "limit={bad}: {e}");
+        assert!(
+            e["error"].as_str().is_some_and(|m| m.contains("1 to 1000")),
+            "limit={bad}: {e}"
+        );
+    }
+    let (code, v1) = s.call("GET", "/api/v1/rollouts?limit=1", Some(READER), None);
+    assert_eq!(code, 200, "{v1}");
+    assert_eq!(v1["rollouts"].as_array().map(Vec::len), Some(2), "{v1}");
+    assert!(v1.get("next").is_none(), "{v1}");
     let (code, h) = s.read("/api/v2/rollouts/busy/history");
     assert_eq!(code, 200, "{h}");
     common::assert_valid(&history, &h);

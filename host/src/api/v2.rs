@@ -15,29 +15,71 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+/// The most rollouts one page of `GET /api/v2/rollouts` holds.
+pub(super) const MAX_PAGE: usize = 1000;
+
+/// Paging of the v2 list (v1's list is frozen and ignores these): `limit` rollouts a page,
+/// those named after `after`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PageQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    /// The page size asked for, checked: `None` lists every rollout, as before paging.
+    fn limit(&self) -> Result<Option<usize>, String> {
+        let Some(text) = self.limit.as_deref() else {
+            return Ok(None);
+        };
+        match text.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "limit {text:?}: a page holds 1 to {MAX_PAGE} rollouts; leave it out to list every rollout"
+            )),
+        }
+    }
+}
 
 pub(super) async fn list(
     State(s): State<AppState>,
     Query(q): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers, Role::Read, "listing rollouts") {
         return *r;
     }
+    let limit = match page.limit() {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
     let listed = match listed(&s, &q).await {
         Ok(l) => l,
         Err(r) => return r,
     };
-    let rollouts = listed
+    // `listed` is in name order: a page is the names after `after`, up to `limit`.
+    let mut rest = listed
         .into_iter()
-        .map(|(p, runner)| ListItem {
+        .filter(|(p, _)| page.after.as_deref().is_none_or(|a| p.rollout.as_str() > a))
+        .peekable();
+    let mut rollouts = Vec::new();
+    while let Some((p, runner)) = rest.next_if(|_| limit.is_none_or(|n| rollouts.len() < n)) {
+        rollouts.push(ListItem {
             runner,
             ..ListItem::from(&p)
-        })
-        .collect();
+        });
+    }
+    let next = match rest.peek() {
+        Some(_) => rollouts.last().map(|r: &ListItem| r.rollout.clone()),
+        None => None,
+    };
     Json(v2::List {
         api_version: ApiVersion,
         rollouts,
+        next,
     })
     .into_response()
 }

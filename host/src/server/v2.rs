@@ -387,8 +387,12 @@ impl From<&crate::engine::Progress> for ListItem {
 pub struct List {
     /// `rollgate.dev/v2`.
     pub api_version: ApiVersion,
-    /// The rollouts (filtered as asked).
+    /// The rollouts (filtered as asked), by name.
     pub rollouts: Vec<ListItem>,
+    /// When the request asked for a page (`limit`) and more rollouts match: the `after` of
+    /// the next page (the last name on this one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// One committed change on the v2 event stream (`GET /api/v2/events`): the v1 event's
@@ -799,9 +803,18 @@ mod tests {
         let doc = serde_json::to_value(List {
             api_version: ApiVersion,
             rollouts: vec![ListItem::from(&progress())],
+            next: None,
         })
         .unwrap();
         assert!(list.is_valid(&doc), "{doc}");
+        assert!(doc.get("next").is_none(), "no next page: {doc}");
+        let paged = serde_json::to_value(List {
+            api_version: ApiVersion,
+            rollouts: vec![ListItem::from(&progress())],
+            next: Some("checkout".into()),
+        })
+        .unwrap();
+        assert!(list.is_valid(&paged), "{paged}");
     }
 
     #[test]
